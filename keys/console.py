@@ -1,0 +1,71 @@
+"""What both command-line tools share: exit codes, one-line errors, output, progress.
+
+    def main(argv: list[str] | None = None) -> NoReturn:
+        run(_main, argv, prog="airlock")
+
+``run`` turns an :class:`~keys.errors.AirlockError` into its message on one
+line of stderr and its documented exit code; any other exception becomes
+exit 1 with one line, and a traceback only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+from tqdm import tqdm
+
+from keys.errors import AirlockError
+
+__all__ = ["emit", "progress", "run"]
+
+
+def run(main: Callable[[list[str]], int], argv: list[str] | None, prog: str) -> NoReturn:
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    try:
+        code = main(args)
+    except AirlockError as e:
+        if debug:
+            raise
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        code = e.exit_code
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        code = 130
+    except Exception as e:
+        if debug:
+            raise
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(
+            f"{prog}: unexpected error: {type(e).__name__}: {first} (rerun with --debug for details)",
+            file=sys.stderr,
+        )
+        code = 1
+    sys.exit(code)
+
+
+def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
+    """Print ``result`` as JSON, or through ``human`` for people."""
+    if as_json:
+        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+    elif human is not None:
+        text = human(result)
+        if text:
+            print(text)
+
+
+@contextmanager
+def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
+    """A byte progress bar on stderr, shown only on a terminal."""
+    bar = tqdm(
+        total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
+        disable=None, file=sys.stderr, leave=False,
+    )
+    try:
+        yield bar.update
+    finally:
+        bar.close()

@@ -1,0 +1,85 @@
+"""One exception hierarchy for all of Airlock.
+
+Every error a user can meet is an :class:`AirlockError`. Its message is one
+line that says what is wrong and what to do; its ``exit_code`` is the
+documented exit code of both command-line tools (see README, "Exit codes").
+Code that catches errors catches these classes, never strings.
+"""
+
+from __future__ import annotations
+
+
+class AirlockError(Exception):
+    """Base of every error Airlock raises on purpose. Exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(AirlockError):
+    """Bad flags, bad configuration or a bad spec file. Exit code 2."""
+
+    exit_code = 2
+
+
+class SpecError(UsageError):
+    """A release spec (``airlock.yaml``) is invalid; names the field and line."""
+
+    def __init__(self, path: str, field: str, message: str, line: int | None = None) -> None:
+        where = f"{path}:{line}" if line is not None else path
+        super().__init__(f"{where}: field '{field}': {message}")
+        self.field = field
+        self.line = line
+
+
+class RejectedError(AirlockError):
+    """A bundle or metadata failed a check; nothing was installed. Exit code 3."""
+
+    exit_code = 3
+
+
+class SignatureError(RejectedError):
+    """Signatures are missing, invalid or below the role's threshold."""
+
+
+class ExpiredError(RejectedError):
+    """Signed metadata is past its expiry (freeze attack or stale media)."""
+
+
+class RollbackError(RejectedError):
+    """A release or root is older than one already accepted."""
+
+
+class PolicyError(RejectedError):
+    """The signer may not deploy this release here (ring), or a rule forbids it."""
+
+
+class FormatError(RejectedError):
+    """The bundle is not a well-formed Airlock archive (tar, layout, metadata)."""
+
+
+class DigestError(FormatError):
+    """A blob's sha256 or length differs from what the signed metadata says."""
+
+
+class HealthCheckError(AirlockError):
+    """A health check or probe failed; the previous release is active again. Exit 4."""
+
+    exit_code = 4
+
+
+class PreconditionError(AirlockError):
+    """Not enough disk or memory, a lock is held, or ROOT is not initialised. Exit 5."""
+
+    exit_code = 5
+
+
+class NoSpaceError(PreconditionError):
+    """The target filesystem lacks room for what must be written."""
+
+
+class LockedError(PreconditionError):
+    """Another agent command holds the lock on ROOT."""
+
+
+class NotInitialisedError(PreconditionError):
+    """The agent root has not been set up with ``airlock-agent init``."""

@@ -1,0 +1,105 @@
+"""Ed25519 key files: generate, save, load.
+
+A key pair is two files: ``NAME.key`` (PKCS#8 PEM, mode 0600, encrypted when a
+passphrase is given) and ``NAME.pub`` (the TUF/securesystemslib JSON form of
+the public key, with its key id)::
+
+    priv, pub = generate_keypair("release", Path("keys"), passphrase=b"s3cret")
+    signer = load_signer(priv, passphrase=b"s3cret")
+    key = load_public_key(pub)
+    assert signer.public_key.keyid == key.keyid
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from securesystemslib.signer import CryptoSigner, Key, SSlibKey
+
+from keys.errors import UsageError
+
+__all__ = ["generate_keypair", "load_public_key", "load_signer", "passphrase_from_env"]
+
+
+def passphrase_from_env(var: str | None) -> bytes | None:
+    """The passphrase held in environment variable ``var`` (None when not asked for)."""
+    if var is None:
+        return None
+    value = os.environ.get(var)
+    if value is None:
+        raise UsageError(f"environment variable {var} is not set; export the key passphrase in it")
+    return value.encode()
+
+
+def generate_keypair(
+    name: str, directory: Path, passphrase: bytes | None = None, *, force: bool = False
+) -> tuple[Path, Path]:
+    """Write ``directory/name.key`` (0600) and ``directory/name.pub``; return both paths."""
+    if not name or "/" in name or name.startswith("."):
+        raise UsageError(f"key name {name!r} must be a plain file name")
+    directory.mkdir(parents=True, exist_ok=True)
+    priv_path, pub_path = directory / f"{name}.key", directory / f"{name}.pub"
+    if not force and (priv_path.exists() or pub_path.exists()):
+        raise UsageError(f"{priv_path} already exists; choose another name or remove it")
+    private = Ed25519PrivateKey.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase)
+        if passphrase
+        else serialization.NoEncryption()
+    )
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+    )
+    # Create with 0600 from the start so the key is never readable by others,
+    # not even for an instant between write and chmod.
+    if priv_path.exists():
+        priv_path.unlink()
+    fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(pem)
+    public = SSlibKey.from_crypto(private.public_key())
+    pub_path.write_text(json.dumps(_public_dict(public), indent=2, sort_keys=True) + "\n")
+    return priv_path, pub_path
+
+
+def _public_dict(key: Key) -> dict[str, object]:
+    return {"keyid": key.keyid, **key.to_dict()}
+
+
+def load_signer(path: Path, passphrase: bytes | None = None) -> CryptoSigner:
+    """Load a private key file as a signer; clear errors for wrong or missing passphrases."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read key {path}: {e.strerror}") from e
+    try:
+        private = serialization.load_pem_private_key(data, password=passphrase)
+    except TypeError as e:
+        if passphrase is None:
+            raise UsageError(f"key {path} is encrypted; pass --passphrase-env VAR") from e
+        raise UsageError(f"key {path} is not encrypted; drop --passphrase-env") from e
+    except ValueError as e:
+        if b"ENCRYPTED" in data:
+            raise UsageError(f"wrong passphrase for key {path}") from e
+        raise UsageError(f"{path} is not a private key file (PEM PKCS#8)") from e
+    if not isinstance(private, Ed25519PrivateKey):
+        raise UsageError(f"{path} is not an Ed25519 key; make keys with 'airlock keys generate'")
+    return CryptoSigner(private)
+
+
+def load_public_key(path: Path) -> Key:
+    """Load a ``.pub`` file written by :func:`generate_keypair` (or a ``.key`` file)."""
+    if path.suffix == ".key":
+        raise UsageError(f"{path} is a private key; give the matching .pub file")
+    try:
+        raw = json.loads(path.read_text())
+        keyid = raw.pop("keyid")
+        return Key.from_dict(keyid, raw)
+    except OSError as e:
+        raise UsageError(f"cannot read public key {path}: {e.strerror}") from e
+    except (ValueError, KeyError, TypeError) as e:
+        raise UsageError(f"{path} is not an Airlock public key file") from e

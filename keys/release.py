@@ -1,0 +1,351 @@
+"""The signed release metadata: what a bundle holds and how to check it.
+
+A release is a TUF ``targets`` document (``tuf.api.metadata.Targets``):
+
+* ``version`` is the release *sequence*, the integer the agent uses for
+  anti-rollback;
+* ``expires`` is the release expiry;
+* ``targets`` lists **every** file of the OCI layout in the bundle
+  (``oci-layout``, ``index.json``, ``blobs/sha256/<hex>``) with its exact
+  length and sha256;
+* the field ``airlock`` carries what TUF has no words for: the user's name and
+  version string, models with their health-check budgets, images, feature
+  flags, hooks, target rings and, for a delta bundle, its base.
+
+Example::
+
+    release = Release(name="vision", version="1.2.0", sequence=7, expires=when)
+    md = release.to_metadata()          # Metadata[Targets], ready to sign
+    again = Release.from_metadata(md)   # strict: a bad field is a FormatError
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tuf.api.metadata import Metadata, Signed, TargetFile, Targets
+from tuf.api.serialization import SerializationError, SignedSerializer
+
+from keys.errors import FormatError
+
+__all__ = [
+    "BLOB_PREFIX",
+    "Delta",
+    "FileInfo",
+    "HealthSpec",
+    "Hooks",
+    "ImageEntry",
+    "ModelEntry",
+    "Release",
+    "ReleaseSerializer",
+    "blob_path",
+    "digest_hex",
+]
+
+BLOB_PREFIX = "blobs/sha256/"
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+def digest_hex(digest: str) -> str:
+    """``sha256:<hex>`` -> ``<hex>``, refusing anything else."""
+    if not _DIGEST.match(digest):
+        raise FormatError(f"not a sha256 digest: {digest[:80]!r}")
+    return digest[7:]
+
+
+def blob_path(digest: str) -> str:
+    """The path of a blob inside the OCI layout (and the bundle tar)."""
+    return BLOB_PREFIX + digest_hex(digest)
+
+
+class ReleaseSerializer(SignedSerializer):
+    """The bytes a release signature covers.
+
+    JSON with sorted keys, no whitespace, UTF-8. TUF's default (OLPC canonical
+    JSON) forbids floats, but releases carry float tolerances, budgets and
+    flag values, so releases are signed over this form instead; Python's float
+    repr is the shortest round-tripping form, the same on every platform.
+    Trust roots keep TUF's own form.
+    """
+
+    def serialize(self, signed_obj: Signed) -> bytes:
+        try:
+            return json.dumps(
+                signed_obj.to_dict(), sort_keys=True, separators=(",", ":"),
+                ensure_ascii=False, allow_nan=False,
+            ).encode()
+        except (TypeError, ValueError) as e:
+            raise SerializationError(str(e)) from e
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file of the bundle's OCI layout as the signature vouches for it."""
+
+    length: int
+    sha256: str  # hex
+
+
+@dataclass(frozen=True)
+class HealthSpec:
+    """What the agent checks before it switches to a model."""
+
+    inputs: str | None = None  # digest of the golden inputs .npz
+    outputs: str | None = None  # digest of the golden outputs .npz
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    runs: int = 20
+    max_p95_ms: float | None = None
+    max_memory_mb: float | None = None
+    timeout_s: float = 60.0
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    manifest: str  # digest of the OCI artifact manifest
+    blob: str  # digest of the model file layer
+    file_name: str  # file name inside the release's models/<name>/ dir
+    media_type: str
+    size: int
+    health: HealthSpec = field(default_factory=HealthSpec)
+    source: str | None = None  # where the bundler took it from (path or OCI ref)
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    ref: str  # the reference as the user wrote it, e.g. registry:5000/app:1.0
+    manifest: str  # digest pinned at build time (the platform's manifest)
+    media_type: str
+    platform: str | None = None
+    index: str | None = None  # digest of the multi-arch index it came from, if any
+    blobs: tuple[str, ...] = ()  # config and layers, so a sink knows what to copy
+
+
+@dataclass(frozen=True)
+class Hooks:
+    post_switch: str | None = None
+    probe: str | None = None  # http(s)://... URL or a shell command
+    probe_window_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A delta bundle applies on top of ``base_sequence`` and omits ``expects``."""
+
+    base_sequence: int
+    expects: tuple[str, ...] = ()  # digests the device must already hold
+
+
+@dataclass
+class Release:
+    name: str
+    version: str
+    sequence: int
+    expires: datetime
+    files: dict[str, FileInfo] = field(default_factory=dict)
+    models: list[ModelEntry] = field(default_factory=list)
+    images: list[ImageEntry] = field(default_factory=list)
+    flags: dict[str, Any] = field(default_factory=dict)
+    hooks: Hooks = field(default_factory=Hooks)
+    rings: list[str] = field(default_factory=list)
+    delta: Delta | None = None
+
+    @property
+    def id(self) -> str:
+        """Directory name of this release on a device: ``NAME-SEQUENCE``."""
+        return f"{self.name}-{self.sequence}"
+
+    def to_metadata(self) -> Metadata[Targets]:
+        targets = {
+            path: TargetFile(info.length, {"sha256": info.sha256}, path)
+            for path, info in sorted(self.files.items())
+        }
+        body: dict[str, Any] = {
+            "name": self.name,
+            "version": self.version,
+            "models": [_model_dict(m) for m in self.models],
+            "images": [_drop_none(asdict(i)) for i in self.images],
+            "flags": self.flags,
+            "hooks": _drop_none(asdict(self.hooks)),
+            "rings": list(self.rings),
+        }
+        if self.delta is not None:
+            body["delta"] = asdict(self.delta)
+        signed = Targets(
+            version=self.sequence,
+            expires=self.expires,
+            targets=targets,
+            unrecognized_fields={"airlock": body},
+        )
+        return Metadata(signed)
+
+    @classmethod
+    def from_metadata(cls, md: Metadata[Any]) -> Release:
+        """Read a release from (already verified) metadata; strict about every field."""
+        signed = md.signed
+        if not isinstance(signed, Targets):
+            raise FormatError("release metadata is not of type 'targets'")
+        body = signed.unrecognized_fields.get("airlock")
+        if not isinstance(body, dict):
+            raise FormatError("release metadata has no 'airlock' section")
+        r = _Reader(body, "airlock")
+        files: dict[str, FileInfo] = {}
+        for path, target in signed.targets.items():
+            sha = target.hashes.get("sha256")
+            if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+                raise FormatError(f"release lists {path!r} without a sha256")
+            if path.startswith(BLOB_PREFIX) and path[len(BLOB_PREFIX) :] != sha:
+                raise FormatError(f"release lists {path!r} under another digest")
+            files[path] = FileInfo(target.length, sha)
+        name = r.text("name")
+        if not _NAME.match(name):
+            raise FormatError(f"release name {name!r} is not a plain name")
+        hooks = r.sub("hooks")
+        delta_raw = body.get("delta")
+        delta = None
+        if delta_raw is not None:
+            d = r.sub("delta")
+            delta = Delta(d.integer("base_sequence"), tuple(d.digests("expects")))
+        return cls(
+            name=name,
+            version=r.text("version"),
+            sequence=signed.version,
+            expires=signed.expires,
+            files=files,
+            models=[_model_from(m) for m in r.subs("models")],
+            images=[_image_from(i) for i in r.subs("images")],
+            flags=r.mapping("flags"),
+            hooks=Hooks(
+                post_switch=hooks.opt_text("post_switch"),
+                probe=hooks.opt_text("probe"),
+                probe_window_s=hooks.number("probe_window_s", 30.0),
+            ),
+            rings=r.texts("rings"),
+            delta=delta,
+        )
+
+    def all_digests(self) -> list[str]:
+        """Digests of every blob this release needs, in the bundle or expected."""
+        found = [f"sha256:{p[len(BLOB_PREFIX):]}" for p in self.files if p.startswith(BLOB_PREFIX)]
+        if self.delta:
+            found.extend(self.delta.expects)
+        return sorted(set(found))
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if v is not None}
+
+
+def _model_dict(m: ModelEntry) -> dict[str, Any]:
+    d = _drop_none(asdict(m))
+    d["health"] = _drop_none(asdict(m.health))
+    return d
+
+
+class _Reader:
+    """Typed access to an untrusted JSON object, raising FormatError naming the field."""
+
+    def __init__(self, raw: Any, where: str) -> None:
+        if not isinstance(raw, dict):
+            raise FormatError(f"release field '{where}' must be an object")
+        self.raw, self.where = raw, where
+
+    def _get(self, key: str, types: tuple[type, ...], default: Any = ...) -> Any:
+        if key not in self.raw:
+            if default is ...:
+                raise FormatError(f"release field '{self.where}.{key}' is missing")
+            return default
+        value = self.raw[key]
+        if value is None and default is not ... and default is None:
+            return None
+        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+            raise FormatError(f"release field '{self.where}.{key}' has the wrong type")
+        return value
+
+    def text(self, key: str) -> str:
+        return str(self._get(key, (str,)))
+
+    def opt_text(self, key: str) -> str | None:
+        v = self._get(key, (str,), None)
+        return None if v is None else str(v)
+
+    def integer(self, key: str) -> int:
+        return int(self._get(key, (int,)))
+
+    def number(self, key: str, default: float | None) -> Any:
+        v = self._get(key, (int, float), default)
+        return None if v is None else float(v)
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        return dict(self._get(key, (dict,), {}))
+
+    def texts(self, key: str) -> list[str]:
+        values = self._get(key, (list,), [])
+        if not all(isinstance(v, str) for v in values):
+            raise FormatError(f"release field '{self.where}.{key}' must be a list of strings")
+        return list(values)
+
+    def digests(self, key: str) -> list[str]:
+        values = self.texts(key)
+        for v in values:
+            digest_hex(v)
+        return values
+
+    def digest(self, key: str, optional: bool = False) -> Any:
+        v = self._get(key, (str,), None if optional else ...)
+        if v is not None:
+            digest_hex(v)
+        return v
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self._get(key, (dict,), {}), f"{self.where}.{key}")
+
+    def subs(self, key: str) -> list[_Reader]:
+        return [_Reader(v, f"{self.where}.{key}[{i}]") for i, v in enumerate(self._get(key, (list,), []))]
+
+
+def _model_from(r: _Reader) -> ModelEntry:
+    h = r.sub("health")
+    name = r.text("name")
+    file_name = r.text("file_name")
+    if not _NAME.match(name) or not _NAME.match(file_name):
+        raise FormatError(f"model name {name!r} or file name {file_name!r} is not a plain name")
+    providers = h.texts("providers") or ["CPUExecutionProvider"]
+    return ModelEntry(
+        name=name,
+        manifest=r.digest("manifest"),
+        blob=r.digest("blob"),
+        file_name=file_name,
+        media_type=r.text("media_type"),
+        size=r.integer("size"),
+        source=r.opt_text("source"),
+        health=HealthSpec(
+            inputs=h.digest("inputs", optional=True),
+            outputs=h.digest("outputs", optional=True),
+            rtol=h.number("rtol", 1e-4),
+            atol=h.number("atol", 1e-5),
+            runs=int(h.number("runs", 20)),
+            max_p95_ms=h.number("max_p95_ms", None),
+            max_memory_mb=h.number("max_memory_mb", None),
+            timeout_s=h.number("timeout_s", 60.0),
+            providers=tuple(providers),
+        ),
+    )
+
+
+def _image_from(r: _Reader) -> ImageEntry:
+    return ImageEntry(
+        ref=r.text("ref"),
+        manifest=r.digest("manifest"),
+        media_type=r.text("media_type"),
+        platform=r.opt_text("platform"),
+        index=r.digest("index", optional=True),
+        blobs=tuple(r.digests("blobs")),
+    )

@@ -1,0 +1,410 @@
+"""The trust root and every trust decision Airlock makes.
+
+A device is provisioned with a trust root, a TUF ``root`` document naming the
+keys and thresholds of the roles:
+
+* ``root``: signs trust roots. A new root must carry the threshold of both
+  the old and the new root's ``root`` role (TUF root rotation).
+* ``targets``: the *release* role; may deploy a release to any ring.
+* delegated signers, kept under ``x-airlock-delegations`` as TUF
+  ``Delegations``: each is limited to the rings listed in its ``rings`` field
+  (e.g. a "canary" signer can only deploy to devices in the canary ring).
+
+Everything that decides whether a signature, an expiry, a version or a ring is
+acceptable lives in :meth:`TrustRoot.verify_release` and
+:meth:`TrustRoot.rotate`; other modules ask, they never decide::
+
+    root = TrustRoot.from_file(Path("root.json"))
+    verified = root.verify_release(release_json_bytes, ring="canary")
+    print(verified.release.name, verified.role, verified.rings)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from securesystemslib.signer import Key, Signer
+from tuf.api.exceptions import UnsignedMetadataError
+from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Role, Root, Targets
+from tuf.api.serialization import DeserializationError
+
+from keys.errors import (
+    ExpiredError,
+    FormatError,
+    PolicyError,
+    RollbackError,
+    SignatureError,
+    UsageError,
+)
+from keys.bundle_format import BundleHead, BundleReader
+from keys.release import Release, ReleaseSerializer
+
+__all__ = [
+    "RingSigner",
+    "TrustRoot",
+    "VerifiedRelease",
+    "create_root",
+    "parse_duration",
+    "rotate_root",
+    "verify_bundle",
+]
+
+RELEASE_ROLE = "targets"
+_DELEGATIONS = "x-airlock-delegations"
+# Signed metadata is read whole into memory; a bound keeps a hostile bundle
+# from feeding "endless data" here. Generous: 100k blobs fit in ~20 MB.
+MAX_METADATA_BYTES = 32 * 1024 * 1024
+
+
+def parse_duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``, ``1y`` -> a timedelta (UsageError otherwise)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+    text = str(text).strip()
+    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
+        raise UsageError(f"duration {text!r} must look like 30d, 12h, 90m or 1y")
+    return timedelta(seconds=int(text[:-1]) * units[text[-1]])
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+@dataclass(frozen=True)
+class RingSigner:
+    """A delegated release signer limited to some rings."""
+
+    name: str
+    keys: tuple[Key, ...]
+    rings: tuple[str, ...]
+    threshold: int = 1
+
+
+@dataclass(frozen=True)
+class VerifiedRelease:
+    """A release whose signatures, expiry and ring policy have been checked."""
+
+    release: Release
+    role: str  # "targets" or the delegated signer's name
+    signers: tuple[str, ...]  # key ids whose valid signatures counted
+    rings: tuple[str, ...] | None  # rings it may land on; None = any
+
+
+def create_root(
+    root_signers: Sequence[Signer],
+    release_keys: Sequence[Key],
+    *,
+    root_threshold: int = 1,
+    release_threshold: int = 1,
+    expires: timedelta = timedelta(days=365),
+    ring_signers: Sequence[RingSigner] = (),
+    version: int = 1,
+    now: datetime | None = None,
+) -> Metadata[Root]:
+    """A new trust root signed by every given root signer."""
+    root_keys = [s.public_key for s in root_signers]
+    _check_threshold("root", root_threshold, len(root_keys))
+    _check_threshold("release", release_threshold, len(release_keys))
+    root = Root(version=version, expires=(now or _utc_now()) + expires, consistent_snapshot=False)
+    for key in root_keys:
+        root.add_key(key, "root")
+    for key in release_keys:
+        root.add_key(key, RELEASE_ROLE)
+    root.roles["root"].threshold = root_threshold
+    root.roles[RELEASE_ROLE].threshold = release_threshold
+    # Timestamp and snapshot roles are part of TUF's model but unused offline:
+    # bundles carry one self-contained release. Give them the release keys so
+    # the document stays a valid TUF root.
+    for role in ("snapshot", "timestamp"):
+        root.roles[role] = Role(list(root.roles[RELEASE_ROLE].keyids), release_threshold)
+    _set_ring_signers(root, ring_signers)
+    md = Metadata(root)
+    for signer in root_signers:
+        md.sign(signer, append=True)
+    return md
+
+
+def _check_threshold(role: str, threshold: int, keys: int) -> None:
+    if threshold < 1 or threshold > keys:
+        raise UsageError(f"{role} threshold {threshold} needs between 1 and {keys} keys")
+
+
+def _set_ring_signers(root: Root, ring_signers: Sequence[RingSigner]) -> None:
+    if not ring_signers:
+        root.unrecognized_fields.pop(_DELEGATIONS, None)
+        return
+    keys: dict[str, Key] = {}
+    roles: dict[str, DelegatedRole] = {}
+    for rs in ring_signers:
+        if rs.name in (RELEASE_ROLE, "root", "snapshot", "timestamp") or not rs.rings:
+            raise UsageError(f"ring signer {rs.name!r} needs a new name and at least one ring")
+        _check_threshold(f"ring signer {rs.name}", rs.threshold, len(rs.keys))
+        for k in rs.keys:
+            keys[k.keyid] = k
+        roles[rs.name] = DelegatedRole(
+            rs.name,
+            [k.keyid for k in rs.keys],
+            rs.threshold,
+            terminating=True,
+            paths=["*"],
+            unrecognized_fields={"rings": list(rs.rings)},
+        )
+    root.unrecognized_fields[_DELEGATIONS] = Delegations(keys, roles).to_dict()
+
+
+class TrustRoot:
+    """A verified TUF root as a device or operator holds it."""
+
+    def __init__(self, md: Metadata[Root]) -> None:
+        self.md = md
+        self._delegator = _delegator(md.signed)
+
+    # -- loading ---------------------------------------------------------
+    @classmethod
+    def from_bytes(cls, data: bytes, *, check_self_signed: bool = True) -> TrustRoot:
+        md = _parse_root(data)
+        if check_self_signed:
+            _verify_threshold(md.signed, "root", md, "trust root")
+        return cls(md)
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrustRoot:
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise UsageError(f"cannot read trust root {path}: {e.strerror}") from e
+        return cls.from_bytes(data)
+
+    def to_bytes(self) -> bytes:
+        return self.md.to_bytes()
+
+    @property
+    def version(self) -> int:
+        return self.md.signed.version
+
+    @property
+    def expires(self) -> datetime:
+        return self.md.signed.expires
+
+    def ring_signers(self) -> dict[str, tuple[str, ...]]:
+        """Delegated signer name -> rings it may deploy to."""
+        if self._delegator.delegations is None or self._delegator.delegations.roles is None:
+            return {}
+        return {
+            name: tuple(role.unrecognized_fields.get("rings", []))
+            for name, role in self._delegator.delegations.roles.items()
+        }
+
+    # -- decisions -------------------------------------------------------
+    def rotate(self, new_root: bytes, *, now: datetime | None = None) -> TrustRoot:
+        """Accept ``new_root`` only if the threshold of both old and new root signed it."""
+        md = _parse_root(new_root)
+        if md.signed.version < self.version:
+            raise RollbackError(
+                f"trust root version {md.signed.version} is older than the installed "
+                f"version {self.version}"
+            )
+        if md.signed.version == self.version:
+            if md.signed_bytes != self.md.signed_bytes:
+                raise RollbackError(f"a different trust root claims version {self.version}")
+            return self
+        if md.signed.version != self.version + 1:
+            raise RollbackError(
+                f"trust root jumps from version {self.version} to {md.signed.version}; "
+                "carry each intermediate root"
+            )
+        _verify_threshold(self.md.signed, "root", md, "new trust root (old root's keys)")
+        _verify_threshold(md.signed, "root", md, "new trust root (its own keys)")
+        return TrustRoot(md)
+
+    def verify_release(
+        self, data: bytes, *, ring: str | None = None, now: datetime | None = None
+    ) -> VerifiedRelease:
+        """Check signatures, threshold, expiry and ring policy of release metadata."""
+        now = now or datetime.now(UTC)
+        if self.md.signed.is_expired(now):
+            raise ExpiredError(
+                f"the trust root expired at {_fmt(self.expires)}; "
+                "carry a bundle with a rotated root ('airlock keys rotate')"
+            )
+        if len(data) > MAX_METADATA_BYTES:
+            raise FormatError(f"release metadata is larger than {MAX_METADATA_BYTES} bytes")
+        try:
+            md: Metadata[Any] = Metadata.from_bytes(data)
+        except (DeserializationError, ValueError, TypeError, KeyError) as e:
+            raise FormatError(f"release metadata is not valid TUF metadata: {e}") from None
+        if not isinstance(md.signed, Targets):
+            raise FormatError("release metadata is not of type 'targets'")
+
+        payload = ReleaseSerializer().serialize(md.signed)
+        role, signers, rings = self._signing_role(payload, md)
+        if md.signed.is_expired(now):
+            raise ExpiredError(
+                f"release metadata (sequence {md.signed.version}) expired at "
+                f"{_fmt(md.signed.expires)}; rebuild the bundle with a later 'expires'"
+            )
+        release = Release.from_metadata(md)
+        if rings is not None:
+            wanted = set(release.rings) if release.rings else None
+            if wanted is None or not wanted <= set(rings):
+                raise PolicyError(
+                    f"signer '{role}' may deploy only to rings {', '.join(rings)}, but the "
+                    f"release targets {', '.join(sorted(wanted)) if wanted else 'all rings'}"
+                )
+        if ring is not None and release.rings and ring not in release.rings:
+            raise PolicyError(
+                f"release targets rings {', '.join(release.rings)}; this device is in ring "
+                f"'{ring}'"
+            )
+        return VerifiedRelease(release, role, signers, rings)
+
+    def verify_head(
+        self, head: BundleHead, *, ring: str | None = None, now: datetime | None = None
+    ) -> tuple[TrustRoot, VerifiedRelease]:
+        """Verify a bundle's metadata; a root it carries is rotated to first.
+
+        Returns the trust root to use from now on (``self`` when the bundle
+        carries none) and the verified release. The caller persists the new
+        root only once the whole install has succeeded.
+        """
+        trust = self.rotate(head.root_json, now=now) if head.root_json is not None else self
+        return trust, trust.verify_release(head.release_json, ring=ring, now=now)
+
+    def check_sequence(self, release: Release, highest_seen: int | None) -> None:
+        """Anti-rollback: refuse a sequence lower than one already accepted."""
+        if highest_seen is not None and release.sequence < highest_seen:
+            raise RollbackError(
+                f"release {release.name} sequence {release.sequence} is older than "
+                f"sequence {highest_seen} already accepted on this device"
+            )
+
+    def _signing_role(
+        self, payload: bytes, md: Metadata[Any]
+    ) -> tuple[str, tuple[str, ...], tuple[str, ...] | None]:
+        result = self.md.signed.get_verification_result(RELEASE_ROLE, payload, md.signatures)
+        if result.verified:
+            return RELEASE_ROLE, tuple(sorted(result.signed)), None
+        best = (RELEASE_ROLE, len(result.signed), self.md.signed.roles[RELEASE_ROLE].threshold)
+        for name, rings in self.ring_signers().items():
+            sub = self._delegator.get_verification_result(name, payload, md.signatures)
+            if sub.verified:
+                return name, tuple(sorted(sub.signed)), rings
+            if len(sub.signed) > best[1]:
+                best = (name, len(sub.signed), self._delegator.get_delegated_role(name).threshold)
+        unknown = [k for k in md.signatures if not self._knows_key(k)]
+        hint = f"; signed by unknown key {unknown[0][:16]}" if unknown else ""
+        raise SignatureError(
+            f"release metadata has {best[1]} valid signature(s) of the {best[2]} "
+            f"required for role '{best[0]}'{hint}"
+        )
+
+    def _knows_key(self, keyid: str) -> bool:
+        d = self._delegator.delegations
+        return keyid in self.md.signed.keys or (d is not None and keyid in d.keys)
+
+
+def _fmt(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_root(data: bytes) -> Metadata[Root]:
+    if len(data) > MAX_METADATA_BYTES:
+        raise FormatError("trust root is too large")
+    try:
+        md: Metadata[Any] = Metadata.from_bytes(data)
+    except (DeserializationError, ValueError, TypeError, KeyError) as e:
+        raise FormatError(f"trust root is not valid TUF root metadata: {e}") from None
+    if not isinstance(md.signed, Root):
+        raise FormatError("trust root is not of type 'root'")
+    _delegator(md.signed)  # validate the delegations now, not at first use
+    return md
+
+
+def _delegator(root: Root) -> Targets:
+    """The ring signers as a TUF Targets delegator, so TUF counts their signatures."""
+    raw = root.unrecognized_fields.get(_DELEGATIONS)
+    if raw is None:
+        return Targets(delegations=None)
+    try:
+        delegations = Delegations.from_dict(copy.deepcopy(raw))
+    except (ValueError, TypeError, KeyError) as e:
+        raise FormatError(f"trust root has malformed ring signers: {e}") from None
+    return Targets(delegations=delegations)
+
+
+def _verify_threshold(delegator: Root, role: str, md: Metadata[Any], what: str) -> None:
+    try:
+        delegator.verify_delegate(role, md.signed_bytes, md.signatures)
+    except UnsignedMetadataError as e:
+        raise SignatureError(f"{what} is not signed by the threshold of root keys: {e}") from None
+
+
+def rotate_root(
+    old: TrustRoot,
+    old_signers: Sequence[Signer],
+    new_signers: Sequence[Signer] = (),
+    *,
+    root_threshold: int | None = None,
+    release_keys: Sequence[Key] | None = None,
+    release_threshold: int | None = None,
+    ring_signers: Sequence[RingSigner] | None = None,
+    expires: timedelta = timedelta(days=365),
+    now: datetime | None = None,
+) -> Metadata[Root]:
+    """The next root version; signed by ``old_signers`` and ``new_signers``.
+
+    Without ``new_signers`` the root role keeps its keys; release keys and ring
+    signers are kept unless replaced.
+    """
+    new = copy.deepcopy(old.md.signed)
+    new.version += 1
+    new.expires = (now or _utc_now()) + expires
+    if new_signers:
+        for keyid in list(new.roles["root"].keyids):
+            new.revoke_key(keyid, "root")
+        for s in new_signers:
+            new.add_key(s.public_key, "root")
+    if root_threshold is not None:
+        new.roles["root"].threshold = root_threshold
+    _check_threshold("root", new.roles["root"].threshold, len(new.roles["root"].keyids))
+    if release_keys is not None:
+        for role in (RELEASE_ROLE, "snapshot", "timestamp"):
+            for keyid in list(new.roles[role].keyids):
+                new.revoke_key(keyid, role)
+            for key in release_keys:
+                new.add_key(key, role)
+    if release_threshold is not None:
+        for role in (RELEASE_ROLE, "snapshot", "timestamp"):
+            new.roles[role].threshold = release_threshold
+    _check_threshold("release", new.roles[RELEASE_ROLE].threshold, len(new.roles[RELEASE_ROLE].keyids))
+    if ring_signers is not None:
+        _set_ring_signers(new, ring_signers)
+    md = Metadata(new)
+    seen: set[str] = set()
+    for s in [*old_signers, *new_signers]:
+        if s.public_key.keyid not in seen:
+            md.sign(s, append=True)
+            seen.add(s.public_key.keyid)
+    # Refuse to write a root a device would reject.
+    old.rotate(md.to_bytes())
+    return md
+
+
+def verify_bundle(
+    stream: IO[bytes],
+    trust: TrustRoot,
+    *,
+    ring: str | None = None,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifiedRelease:
+    """Check a whole bundle: metadata first, then every listed file's length and sha256."""
+    reader = BundleReader(stream)
+    _, verified = trust.verify_head(reader.head(), ring=ring, now=now)
+    for member in reader.files(verified.release.files):
+        member.verify(progress)
+    return verified

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh clone: venv, dependencies, services, lint, types, tests.
+#   ./scripts/test.sh            # everything
+#   ./scripts/test.sh -k verify  # extra arguments go to pytest
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the integration tests use (real registry, skopeo, umoci, sshd).
+# Installed when we may (root) or must (CI); otherwise those tests skip with a reason.
+need_pkgs=()
+command -v skopeo >/dev/null || need_pkgs+=(skopeo)
+command -v umoci >/dev/null || need_pkgs+=(umoci)
+[ -x /usr/bin/docker-registry ] || need_pkgs+=(docker-registry)
+[ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ]; }; then
+  echo "installing Debian packages: ${need_pkgs[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq >/dev/null
+  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  # The package starts its own registry on :5000; the tests start their own on 127.0.0.1.
+  systemctl disable --now docker-registry >/dev/null 2>&1 || service docker-registry stop >/dev/null 2>&1 || true
+fi
+
+if [ ! -x .venv/bin/python ]; then
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/pip install -q -e '.[dev]'
+
+echo "== ruff"
+.venv/bin/ruff check keys bundler agent tests scripts
+echo "== mypy"
+.venv/bin/mypy
+echo "== pytest"
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
