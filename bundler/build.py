@@ -14,9 +14,11 @@ instead of producing a bundle whose signature lies. Memory stays flat.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -74,9 +76,14 @@ class BuildResult:
     def to_dict(self) -> dict[str, object]:
         r = self.release
         return {
-            "bundle": str(self.path), "size": self.size, "blobs": self.blobs,
-            "metadata_sha256": self.metadata_sha256, "signers": self.signers,
-            "name": r.name, "version": r.version, "sequence": r.sequence,
+            "bundle": str(self.path),
+            "size": self.size,
+            "blobs": self.blobs,
+            "metadata_sha256": self.metadata_sha256,
+            "signers": self.signers,
+            "name": r.name,
+            "version": r.version,
+            "sequence": r.sequence,
             "expires": r.expires.isoformat(),
         }
 
@@ -110,15 +117,22 @@ class Layout:
         self.blobs.setdefault(desc.digest, _memory_source(blob_path(desc.digest), data))
         return desc
 
-    def add_file(self, media_type: str, path: Path, *, digest: str | None = None,
-                 size: int | None = None, tick: Callable[[int], None] | None = None,
-                 annotations: dict[str, str] | None = None) -> Descriptor:
+    def add_file(
+        self,
+        media_type: str,
+        path: Path,
+        *,
+        digest: str | None = None,
+        size: int | None = None,
+        tick: Callable[[int], None] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> Descriptor:
         """Add a file; hashes it unless the caller already knows digest and size."""
         if digest is None or size is None:
             hexdigest, size = _hash_file(path, tick)
             digest = "sha256:" + hexdigest
         self.blobs.setdefault(
-            digest, SourceFile(blob_path(digest), size, digest[7:], lambda p=path: p.open("rb"))
+            digest, SourceFile(blob_path(digest), size, digest[7:], partial(_open_binary, path))
         )
         return Descriptor(media_type, digest, size, annotations or {})
 
@@ -131,25 +145,37 @@ class Layout:
         ]
 
 
+def _open_binary(path: Path) -> IO[bytes]:
+    return path.open("rb")
+
+
 def _memory_source(path: str, data: bytes) -> SourceFile:
     def opener() -> IO[bytes]:
-        import io
-
         return io.BytesIO(data)
 
     return SourceFile(path, len(data), hashlib.sha256(data).hexdigest(), opener)
 
 
-def _add_local_model(layout: Layout, spec: Spec, m: ModelSpec, tick: Callable[[int], None]) -> ModelEntry:
+def _add_local_model(
+    layout: Layout, spec: Spec, m: ModelSpec, tick: Callable[[int], None]
+) -> ModelEntry:
     assert m.path is not None
     model = layout.add_file(MODEL_LAYER_TYPE, m.path, tick=tick, annotations={_TITLE: m.path.name})
     layers = [model]
     inputs = outputs = None
     if m.health.inputs is not None and m.health.outputs is not None:
-        i = layout.add_file(GOLDEN_INPUTS_TYPE, m.health.inputs, tick=tick,
-                            annotations={_TITLE: m.health.inputs.name})
-        o = layout.add_file(GOLDEN_OUTPUTS_TYPE, m.health.outputs, tick=tick,
-                            annotations={_TITLE: m.health.outputs.name})
+        i = layout.add_file(
+            GOLDEN_INPUTS_TYPE,
+            m.health.inputs,
+            tick=tick,
+            annotations={_TITLE: m.health.inputs.name},
+        )
+        o = layout.add_file(
+            GOLDEN_OUTPUTS_TYPE,
+            m.health.outputs,
+            tick=tick,
+            annotations={_TITLE: m.health.outputs.name},
+        )
         layers += [i, o]
         inputs, outputs = i.digest, o.digest
     config = layout.add_bytes(OCI_EMPTY, b"{}")
@@ -163,16 +189,33 @@ def _add_local_model(layout: Layout, spec: Spec, m: ModelSpec, tick: Callable[[i
     return _model_entry(m, manifest.digest, model, inputs, outputs, source=str(m.path))
 
 
-def _model_entry(m: ModelSpec, manifest: str, model: Descriptor, inputs: str | None,
-                 outputs: str | None, source: str) -> ModelEntry:
+def _model_entry(
+    m: ModelSpec,
+    manifest: str,
+    model: Descriptor,
+    inputs: str | None,
+    outputs: str | None,
+    source: str,
+) -> ModelEntry:
     h = m.health
     file_name = model.annotations.get(_TITLE) or f"{m.name}.onnx"
     return ModelEntry(
-        name=m.name, manifest=manifest, blob=model.digest, file_name=file_name,
-        media_type=model.media_type, size=model.size, source=source,
+        name=m.name,
+        manifest=manifest,
+        blob=model.digest,
+        file_name=file_name,
+        media_type=model.media_type,
+        size=model.size,
+        source=source,
         health=HealthSpec(
-            inputs=inputs, outputs=outputs, rtol=h.rtol, atol=h.atol, runs=h.runs,
-            max_p95_ms=h.max_p95_ms, max_memory_mb=h.max_memory_mb, timeout_s=h.timeout_s,
+            inputs=inputs,
+            outputs=outputs,
+            rtol=h.rtol,
+            atol=h.atol,
+            runs=h.runs,
+            max_p95_ms=h.max_p95_ms,
+            max_memory_mb=h.max_memory_mb,
+            timeout_s=h.timeout_s,
             providers=h.providers,
         ),
     )
@@ -204,7 +247,8 @@ def build_bundle(
             if m.path is not None:
                 models.append(_add_local_model(layout, spec, m, tick))
     if spec.images or any(m.ref for m in spec.models):
-        from bundler import registry  # only the host with registry access needs oras
+        # Imported here: only a host that pulls from registries needs oras.
+        from bundler import registry  # type: ignore[attr-defined,unused-ignore]
 
         pulled = registry.add_remote_content(layout, spec, registry_options)
         models.extend(pulled.models)
@@ -214,9 +258,14 @@ def build_bundle(
 
     files = layout.source_files()
     release = Release(
-        name=spec.name, version=spec.version, sequence=spec.sequence, expires=spec.expires,
+        name=spec.name,
+        version=spec.version,
+        sequence=spec.sequence,
+        expires=spec.expires,
         files={f.path: FileInfo(f.size, f.sha256) for f in files},
-        models=models, images=images, flags=dict(spec.flags),
+        models=models,
+        images=images,
+        flags=dict(spec.flags),
         hooks=Hooks(spec.hooks.post_switch, spec.hooks.probe, spec.hooks.probe_window_s),
         rings=list(spec.rings),
     )
@@ -237,7 +286,10 @@ def build_bundle(
     finally:
         partial.unlink(missing_ok=True)
     return BuildResult(
-        path=output, size=output.stat().st_size, blobs=len(layout.blobs),
+        path=output,
+        size=output.stat().st_size,
+        blobs=len(layout.blobs),
         metadata_sha256=hashlib.sha256(release_json).hexdigest(),
-        signers=sorted(md.signatures), release=release,
+        signers=sorted(md.signatures),
+        release=release,
     )

@@ -1,10 +1,10 @@
 """``airlock``: the host-side command line (keys, build, verify, inspect).
 
-    airlock keys generate release --dir keys
-    airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json
-    airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock
-    airlock verify vision-1.2.0.airlock --trust root.json
-    airlock inspect vision-1.2.0.airlock --json
+airlock keys generate release --dir keys
+airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json
+airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock
+airlock verify vision-1.2.0.airlock --trust root.json
+airlock inspect vision-1.2.0.airlock --json
 """
 
 from __future__ import annotations
@@ -40,66 +40,110 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    p = _Parser(prog="airlock", description=__doc__, parents=[common],
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _Parser(
+        prog="airlock",
+        description=__doc__,
+        parents=[common],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
 
     def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, parents=[common], description=help,
-                              epilog=f"example:\n  {example}",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        return sub.add_parser(
+            name,
+            help=help,
+            parents=[common],
+            description=help,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
     keys = cmd("keys", "manage signing keys and the trust root", "airlock keys generate release")
     ksub = keys.add_subparsers(dest="keys_cmd", required=True, parser_class=_Parser)
 
     def kcmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
-        return ksub.add_parser(name, help=help, parents=[common], description=help,
-                               epilog=f"example:\n  {example}",
-                               formatter_class=argparse.RawDescriptionHelpFormatter)
+        return ksub.add_parser(
+            name,
+            help=help,
+            parents=[common],
+            description=help,
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
 
-    g = kcmd("generate", "make an Ed25519 key pair NAME.key (0600) and NAME.pub",
-             "AIRLOCK_PASS=secret airlock keys generate release --dir keys --passphrase-env AIRLOCK_PASS")
+    g = kcmd(
+        "generate",
+        "make an Ed25519 key pair NAME.key (0600) and NAME.pub",
+        "AIRLOCK_PASS=secret airlock keys generate release --dir keys --passphrase-env AIRLOCK_PASS",
+    )
     g.add_argument("name")
     g.add_argument("--dir", type=Path, default=Path("."))
     g.add_argument("--passphrase-env", metavar="VAR", help="encrypt with the passphrase in $VAR")
     g.add_argument("--force", action="store_true", help="overwrite an existing key pair")
     g.add_argument("--json", action="store_true")
 
-    i = kcmd("init", "create a trust root (root.json) for devices",
-             "airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json")
+    i = kcmd(
+        "init",
+        "create a trust root (root.json) for devices",
+        "airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json",
+    )
     _root_args(i, first=True)
 
-    r = kcmd("rotate", "make the next trust root, signed by the old and the new root keys",
-             "airlock keys rotate --trust root.json --root-key keys/root.key "
-             "--new-root-key keys/root2.key -o root-v2.json")
+    r = kcmd(
+        "rotate",
+        "make the next trust root, signed by the old and the new root keys",
+        "airlock keys rotate --trust root.json --root-key keys/root.key "
+        "--new-root-key keys/root2.key -o root-v2.json",
+    )
     r.add_argument("--trust", type=Path, required=True, help="the current root.json")
     _root_args(r, first=False)
 
-    b = cmd("build", "build a signed bundle from a release spec",
-            "airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock")
+    b = cmd(
+        "build",
+        "build a signed bundle from a release spec",
+        "airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock",
+    )
     b.add_argument("spec", type=Path)
-    b.add_argument("--key", type=Path, action="append", required=True,
-                   help="private key to sign with; repeat to meet a threshold")
+    b.add_argument(
+        "--key",
+        type=Path,
+        action="append",
+        required=True,
+        help="private key to sign with; repeat to meet a threshold",
+    )
     b.add_argument("--passphrase-env", metavar="VAR", help="passphrase of the keys is in $VAR")
     b.add_argument("-o", "--output", type=Path, help="bundle path (default NAME-VERSION.airlock)")
     b.add_argument("--root", type=Path, help="a rotated root.json to carry to devices")
-    b.add_argument("--registry-auth", type=Path, help="docker config.json with registry credentials")
-    b.add_argument("--insecure", action="append", default=[], metavar="HOST:PORT",
-                   help="plain-HTTP registry (repeatable)")
+    b.add_argument(
+        "--registry-auth", type=Path, help="docker config.json with registry credentials"
+    )
+    b.add_argument(
+        "--insecure",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="plain-HTTP registry (repeatable)",
+    )
     b.add_argument("--cache", type=Path, help="pull cache directory (default ~/.cache/airlock)")
     b.add_argument("--json", action="store_true")
 
-    v = cmd("verify", "check a bundle's signatures, expiry and every blob",
-            "airlock verify vision-1.2.0.airlock --trust root.json")
+    v = cmd(
+        "verify",
+        "check a bundle's signatures, expiry and every blob",
+        "airlock verify vision-1.2.0.airlock --trust root.json",
+    )
     v.add_argument("bundle", type=Path)
     v.add_argument("--trust", type=Path, required=True, help="trust root (root.json)")
     v.add_argument("--ring", help="check it may be deployed to this ring")
     v.add_argument("--json", action="store_true")
 
-    n = cmd("inspect", "show what a bundle holds (metadata only, fast)",
-            "airlock inspect vision-1.2.0.airlock --json")
+    n = cmd(
+        "inspect",
+        "show what a bundle holds (metadata only, fast)",
+        "airlock inspect vision-1.2.0.airlock --json",
+    )
     n.add_argument("bundle", type=Path)
     n.add_argument("--trust", type=Path, help="also verify the metadata signatures")
     n.add_argument("--json", action="store_true")
@@ -107,18 +151,38 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
-    p.add_argument("--root-key", type=Path, action="append", required=True,
-                   help="private root key that signs (repeat for a threshold)")
+    p.add_argument(
+        "--root-key",
+        type=Path,
+        action="append",
+        required=True,
+        help="private root key that signs (repeat for a threshold)",
+    )
     if not first:
-        p.add_argument("--new-root-key", type=Path, action="append", default=[],
-                       help="private key of the new root role (repeat); default: keep the keys")
-    p.add_argument("--release-key", type=Path, action="append", required=first,
-                   help="public key allowed to sign releases for every ring (repeat)")
+        p.add_argument(
+            "--new-root-key",
+            type=Path,
+            action="append",
+            default=[],
+            help="private key of the new root role (repeat); default: keep the keys",
+        )
+    p.add_argument(
+        "--release-key",
+        type=Path,
+        action="append",
+        required=first,
+        help="public key allowed to sign releases for every ring (repeat)",
+    )
     p.add_argument("--root-threshold", type=int, default=None if not first else 1)
     p.add_argument("--release-threshold", type=int, default=None if not first else 1)
-    p.add_argument("--ring-signer", action="append", default=None, metavar="NAME:RINGS:KEYS[:N]",
-                   help="a signer limited to rings, e.g. canary:canary:keys/canary.pub or "
-                        "eu:eu-1,eu-2:a.pub,b.pub:2")
+    p.add_argument(
+        "--ring-signer",
+        action="append",
+        default=None,
+        metavar="NAME:RINGS:KEYS[:N]",
+        help="a signer limited to rings, e.g. canary:canary:keys/canary.pub or "
+        "eu:eu-1,eu-2:a.pub,b.pub:2",
+    )
     p.add_argument("--expires", default="365d", help="root lifetime (default 365d)")
     p.add_argument("--passphrase-env", metavar="VAR", help="passphrase of the root keys is in $VAR")
     p.add_argument("-o", "--output", type=Path, required=True)
@@ -128,7 +192,9 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
 def _ring_signer(text: str) -> RingSigner:
     parts = text.split(":")
     if len(parts) not in (3, 4) or not all(parts[:3]):
-        raise UsageError(f"--ring-signer {text!r} must be NAME:RING[,RING]:KEY.pub[,KEY.pub][:THRESHOLD]")
+        raise UsageError(
+            f"--ring-signer {text!r} must be NAME:RING[,RING]:KEY.pub[,KEY.pub][:THRESHOLD]"
+        )
     keys = tuple(load_public_key(Path(k)) for k in parts[2].split(","))
     threshold = int(parts[3]) if len(parts) == 4 and parts[3].isdigit() else 1
     return RingSigner(parts[0], keys, tuple(parts[1].split(",")), threshold)
@@ -148,22 +214,32 @@ def _keys(a: argparse.Namespace) -> dict[str, Any]:
     rings = [_ring_signer(t) for t in a.ring_signer] if a.ring_signer is not None else None
     if a.keys_cmd == "init":
         md = create_root(
-            root_signers, [load_public_key(p) for p in a.release_key],
-            root_threshold=a.root_threshold, release_threshold=a.release_threshold,
-            expires=parse_duration(a.expires), ring_signers=rings or (),
+            root_signers,
+            [load_public_key(p) for p in a.release_key],
+            root_threshold=a.root_threshold,
+            release_threshold=a.release_threshold,
+            expires=parse_duration(a.expires),
+            ring_signers=rings or (),
         )
     else:
         old = TrustRoot.from_file(a.trust)
         md = rotate_root(
-            old, root_signers, [load_signer(p, passphrase) for p in a.new_root_key],
+            old,
+            root_signers,
+            [load_signer(p, passphrase) for p in a.new_root_key],
             root_threshold=a.root_threshold,
             release_keys=[load_public_key(p) for p in a.release_key] if a.release_key else None,
-            release_threshold=a.release_threshold, ring_signers=rings,
+            release_threshold=a.release_threshold,
+            ring_signers=rings,
             expires=parse_duration(a.expires),
         )
     _write_root(a.output, md.to_bytes())
-    return {"root": str(a.output), "version": md.signed.version,
-            "expires": md.signed.expires.isoformat(), "signatures": len(md.signatures)}
+    return {
+        "root": str(a.output),
+        "version": md.signed.version,
+        "expires": md.signed.expires.isoformat(),
+        "signatures": len(md.signatures),
+    }
 
 
 def _build(a: argparse.Namespace) -> dict[str, Any]:
@@ -197,10 +273,17 @@ def _verify(a: argparse.Namespace) -> dict[str, Any]:
     with _open_bundle(a.bundle) as f, progress(size, "verifying") as tick:
         verified = verify_bundle(f, trust, ring=a.ring, progress=tick)
     r = verified.release
-    return {"bundle": str(a.bundle), "ok": True, "name": r.name, "version": r.version,
-            "sequence": r.sequence, "role": verified.role, "signers": list(verified.signers),
-            "rings": list(verified.rings) if verified.rings is not None else None,
-            "files": len(r.files)}
+    return {
+        "bundle": str(a.bundle),
+        "ok": True,
+        "name": r.name,
+        "version": r.version,
+        "sequence": r.sequence,
+        "role": verified.role,
+        "signers": list(verified.signers),
+        "rings": list(verified.rings) if verified.rings is not None else None,
+        "files": len(r.files),
+    }
 
 
 def _inspect(a: argparse.Namespace) -> dict[str, Any]:
@@ -219,40 +302,76 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
     r = Release.from_metadata(md)
     size = sum(i.length for i in r.files.values())
     return {
-        "bundle": str(a.bundle), "name": r.name, "version": r.version, "sequence": r.sequence,
-        "expires": r.expires.isoformat(), "signers": sorted(md.signatures),
-        "verified_role": verified_role, "carries_root": head.root_json is not None,
+        "bundle": str(a.bundle),
+        "name": r.name,
+        "version": r.version,
+        "sequence": r.sequence,
+        "expires": r.expires.isoformat(),
+        "signers": sorted(md.signatures),
+        "verified_role": verified_role,
+        "carries_root": head.root_json is not None,
         "metadata_sha256": hashlib.sha256(head.release_json).hexdigest(),
-        "models": [{"name": m.name, "file": m.file_name, "size": m.size, "blob": m.blob,
-                    "golden": m.health.inputs is not None, "max_p95_ms": m.health.max_p95_ms,
-                    "max_memory_mb": m.health.max_memory_mb} for m in r.models],
-        "images": [{"ref": i.ref, "platform": i.platform, "manifest": i.manifest,
-                    "size": sum(r.files[f"blobs/sha256/{d[7:]}"].length for d in i.blobs
-                                if f"blobs/sha256/{d[7:]}" in r.files)} for i in r.images],
-        "flags": r.flags, "rings": r.rings, "files": len(r.files), "size": size,
-        "delta": None if r.delta is None else {"base_sequence": r.delta.base_sequence,
-                                               "expects": len(r.delta.expects)},
+        "models": [
+            {
+                "name": m.name,
+                "file": m.file_name,
+                "size": m.size,
+                "blob": m.blob,
+                "golden": m.health.inputs is not None,
+                "max_p95_ms": m.health.max_p95_ms,
+                "max_memory_mb": m.health.max_memory_mb,
+            }
+            for m in r.models
+        ],
+        "images": [
+            {
+                "ref": i.ref,
+                "platform": i.platform,
+                "manifest": i.manifest,
+                "size": sum(
+                    r.files[f"blobs/sha256/{d[7:]}"].length
+                    for d in i.blobs
+                    if f"blobs/sha256/{d[7:]}" in r.files
+                ),
+            }
+            for i in r.images
+        ],
+        "flags": r.flags,
+        "rings": r.rings,
+        "files": len(r.files),
+        "size": size,
+        "delta": None
+        if r.delta is None
+        else {"base_sequence": r.delta.base_sequence, "expects": len(r.delta.expects)},
     }
 
 
 def _human(cmd: str) -> Any:
     def fmt(d: dict[str, Any]) -> str:
         if cmd == "build":
-            return (f"built {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}), "
-                    f"{_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)\n"
-                    f"metadata sha256 {d['metadata_sha256']}")
+            return (
+                f"built {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}), "
+                f"{_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)\n"
+                f"metadata sha256 {d['metadata_sha256']}"
+            )
         if cmd == "verify":
-            return (f"OK {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}) "
-                    f"signed by role '{d['role']}', {d['files']} files checked")
+            return (
+                f"OK {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}) "
+                f"signed by role '{d['role']}', {d['files']} files checked"
+            )
         if cmd == "inspect":
-            lines = [f"{d['name']} {d['version']}  sequence {d['sequence']}  expires {d['expires']}",
-                     f"size {_size(d['size'])} in {d['files']} files; signers: "
-                     + ", ".join(k[:16] for k in d["signers"])]
+            lines = [
+                f"{d['name']} {d['version']}  sequence {d['sequence']}  expires {d['expires']}",
+                f"size {_size(d['size'])} in {d['files']} files; signers: "
+                + ", ".join(k[:16] for k in d["signers"]),
+            ]
             if d["verified_role"]:
                 lines.append(f"signatures verified for role '{d['verified_role']}'")
             for m in d["models"]:
-                lines.append(f"  model {m['name']}: {m['file']} {_size(m['size'])}"
-                             + (" + golden data" if m["golden"] else ""))
+                lines.append(
+                    f"  model {m['name']}: {m['file']} {_size(m['size'])}"
+                    + (" + golden data" if m["golden"] else "")
+                )
             for i in d["images"]:
                 lines.append(f"  image {i['ref']} ({i['platform']}) {_size(i['size'])}")
             if d["flags"]:

@@ -84,7 +84,9 @@ def build_time() -> datetime:
         try:
             return datetime.fromtimestamp(int(epoch), UTC)
         except ValueError:
-            raise SpecError("SOURCE_DATE_EPOCH", "SOURCE_DATE_EPOCH", "must be an integer") from None
+            raise SpecError(
+                "SOURCE_DATE_EPOCH", "SOURCE_DATE_EPOCH", "must be an integer"
+            ) from None
     return datetime.now(UTC).replace(microsecond=0)
 
 
@@ -111,7 +113,9 @@ class _Fields:
 
     def error(self, key: str, message: str) -> SpecError:
         node = self.nodes.get(key)
-        return SpecError(str(self.spec), self._name(key), message, _line(node) if node else self.line)
+        return SpecError(
+            str(self.spec), self._name(key), message, _line(node) if node else self.line
+        )
 
     def value(self, key: str, types: tuple[type, ...], what: str, default: Any = ...) -> Any:
         if key not in self.nodes:
@@ -119,7 +123,7 @@ class _Fields:
                 raise SpecError(str(self.spec), self._name(key), "is required", self.line)
             return default
         value = yaml.safe_load(yaml.serialize(self.nodes[key]))
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise self.error(key, f"must be {what}, got {type(value).__name__}")
         return value
 
@@ -176,12 +180,20 @@ def load_spec(path: Path) -> Spec:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        raise SpecError(str(path), "(yaml)", f"not valid YAML: {getattr(e, 'problem', e)}",
-                        mark.line + 1 if mark else None) from None
+        raise SpecError(
+            str(path),
+            "(yaml)",
+            f"not valid YAML: {getattr(e, 'problem', e)}",
+            mark.line + 1 if mark else None,
+        ) from None
     if root is None:
         raise SpecError(str(path), "(top)", "the spec is empty")
-    top = _Fields(path, root, "", {"name", "version", "sequence", "expires", "models",
-                                   "images", "flags", "hooks", "rings"})
+    top = _Fields(
+        path,
+        root,
+        "",
+        {"name", "version", "sequence", "expires", "models", "images", "flags", "hooks", "rings"},
+    )
     name = _plain_name(top, "name")
     version = top.value("version", (str, int, float), "a string")
     sequence = top.value("sequence", (int,), "an integer")
@@ -203,8 +215,12 @@ def load_spec(path: Path) -> Spec:
     seen: set[str] = set()
     for i, m in enumerate(models):
         if m.name in seen:
-            raise SpecError(str(path), f"models[{i}].name", f"model {m.name!r} is listed twice",
-                            _line(top.items("models")[i]))
+            raise SpecError(
+                str(path),
+                f"models[{i}].name",
+                f"model {m.name!r} is listed twice",
+                _line(top.items("models")[i]),
+            )
         seen.add(m.name)
     images = [_image(path, node, i) for i, node in enumerate(top.items("images"))]
     flags = top.value("flags", (dict,), "a mapping of name to value", {})
@@ -214,13 +230,16 @@ def load_spec(path: Path) -> Spec:
     hooks = HooksSpec()
     h = top.sub("hooks", {"post_switch", "probe", "probe_window_s"})
     if h is not None:
-        hooks = HooksSpec(h.text("post_switch", None), h.text("probe", None),
-                          h.number("probe_window_s", 30.0))
+        hooks = HooksSpec(
+            h.text("post_switch", None), h.text("probe", None), h.number("probe_window_s", 30.0)
+        )
     rings = top.value("rings", (list,), "a list of ring names", [])
     if not all(isinstance(r, str) and _NAME.match(r) for r in rings):
         raise top.error("rings", "must be a list of plain ring names")
     if not models and not images:
-        raise SpecError(str(path), "models", "a release needs at least one model or image", top.line)
+        raise SpecError(
+            str(path), "models", "a release needs at least one model or image", top.line
+        )
     return Spec(path, name, str(version), sequence, expires, models, images, flags, hooks, rings)
 
 
@@ -234,8 +253,20 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
     if ref is not None and not ref.startswith("oci://"):
         raise f.error("ref", "must look like oci://HOST/REPO:TAG or oci://HOST/REPO@sha256:…")
     health = HealthFiles()
-    h = f.sub("health", {"inputs", "outputs", "rtol", "atol", "runs", "max_p95_ms",
-                         "max_memory_mb", "timeout_s", "providers"})
+    h = f.sub(
+        "health",
+        {
+            "inputs",
+            "outputs",
+            "rtol",
+            "atol",
+            "runs",
+            "max_p95_ms",
+            "max_memory_mb",
+            "timeout_s",
+            "providers",
+        },
+    )
     if h is not None:
         inputs = outputs = None
         inputs_ref = outputs_ref = None
@@ -254,15 +285,24 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
         runs = h.value("runs", (int,), "an integer", 20)
         if runs < 1:
             raise h.error("runs", "must be 1 or more")
-        providers = h.value("providers", (list,), "a list of provider names", ["CPUExecutionProvider"])
+        providers = h.value(
+            "providers", (list,), "a list of provider names", ["CPUExecutionProvider"]
+        )
         timeout = h.number("timeout_s", 60.0)
         if timeout <= 0:
             raise h.error("timeout_s", "must be more than 0")
         health = HealthFiles(
-            inputs=inputs, outputs=outputs, inputs_ref=inputs_ref, outputs_ref=outputs_ref,
-            rtol=h.number("rtol", 1e-4), atol=h.number("atol", 1e-5), runs=runs,
-            max_p95_ms=h.number("max_p95_ms", None), max_memory_mb=h.number("max_memory_mb", None),
-            timeout_s=timeout, providers=tuple(str(p) for p in providers),
+            inputs=inputs,
+            outputs=outputs,
+            inputs_ref=inputs_ref,
+            outputs_ref=outputs_ref,
+            rtol=h.number("rtol", 1e-4),
+            atol=h.number("atol", 1e-5),
+            runs=runs,
+            max_p95_ms=h.number("max_p95_ms", None),
+            max_memory_mb=h.number("max_memory_mb", None),
+            timeout_s=timeout,
+            providers=tuple(str(p) for p in providers),
         )
     return ModelSpec(name, model_path, ref, health)
 

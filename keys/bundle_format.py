@@ -29,6 +29,7 @@ digests, truncation, and missing files.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import posixpath
 import tarfile
@@ -108,7 +109,10 @@ def oci_layout() -> bytes:
 
 
 def oci_manifest(
-    config: Descriptor, layers: Sequence[Descriptor], *, artifact_type: str | None = None,
+    config: Descriptor,
+    layers: Sequence[Descriptor],
+    *,
+    artifact_type: str | None = None,
     annotations: Mapping[str, str] | None = None,
 ) -> bytes:
     """An OCI image manifest; with ``artifact_type`` it is an artifact as ORAS makes them."""
@@ -185,27 +189,18 @@ def write_bundle(
     paths = [f.path for f in ordered]
     if len(set(paths)) != len(paths):
         raise FormatError("the same file was added to a bundle twice")
-    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK) as tar:
+    with tarfile.open(  # type: ignore[call-overload]
+        fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK
+    ) as tar:
         if root_json is not None:
-            tar.addfile(_tarinfo(ROOT_PATH, len(root_json)), _BytesReader(root_json))
-        tar.addfile(_tarinfo(RELEASE_PATH, len(release_json)), _BytesReader(release_json))
+            tar.addfile(_tarinfo(ROOT_PATH, len(root_json)), io.BytesIO(root_json))
+        tar.addfile(_tarinfo(RELEASE_PATH, len(release_json)), io.BytesIO(release_json))
         for f in ordered:
             with f.open() as src:
                 reader = _HashingReader(src, progress)
                 tar.addfile(_tarinfo(f.path, f.size), reader)  # type: ignore[arg-type]
             if reader.hash.hexdigest() != f.sha256:
                 raise DigestError(f"{f.path} changed while the bundle was written; build again")
-
-
-class _BytesReader:
-    def __init__(self, data: bytes) -> None:
-        self.data, self.pos = data, 0
-
-    def read(self, n: int = -1) -> bytes:
-        end = len(self.data) if n < 0 else self.pos + n
-        chunk = self.data[self.pos : end]
-        self.pos += len(chunk)
-        return chunk
 
 
 # -- reading -------------------------------------------------------------------
@@ -276,22 +271,19 @@ class BundleReader:
 
     def __init__(self, stream: IO[bytes]) -> None:
         try:
-            self._tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)
+            # Stream mode: one forward pass, so bundles can come from a pipe.
+            self._tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # type: ignore[call-overload]  # noqa: SIM115
         except tarfile.TarError as e:
             raise FormatError(f"not a bundle (tar): {e}") from None
         self._seen: set[str] = set()
-        self._pending: tarfile.TarInfo | None = None
         self._head: BundleHead | None = None
 
     def _next(self) -> tarfile.TarInfo | None:
-        if self._pending is not None:
-            m, self._pending = self._pending, None
-            return m
         try:
             m = self._tar.next()
         except (tarfile.TarError, OSError, EOFError, UnicodeError) as e:
             raise FormatError(f"bundle is truncated or corrupt: {e}") from None
-        self._tar.members.clear()  # keep memory flat for bundles with many members
+        self._tar.members.clear()  # type: ignore[attr-defined]  # keep memory flat for bundles with many members
         if m is not None:
             _check_member(m)
             if m.name in self._seen:
@@ -316,12 +308,13 @@ class BundleReader:
         """Read the signed metadata at the front; no blob is read."""
         if self._head is not None:
             return self._head
-        m = self._next()
-        if m is None:
+        first = self._next()
+        if first is None:
             raise FormatError("bundle is empty")
         root_json = None
-        if m.name == ROOT_PATH:
-            root_json = self._read_small(m)
+        m: tarfile.TarInfo | None = first
+        if first.name == ROOT_PATH:
+            root_json = self._read_small(first)
             m = self._next()
         if m is None or m.name != RELEASE_PATH:
             found = "the end" if m is None else repr(m.name)
@@ -360,7 +353,8 @@ class BundleReader:
         missing = sorted(remaining)
         if missing:
             raise FormatError(
-                f"bundle lacks {missing[0]}" + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                f"bundle lacks {missing[0]}"
+                + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
                 + " listed in the signed metadata (truncated or incomplete copy?)"
             )
 
@@ -380,7 +374,10 @@ def _check_member(m: tarfile.TarInfo) -> None:
         or any(part in ("", ".", "..") for part in name.split("/"))
     ):
         raise FormatError(f"bundle member {name!r} has an unsafe path")
-    if not (name in (ROOT_PATH, RELEASE_PATH, "oci-layout", "index.json") or name.startswith(BLOB_PREFIX)):
+    if not (
+        name in (ROOT_PATH, RELEASE_PATH, "oci-layout", "index.json")
+        or name.startswith(BLOB_PREFIX)
+    ):
         raise FormatError(f"bundle member {name!r} is outside the bundle layout")
     try:
         # Defence in depth: the stdlib's own idea of a safe member.

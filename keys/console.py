@@ -62,8 +62,14 @@ def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) 
 def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
     """A byte progress bar on stderr, shown only on a terminal."""
     bar = tqdm(
-        total=total, desc=desc, unit="B", unit_scale=True, unit_divisor=1024,
-        disable=None, file=sys.stderr, leave=False,
+        total=total,
+        desc=desc,
+        unit="B",
+        unit_scale=True,
+        unit_divisor=1024,
+        disable=None,
+        file=sys.stderr,
+        leave=False,
     )
     try:
         yield bar.update

@@ -76,8 +76,11 @@ class ReleaseSerializer(SignedSerializer):
     def serialize(self, signed_obj: Signed) -> bytes:
         try:
             return json.dumps(
-                signed_obj.to_dict(), sort_keys=True, separators=(",", ":"),
-                ensure_ascii=False, allow_nan=False,
+                signed_obj.to_dict(),
+                sort_keys=True,
+                separators=(",", ":"),
+                ensure_ascii=False,
+                allow_nan=False,
             ).encode()
         except (TypeError, ValueError) as e:
             raise SerializationError(str(e)) from e
@@ -233,7 +236,7 @@ class Release:
 
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, in the bundle or expected."""
-        found = [f"sha256:{p[len(BLOB_PREFIX):]}" for p in self.files if p.startswith(BLOB_PREFIX)]
+        found = [f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files if p.startswith(BLOB_PREFIX)]
         if self.delta:
             found.extend(self.delta.expects)
         return sorted(set(found))
@@ -265,7 +268,7 @@ class _Reader:
         value = self.raw[key]
         if value is None and default is not ... and default is None:
             return None
-        if isinstance(value, bool) and bool not in types or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise FormatError(f"release field '{self.where}.{key}' has the wrong type")
         return value
 
@@ -308,7 +311,10 @@ class _Reader:
         return _Reader(self._get(key, (dict,), {}), f"{self.where}.{key}")
 
     def subs(self, key: str) -> list[_Reader]:
-        return [_Reader(v, f"{self.where}.{key}[{i}]") for i, v in enumerate(self._get(key, (list,), []))]
+        return [
+            _Reader(v, f"{self.where}.{key}[{i}]")
+            for i, v in enumerate(self._get(key, (list,), []))
+        ]
 
 
 def _model_from(r: _Reader) -> ModelEntry:

@@ -33,6 +33,7 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Role, Root, Targets
 from tuf.api.serialization import DeserializationError
 
+from keys.bundle_format import BundleHead, BundleReader
 from keys.errors import (
     ExpiredError,
     FormatError,
@@ -41,7 +42,6 @@ from keys.errors import (
     SignatureError,
     UsageError,
 )
-from keys.bundle_format import BundleHead, BundleReader
 from keys.release import Release, ReleaseSerializer
 
 __all__ = [
@@ -257,8 +257,7 @@ class TrustRoot:
                 )
         if ring is not None and release.rings and ring not in release.rings:
             raise PolicyError(
-                f"release targets rings {', '.join(release.rings)}; this device is in ring "
-                f"'{ring}'"
+                f"release targets rings {', '.join(release.rings)}; this device is in ring '{ring}'"
             )
         return VerifiedRelease(release, role, signers, rings)
 
@@ -380,7 +379,9 @@ def rotate_root(
     if release_threshold is not None:
         for role in (RELEASE_ROLE, "snapshot", "timestamp"):
             new.roles[role].threshold = release_threshold
-    _check_threshold("release", new.roles[RELEASE_ROLE].threshold, len(new.roles[RELEASE_ROLE].keyids))
+    _check_threshold(
+        "release", new.roles[RELEASE_ROLE].threshold, len(new.roles[RELEASE_ROLE].keyids)
+    )
     if ring_signers is not None:
         _set_ring_signers(new, ring_signers)
     md = Metadata(new)

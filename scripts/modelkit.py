@@ -29,7 +29,10 @@ def scale_model(scale: float, pad_mb: int = 0, seed: int = 0) -> onnx.ModelProto
         numpy_helper.from_array(np.full((1, WIDTH), scale, np.float32), "k"),
         numpy_helper.from_array(np.ones((1, WIDTH), np.float32), "b"),
     ]
-    nodes = [helper.make_node("Mul", ["x", "k"], ["xk"]), helper.make_node("Add", ["xk", "b"], ["y"])]
+    nodes = [
+        helper.make_node("Mul", ["x", "k"], ["xk"]),
+        helper.make_node("Add", ["xk", "b"], ["y"]),
+    ]
     if pad_mb:
         # Random, so the file neither compresses nor dedupes: like real weights.
         rng = np.random.default_rng(seed)
@@ -43,18 +46,26 @@ def hang_model() -> onnx.ModelProto:
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, WIDTH])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, WIDTH])
     body = helper.make_graph(
-        [helper.make_node("Identity", ["cond_in"], ["cond_out"]),
-         helper.make_node("Add", ["acc_in", "one"], ["acc_out"])],
+        [
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+            helper.make_node("Add", ["acc_in", "one"], ["acc_out"]),
+        ],
         "body",
-        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
-         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [1, WIDTH])],
-        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
-         helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1, WIDTH])],
+        [
+            helper.make_tensor_value_info("i", TensorProto.INT64, []),
+            helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_in", TensorProto.FLOAT, [1, WIDTH]),
+        ],
+        [
+            helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info("acc_out", TensorProto.FLOAT, [1, WIDTH]),
+        ],
         [numpy_helper.from_array(np.ones((1, WIDTH), np.float32), "one")],
     )
-    inits = [numpy_helper.from_array(np.array(2**62, np.int64), "trips"),
-             numpy_helper.from_array(np.array(True), "cond")]
+    inits = [
+        numpy_helper.from_array(np.array(2**62, np.int64), "trips"),
+        numpy_helper.from_array(np.array(True), "cond"),
+    ]
     loop = helper.make_node("Loop", ["trips", "cond", "x"], ["y"], body=body)
     graph = helper.make_graph([loop], "hang", [x], [y], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
@@ -73,8 +84,9 @@ def golden(model_path: Path, out_dir: Path, wrong: bool = False) -> None:
     np.savez(out_dir / "outputs.npz", y=y)
 
 
-def make(out_dir: Path, scale: float = 2.0, *, wrong: bool = False, pad_mb: int = 0,
-         hang: bool = False) -> Path:
+def make(
+    out_dir: Path, scale: float = 2.0, *, wrong: bool = False, pad_mb: int = 0, hang: bool = False
+) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.onnx"
     if hang:
@@ -89,7 +101,9 @@ def make(out_dir: Path, scale: float = 2.0, *, wrong: bool = False, pad_mb: int 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("out_dir", type=Path)
     p.add_argument("--scale", type=float, default=2.0)
     p.add_argument("--wrong", action="store_true")

@@ -29,11 +29,21 @@ def _env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def run_tool(module: str, *args: Any, env: dict[str, str] | None = None, input: bytes | None = None,
-             timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_tool(
+    module: str,
+    *args: Any,
+    env: dict[str, str] | None = None,
+    input: bytes | None = None,
+    timeout: float = 300,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
-        capture_output=True, text=input is None, env=_env(env), timeout=timeout, cwd=cwd,
+        capture_output=True,
+        text=input is None,
+        env=_env(env),
+        timeout=timeout,
+        cwd=cwd,
         input=input,
     )
 
@@ -70,15 +80,26 @@ def keyset(tmp_path_factory: pytest.TempPathFactory) -> Keys:
     return Keys(d, root_key, release_key, release_pub, trust)
 
 
-def write_spec(directory: Path, *, name: str = "vision", version: str = "1.0", sequence: int = 1,
-               scale: float = 2.0, wrong: bool = False, pad_mb: int = 0, hang: bool = False,
-               extra_health: str = "", extra: str = "", expires: str = "30d") -> Path:
+def write_spec(
+    directory: Path,
+    *,
+    name: str = "vision",
+    version: str = "1.0",
+    sequence: int = 1,
+    scale: float = 2.0,
+    wrong: bool = False,
+    pad_mb: int = 0,
+    hang: bool = False,
+    extra_health: str = "",
+    extra: str = "",
+    expires: str = "30d",
+) -> Path:
     """A real model (+ golden data from onnxruntime) and a spec naming it."""
     model_dir = directory / f"model-{name}-{sequence}"
     modelkit.make(model_dir, scale, wrong=wrong, pad_mb=pad_mb, hang=hang)
     spec = directory / f"{name}-{sequence}.yaml"
     spec.write_text(
-        f"name: {name}\nversion: \"{version}\"\nsequence: {sequence}\nexpires: {expires}\n"
+        f'name: {name}\nversion: "{version}"\nsequence: {sequence}\nexpires: {expires}\n'
         f"models:\n  - name: detector\n    path: {model_dir.name}/model.onnx\n    health:\n"
         f"      inputs: {model_dir.name}/inputs.npz\n      outputs: {model_dir.name}/outputs.npz\n"
         f"      runs: 5\n      timeout_s: 30\n{extra_health}{extra}"
