@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -49,6 +50,13 @@ __all__ = [
 BLOB_PREFIX = "blobs/sha256/"
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+# The largest sequence a release may carry. Beyond it a signed release could
+# "fast-forward" a device to a number no later release can exceed, and other
+# JSON readers (the fleet table, jq) lose precision.
+MAX_SEQUENCE = 2**53 - 1
+# Nothing a release says needs deeper nesting; deeper JSON is a resource attack.
+_MAX_DEPTH = 32
+_MAX_RUNS = 100_000
 
 
 def digest_hex(digest: str) -> str:
@@ -198,6 +206,11 @@ class Release:
         body = signed.unrecognized_fields.get("airlock")
         if not isinstance(body, dict):
             raise FormatError("release metadata has no 'airlock' section")
+        if not 1 <= signed.version <= MAX_SEQUENCE:
+            raise FormatError(
+                f"release sequence {signed.version} is out of range 1..{MAX_SEQUENCE}"
+            )
+        _check_depth(body, "airlock", 0)
         r = _Reader(body, "airlock")
         files: dict[str, FileInfo] = {}
         for path, target in signed.targets.items():
@@ -216,7 +229,7 @@ class Release:
         if delta_raw is not None:
             d = r.sub("delta")
             delta = Delta(d.integer("base_sequence"), tuple(d.digests("expects")))
-        return cls(
+        release = cls(
             name=name,
             version=r.text("version"),
             sequence=signed.version,
@@ -233,6 +246,36 @@ class Release:
             rings=r.texts("rings"),
             delta=delta,
         )
+        release._check_references()
+        return release
+
+    def _check_references(self) -> None:
+        """Every blob a model or image names is in the bundle or expected on the device.
+
+        Otherwise validly signed metadata could make a device depend on
+        content nobody vouched for being present (extraneous dependencies), and
+        the install would fail late, after the download, instead of at once.
+        """
+        have = set(self.all_digests())
+        for m in self.models:
+            for digest in (m.manifest, m.blob, m.health.inputs, m.health.outputs):
+                if digest is not None and digest not in have:
+                    raise FormatError(
+                        f"model '{m.name}' names blob {digest[:23]}… that is not in the bundle "
+                        "nor expected on the device"
+                    )
+            info = self.files.get(blob_path(m.blob))
+            if info is not None and info.length != m.size:
+                raise FormatError(
+                    f"model '{m.name}' says {m.size} bytes but its blob is {info.length} bytes"
+                )
+        for i in self.images:
+            for digest in (i.manifest, *i.blobs):
+                if digest not in have:
+                    raise FormatError(
+                        f"image '{i.ref}' names blob {digest[:23]}… that is not in the bundle "
+                        "nor expected on the device"
+                    )
 
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, in the bundle or expected."""
@@ -240,6 +283,17 @@ class Release:
         if self.delta:
             found.extend(self.delta.expects)
         return sorted(set(found))
+
+
+def _check_depth(value: Any, where: str, depth: int) -> None:
+    if depth > _MAX_DEPTH:
+        raise FormatError(f"release field '{where}' is nested deeper than {_MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_depth(v, f"{where}.{k}", depth + 1)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_depth(v, f"{where}[{i}]", depth + 1)
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -284,7 +338,15 @@ class _Reader:
 
     def number(self, key: str, default: float | None) -> Any:
         v = self._get(key, (int, float), default)
-        return None if v is None else float(v)
+        if v is None:
+            return None
+        try:
+            f = float(v)
+        except OverflowError:
+            f = math.inf
+        if not math.isfinite(f):
+            raise FormatError(f"release field '{self.where}.{key}' is not a finite number")
+        return f
 
     def mapping(self, key: str) -> dict[str, Any]:
         return dict(self._get(key, (dict,), {}))
@@ -324,6 +386,9 @@ def _model_from(r: _Reader) -> ModelEntry:
     if not _NAME.match(name) or not _NAME.match(file_name):
         raise FormatError(f"model name {name!r} or file name {file_name!r} is not a plain name")
     providers = h.texts("providers") or ["CPUExecutionProvider"]
+    runs = h.number("runs", 20)
+    if not 1 <= runs <= _MAX_RUNS:
+        raise FormatError(f"model {name!r}: health.runs must be between 1 and {_MAX_RUNS}")
     return ModelEntry(
         name=name,
         manifest=r.digest("manifest"),
@@ -337,7 +402,7 @@ def _model_from(r: _Reader) -> ModelEntry:
             outputs=h.digest("outputs", optional=True),
             rtol=h.number("rtol", 1e-4),
             atol=h.number("atol", 1e-5),
-            runs=int(h.number("runs", 20)),
+            runs=int(runs),
             max_p95_ms=h.number("max_p95_ms", None),
             max_memory_mb=h.number("max_memory_mb", None),
             timeout_s=h.number("timeout_s", 60.0),
