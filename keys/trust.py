@@ -31,7 +31,7 @@ from typing import IO, Any
 from securesystemslib.signer import Key, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Role, Root, Targets
-from tuf.api.serialization import DeserializationError
+from tuf.api.serialization import DeserializationError, SerializationError
 
 from keys.bundle_format import BundleHead, BundleReader
 from keys.errors import (
@@ -236,11 +236,14 @@ class TrustRoot:
         try:
             md: Metadata[Any] = Metadata.from_bytes(data)
         except (DeserializationError, ValueError, TypeError, KeyError) as e:
-            raise FormatError(f"release metadata is not valid TUF metadata: {e}") from None
+            raise FormatError(f"release metadata is not valid TUF metadata: {_cause(e)}") from None
         if not isinstance(md.signed, Targets):
             raise FormatError("release metadata is not of type 'targets'")
 
-        payload = ReleaseSerializer().serialize(md.signed)
+        try:
+            payload = ReleaseSerializer().serialize(md.signed)
+        except SerializationError as e:
+            raise FormatError(f"release metadata cannot be signed as JSON: {e}") from None
         role, signers, rings = self._signing_role(payload, md)
         if md.signed.is_expired(now):
             raise ExpiredError(
@@ -306,6 +309,13 @@ class TrustRoot:
         return keyid in self.md.signed.keys or (d is not None and keyid in d.keys)
 
 
+def _cause(e: Exception) -> str:
+    """The message that names the problem: TUF wraps it as 'Failed to deserialize JSON'."""
+    inner = e.__cause__ or e
+    text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
+    return text[:200]
+
+
 def _fmt(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -316,7 +326,7 @@ def _parse_root(data: bytes) -> Metadata[Root]:
     try:
         md: Metadata[Any] = Metadata.from_bytes(data)
     except (DeserializationError, ValueError, TypeError, KeyError) as e:
-        raise FormatError(f"trust root is not valid TUF root metadata: {e}") from None
+        raise FormatError(f"trust root is not valid TUF root metadata: {_cause(e)}") from None
     if not isinstance(md.signed, Root):
         raise FormatError("trust root is not of type 'root'")
     _delegator(md.signed)  # validate the delegations now, not at first use
