@@ -28,6 +28,7 @@ digests, truncation, and missing files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -297,10 +298,8 @@ class BundleReader:
         # mode's buffer copies, about twice as fast.
         seekable = False
         self._stream: IO[bytes] | None = None
-        try:
+        with contextlib.suppress(AttributeError, OSError):
             seekable = stream.seekable()
-        except (AttributeError, OSError):
-            pass
         try:
             if seekable:
                 self._stream = stream

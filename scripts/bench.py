@@ -108,7 +108,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", choices=sorted(SECTIONS), action="append")
     a = p.parse_args()
-    print(f"| section | what | median s | figure |\n| --- | --- | --- | --- |")
+    print("| section | what | median s | figure |\n| --- | --- | --- | --- |")
     for name in a.only or list(SECTIONS):
         work = Path(tempfile.mkdtemp(prefix=f"airlock-bench-{name}-"))
         try:
