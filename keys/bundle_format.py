@@ -303,19 +303,22 @@ class BundleReader:
         try:
             if seekable:
                 self._stream = stream
-                self._tar = tarfile.open(fileobj=stream, mode="r:")  # noqa: SIM115
+                self._tar = tarfile.open(fileobj=stream, mode="r:", tarinfo=_BoundedTarInfo)  # noqa: SIM115
             else:
-                self._tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # type: ignore[call-overload]  # noqa: SIM115
-        except tarfile.TarError as e:
-            raise FormatError(f"not a bundle (tar): {e}") from None
+                self._tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
+                    fileobj=stream, mode="r|", bufsize=CHUNK, tarinfo=_BoundedTarInfo
+                )
+        except (tarfile.TarError, OSError, EOFError, UnicodeError, ValueError) as e:
+            # ValueError: tarfile's pax sparse-map parser fails that way on garbage.
+            raise FormatError(f"not a bundle (tar): {e or type(e).__name__}") from None
         self._seen: set[str] = set()
         self._head: BundleHead | None = None
 
     def _next(self) -> tarfile.TarInfo | None:
         try:
             m = self._tar.next()
-        except (tarfile.TarError, OSError, EOFError, UnicodeError) as e:
-            raise FormatError(f"bundle is truncated or corrupt: {e}") from None
+        except (tarfile.TarError, OSError, EOFError, UnicodeError, ValueError) as e:
+            raise FormatError(f"bundle is truncated or corrupt: {e or type(e).__name__}") from None
         self._tar.members.clear()  # type: ignore[attr-defined]  # keep memory flat for bundles with many members
         if m is not None:
             _check_member(m)
@@ -400,6 +403,27 @@ class BundleReader:
             )
 
 
+# Extended headers (pax records, GNU long names) are read whole into memory by
+# tarfile; real ones are a few hundred bytes.
+_MAX_EXTENDED_HEADER = 1024 * 1024
+_EXTENDED_TYPES = (
+    tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
+    tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
+)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A TarInfo that refuses huge extended headers before tarfile reads them whole."""
+
+    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type in _EXTENDED_TYPES and self.size > _MAX_EXTENDED_HEADER:
+            raise FormatError(
+                f"bundle has a {self.size}-byte extended tar header; at most "
+                f"{_MAX_EXTENDED_HEADER} bytes are allowed"
+            )
+        return super()._proc_member(tarfile)  # type: ignore[misc, no-any-return]
+
+
 def _check_member(m: tarfile.TarInfo) -> None:
     """Refuse any member a hostile archive could use against the reader's host."""
     name = m.name
@@ -425,3 +449,4 @@ def _check_member(m: tarfile.TarInfo) -> None:
         tarfile.data_filter(m, "/nonexistent-airlock-dest")
     except tarfile.FilterError as e:
         raise FormatError(f"bundle member {name!r} is unsafe: {e}") from None
+
