@@ -33,7 +33,7 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Role, Root, Targets
 from tuf.api.serialization import DeserializationError, SerializationError
 
-from keys.bundle_format import BundleHead, BundleReader
+from keys.bundle_format import BundleHead, BundleReader, LayoutCheck
 from keys.errors import (
     ExpiredError,
     FormatError,
@@ -416,6 +416,11 @@ def verify_bundle(
     """Check a whole bundle: metadata first, then every listed file's length and sha256."""
     reader = BundleReader(stream)
     _, verified = trust.verify_head(reader.head(), ring=ring, now=now)
-    for member in reader.files(verified.release.files):
-        member.verify(progress)
+    release = verified.release
+    layout = LayoutCheck(release.files, release.delta.expects if release.delta else ())
+    for member in reader.files(release.files):
+        if layout.wants(member.path):
+            layout.see(member.path, member.read_all())
+        else:
+            member.verify(progress)
     return verified
