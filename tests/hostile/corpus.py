@@ -1,0 +1,1047 @@
+"""The hostile-media corpus: bad bundles made by code from one good bundle.
+
+Every case names the threat-model row it exercises (``docs/THREAT_MODEL.md``),
+makes its bytes from a :class:`Kit` (a real signed bundle, the keys that made
+it and the trust root a device holds), and says how a tool must refuse it: the
+exit code and a substring the one-line error must contain::
+
+    kit = Kit.create(workdir, root_key=Path("root.key"), release_key=Path("release.key"))
+    for case in CASES:
+        path = case.write(kit, workdir / "bad")
+        # airlock verify PATH --trust kit.trust_path  -> exit case.exit, stderr has case.error
+
+Run as a script to write the whole corpus to a directory (fresh keys)::
+
+    PYTHONPATH=. python tests/hostile/corpus.py /tmp/corpus
+    ls /tmp/corpus   # one .airlock per case, plus trust.json and cases.json
+
+Tar variants are written header by header with ``TarInfo.tobuf`` and raw byte
+surgery (with the header checksum fixed up) so the Airlock reader, not the
+tarfile writer, is what has to refuse them. Variants that attack the trust
+logic are re-signed with the real release key (an attacker holding a key),
+with a rogue key, or with fewer keys than a role's threshold.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import io
+import json
+import sys
+import tarfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from securesystemslib.signer import Signer
+
+# Threat-model rows. The ids are the anchors of docs/THREAT_MODEL.md.
+THREATS: dict[str, str] = {
+    "TUF-arbitrary": "arbitrary software installation",
+    "TUF-rollback": "rollback attack",
+    "TUF-fastforward": "fast-forward attack",
+    "TUF-freeze": "indefinite freeze attack",
+    "TUF-endless": "endless data attack",
+    "TUF-extraneous": "extraneous dependencies attack",
+    "TUF-mixmatch": "mix-and-match attack",
+    "TUF-wrong": "wrong software installation",
+    "TUF-threshold": "key compromise below the threshold",
+    "TAR-traversal": "path traversal and absolute paths",
+    "TAR-links": "symbolic and hard links",
+    "TAR-special": "device files, fifos, directories",
+    "TAR-duplicate": "duplicate and misplaced members",
+    "TAR-sparse": "sparse and oversized members",
+    "TAR-pax": "pax and GNU header tricks",
+    "TAR-corrupt": "corrupt or truncated archive",
+    "RES-bomb": "decompression bombs",
+    "RES-huge": "huge metadata, manifests and headers",
+    "RES-deep": "deeply nested or pathological JSON",
+    "RES-disk": "disk exhaustion",
+}
+
+GOOD_SEQUENCE = 5
+BLOCK = 512
+
+
+# -- the kit: a good bundle and the keys ---------------------------------------
+
+
+@dataclass
+class Kit:
+    """A real good bundle, taken apart, and every key the corpus signs with."""
+
+    trust_path: Path  # the trust root a device holds (release key + canary ring signer 2-of-2)
+    release: Signer  # the real release key: signs for every ring
+    root: Signer  # the real root key
+    canary: tuple[Signer, Signer]  # ring signer 'canary', threshold 2
+    rogue: Signer  # a key nobody trusts
+    rogue_root: Signer  # root key of another organisation
+    good: bytes  # the good bundle (sequence GOOD_SEQUENCE)
+    release_json: bytes
+    files: list[tuple[str, bytes]]  # OCI layout files in archive order
+    other_release_json: bytes  # a valid release of another build (sequence GOOD_SEQUENCE + 1)
+    other_files: list[tuple[str, bytes]]
+    _trust_bytes: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def create(cls, workdir: Path, *, root_key: Path, release_key: Path) -> Kit:
+        """Build two real bundles with the given keys plus generated canary and rogue keys."""
+        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+        import modelkit
+
+        from bundler.build import build_bundle
+        from bundler.spec import load_spec
+        from keys.keyfile import generate_keypair, load_public_key, load_signer
+        from keys.trust import RingSigner, create_root
+
+        workdir.mkdir(parents=True, exist_ok=True)
+        extra = {}
+        for name in ("canary1", "canary2", "rogue", "rogue-root"):
+            priv, pub = generate_keypair(name, workdir, force=True)
+            extra[name] = (load_signer(priv), load_public_key(pub))
+        root = load_signer(root_key)
+        release = load_signer(release_key)
+        md = create_root(
+            [root], [release.public_key],
+            ring_signers=[RingSigner("canary", (extra["canary1"][1], extra["canary2"][1]),
+                                     ("canary",), threshold=2)],
+        )
+        trust_path = workdir / "trust.json"
+        trust_path.write_bytes(md.to_bytes())
+
+        def build(sequence: int, scale: float) -> bytes:
+            model_dir = workdir / f"model-{sequence}"
+            modelkit.make(model_dir, scale)
+            spec_path = workdir / f"spec-{sequence}.yaml"
+            spec_path.write_text(
+                f"name: vision\nversion: \"1.{sequence}\"\nsequence: {sequence}\nexpires: 30d\n"
+                f"models:\n  - name: detector\n    path: {model_dir.name}/model.onnx\n"
+                f"    health:\n      inputs: {model_dir.name}/inputs.npz\n"
+                f"      outputs: {model_dir.name}/outputs.npz\n      runs: 3\n      timeout_s: 30\n"
+            )
+            out = workdir / f"vision-{sequence}.airlock"
+            build_bundle(load_spec(spec_path), [release], out)
+            return out.read_bytes()
+
+        good = build(GOOD_SEQUENCE, 2.0)
+        other = build(GOOD_SEQUENCE + 1, 3.0)
+        release_json, files = _split(good)
+        other_release_json, other_files = _split(other)
+        return cls(
+            trust_path=trust_path, release=release, root=root,
+            canary=(extra["canary1"][0], extra["canary2"][0]), rogue=extra["rogue"][0],
+            rogue_root=extra["rogue-root"][0], good=good, release_json=release_json,
+            files=files, other_release_json=other_release_json, other_files=other_files,
+            _trust_bytes=trust_path.read_bytes(),
+        )
+
+    # -- helpers the cases use ----------------------------------------------
+    def signed(self) -> dict[str, Any]:
+        """A deep copy of the good release's signed part, to mutate."""
+        return copy.deepcopy(json.loads(self.release_json)["signed"])
+
+    def trust_signed(self) -> dict[str, Any]:
+        return copy.deepcopy(json.loads(self._trust_bytes)["signed"])
+
+    def blob(self, kind: str) -> tuple[str, bytes]:
+        """A file of the good bundle: 'model', 'manifest', 'index' or 'smallest'."""
+        rel = self.signed()["airlock"]
+        if kind == "index":
+            return next(f for f in self.files if f[0] == "index.json")
+        model = rel["models"][0]
+        digest = {"model": model["blob"], "manifest": model["manifest"],
+                  "inputs": model["health"]["inputs"]}.get(kind)
+        if digest is not None:
+            return next(f for f in self.files if f[0] == "blobs/sha256/" + digest[7:])
+        return next(f for f in self.files if f[0].startswith("blobs/"))
+
+
+def _split(bundle: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
+    release_json = b""
+    files: list[tuple[str, bytes]] = []
+    with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:") as tar:
+        for m in tar:
+            f = tar.extractfile(m)
+            assert f is not None
+            data = f.read()
+            if m.name == "airlock/release.json":
+                release_json = data
+            else:
+                files.append((m.name, data))
+    return release_json, files
+
+
+# -- writing tar streams by hand -------------------------------------------------
+
+
+def tarinfo(name: str, size: int, type: bytes = tarfile.REGTYPE, **kw: Any) -> tarfile.TarInfo:
+    ti = tarfile.TarInfo(name)
+    ti.size, ti.type, ti.mode, ti.mtime = size, type, 0o644, 0
+    for k, v in kw.items():
+        setattr(ti, k, v)
+    return ti
+
+
+def member(ti: tarfile.TarInfo, data: bytes = b"", fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    """Header(s) for ``ti`` then ``data`` padded to a block; the header may lie about the size."""
+    head = ti.tobuf(fmt, "utf-8", "surrogateescape")
+    return head + data + b"\0" * (-len(data) % BLOCK)
+
+
+def regular(name: str, data: bytes) -> bytes:
+    return member(tarinfo(name, len(data)), data)
+
+
+END = b"\0" * (2 * BLOCK)
+
+
+def fix_checksum(block: bytes) -> bytes:
+    """Recompute a ustar header's checksum so tarfile accepts our surgery."""
+    b = bytearray(block[:BLOCK])
+    b[148:156] = b" " * 8
+    b[148:156] = b"%06o\0 " % sum(b)
+    return bytes(b) + block[BLOCK:]
+
+
+def header_offset(tar: bytes, name: str) -> int:
+    """Offset of the ustar header block whose name field starts with ``name``."""
+    key = name.encode()[:100]
+    for at in range(0, len(tar), BLOCK):
+        if tar[at : at + len(key)] == key:
+            return at
+    raise AssertionError(f"{name} has no header")
+
+
+def bundle(release_json: bytes, files: Sequence[tuple[str, bytes]], *,
+           root_json: bytes | None = None, end: bytes = END) -> bytes:
+    out = b""
+    if root_json is not None:
+        out += regular("airlock/root.json", root_json)
+    out += regular("airlock/release.json", release_json)
+    for name, data in files:
+        out += regular(name, data)
+    return out + end
+
+
+def sign_dict(signed: dict[str, Any], signers: Sequence[Signer], *,
+              release_form: bool = True) -> bytes:
+    """Sign a (mutated) signed part exactly as Airlock does; any key, any content."""
+    if release_form:
+        payload = json.dumps(signed, sort_keys=True, separators=(",", ":"),
+                             ensure_ascii=False, allow_nan=False).encode()
+    else:
+        from securesystemslib.formats import encode_canonical
+
+        payload = encode_canonical(signed).encode()
+    sigs = [s.sign(payload).to_dict() for s in signers]
+    return json.dumps({"signed": signed, "signatures": sigs}).encode()
+
+
+def set_target(signed: dict[str, Any], path: str, data: bytes | None) -> None:
+    """Point the signed list at ``data`` for ``path`` (or drop it)."""
+    if data is None:
+        signed["targets"].pop(path, None)
+    else:
+        signed["targets"][path] = {"length": len(data),
+                                   "hashes": {"sha256": hashlib.sha256(data).hexdigest()}}
+
+
+def _when(delta: timedelta) -> str:
+    return (datetime.now(UTC) + delta).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- the cases -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One bad bundle and how it must be refused."""
+
+    id: str
+    threat: str  # a key of THREATS
+    make: Callable[[Kit], bytes]
+    error: str  # substring of the one-line error
+    exit: int = 3
+    ring: str | None = None  # the device's ring (verify --ring)
+    device_seen: int | None = None  # highest sequence the device already accepted
+    agent_exit: tuple[int, ...] = ()  # when the agent may answer differently (resources)
+    agent_error: str | None = None
+
+    def write(self, kit: Kit, directory: Path) -> Path:
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"{self.id}.airlock"
+        path.write_bytes(self.make(kit))
+        return path
+
+
+CASES: list[Case] = []
+
+
+def case(id: str, threat: str, error: str, **kw: Any) -> Callable[[Callable[[Kit], bytes]], Callable[[Kit], bytes]]:
+    assert threat in THREATS, threat
+
+    def register(make: Callable[[Kit], bytes]) -> Callable[[Kit], bytes]:
+        assert all(c.id != id for c in CASES), id
+        CASES.append(Case(id, threat, make, error, **kw))
+        return make
+
+    return register
+
+
+def _resigned(kit: Kit, mutate: Callable[[dict[str, Any]], None],
+              signers: Sequence[Signer] | None = None,
+              files: Sequence[tuple[str, bytes]] | None = None) -> bytes:
+    s = kit.signed()
+    mutate(s)
+    return bundle(sign_dict(s, signers or [kit.release]), kit.files if files is None else files)
+
+
+def _swap_file(kit: Kit, path: str, data: bytes | None) -> list[tuple[str, bytes]]:
+    out = [(p, data if p == path else d) for p, d in kit.files]
+    return [(p, d) for p, d in out if d is not None]
+
+
+# TUF: arbitrary installation ----------------------------------------------------
+
+
+@case("arbitrary-rogue-key", "TUF-arbitrary", "signed by unknown key")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"].update(version="evil"), [kit.rogue])
+
+
+@case("arbitrary-unsigned", "TUF-arbitrary", "0 valid signature(s)")
+def _(kit: Kit) -> bytes:
+    d = json.loads(kit.release_json)
+    d["signatures"] = []
+    return bundle(json.dumps(d).encode(), kit.files)
+
+
+@case("arbitrary-bad-signature", "TUF-arbitrary", "0 valid signature(s)")
+def _(kit: Kit) -> bytes:
+    d = json.loads(kit.release_json)
+    sig = d["signatures"][0]["sig"]
+    d["signatures"][0]["sig"] = ("0" if sig[0] != "0" else "1") + sig[1:]
+    return bundle(json.dumps(d).encode(), kit.files)
+
+
+@case("arbitrary-edited-after-signing", "TUF-arbitrary", "0 valid signature(s)")
+def _(kit: Kit) -> bytes:
+    d = json.loads(kit.release_json)
+    d["signed"]["airlock"]["flags"] = {"backdoor": True}
+    return bundle(json.dumps(d).encode(), kit.files)
+
+
+@case("arbitrary-forged-keyid", "TUF-arbitrary", "0 valid signature(s)")
+def _(kit: Kit) -> bytes:
+    # The rogue key signs but claims to be the release key.
+    s = kit.signed()
+    s["airlock"]["version"] = "evil"
+    d = json.loads(sign_dict(s, [kit.rogue]))
+    d["signatures"][0]["keyid"] = kit.release.public_key.keyid
+    return bundle(json.dumps(d).encode(), kit.files)
+
+
+@case("arbitrary-root-key-signs-release", "TUF-arbitrary", "0 valid signature(s)")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: None, [kit.root])
+
+
+@case("arbitrary-model-swapped", "TUF-arbitrary", "sha256 is")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("model")
+    evil = bytes(b ^ 0xFF for b in data)  # same length, other bytes
+    return bundle(kit.release_json, _swap_file(kit, path, evil))
+
+
+@case("arbitrary-root-json-as-release", "TUF-arbitrary", "not of type 'targets'")
+def _(kit: Kit) -> bytes:
+    return bundle(kit.trust_path.read_bytes(), kit.files)
+
+
+@case("arbitrary-rotated-root-rogue", "TUF-arbitrary", "old root's keys")
+def _(kit: Kit) -> bytes:
+    # A "rotation" to a root the attacker controls, signed only by the attacker.
+    s = kit.trust_signed()
+    s["version"] = 2
+    return bundle(kit.release_json, kit.files,
+                  root_json=sign_dict(s, [kit.rogue_root], release_form=False))
+
+
+# TUF: rollback --------------------------------------------------------------------
+
+
+@case("rollback-older-sequence", "TUF-rollback", "older than sequence",
+      device_seen=GOOD_SEQUENCE)
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s.update(version=GOOD_SEQUENCE - 1))
+
+
+@case("rollback-root-same-version-other-content", "TUF-rollback",
+      "different trust root claims version")
+def _(kit: Kit) -> bytes:
+    s = kit.trust_signed()
+    s["expires"] = _when(timedelta(days=3650))
+    return bundle(kit.release_json, kit.files,
+                  root_json=sign_dict(s, [kit.root], release_form=False))
+
+
+# TUF: fast-forward -----------------------------------------------------------------
+
+
+@case("fastforward-rogue-huge-sequence", "TUF-fastforward", "signed by unknown key")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s.update(version=2**63 - 1), [kit.rogue])
+
+
+@case("fastforward-unrepresentable-sequence", "TUF-fastforward", "sequence")
+def _(kit: Kit) -> bytes:
+    # Even the real key must not push a device past any sequence it can ever see again.
+    return _resigned(kit, lambda s: s.update(version=10**30))
+
+
+@case("fastforward-zero-sequence", "TUF-fastforward", "version")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s.update(version=0))
+
+
+@case("fastforward-root-version-jump", "TUF-fastforward", "jumps from version 1 to 5")
+def _(kit: Kit) -> bytes:
+    s = kit.trust_signed()
+    s["version"] = 5
+    return bundle(kit.release_json, kit.files,
+                  root_json=sign_dict(s, [kit.root], release_form=False))
+
+
+# TUF: indefinite freeze -------------------------------------------------------------
+
+
+@case("freeze-expired-release", "TUF-freeze", "expired at")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s.update(expires=_when(-timedelta(days=1))))
+
+
+@case("freeze-expired-rotated-root", "TUF-freeze", "trust root expired")
+def _(kit: Kit) -> bytes:
+    s = kit.trust_signed()
+    s["version"] = 2
+    s["expires"] = _when(-timedelta(hours=1))
+    return bundle(kit.release_json, kit.files,
+                  root_json=sign_dict(s, [kit.root], release_form=False))
+
+
+@case("freeze-bad-expiry-format", "TUF-freeze", "not valid TUF metadata")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s.update(expires="never"))
+
+
+# TUF: endless data ------------------------------------------------------------------
+
+
+@case("endless-member-longer-than-signed", "TUF-endless", "signed metadata says")
+def _(kit: Kit) -> bytes:
+    path, _data = kit.blob("model")
+    out = regular("airlock/release.json", kit.release_json)
+    for p, d in kit.files:
+        if p == path:  # the header claims 1 GiB; the reader must not start reading it
+            out += member(tarinfo(p, 1 << 30), d) + b"\xaa" * (1 << 16)
+            return out
+        out += regular(p, d)
+    raise AssertionError
+
+
+@case("endless-zeros", "TUF-endless", "bundle is empty")
+def _(kit: Kit) -> bytes:
+    return b"\0" * (4 << 20)
+
+
+@case("endless-random-bytes", "TUF-endless", "not a bundle")
+def _(kit: Kit) -> bytes:
+    return hashlib.sha256(b"seed").digest() * (1 << 15)
+
+
+@case("endless-trailing-members-after-listed", "TUF-endless", "not listed in the signed metadata")
+def _(kit: Kit) -> bytes:
+    junk = b"\xbb" * 4096
+    return bundle(kit.release_json, [*kit.files, ("blobs/sha256/" + hashlib.sha256(junk).hexdigest(), junk)])
+
+
+# TUF: extraneous dependencies -------------------------------------------------------
+
+
+@case("extraneous-unlisted-blob", "TUF-extraneous", "not listed in the signed metadata")
+def _(kit: Kit) -> bytes:
+    extra = b"#!/bin/sh\nrm -rf /\n"
+    files = list(kit.files)
+    files.insert(2, ("blobs/sha256/" + hashlib.sha256(extra).hexdigest(), extra))
+    return bundle(kit.release_json, files)
+
+
+@case("extraneous-file-outside-layout", "TUF-extraneous", "outside the bundle layout")
+def _(kit: Kit) -> bytes:
+    return bundle(kit.release_json, [*kit.files[:2], ("install.sh", b"echo pwned\n"), *kit.files[2:]])
+
+
+@case("extraneous-model-blob-not-carried", "TUF-extraneous", "not in the bundle")
+def _(kit: Kit) -> bytes:
+    # Validly signed metadata naming a model blob the bundle neither carries nor expects.
+    def mutate(s: dict[str, Any]) -> None:
+        s["airlock"]["models"][0]["blob"] = "sha256:" + "ab" * 32
+    return _resigned(kit, mutate)
+
+
+@case("extraneous-image-blob-not-carried", "TUF-extraneous", "not in the bundle")
+def _(kit: Kit) -> bytes:
+    def mutate(s: dict[str, Any]) -> None:
+        s["airlock"]["images"] = [{
+            "ref": "registry.local/app:1", "manifest": "sha256:" + "cd" * 32,
+            "media_type": "application/vnd.oci.image.manifest.v1+json",
+            "blobs": ["sha256:" + "ef" * 32],
+        }]
+    return _resigned(kit, mutate)
+
+
+@case("extraneous-index-names-missing-manifest", "TUF-extraneous", "index.json")
+def _(kit: Kit) -> bytes:
+    # index.json (validly signed) points at a manifest the bundle lacks.
+    index = json.loads(dict(kit.files)["index.json"])
+    index["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                               "digest": "sha256:" + "12" * 32, "size": 999})
+    data = json.dumps(index).encode()
+
+    def mutate(s: dict[str, Any]) -> None:
+        set_target(s, "index.json", data)
+    return _resigned(kit, mutate, files=_swap_file(kit, "index.json", data))
+
+
+def _rewrite_blob(kit: Kit, path: str, new: bytes) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    """Replace a blob by ``new`` under its new digest, fixing every reference (as a key holder would)."""
+    old_hex, new_hex = path[len("blobs/sha256/"):], hashlib.sha256(new).hexdigest()
+    s = json.loads(json.dumps(kit.signed()).replace(old_hex, new_hex))
+    new_path = "blobs/sha256/" + new_hex
+    index = dict(kit.files)["index.json"].replace(old_hex.encode(), new_hex.encode())
+    index = index.replace(b'"size":%d' % len(dict(kit.files)[path]), b'"size":%d' % len(new))
+    files = [(new_path, new) if p == path else ("index.json", index) if p == "index.json" else (p, d)
+             for p, d in kit.files]
+    set_target(s, new_path, new)
+    set_target(s, "index.json", index)
+    return s, files
+
+
+@case("oci-manifest-layer-size-lies", "TUF-extraneous", "the bundle carries")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("manifest")
+    m = json.loads(data)
+    m["layers"][0]["size"] += 1000
+    s, files = _rewrite_blob(kit, path, json.dumps(m).encode())
+    return bundle(sign_dict(s, [kit.release]), files)
+
+
+@case("oci-manifest-not-json", "TUF-extraneous", "is not valid JSON")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("manifest")
+    s, files = _rewrite_blob(kit, path, b"\x00" + data)
+    return bundle(sign_dict(s, [kit.release]), files)
+
+
+@case("oci-index-not-json", "TUF-extraneous", "index.json is not valid JSON")
+def _(kit: Kit) -> bytes:
+    data = b'{"manifests": [' * 5000
+
+    def mutate(s: dict[str, Any]) -> None:
+        set_target(s, "index.json", data)
+    return _resigned(kit, mutate, files=_swap_file(kit, "index.json", data))
+
+
+@case("oci-blob-before-index", "TUF-extraneous", "comes before index.json")
+def _(kit: Kit) -> bytes:
+    # Same signed metadata, members reordered: a manifest could pass before its index.
+    index = [f for f in kit.files if f[0] == "index.json"]
+    rest = [f for f in kit.files if f[0] != "index.json"]
+    return bundle(kit.release_json, [*rest, *index])
+
+
+# TUF: mix-and-match -----------------------------------------------------------------
+
+
+@case("mixmatch-new-metadata-old-blobs", "TUF-mixmatch", "index.json")
+def _(kit: Kit) -> bytes:
+    return bundle(kit.other_release_json, kit.files)
+
+
+@case("mixmatch-old-metadata-new-index", "TUF-mixmatch", "index.json")
+def _(kit: Kit) -> bytes:
+    return bundle(kit.release_json, _swap_file(kit, "index.json", dict(kit.other_files)["index.json"]))
+
+
+@case("mixmatch-signatures-of-other-release", "TUF-mixmatch", "0 valid signature(s)")
+def _(kit: Kit) -> bytes:
+    d = json.loads(kit.release_json)
+    d["signatures"] = json.loads(kit.other_release_json)["signatures"]
+    return bundle(json.dumps(d).encode(), kit.files)
+
+
+@case("mixmatch-root-of-other-organisation", "TUF-mixmatch", "old root's keys")
+def _(kit: Kit) -> bytes:
+    from keys.trust import create_root
+
+    other = create_root([kit.rogue_root], [kit.rogue.public_key], version=2)
+    return bundle(kit.release_json, kit.files, root_json=other.to_bytes())
+
+
+# TUF: wrong software ----------------------------------------------------------------
+
+
+@case("wrong-ring-for-device", "TUF-wrong", "this device is in ring 'canary'", ring="canary")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"].update(rings=["prod"]))
+
+
+@case("wrong-canary-signer-targets-prod", "TUF-wrong", "may deploy only to rings canary")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"].update(rings=["prod"]), list(kit.canary))
+
+
+@case("wrong-canary-signer-targets-all", "TUF-wrong", "all rings")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: None, list(kit.canary))
+
+
+@case("wrong-model-file-name-traversal", "TUF-wrong", "not a plain name")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"]["models"][0].update(file_name="../../bin/sh"))
+
+
+@case("wrong-release-name-traversal", "TUF-wrong", "not a plain name")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"].update(name="../../etc"))
+
+
+@case("wrong-blob-listed-under-other-digest", "TUF-wrong", "under another digest")
+def _(kit: Kit) -> bytes:
+    path, _data = kit.blob("model")
+
+    def mutate(s: dict[str, Any]) -> None:
+        s["targets"]["blobs/sha256/" + "00" * 32] = s["targets"].pop(path)
+    return _resigned(kit, mutate)
+
+
+# TUF: key compromise below threshold ------------------------------------------------
+
+
+@case("threshold-one-of-two-canary", "TUF-threshold", "1 valid signature(s) of the 2 required")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"].update(rings=["canary"]), [kit.canary[0]])
+
+
+@case("threshold-same-signature-twice", "TUF-threshold", "signature")
+def _(kit: Kit) -> bytes:
+    s = kit.signed()
+    s["airlock"]["rings"] = ["canary"]
+    d = json.loads(sign_dict(s, [kit.canary[0]]))
+    d["signatures"] = d["signatures"] * 2  # one key counted twice?
+    return bundle(json.dumps(d).encode(), kit.files)
+
+
+@case("threshold-rotated-root-needs-two", "TUF-threshold", "its own keys")
+def _(kit: Kit) -> bytes:
+    # The new root asks for two root signatures; only the stolen old key signs.
+    s = kit.trust_signed()
+    s["version"] = 2
+    rogue = kit.rogue_root.public_key
+    s["keys"][rogue.keyid] = rogue.to_dict()
+    s["roles"]["root"]["keyids"].append(rogue.keyid)
+    s["roles"]["root"]["threshold"] = 2
+    return bundle(kit.release_json, kit.files,
+                  root_json=sign_dict(s, [kit.root], release_form=False))
+
+
+# tar: traversal, absolute paths -------------------------------------------------------
+
+
+def _renamed(kit: Kit, which: str, name: str, fmt: int = tarfile.PAX_FORMAT) -> bytes:
+    path, _data = kit.blob(which)
+    out = regular("airlock/release.json", kit.release_json)
+    for p, d in kit.files:
+        out += member(tarinfo(name, len(d)), d, fmt) if p == path else regular(p, d)
+    return out + END
+
+
+@case("tar-dotdot", "TAR-traversal", "unsafe path")
+def _(kit: Kit) -> bytes:
+    return _renamed(kit, "model", "../../../../tmp/airlock-pwned")
+
+
+@case("tar-dotdot-inside-layout", "TAR-traversal", "unsafe path")
+def _(kit: Kit) -> bytes:
+    return _renamed(kit, "model", "blobs/sha256/../../../etc/cron.d/x")
+
+
+@case("tar-absolute", "TAR-traversal", "unsafe path")
+def _(kit: Kit) -> bytes:
+    return _renamed(kit, "model", "/etc/cron.d/airlock")
+
+
+@case("tar-backslash", "TAR-traversal", "unsafe path")
+def _(kit: Kit) -> bytes:
+    return _renamed(kit, "model", "blobs\\sha256\\..\\..\\x")
+
+
+@case("tar-dot-prefix", "TAR-traversal", "unsafe path")
+def _(kit: Kit) -> bytes:
+    return _renamed(kit, "index", "./index.json")
+
+
+@case("tar-pax-path-override", "TAR-pax", "unsafe path")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("model")
+    ti = tarinfo(path, len(data))
+    ti.pax_headers = {"path": "../../../root/.ssh/authorized_keys"}
+    return bundle(kit.release_json, []).removesuffix(END) + b"".join(
+        member(ti, d) if p == path else regular(p, d) for p, d in kit.files) + END
+
+
+@case("tar-pax-nul-in-path", "TAR-pax", "unsafe path")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("model")
+    ti = tarinfo(path, len(data))
+    ti.pax_headers = {"path": path + "\x00../../x"}
+    return bundle(kit.release_json, []).removesuffix(END) + b"".join(
+        member(ti, d) if p == path else regular(p, d) for p, d in kit.files) + END
+
+
+# tar: links ----------------------------------------------------------------------------
+
+
+@case("tar-symlink-blob", "TAR-links", "is a link")
+def _(kit: Kit) -> bytes:
+    path, _ = kit.blob("model")
+    out = regular("airlock/release.json", kit.release_json)
+    for p, d in kit.files:
+        out += member(tarinfo(p, 0, tarfile.SYMTYPE, linkname="/etc/shadow")) if p == path else regular(p, d)
+    return out + END
+
+
+@case("tar-hardlink-blob", "TAR-links", "is a link")
+def _(kit: Kit) -> bytes:
+    path, _ = kit.blob("model")
+    out = regular("airlock/release.json", kit.release_json)
+    for p, d in kit.files:
+        out += member(tarinfo(p, 0, tarfile.LNKTYPE, linkname="/etc/passwd")) if p == path else regular(p, d)
+    return out + END
+
+
+@case("tar-symlink-then-write-through", "TAR-links", "is a link")
+def _(kit: Kit) -> bytes:
+    # Classic: a link named like a directory, then a file "inside" it.
+    return (regular("airlock/release.json", kit.release_json)
+            + member(tarinfo("blobs/sha256", 0, tarfile.SYMTYPE, linkname="/tmp"))
+            + b"".join(regular(p, d) for p, d in kit.files) + END)
+
+
+# tar: special files ----------------------------------------------------------------------
+
+
+def _special(kit: Kit, type: bytes, **kw: Any) -> bytes:
+    path, _ = kit.blob("model")
+    out = regular("airlock/release.json", kit.release_json)
+    for p, d in kit.files:
+        out += member(tarinfo(p, 0, type, **kw)) if p == path else regular(p, d)
+    return out + END
+
+
+@case("tar-char-device", "TAR-special", "special file")
+def _(kit: Kit) -> bytes:
+    return _special(kit, tarfile.CHRTYPE, devmajor=1, devminor=3)
+
+
+@case("tar-block-device", "TAR-special", "special file")
+def _(kit: Kit) -> bytes:
+    return _special(kit, tarfile.BLKTYPE, devmajor=8, devminor=0)
+
+
+@case("tar-fifo", "TAR-special", "special file")
+def _(kit: Kit) -> bytes:
+    return _special(kit, tarfile.FIFOTYPE)
+
+
+@case("tar-directory", "TAR-special", "is a directory")
+def _(kit: Kit) -> bytes:
+    return (regular("airlock/release.json", kit.release_json)
+            + member(tarinfo("blobs/sha256", 0, tarfile.DIRTYPE, mode=0o777))
+            + b"".join(regular(p, d) for p, d in kit.files) + END)
+
+
+@case("tar-contiguous-type", "TAR-special", "special file")
+def _(kit: Kit) -> bytes:
+    path, _data = kit.blob("model")
+    out = regular("airlock/release.json", kit.release_json)
+    for p, d in kit.files:
+        out += member(tarinfo(p, len(d), tarfile.CONTTYPE), d) if p == path else regular(p, d)
+    return out + END
+
+
+# tar: duplicates and order ------------------------------------------------------------------
+
+
+@case("tar-duplicate-blob", "TAR-duplicate", "appears twice")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("model")
+    evil = bytes(len(data))
+    return bundle(kit.release_json, [*kit.files, (path, evil)])
+
+
+@case("tar-duplicate-release", "TAR-duplicate", "appears twice")
+def _(kit: Kit) -> bytes:
+    return bundle(kit.release_json, [("airlock/release.json", kit.other_release_json), *kit.files])
+
+
+@case("tar-release-not-first", "TAR-duplicate", "must start with airlock/release.json")
+def _(kit: Kit) -> bytes:
+    return b"".join(regular(p, d) for p, d in kit.files[:1]) + bundle(kit.release_json, kit.files[1:])
+
+
+@case("tar-root-after-release", "TAR-duplicate", "must come first")
+def _(kit: Kit) -> bytes:
+    return bundle(kit.release_json, [("airlock/root.json", kit.trust_path.read_bytes()), *kit.files])
+
+
+@case("tar-missing-blob", "TAR-duplicate", "listed in the signed metadata")
+def _(kit: Kit) -> bytes:
+    path, _ = kit.blob("model")
+    return bundle(kit.release_json, _swap_file(kit, path, None))
+
+
+# tar: sparse and oversized -----------------------------------------------------------------
+
+
+@case("tar-gnu-sparse", "TAR-sparse", "only regular files")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("model")
+    ti = tarinfo(path, len(data), tarfile.GNUTYPE_SPARSE)
+    ti.sparse = [(0, len(data))]
+    buf = bytearray(ti.tobuf(tarfile.GNU_FORMAT, "utf-8", "surrogateescape"))
+    # GNU sparse map: one (offset, numbytes) entry and the real size, octal.
+    buf[386:398] = b"%011o\0" % 0
+    buf[398:410] = b"%011o\0" % len(data)
+    buf[483:495] = b"%011o\0" % (1 << 40)  # realsize: a 1 TiB file
+    head = fix_checksum(bytes(buf))
+    out = regular("airlock/release.json", kit.release_json)
+    for p, d in kit.files:
+        out += head + d + b"\0" * (-len(d) % BLOCK) if p == path else regular(p, d)
+    return out + END
+
+
+@case("tar-pax-sparse", "TAR-sparse", "only regular files")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("model")
+    ti = tarinfo(path, len(data))
+    ti.pax_headers = {"GNU.sparse.size": str(1 << 40), "GNU.sparse.map": f"0,{len(data)}"}
+    return bundle(kit.release_json, []).removesuffix(END) + b"".join(
+        member(ti, d) if p == path else regular(p, d) for p, d in kit.files) + END
+
+
+@case("tar-size-smaller-than-signed", "TAR-sparse", "signed metadata says")
+def _(kit: Kit) -> bytes:
+    path, _data = kit.blob("model")
+    out = regular("airlock/release.json", kit.release_json)
+    for p, d in kit.files:
+        out += member(tarinfo(p, len(d) // 2), d[: len(d) // 2]) if p == path else regular(p, d)
+    return out + END
+
+
+@case("tar-pax-size-override", "TAR-pax", "signed metadata says")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("model")
+    ti = tarinfo(path, len(data))
+    ti.pax_headers = {"size": str(1 << 33)}
+    return bundle(kit.release_json, []).removesuffix(END) + b"".join(
+        member(ti, d) if p == path else regular(p, d) for p, d in kit.files) + END
+
+
+@case("tar-pax-huge-extended-header", "TAR-pax", "extended tar header")
+def _(kit: Kit) -> bytes:
+    # A pax header that claims 1 GiB of records: read whole into memory by a naive reader.
+    head = tarinfo("././@PaxHeader", 1 << 30, tarfile.XHDTYPE)
+    return (member(head, b"30 path=airlock/release.json\n") + b"x" * 4096)
+
+
+@case("tar-gnu-huge-longname", "TAR-pax", "extended tar header")
+def _(kit: Kit) -> bytes:
+    head = tarinfo("././@LongLink", 1 << 30, tarfile.GNUTYPE_LONGNAME)
+    return member(head, b"airlock/release.json\0", tarfile.GNU_FORMAT) + b"y" * 4096
+
+
+@case("tar-pax-sparse-map-unterminated", "TAR-pax", "not a bundle")
+def _(kit: Kit) -> bytes:
+    # A pax 1.0 sparse map that never ends: tarfile's parser raised ValueError (exit 1).
+    ti = tarinfo("airlock/release.json", BLOCK)
+    ti.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0",
+                      "GNU.sparse.realsize": str(1 << 40)}
+    return member(ti, b"1000\n" + b"7" * (BLOCK - 5))
+
+
+@case("tar-pax-sparse-map-garbage", "TAR-pax", "not a bundle")
+def _(kit: Kit) -> bytes:
+    ti = tarinfo("airlock/release.json", BLOCK)
+    ti.pax_headers = {"GNU.sparse.major": "1", "GNU.sparse.minor": "0"}
+    return member(ti, b"lots\n" + b"\0" * (BLOCK - 5)) + END
+
+
+# tar: corrupt -----------------------------------------------------------------------------------
+
+
+@case("tar-bad-header-checksum", "TAR-corrupt", "not a bundle")
+def _(kit: Kit) -> bytes:
+    b = bytearray(kit.good)
+    b[0] ^= 0x01  # first header's name changes; its checksum no longer matches
+    return bytes(b)
+
+
+@case("tar-corrupt-later-header", "TAR-corrupt", "lacks")
+def _(kit: Kit) -> bytes:
+    hdr = header_offset(kit.good, kit.blob("model")[0])
+    b = bytearray(kit.good)
+    b[hdr + 148] = ord("9")  # checksum field garbage
+    return bytes(b)
+
+
+@case("tar-truncated-in-blob", "TAR-corrupt", "truncated")
+def _(kit: Kit) -> bytes:
+    _path, data = kit.blob("model")
+    start = kit.good.find(data)
+    return kit.good[: start + len(data) // 2]
+
+
+@case("tar-truncated-in-header", "TAR-corrupt", "lacks")
+def _(kit: Kit) -> bytes:
+    return kit.good[: header_offset(kit.good, kit.blob("model")[0]) + 100]
+
+
+@case("tar-truncated-after-metadata", "TAR-corrupt", "listed in the signed metadata")
+def _(kit: Kit) -> bytes:
+    return bundle(kit.release_json, [])
+
+
+@case("tar-release-not-json", "TAR-corrupt", "not valid TUF metadata")
+def _(kit: Kit) -> bytes:
+    return bundle(b"\xff\xfe not json at all", kit.files)
+
+
+# resources --------------------------------------------------------------------------------------
+
+
+@case("bomb-gzip-bundle", "RES-bomb", "not a bundle")
+def _(kit: Kit) -> bytes:
+    # Bundles are never compressed; a gzip stream (here of 64 MiB of zeros) is refused unread.
+    return gzip.compress(kit.good + b"\0" * (64 << 20), 9)
+
+
+@case("bomb-gzip-model-inside", "RES-bomb", "sha256 is")
+def _(kit: Kit) -> bytes:
+    path, data = kit.blob("model")
+    fake = gzip.compress(b"\0" * (1 << 20))[: len(data)].ljust(len(data), b"\0")
+    return bundle(kit.release_json, _swap_file(kit, path, fake))
+
+
+@case("huge-release-header", "RES-huge", "larger than any metadata may be")
+def _(kit: Kit) -> bytes:
+    return member(tarinfo("airlock/release.json", 1 << 40), kit.release_json) + END
+
+
+@case("huge-root-header", "RES-huge", "larger than any metadata may be")
+def _(kit: Kit) -> bytes:
+    return member(tarinfo("airlock/root.json", 64 << 20), b"{}") + END
+
+
+@case("huge-signed-model-length", "RES-disk", "signed metadata says",
+      agent_exit=(3, 5))
+def _(kit: Kit) -> bytes:
+    # Validly signed metadata promising a 1 TiB model: a device must not start writing it.
+    path, _ = kit.blob("inputs")
+    return _resigned(kit, lambda s: s["targets"][path].update(length=1 << 40))
+
+
+@case("disk-many-listed-blobs", "RES-disk", "lacks", agent_exit=(3, 5))
+def _(kit: Kit) -> bytes:
+    # 2,000 listed blobs of 1 GiB each: 2 TiB promised, none carried.
+    def mutate(s: dict[str, Any]) -> None:
+        for i in range(2000):
+            h = hashlib.sha256(str(i).encode()).hexdigest()
+            s["targets"]["blobs/sha256/" + h] = {"length": 1 << 30, "hashes": {"sha256": h}}
+    return _resigned(kit, mutate)
+
+
+@case("deep-json-release", "RES-deep", "not valid TUF metadata")
+def _(kit: Kit) -> bytes:
+    deep = b'{"signed":' + b"[" * 200_000 + b"]" * 200_000 + b',"signatures":[]}'
+    return bundle(deep, kit.files)
+
+
+@case("deep-json-signed-flags", "RES-deep", "deep")
+def _(kit: Kit) -> bytes:
+    # Validly signed, but nested deeper than any release needs.
+    def mutate(s: dict[str, Any]) -> None:
+        v: Any = 1
+        for _ in range(500):
+            v = {"a": v}
+        s["airlock"]["flags"] = {"x": v}
+    return _resigned(kit, mutate)
+
+
+@case("deep-json-huge-integer", "RES-deep", "not valid TUF metadata")
+def _(kit: Kit) -> bytes:
+    d = json.loads(kit.release_json)
+    d["signed"]["version"] = 123456789
+    text = json.dumps(d).encode().replace(b"123456789", b"9" * 5000)
+    return bundle(text, kit.files)
+
+
+@case("deep-json-nan-budget", "RES-deep", "cannot be signed as JSON")
+def _(kit: Kit) -> bytes:
+    s = kit.signed()
+    s["airlock"]["models"][0]["health"]["max_p95_ms"] = float("nan")
+    payload = json.dumps(s, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    d = {"signed": s, "signatures": [kit.release.sign(payload).to_dict()]}
+    return bundle(json.dumps(d).encode(), kit.files)
+
+
+@case("deep-json-float-overflow", "RES-deep", "health")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"]["models"][0]["health"].update(runs=10**400))
+
+
+# -- script entry: write the corpus -------------------------------------------------------------
+
+
+def write_corpus(kit: Kit, out: Path) -> list[dict[str, Any]]:
+    out.mkdir(parents=True, exist_ok=True)
+    index = []
+    for c in CASES:
+        path = c.write(kit, out)
+        index.append({"id": c.id, "threat": c.threat, "file": path.name, "exit": c.exit,
+                      "error": c.error, "ring": c.ring, "device_seen": c.device_seen})
+    (out / "cases.json").write_text(json.dumps(index, indent=1))
+    (out / "trust.json").write_bytes(kit.trust_path.read_bytes())
+    return index
+
+
+def _main(argv: list[str]) -> int:
+    from keys.keyfile import generate_keypair
+
+    out = Path(argv[0] if argv else "corpus")
+    keydir = out / "keys"
+    root_key, _ = generate_keypair("root", keydir, force=True)
+    release_key, _ = generate_keypair("release", keydir, force=True)
+    kit = Kit.create(out / "kit", root_key=root_key, release_key=release_key)
+    index = write_corpus(kit, out)
+    print(f"wrote {len(index)} cases to {out}; verify with: "
+          f"airlock verify {out}/CASE.airlock --trust {out}/trust.json")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main(sys.argv[1:]))
