@@ -8,8 +8,8 @@ numpy ``allclose`` semantics, times ``runs`` inferences and prints one JSON
 object with the raw measurements. Policy (budgets, wording of reasons) lives
 in the parent; this side only measures.
 
-File descriptor 1 is kept for the result alone: at start-up it is duplicated
-and then pointed at stderr, so whatever ONNX Runtime or a custom op prints to
+File descriptor 1 is kept for the result alone: before ONNX Runtime is
+imported it is duplicated and then pointed at stderr, so whatever ONNX Runtime or a custom op prints to
 stdout from native code cannot corrupt the JSON.
 
 ``AIRLOCK_TEST_FAULT=health-crash`` (tests only) makes this process kill
@@ -28,11 +28,10 @@ import threading
 import time
 from typing import Any
 
-# Before anything heavy is imported: keep the real stdout for the result only.
-_RESULT = os.fdopen(os.dup(1), "w", encoding="utf-8")
-os.dup2(2, 1)
-
 _TEST_FAULT = "AIRLOCK_TEST_FAULT"
+# Frames the result, so even bytes that reach fd 1 before the redirect above
+# (a sitecustomize, a preloaded library) cannot be mistaken for it.
+RESULT_MARKER = "\n@@airlock-health-result@@"
 
 
 def _hwm_mb() -> float | None:
@@ -209,6 +208,9 @@ def _first_line(e: BaseException) -> str:
 
 
 def main() -> None:
+    # Before ONNX Runtime is imported: keep the real stdout for the result only.
+    result_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
     job = json.loads(sys.argv[1])
     threading.Thread(target=_watchdog, args=(float(job["watchdog_s"]),), daemon=True).start()
     try:
@@ -217,8 +219,8 @@ def main() -> None:
         result = {"error": str(e), "peak_rss_mb": _hwm_mb()}
     except Exception as e:  # anything else is still a failed check, worded by the parent
         result = {"error": f"{type(e).__name__}: {_first_line(e)}", "peak_rss_mb": _hwm_mb()}
-    _RESULT.write(json.dumps(result))
-    _RESULT.flush()
+    result_out.write(RESULT_MARKER + json.dumps(result) + "\n")
+    result_out.flush()
 
 
 if __name__ == "__main__":

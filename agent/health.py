@@ -61,6 +61,7 @@ from typing import IO, Any
 
 import psutil
 
+from agent._health_child import RESULT_MARKER
 from keys.release import HealthSpec, ModelEntry, Release
 
 __all__ = ["HealthReport", "ModelResult", "check_release"]
@@ -290,9 +291,12 @@ def _kill_group(pgid: int) -> None:
 
 def _parse_result(out: IO[bytes]) -> dict[str, Any] | None:
     out.seek(0)
-    data = out.read(1024 * 1024)
+    data = out.read(4 * 1024 * 1024).decode("utf-8", "replace")
+    start = data.rfind(RESULT_MARKER)
+    if start < 0:
+        return None
     try:
-        result = json.loads(data)
+        result = json.loads(data[start + len(RESULT_MARKER):])
     except ValueError:
         return None
     return result if isinstance(result, dict) else None
