@@ -231,8 +231,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     health_s = time.monotonic() - health_start
     if not report.ok:
         still = active or "no release"
-        raise fail(report.reason, HealthCheckError(
-            f"health check of {release.id} failed: {report.reason}; {still} stays active"))
+        raise fail(report.reason or "failed", HealthCheckError(
+            f"{release.id} not installed: {report.reason}; {still} stays active"))
     crash_point("after-health-check")
 
     if release.images:
