@@ -20,9 +20,10 @@ def init_device(root: Path, keyset: Keys) -> Path:
 
 def edited_bundle(keyset: Keys, directory: Path, old: str, new: str, **kw: Any) -> Path:
     """make_bundle's bundle with one edit to the spec (for values write_spec fixes)."""
+    from conftest import write_spec
+
     from bundler.build import build_bundle
     from bundler.spec import load_spec
-    from conftest import write_spec
     from keys.keyfile import load_signer
 
     path = write_spec(directory, **kw)

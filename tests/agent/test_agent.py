@@ -160,7 +160,7 @@ def test_health_failure_exits_4_with_previous_release_active(
 class _Health(http.server.BaseHTTPRequestHandler):
     status = 200
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+    def do_GET(self) -> None:
         self.send_response(self.status)
         self.end_headers()
 
@@ -329,9 +329,10 @@ def test_history_verify_detects_an_edited_journal(device: Path, make_bundle: Bun
 
 def _rotated_bundle(keyset: Keys, tmp_path: Path, make_bundle: Bundle, **kw: object) -> Path:
     """A bundle carrying trust root version 2 (same keys, signed by the old root key)."""
+    from conftest import write_spec
+
     from bundler.build import build_bundle
     from bundler.spec import load_spec
-    from conftest import write_spec
     from keys.keyfile import load_signer
     from keys.trust import TrustRoot, rotate_root
 
