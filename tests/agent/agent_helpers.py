@@ -1,0 +1,96 @@
+"""Helpers for agent tests: an initialised device root and checks of its consistency."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from conftest import Keys, run_agent
+
+
+def init_device(root: Path, keyset: Keys) -> Path:
+    """An initialised, empty agent root."""
+    p = run_agent("--root", root, "init", "--trust", keyset.trust, "--device-id", "test-dev")
+    assert p.returncode == 0, p.stderr
+    return root
+
+
+def edited_bundle(keyset: Keys, directory: Path, old: str, new: str, **kw: Any) -> Path:
+    """make_bundle's bundle with one edit to the spec (for values write_spec fixes)."""
+    from conftest import write_spec
+
+    from bundler.build import build_bundle
+    from bundler.spec import load_spec
+    from keys.keyfile import load_signer
+
+    path = write_spec(directory, **kw)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+    spec = load_spec(path)
+    out = directory / f"{spec.name}-{spec.sequence}-edited.airlock"
+    build_bundle(spec, [load_signer(keyset.release_key)], out)
+    return out
+
+
+def agent_json(root: Path, *args: Any, **kw: Any) -> dict[str, Any]:
+    p = run_agent("--root", root, *args, "--json", **kw)
+    assert p.returncode == 0, (args, p.returncode, p.stderr)
+    result: dict[str, Any] = json.loads(p.stdout)
+    return result
+
+
+def active_id(root: Path) -> str | None:
+    status = agent_json(root, "status")
+    return status["active"]["id"] if status["active"] else None
+
+
+def tree_hash(root: Path, skip: tuple[str, ...] = ("journal.jsonl", "lock")) -> str:
+    """sha256 over every path, link target and file content under root (except ``skip``)."""
+    h = hashlib.sha256()
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
+            path = Path(dirpath, name)
+            rel = path.relative_to(root).as_posix()
+            if rel in skip:
+                continue
+            h.update(rel.encode() + b"\0")
+            if path.is_symlink():
+                h.update(b"L" + os.readlink(path).encode())
+            else:
+                h.update(path.read_bytes())
+        h.update(b"D" + dirpath.encode())
+    return h.hexdigest()
+
+
+def assert_consistent(root: Path) -> dict[str, Any]:
+    """What any agent start after any crash must find: see DESIGN.md, "The agent"."""
+    from agent.journal import Journal
+    from agent.layout import Layout
+
+    status = agent_json(root, "status")
+    assert status["state"] == "idle", status
+    assert status["operation"] is None
+    layout = Layout(root)
+    assert not layout.transaction.exists()
+    assert list(layout.staging.iterdir()) == []
+    for which in ("active", "previous"):
+        info = status[which]
+        if info is None:
+            continue
+        assert "error" not in info, info
+        release = layout.load_release(info["id"])
+        # Every blob the release needs is in the store, whole and correct.
+        for digest in release.all_digests():
+            blob = layout.blob(digest)
+            assert blob.is_file(), (which, digest)
+            assert hashlib.sha256(blob.read_bytes()).hexdigest() == digest[7:]
+        for m in release.models:
+            model = layout.release_dir(release.id) / "models" / m.name / m.file_name
+            assert model.stat().st_ino == layout.blob(m.blob).stat().st_ino
+    assert Journal(layout.journal).verify() > 0
+    return status

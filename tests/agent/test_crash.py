@@ -1,0 +1,157 @@
+"""Real kill -9 of the agent at every crash point and at random instants.
+
+After each kill a fresh agent start must find the old or the new release
+active and passing its health check, a consistent store, an empty staging
+area and an intact journal (``assert_consistent``). Deterministic kills use
+``AIRLOCK_CRASH_AT`` (agent/faults.py); random ones send SIGKILL from here
+after a random delay. ``AIRLOCK_RANDOM_KILLS=N`` runs N random kills (default
+10) and ``AIRLOCK_RANDOM_SEED`` replays a run.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from agent_helpers import agent_json, assert_consistent, init_device
+from conftest import REPO, Keys, _env, run_agent, write_spec
+
+from agent.faults import CRASH_POINTS
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory: pytest.TempPathFactory, keyset: Keys) -> dict[str, Path]:
+    from bundler.build import build_bundle
+    from bundler.spec import load_spec
+    from keys.keyfile import load_signer
+
+    d = tmp_path_factory.mktemp("crash-bundles")
+    signer = load_signer(keyset.release_key)
+    out: dict[str, Path] = {}
+    variants = {
+        "v1": {"sequence": 1, "scale": 2.0},
+        "v2": {"sequence": 2, "scale": 3.0},
+        "v3": {"sequence": 3, "scale": 4.0},
+        # a release whose probe fails after the switch: automatic rollback
+        "v2-probe-fails": {"sequence": 2, "scale": 3.0,
+                           "extra": "hooks:\n  probe: \"false\"\n  probe_window_s: 0.3\n"},
+        # big enough that a random kill often lands while blobs are written
+        "v2-big": {"sequence": 2, "scale": 3.0, "pad_mb": 24},
+    }
+    for name, kw in variants.items():
+        sub = d / name
+        sub.mkdir()
+        spec = load_spec(write_spec(sub, **kw))  # type: ignore[arg-type]
+        out[name] = sub / f"{name}.airlock"
+        build_bundle(spec, [signer], out[name])
+    return out
+
+
+def _prepared(tmp_path_factory: pytest.TempPathFactory, keyset: Keys, bundles: dict[str, Path],
+              names: list[str]) -> Path:
+    root = init_device(tmp_path_factory.mktemp("base") / "device", keyset)
+    for name in names:
+        p = run_agent("--root", root, "install", bundles[name])
+        assert p.returncode == 0, p.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def base_v1(tmp_path_factory: pytest.TempPathFactory, keyset: Keys,
+            bundles: dict[str, Path]) -> Path:
+    return _prepared(tmp_path_factory, keyset, bundles, ["v1"])
+
+
+@pytest.fixture(scope="module")
+def base_v12(tmp_path_factory: pytest.TempPathFactory, keyset: Keys,
+             bundles: dict[str, Path]) -> Path:
+    return _prepared(tmp_path_factory, keyset, bundles, ["v1", "v2"])
+
+
+@pytest.fixture(scope="module")
+def base_v123(tmp_path_factory: pytest.TempPathFactory, keyset: Keys,
+              bundles: dict[str, Path]) -> Path:
+    return _prepared(tmp_path_factory, keyset, bundles, ["v1", "v2", "v3"])
+
+
+def _copy(base: Path, dest: Path) -> Path:
+    # cp -a keeps the hard links between releases and the store.
+    subprocess.run(["cp", "-a", str(base), str(dest)], check=True)
+    return dest
+
+
+INSTALL_ORDER = CRASH_POINTS[: CRASH_POINTS.index("after-commit") + 1]
+# point -> (base device, command, active release expected after recovery)
+SCENARIOS: dict[str, tuple[str, list[str], str]] = {
+    **{p: ("v1", ["install", "v2"], "vision-2" if p == "after-commit" else "vision-1")
+       for p in INSTALL_ORDER},
+    "mid-auto-rollback": ("v1", ["install", "v2-probe-fails"], "vision-1"),
+    "rollback-before-switch": ("v12", ["rollback"], "vision-2"),
+    "mid-rollback": ("v12", ["rollback"], "vision-2"),
+    "rollback-after-switch": ("v12", ["rollback"], "vision-2"),
+    "gc-mid-delete": ("v123", ["gc", "--keep", "0"], "vision-3"),
+    "gc-after-releases": ("v123", ["gc", "--keep", "0"], "vision-3"),
+    "mid-recovery": ("v1", ["install", "v2"], "vision-1"),
+}
+
+
+def test_every_crash_point_has_a_scenario() -> None:
+    assert set(SCENARIOS) == set(CRASH_POINTS)
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_kill_at_crash_point(point: str, tmp_path: Path, bundles: dict[str, Path],
+                             base_v1: Path, base_v12: Path, base_v123: Path) -> None:
+    base_name, cmd, expected = SCENARIOS[point]
+    base = {"v1": base_v1, "v12": base_v12, "v123": base_v123}[base_name]
+    root = _copy(base, tmp_path / "device")
+    args = [bundles[a] if a in bundles else a for a in cmd]
+    first = "after-switch" if point == "mid-recovery" else point
+    p = run_agent("--root", root, *args, env={"AIRLOCK_CRASH_AT": first})
+    assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr)
+    if point == "mid-recovery":
+        p = run_agent("--root", root, "status", env={"AIRLOCK_CRASH_AT": point})
+        assert p.returncode == -signal.SIGKILL, p.stderr
+    status = assert_consistent(root)
+    assert status["active"]["id"] == expected, (point, status)
+    assert agent_json(root, "check")["ok"]
+    if cmd[0] == "install":
+        # Nothing is stuck: the same bundle installs (or is already active) now.
+        again = agent_json(root, "install", bundles["v2"])
+        assert again["active"] == "vision-2"
+        assert_consistent(root)
+
+
+def test_random_kills(tmp_path: Path, bundles: dict[str, Path], base_v1: Path,
+                      base_v12: Path) -> None:
+    count = int(os.environ.get("AIRLOCK_RANDOM_KILLS", "10"))
+    seed = int(os.environ.get("AIRLOCK_RANDOM_SEED", str(time.time_ns() % 100000)))
+    rng = random.Random(seed)
+    outcomes: list[str] = []
+    for i in range(count):
+        rollback = i % 3 == 2
+        root = _copy(base_v12 if rollback else base_v1, tmp_path / f"device-{i}")
+        args = ["rollback"] if rollback else ["install", str(bundles["v2-big"])]
+        delay = rng.uniform(0.2, 0.8 if rollback else 1.0)
+        proc = subprocess.Popen([sys.executable, "-m", "agent", "--root", str(root), *args],
+                                env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        code = proc.wait()
+        from agent.journal import Journal
+
+        last = list(Journal(root / "journal.jsonl").entries())[-1]["event"]
+        context = f"seed {seed}, run {i} ({' '.join(args[:1])}), killed after {delay:.2f} s"
+        status = assert_consistent(root)
+        assert status["active"]["id"] in ("vision-1", "vision-2"), context
+        check = run_agent("--root", root, "check")
+        assert check.returncode == 0, (context, check.stderr)
+        outcomes.append(f"{delay:.2f}s:{'killed after ' + last if code == -9 else 'finished'}")
+    print(f"random kills (seed {seed}): {outcomes}")
