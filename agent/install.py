@@ -46,7 +46,7 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
-from keys.bundle_format import BundleHead, BundleReader
+from keys.bundle_format import BundleHead, BundleReader, LayoutCheck
 from keys.errors import (
     AirlockError,
     FormatError,
@@ -56,7 +56,7 @@ from keys.errors import (
     RollbackError,
 )
 from keys.release import BLOB_PREFIX, Release
-from keys.trust import TrustRoot
+from keys.trust import MAX_METADATA_BYTES, TrustRoot
 
 __all__ = ["install", "load_sequences"]
 
@@ -102,6 +102,12 @@ def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
     return head, trust, new_trust, verified
 
 
+def _read_manifest(path: Path, name: str) -> bytes:
+    if path.stat().st_size > MAX_METADATA_BYTES:
+        raise FormatError(f"{name} is larger than any manifest may be")
+    return path.read_bytes()
+
+
 def _write_file(path: Path, data: bytes) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
@@ -143,8 +149,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     config = layout.load_config()
     journal = Journal(layout.journal)
     store = ContentStore(layout)
-    reader = BundleReader(stream)
     try:
+        reader = BundleReader(stream)
         head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
     except RejectedError as e:
         journal.append("rejected", bundle=label, reason=str(e))
@@ -182,20 +188,41 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                    role=verified.role, signers=list(verified.signers), bytes_needed=need)
     stored = skipped = written = 0
     meta: dict[str, bytes] = {}
-    for member in reader.files(release.files):
-        if member.path.startswith(BLOB_PREFIX):
-            if store.has(member.digest):
-                member.verify(progress)
-                skipped += 1
+    new_blobs: list[str] = []
+    oci = LayoutCheck(release.files, release.delta.expects if release.delta else ())
+    try:
+        for member in reader.files(release.files):
+            check_oci = oci.wants(member.path)
+            if member.path.startswith(BLOB_PREFIX):
+                if store.has(member.digest):
+                    member.verify(progress)
+                    skipped += 1
+                else:
+                    written += store.put(member, progress)
+                    new_blobs.append(member.digest)
+                    stored += 1
+                    journal.append("blob-stored", release=release.id, digest=member.digest,
+                                   size=member.info.length)
+                if check_oci:  # a manifest: small, and verified by now
+                    oci.see(member.path, _read_manifest(store.path(member.digest), member.path))
             else:
-                written += store.put(member, progress)
-                stored += 1
-                journal.append("blob-stored", release=release.id, digest=member.digest,
-                               size=member.info.length)
-        else:
-            meta[member.path] = member.read_all()
-            if progress:
-                progress(len(meta[member.path]))
+                meta[member.path] = member.read_all()
+                if check_oci:
+                    oci.see(member.path, meta[member.path])
+                if progress:
+                    progress(len(meta[member.path]))
+    except RejectedError as e:
+        # The bundle as a whole is bad: take back the blobs it brought (nothing else
+        # uses them; they were not in the store before) and close the transaction,
+        # so a rejected install leaves ROOT as it found it.
+        for digest in new_blobs:
+            with contextlib.suppress(FileNotFoundError):
+                store.path(digest).unlink()
+        if new_blobs:
+            fsync_dir(layout.blobs)
+        tx.commit()
+        journal.append("rejected", bundle=label, release=release.id, reason=str(e))
+        raise
 
     rdir = layout.release_dir(release.id)
     created = not rdir.exists()
