@@ -64,6 +64,9 @@ THREATS: dict[str, str] = {
 }
 
 GOOD_SEQUENCE = 5
+# A device under test runs this release (same name, lower sequence), so every
+# case reaches the agent's full install path instead of "already active".
+ACTIVE_SEQUENCE = GOOD_SEQUENCE - 1
 BLOCK = 512
 
 
@@ -85,6 +88,7 @@ class Kit:
     files: list[tuple[str, bytes]]  # OCI layout files in archive order
     other_release_json: bytes  # a valid release of another build (sequence GOOD_SEQUENCE + 1)
     other_files: list[tuple[str, bytes]]
+    active: bytes  # a good bundle of sequence ACTIVE_SEQUENCE, for the device's active release
     _trust_bytes: bytes = field(default=b"", repr=False)
 
     @classmethod
@@ -129,6 +133,7 @@ class Kit:
 
         good = build(GOOD_SEQUENCE, 2.0)
         other = build(GOOD_SEQUENCE + 1, 3.0)
+        active = build(ACTIVE_SEQUENCE, 1.5)
         release_json, files = _split(good)
         other_release_json, other_files = _split(other)
         return cls(
@@ -136,7 +141,7 @@ class Kit:
             canary=(extra["canary1"][0], extra["canary2"][0]), rogue=extra["rogue"][0],
             rogue_root=extra["rogue-root"][0], good=good, release_json=release_json,
             files=files, other_release_json=other_release_json, other_files=other_files,
-            _trust_bytes=trust_path.read_bytes(),
+            active=active, _trust_bytes=trust_path.read_bytes(),
         )
 
     # -- helpers the cases use ----------------------------------------------
@@ -375,9 +380,9 @@ def _(kit: Kit) -> bytes:
 
 
 @case("rollback-older-sequence", "TUF-rollback", "older than sequence",
-      device_seen=GOOD_SEQUENCE)
+      device_seen=ACTIVE_SEQUENCE)
 def _(kit: Kit) -> bytes:
-    return _resigned(kit, lambda s: s.update(version=GOOD_SEQUENCE - 1))
+    return _resigned(kit, lambda s: s.update(version=ACTIVE_SEQUENCE - 1))
 
 
 @case("rollback-root-same-version-other-content", "TUF-rollback",
@@ -965,7 +970,8 @@ def _(kit: Kit) -> bytes:
     return _resigned(kit, lambda s: s["targets"][path].update(length=1 << 40))
 
 
-@case("disk-many-listed-blobs", "RES-disk", "lacks", agent_exit=(3, 5))
+@case("disk-many-listed-blobs", "RES-disk", "lacks", agent_exit=(3, 5),
+      agent_error="needs 2000.0 GiB")
 def _(kit: Kit) -> bytes:
     # 2,000 listed blobs of 1 GiB each: 2 TiB promised, none carried.
     def mutate(s: dict[str, Any]) -> None:
