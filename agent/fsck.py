@@ -1,0 +1,253 @@
+"""Consistency check of an agent root, and its repair: ``airlock-agent fsck [--repair]``.
+
+What a device must look like after anything, a power cut included:
+
+* every blob in ``blobs/sha256/`` hashes to its name (and nothing else lives there);
+* every release directory has readable metadata, every blob it needs is in
+  the store, and each model file is a hard link to its store blob;
+* ``current`` and ``previous`` are absent or point at an installed release
+  (``current`` is set whenever a release is installed);
+* the journal's hash chain verifies;
+* no operation is left pending (``transaction.json``) and ``staging/`` is empty.
+
+``--repair`` first runs the normal recovery (undo an unfinished operation,
+empty staging, cut a torn journal line, repoint a dangling link), then
+removes corrupt or foreign files from the store and release directories
+that can no longer work, switches a broken ``current`` back to a working
+``previous``, says what it did, records it in the journal, and checks again. What it cannot repair
+(a broken active release, a broken journal chain) stays reported: reinstall
+the bundle, or keep the journal as evidence::
+
+    report = fsck(layout, repair=False)
+    report["ok"], report["problems"]   # [{"kind", "path", "detail"}]
+
+Exit codes of the command: 0 consistent, 3 inconsistencies remain, 5 another
+agent command holds the lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.durable import fsync_dir, remove_tree
+from agent.journal import Journal
+from agent.layout import Layout
+from agent.switch import Transaction, read_link, set_link
+from keys.errors import AirlockError
+
+__all__ = ["Problem", "fsck"]
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # corrupt-blob | foreign-file | broken-release | dangling-link | journal
+    #            | pending-operation | staging-leftover
+    path: str  # relative to ROOT
+    detail: str
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class _Scan:
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self.problems: list[Problem] = []
+        self.blobs = 0
+        self.releases = 0
+        self.journal_lines = 0
+        self.bad_blobs: set[str] = set()
+        self.bad_releases: set[str] = set()
+        self.foreign: list[Path] = []
+
+    def add(self, kind: str, path: Path, detail: str) -> None:
+        rel = os.path.relpath(path, self.layout.root)
+        self.problems.append(Problem(kind, rel, detail))
+
+    def run(self) -> None:
+        self._blobs()
+        self._releases()
+        self._links()
+        self._journal()
+        self._work_in_progress()
+
+    def _blobs(self) -> None:
+        blobs = self.layout.blobs
+        if not blobs.is_dir():
+            self.add("foreign-file", blobs, "the blob store directory is missing")
+            return
+        for p in sorted(blobs.iterdir()):
+            if p.is_symlink() or not p.is_file() or len(p.name) != 64 or not all(
+                    c in "0123456789abcdef" for c in p.name):
+                self.foreign.append(p)
+                self.add("foreign-file", p, "not a blob (the store holds only sha256-named files)")
+                continue
+            self.blobs += 1
+            try:
+                actual = _sha256(p)
+            except OSError as e:
+                actual = f"unreadable ({e.strerror})"
+            if actual != p.name:
+                self.bad_blobs.add(p.name)
+                self.add("corrupt-blob", p, f"content hashes to {actual[:16]}…, not its name")
+
+    def _releases(self) -> None:
+        layout = self.layout
+        if not layout.releases.is_dir():
+            return
+        for rdir in sorted(layout.releases.iterdir()):
+            rid = rdir.name
+            try:
+                layout.release_dir(rid)
+            except AirlockError:
+                self.foreign.append(rdir)
+                self.add("foreign-file", rdir, "not a release directory (NAME-SEQUENCE)")
+                continue
+            self.releases += 1
+            why = self._release_problem(rid)
+            if why is not None:
+                self.bad_releases.add(rid)
+                self.add("broken-release", rdir, why)
+
+    def _release_problem(self, rid: str) -> str | None:
+        layout = self.layout
+        try:
+            release = layout.load_release(rid)
+        except AirlockError as e:
+            return f"release metadata unreadable: {e}"
+        if release.id != rid:
+            return f"holds the metadata of {release.id}"
+        for digest in release.all_digests():
+            blob = layout.blob(digest)
+            if not blob.is_file():
+                return f"needs blob {digest[:23]}…, which is not in the store"
+            if digest[7:] in self.bad_blobs:
+                return f"needs blob {digest[:23]}…, which is corrupt"
+        for m in release.models:
+            mdir = layout.release_dir(rid) / "models" / m.name
+            files: list[tuple[str, str | None]] = [
+                (m.file_name, m.blob), ("inputs.npz", m.health.inputs),
+                ("outputs.npz", m.health.outputs)]
+            for name, wanted in files:
+                if wanted is None:
+                    continue
+                digest, f = wanted, mdir / name
+                try:
+                    same = os.stat(f).st_ino == os.stat(layout.blob(digest)).st_ino
+                except OSError:
+                    return f"model file models/{m.name}/{name} is missing"
+                if not same and _sha256(f) != digest[7:]:
+                    return f"model file models/{m.name}/{name} differs from its blob"
+        return None
+
+    def _links(self) -> None:
+        layout = self.layout
+        for which in ("current", "previous"):
+            link = layout.link(which)
+            if not os.path.lexists(link):
+                continue
+            rid = read_link(layout, which)
+            if rid is None:
+                target = os.readlink(link) if link.is_symlink() else "a non-link"
+                self.add("dangling-link", link, f"points at {target}, not an installed release")
+            elif rid in self.bad_releases:
+                self.add("dangling-link", link,
+                         f"points at {rid}, which is broken; install a newer bundle or roll back")
+        if self.releases and read_link(layout, "current") is None:
+            self.add("dangling-link", layout.current, "releases are installed but none is active")
+
+    def _journal(self) -> None:
+        journal = Journal(self.layout.journal)
+        try:
+            self.journal_lines = journal.verify()
+        except AirlockError as e:
+            self.add("journal", self.layout.journal, str(e))
+            return
+        try:
+            size = self.layout.journal.stat().st_size
+            with self.layout.journal.open("rb") as f:
+                f.seek(max(0, size - 1))
+                torn = size > 0 and f.read(1) != b"\n"
+        except FileNotFoundError:
+            torn = False
+        if torn:
+            self.add("journal", self.layout.journal, "the last line is torn (a power cut mid-write)")
+
+    def _work_in_progress(self) -> None:
+        layout = self.layout
+        if Transaction.pending(layout) is not None:
+            self.add("pending-operation", layout.transaction,
+                     "an operation was interrupted and not yet undone")
+        if layout.staging.is_dir():
+            for p in sorted(layout.staging.iterdir()):
+                self.add("staging-leftover", p, "unfinished work left in staging/")
+
+    def report(self) -> dict[str, Any]:
+        return {
+            "ok": not self.problems,
+            "problems": [asdict(p) for p in self.problems],
+            "checked": {"blobs": self.blobs, "releases": self.releases,
+                        "journal_lines": self.journal_lines},
+        }
+
+
+def _repair(layout: Layout, scan: _Scan) -> list[str]:
+    from agent.recovery import recover
+
+    done = list(recover(layout))
+    pinned = {read_link(layout, "current"), read_link(layout, "previous")} - {None}
+    for p in scan.foreign:
+        if p.is_dir() and not p.is_symlink():
+            remove_tree(p, layout.staging)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        done.append(f"removed {os.path.relpath(p, layout.root)} (not part of the layout)")
+    for name in sorted(scan.bad_blobs):
+        with contextlib.suppress(FileNotFoundError):
+            (layout.blobs / name).unlink()
+        done.append(f"removed corrupt blob sha256:{name[:16]}…")
+    if scan.foreign or scan.bad_blobs:
+        fsync_dir(layout.blobs)
+    for rid in sorted(scan.bad_releases - pinned):
+        remove_tree(layout.release_dir(rid), layout.staging)
+        done.append(f"removed broken release {rid}")
+    current, previous = read_link(layout, "current"), read_link(layout, "previous")
+    if current in scan.bad_releases and previous is not None and previous not in scan.bad_releases:
+        # A broken active release cannot run; the previous one can.
+        set_link(layout, "previous", None)
+        set_link(layout, "current", previous)
+        done.append(f"switched current from broken {current} back to {previous}")
+        remove_tree(layout.release_dir(current), layout.staging)
+        done.append(f"removed broken release {current}")
+        pinned = {previous}
+    for rid in sorted(scan.bad_releases & pinned):
+        done.append(f"cannot repair {rid}: it is current or previous; install a newer bundle")
+    # What was moved to staging on the way out goes now.
+    done += [f"then: {a}" for a in recover(layout)]
+    return done
+
+
+def fsck(layout: Layout, repair: bool = False) -> dict[str, Any]:
+    """Check ROOT (the caller holds the lock); with ``repair``, fix what can be fixed."""
+    scan = _Scan(layout)
+    scan.run()
+    if not repair or scan.report()["ok"]:
+        return {**scan.report(), "repaired": []}
+    done = _repair(layout, scan)
+    Journal(layout.journal).append("fsck-repair", actions=done)
+    again = _Scan(layout)
+    again.run()
+    return {**again.report(), "repaired": done, "found": scan.report()["problems"]}
