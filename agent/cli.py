@@ -7,6 +7,7 @@
     airlock-agent rollback
     airlock-agent check --rollback-on-failure
     airlock-agent gc --keep 2
+    airlock-agent fsck --repair
 
 ROOT is --root, else $AIRLOCK_ROOT, else /var/lib/airlock. Every command that
 changes ROOT takes its lock (a second one exits 5) and first repairs whatever
@@ -29,7 +30,7 @@ from agent.journal import Journal
 from agent.layout import AgentConfig, Layout, root_from_env
 from agent.lock import AgentLock
 from keys.console import emit, progress, run
-from keys.errors import LockedError, UsageError
+from keys.errors import LockedError, RejectedError, UsageError
 from keys.keyfile import generate_keypair
 from keys.trust import TrustRoot
 
@@ -101,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--keep", type=int, default=2, metavar="N",
                    help="installed releases to keep besides current and previous (default 2)")
     g.add_argument("--json", action="store_true")
+
+    f = cmd("fsck", "check the store, releases, links and journal; --repair fixes what it can",
+            "airlock-agent fsck --repair --json")
+    f.add_argument("--repair", action="store_true",
+                   help="undo unfinished work, remove corrupt blobs and broken releases")
+    f.add_argument("--json", action="store_true")
     return p
 
 
@@ -214,6 +221,23 @@ def _gc(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     return _mutating(layout, 0.0, lambda: gc(layout, keep=a.keep))
 
 
+def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.fsck import fsck
+
+    layout.require_initialised()
+    with AgentLock(layout.lock):
+        result = fsck(layout, repair=a.repair)
+    if not result["ok"]:
+        # The report goes to stdout, the verdict to stderr with exit 3.
+        emit(result, a.json, _human("fsck"))
+        first = result["problems"][0]
+        hint = "" if a.repair else "; run 'airlock-agent fsck --repair'"
+        n = len(result["problems"])
+        raise RejectedError(f"{n} inconsistenc{'y remains' if n == 1 else 'ies remain'} "
+                            f"(first: {first['path']}: {first['detail']}){hint}")
+    return result
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -274,6 +298,13 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                     f"(sequence {d['sequence']})")
         if cmd == "check":
             return f"{d['release']}: health check ok"
+        if cmd == "fsck":
+            c = d["checked"]
+            out = [f"repaired: {line}" for line in d["repaired"]]
+            out += [f"{p['kind']}: {p['path']}: {p['detail']}" for p in d["problems"]]
+            out.append(f"{'consistent' if d['ok'] else 'INCONSISTENT'}: {c['blobs']} blob(s), "
+                       f"{c['releases']} release(s), {c['journal_lines']} journal line(s) checked")
+            return "\n".join(out)
         if cmd == "gc":
             return (f"removed {len(d['releases_removed'])} release(s) and {d['blobs_removed']} "
                     f"blob(s), freed {_size(d['bytes_freed'])}")
@@ -287,7 +318,7 @@ def _main(argv: list[str]) -> int:
     layout = Layout(root_from_env(getattr(a, "root", None)))
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any]]] = {
         "init": _init, "install": _install, "status": _status, "history": _history,
-        "rollback": _rollback, "check": _check, "gc": _gc,
+        "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
     }
     result = handlers[a.cmd](layout, a)
     emit(result, a.json, _human(a.cmd))
