@@ -29,6 +29,7 @@ uses to put the old release back; see ``agent.recovery``.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -100,6 +101,33 @@ def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
     new_trust.check_sequence(release, load_sequences(layout).get(release.name))
     _check_references(release, store)
     return head, trust, new_trust, verified
+
+
+def _take_back(layout: Layout, tx: Transaction, new_blobs: list[str]) -> None:
+    """Undo an install that stopped before its release existed: the blobs it
+    stored (nothing else uses them; they were not in the store before) and
+    the transaction record."""
+    for digest in new_blobs:
+        with contextlib.suppress(FileNotFoundError):
+            layout.blob(digest).unlink()
+    if new_blobs:
+        fsync_dir(layout.blobs)
+    tx.commit()
+
+
+def _no_space(layout: Layout, journal: Journal, tx: Transaction, new_blobs: list[str],
+              release: Release, active: str | None, e: OSError) -> Exception:
+    """The disk filled up mid-install (the space check cannot see other writers)."""
+    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return e
+    _take_back(layout, tx, new_blobs)
+    with contextlib.suppress(OSError):  # the journal may not have room either
+        journal.append("refused", release=release.id, reason=f"disk full: {e.strerror}")
+    return NoSpaceError(
+        f"{layout.root} filled up while installing {release.id} ({e.strerror}); "
+        f"{active or 'no release'} stays active; free space or run 'airlock-agent gc', "
+        "then retry"
+    )
 
 
 def _read_manifest(path: Path, name: str) -> bytes:
@@ -212,17 +240,13 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                 if progress:
                     progress(len(meta[member.path]))
     except RejectedError as e:
-        # The bundle as a whole is bad: take back the blobs it brought (nothing else
-        # uses them; they were not in the store before) and close the transaction,
-        # so a rejected install leaves ROOT as it found it.
-        for digest in new_blobs:
-            with contextlib.suppress(FileNotFoundError):
-                store.path(digest).unlink()
-        if new_blobs:
-            fsync_dir(layout.blobs)
-        tx.commit()
+        # The bundle as a whole is bad: take back what it brought and close the
+        # transaction, so a rejected install leaves ROOT as it found it.
+        _take_back(layout, tx, new_blobs)
         journal.append("rejected", bundle=label, release=release.id, reason=str(e))
         raise
+    except OSError as e:
+        raise _no_space(layout, journal, tx, new_blobs, release, active, e) from None
 
     rdir = layout.release_dir(release.id)
     created = not rdir.exists()
@@ -237,9 +261,14 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         staged = layout.staging / f"release-{release.id}"
         info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "bundle": label, "role": verified.role, "signers": list(verified.signers)}
-        _build_release_dir(staged, release, head, meta, store, info)
-        crash_point("before-release-rename")
-        tx.step("renaming", created=True)
+        try:
+            _build_release_dir(staged, release, head, meta, store, info)
+            crash_point("before-release-rename")
+            tx.step("renaming", created=True)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                remove_tree(staged, layout.staging)
+            raise _no_space(layout, journal, tx, new_blobs, release, active, e) from None
         os.rename(staged, rdir)
         fsync_dir(layout.releases)
         crash_point("after-release-rename")
