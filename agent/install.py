@@ -66,6 +66,18 @@ def load_sequences(layout: Layout) -> dict[str, int]:
     return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
 
 
+def _peak_rss_mb() -> float | None:
+    """This process's RSS high-water mark (VmHWM; ru_maxrss would include a parent's, as
+    Linux carries it across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
+
+
 def _size(n: float) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
         if n < 1024 or unit == "GiB":
@@ -274,4 +286,6 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         "bytes_written": written, "health": report.to_dict(),
         "activation": outcome.to_dict() if outcome else None,
         "seconds": round(time.monotonic() - started, 3), "health_s": round(health_s, 3),
+        # The agent's own high-water mark; the health child is measured in "health".
+        "agent_peak_rss_mb": _peak_rss_mb(),
     }
