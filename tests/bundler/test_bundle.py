@@ -1,0 +1,285 @@
+"""Build -> verify -> inspect through the real CLI, and every way a bundle can be wrong."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Keys, run_airlock, write_spec
+
+
+def _rewrite(
+    src: Path, dst: Path, edit: Callable[[list[tuple[tarfile.TarInfo, bytes]]], None]
+) -> Path:
+    """Copy a bundle member by member through ``edit`` (which may add, drop or change members)."""
+    members: list[tuple[tarfile.TarInfo, bytes]] = []
+    with tarfile.open(src) as tar:
+        for m in tar.getmembers():
+            f = tar.extractfile(m)
+            members.append((m, f.read() if f else b""))
+    edit(members)
+    with tarfile.open(dst, "w", format=tarfile.PAX_FORMAT) as tar:
+        for m, data in members:
+            tar.addfile(m, io.BytesIO(data) if m.isreg() else None)
+    return dst
+
+
+def _verify(bundle: Path, keys: Keys) -> tuple[int, str]:
+    r = run_airlock("verify", bundle, "--trust", keys.trust)
+    assert "Traceback" not in r.stderr
+    return r.returncode, r.stderr.strip()
+
+
+def test_build_verify_inspect_round_trip(keyset: Keys, tmp_path: Path) -> None:
+    spec = write_spec(tmp_path, extra="flags:\n  threshold: 0.5\nrings: [canary]\n")
+    out = tmp_path / "v1.airlock"
+    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out, "--json")
+    assert r.returncode == 0, r.stderr
+    built = json.loads(r.stdout)
+    assert built["name"] == "vision" and built["blobs"] == 5 and out.stat().st_size == built["size"]
+
+    r = run_airlock("verify", out, "--trust", keyset.trust, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["role"] == "targets"
+
+    r = run_airlock("inspect", out, "--json")
+    info = json.loads(r.stdout)
+    assert info["models"][0]["name"] == "detector" and info["models"][0]["golden"]
+    assert info["flags"] == {"threshold": 0.5} and info["rings"] == ["canary"]
+    assert info["metadata_sha256"] == built["metadata_sha256"]
+
+    with tarfile.open(out) as tar:
+        names = tar.getnames()
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
+    assert names[0] == "airlock/release.json" and names[1:3] == ["oci-layout", "index.json"]
+    assert (
+        index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        == "models/detector:1.0"
+    )
+
+
+def test_build_is_reproducible(
+    keyset: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = write_spec(tmp_path)
+    env = {"SOURCE_DATE_EPOCH": "1790000000"}
+    a, b = tmp_path / "a.airlock", tmp_path / "b.airlock"
+    for out in (a, b):
+        assert (
+            run_airlock("build", spec, "--key", keyset.release_key, "-o", out, env=env).returncode
+            == 0
+        )
+    assert a.read_bytes() == b.read_bytes()
+
+
+def test_threshold_of_several_keys(keyset: Keys, tmp_path: Path) -> None:
+    keydir = tmp_path / "k"
+    for name in ("root", "a", "b"):
+        assert run_airlock("keys", "generate", name, "--dir", keydir).returncode == 0
+    trust = tmp_path / "root.json"
+    r = run_airlock(
+        "keys",
+        "init",
+        "--root-key",
+        keydir / "root.key",
+        "--release-key",
+        keydir / "a.pub",
+        "--release-key",
+        keydir / "b.pub",
+        "--release-threshold",
+        "2",
+        "-o",
+        trust,
+    )
+    assert r.returncode == 0, r.stderr
+    spec = write_spec(tmp_path)
+    one, two = tmp_path / "one.airlock", tmp_path / "two.airlock"
+    run_airlock("build", spec, "--key", keydir / "a.key", "-o", one)
+    run_airlock("build", spec, "--key", keydir / "a.key", "--key", keydir / "b.key", "-o", two)
+    assert run_airlock("verify", two, "--trust", trust).returncode == 0
+    r = run_airlock("verify", one, "--trust", trust)
+    assert r.returncode == 3 and "1 valid signature(s) of the 2 required" in r.stderr
+
+
+def test_wrong_key_and_expired(keyset: Keys, tmp_path: Path) -> None:
+    assert run_airlock("keys", "generate", "other", "--dir", tmp_path).returncode == 0
+    spec = write_spec(tmp_path)
+    out = tmp_path / "b.airlock"
+    run_airlock("build", spec, "--key", tmp_path / "other.key", "-o", out)
+    code, err = _verify(out, keyset)
+    assert code == 3 and "unknown key" in err
+
+    old = write_spec(tmp_path, sequence=2, expires="2020-01-01T00:00:00+00:00")
+    run_airlock("build", old, "--key", keyset.release_key, "-o", out)
+    code, err = _verify(out, keyset)
+    assert code == 3 and "expired at 2020-01-01" in err
+
+
+def test_rotation_through_the_cli(keyset: Keys, tmp_path: Path) -> None:
+    run_airlock("keys", "generate", "root2", "--dir", tmp_path)
+    v2 = tmp_path / "root-v2.json"
+    r = run_airlock(
+        "keys",
+        "rotate",
+        "--trust",
+        keyset.trust,
+        "--root-key",
+        keyset.root_key,
+        "--new-root-key",
+        tmp_path / "root2.key",
+        "-o",
+        v2,
+        "--json",
+    )
+    assert r.returncode == 0, r.stderr and json.loads(r.stdout)["version"] == 2
+    # A bundle can carry the rotated root; a device holding v1 follows it.
+    spec = write_spec(tmp_path)
+    out = tmp_path / "rot.airlock"
+    assert (
+        run_airlock("build", spec, "--key", keyset.release_key, "--root", v2, "-o", out).returncode
+        == 0
+    )
+    assert _verify(out, keyset)[0] == 0
+    assert json.loads(run_airlock("inspect", out, "--json").stdout)["carries_root"]
+    # Rotating without the old root key is refused before anything is written.
+    bad = tmp_path / "bad.json"
+    r = run_airlock(
+        "keys", "rotate", "--trust", keyset.trust, "--root-key", tmp_path / "root2.key", "-o", bad
+    )
+    assert r.returncode == 3 and not bad.exists()
+
+
+@pytest.fixture
+def good(keyset: Keys, make_bundle: Callable[..., Path]) -> Path:
+    return make_bundle()
+
+
+def _blob_names(members: list[tuple[tarfile.TarInfo, bytes]]) -> list[int]:
+    return [i for i, (m, _) in enumerate(members) if m.name.startswith("blobs/")]
+
+
+def test_tampered_blob_byte(good: Path, keyset: Keys, tmp_path: Path) -> None:
+    def flip(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        i = max(_blob_names(members), key=lambda i: members[i][0].size)
+        m, data = members[i]
+        members[i] = (m, data[:10] + bytes([data[10] ^ 1]) + data[11:])
+
+    code, err = _verify(_rewrite(good, tmp_path / "t.airlock", flip), keyset)
+    assert code == 3 and "sha256 is" in err and "blobs/sha256/" in err
+
+
+def test_tampered_metadata_byte(good: Path, keyset: Keys, tmp_path: Path) -> None:
+    def edit(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        m, data = members[0]
+        members[0] = (m, data.replace(b'"version":"1.0"', b'"version":"6.6"'))
+        assert members[0][1] != data
+
+    code, err = _verify(_rewrite(good, tmp_path / "t.airlock", edit), keyset)
+    assert code == 3 and "0 valid signature(s)" in err
+
+
+def test_extra_member(good: Path, keyset: Keys, tmp_path: Path) -> None:
+    def add(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        ti = tarfile.TarInfo("blobs/sha256/" + "ab" * 32)
+        ti.size = 4
+        members.append((ti, b"evil"))
+
+    code, err = _verify(_rewrite(good, tmp_path / "t.airlock", add), keyset)
+    assert code == 3 and "not listed in the signed metadata" in err
+
+
+def test_missing_blob(good: Path, keyset: Keys, tmp_path: Path) -> None:
+    def drop(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        del members[_blob_names(members)[-1]]
+
+    code, err = _verify(_rewrite(good, tmp_path / "t.airlock", drop), keyset)
+    assert code == 3 and "bundle lacks blobs/sha256/" in err
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("dotdot", "unsafe path"),
+        ("absolute", "unsafe path"),
+        ("symlink", "is a link"),
+        ("hardlink", "is a link"),
+        ("device", "special file"),
+        ("directory", "directory"),
+    ],
+)
+def test_hostile_members(good: Path, keyset: Keys, tmp_path: Path, kind: str, message: str) -> None:
+    def add(members: list[tuple[tarfile.TarInfo, bytes]]) -> None:
+        names = {"dotdot": "blobs/../../etc/passwd", "absolute": "/etc/passwd"}
+        ti = tarfile.TarInfo(names.get(kind, "blobs/sha256/" + "cd" * 32))
+        if kind in names:
+            ti.size = 4
+            members.insert(1, (ti, b"root"))
+            return
+        ti.type = {
+            "symlink": tarfile.SYMTYPE,
+            "hardlink": tarfile.LNKTYPE,
+            "device": tarfile.CHRTYPE,
+            "directory": tarfile.DIRTYPE,
+        }[kind]
+        ti.linkname = "/etc/shadow"
+        members.insert(1, (ti, b""))
+
+    code, err = _verify(_rewrite(good, tmp_path / "t.airlock", add), keyset)
+    assert code == 3 and message in err, err
+
+
+def test_truncated_bundle(good: Path, keyset: Keys, tmp_path: Path) -> None:
+    data = good.read_bytes()
+    for cut in (len(data) // 2, 700, 100):
+        t = tmp_path / f"cut{cut}.airlock"
+        t.write_bytes(data[:cut])
+        code, err = _verify(t, keyset)
+        assert code == 3 and ("truncated" in err or "lacks" in err or "corrupt" in err), err
+
+
+def test_verify_reads_from_a_pipe(good: Path, keyset: Keys) -> None:
+    r = run_airlock("verify", "-", "--trust", keyset.trust, input=good.read_bytes())
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "field", "code"),
+    [
+        (
+            "name: v\nversion: '1'\nsequence: 1\nmodels:\n  - name: m\n    path: nope.onnx\n",
+            "models[0].path",
+            2,
+        ),
+        ("name: v\nversion: '1'\nsequence: one\nmodels: []\n", "sequence", 2),
+        ("name: v\nversion: '1'\nsequence: 1\ncolour: red\nmodels: []\n", "colour", 2),
+        (
+            "name: v\nversion: '1'\nsequence: 1\nmodels:\n  - name: m\n    path: m.onnx\n    health:\n      rtol: x\n",
+            "models[0].health.rtol",
+            2,
+        ),
+        ("name: v\nversion: [\n", "(yaml)", 2),
+    ],
+)
+def test_bad_spec_names_the_field(
+    keyset: Keys, tmp_path: Path, yaml_text: str, field: str, code: int
+) -> None:
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    spec = tmp_path / "airlock.yaml"
+    spec.write_text(yaml_text)
+    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", tmp_path / "o.airlock")
+    assert r.returncode == code
+    assert f"'{field}'" in r.stderr and "airlock.yaml:" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert not (tmp_path / "o.airlock").exists()
+
+
+def test_errors_are_one_line(tmp_path: Path) -> None:
+    r = run_airlock("verify", tmp_path / "nope.airlock", "--trust", tmp_path / "root.json")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+    r = run_airlock("frobnicate")
+    assert r.returncode == 2 and "invalid choice" in r.stderr
