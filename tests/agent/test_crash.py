@@ -111,7 +111,7 @@ def test_kill_at_crash_point(point: str, tmp_path: Path, bundles: dict[str, Path
     base_name, cmd, expected = SCENARIOS[point]
     base = {"v1": base_v1, "v12": base_v12, "v123": base_v123}[base_name]
     root = _copy(base, tmp_path / "device")
-    args = [bundles[a] if a in bundles else a for a in cmd]
+    args = [bundles.get(a, a) for a in cmd]
     first = "after-switch" if point == "mid-recovery" else point
     p = run_agent("--root", root, *args, env={"AIRLOCK_CRASH_AT": first})
     assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr)
