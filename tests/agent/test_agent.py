@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -93,6 +94,16 @@ def test_anti_rollback_refuses_older_sequence_and_reinstall_is_a_noop(
     again = agent_json(device, "install", new)
     assert again["installed"] is False and "already active" in again["message"]
     assert active_id(device) == "vision-2"
+
+
+def test_ring_policy_refuses_a_release_for_other_rings(tmp_path: Path, keyset: Keys,
+                                                        make_bundle: Bundle) -> None:
+    root = tmp_path / "canary-device"
+    p = run_agent("--root", root, "init", "--trust", keyset.trust, "--ring", "canary")
+    assert p.returncode == 0, p.stderr
+    p = install(root, make_bundle(sequence=1, extra="rings: [stable]\n"))
+    assert p.returncode == 3 and "ring 'canary'" in p.stderr
+    assert install(root, make_bundle(sequence=2, extra="rings: [canary, stable]\n")).returncode == 0
 
 
 def _other_key(tmp_path: Path) -> Path:
@@ -271,7 +282,8 @@ def test_a_held_lock_gives_exit_5(device: Path, make_bundle: Bundle) -> None:
     with AgentLock(device / "lock"):
         p = install(device, bundle)
         assert p.returncode == 5 and "holds the agent lock" in p.stderr
-        assert run_agent("--root", device, "status").returncode == 0  # read-only still works
+        busy = agent_json(device, "status")  # read-only commands still work
+        assert busy["state"] == "busy" and busy["lock_holder"] == os.getpid()
     assert install(device, bundle).returncode == 0
 
 
