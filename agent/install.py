@@ -12,8 +12,10 @@ The order is what makes it safe:
 1. the signed metadata at the front of the tar is verified (signature,
    threshold, expiry, ring, anti-rollback) before any blob is read;
 2. the free space for the blobs not yet in the store is checked;
-3. every blob is hashed while it is written to ``staging/`` and renamed into
-   the store only when it matches; blobs already stored are only read past;
+3. every blob is hashed while it is written to ``staging/``; blobs already
+   stored are only read past; once the whole bundle has been read and every
+   blob matched, the staged blobs are renamed into the store (a rejected or
+   truncated bundle leaves ROOT as it was, journal aside);
 4. the release directory is built in ``staging/`` (hard links into the
    store) and renamed into ``releases/``;
 5. its models are health-checked; images go to the image sink;
@@ -23,12 +25,14 @@ The order is what makes it safe:
    transaction committed.
 
 A crash anywhere before the commit leaves a transaction record that recovery
-uses to put the old release back; see ``agent.recovery``.
+uses to put the old release back; see ``agent.recovery``. Any error before
+the commit is undone the same way before it reaches the user.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import time
@@ -44,6 +48,7 @@ from agent.durable import fsync_dir, read_json, remove_tree, write_atomic, write
 from agent.faults import crash_point
 from agent.journal import Journal
 from agent.layout import Layout
+from agent.recovery import undo
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
 from keys.bundle_format import BundleHead, BundleReader
@@ -192,80 +197,22 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     journal.append("install-started", release=release.id, name=release.name,
                    version=release.version, sequence=release.sequence, bundle=label,
                    role=verified.role, signers=list(verified.signers), bytes_needed=need)
-    stored = skipped = written = 0
-    meta: dict[str, bytes] = {}
-    for member in reader.files(release.files):
-        if member.path.startswith(BLOB_PREFIX):
-            if store.has(member.digest):
-                member.verify(progress)
-                skipped += 1
-            else:
-                written += store.put(member, progress)
-                stored += 1
-                journal.append("blob-stored", release=release.id, digest=member.digest,
-                               size=member.info.length)
-        else:
-            meta[member.path] = member.read_all()
-            if progress:
-                progress(len(meta[member.path]))
-
-    rdir = layout.release_dir(release.id)
-    created = not rdir.exists()
-    if not created:
-        if (rdir / "release.json").read_bytes() != head.release_json:
-            tx.commit()
-            e3 = RollbackError(f"a different release already claims {release.id}; "
-                               "bump the sequence and rebuild")
-            journal.append("rejected", bundle=label, reason=str(e3))
-            raise e3
-    else:
-        staged = layout.staging / f"release-{release.id}"
-        info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "bundle": label, "role": verified.role, "signers": list(verified.signers)}
-        _build_release_dir(staged, release, head, meta, store, info)
-        crash_point("before-release-rename")
-        tx.step("renaming", created=True)
-        os.rename(staged, rdir)
-        fsync_dir(layout.releases)
-        crash_point("after-release-rename")
-
-    def fail(reason: str, error: AirlockError) -> AirlockError:
-        if created:
-            remove_tree(rdir, layout.staging)
-        tx.commit()
-        journal.append("install-failed", release=release.id, reason=reason,
-                       active=read_link(layout, "current"))
-        return error
-
-    tx.step("health")
-    health_start = time.monotonic()
-    report = health_check(layout, journal, release)
-    health_s = time.monotonic() - health_start
-    if not report.ok:
-        still = active or "no release"
-        raise fail(report.reason or "failed", HealthCheckError(
-            f"{release.id} not installed: {report.reason}; {still} stays active"))
-    crash_point("after-health-check")
-
-    if release.images:
-        from agent.sinks import make_sink
-
-        try:
-            make_sink(config.sink, layout.images).deliver(release, store.path)
-        except AirlockError as e:
-            raise fail(f"image sink: {e}", e) from None
-        journal.append("images-delivered", release=release.id, images=len(release.images),
-                       sink=config.sink.get("type", "oci-dir"))
-
-    outcome = None
-    if switch:
-        crash_point("before-switch")
-        outcome = activate(layout, journal, tx, release, previous=active)
-        if not outcome.ok:
-            raise fail(outcome.reason, HealthCheckError(
-                f"{release.id} failed after the switch: {outcome.reason}; "
-                f"{active or 'no release'} is active again"))
-
+    job = _Job(layout, journal, store, tx, release, head, label, verified.role,
+               list(verified.signers), active)
+    try:
+        result = job.run(reader, switch, progress)
+    except BaseException as e:
+        if not tx.done:  # a failure nobody handled: leave ROOT as the install found it
+            undo(layout, journal, tx)
+            journal.append("rejected" if isinstance(e, RejectedError) else "install-failed",
+                           release=release.id, bundle=label, reason=str(e) or type(e).__name__,
+                           active=read_link(layout, "current"))
+        job.drop_staged()
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise NoSpaceError(f"{layout.root} ran out of space while installing "
+                               f"{release.id}; nothing changed; run 'airlock-agent gc' "
+                               "or free space, then retry") from None
+        raise
     sequences = load_sequences(layout)
     sequences[release.name] = max(sequences.get(release.name, 0), release.sequence)
     write_json(layout.sequences, sequences)
@@ -275,17 +222,124 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     crash_point("before-commit")
     journal.append("installed", release=release.id, version=release.version,
                    sequence=release.sequence, active=read_link(layout, "current"),
-                   switched=switch, blobs_stored=stored, blobs_skipped=skipped, bytes=written)
+                   switched=switch, blobs_stored=result["blobs_stored"],
+                   blobs_skipped=result["blobs_skipped"], bytes=result["bytes_written"])
     tx.commit()
     crash_point("after-commit")
-    return {
+    result.update({
         "installed": True, "release": release.id, "name": release.name,
         "version": release.version, "sequence": release.sequence,
         "active": read_link(layout, "current"), "previous": read_link(layout, "previous"),
-        "switched": switch, "blobs_stored": stored, "blobs_skipped": skipped,
-        "bytes_written": written, "health": report.to_dict(),
-        "activation": outcome.to_dict() if outcome else None,
-        "seconds": round(time.monotonic() - started, 3), "health_s": round(health_s, 3),
+        "switched": switch, "seconds": round(time.monotonic() - started, 3),
         # The agent's own high-water mark; the health child is measured in "health".
         "agent_peak_rss_mb": _peak_rss_mb(),
-    }
+    })
+    return result
+
+
+class _Job:
+    """The part of an install that runs inside its transaction."""
+
+    def __init__(self, layout: Layout, journal: Journal, store: ContentStore, tx: Transaction,
+                 release: Release, head: BundleHead, label: str, role: str,
+                 signers: list[str], active: str | None) -> None:
+        self.layout, self.journal, self.store, self.tx = layout, journal, store, tx
+        self.release, self.head, self.label = release, head, label
+        self.role, self.signers, self.active = role, signers, active
+        self.staged: dict[str, Path] = {}
+        self.created = False
+
+    def drop_staged(self) -> None:
+        for path in self.staged.values():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def fail(self, reason: str, error: AirlockError) -> AirlockError:
+        rdir = self.layout.release_dir(self.release.id)
+        if self.created:
+            remove_tree(rdir, self.layout.staging)
+        self.tx.commit()
+        self.journal.append("install-failed", release=self.release.id, reason=reason,
+                            active=read_link(self.layout, "current"))
+        return error
+
+    def receive(self, reader: BundleReader,
+                progress: Callable[[int], None] | None) -> tuple[dict[str, bytes], int, int]:
+        """Read every member; stage new blobs; nothing enters the store until all matched."""
+        skipped = written = 0
+        meta: dict[str, bytes] = {}
+        for member in reader.files(self.release.files):
+            if member.path.startswith(BLOB_PREFIX):
+                if self.store.has(member.digest):
+                    member.verify(progress)
+                    skipped += 1
+                else:
+                    self.staged[member.digest] = self.store.stage(member, progress)
+                    written += member.info.length
+            else:
+                meta[member.path] = member.read_all()
+                if progress:
+                    progress(len(meta[member.path]))
+        self.store.commit(self.staged)
+        for digest in self.staged:
+            self.journal.append("blob-stored", release=self.release.id, digest=digest,
+                                size=self.store.path(digest).stat().st_size)
+        self.staged = {}
+        return meta, skipped, written
+
+    def run(self, reader: BundleReader, switch: bool,
+            progress: Callable[[int], None] | None) -> dict[str, Any]:
+        release, layout, journal, active = self.release, self.layout, self.journal, self.active
+        stored_count = sum(1 for p in release.files if p.startswith(BLOB_PREFIX))
+        meta, skipped, written = self.receive(reader, progress)
+        stored = stored_count - skipped
+
+        rdir = layout.release_dir(release.id)
+        if rdir.exists():
+            if (rdir / "release.json").read_bytes() != self.head.release_json:
+                raise RollbackError(f"a different release already claims {release.id}; "
+                                    "bump the sequence and rebuild")
+        else:
+            staged = layout.staging / f"release-{release.id}"
+            info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "bundle": self.label, "role": self.role, "signers": self.signers}
+            _build_release_dir(staged, release, self.head, meta, self.store, info)
+            crash_point("before-release-rename")
+            self.tx.step("renaming", created=True)
+            self.created = True
+            os.rename(staged, rdir)
+            fsync_dir(layout.releases)
+            crash_point("after-release-rename")
+
+        self.tx.step("health")
+        health_start = time.monotonic()
+        report = health_check(layout, journal, release)
+        health_s = time.monotonic() - health_start
+        if not report.ok:
+            still = active or "no release"
+            raise self.fail(report.reason or "failed", HealthCheckError(
+                f"{release.id} not installed: {report.reason}; {still} stays active"))
+        crash_point("after-health-check")
+
+        if release.images:
+            from agent.sinks import make_sink
+
+            config = layout.load_config()
+            try:
+                make_sink(config.sink, layout.images).deliver(release, self.store.path)
+            except AirlockError as e:
+                raise self.fail(f"image sink: {e}", e) from None
+            journal.append("images-delivered", release=release.id, images=len(release.images),
+                           sink=config.sink.get("type", "oci-dir"))
+
+        outcome = None
+        if switch:
+            crash_point("before-switch")
+            outcome = activate(layout, journal, self.tx, release, previous=active)
+            if not outcome.ok:
+                raise self.fail(outcome.reason, HealthCheckError(
+                    f"{release.id} failed after the switch: {outcome.reason}; "
+                    f"{active or 'no release'} is active again"))
+        return {"blobs_stored": stored, "blobs_skipped": skipped, "bytes_written": written,
+                "health": report.to_dict(), "health_s": round(health_s, 3),
+                "activation": outcome.to_dict() if outcome else None}

@@ -35,7 +35,7 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link, set_link
 
-__all__ = ["recover"]
+__all__ = ["recover", "undo"]
 
 
 def _clear_staging(layout: Layout) -> int:
@@ -67,6 +67,18 @@ def _newest_release(layout: Layout, exclude: set[str | None]) -> str | None:
     return best[1] if best else None
 
 
+def undo(layout: Layout, journal: Journal, tx: Transaction) -> None:
+    """Put the links back as ``tx`` found them and drop what it created; then commit it."""
+    switched = tx.phase in ("switching", "probing")
+    tx.restore()
+    if tx.created and tx.release and tx.release not in (tx.restore_current, tx.restore_previous):
+        with contextlib.suppress(Exception):
+            remove_tree(layout.release_dir(tx.release), layout.staging)
+    if switched:
+        rerun_hook(layout, journal, tx.restore_current)
+    tx.commit()
+
+
 def recover(layout: Layout) -> list[str]:
     """Bring ROOT back to a consistent state; returns what was done (also journaled)."""
     journal = Journal(layout.journal)
@@ -77,14 +89,7 @@ def recover(layout: Layout) -> list[str]:
     tx = Transaction.pending(layout)
     if tx is not None:
         crash_point("mid-recovery")
-        switched = tx.phase in ("switching", "probing")
-        tx.restore()
-        if (tx.created and tx.release
-                and tx.release not in (tx.restore_current, tx.restore_previous)):
-            with contextlib.suppress(Exception):
-                remove_tree(layout.release_dir(tx.release), layout.staging)
-        if switched:
-            rerun_hook(layout, journal, tx.restore_current)
+        undo(layout, journal, tx)
         what = (f"{tx.op} of {tx.release} was interrupted in phase '{tx.phase}'; "
                 f"its health check never finished, so it counts as failed; "
                 f"{tx.restore_current or 'no release'} is active")
@@ -93,7 +98,6 @@ def recover(layout: Layout) -> list[str]:
         if tx.release and tx.op == "install":
             journal.append("install-failed", release=tx.release, reason="interrupted",
                            active=tx.restore_current)
-        tx.commit()
         actions.append(what)
 
     if _clear_staging(layout):

@@ -81,6 +81,7 @@ class Transaction:
     restore_previous: str | None
     created: bool = False  # the release directory was made by this operation
     phase: str = "started"
+    done: bool = False
 
     @classmethod
     def begin(cls, layout: Layout, op: str, release: str | None) -> Transaction:
@@ -120,6 +121,7 @@ class Transaction:
         point_links(self.layout, current=self.restore_current, previous=self.restore_previous)
 
     def commit(self) -> None:
+        self.done = True
         with contextlib.suppress(FileNotFoundError):
             self.layout.transaction.unlink()
         fsync_dir(self.layout.root)

@@ -131,6 +131,28 @@ def test_rejected_bundles_exit_3_and_leave_root_unchanged(
     assert last["event"] == "rejected"
 
 
+@pytest.mark.parametrize("damage", ["truncated", "flipped-byte"])
+def test_damaged_bundle_exits_3_and_leaves_root_unchanged(
+        damage: str, device: Path, make_bundle: Bundle, tmp_path: Path) -> None:
+    assert install(device, make_bundle(sequence=1)).returncode == 0
+    data = bytearray(make_bundle(sequence=2, scale=3.0, pad_mb=1).read_bytes())
+    # The 1 MiB model comes last; earlier blobs are new too, so they get staged first.
+    if damage == "truncated":
+        data = data[: len(data) - 600_000]
+    else:
+        data[len(data) - 600_000] ^= 0xFF
+    bad = tmp_path / "damaged.airlock"
+    bad.write_bytes(bytes(data))
+    before = tree_hash(device)
+    p = install(device, bad)
+    assert p.returncode == 3, p.stderr
+    assert ("truncated" in p.stderr) if damage == "truncated" else ("sha256" in p.stderr)
+    assert tree_hash(device) == before
+    status = assert_consistent(device)
+    assert status["active"]["id"] == "vision-1"
+    assert status["last_notable_event"]["event"] == "rejected"
+
+
 # -- health failures ---------------------------------------------------------------
 
 HEALTH_FAILURES = {
