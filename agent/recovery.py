@@ -35,7 +35,7 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link, set_link
 
-__all__ = ["recover", "undo"]
+__all__ = ["needs_recovery", "recover", "undo"]
 
 
 def _clear_staging(layout: Layout) -> int:
@@ -65,6 +65,26 @@ def _newest_release(layout: Layout, exclude: set[str | None]) -> str | None:
         if best is None or seq > best[0]:
             best = (seq, rid)
     return best[1] if best else None
+
+
+def needs_recovery(layout: Layout) -> bool:
+    """A cheap look, without the lock: would ``recover`` have anything to do?"""
+    if layout.transaction.exists() or any(layout.staging.iterdir()):
+        return True
+    if any((layout.root / n).exists() for n in (".current.tmp", ".previous.tmp")):
+        return True
+    for which in ("current", "previous"):
+        if os.path.lexists(layout.link(which)) and read_link(layout, which) is None:
+            return True
+    try:
+        with layout.journal.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                return f.read(1) != b"\n"
+    except FileNotFoundError:
+        pass
+    return False
 
 
 def undo(layout: Layout, journal: Journal, tx: Transaction) -> None:

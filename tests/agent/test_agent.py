@@ -361,6 +361,18 @@ def test_history_verify_detects_an_edited_journal(device: Path, make_bundle: Bun
     assert p.returncode == 3 and "line 3 does not chain" in p.stderr
 
 
+def test_a_torn_journal_line_is_cut_by_the_next_start(device: Path, make_bundle: Bundle) -> None:
+    assert install(device, make_bundle(sequence=1)).returncode == 0
+    journal = device / "journal.jsonl"
+    good = journal.read_bytes()
+    with journal.open("ab") as f:
+        f.write(b'{"event":"switched","time":"2026-')  # what a power cut mid-append leaves
+    p = run_agent("--root", device, "status")
+    assert p.returncode == 0 and "recovered: cut a torn last line" in p.stderr, p.stderr
+    assert journal.read_bytes() == good
+    assert agent_json(device, "history", "--verify")["lines"] == good.count(b"\n")
+
+
 def _rotated_bundle(keyset: Keys, tmp_path: Path, make_bundle: Bundle, **kw: object) -> Path:
     """A bundle carrying trust root version 2 (same keys, signed by the old root key)."""
     from conftest import write_spec
