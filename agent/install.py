@@ -300,7 +300,7 @@ class _Job:
                 raise RollbackError(f"a different release already claims {release.id}; "
                                     "bump the sequence and rebuild")
         else:
-            staged = layout.staging / f"release-{release.id}"
+            staged = layout.staged_release(release.id)
             info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "bundle": self.label, "role": self.role, "signers": self.signers}
             _build_release_dir(staged, release, self.head, meta, self.store, info)

@@ -71,7 +71,7 @@ def needs_recovery(layout: Layout) -> bool:
     """A cheap look, without the lock: would ``recover`` have anything to do?"""
     if layout.transaction.exists() or any(layout.staging.iterdir()):
         return True
-    if any((layout.root / n).exists() for n in (".current.tmp", ".previous.tmp")):
+    if any(os.path.lexists(p) for p in layout.temp_files()):
         return True
     for which in ("current", "previous"):
         if os.path.lexists(layout.link(which)) and read_link(layout, which) is None:
@@ -122,10 +122,10 @@ def recover(layout: Layout) -> list[str]:
 
     if _clear_staging(layout):
         actions.append("discarded unfinished work in staging/")
-    for name in (".current.tmp", ".previous.tmp", ".transaction.json.tmp"):
+    for tmp in layout.temp_files():
         with contextlib.suppress(FileNotFoundError):
-            (layout.root / name).unlink()
-            actions.append(f"removed {name}")
+            tmp.unlink()
+            actions.append(f"removed the unfinished {tmp.name}")
 
     for which in ("current", "previous"):
         link = layout.link(which)

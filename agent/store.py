@@ -26,7 +26,6 @@ from agent.durable import fsync_dir
 from agent.faults import crash_point
 from agent.layout import Layout
 from keys.bundle_format import BundleFile
-from keys.release import digest_hex
 
 __all__ = ["ContentStore"]
 
@@ -48,7 +47,7 @@ class ContentStore:
         the last chunk if the bytes differ from the signed digest, so a file
         this returns is known good; anything else is deleted on the way out.
         """
-        tmp = self.layout.staging / f"blob-{digest_hex(member.digest)}.part"
+        tmp = self.layout.staged_blob(member.digest)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)

@@ -49,7 +49,7 @@ def set_link(layout: Layout, which: str, release_id: str | None) -> None:
             path.unlink()
     else:
         layout.release_dir(release_id)  # validates the id
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = Layout.temp_of(path)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         os.symlink(Layout.link_target(release_id), tmp)
