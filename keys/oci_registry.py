@@ -181,7 +181,8 @@ class RegistryClient:
             reg = base(hostname=ref.registry, insecure=ref.registry in self.insecure)
             # oras reads ~/.docker/config.json (and DOCKER_CONFIG) plus ours.
             reg.auth.load_configs(
-                f"{ref.registry}/{ref.repository}", configs=[str(self.auth)] if self.auth else None
+                reg.get_container(f"{ref.registry}/{ref.repository}"),
+                configs=[str(self.auth)] if self.auth else None,
             )
             reg._airlock_basic = False
             self._hosts[ref.registry] = reg
@@ -249,7 +250,7 @@ class RegistryClient:
                     f"for a plain-HTTP registry pass --insecure {ref.registry}"
                 ) from None
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-                if last or "data" in kw and not hasattr(kw["data"], "seek"):
+                if last or _unrepeatable(kw):
                     refused = "refused" in str(e).lower()
                     why = "connection refused" if refused else _short(e)
                     raise RegistryError(
@@ -381,3 +382,9 @@ def _status_error(ref: Ref, r: requests.Response, what: str) -> RegistryError:
     if code == 404:
         return RegistryError(f"{ref}: {what} not found on {ref.registry} (HTTP 404{detail}); check the name and tag")
     return RegistryError(f"{ref}: {what}: registry {ref.registry} answered HTTP {code}{detail}")
+
+
+def _unrepeatable(kw: dict[str, Any]) -> bool:
+    """A request body that was a one-shot stream cannot be sent again."""
+    data = kw.get("data")
+    return data is not None and not isinstance(data, bytes) and not hasattr(data, "seek")
