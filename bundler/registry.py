@@ -213,8 +213,13 @@ def _check_config_platform(
 
 
 def _add_manifest(
-    layout: Layout, ref: Ref, m: Manifest, body: Mapping[str, Any], platform: str,
-    index: str | None, f: _Fetcher,
+    layout: Layout,
+    ref: Ref,
+    m: Manifest,
+    body: Mapping[str, Any],
+    platform: str,
+    index: str | None,
+    f: _Fetcher,
 ) -> ImageEntry:
     config = body.get("config")
     layers = body.get("layers")
@@ -230,8 +235,12 @@ def _add_manifest(
     )
     layout.manifests.append(desc)
     return ImageEntry(
-        ref=ref.text, manifest=m.digest, media_type=m.media_type, platform=platform,
-        index=index, blobs=tuple(dict.fromkeys(blobs)),
+        ref=ref.text,
+        manifest=m.digest,
+        media_type=m.media_type,
+        platform=platform,
+        index=index,
+        blobs=tuple(dict.fromkeys(blobs)),
     )
 
 
@@ -247,7 +256,9 @@ def _add_model(layout: Layout, spec: Spec, m: ModelSpec, f: _Fetcher) -> ModelEn
     ref = _parse(m.ref)
     top = f.client.get_manifest(ref)
     if top.is_index:
-        raise RegistryError(f"{ref}: is an index, not a model artifact; push the model with 'oras push'")
+        raise RegistryError(
+            f"{ref}: is an index, not a model artifact; push the model with 'oras push'"
+        )
     body = _manifest_body(ref, top)
     layers = [d for d in body.get("layers") or [] if isinstance(d, dict)]
 
@@ -261,7 +272,9 @@ def _add_model(layout: Layout, spec: Spec, m: ModelSpec, f: _Fetcher) -> ModelEn
     if len(models) != 1:
         titles = ", ".join(title(d) or d.get("digest", "?")[:19] for d in layers) or "none"
         what = "no" if not models else "more than one"
-        raise RegistryError(f"{ref}: {what} ONNX model layer (.onnx title) in the artifact; layers: {titles}")
+        raise RegistryError(
+            f"{ref}: {what} ONNX model layer (.onnx title) in the artifact; layers: {titles}"
+        )
 
     def by_title(name: str | None, media_type: str, field_name: str) -> Descriptor | None:
         if name is None:
@@ -284,7 +297,11 @@ def _add_model(layout: Layout, spec: Spec, m: ModelSpec, f: _Fetcher) -> ModelEn
 
 
 def _layer(
-    layout: Layout, ref: Ref, d: Mapping[str, Any], media_type: str, f: _Fetcher,
+    layout: Layout,
+    ref: Ref,
+    d: Mapping[str, Any],
+    media_type: str,
+    f: _Fetcher,
     file_name: bool = False,
 ) -> Descriptor:
     """Add an artifact layer under Airlock's media type, keeping its file name."""
@@ -297,4 +314,3 @@ def _layer(
 
 def _plain(name: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name))
-

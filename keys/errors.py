@@ -87,3 +87,7 @@ class NotInitialisedError(PreconditionError):
 
 class RegistryError(AirlockError):
     """A registry refused or failed a request (401, 404, unreachable); names the reference."""
+
+
+class DeliveryError(HealthCheckError):
+    """An image sink could not take a release's images; the previous release stays active. Exit 4."""

@@ -85,7 +85,11 @@ class Ref:
     def with_registry(self, registry: str, prefix: str = "") -> Ref:
         repo = f"{prefix.strip('/')}/{self.repository}" if prefix.strip("/") else self.repository
         name = f"{registry}/{repo}"
-        text = f"{name}@{self.digest}" if self.digest and not self.tag else f"{name}:{self.tag or 'latest'}"
+        text = (
+            f"{name}@{self.digest}"
+            if self.digest and not self.tag
+            else f"{name}:{self.tag or 'latest'}"
+        )
         return Ref(registry, repo, self.tag, self.digest, text)
 
     def __str__(self) -> str:
@@ -118,8 +122,12 @@ def parse_ref(text: str) -> Ref:
     tag = c.tag if not c.digest or ":" in raw.split("@")[0].rsplit("/", 1)[-1] else None
     if c.digest is not None and not _DIGEST.match(c.digest):
         raise RegistryError(f"{text}: the digest must be sha256:<64 hex digits>")
-    if not re.fullmatch(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*", repo):
-        raise RegistryError(f"{text}: repository {repo!r} is not a valid name (lower case, digits, . _ -)")
+    if not re.fullmatch(
+        r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*", repo
+    ):
+        raise RegistryError(
+            f"{text}: repository {repo!r} is not a valid name (lower case, digits, . _ -)"
+        )
     return Ref(registry, repo, tag, c.digest, raw)
 
 
@@ -150,7 +158,8 @@ def _oras_registry() -> type[Any]:
             "registry access needs the oras package: pip install 'airlock-edge[bundler]' "
             "(or 'pip install oras' on a device using the registry image sink)"
         ) from None
-    return oras.provider.Registry
+    registry: type[Any] = oras.provider.Registry
+    return registry
 
 
 class RegistryClient:
@@ -192,7 +201,9 @@ class RegistryClient:
         scheme = "http" if ref.registry in self.insecure else "https"
         return f"{scheme}://{ref.registry}/v2/{ref.repository}/{path}"
 
-    def _send(self, reg: Any, method: str, url: str, headers: dict[str, str], **kw: Any) -> requests.Response:
+    def _send(
+        self, reg: Any, method: str, url: str, headers: dict[str, str], **kw: Any
+    ) -> requests.Response:
         h = dict(headers)
         if reg._airlock_basic:
             h["Authorization"] = "Basic " + reg.auth._basic_auth
@@ -204,7 +215,9 @@ class RegistryClient:
         )
         return r
 
-    def _authed(self, reg: Any, method: str, url: str, headers: dict[str, str], **kw: Any) -> requests.Response:
+    def _authed(
+        self, reg: Any, method: str, url: str, headers: dict[str, str], **kw: Any
+    ) -> requests.Response:
         r = self._send(reg, method, url, headers, **kw)
         if r.status_code not in (401, 403):
             return r
@@ -231,8 +244,16 @@ class RegistryClient:
         return self._send(reg, method, url, headers, **kw)
 
     def request(
-        self, ref: Ref, method: str, path: str, *, what: str, headers: dict[str, str] | None = None,
-        ok: tuple[int, ...] = (200,), url: str | None = None, **kw: Any,
+        self,
+        ref: Ref,
+        method: str,
+        path: str,
+        *,
+        what: str,
+        headers: dict[str, str] | None = None,
+        ok: tuple[int, ...] = (200,),
+        url: str | None = None,
+        **kw: Any,
     ) -> requests.Response:
         """One registry call with auth, retries and an error that names ``ref``."""
         import requests
@@ -274,7 +295,9 @@ class RegistryClient:
     def get_manifest(self, ref: Ref, reference: str | None = None) -> Manifest:
         """The manifest or index for ``reference`` (default: the ref's tag or digest)."""
         want = reference or ref.reference
-        r = self.request(ref, "GET", f"manifests/{want}", what="manifest", headers={"Accept": _ACCEPT})
+        r = self.request(
+            ref, "GET", f"manifests/{want}", what="manifest", headers={"Accept": _ACCEPT}
+        )
         data = r.content
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         if _DIGEST.match(want) and digest != want:
@@ -285,16 +308,25 @@ class RegistryClient:
             raise RegistryError(f"{ref}: the registry's manifest is not JSON") from None
         if not isinstance(body, dict):
             raise RegistryError(f"{ref}: the registry's manifest is not a JSON object")
-        media_type = body.get("mediaType") or r.headers.get("Content-Type", "").split(";")[0].strip()
+        media_type = (
+            body.get("mediaType") or r.headers.get("Content-Type", "").split(";")[0].strip()
+        )
         if body.get("schemaVersion") == 1 or "prettyjws" in media_type:
-            raise RegistryError(f"{ref}: Docker schema 1 manifests are not supported; re-push the image")
+            raise RegistryError(
+                f"{ref}: Docker schema 1 manifests are not supported; re-push the image"
+            )
         if media_type not in (*MANIFEST_TYPES, *INDEX_TYPES):
             # OCI manifests may omit mediaType; tell them apart by shape.
             media_type = OCI_INDEX if "manifests" in body else OCI_MANIFEST
         return Manifest(data, media_type, digest)
 
     def download_blob(
-        self, ref: Ref, digest: str, size: int, dest: Path, tick: Callable[[int], None] | None = None
+        self,
+        ref: Ref,
+        digest: str,
+        size: int,
+        dest: Path,
+        tick: Callable[[int], None] | None = None,
     ) -> None:
         """Stream a blob to ``dest``, hashing as it writes; a wrong digest or size is an error.
 
@@ -311,7 +343,9 @@ class RegistryClient:
                 for chunk in r.iter_content(_CHUNK):
                     got += len(chunk)
                     if got > size:
-                        raise DigestError(f"{ref}: blob {digest} is larger than the {size} bytes its manifest says")
+                        raise DigestError(
+                            f"{ref}: blob {digest} is larger than the {size} bytes its manifest says"
+                        )
                     h.update(chunk)
                     out.write(chunk)
                     if tick:
@@ -333,12 +367,20 @@ class RegistryClient:
         r = self.request(ref, "HEAD", f"blobs/{digest}", what=f"blob {digest[:19]}", ok=(200, 404))
         return r.status_code == 200
 
-    def upload_blob(self, ref: Ref, digest: str, size: int, open_blob: Callable[[], IO[bytes]]) -> None:
+    def upload_blob(
+        self, ref: Ref, digest: str, size: int, open_blob: Callable[[], IO[bytes]]
+    ) -> None:
         """Monolithic upload (POST then PUT), streamed from ``open_blob()``."""
         if self.blob_exists(ref, digest):
             return
-        r = self.request(ref, "POST", "blobs/uploads/", what="upload", ok=(201, 202),
-                         headers={"Content-Length": "0"})
+        r = self.request(
+            ref,
+            "POST",
+            "blobs/uploads/",
+            what="upload",
+            ok=(201, 202),
+            headers={"Content-Length": "0"},
+        )
         location = r.headers.get("Location", "")
         if not location:
             raise RegistryError(f"{ref}: registry gave no upload location")
@@ -348,14 +390,29 @@ class RegistryClient:
         sep = "&" if "?" in location else "?"
         with open_blob() as f:
             self.request(
-                ref, "PUT", "", what=f"blob {digest[:19]}", ok=(201, 204), url=f"{location}{sep}digest={digest}",
-                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)}, data=f,
+                ref,
+                "PUT",
+                "",
+                what=f"blob {digest[:19]}",
+                ok=(201, 204),
+                url=f"{location}{sep}digest={digest}",
+                headers={"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+                data=f,
             )
 
-    def put_manifest(self, ref: Ref, data: bytes, media_type: str, reference: str | None = None) -> str:
+    def put_manifest(
+        self, ref: Ref, data: bytes, media_type: str, reference: str | None = None
+    ) -> str:
         """Store manifest bytes unchanged under ``reference`` (default: the ref's tag)."""
-        self.request(ref, "PUT", f"manifests/{reference or ref.reference}", what="manifest",
-                     ok=(200, 201, 202), headers={"Content-Type": media_type}, data=data)
+        self.request(
+            ref,
+            "PUT",
+            f"manifests/{reference or ref.reference}",
+            what="manifest",
+            ok=(200, 201, 202),
+            headers={"Content-Type": media_type},
+            data=data,
+        )
         return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
@@ -380,7 +437,9 @@ def _status_error(ref: Ref, r: requests.Response, what: str) -> RegistryError:
             f"log in with 'docker login {ref.registry}' or pass --registry-auth CONFIG.json"
         )
     if code == 404:
-        return RegistryError(f"{ref}: {what} not found on {ref.registry} (HTTP 404{detail}); check the name and tag")
+        return RegistryError(
+            f"{ref}: {what} not found on {ref.registry} (HTTP 404{detail}); check the name and tag"
+        )
     return RegistryError(f"{ref}: {what}: registry {ref.registry} answered HTTP {code}{detail}")
 
 

@@ -59,8 +59,10 @@ class Registry:
         config = {
             "version": 0.1,
             "log": {"level": "info", "accesslog": {"disabled": False}},
-            "storage": {"filesystem": {"rootdirectory": str(workdir / "data")},
-                        "delete": {"enabled": True}},
+            "storage": {
+                "filesystem": {"rootdirectory": str(workdir / "data")},
+                "delete": {"enabled": True},
+            },
             "http": {"addr": f"127.0.0.1:{port}"},
         }
         if htpasswd is not None:
@@ -81,7 +83,9 @@ class Registry:
                     break  # 401 from an auth registry: it is up
                 except OSError:
                     if proc.poll() is not None or time.monotonic() > deadline:
-                        raise RuntimeError(f"docker-registry did not start: {log.read_text()[-2000:]}")
+                        raise RuntimeError(
+                            f"docker-registry did not start: {log.read_text()[-2000:]}"
+                        ) from None
                     time.sleep(0.05)
             yield reg
         finally:
@@ -95,7 +99,9 @@ class Registry:
     def blob_gets(self) -> int:
         """How many blob downloads the registry has served (from its access log)."""
         text = self.log.read_text(errors="replace")
-        return sum(1 for line in text.splitlines() if '"GET /v2/' in line and "/blobs/sha256:" in line)
+        return sum(
+            1 for line in text.splitlines() if '"GET /v2/' in line and "/blobs/sha256:" in line
+        )
 
 
 @dataclass(frozen=True)
@@ -117,8 +123,10 @@ def random_layer(size: int, seed: int, name: str | None = None) -> Layer:
         info.size, info.mtime, info.mode = len(payload), 0, 0o644
         tar.addfile(info, io.BytesIO(payload))
     tar_bytes = raw.getvalue()
-    return Layer(gzip.compress(tar_bytes, compresslevel=0, mtime=0),
-                 "sha256:" + hashlib.sha256(tar_bytes).hexdigest())
+    return Layer(
+        gzip.compress(tar_bytes, compresslevel=0, mtime=0),
+        "sha256:" + hashlib.sha256(tar_bytes).hexdigest(),
+    )
 
 
 def _random_bytes(size: int, seed: int) -> bytes:
@@ -135,19 +143,29 @@ def _write_blob(layout: Path, data: bytes) -> dict[str, Any]:
 
 def _image_manifest(layout: Path, layers: Sequence[Layer], arch: str) -> dict[str, Any]:
     config = {
-        "architecture": arch, "os": "linux",
+        "architecture": arch,
+        "os": "linux",
         "config": {"Cmd": ["/bin/sh"]},
         "rootfs": {"type": "layers", "diff_ids": [layer.diff_id for layer in layers]},
     }
     cfg = _write_blob(layout, json.dumps(config).encode())
     manifest = {
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", **cfg},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    **_write_blob(layout, layer.data)} for layer in layers],
+        "layers": [
+            {
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                **_write_blob(layout, layer.data),
+            }
+            for layer in layers
+        ],
     }
-    return {"mediaType": OCI_MANIFEST, **_write_blob(layout, json.dumps(manifest).encode()),
-            "platform": {"architecture": arch, "os": "linux"}}
+    return {
+        "mediaType": OCI_MANIFEST,
+        **_write_blob(layout, json.dumps(manifest).encode()),
+        "platform": {"architecture": arch, "os": "linux"},
+    }
 
 
 def _finish(layout: Path, tag: str, desc: dict[str, Any]) -> Path:
@@ -170,17 +188,23 @@ def write_multiarch(layout: Path, tag: str, per_arch: dict[str, Sequence[Layer]]
         shutil.rmtree(layout)
     manifests = [_image_manifest(layout, layers, arch) for arch, layers in per_arch.items()]
     index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests}
-    return _finish(layout, tag, {"mediaType": OCI_INDEX, **_write_blob(layout, json.dumps(index).encode())})
+    return _finish(
+        layout, tag, {"mediaType": OCI_INDEX, **_write_blob(layout, json.dumps(index).encode())}
+    )
 
 
-def push(layout: Path, tag: str, dest: str, fmt: str | None = None, all_platforms: bool = False) -> None:
+def push(
+    layout: Path, tag: str, dest: str, fmt: str | None = None, all_platforms: bool = False
+) -> None:
     """``skopeo copy oci:LAYOUT:TAG docker://DEST`` over plain HTTP."""
     cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
     if fmt:
         cmd += ["--format", fmt]
     if all_platforms:
         cmd += ["--all"]
-    subprocess.run([*cmd, f"oci:{layout}:{tag}", f"docker://{dest}"], check=True, capture_output=True)
+    subprocess.run(
+        [*cmd, f"oci:{layout}:{tag}", f"docker://{dest}"], check=True, capture_output=True
+    )
 
 
 def push_model(host: str, repo_tag: str, files: Sequence[Path]) -> None:
@@ -188,8 +212,12 @@ def push_model(host: str, repo_tag: str, files: Sequence[Path]) -> None:
     import oras.client
 
     client = oras.client.OrasClient(hostname=host, insecure=True)
-    client.push(target=f"{host}/{repo_tag}", files=[str(f) for f in files],
-                disable_path_validation=True, quiet=True)
+    client.push(
+        target=f"{host}/{repo_tag}",
+        files=[str(f) for f in files],
+        disable_path_validation=True,
+        quiet=True,
+    )
 
 
 def skopeo(*args: str) -> subprocess.CompletedProcess[str]:

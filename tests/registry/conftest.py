@@ -15,10 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 import modelkit
 import ocikit
+import pytest
 
 TOOLS = {"docker-registry": ocikit.REGISTRY_BIN, "skopeo": "skopeo", "umoci": "umoci"}
 
@@ -58,16 +57,36 @@ def content(registry: ocikit.Registry, tmp_path_factory: pytest.TempPathFactory)
     app_top = ocikit.random_layer(64 * 1024, seed=2, name="app/bin")
     worker_top = ocikit.random_layer(64 * 1024, seed=3, name="worker/bin")
     host = registry.host
-    ocikit.push(ocikit.write_image(work / "app", "1.0", [base, app_top]), "1.0", f"{host}/site/app:1.0")
-    ocikit.push(ocikit.write_image(work / "worker", "2.0", [base, worker_top]), "2.0",
-                f"{host}/site/worker:2.0", fmt="v2s2")
+    ocikit.push(
+        ocikit.write_image(work / "app", "1.0", [base, app_top]), "1.0", f"{host}/site/app:1.0"
+    )
+    ocikit.push(
+        ocikit.write_image(work / "worker", "2.0", [base, worker_top]),
+        "2.0",
+        f"{host}/site/worker:2.0",
+        fmt="v2s2",
+    )
     arm = ocikit.random_layer(32 * 1024, seed=5, name="arm/bin")
     amd = ocikit.random_layer(32 * 1024, seed=4, name="amd/bin")
-    ocikit.push(ocikit.write_multiarch(work / "multi", "3", {"amd64": [amd], "arm64": [arm]}), "3",
-                f"{host}/site/multi:3", all_platforms=True)
+    ocikit.push(
+        ocikit.write_multiarch(work / "multi", "3", {"amd64": [amd], "arm64": [arm]}),
+        "3",
+        f"{host}/site/multi:3",
+        all_platforms=True,
+    )
     model_dir = work / "model"
     modelkit.make(model_dir, 2.0)
-    ocikit.push_model(host, "models/detector:1.0",
-                      [model_dir / "model.onnx", model_dir / "inputs.npz", model_dir / "outputs.npz"])
-    return Content(host, f"{host}/site/app:1.0", f"{host}/site/worker:2.0", f"{host}/site/multi:3",
-                   f"oci://{host}/models/detector:1.0", model_dir, base.digest)
+    ocikit.push_model(
+        host,
+        "models/detector:1.0",
+        [model_dir / "model.onnx", model_dir / "inputs.npz", model_dir / "outputs.npz"],
+    )
+    return Content(
+        host,
+        f"{host}/site/app:1.0",
+        f"{host}/site/worker:2.0",
+        f"{host}/site/multi:3",
+        f"oci://{host}/models/detector:1.0",
+        model_dir,
+        base.digest,
+    )

@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import ocikit
 import pytest
 
-import ocikit
 from tests.conftest import Keys, run_airlock
 from tests.registry.conftest import Content, need_tools
 
@@ -21,8 +21,9 @@ def _build(keyset: Keys, tmp_path: Path, images: str, *extra: object) -> tuple[i
     spec = tmp_path / "s.yaml"
     spec.write_text(f'name: s\nversion: "1"\nsequence: 1\nimages:\n{images}')
     out = tmp_path / "s.airlock"
-    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out,
-                    "--cache", tmp_path / "cache", *extra)
+    r = run_airlock(
+        "build", spec, "--key", keyset.release_key, "-o", out, "--cache", tmp_path / "cache", *extra
+    )
     return r.returncode, r.stderr, out
 
 
@@ -43,8 +44,9 @@ def test_connection_refused_names_the_reference(keyset: Keys, tmp_path: Path) ->
     assert time.monotonic() - start < 30  # retried with backoff, not for minutes
 
 
-def test_https_registry_without_insecure_says_what_to_do(content: Content, keyset: Keys,
-                                                         tmp_path: Path) -> None:
+def test_https_registry_without_insecure_says_what_to_do(
+    content: Content, keyset: Keys, tmp_path: Path
+) -> None:
     code, err, _ = _build(keyset, tmp_path, f"  - {content.app}\n")
     assert code == 1 and f"--insecure {content.host}" in err
 
@@ -55,14 +57,27 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ocikit.R
     bcrypt = pytest.importorskip("bcrypt", reason="bcrypt makes the htpasswd file")
     d = tmp_path_factory.mktemp("authreg")
     htpasswd = d / "htpasswd"
-    htpasswd.write_text("alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode() + "\n")
+    htpasswd.write_text(
+        "alice:" + bcrypt.hashpw(b"s3cret", bcrypt.gensalt(rounds=4)).decode() + "\n"
+    )
     with ocikit.Registry.start(d, htpasswd=htpasswd) as reg:
         layout = ocikit.write_image(d / "img", "1", [ocikit.random_layer(4096, seed=9)])
         import subprocess
 
-        subprocess.run(["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--dest-creds",
-                        "alice:s3cret", f"oci:{layout}:1", f"docker://{reg.host}/private/app:1"],
-                       check=True, capture_output=True)
+        subprocess.run(
+            [
+                "skopeo",
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                "--dest-creds",
+                "alice:s3cret",
+                f"oci:{layout}:1",
+                f"docker://{reg.host}/private/app:1",
+            ],
+            check=True,
+            capture_output=True,
+        )
         yield reg
 
 
@@ -72,27 +87,33 @@ def _docker_config(path: Path, host: str, user: str, password: str) -> Path:
     return path
 
 
-def test_401_without_credentials(auth_registry: ocikit.Registry, keyset: Keys, tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_401_without_credentials(
+    auth_registry: ocikit.Registry, keyset: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
     ref = f"{auth_registry.host}/private/app:1"
     code, err, _ = _build(keyset, tmp_path, f"  - {ref}\n", "--insecure", auth_registry.host)
     assert code == 1 and ref in err and "401" in err and "--registry-auth" in err
 
 
-def test_401_with_wrong_password(auth_registry: ocikit.Registry, keyset: Keys, tmp_path: Path) -> None:
+def test_401_with_wrong_password(
+    auth_registry: ocikit.Registry, keyset: Keys, tmp_path: Path
+) -> None:
     cfg = _docker_config(tmp_path / "config.json", auth_registry.host, "alice", "wrong")
     ref = f"{auth_registry.host}/private/app:1"
-    code, err, _ = _build(keyset, tmp_path, f"  - {ref}\n", "--insecure", auth_registry.host,
-                          "--registry-auth", cfg)
+    code, err, _ = _build(
+        keyset, tmp_path, f"  - {ref}\n", "--insecure", auth_registry.host, "--registry-auth", cfg
+    )
     assert code == 1 and ref in err and "401" in err
 
 
-def test_basic_auth_from_docker_config(auth_registry: ocikit.Registry, keyset: Keys,
-                                       tmp_path: Path) -> None:
+def test_basic_auth_from_docker_config(
+    auth_registry: ocikit.Registry, keyset: Keys, tmp_path: Path
+) -> None:
     cfg = _docker_config(tmp_path / "config.json", auth_registry.host, "alice", "s3cret")
     ref = f"{auth_registry.host}/private/app:1"
-    code, err, out = _build(keyset, tmp_path, f"  - {ref}\n", "--insecure", auth_registry.host,
-                            "--registry-auth", cfg)
+    code, err, out = _build(
+        keyset, tmp_path, f"  - {ref}\n", "--insecure", auth_registry.host, "--registry-auth", cfg
+    )
     assert code == 0, err
     assert out.stat().st_size > 4096

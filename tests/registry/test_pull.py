@@ -13,9 +13,9 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import ocikit
 import pytest
 
-import ocikit
 from tests.conftest import Keys, run_airlock
 from tests.registry.conftest import Content, need_tools
 
@@ -29,7 +29,10 @@ def _spec(d: Path, c: Content, body: str, name: str = "site") -> Path:
 
 
 def _full_spec(d: Path, c: Content) -> Path:
-    return _spec(d, c, f"""models:
+    return _spec(
+        d,
+        c,
+        f"""models:
   - name: detector
     ref: {c.model}
     health:
@@ -40,12 +43,27 @@ images:
   - ref: {c.worker}
   - ref: {c.multi}
     platforms: [linux/amd64, linux/arm64]
-""")
+""",
+    )
 
 
-def _build(keyset: Keys, spec: Path, out: Path, c: Content, cache: Path, *extra: Any) -> dict[str, Any]:
-    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out, "--insecure", c.host,
-                    "--cache", cache, "--json", *extra)
+def _build(
+    keyset: Keys, spec: Path, out: Path, c: Content, cache: Path, *extra: Any
+) -> dict[str, Any]:
+    r = run_airlock(
+        "build",
+        spec,
+        "--key",
+        keyset.release_key,
+        "-o",
+        out,
+        "--insecure",
+        c.host,
+        "--cache",
+        cache,
+        "--json",
+        *extra,
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout)  # type: ignore[no-any-return]
 
@@ -72,21 +90,33 @@ def test_images_are_copied_byte_for_byte_and_pinned(built: Path, content: Conten
     release = _release(built)
     images = {(i["ref"], i["platform"]): i for i in release["images"]}
     assert set(images) == {
-        (content.app, "linux/amd64"), (content.worker, "linux/amd64"),
-        (content.multi, "linux/amd64"), (content.multi, "linux/arm64"),
+        (content.app, "linux/amd64"),
+        (content.worker, "linux/amd64"),
+        (content.multi, "linux/amd64"),
+        (content.multi, "linux/arm64"),
     }
     for (ref, platform), entry in images.items():
         # The manifest in the bundle is the registry's, byte for byte.
         registry_bytes = subprocess.run(
-            ["skopeo", "inspect", "--raw", "--tls-verify=false",
-             *(["--override-arch", "arm64"] if platform.endswith("arm64") else []),
-             f"docker://{ref.rsplit(':', 1)[0]}@{entry['manifest']}"], capture_output=True, check=True).stdout
+            [
+                "skopeo",
+                "inspect",
+                "--raw",
+                "--tls-verify=false",
+                *(["--override-arch", "arm64"] if platform.endswith("arm64") else []),
+                f"docker://{ref.rsplit(':', 1)[0]}@{entry['manifest']}",
+            ],
+            capture_output=True,
+            check=True,
+        ).stdout
         assert files["blobs/sha256/" + entry["manifest"][7:]] == registry_bytes
         for digest in entry["blobs"]:
             blob = files["blobs/sha256/" + digest[7:]]
             assert "sha256:" + hashlib.sha256(blob).hexdigest() == digest
-    assert images[(content.worker, "linux/amd64")]["media_type"] == \
-        "application/vnd.docker.distribution.manifest.v2+json"
+    assert (
+        images[(content.worker, "linux/amd64")]["media_type"]
+        == "application/vnd.docker.distribution.manifest.v2+json"
+    )
     amd, arm = images[(content.multi, "linux/amd64")], images[(content.multi, "linux/arm64")]
     assert amd["index"] == arm["index"] and amd["manifest"] != arm["manifest"]
     # The shared base layer is stored once, and both images list it.
@@ -104,12 +134,19 @@ def test_model_artifact_is_wrapped_like_a_local_model(built: Path, content: Cont
     files = _members(built)
     (model,) = _release(built)["models"]
     assert model["file_name"] == "model.onnx"
-    assert files["blobs/sha256/" + model["blob"][7:]] == (content.model_dir / "model.onnx").read_bytes()
-    assert files["blobs/sha256/" + model["health"]["inputs"][7:]] == \
-        (content.model_dir / "inputs.npz").read_bytes()
-    assert files["blobs/sha256/" + model["health"]["outputs"][7:]] == \
-        (content.model_dir / "outputs.npz").read_bytes()
-    assert model["source"].startswith(content.model[len("oci://"):] + "@sha256:")
+    assert (
+        files["blobs/sha256/" + model["blob"][7:]]
+        == (content.model_dir / "model.onnx").read_bytes()
+    )
+    assert (
+        files["blobs/sha256/" + model["health"]["inputs"][7:]]
+        == (content.model_dir / "inputs.npz").read_bytes()
+    )
+    assert (
+        files["blobs/sha256/" + model["health"]["outputs"][7:]]
+        == (content.model_dir / "outputs.npz").read_bytes()
+    )
+    assert model["source"].startswith(content.model[len("oci://") :] + "@sha256:")
     manifest = json.loads(files["blobs/sha256/" + model["manifest"][7:]])
     assert manifest["artifactType"] == "application/vnd.airlock.model.v1"
 
@@ -119,7 +156,9 @@ def test_bundle_verifies(built: Path, keyset: Keys) -> None:
     assert r.returncode == 0, r.stderr
 
 
-def test_skopeo_reads_images_from_the_bundle(built: Path, content: Content, registry: ocikit.Registry) -> None:
+def test_skopeo_reads_images_from_the_bundle(
+    built: Path, content: Content, registry: ocikit.Registry
+) -> None:
     r = ocikit.skopeo("inspect", f"oci-archive:{built}:{content.app}")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["Architecture"] == "amd64"
@@ -131,29 +170,47 @@ def test_skopeo_reads_images_from_the_bundle(built: Path, content: Content, regi
     # schema 2 image (kept byte for byte) is not checked here; see docs/REGISTRIES.md.
     # And copies one into another registry repository, layers intact.
     dest = f"{registry.host}/copied/app:from-bundle"
-    r = ocikit.skopeo("copy", "--quiet", "--dest-tls-verify=false",
-                      f"oci-archive:{built}:{content.app}", f"docker://{dest}")
+    r = ocikit.skopeo(
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        f"oci-archive:{built}:{content.app}",
+        f"docker://{dest}",
+    )
     assert r.returncode == 0, r.stderr
     a = json.loads(ocikit.skopeo("inspect", "--tls-verify=false", f"docker://{dest}").stdout)
     b = json.loads(ocikit.skopeo("inspect", "--tls-verify=false", f"docker://{content.app}").stdout)
     assert a["Digest"] == b["Digest"] and a["Layers"] == b["Layers"]
 
 
-def test_umoci_unpacks_an_image_from_the_bundle(built: Path, content: Content, tmp_path: Path) -> None:
+def test_umoci_unpacks_an_image_from_the_bundle(
+    built: Path, content: Content, tmp_path: Path
+) -> None:
     need_tools("umoci")
     layout = tmp_path / "layout"
     with tarfile.open(built) as tar:
         tar.extractall(layout, filter="data")
-    r = subprocess.run(["umoci", "unpack", "--rootless", "--image", f"{layout}:{content.app}",
-                        str(tmp_path / "bundle")], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            "umoci",
+            "unpack",
+            "--rootless",
+            "--image",
+            f"{layout}:{content.app}",
+            str(tmp_path / "bundle"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     rootfs = tmp_path / "bundle" / "rootfs"
     assert (rootfs / "base" / "lib.bin").stat().st_size == 256 * 1024
     assert (rootfs / "app" / "bin").stat().st_size == 64 * 1024
 
 
-def test_rebuild_downloads_nothing(content: Content, keyset: Keys, tmp_path: Path,
-                                   registry: ocikit.Registry) -> None:
+def test_rebuild_downloads_nothing(
+    content: Content, keyset: Keys, tmp_path: Path, registry: ocikit.Registry
+) -> None:
     from bundler.build import Layout
     from bundler.registry import add_remote_content
     from bundler.spec import load_spec
@@ -170,10 +227,24 @@ def test_rebuild_downloads_nothing(content: Content, keyset: Keys, tmp_path: Pat
     assert [i.manifest for i in first.images] == [i.manifest for i in second.images]
 
 
-def test_unknown_platform_names_what_the_index_has(content: Content, keyset: Keys, tmp_path: Path) -> None:
-    spec = _spec(tmp_path, content, f"images:\n  - ref: {content.multi}\n    platform: linux/s390x\n")
-    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", tmp_path / "b.airlock",
-                    "--insecure", content.host, "--cache", tmp_path / "c")
+def test_unknown_platform_names_what_the_index_has(
+    content: Content, keyset: Keys, tmp_path: Path
+) -> None:
+    spec = _spec(
+        tmp_path, content, f"images:\n  - ref: {content.multi}\n    platform: linux/s390x\n"
+    )
+    r = run_airlock(
+        "build",
+        spec,
+        "--key",
+        keyset.release_key,
+        "-o",
+        tmp_path / "b.airlock",
+        "--insecure",
+        content.host,
+        "--cache",
+        tmp_path / "c",
+    )
     assert r.returncode == 1
     assert "linux/s390x" in r.stderr and "linux/amd64, linux/arm64" in r.stderr
     assert "Traceback" not in r.stderr
