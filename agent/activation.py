@@ -1,0 +1,111 @@
+"""What install, rollback and check share: record a health check, switch and probe.
+
+::
+
+    report = health_check(layout, journal, release)     # writes releases/ID/health.json
+    tx = Transaction.begin(layout, "install", release.id)
+    outcome = activate(layout, journal, tx, release, previous="vision-2")
+    if not outcome.ok:            # links already restored, old hook re-run
+        ...
+
+The health check itself (ONNX Runtime in a child process) lives in
+``agent.health``; it is imported lazily so that ``status`` and ``history``
+work without loading onnxruntime.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from agent.durable import write_json
+from agent.faults import crash_point
+from agent.hooks import HookResult, run_post_switch, run_probe
+from agent.journal import Journal
+from agent.layout import Layout
+from agent.switch import Transaction, point_links
+from keys.release import Release
+
+if TYPE_CHECKING:
+    from agent.health import HealthReport
+
+__all__ = ["INSTALL_POINTS", "ROLLBACK_POINTS", "Activation", "activate", "health_check",
+           "rerun_hook"]
+
+INSTALL_POINTS = ("before-previous-update", "after-previous-update", "after-switch")
+ROLLBACK_POINTS = ("rollback-before-switch", "mid-rollback", "rollback-after-switch")
+
+
+def health_check(layout: Layout, journal: Journal, release: Release) -> HealthReport:
+    """Run the model health check on an installed release and record the result."""
+    from agent.health import check_release
+
+    rdir = layout.release_dir(release.id)
+    journal.append("health-started", release=release.id)
+    crash_point("mid-health-check")
+    start = time.monotonic()
+    report = check_release(rdir, release)
+    seconds = round(time.monotonic() - start, 3)
+    result = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "ok": report.ok,
+              "reason": report.reason, "seconds": seconds, "report": report.to_dict()}
+    write_json(rdir / "health.json", result)
+    journal.append("health-result", release=release.id, ok=report.ok, reason=report.reason,
+                   seconds=seconds, report=report.to_dict())
+    return report
+
+
+@dataclass
+class Activation:
+    ok: bool
+    reason: str
+    hook: HookResult | None = None
+    probe: HookResult | None = None
+    switch_s: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reason": self.reason, "switch_s": self.switch_s,
+                "hook": self.hook.to_dict() if self.hook else None,
+                "probe": self.probe.to_dict() if self.probe else None}
+
+
+def rerun_hook(layout: Layout, journal: Journal, release_id: str | None) -> None:
+    """Re-run the post-switch hook of the release that is active again (best effort)."""
+    if release_id is None:
+        return
+    try:
+        release = layout.load_release(release_id)
+    except Exception as e:  # a damaged old release must not stop a rollback
+        journal.append("hook-rerun", release=release_id, ok=False, reason=str(e))
+        return
+    if release.hooks.post_switch:
+        result = run_post_switch(layout, release)
+        journal.append("hook-rerun", release=release_id, ok=result.ok, reason=result.reason)
+
+
+def activate(layout: Layout, journal: Journal, tx: Transaction, release: Release, *,
+             previous: str | None, points: tuple[str, str, str] = INSTALL_POINTS) -> Activation:
+    """Point ``current`` at ``release``, run its hook and probe; undo on failure."""
+    start = time.monotonic()
+    tx.step("switching")
+    point_links(layout, current=release.id, previous=previous, points=(points[0], points[1]))
+    switch_s = round(time.monotonic() - start, 4)
+    crash_point(points[2])
+    journal.append("switched", op=tx.op, release=release.id, previous=previous)
+    tx.step("probing")
+    hook = run_post_switch(layout, release)
+    crash_point("after-post-switch-hook")
+    probe = run_probe(layout, release) if hook.ok else None
+    failed = hook if not hook.ok else probe if probe is not None and not probe.ok else None
+    if failed is None:
+        return Activation(True, "ok", hook, probe, switch_s)
+    reason = (f"post_switch hook failed: {failed.reason}" if failed is hook
+              else failed.reason)
+    journal.append("probe-failed", release=release.id, reason=reason)
+    crash_point("mid-auto-rollback")
+    tx.restore()
+    rerun_hook(layout, journal, tx.restore_current)
+    journal.append("rolled-back", release=release.id, to=tx.restore_current, reason=reason)
+    return Activation(False, reason, hook, probe, switch_s)

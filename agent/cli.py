@@ -1,0 +1,298 @@
+"""``airlock-agent``: the device-side command line.
+
+    airlock-agent --root /var/lib/airlock init --trust root.json --device-id cam-7 --ring canary
+    airlock-agent install /media/usb/vision-1.3.0.airlock
+    airlock-agent status --json
+    airlock-agent history --verify
+    airlock-agent rollback
+    airlock-agent check --rollback-on-failure
+    airlock-agent gc --keep 2
+
+ROOT is --root, else $AIRLOCK_ROOT, else /var/lib/airlock. Every command that
+changes ROOT takes its lock (a second one exits 5) and first repairs whatever
+an earlier crash left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, Any, NoReturn
+
+from agent.durable import fsync_dir, write_atomic, write_json
+from agent.journal import Journal
+from agent.layout import AgentConfig, Layout, root_from_env
+from agent.lock import AgentLock
+from keys.console import emit, progress, run
+from keys.errors import LockedError, UsageError
+from keys.keyfile import generate_keypair
+from keys.trust import TrustRoot
+
+__all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with one line, as every other usage error does."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common.add_argument("--root", type=Path, default=argparse.SUPPRESS,
+                        help="agent root (default $AIRLOCK_ROOT or /var/lib/airlock)")
+    p = _Parser(prog="airlock-agent", description=__doc__, parents=[common],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+
+    def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common], description=help,
+                              epilog=f"example:\n  {example}",
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    i = cmd("init", "lay out ROOT, store the trust root, create the device key",
+            "airlock-agent --root /var/lib/airlock init --trust root.json --device-id cam-7 "
+            "--ring canary")
+    i.add_argument("--trust", type=Path, required=True, help="trust root (root.json)")
+    i.add_argument("--device-id", help="device name (default: the host name)")
+    i.add_argument("--ring", help="deployment ring this device belongs to")
+    i.add_argument("--sink", default="oci-dir", help="image sink type (default oci-dir)")
+    i.add_argument("--sink-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="image sink setting (repeatable)")
+    i.add_argument("--json", action="store_true")
+
+    n = cmd("install", "verify, store, health-check and switch to a bundle ('-' reads stdin)",
+            "airlock-agent install /media/usb/vision-1.3.0.airlock --json")
+    n.add_argument("bundle", help="bundle file, or - for standard input")
+    n.add_argument("--no-switch", action="store_true",
+                   help="install and health-check, but keep the active release")
+    n.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                   help="wait up to SECONDS for another agent command to finish")
+    n.add_argument("--json", action="store_true")
+
+    s = cmd("status", "show the active and previous release, agent state and disk use",
+            "airlock-agent status --json")
+    s.add_argument("--json", action="store_true")
+
+    h = cmd("history", "show the journal of every action", "airlock-agent history --verify")
+    h.add_argument("--verify", action="store_true", help="check the journal's hash chain")
+    h.add_argument("--last", type=int, default=0, metavar="N", help="only the last N entries")
+    h.add_argument("--json", action="store_true")
+
+    r = cmd("rollback", "switch back to the previous release (health-checked first)",
+            "airlock-agent rollback --json")
+    r.add_argument("--json", action="store_true")
+
+    c = cmd("check", "re-run the health check of the active release",
+            "airlock-agent check --rollback-on-failure")
+    c.add_argument("--rollback-on-failure", action="store_true",
+                   help="roll back when the check fails")
+    c.add_argument("--json", action="store_true")
+
+    g = cmd("gc", "remove old releases and unused blobs (never current or previous)",
+            "airlock-agent gc --keep 2")
+    g.add_argument("--keep", type=int, default=2, metavar="N",
+                   help="installed releases to keep besides current and previous (default 2)")
+    g.add_argument("--json", action="store_true")
+    return p
+
+
+def _sink_config(kind: str, options: list[str]) -> dict[str, Any]:
+    config: dict[str, Any] = {"type": kind}
+    for opt in options:
+        key, eq, value = opt.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--sink-option {opt!r} must be KEY=VALUE")
+        config[key] = value
+    return config
+
+
+def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    if layout.is_initialised():
+        raise UsageError(f"{layout.root} is already initialised; use another --root")
+    trust = TrustRoot.from_file(a.trust)
+    for d in layout.directories():
+        d.mkdir(parents=True, exist_ok=True)
+    with AgentLock(layout.lock):
+        write_atomic(layout.trust_root, trust.to_bytes())
+        write_json(layout.sequences, {})
+        for p in (layout.device_key, layout.device_pub):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        generate_keypair("device", layout.root)
+        fsync_dir(layout.root)
+        config = AgentConfig(a.device_id or socket.gethostname(), a.ring,
+                             _sink_config(a.sink, a.sink_option))
+        Journal(layout.journal).append("initialised", device_id=config.device_id,
+                                       ring=config.ring, trust_version=trust.version)
+        import yaml
+
+        # Written last: its presence is what "initialised" means.
+        write_atomic(layout.config, yaml.safe_dump(config.to_dict(), sort_keys=True).encode())
+    return {"root": str(layout.root), "device_id": config.device_id, "ring": config.ring,
+            "trust_version": trust.version, "device_key": str(layout.device_pub),
+            "sink": config.sink}
+
+
+def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    from agent.recovery import recover
+
+    layout.require_initialised()
+    with AgentLock(layout.lock, wait=wait):
+        actions = recover(layout)
+        for line in actions:
+            print(f"airlock-agent: recovered: {line}", file=sys.stderr)
+        result = work()
+    return result
+
+
+def _open_bundle(path: str) -> tuple[IO[bytes], int]:
+    if path == "-":
+        return sys.stdin.buffer, 0
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError as e:
+        raise UsageError(f"cannot open bundle {path}: {e.strerror}") from None
+    return f, os.fstat(f.fileno()).st_size
+
+
+def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.install import install
+
+    def work() -> dict[str, Any]:
+        stream, size = _open_bundle(a.bundle)
+        with stream, progress(size, "installing") as tick:
+            return install(layout, stream, label=a.bundle, switch=not a.no_switch, progress=tick)
+
+    return _mutating(layout, a.wait, work)
+
+
+def _status(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.recovery import recover
+    from agent.status import status
+
+    layout.require_initialised()
+    # Repair first when no one else is working; otherwise report what is there.
+    with contextlib.suppress(LockedError), AgentLock(layout.lock):
+        recover(layout)
+    return status(layout)
+
+
+def _history(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    layout.require_initialised()
+    journal = Journal(layout.journal)
+    verified = journal.verify() if a.verify else None
+    entries = list(journal.entries())
+    if a.last:
+        entries = entries[-a.last :]
+    return {"entries": entries, "verified": verified is not None, "lines": verified}
+
+
+def _rollback(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.rollback import rollback
+
+    return _mutating(layout, 0.0, lambda: rollback(layout))
+
+
+def _check(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.rollback import check
+
+    return _mutating(layout, 0.0, lambda: check(layout,
+                                                rollback_on_failure=a.rollback_on_failure))
+
+
+def _gc(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.gc import gc
+
+    return _mutating(layout, 0.0, lambda: gc(layout, keep=a.keep))
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _release_line(label: str, r: dict[str, Any] | None) -> str:
+    if r is None:
+        return f"{label:<9} none"
+    if "error" in r:
+        return f"{label:<9} {r['id']}: {r['error']}"
+    h = r.get("health")
+    health = "not checked" if h is None else "ok" if h.get("ok") else f"FAILED ({h.get('reason')})"
+    return (f"{label:<9} {r['name']} {r['version']} (sequence {r['sequence']})  "
+            f"installed {r.get('installed_at') or '?'}  health: {health}")
+
+
+def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
+    def fmt(d: dict[str, Any]) -> str:
+        if cmd == "init":
+            return (f"initialised {d['root']} for device {d['device_id']}"
+                    + (f" in ring {d['ring']}" if d["ring"] else "")
+                    + f" (trust root version {d['trust_version']})")
+        if cmd == "install":
+            if not d["installed"]:
+                return str(d["message"])
+            where = "active" if d["switched"] else "installed, not switched to"
+            return (f"installed {d['name']} {d['version']} (sequence {d['sequence']}), {where}; "
+                    f"{d['blobs_stored']} blob(s) stored, {d['blobs_skipped']} already present, "
+                    f"health ok in {d['health_s']:.1f} s; total {d['seconds']:.1f} s")
+        if cmd == "status":
+            last = d["last_notable_event"]
+            lines = [f"device    {d['device_id']}" + (f" (ring {d['ring']})" if d["ring"] else ""),
+                     _release_line("active", d["active"]),
+                     _release_line("previous", d["previous"]),
+                     f"state     {d['state']}"
+                     + (f" (pid {d['lock_holder']})" if d["lock_holder"] else ""),
+                     f"store     {d['store']['blobs']} blobs, {_size(d['store']['bytes'])}; "
+                     f"{len(d['releases'])} release(s); disk {_size(d['disk']['free'])} free"]
+            if last:
+                lines.append(f"last      {last['time']} {last['event']} "
+                             f"{last.get('release') or ''}: {last.get('reason') or ''}".rstrip())
+            return "\n".join(lines)
+        if cmd == "history":
+            out = []
+            for e in d["entries"]:
+                extra = {k: v for k, v in e.items()
+                         if k not in ("time", "event", "prev", "report") and v is not None}
+                out.append(f"{e.get('time', '?')}  {e.get('event', '?'):<16} "
+                           + " ".join(f"{k}={v}" for k, v in sorted(extra.items())))
+            if d["verified"]:
+                out.append(f"journal hash chain verified: {d['lines']} lines")
+            return "\n".join(out)
+        if cmd == "rollback":
+            return (f"rolled back from {d['from']} to {d['name']} {d['version']} "
+                    f"(sequence {d['sequence']})")
+        if cmd == "check":
+            return f"{d['release']}: health check ok"
+        if cmd == "gc":
+            return (f"removed {len(d['releases_removed'])} release(s) and {d['blobs_removed']} "
+                    f"blob(s), freed {_size(d['bytes_freed'])}")
+        return "\n".join(f"{k}: {v}" for k, v in d.items())
+
+    return fmt
+
+
+def _main(argv: list[str]) -> int:
+    a = _parser().parse_args(argv)
+    layout = Layout(root_from_env(getattr(a, "root", None)))
+    handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any]]] = {
+        "init": _init, "install": _install, "status": _status, "history": _history,
+        "rollback": _rollback, "check": _check, "gc": _gc,
+    }
+    result = handlers[a.cmd](layout, a)
+    emit(result, a.json, _human(a.cmd))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    run(_main, argv, prog="airlock-agent")

@@ -1,0 +1,277 @@
+"""Install a bundle in one streaming pass: verify, store, build, check, switch, probe.
+
+::
+
+    with AgentLock(layout.lock):
+        recover(layout)
+        with open("vision-3.airlock", "rb") as f:
+            result = install(layout, f, size=os.path.getsize("vision-3.airlock"))
+
+The order is what makes it safe:
+
+1. the signed metadata at the front of the tar is verified (signature,
+   threshold, expiry, ring, anti-rollback) before any blob is read;
+2. the free space for the blobs not yet in the store is checked;
+3. every blob is hashed while it is written to ``staging/`` and renamed into
+   the store only when it matches; blobs already stored are only read past;
+4. the release directory is built in ``staging/`` (hard links into the
+   store) and renamed into ``releases/``;
+5. its models are health-checked; images go to the image sink;
+6. ``current`` is switched atomically, the post-switch hook runs and the
+   probe is polled; on failure the links are put back (exit 4);
+7. the accepted sequence (and a rotated trust root) is persisted and the
+   transaction committed.
+
+A crash anywhere before the commit leaves a transaction record that recovery
+uses to put the old release back; see ``agent.recovery``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+from agent.activation import activate, health_check
+from agent.durable import fsync_dir, read_json, remove_tree, write_atomic, write_json
+from agent.faults import crash_point
+from agent.journal import Journal
+from agent.layout import Layout
+from agent.store import ContentStore
+from agent.switch import Transaction, read_link
+from keys.bundle_format import BundleHead, BundleReader
+from keys.errors import (
+    AirlockError,
+    FormatError,
+    HealthCheckError,
+    NoSpaceError,
+    RejectedError,
+    RollbackError,
+)
+from keys.release import BLOB_PREFIX, Release
+from keys.trust import TrustRoot
+
+__all__ = ["install", "load_sequences"]
+
+
+def load_sequences(layout: Layout) -> dict[str, int]:
+    raw = read_json(layout.sequences) or {}
+    return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+def _check_references(release: Release, store: ContentStore) -> None:
+    """Every blob a model or a delta needs must be in the bundle or on the device."""
+    shipped = {f"sha256:{p[len(BLOB_PREFIX):]}" for p in release.files if p.startswith(BLOB_PREFIX)}
+    for m in release.models:
+        for d in (m.blob, m.health.inputs, m.health.outputs):
+            if d and d not in shipped and not (release.delta and d in release.delta.expects):
+                raise FormatError(f"model {m.name} needs blob {d[:19]}… that the bundle lacks")
+    if release.delta:
+        missing = [d for d in release.delta.expects if not store.has(d)]
+        if missing:
+            raise RejectedError(
+                f"delta bundle for sequence {release.delta.base_sequence} expects "
+                f"{len(missing)} blob(s) this device lacks (e.g. {missing[0][:19]}…); "
+                "carry the full bundle"
+            )
+
+
+def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
+                 store: ContentStore) -> tuple[BundleHead, TrustRoot, TrustRoot, Any]:
+    trust = TrustRoot.from_file(layout.trust_root)
+    head = reader.head()
+    new_trust, verified = trust.verify_head(head, ring=ring)
+    release = verified.release
+    new_trust.check_sequence(release, load_sequences(layout).get(release.name))
+    _check_references(release, store)
+    return head, trust, new_trust, verified
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _build_release_dir(staged: Path, release: Release, head: BundleHead,
+                       meta: dict[str, bytes], store: ContentStore, info: dict[str, Any]) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        remove_tree(staged, staged.parent)
+    staged.mkdir()
+    models = staged / "models"
+    models.mkdir()
+    for m in release.models:
+        mdir = models / m.name
+        store.link(m.blob, mdir / m.file_name)
+        if m.health.inputs:
+            store.link(m.health.inputs, mdir / "inputs.npz")
+        if m.health.outputs:
+            store.link(m.health.outputs, mdir / "outputs.npz")
+        fsync_dir(mdir)
+    fsync_dir(models)
+    _write_file(staged / "release.json", head.release_json)
+    _write_file(staged / "flags.json",
+                (json.dumps(release.flags, indent=2, sort_keys=True) + "\n").encode())
+    _write_file(staged / "installed.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
+    if "index.json" in meta:
+        _write_file(staged / "index.json", meta["index.json"])
+    fsync_dir(staged)
+
+
+def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool = True,
+            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Install the bundle read from ``stream``; the caller holds the lock and has recovered."""
+    started = time.monotonic()
+    config = layout.load_config()
+    journal = Journal(layout.journal)
+    store = ContentStore(layout)
+    reader = BundleReader(stream)
+    try:
+        head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
+    except RejectedError as e:
+        journal.append("rejected", bundle=label, reason=str(e))
+        raise
+    release: Release = verified.release
+    crash_point("after-head-verified")
+
+    active = read_link(layout, "current")
+    if active == release.id:
+        if (layout.release_dir(active) / "release.json").read_bytes() != head.release_json:
+            e2 = RollbackError(f"a different release already claims {release.id}; "
+                               "bump the sequence and rebuild")
+            journal.append("rejected", bundle=label, reason=str(e2))
+            raise e2
+        journal.append("already-active", release=release.id, bundle=label)
+        return {"installed": False, "release": release.id, "name": release.name,
+                "version": release.version, "sequence": release.sequence, "active": active,
+                "message": f"{release.id} (version {release.version}) is already active; "
+                           "nothing to do"}
+
+    need = sum(info.length for path, info in release.files.items()
+               if not (path.startswith(BLOB_PREFIX) and store.has(f"sha256:{info.sha256}")))
+    free = psutil.disk_usage(str(layout.root)).free
+    if need + config.reserve_bytes > free:
+        journal.append("refused", release=release.id, reason="no space", need=need, free=free)
+        raise NoSpaceError(
+            f"installing {release.id} needs {_size(need)} (+{_size(config.reserve_bytes)} "
+            f"reserve) but {layout.root} has {_size(free)} free; run 'airlock-agent gc' "
+            "or free space, then retry"
+        )
+
+    tx = Transaction.begin(layout, "install", release.id)
+    journal.append("install-started", release=release.id, name=release.name,
+                   version=release.version, sequence=release.sequence, bundle=label,
+                   role=verified.role, signers=list(verified.signers), bytes_needed=need)
+    stored = skipped = written = 0
+    meta: dict[str, bytes] = {}
+    for member in reader.files(release.files):
+        if member.path.startswith(BLOB_PREFIX):
+            if store.has(member.digest):
+                member.verify(progress)
+                skipped += 1
+            else:
+                written += store.put(member, progress)
+                stored += 1
+                journal.append("blob-stored", release=release.id, digest=member.digest,
+                               size=member.info.length)
+        else:
+            meta[member.path] = member.read_all()
+            if progress:
+                progress(len(meta[member.path]))
+
+    rdir = layout.release_dir(release.id)
+    created = not rdir.exists()
+    if not created:
+        if (rdir / "release.json").read_bytes() != head.release_json:
+            tx.commit()
+            e3 = RollbackError(f"a different release already claims {release.id}; "
+                               "bump the sequence and rebuild")
+            journal.append("rejected", bundle=label, reason=str(e3))
+            raise e3
+    else:
+        staged = layout.staging / f"release-{release.id}"
+        info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "bundle": label, "role": verified.role, "signers": list(verified.signers)}
+        _build_release_dir(staged, release, head, meta, store, info)
+        crash_point("before-release-rename")
+        tx.step("renaming", created=True)
+        os.rename(staged, rdir)
+        fsync_dir(layout.releases)
+        crash_point("after-release-rename")
+
+    def fail(reason: str, error: AirlockError) -> AirlockError:
+        if created:
+            remove_tree(rdir, layout.staging)
+        tx.commit()
+        journal.append("install-failed", release=release.id, reason=reason,
+                       active=read_link(layout, "current"))
+        return error
+
+    tx.step("health")
+    health_start = time.monotonic()
+    report = health_check(layout, journal, release)
+    health_s = time.monotonic() - health_start
+    if not report.ok:
+        still = active or "no release"
+        raise fail(report.reason or "failed", HealthCheckError(
+            f"{release.id} not installed: {report.reason}; {still} stays active"))
+    crash_point("after-health-check")
+
+    if release.images:
+        from agent.sinks import make_sink
+
+        try:
+            make_sink(config.sink, layout.images).deliver(release, store.path)
+        except AirlockError as e:
+            raise fail(f"image sink: {e}", e) from None
+        journal.append("images-delivered", release=release.id, images=len(release.images),
+                       sink=config.sink.get("type", "oci-dir"))
+
+    outcome = None
+    if switch:
+        crash_point("before-switch")
+        outcome = activate(layout, journal, tx, release, previous=active)
+        if not outcome.ok:
+            raise fail(outcome.reason, HealthCheckError(
+                f"{release.id} failed after the switch: {outcome.reason}; "
+                f"{active or 'no release'} is active again"))
+
+    sequences = load_sequences(layout)
+    sequences[release.name] = max(sequences.get(release.name, 0), release.sequence)
+    write_json(layout.sequences, sequences)
+    if new_trust is not trust:
+        write_atomic(layout.trust_root, new_trust.to_bytes())
+        journal.append("trust-rotated", version=new_trust.version)
+    crash_point("before-commit")
+    journal.append("installed", release=release.id, version=release.version,
+                   sequence=release.sequence, active=read_link(layout, "current"),
+                   switched=switch, blobs_stored=stored, blobs_skipped=skipped, bytes=written)
+    tx.commit()
+    crash_point("after-commit")
+    return {
+        "installed": True, "release": release.id, "name": release.name,
+        "version": release.version, "sequence": release.sequence,
+        "active": read_link(layout, "current"), "previous": read_link(layout, "previous"),
+        "switched": switch, "blobs_stored": stored, "blobs_skipped": skipped,
+        "bytes_written": written, "health": report.to_dict(),
+        "activation": outcome.to_dict() if outcome else None,
+        "seconds": round(time.monotonic() - started, 3), "health_s": round(health_s, 3),
+    }

@@ -1,0 +1,128 @@
+"""The journal: an append-only, fsynced, hash-chained record of every action.
+
+One JSON object per line. Each line carries ``prev``, the sha256 of the
+previous line's bytes (64 zeros for the first), so removing, reordering or
+editing a line breaks the chain and ``verify`` names the first bad line::
+
+    journal = Journal(layout.journal)
+    journal.append("switched", release="vision-3", previous="vision-2")
+    journal.verify()            # -> number of lines; DigestError if the chain is broken
+
+Appends are one ``write`` on an ``O_APPEND`` descriptor followed by fsync, so
+a kill leaves whole lines; a power cut can leave a torn last line, which
+recovery cuts off (``repair_tail``) and records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from agent.durable import fsync_dir
+from keys.errors import DigestError
+
+__all__ = ["GENESIS", "Journal"]
+
+GENESIS = "0" * 64
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def _last_line(self) -> bytes | None:
+        try:
+            f = self.path.open("rb")
+        except FileNotFoundError:
+            return None
+        with f:
+            size = f.seek(0, os.SEEK_END)
+            window = 64 * 1024
+            while True:
+                start = max(0, size - window)
+                f.seek(start)
+                data = f.read(size - start)
+                body = data.rstrip(b"\n")
+                cut = body.rfind(b"\n")
+                if cut >= 0 or start == 0:
+                    return body[cut + 1 :] or None
+                window *= 4
+
+    def append(self, event: str, **fields: Any) -> dict[str, Any]:
+        last = self._last_line()
+        prev = hashlib.sha256(last).hexdigest() if last else GENESIS
+        entry = {"time": _now(), "event": event, **fields, "prev": prev}
+        line = json.dumps(entry, sort_keys=True, default=str, separators=(",", ":")).encode()
+        new = not self.path.exists()
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            fsync_dir(self.path.parent)
+        return entry
+
+    def lines(self) -> Iterator[bytes]:
+        try:
+            f = self.path.open("rb")
+        except FileNotFoundError:
+            return
+        with f:
+            for raw in f:
+                if raw.endswith(b"\n"):
+                    yield raw[:-1]
+
+    def entries(self) -> Iterator[dict[str, Any]]:
+        for raw in self.lines():
+            try:
+                yield json.loads(raw)
+            except ValueError:
+                yield {"event": "unreadable", "raw": raw[:200].decode(errors="replace")}
+
+    def verify(self) -> int:
+        """Check the whole chain; return the number of lines."""
+        prev, n = GENESIS, 0
+        for n, raw in enumerate(self.lines(), 1):
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                raise DigestError(f"journal line {n} is not JSON (edited or damaged)") from None
+            if not isinstance(entry, dict) or entry.get("prev") != prev:
+                raise DigestError(
+                    f"journal line {n} does not chain to line {n - 1} "
+                    "(a line was edited, removed or reordered)"
+                )
+            prev = hashlib.sha256(raw).hexdigest()
+        return n
+
+    def repair_tail(self) -> bool:
+        """Cut a torn last line (no newline) left by a power cut; True if one was cut."""
+        try:
+            size = self.path.stat().st_size
+        except FileNotFoundError:
+            return False
+        if size == 0:
+            return False
+        with self.path.open("rb+") as f:
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return False
+            f.seek(max(0, size - 1024 * 1024))
+            data = f.read()
+            cut = data.rfind(b"\n")
+            keep = size - len(data) + cut + 1 if cut >= 0 else 0
+            f.truncate(keep)
+            f.flush()
+            os.fsync(f.fileno())
+        return True

@@ -1,0 +1,117 @@
+"""Recovery: run under the lock at the start of every agent command.
+
+After a crash or power cut at any instant the device must come back with the
+old or the new release active and working, a consistent store and a journal
+that says what happened. Recovery, in order:
+
+1. cuts a torn last journal line (a power cut mid-append);
+2. undoes an operation that did not commit (``transaction.json``): puts
+   ``current``/``previous`` back as they were, removes the release directory
+   the operation created, re-runs the old release's post-switch hook if the
+   links had been switched — a release whose health check or probe never
+   finished is treated as failed;
+3. empties ``staging/`` (half-written blobs, half-built release directories,
+   directories that were being deleted);
+4. repairs a link left pointing at nothing (it falls back to ``previous``, or
+   the newest installed release).
+
+Every step is idempotent, so a crash during recovery is repaired by the next
+start::
+
+    with AgentLock(layout.lock):
+        actions = recover(layout)      # [] when there was nothing to do
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+
+from agent.activation import rerun_hook
+from agent.durable import fsync_dir, remove_tree
+from agent.faults import crash_point
+from agent.journal import Journal
+from agent.layout import Layout
+from agent.switch import Transaction, read_link, set_link
+
+__all__ = ["recover"]
+
+
+def _clear_staging(layout: Layout) -> int:
+    layout.staging.mkdir(exist_ok=True)
+    removed = 0
+    for entry in layout.staging.iterdir():
+        removed += 1
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+    if removed:
+        fsync_dir(layout.staging)
+    return removed
+
+
+def _newest_release(layout: Layout, exclude: set[str | None]) -> str | None:
+    best: tuple[int, str] | None = None
+    for rid in layout.release_ids():
+        if rid in exclude:
+            continue
+        try:
+            seq = layout.load_release(rid).sequence
+        except Exception:
+            continue
+        if best is None or seq > best[0]:
+            best = (seq, rid)
+    return best[1] if best else None
+
+
+def recover(layout: Layout) -> list[str]:
+    """Bring ROOT back to a consistent state; returns what was done (also journaled)."""
+    journal = Journal(layout.journal)
+    actions: list[str] = []
+    if journal.repair_tail():
+        actions.append("cut a torn last line off the journal")
+
+    tx = Transaction.pending(layout)
+    if tx is not None:
+        crash_point("mid-recovery")
+        switched = tx.phase in ("switching", "probing")
+        tx.restore()
+        if (tx.created and tx.release
+                and tx.release not in (tx.restore_current, tx.restore_previous)):
+            with contextlib.suppress(Exception):
+                remove_tree(layout.release_dir(tx.release), layout.staging)
+        if switched:
+            rerun_hook(layout, journal, tx.restore_current)
+        what = (f"{tx.op} of {tx.release} was interrupted in phase '{tx.phase}'; "
+                f"its health check never finished, so it counts as failed; "
+                f"{tx.restore_current or 'no release'} is active")
+        journal.append("recovered", op=tx.op, release=tx.release, phase=tx.phase,
+                       active=tx.restore_current, reason=what)
+        if tx.release and tx.op == "install":
+            journal.append("install-failed", release=tx.release, reason="interrupted",
+                           active=tx.restore_current)
+        tx.commit()
+        actions.append(what)
+
+    if _clear_staging(layout):
+        actions.append("discarded unfinished work in staging/")
+    for name in (".current.tmp", ".previous.tmp", ".transaction.json.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            (layout.root / name).unlink()
+            actions.append(f"removed {name}")
+
+    for which in ("current", "previous"):
+        link = layout.link(which)
+        if os.path.lexists(link) and read_link(layout, which) is None:
+            fallback = (read_link(layout, "previous") if which == "current" else None)
+            if which == "current" and fallback is None:
+                fallback = _newest_release(layout, exclude=set())
+            set_link(layout, which, fallback)
+            what = f"'{which}' pointed at nothing; now {fallback or 'unset'}"
+            journal.append("recovered", op="repair-link", link=which, active=fallback,
+                           reason=what)
+            actions.append(what)
+    return actions

@@ -1,0 +1,125 @@
+"""Atomic switching of ``current`` and ``previous``, and the record that undoes it.
+
+A link is replaced by creating a temporary symlink and renaming it over the
+old one (rename(2) is atomic), then fsyncing ROOT, so ``current`` always
+names a release — the old or the new, never nothing::
+
+    tx = Transaction.begin(layout, "install", "vision-3")  # remembers current/previous
+    point_links(layout, current="vision-3", previous="vision-2")
+    ...                                                      # hooks, probes
+    tx.commit()                                              # crash before this = undo
+
+Before any operation touches the links it writes ``transaction.json`` with
+the links as they were; recovery puts them back if the operation did not
+commit. The commit point is the removal of that file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from agent.durable import fsync_dir, read_json, write_json
+from agent.faults import crash_point
+from agent.layout import Layout
+from keys.errors import FormatError
+
+__all__ = ["Transaction", "point_links", "read_link", "set_link"]
+
+
+def read_link(layout: Layout, which: str) -> str | None:
+    """The release id ``current`` or ``previous`` points to (None if absent or dangling)."""
+    path = layout.link(which)
+    try:
+        target = os.readlink(path)
+    except (FileNotFoundError, OSError):
+        return None
+    rid = Layout.id_from_target(target)
+    if rid is None or not (layout.releases / rid).is_dir():
+        return None
+    return rid
+
+
+def set_link(layout: Layout, which: str, release_id: str | None) -> None:
+    path = layout.link(which)
+    if release_id is None:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    else:
+        layout.release_dir(release_id)  # validates the id
+        tmp = path.with_name(f".{path.name}.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(Layout.link_target(release_id), tmp)
+        os.replace(tmp, path)
+    fsync_dir(layout.root)
+
+
+def point_links(layout: Layout, *, current: str | None, previous: str | None,
+                points: tuple[str, str] | None = None) -> None:
+    """Set both links: ``previous`` first, so ``current`` is never left behind by a crash."""
+    if points:
+        crash_point(points[0])
+    if read_link(layout, "previous") != previous or previous is None:
+        set_link(layout, "previous", previous)
+    if points:
+        crash_point(points[1])
+    if read_link(layout, "current") != current:
+        set_link(layout, "current", current)
+
+
+@dataclass
+class Transaction:
+    """An operation on ROOT that recovery must undo if it does not commit."""
+
+    layout: Layout
+    op: str  # install | rollback | check
+    release: str | None
+    restore_current: str | None
+    restore_previous: str | None
+    created: bool = False  # the release directory was made by this operation
+    phase: str = "started"
+
+    @classmethod
+    def begin(cls, layout: Layout, op: str, release: str | None) -> Transaction:
+        tx = cls(layout, op, release, read_link(layout, "current"), read_link(layout, "previous"))
+        tx._save()
+        return tx
+
+    @classmethod
+    def pending(cls, layout: Layout) -> Transaction | None:
+        try:
+            raw = read_json(layout.transaction)
+        except ValueError:
+            raw = {"op": "unknown"}  # torn by a power cut: treat as "undo everything"
+        if raw is None:
+            return None
+        if not isinstance(raw, dict):
+            raise FormatError(f"{layout.transaction} is not a transaction record")
+        return cls(layout, str(raw.get("op")), raw.get("release"), raw.get("restore_current"),
+                   raw.get("restore_previous"), bool(raw.get("created")),
+                   str(raw.get("phase", "started")))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"op": self.op, "release": self.release, "restore_current": self.restore_current,
+                "restore_previous": self.restore_previous, "created": self.created,
+                "phase": self.phase}
+
+    def _save(self) -> None:
+        write_json(self.layout.transaction, self.to_dict())
+
+    def step(self, phase: str, *, created: bool | None = None) -> None:
+        self.phase = phase
+        if created is not None:
+            self.created = created
+        self._save()
+
+    def restore(self) -> None:
+        point_links(self.layout, current=self.restore_current, previous=self.restore_previous)
+
+    def commit(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.layout.transaction.unlink()
+        fsync_dir(self.layout.root)
