@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from keys.errors import UsageError
 from keys.release import Release
 
-__all__ = ["ImageSink", "make_sink"]
+__all__ = ["ImageSink", "config_bool", "config_number", "make_sink"]
 
 
 class ImageSink(Protocol):
@@ -44,6 +44,31 @@ _KEYS = {
     "registry": {"type", "registry", "insecure", "auth", "prefix", "attempts"},
     "command": {"type", "command", "timeout_s"},
 }
+
+
+def config_bool(config: dict[str, Any], key: str, default: bool) -> bool:
+    """A boolean setting; ``--sink-option KEY=VALUE`` gives strings."""
+    value = config.get(key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"image sink setting {key!r} must be true or false, got {value!r}")
+
+
+def config_number(config: dict[str, Any], key: str, default: float) -> float:
+    """A positive number setting, given as a number or a string."""
+    value = config.get(key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not number > 0:
+        raise UsageError(f"image sink setting {key!r} must be a positive number, got {value!r}")
+    return number
 
 
 def make_sink(config: dict[str, Any], images_dir: Path) -> ImageSink:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.sinks import config_number
 from agent.sinks.oci_dir import image_blobs, index_entries
 from keys.errors import DeliveryError, UsageError
 from keys.release import ImageEntry, Release, digest_hex
@@ -83,10 +84,8 @@ class CommandSink:
                 f"image sink 'command': bad template {template!r}: {e}; "
                 "placeholders are {archive} and {ref}"
             ) from None
-        timeout = config.get("timeout_s", 600.0)
-        if not isinstance(timeout, int | float) or isinstance(timeout, bool) or timeout <= 0:
-            raise UsageError("image sink 'command': timeout_s must be a positive number")
-        return cls(template, images_dir / ".tmp", float(timeout))
+        timeout = config_number(config, "timeout_s", 600.0)
+        return cls(template, images_dir / ".tmp", timeout)
 
     def deliver(self, release: Release, blob_path: Callable[[str], Path]) -> None:
         if not release.images:

@@ -25,6 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
+from agent.sinks import config_bool, config_number
 from agent.sinks.oci_dir import image_blobs
 from keys.errors import AirlockError, DeliveryError, UsageError
 from keys.release import Release
@@ -67,10 +68,10 @@ class RegistrySink:
             raise UsageError(f"image sink 'registry': auth file {auth} does not exist")
         return cls(
             registry,
-            insecure=bool(config.get("insecure", False)),
+            insecure=config_bool(config, "insecure", False),
             auth=Path(auth) if auth else None,
             prefix=str(config.get("prefix", "")),
-            attempts=int(config.get("attempts", 4)),
+            attempts=int(config_number(config, "attempts", 4)),
         )
 
     def deliver(self, release: Release, blob_path: Callable[[str], Path]) -> None:
