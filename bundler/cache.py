@@ -8,16 +8,17 @@ Content-addressed like an OCI layout (``ROOT/blobs/sha256/<hex>``), default
     print(cache.hits, cache.downloaded_bytes)
 
 A file lands in the cache only after its digest and size were verified
-(``RegistryClient.download_blob`` writes a temp file and renames it), so an
-entry is trusted when its size matches; the build hashes every blob again
-while writing the bundle, so a cache damaged on disk fails the build instead
-of shipping. Manifests are not cached: a tag may move, so they are asked for
+(``RegistryClient.download_blob`` writes a temp file and renames it). A hit
+is hashed again before use, and an entry damaged on disk is dropped and
+downloaded afresh, so a bad cache heals itself instead of failing every
+build (the build hashes every blob once more while writing the bundle). Manifests are not cached: a tag may move, so they are asked for
 on every build (a few hundred bytes each). Several builds may share a cache:
 writes are atomic renames. Delete the directory to empty it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -52,10 +53,22 @@ class BlobCache:
         """The cached file of ``digest``; calls ``download(dest)`` on a miss."""
         dest = self.path(digest)
         if self.has(digest, size):
-            self.hits += 1
-            return dest
+            if _sha256(dest) == digest:
+                self.hits += 1
+                return dest
+            dest.unlink(missing_ok=True)  # damaged on disk: fetch it again
         self.misses += 1
         dest.parent.mkdir(parents=True, exist_ok=True)
         download(dest)
         self.downloaded_bytes += size
         return dest
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    buf = bytearray(1024 * 1024)
+    view = memoryview(buf)
+    with path.open("rb") as f:
+        while n := f.readinto(buf):
+            h.update(view[:n])
+    return "sha256:" + h.hexdigest()

@@ -248,3 +248,20 @@ def test_unknown_platform_names_what_the_index_has(
     assert r.returncode == 1
     assert "linux/s390x" in r.stderr and "linux/amd64, linux/arm64" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_damaged_cache_entry_is_downloaded_again(content: Content, tmp_path: Path) -> None:
+    from bundler.build import Layout
+    from bundler.registry import add_remote_content
+    from bundler.spec import load_spec
+
+    spec = load_spec(_spec(tmp_path, content, f"images:\n  - {content.app}\n"))
+    options = {"auth": None, "insecure": [content.host], "cache": tmp_path / "cache"}
+    add_remote_content(Layout(), spec, options)
+    entry = tmp_path / "cache/blobs/sha256" / content.shared_layer[7:]
+    data = bytearray(entry.read_bytes())
+    data[100] ^= 0xFF  # same size, wrong bytes
+    entry.write_bytes(bytes(data))
+    again = add_remote_content(Layout(), spec, options)
+    assert again.downloaded_bytes == len(data)
+    assert "sha256:" + hashlib.sha256(entry.read_bytes()).hexdigest() == content.shared_layer
