@@ -28,6 +28,7 @@ digests, truncation, and missing files.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -35,7 +36,7 @@ import posixpath
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any, BinaryIO
+from typing import IO, Any, BinaryIO, Protocol, cast
 
 from keys.errors import DigestError, FormatError
 from keys.release import BLOB_PREFIX, FileInfo
@@ -206,6 +207,22 @@ def write_bundle(
 # -- reading -------------------------------------------------------------------
 
 
+class _Readable(Protocol):
+    def readinto(self, buffer: memoryview, /) -> int | None: ...
+
+
+class _Window:
+    """At most ``size`` bytes of ``stream`` from its current position."""
+
+    def __init__(self, stream: IO[bytes], size: int) -> None:
+        self.stream, self.left = stream, size
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = self.stream.readinto(buffer[: self.left])  # type: ignore[attr-defined]
+        self.left -= n or 0
+        return int(n or 0)
+
+
 @dataclass(frozen=True)
 class BundleHead:
     """The metadata at the front of a bundle, not yet verified."""
@@ -217,7 +234,7 @@ class BundleHead:
 class BundleFile:
     """One OCI-layout file of a bundle, readable once, checked against its signed entry."""
 
-    def __init__(self, path: str, info: FileInfo, stream: IO[bytes]) -> None:
+    def __init__(self, path: str, info: FileInfo, stream: _Readable) -> None:
         self.path, self.info, self._stream = path, info, stream
         self.done = False
 
@@ -225,21 +242,27 @@ class BundleFile:
     def digest(self) -> str:
         return "sha256:" + self.info.sha256
 
-    def chunks(self, progress: Callable[[int], None] | None = None) -> Iterator[bytes]:
-        """Yield the file's bytes; raises DigestError at the end if they do not match."""
+    def chunks(self, progress: Callable[[int], None] | None = None) -> Iterator[memoryview]:
+        """Yield the file's bytes; raises DigestError at the end if they do not match.
+
+        Each chunk is a view of one reused buffer, valid until the next is
+        requested: write it or hash it, do not keep it (copy with ``bytes()``).
+        """
         if self.done:
             raise RuntimeError(f"{self.path} was already read")
         h, seen = hashlib.sha256(), 0
+        buf = bytearray(CHUNK)
+        view = memoryview(buf)
         try:
-            while True:
-                chunk = self._stream.read(CHUNK)
-                if not chunk:
+            while seen < self.info.length:
+                n = self._stream.readinto(view[: min(CHUNK, self.info.length - seen)])
+                if not n:
                     break
-                seen += len(chunk)
-                h.update(chunk)
+                seen += n
+                h.update(view[:n])
                 if progress:
-                    progress(len(chunk))
-                yield chunk
+                    progress(n)
+                yield view[:n]
         except (tarfile.TarError, OSError, EOFError) as e:
             raise FormatError(f"bundle is truncated or corrupt inside {self.path}: {e}") from None
         self.done = True
@@ -263,16 +286,26 @@ class BundleFile:
         """Whole content of a small file (index.json, a manifest)."""
         if self.info.length > limit:
             raise FormatError(f"{self.path} is {self.info.length} bytes; at most {limit} expected")
-        return b"".join(self.chunks())
+        return b"".join(bytes(c) for c in self.chunks())
 
 
 class BundleReader:
     """One forward pass over a bundle from any readable binary stream."""
 
     def __init__(self, stream: IO[bytes]) -> None:
+        # Either way the archive is read in one forward pass. A pipe needs
+        # tarfile's stream mode; a regular file is read without the stream
+        # mode's buffer copies, about twice as fast.
+        seekable = False
+        self._stream: IO[bytes] | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            seekable = stream.seekable()
         try:
-            # Stream mode: one forward pass, so bundles can come from a pipe.
-            self._tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # type: ignore[call-overload]  # noqa: SIM115
+            if seekable:
+                self._stream = stream
+                self._tar = tarfile.open(fileobj=stream, mode="r:")  # noqa: SIM115
+            else:
+                self._tar = tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK)  # type: ignore[call-overload]  # noqa: SIM115
         except tarfile.TarError as e:
             raise FormatError(f"not a bundle (tar): {e}") from None
         self._seen: set[str] = set()
@@ -290,6 +323,16 @@ class BundleReader:
                 raise FormatError(f"bundle member {m.name!r} appears twice")
             self._seen.add(m.name)
         return m
+
+    def _data(self, m: tarfile.TarInfo) -> _Readable:
+        if self._stream is not None:
+            # Regular, non-sparse members (_check_member) are contiguous: read
+            # them straight from the file into the caller's buffer, no copies.
+            self._stream.seek(m.offset_data)
+            return _Window(self._stream, m.size)
+        f = self._tar.extractfile(m)
+        assert f is not None  # regular files always have a file object
+        return cast(_Readable, f)
 
     def _read_small(self, m: tarfile.TarInfo) -> bytes:
         if m.size > _MAX_META:
@@ -344,9 +387,7 @@ class BundleReader:
                 raise DigestError(
                     f"{m.name} is {m.size} bytes; signed metadata says {info.length} bytes"
                 )
-            f = self._tar.extractfile(m)
-            assert f is not None
-            member = BundleFile(m.name, info, f)
+            member = BundleFile(m.name, info, self._data(m))
             yield member
             if not member.done:
                 member.verify()

@@ -55,8 +55,8 @@ def test_build_verify_inspect_round_trip(keyset: Keys, tmp_path: Path) -> None:
 
     with tarfile.open(out) as tar:
         names = tar.getnames()
+        index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
     assert names[0] == "airlock/release.json" and names[1:3] == ["oci-layout", "index.json"]
-    index = json.loads(tarfile.open(out).extractfile("index.json").read())  # type: ignore[union-attr]
     assert (
         index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
         == "models/detector:1.0"

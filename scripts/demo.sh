@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Airlock's main job from a fresh clone, offline, with no arguments:
+# keys -> trust root -> a real ONNX model -> signed bundle -> verify -> inspect
+# -> (device) init -> install v1, v2 -> v3 with a bad model rolls back by itself.
+# Everything lands in ./demo (removed and remade on every run).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+REPO=$PWD
+
+if [ ! -x .venv/bin/python ]; then
+  echo "== creating .venv"
+  python3 -m venv .venv
+fi
+.venv/bin/pip install -q -e '.[bundler,agent]'
+PATH="$REPO/.venv/bin:$PATH"
+PY="$REPO/.venv/bin/python"
+
+rm -rf demo && mkdir -p demo && cd demo
+step() { printf '\n== %s\n' "$*"; }
+
+step "host: signing keys and a trust root"
+airlock keys generate root --dir keys
+airlock keys generate release --dir keys
+airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json
+
+step "host: three releases of a real ONNX model (golden outputs from onnxruntime)"
+"$PY" "$REPO/scripts/modelkit.py" models/v1 --scale 2 >/dev/null
+"$PY" "$REPO/scripts/modelkit.py" models/v2 --scale 3 >/dev/null
+"$PY" "$REPO/scripts/modelkit.py" models/v3 --scale 4 --wrong >/dev/null   # golden data the model fails
+for v in 1 2 3; do
+  cat > "vision-$v.yaml" <<YAML
+name: vision
+version: "1.$v.0"
+sequence: $v
+expires: 30d
+models:
+  - name: detector
+    path: models/v$v/model.onnx
+    health:
+      inputs: models/v$v/inputs.npz
+      outputs: models/v$v/outputs.npz
+      rtol: 1.0e-4
+      atol: 1.0e-5
+      runs: 20
+      max_p95_ms: 200
+      max_memory_mb: 1024
+      timeout_s: 60
+flags:
+  threshold: 0.$((4 + v))
+YAML
+done
+
+step "host: build, verify, inspect"
+for v in 1 2 3; do
+  airlock build "vision-$v.yaml" --key keys/release.key -o "vision-1.$v.0.airlock"
+done
+airlock verify vision-1.1.0.airlock --trust root.json
+airlock inspect vision-1.1.0.airlock
+
+if ! command -v airlock-agent >/dev/null || ! airlock-agent --help >/dev/null 2>&1; then
+  echo; echo "demo: the device agent is not in this build; stopping after the host side."
+  exit 0
+fi
+
+export AIRLOCK_ROOT="$PWD/device"
+step "device: init with the trust root"
+airlock-agent init --trust root.json --device-id demo-1
+
+step "device: install v1, then v2"
+airlock-agent install vision-1.1.0.airlock
+airlock-agent install vision-1.2.0.airlock
+
+step "device: install v3, whose model fails its golden check -> automatic rollback"
+set +e
+airlock-agent install vision-1.3.0.airlock
+code=$?
+set -e
+echo "install v3 exited $code (4 = health check failed, previous release active again)"
+[ "$code" = 4 ] || { echo "demo: expected exit 4"; exit 1; }
+
+step "device: status"
+airlock-agent status
+airlock-agent history --verify | tail -n 5
