@@ -265,3 +265,38 @@ def test_damaged_cache_entry_is_downloaded_again(content: Content, tmp_path: Pat
     again = add_remote_content(Layout(), spec, options)
     assert again.downloaded_bytes == len(data)
     assert "sha256:" + hashlib.sha256(entry.read_bytes()).hexdigest() == content.shared_layer
+
+
+def test_single_platform_image_must_match_the_spec(
+    content: Content, keyset: Keys, tmp_path: Path
+) -> None:
+    spec = _spec(tmp_path, content, f"images:\n  - ref: {content.app}\n    platform: linux/arm64\n")
+    r = run_airlock(
+        "build",
+        spec,
+        "--key",
+        keyset.release_key,
+        "-o",
+        tmp_path / "b.airlock",
+        "--insecure",
+        content.host,
+        "--cache",
+        tmp_path / "c",
+    )
+    assert r.returncode == 1
+    assert "built for linux/amd64" in r.stderr and "linux/arm64" in r.stderr
+
+
+def test_reference_pinned_by_digest(
+    built: Path, content: Content, keyset: Keys, tmp_path: Path
+) -> None:
+    app = next(i for i in _release(built)["images"] if i["ref"] == content.app)
+    pinned = f"{content.app.rsplit(':', 1)[0]}@{app['manifest']}"
+    out = tmp_path / "pinned.airlock"
+    _build(
+        keyset, _spec(tmp_path, content, f"images:\n  - {pinned}\n"), out, content, tmp_path / "c"
+    )
+    (entry,) = _release(out)["images"]
+    assert entry["ref"] == pinned and entry["manifest"] == app["manifest"]
+    r = ocikit.skopeo("inspect", f"oci-archive:{out}:{pinned}")
+    assert r.returncode == 0, r.stderr
