@@ -52,8 +52,14 @@ class Registry:
 
     @classmethod
     @contextmanager
-    def start(cls, workdir: Path, htpasswd: Path | None = None) -> Iterator[Registry]:
-        """Debian's docker-registry on 127.0.0.1:<free port>, storage under ``workdir``."""
+    def start(
+        cls, workdir: Path, htpasswd: Path | None = None, token: dict[str, str] | None = None
+    ) -> Iterator[Registry]:
+        """Debian's docker-registry on 127.0.0.1:<free port>, storage under ``workdir``.
+
+        ``htpasswd`` turns on HTTP Basic auth; ``token`` (``TokenServer.registry_config``)
+        the Docker token flow.
+        """
         workdir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         config = {
@@ -67,6 +73,8 @@ class Registry:
         }
         if htpasswd is not None:
             config["auth"] = {"htpasswd": {"realm": "airlock-test", "path": str(htpasswd)}}
+        if token is not None:
+            config["auth"] = {"token": token}
         cfg = workdir / "config.yml"
         cfg.write_text(json.dumps(config))  # JSON is YAML
         log = workdir / "registry.log"
@@ -222,3 +230,131 @@ def push_model(host: str, repo_tag: str, files: Sequence[Path]) -> None:
 
 def skopeo(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(["skopeo", *args], capture_output=True, text=True)
+
+
+class TokenServer:
+    """A Docker token server (the Bearer flow of Docker Hub, GHCR, Harbor) on 127.0.0.1.
+
+    Issues ES256 JWTs with an ``x5c`` header that docker-registry checks against
+    ``rootcertbundle``. ``user:password`` may pull and push everything; anonymous
+    callers may pull repositories under ``public/``.
+    """
+
+    SERVICE = "airlock-test"
+    ISSUER = "airlock-test-issuer"
+
+    def __init__(self, workdir: Path, user: str, password: str) -> None:
+        import datetime
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "airlock-test-token")])
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(1)
+            .not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .sign(self.key, hashes.SHA256())
+        )
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.bundle = workdir / "token-root.pem"
+        self.bundle.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        self.cert_der = cert.public_bytes(serialization.Encoding.DER)
+        self.user, self.password = user, password
+        self.port = free_port()
+        self.requests: list[str] = []
+
+    @property
+    def registry_config(self) -> dict[str, str]:
+        return {
+            "realm": f"http://127.0.0.1:{self.port}/token",
+            "service": self.SERVICE,
+            "issuer": self.ISSUER,
+            "rootcertbundle": str(self.bundle),
+        }
+
+    def _jwt(self, sub: str, access: list[dict[str, Any]]) -> str:
+        import base64
+        import uuid
+
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+        def b64(data: bytes) -> str:
+            return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+        now = int(time.time())
+        header = {"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(self.cert_der).decode()]}
+        claims = {
+            "iss": self.ISSUER,
+            "sub": sub,
+            "aud": self.SERVICE,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": uuid.uuid4().hex,
+            "access": access,
+        }
+        signing = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims).encode())}"
+        r, s = decode_dss_signature(self.key.sign(signing.encode(), ec.ECDSA(hashes.SHA256())))
+        return f"{signing}.{b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+    @contextmanager
+    def serve(self) -> Iterator[TokenServer]:
+        import base64
+        import threading
+        import urllib.parse
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        server_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                query = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                auth = self.headers.get("Authorization", "")
+                who = "anonymous"
+                if auth.startswith("Basic "):
+                    user, _, pw = base64.b64decode(auth[6:]).decode().partition(":")
+                    if (user, pw) != (server_self.user, server_self.password):
+                        self.send_response(401)
+                        self.end_headers()
+                        return
+                    who = user
+                server_self.requests.append(who)
+                access = []
+                for scope in query.get("scope", []):
+                    kind, _, rest = scope.partition(":")
+                    repo, _, actions = rest.rpartition(":")
+                    allowed = (
+                        actions.split(",")
+                        if who != "anonymous"
+                        else (["pull"] if repo.startswith("public/") and "pull" in actions else [])
+                    )
+                    access.append({"type": kind, "name": repo, "actions": allowed})
+                token = server_self._jwt(who, access)
+                body = json.dumps({"token": token, "access_token": token, "expires_in": 300})
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
