@@ -148,14 +148,17 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
             "sink": config.sink}
 
 
+def _say_recovered(actions: list[str]) -> None:
+    for line in actions:
+        print(f"airlock-agent: recovered: {line}", file=sys.stderr)
+
+
 def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     from agent.recovery import recover
 
     layout.require_initialised()
     with AgentLock(layout.lock, wait=wait):
-        actions = recover(layout)
-        for line in actions:
-            print(f"airlock-agent: recovered: {line}", file=sys.stderr)
+        _say_recovered(recover(layout))
         result = work()
     return result
 
@@ -182,13 +185,15 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _status(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
-    from agent.recovery import recover
+    from agent.recovery import needs_recovery, recover
     from agent.status import status
 
     layout.require_initialised()
-    # Repair first when no one else is working; otherwise report what is there.
-    with contextlib.suppress(LockedError), AgentLock(layout.lock):
-        recover(layout)
+    # Repair first when a crash left work behind and no one else is working; a plain
+    # status never takes the lock, so polling it cannot make an install exit 5.
+    if needs_recovery(layout):
+        with contextlib.suppress(LockedError, PermissionError), AgentLock(layout.lock):
+            _say_recovered(recover(layout))
     return status(layout)
 
 

@@ -112,7 +112,13 @@ class HealthReport:
 def check_release(release_dir: Path, release: Release, *,
                   providers: Sequence[str] | None = None) -> HealthReport:
     """Check every model of ``release`` as installed under ``release_dir``, one child each."""
-    results = [_check_model(Path(release_dir), m, providers) for m in release.models]
+    results = []
+    for model in release.models:
+        try:
+            results.append(_check_model(Path(release_dir), model, providers))
+        except Exception as e:  # cannot fork, /tmp full...: a failed check, not a dead agent
+            results.append(ModelResult(model.name, False, f"check could not run: {e}",
+                                       None, None, None))
     return HealthReport(ok=all(r.ok for r in results), models=results)
 
 
@@ -136,7 +142,7 @@ def _check_model(release_dir: Path, model: ModelEntry,
     if not model_path.is_file():
         return failed(f"model file {_rel(model_path, release_dir)} is missing")
 
-    budget, budget_name = _memory_budget(spec)
+    budget, budget_text = _memory_budget(spec)
     job = {
         "model": str(model_path),
         **golden,
@@ -147,7 +153,7 @@ def _check_model(release_dir: Path, model: ModelEntry,
         "watchdog_s": spec.timeout_s + _WATCHDOG_GRACE_S,
     }
     run = _run_child(job, spec.timeout_s, budget)
-    over_memory = (f"used {run.peak_mb:.0f} MB > {budget_name} {budget:g}"
+    over_memory = (f"used {run.peak_mb:.0f} MB > {budget_text}"
                    if run.peak_mb is not None and run.peak_mb > budget else None)
 
     if run.memory_killed:
@@ -215,10 +221,11 @@ def _signal_name(num: int) -> str:
 
 def _memory_budget(spec: HealthSpec) -> tuple[float, str]:
     if spec.max_memory_mb is not None:
-        return float(spec.max_memory_mb), "max_memory_mb"
+        return float(spec.max_memory_mb), f"max_memory_mb {spec.max_memory_mb:g}"
     available = psutil.virtual_memory().available / _MiB
     cap = max(_CAP_FLOOR_MB, round(available * _CAP_SHARE_OF_AVAILABLE))
-    return cap, "the hard cap (no max_memory_mb set; 3/4 of available memory) of"
+    return cap, (f"hard cap {cap:g} MB (no max_memory_mb set: "
+                 f"{_CAP_SHARE_OF_AVAILABLE:.0%} of available memory)")
 
 
 @dataclass

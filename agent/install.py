@@ -12,8 +12,10 @@ The order is what makes it safe:
 1. the signed metadata at the front of the tar is verified (signature,
    threshold, expiry, ring, anti-rollback) before any blob is read;
 2. the free space for the blobs not yet in the store is checked;
-3. every blob is hashed while it is written to ``staging/`` and renamed into
-   the store only when it matches; blobs already stored are only read past;
+3. every blob is hashed while it is written to ``staging/``; blobs already
+   stored are only read past; once the whole bundle has been read and every
+   blob matched, the staged blobs are renamed into the store (a rejected or
+   truncated bundle leaves ROOT as it was, journal aside);
 4. the release directory is built in ``staging/`` (hard links into the
    store) and renamed into ``releases/``;
 5. its models are health-checked; images go to the image sink;
@@ -23,7 +25,8 @@ The order is what makes it safe:
    transaction committed.
 
 A crash anywhere before the commit leaves a transaction record that recovery
-uses to put the old release back; see ``agent.recovery``.
+uses to put the old release back; see ``agent.recovery``. Any error before
+the commit is undone the same way before it reaches the user.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from agent.durable import fsync_dir, read_json, remove_tree, write_atomic, write
 from agent.faults import crash_point
 from agent.journal import Journal
 from agent.layout import Layout
+from agent.recovery import undo
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
 from keys.bundle_format import BundleHead, BundleReader, LayoutCheck
@@ -65,6 +69,18 @@ __all__ = ["install", "load_sequences"]
 def load_sequences(layout: Layout) -> dict[str, int]:
     raw = read_json(layout.sequences) or {}
     return {str(k): int(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+
+
+def _peak_rss_mb() -> float | None:
+    """This process's RSS high-water mark (VmHWM; ru_maxrss would include a parent's, as
+    Linux carries it across fork and exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return None
 
 
 def _size(n: float) -> str:
@@ -101,33 +117,6 @@ def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
     new_trust.check_sequence(release, load_sequences(layout).get(release.name))
     _check_references(release, store)
     return head, trust, new_trust, verified
-
-
-def _take_back(layout: Layout, tx: Transaction, new_blobs: list[str]) -> None:
-    """Undo an install that stopped before its release existed: the blobs it
-    stored (nothing else uses them; they were not in the store before) and
-    the transaction record."""
-    for digest in new_blobs:
-        with contextlib.suppress(FileNotFoundError):
-            layout.blob(digest).unlink()
-    if new_blobs:
-        fsync_dir(layout.blobs)
-    tx.commit()
-
-
-def _no_space(layout: Layout, journal: Journal, tx: Transaction, new_blobs: list[str],
-              release: Release, active: str | None, e: OSError) -> Exception:
-    """The disk filled up mid-install (the space check cannot see other writers)."""
-    if e.errno not in (errno.ENOSPC, errno.EDQUOT):
-        return e
-    _take_back(layout, tx, new_blobs)
-    with contextlib.suppress(OSError):  # the journal may not have room either
-        journal.append("refused", release=release.id, reason=f"disk full: {e.strerror}")
-    return NoSpaceError(
-        f"{layout.root} filled up while installing {release.id} ({e.strerror}); "
-        f"{active or 'no release'} stays active; free space or run 'airlock-agent gc', "
-        "then retry"
-    )
 
 
 def _read_manifest(path: Path, name: str) -> bytes:
@@ -214,102 +203,22 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     journal.append("install-started", release=release.id, name=release.name,
                    version=release.version, sequence=release.sequence, bundle=label,
                    role=verified.role, signers=list(verified.signers), bytes_needed=need)
-    stored = skipped = written = 0
-    meta: dict[str, bytes] = {}
-    new_blobs: list[str] = []
-    oci = LayoutCheck(release.files, release.delta.expects if release.delta else ())
+    job = _Job(layout, journal, store, tx, release, head, label, verified.role,
+               list(verified.signers), active)
     try:
-        for member in reader.files(release.files):
-            check_oci = oci.wants(member.path)
-            if member.path.startswith(BLOB_PREFIX):
-                if store.has(member.digest):
-                    member.verify(progress)
-                    skipped += 1
-                else:
-                    written += store.put(member, progress)
-                    new_blobs.append(member.digest)
-                    stored += 1
-                    journal.append("blob-stored", release=release.id, digest=member.digest,
-                                   size=member.info.length)
-                if check_oci:  # a manifest: small, and verified by now
-                    oci.see(member.path, _read_manifest(store.path(member.digest), member.path))
-            else:
-                meta[member.path] = member.read_all()
-                if check_oci:
-                    oci.see(member.path, meta[member.path])
-                if progress:
-                    progress(len(meta[member.path]))
-    except RejectedError as e:
-        # The bundle as a whole is bad: take back what it brought and close the
-        # transaction, so a rejected install leaves ROOT as it found it.
-        _take_back(layout, tx, new_blobs)
-        journal.append("rejected", bundle=label, release=release.id, reason=str(e))
+        result = job.run(reader, switch, progress)
+    except BaseException as e:
+        if not tx.done:  # a failure nobody handled: leave ROOT as the install found it
+            undo(layout, journal, tx)
+            journal.append("rejected" if isinstance(e, RejectedError) else "install-failed",
+                           release=release.id, bundle=label, reason=str(e) or type(e).__name__,
+                           active=read_link(layout, "current"))
+        job.drop_staged()
+        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+            raise NoSpaceError(f"{layout.root} ran out of space while installing "
+                               f"{release.id}; nothing changed; run 'airlock-agent gc' "
+                               "or free space, then retry") from None
         raise
-    except OSError as e:
-        raise _no_space(layout, journal, tx, new_blobs, release, active, e) from None
-
-    rdir = layout.release_dir(release.id)
-    created = not rdir.exists()
-    if not created:
-        if (rdir / "release.json").read_bytes() != head.release_json:
-            tx.commit()
-            e3 = RollbackError(f"a different release already claims {release.id}; "
-                               "bump the sequence and rebuild")
-            journal.append("rejected", bundle=label, reason=str(e3))
-            raise e3
-    else:
-        staged = layout.staging / f"release-{release.id}"
-        info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "bundle": label, "role": verified.role, "signers": list(verified.signers)}
-        try:
-            _build_release_dir(staged, release, head, meta, store, info)
-            crash_point("before-release-rename")
-            tx.step("renaming", created=True)
-        except OSError as e:
-            with contextlib.suppress(OSError):
-                remove_tree(staged, layout.staging)
-            raise _no_space(layout, journal, tx, new_blobs, release, active, e) from None
-        os.rename(staged, rdir)
-        fsync_dir(layout.releases)
-        crash_point("after-release-rename")
-
-    def fail(reason: str, error: AirlockError) -> AirlockError:
-        if created:
-            remove_tree(rdir, layout.staging)
-        tx.commit()
-        journal.append("install-failed", release=release.id, reason=reason,
-                       active=read_link(layout, "current"))
-        return error
-
-    tx.step("health")
-    health_start = time.monotonic()
-    report = health_check(layout, journal, release)
-    health_s = time.monotonic() - health_start
-    if not report.ok:
-        still = active or "no release"
-        raise fail(report.reason or "failed", HealthCheckError(
-            f"{release.id} not installed: {report.reason}; {still} stays active"))
-    crash_point("after-health-check")
-
-    if release.images:
-        from agent.sinks import make_sink
-
-        try:
-            make_sink(config.sink, layout.images).deliver(release, store.path)
-        except AirlockError as e:
-            raise fail(f"image sink: {e}", e) from None
-        journal.append("images-delivered", release=release.id, images=len(release.images),
-                       sink=config.sink.get("type", "oci-dir"))
-
-    outcome = None
-    if switch:
-        crash_point("before-switch")
-        outcome = activate(layout, journal, tx, release, previous=active)
-        if not outcome.ok:
-            raise fail(outcome.reason, HealthCheckError(
-                f"{release.id} failed after the switch: {outcome.reason}; "
-                f"{active or 'no release'} is active again"))
-
     sequences = load_sequences(layout)
     sequences[release.name] = max(sequences.get(release.name, 0), release.sequence)
     write_json(layout.sequences, sequences)
@@ -319,15 +228,132 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     crash_point("before-commit")
     journal.append("installed", release=release.id, version=release.version,
                    sequence=release.sequence, active=read_link(layout, "current"),
-                   switched=switch, blobs_stored=stored, blobs_skipped=skipped, bytes=written)
+                   switched=switch, blobs_stored=result["blobs_stored"],
+                   blobs_skipped=result["blobs_skipped"], bytes=result["bytes_written"])
     tx.commit()
     crash_point("after-commit")
-    return {
+    result.update({
         "installed": True, "release": release.id, "name": release.name,
         "version": release.version, "sequence": release.sequence,
         "active": read_link(layout, "current"), "previous": read_link(layout, "previous"),
-        "switched": switch, "blobs_stored": stored, "blobs_skipped": skipped,
-        "bytes_written": written, "health": report.to_dict(),
-        "activation": outcome.to_dict() if outcome else None,
-        "seconds": round(time.monotonic() - started, 3), "health_s": round(health_s, 3),
-    }
+        "switched": switch, "seconds": round(time.monotonic() - started, 3),
+        # The agent's own high-water mark; the health child is measured in "health".
+        "agent_peak_rss_mb": _peak_rss_mb(),
+    })
+    return result
+
+
+class _Job:
+    """The part of an install that runs inside its transaction."""
+
+    def __init__(self, layout: Layout, journal: Journal, store: ContentStore, tx: Transaction,
+                 release: Release, head: BundleHead, label: str, role: str,
+                 signers: list[str], active: str | None) -> None:
+        self.layout, self.journal, self.store, self.tx = layout, journal, store, tx
+        self.release, self.head, self.label = release, head, label
+        self.role, self.signers, self.active = role, signers, active
+        self.staged: dict[str, Path] = {}
+        self.created = False
+
+    def drop_staged(self) -> None:
+        for path in self.staged.values():
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+    def fail(self, reason: str, error: AirlockError) -> AirlockError:
+        rdir = self.layout.release_dir(self.release.id)
+        if self.created:
+            remove_tree(rdir, self.layout.staging)
+        self.tx.commit()
+        self.journal.append("install-failed", release=self.release.id, reason=reason,
+                            active=read_link(self.layout, "current"))
+        return error
+
+    def receive(self, reader: BundleReader,
+                progress: Callable[[int], None] | None) -> tuple[dict[str, bytes], int, int]:
+        """Read every member; stage new blobs; nothing enters the store until all matched."""
+        skipped = written = 0
+        meta: dict[str, bytes] = {}
+        delta = self.release.delta
+        oci = LayoutCheck(self.release.files, delta.expects if delta else ())
+        for member in reader.files(self.release.files):
+            check_oci = oci.wants(member.path)
+            if member.path.startswith(BLOB_PREFIX):
+                if self.store.has(member.digest):
+                    member.verify(progress)
+                    skipped += 1
+                    where = self.store.path(member.digest)
+                else:
+                    where = self.staged[member.digest] = self.store.stage(member, progress)
+                    written += member.info.length
+                if check_oci:  # a manifest: small, and its digest verified by now
+                    oci.see(member.path, _read_manifest(where, member.path))
+            else:
+                meta[member.path] = member.read_all()
+                if check_oci:
+                    oci.see(member.path, meta[member.path])
+                if progress:
+                    progress(len(meta[member.path]))
+        self.store.commit(self.staged)
+        for digest in self.staged:
+            self.journal.append("blob-stored", release=self.release.id, digest=digest,
+                                size=self.store.path(digest).stat().st_size)
+        self.staged = {}
+        return meta, skipped, written
+
+    def run(self, reader: BundleReader, switch: bool,
+            progress: Callable[[int], None] | None) -> dict[str, Any]:
+        release, layout, journal, active = self.release, self.layout, self.journal, self.active
+        stored_count = sum(1 for p in release.files if p.startswith(BLOB_PREFIX))
+        meta, skipped, written = self.receive(reader, progress)
+        stored = stored_count - skipped
+
+        rdir = layout.release_dir(release.id)
+        if rdir.exists():
+            if (rdir / "release.json").read_bytes() != self.head.release_json:
+                raise RollbackError(f"a different release already claims {release.id}; "
+                                    "bump the sequence and rebuild")
+        else:
+            staged = layout.staged_release(release.id)
+            info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "bundle": self.label, "role": self.role, "signers": self.signers}
+            _build_release_dir(staged, release, self.head, meta, self.store, info)
+            crash_point("before-release-rename")
+            self.tx.step("renaming", created=True)
+            self.created = True
+            os.rename(staged, rdir)
+            fsync_dir(layout.releases)
+            crash_point("after-release-rename")
+
+        self.tx.step("health")
+        health_start = time.monotonic()
+        report = health_check(layout, journal, release)
+        health_s = time.monotonic() - health_start
+        if not report.ok:
+            still = active or "no release"
+            raise self.fail(report.reason or "failed", HealthCheckError(
+                f"{release.id} not installed: {report.reason}; {still} stays active"))
+        crash_point("after-health-check")
+
+        if release.images:
+            from agent.sinks import make_sink
+
+            config = layout.load_config()
+            try:
+                make_sink(config.sink, layout.images).deliver(release, self.store.path)
+            except AirlockError as e:
+                raise self.fail(f"image sink: {e}", e) from None
+            journal.append("images-delivered", release=release.id, images=len(release.images),
+                           sink=config.sink.get("type", "oci-dir"))
+
+        outcome = None
+        if switch:
+            crash_point("before-switch")
+            outcome = activate(layout, journal, self.tx, release, previous=active)
+            if not outcome.ok:
+                raise self.fail(outcome.reason, HealthCheckError(
+                    f"{release.id} failed after the switch: {outcome.reason}; "
+                    f"{active or 'no release'} is active again"))
+        return {"blobs_stored": stored, "blobs_skipped": skipped, "bytes_written": written,
+                "health": report.to_dict(), "health_s": round(health_s, 3),
+                "activation": outcome.to_dict() if outcome else None}

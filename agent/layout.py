@@ -108,6 +108,20 @@ class Layout:
             raise FormatError(f"{release_id!r} is not a release id (NAME-SEQUENCE)")
         return self.releases / release_id
 
+    def staged_blob(self, digest: str) -> Path:
+        return self.staging / f"blob-{digest_hex(digest)}.part"
+
+    def staged_release(self, release_id: str) -> Path:
+        return self.staging / f"release-{self.release_dir(release_id).name}"
+
+    @staticmethod
+    def temp_of(path: Path) -> Path:
+        """The temporary sibling a file or link is written as before its atomic rename."""
+        return path.with_name(f".{path.name}.tmp")
+
+    def temp_files(self) -> list[Path]:
+        return [self.temp_of(p) for p in (self.current, self.previous, self.transaction)]
+
     def link(self, which: str) -> Path:
         return {"current": self.current, "previous": self.previous}[which]
 

@@ -35,7 +35,7 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link, set_link
 
-__all__ = ["recover"]
+__all__ = ["needs_recovery", "recover", "undo"]
 
 
 def _clear_staging(layout: Layout) -> int:
@@ -67,6 +67,38 @@ def _newest_release(layout: Layout, exclude: set[str | None]) -> str | None:
     return best[1] if best else None
 
 
+def needs_recovery(layout: Layout) -> bool:
+    """A cheap look, without the lock: would ``recover`` have anything to do?"""
+    if layout.transaction.exists() or any(layout.staging.iterdir()):
+        return True
+    if any(os.path.lexists(p) for p in layout.temp_files()):
+        return True
+    for which in ("current", "previous"):
+        if os.path.lexists(layout.link(which)) and read_link(layout, which) is None:
+            return True
+    try:
+        with layout.journal.open("rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                return f.read(1) != b"\n"
+    except FileNotFoundError:
+        pass
+    return False
+
+
+def undo(layout: Layout, journal: Journal, tx: Transaction) -> None:
+    """Put the links back as ``tx`` found them and drop what it created; then commit it."""
+    switched = tx.phase in ("switching", "probing")
+    tx.restore()
+    if tx.created and tx.release and tx.release not in (tx.restore_current, tx.restore_previous):
+        with contextlib.suppress(Exception):
+            remove_tree(layout.release_dir(tx.release), layout.staging)
+    if switched:
+        rerun_hook(layout, journal, tx.restore_current)
+    tx.commit()
+
+
 def recover(layout: Layout) -> list[str]:
     """Bring ROOT back to a consistent state; returns what was done (also journaled)."""
     journal = Journal(layout.journal)
@@ -77,14 +109,7 @@ def recover(layout: Layout) -> list[str]:
     tx = Transaction.pending(layout)
     if tx is not None:
         crash_point("mid-recovery")
-        switched = tx.phase in ("switching", "probing")
-        tx.restore()
-        if (tx.created and tx.release
-                and tx.release not in (tx.restore_current, tx.restore_previous)):
-            with contextlib.suppress(Exception):
-                remove_tree(layout.release_dir(tx.release), layout.staging)
-        if switched:
-            rerun_hook(layout, journal, tx.restore_current)
+        undo(layout, journal, tx)
         what = (f"{tx.op} of {tx.release} was interrupted in phase '{tx.phase}'; "
                 f"its health check never finished, so it counts as failed; "
                 f"{tx.restore_current or 'no release'} is active")
@@ -93,15 +118,14 @@ def recover(layout: Layout) -> list[str]:
         if tx.release and tx.op == "install":
             journal.append("install-failed", release=tx.release, reason="interrupted",
                            active=tx.restore_current)
-        tx.commit()
         actions.append(what)
 
     if _clear_staging(layout):
         actions.append("discarded unfinished work in staging/")
-    for name in (".current.tmp", ".previous.tmp", ".transaction.json.tmp"):
+    for tmp in layout.temp_files():
         with contextlib.suppress(FileNotFoundError):
-            (layout.root / name).unlink()
-            actions.append(f"removed {name}")
+            tmp.unlink()
+            actions.append(f"removed the unfinished {tmp.name}")
 
     for which in ("current", "previous"):
         link = layout.link(which)

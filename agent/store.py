@@ -1,13 +1,16 @@
 """The content store: every blob once, by sha256, shared by all releases.
 
 A blob enters the store only after it has been hashed and matched its signed
-digest: it is written to ``staging/``, fsynced, then renamed into
-``blobs/sha256/<hex>``, so a file in the store is always whole and correct.
+digest: it is written to ``staging/`` and fsynced, and renamed into
+``blobs/sha256/<hex>`` once the whole bundle has been read and checked, so a
+file in the store is always whole and correct and a rejected bundle leaves
+the store as it was.
 Releases reference blobs through hard links, which cost no space::
 
     store = ContentStore(layout)
     if not store.has(member.digest):
-        store.put(member)          # member: keys.bundle_format.BundleFile
+        staged[member.digest] = store.stage(member)   # member: keys.bundle_format.BundleFile
+    store.commit(staged)           # after the last member was read and checked
     store.link(digest, release_dir / "models" / "detector" / "model.onnx")
     store.gc(keep={...})           # delete blobs no kept release uses
 """
@@ -37,27 +40,26 @@ class ContentStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def put(self, member: BundleFile, progress: Callable[[int], None] | None = None) -> int:
-        """Stream ``member`` into the store; returns bytes written.
+    def stage(self, member: BundleFile, progress: Callable[[int], None] | None = None) -> Path:
+        """Stream ``member`` into ``staging/``; returns the fsynced, verified file.
 
         ``BundleFile.chunks`` hashes as it reads and raises DigestError after
-        the last chunk if the bytes differ from the signed digest, so the
-        staged file is renamed into the store only when it matched.
+        the last chunk if the bytes differ from the signed digest, so a file
+        this returns is known good; anything else is deleted on the way out.
         """
-        dest = self.path(member.digest)
-        tmp = self.layout.staging / f"blob-{dest.name}.part"
+        tmp = self.layout.staged_blob(member.digest)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        written = 0
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         try:
             with os.fdopen(fd, "wb", closefd=False) as out:
+                first = True
                 for chunk in member.chunks(progress):
                     out.write(chunk)
-                    if written == 0:
+                    if first:
                         out.flush()
                         crash_point("mid-blob")
-                    written += len(chunk)
+                        first = False
                 out.flush()
                 os.fsync(fd)
         except BaseException:
@@ -66,10 +68,15 @@ class ContentStore:
                 tmp.unlink()
             raise
         os.close(fd)
-        os.rename(tmp, dest)
-        fsync_dir(dest.parent)
-        crash_point("after-blob-stored")
-        return written
+        return tmp
+
+    def commit(self, staged: dict[str, Path]) -> None:
+        """Move verified staged blobs (digest -> file) into the store."""
+        for digest, path in staged.items():
+            os.rename(path, self.path(digest))
+            crash_point("after-blob-stored")
+        if staged:
+            fsync_dir(self.layout.blobs)
 
     def link(self, digest: str, dest: Path) -> None:
         dest.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ def set_link(layout: Layout, which: str, release_id: str | None) -> None:
             path.unlink()
     else:
         layout.release_dir(release_id)  # validates the id
-        tmp = path.with_name(f".{path.name}.tmp")
+        tmp = Layout.temp_of(path)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         os.symlink(Layout.link_target(release_id), tmp)
@@ -81,6 +81,7 @@ class Transaction:
     restore_previous: str | None
     created: bool = False  # the release directory was made by this operation
     phase: str = "started"
+    done: bool = False
 
     @classmethod
     def begin(cls, layout: Layout, op: str, release: str | None) -> Transaction:
@@ -120,6 +121,7 @@ class Transaction:
         point_links(self.layout, current=self.restore_current, previous=self.restore_previous)
 
     def commit(self) -> None:
+        self.done = True
         with contextlib.suppress(FileNotFoundError):
             self.layout.transaction.unlink()
         fsync_dir(self.layout.root)

@@ -53,7 +53,10 @@ __all__ = [
     "MODEL_ARTIFACT_TYPE",
     "MODEL_LAYER_TYPE",
     "BuildResult",
+    "Layout",
+    "add_model_artifact",
     "build_bundle",
+    "local_golden",
 ]
 
 MODEL_ARTIFACT_TYPE = "application/vnd.airlock.model.v1"
@@ -161,23 +164,42 @@ def _add_local_model(
 ) -> ModelEntry:
     assert m.path is not None
     model = layout.add_file(MODEL_LAYER_TYPE, m.path, tick=tick, annotations={_TITLE: m.path.name})
-    layers = [model]
-    inputs = outputs = None
-    if m.health.inputs is not None and m.health.outputs is not None:
+    inputs, outputs = local_golden(layout, m, tick)
+    return add_model_artifact(layout, spec, m, model, inputs, outputs, source=str(m.path))
+
+
+def local_golden(
+    layout: Layout, m: ModelSpec, tick: Callable[[int], None] | None = None
+) -> tuple[Descriptor | None, Descriptor | None]:
+    """The spec's golden input/output files that are local paths, added to ``layout``."""
+    h = m.health
+    i = o = None
+    if h.inputs is not None:
         i = layout.add_file(
-            GOLDEN_INPUTS_TYPE,
-            m.health.inputs,
-            tick=tick,
-            annotations={_TITLE: m.health.inputs.name},
+            GOLDEN_INPUTS_TYPE, h.inputs, tick=tick, annotations={_TITLE: h.inputs.name}
         )
+    if h.outputs is not None:
         o = layout.add_file(
-            GOLDEN_OUTPUTS_TYPE,
-            m.health.outputs,
-            tick=tick,
-            annotations={_TITLE: m.health.outputs.name},
+            GOLDEN_OUTPUTS_TYPE, h.outputs, tick=tick, annotations={_TITLE: h.outputs.name}
         )
-        layers += [i, o]
-        inputs, outputs = i.digest, o.digest
+    return i, o
+
+
+def add_model_artifact(
+    layout: Layout,
+    spec: Spec,
+    m: ModelSpec,
+    model: Descriptor,
+    inputs: Descriptor | None,
+    outputs: Descriptor | None,
+    source: str,
+) -> ModelEntry:
+    """Wrap blobs already in ``layout`` as the model's OCI artifact and index it.
+
+    Local files and registry artifacts end up in the same shape, so the agent
+    sees one kind of model whatever its source.
+    """
+    layers = [model] + [d for d in (inputs, outputs) if d is not None]
     config = layout.add_bytes(OCI_EMPTY, b"{}")
     manifest = layout.add_bytes(
         "application/vnd.oci.image.manifest.v1+json",
@@ -186,7 +208,14 @@ def _add_local_model(
         artifact_type=MODEL_ARTIFACT_TYPE,
     )
     layout.manifests.append(manifest)
-    return _model_entry(m, manifest.digest, model, inputs, outputs, source=str(m.path))
+    return _model_entry(
+        m,
+        manifest.digest,
+        model,
+        inputs.digest if inputs else None,
+        outputs.digest if outputs else None,
+        source=source,
+    )
 
 
 def _model_entry(

@@ -71,7 +71,11 @@ def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
         file=sys.stderr,
         leave=False,
     )
+
+    def tick(n: int) -> None:
+        bar.update(n)
+
     try:
-        yield bar.update
+        yield tick
     finally:
         bar.close()

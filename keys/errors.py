@@ -83,3 +83,11 @@ class LockedError(PreconditionError):
 
 class NotInitialisedError(PreconditionError):
     """The agent root has not been set up with ``airlock-agent init``."""
+
+
+class RegistryError(AirlockError):
+    """A registry refused or failed a request (401, 404, unreachable); names the reference."""
+
+
+class DeliveryError(HealthCheckError):
+    """An image sink could not take a release's images; the previous release stays active. Exit 4."""

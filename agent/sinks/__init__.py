@@ -2,12 +2,22 @@
 
 One module per backend, one small interface (like RAUC's ``bootloaders/``)::
 
-    sink = make_sink({"type": "oci-dir"}, root_layout)
+    sink = make_sink({"type": "oci-dir"}, root / "images")
     sink.deliver(release, blob_path)   # before the switch; raises on failure
 
 ``blob_path(digest)`` returns the verified file of a blob in the agent's
 content store. A sink must not remove images of other releases: rollback
-relies on the previous release's images still being there.
+relies on the previous release's images still being there. Delivering the
+same release twice is harmless.
+
+Backends (config keys in docs/REGISTRIES.md):
+
+* ``oci-dir`` (default): an OCI image layout at ``path`` (default
+  ``ROOT/images``) that containerd, podman and skopeo import from;
+* ``registry``: push every image, manifests byte for byte, to a site registry
+  (needs the ``oras`` package on the device; nothing else of the agent does);
+* ``command``: run a command per image with ``{archive}`` (an oci-archive
+  tar of the image) and ``{ref}``, e.g. ``ctr -n k8s.io images import {archive}``.
 """
 
 from __future__ import annotations
@@ -16,9 +26,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from keys.errors import UsageError
 from keys.release import Release
 
-__all__ = ["ImageSink", "make_sink"]
+__all__ = ["ImageSink", "config_bool", "config_number", "make_sink"]
 
 
 class ImageSink(Protocol):
@@ -28,9 +39,60 @@ class ImageSink(Protocol):
         """Hand every image of ``release`` to the runtime; raise AirlockError on failure."""
 
 
-def make_sink(config: dict[str, Any], images_dir: Path) -> ImageSink:
-    """The sink named by ``config["type"]`` (default ``oci-dir`` under ``images_dir``)."""
-    from keys.errors import UsageError
+_KEYS = {
+    "oci-dir": {"type", "path"},
+    "registry": {"type", "registry", "insecure", "auth", "prefix", "attempts"},
+    "command": {"type", "command", "timeout_s"},
+}
 
+
+def config_bool(config: dict[str, Any], key: str, default: bool) -> bool:
+    """A boolean setting; ``--sink-option KEY=VALUE`` gives strings."""
+    value = config.get(key, default)
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise UsageError(f"image sink setting {key!r} must be true or false, got {value!r}")
+
+
+def config_number(config: dict[str, Any], key: str, default: float) -> float:
+    """A positive number setting, given as a number or a string."""
+    value = config.get(key, default)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if isinstance(value, bool) or not number > 0:
+        raise UsageError(f"image sink setting {key!r} must be a positive number, got {value!r}")
+    return number
+
+
+def make_sink(config: dict[str, Any], images_dir: Path) -> ImageSink:
+    """The sink named by ``config["type"]`` (default ``oci-dir`` under ``images_dir``).
+
+    Bad configuration is a UsageError (exit 2) naming the key.
+    """
     kind = config.get("type", "oci-dir")
-    raise UsageError(f"image sink {kind!r} is not available yet")
+    if kind not in _KEYS:
+        raise UsageError(f"image sink type {kind!r} is unknown; use one of: {', '.join(_KEYS)}")
+    unknown = set(config) - _KEYS[kind]
+    if unknown:
+        raise UsageError(
+            f"image sink {kind!r}: unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"expected: {', '.join(sorted(_KEYS[kind] - {'type'}))}"
+        )
+    if kind == "oci-dir":
+        from agent.sinks.oci_dir import OciDirSink
+
+        return OciDirSink(Path(config.get("path") or images_dir))
+    if kind == "registry":
+        from agent.sinks.registry import RegistrySink
+
+        return RegistrySink.from_config(config)
+    from agent.sinks.command import CommandSink
+
+    return CommandSink.from_config(config, images_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -95,6 +96,16 @@ def test_anti_rollback_refuses_older_sequence_and_reinstall_is_a_noop(
     assert active_id(device) == "vision-2"
 
 
+def test_ring_policy_refuses_a_release_for_other_rings(tmp_path: Path, keyset: Keys,
+                                                        make_bundle: Bundle) -> None:
+    root = tmp_path / "canary-device"
+    p = run_agent("--root", root, "init", "--trust", keyset.trust, "--ring", "canary")
+    assert p.returncode == 0, p.stderr
+    p = install(root, make_bundle(sequence=1, extra="rings: [stable]\n"))
+    assert p.returncode == 3 and "ring 'canary'" in p.stderr
+    assert install(root, make_bundle(sequence=2, extra="rings: [canary, stable]\n")).returncode == 0
+
+
 def _other_key(tmp_path: Path) -> Path:
     from keys.keyfile import generate_keypair
 
@@ -118,6 +129,28 @@ def test_rejected_bundles_exit_3_and_leave_root_unchanged(
     assert tree_hash(device) == before
     last = agent_json(device, "history", "--verify")["entries"][-1]
     assert last["event"] == "rejected"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped-byte"])
+def test_damaged_bundle_exits_3_and_leaves_root_unchanged(
+        damage: str, device: Path, make_bundle: Bundle, tmp_path: Path) -> None:
+    assert install(device, make_bundle(sequence=1)).returncode == 0
+    data = bytearray(make_bundle(sequence=2, scale=3.0, pad_mb=1).read_bytes())
+    # The 1 MiB model comes last; earlier blobs are new too, so they get staged first.
+    if damage == "truncated":
+        data = data[: len(data) - 600_000]
+    else:
+        data[len(data) - 600_000] ^= 0xFF
+    bad = tmp_path / "damaged.airlock"
+    bad.write_bytes(bytes(data))
+    before = tree_hash(device)
+    p = install(device, bad)
+    assert p.returncode == 3, p.stderr
+    assert ("truncated" in p.stderr) if damage == "truncated" else ("sha256" in p.stderr)
+    assert tree_hash(device) == before
+    status = assert_consistent(device)
+    assert status["active"]["id"] == "vision-1"
+    assert status["last_notable_event"]["event"] == "rejected"
 
 
 # -- health failures ---------------------------------------------------------------
@@ -271,7 +304,8 @@ def test_a_held_lock_gives_exit_5(device: Path, make_bundle: Bundle) -> None:
     with AgentLock(device / "lock"):
         p = install(device, bundle)
         assert p.returncode == 5 and "holds the agent lock" in p.stderr
-        assert run_agent("--root", device, "status").returncode == 0  # read-only still works
+        busy = agent_json(device, "status")  # read-only commands still work
+        assert busy["state"] == "busy" and busy["lock_holder"] == os.getpid()
     assert install(device, bundle).returncode == 0
 
 
@@ -325,6 +359,18 @@ def test_history_verify_detects_an_edited_journal(device: Path, make_bundle: Bun
     journal.write_text("\n".join(lines) + "\n")
     p = run_agent("--root", device, "history", "--verify")
     assert p.returncode == 3 and "line 3 does not chain" in p.stderr
+
+
+def test_a_torn_journal_line_is_cut_by_the_next_start(device: Path, make_bundle: Bundle) -> None:
+    assert install(device, make_bundle(sequence=1)).returncode == 0
+    journal = device / "journal.jsonl"
+    good = journal.read_bytes()
+    with journal.open("ab") as f:
+        f.write(b'{"event":"switched","time":"2026-')  # what a power cut mid-append leaves
+    p = run_agent("--root", device, "status")
+    assert p.returncode == 0 and "recovered: cut a torn last line" in p.stderr, p.stderr
+    assert journal.read_bytes() == good
+    assert agent_json(device, "history", "--verify")["lines"] == good.count(b"\n")
 
 
 def _rotated_bundle(keyset: Keys, tmp_path: Path, make_bundle: Bundle, **kw: object) -> Path:

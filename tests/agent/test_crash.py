@@ -42,7 +42,7 @@ def bundles(tmp_path_factory: pytest.TempPathFactory, keyset: Keys) -> dict[str,
         "v2-probe-fails": {"sequence": 2, "scale": 3.0,
                            "extra": "hooks:\n  probe: \"false\"\n  probe_window_s: 0.3\n"},
         # big enough that a random kill often lands while blobs are written
-        "v2-big": {"sequence": 2, "scale": 3.0, "pad_mb": 24},
+        "v2-big": {"sequence": 2, "scale": 3.0, "pad_mb": 48},
     }
     for name, kw in variants.items():
         sub = d / name
@@ -111,7 +111,7 @@ def test_kill_at_crash_point(point: str, tmp_path: Path, bundles: dict[str, Path
     base_name, cmd, expected = SCENARIOS[point]
     base = {"v1": base_v1, "v12": base_v12, "v123": base_v123}[base_name]
     root = _copy(base, tmp_path / "device")
-    args = [bundles[a] if a in bundles else a for a in cmd]
+    args = [bundles.get(a, a) for a in cmd]
     first = "after-switch" if point == "mid-recovery" else point
     p = run_agent("--root", root, *args, env={"AIRLOCK_CRASH_AT": first})
     assert p.returncode == -signal.SIGKILL, (point, p.returncode, p.stderr)
@@ -128,30 +128,44 @@ def test_kill_at_crash_point(point: str, tmp_path: Path, bundles: dict[str, Path
         assert_consistent(root)
 
 
+def _start(root: Path, args: list[str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "agent", "--root", str(root), *args],
+                            env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
 def test_random_kills(tmp_path: Path, bundles: dict[str, Path], base_v1: Path,
                       base_v12: Path) -> None:
+    from agent.journal import Journal
+
     count = int(os.environ.get("AIRLOCK_RANDOM_KILLS", "10"))
     seed = int(os.environ.get("AIRLOCK_RANDOM_SEED", str(time.time_ns() % 100000)))
     rng = random.Random(seed)
+    jobs = {"install": (base_v1, ["install", str(bundles["v2-big"])]),
+            "rollback": (base_v12, ["rollback"])}
+    # How long an undisturbed run takes here, so the kills spread over the whole of it.
+    took: dict[str, float] = {}
+    for name, (base, args) in jobs.items():
+        start = time.monotonic()
+        assert _start(_copy(base, tmp_path / f"timing-{name}"), args).wait() == 0
+        took[name] = time.monotonic() - start
     outcomes: list[str] = []
     for i in range(count):
-        rollback = i % 3 == 2
-        root = _copy(base_v12 if rollback else base_v1, tmp_path / f"device-{i}")
-        args = ["rollback"] if rollback else ["install", str(bundles["v2-big"])]
-        delay = rng.uniform(0.2, 0.8 if rollback else 1.0)
-        proc = subprocess.Popen([sys.executable, "-m", "agent", "--root", str(root), *args],
-                                env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        name = "rollback" if i % 3 == 2 else "install"
+        base, args = jobs[name]
+        root = _copy(base, tmp_path / f"device-{i}")
+        delay = rng.uniform(0.1, 1.0) * took[name]
+        proc = _start(root, args)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         code = proc.wait()
-        from agent.journal import Journal
-
-        last = list(Journal(root / "journal.jsonl").entries())[-1]["event"]
-        context = f"seed {seed}, run {i} ({' '.join(args[:1])}), killed after {delay:.2f} s"
+        entry = list(Journal(root / "journal.jsonl").entries())[-1]
+        last = f"{entry['event']} {entry.get('release') or ''}".strip()
+        context = f"seed {seed}, run {i} ({name}), killed after {delay:.2f} s"
         status = assert_consistent(root)
         assert status["active"]["id"] in ("vision-1", "vision-2"), context
         check = run_agent("--root", root, "check")
         assert check.returncode == 0, (context, check.stderr)
-        outcomes.append(f"{delay:.2f}s:{'killed after ' + last if code == -9 else 'finished'}")
-    print(f"random kills (seed {seed}): {outcomes}")
+        outcomes.append(f"{name} {delay:.2f}s: " + (f"killed after '{last}'" if code == -9
+                                                     else "finished"))
+    print(f"random kills (seed {seed}, undisturbed {took}):\n  " + "\n  ".join(outcomes))

@@ -262,3 +262,26 @@ def test_release_from_a_real_bundle(tmp_path: Path, make_bundle: Callable[..., P
     report = check_release(tmp_path / "v2", bad)
     assert not report.ok and report.reason is not None
     assert "output 'y' differs" in report.reason
+
+
+def test_unset_memory_budget_still_has_a_hard_cap(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import agent.health
+
+    # The real cap is 3/4 of available memory (at least 256 MB); shrink it to see it bite.
+    monkeypatch.setattr(agent.health, "_CAP_FLOOR_MB", 100.0)
+    monkeypatch.setattr(agent.health, "_CAP_SHARE_OF_AVAILABLE", 0.0)
+    put_model(tmp_path, pad_mb=64)
+    m = check_release(tmp_path, release(entry())).models[0]
+    assert not m.ok and m.reason is not None
+    assert m.reason.startswith("used ")
+    assert "> hard cap 100 MB (no max_memory_mb set" in m.reason
+
+
+def test_a_check_that_cannot_start_is_a_failure_not_an_exception(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    put_model(tmp_path)
+    monkeypatch.setattr(sys, "executable", str(tmp_path / "no-python"))
+    report = check_release(tmp_path, release(entry()))
+    assert not report.ok and report.reason is not None
+    assert report.reason.startswith("health check of model 'detector' failed: check could not run:")
