@@ -272,7 +272,13 @@ def test_kill_minus_nine_everywhere(fleet: Fleet) -> None:
 @contextlib.contextmanager
 def _tmpfs(path: Path, size: str) -> Iterator[Path]:
     path.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        why = f"cannot mount a tmpfs here: {r.stderr.strip()}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(why + " (CI must allow it: run as root with CAP_SYS_ADMIN)")
+        pytest.skip(why)
     try:
         yield path
     finally:

@@ -1,0 +1,1 @@
+"""Hostile media and hard stops (issue 5): corpus, fuzzing, fault injection, fsck."""
