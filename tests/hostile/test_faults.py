@@ -350,7 +350,7 @@ def test_disk_full_during_install(fleet: Fleet, tmp_path: Path) -> None:
         err = r.stderr.decode()
         assert r.returncode in (3, 5), err
         assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
-        assert "filled up while installing vision-2" in err, err  # mid-write, not the pre-check
+        assert "out of space while installing vision-2" in err, err  # mid-write, not the pre-check
         assert read_link(Layout(root), "current") == "vision-1"
         filler.unlink()
         # With room again: recovery, consistency, the old release works, the install succeeds.
