@@ -16,7 +16,9 @@ and never longer than a few seconds (a hang fails the example). An accepted
 bundle must be the good one in substance: the same signed file list, or, when
 the fuzzer re-signed, a release whose every file was hashed and found.
 Everything runs in-process for speed (seekable and pipe mode at random); a few
-examples also go through ``airlock verify``.
+examples also go through ``airlock verify``, and a few through ``airlock-agent
+install`` on a live device, where a rejection must leave ROOT (journal and
+staging aside) byte for byte as it was and fsck clean.
 
 Bounded for CI; for a long run::
 
@@ -360,3 +362,61 @@ def test_fuzz_through_cli(kit: Kit, tmp_path: Path) -> None:
 
     run()
     _record("cli", stats)
+
+
+@pytest.fixture(scope="module")
+def device(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.conftest import run_agent
+
+    root = tmp_path_factory.mktemp("fuzz-device") / "root"
+    assert run_agent("--root", root, "init", "--trust", kit.trust_path,
+                     "--device-id", "fuzz").returncode == 0
+    active = root.parent / "active.airlock"
+    active.write_bytes(kit.active)
+    r = run_agent("--root", root, "install", active)
+    assert r.returncode == 0, r.stderr
+    return root
+
+
+def test_fuzz_agent_install(kit: Kit, device: Path, tmp_path: Path) -> None:
+    """Mutated bundles through ``airlock-agent install``: installed whole, or ROOT untouched."""
+    import subprocess
+
+    from agent.fsck import fsck
+    from agent.layout import Layout
+    from agent.switch import read_link
+    from tests.conftest import run_agent
+    from tests.hostile.treehash import listing
+
+    stats: Counter[str] = Counter()
+    path = tmp_path / "fuzzed.airlock"
+    runs = iter(range(10**6))
+
+    @settings(_SETTINGS, max_examples=max(10, EXAMPLES // 40))
+    @given(flips=st.lists(st.tuples(st.integers(0, len(kit.good) - 1), st.integers(0, 7)),
+                          max_size=4),
+           cut=st.none() | st.integers(0, len(kit.good)))
+    def run(flips: list[tuple[int, int]], cut: int | None) -> None:
+        b = bytearray(kit.good)
+        for at, bit in flips:
+            b[at] ^= 1 << bit
+        path.write_bytes(bytes(b[:cut]))
+        root = tmp_path / f"device-{next(runs)}"
+        subprocess.run(["cp", "-a", str(device), str(root)], check=True)
+        skip = {"journal.jsonl", "staging"}
+        before = listing(root, skip=skip)
+        r = run_agent("--root", root, "install", path, timeout=60)
+        assert "Traceback" not in r.stderr
+        assert r.returncode in (0, 3), r.stderr
+        if r.returncode == 3:
+            assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert listing(root, skip=skip) == before, "a rejected install changed ROOT"
+            stats["rejected"] += 1
+        else:
+            assert read_link(Layout(root), "current") == "vision-5"
+            stats["installed"] += 1
+        assert fsck(Layout(root))["ok"]
+        subprocess.run(["rm", "-rf", str(root)], check=True)
+
+    run()
+    _record("agent-install", stats)
