@@ -115,8 +115,14 @@ _json_leaf = (st.none() | st.booleans() | st.integers(-(2**70), 2**70)
               | st.floats(allow_nan=True, allow_infinity=True) | st.text(max_size=12)
               | st.sampled_from(["", "../x", "/etc/passwd", "sha256:" + "0" * 64, "sha256:",
                                  "2000-01-01T00:00:00Z", "targets", "root", "canary"]))
-_json = st.recursive(_json_leaf, lambda c: st.lists(c, max_size=3)
-                     | st.dictionaries(st.text(max_size=8), c, max_size=3), max_leaves=6)
+
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children,
+                                                             max_size=3)
+
+
+_json = st.recursive(_json_leaf, _containers, max_leaves=6)
 
 
 def _nodes(obj: Any, path: tuple[Any, ...] = ()) -> Iterator[tuple[Any, ...]]:
