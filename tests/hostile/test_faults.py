@@ -1,11 +1,12 @@
 """Fault injection: real SIGKILLs, a full disk and two installs at once.
 
-Kills. Every crash point of ``agent/faults.py`` is hit at *every* occurrence
+Kills. Every crash point of every command that reaches it
+(``agent/faults.py``, ``POINTS_BY_COMMAND``: install, a failing install's
+auto-rollback, rollback, check, gc, recovery) is hit at *every* occurrence
 (``AIRLOCK_CRASH_AT=point:n`` for n = 1, 2, … until the command no longer
 reaches it: ``mid-blob`` fires once per blob, ``gc-mid-delete`` once per
-deletion), then the agent is killed at random instants of install, rollback,
-gc and a failing install (auto-rollback) until at least ``AIRLOCK_FAULT_KILLS``
-kills (default 100) have happened. After each kill a fresh agent command
+deletion), then the agent is killed at random instants of those commands
+until at least ``AIRLOCK_FAULT_KILLS`` kills (default 100) have happened. After each kill a fresh agent command
 (``airlock-agent check``, which recovers under the lock and then
 health-checks ``current``) must succeed, the store must pass fsck
 (``agent.fsck``: blobs hash to their names, releases resolve, links point at
@@ -45,7 +46,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.faults import CRASH_POINTS
+from agent.faults import CRASH_POINTS, POINTS_BY_COMMAND
 from agent.fsck import fsck
 from agent.layout import Layout
 from agent.switch import read_link
@@ -68,19 +69,23 @@ SCENARIOS = {
     "install": Scenario("v1", ("install", "v2"), frozenset({"vision-1", "vision-2"})),
     "install-probe-fails": Scenario("v1", ("install", "v2-probe-fails"), frozenset({"vision-1"})),
     "rollback": Scenario("v12", ("rollback",), frozenset({"vision-1", "vision-2"})),
+    "check": Scenario("v12", ("check",), frozenset({"vision-2"})),
     "gc": Scenario("v123", ("gc", "--keep", "0"), frozenset({"vision-3"})),
 }
-_INSTALL_POINTS = CRASH_POINTS[: CRASH_POINTS.index("after-commit") + 1]
-POINT_SCENARIO = {
-    **{p: "install" for p in _INSTALL_POINTS},
-    "mid-auto-rollback": "install-probe-fails",
-    "rollback-before-switch": "rollback",
-    "mid-rollback": "rollback",
-    "rollback-after-switch": "rollback",
-    "gc-mid-delete": "gc",
-    "gc-after-releases": "gc",
-    "mid-recovery": "install",  # killed after the switch, then again inside recovery
-}
+
+
+def _targets() -> list[tuple[str, str]]:
+    """(scenario, crash point) for every point every command reaches (agent/faults.py)."""
+    pairs = []
+    for command, points in POINTS_BY_COMMAND.items():
+        for point in points:
+            if command == "install" and point == "mid-auto-rollback":
+                pairs.append(("install-probe-fails", point))  # only a failing probe gets there
+            elif command == "recovery":
+                pairs.append(("install", point))  # killed after the switch, then in recovery
+            else:
+                pairs.append((command, point))
+    return pairs
 
 
 @dataclass
@@ -164,29 +169,31 @@ def _record(stats: Counter[str]) -> None:
 
 
 def test_every_crash_point_is_exercised() -> None:
-    unknown = set(CRASH_POINTS) - set(POINT_SCENARIO)
-    assert not unknown, f"new crash points need a scenario here: {unknown}"
+    unknown = set(POINTS_BY_COMMAND) - set(SCENARIOS) - {"recovery"}
+    assert not unknown, f"commands with crash points need a scenario here: {unknown}"
+    covered = {point for _, point in _targets()}
+    assert covered == set(CRASH_POINTS), set(CRASH_POINTS) - covered
 
 
-def _at_point(fleet: Fleet, point: str, n: int) -> tuple[str, int, str | None]:
-    """Kill at the n-th time ``point`` is reached; returns (point, kills, active or None)."""
-    s = SCENARIOS[POINT_SCENARIO[point]]
-    root = fleet.device(s.base, f"{point}-{n}")
-    context = f"kill at {point}:{n}"
+def _at_point(fleet: Fleet, scenario: str, point: str, n: int) -> tuple[int, str | None]:
+    """Kill ``scenario`` the n-th time it reaches ``point``; returns (kills, active or None)."""
+    s = SCENARIOS[scenario]
+    root = fleet.device(s.base, f"{scenario}-{point}-{n}")
+    context = f"kill {scenario} at {point}:{n}"
     try:
         first = "after-switch" if point == "mid-recovery" else f"{point}:{n}"
         r = _agent(root, fleet.args(s), crash_at=first)
         if r.returncode != KILLED:
             assert n > 1, f"{context}: the command never reached the point: {r.stderr}"
             assert "Traceback" not in r.stderr
-            return point, 0, None
+            return 0, None
         kills = 1
         if point == "mid-recovery":
             r = _agent(root, ["status"], crash_at=f"{point}:{n}")
             if r.returncode != KILLED:
-                return point, 0, None
+                return 0, None
             kills += 1
-        return point, kills, _recovered(root, s.allowed, context)
+        return kills, _recovered(root, s.allowed, context)
     finally:
         _remove(root)
 
@@ -213,24 +220,23 @@ def _random_kill(fleet: Fleet, i: int, name: str, delay: float) -> tuple[bool, s
 
 def test_kill_minus_nine_everywhere(fleet: Fleet) -> None:
     stats: Counter[str] = Counter()
-    # Every occurrence of every crash point, two devices at a time.
+    # Every occurrence of every crash point of every command, two devices at a time.
+    hits: Counter[tuple[str, str]] = Counter()
     with ThreadPoolExecutor(WORKERS) as pool:
-        pending = {pool.submit(_at_point, fleet, p, 1) for p in CRASH_POINTS}
+        pending = {pool.submit(_at_point, fleet, sc, p, 1): (sc, p) for sc, p in _targets()}
         while pending:
-            future = pending.pop()
-            point, kills, active = future.result()
+            future = next(iter(pending))
+            scenario, point = pending.pop(future)
+            kills, active = future.result()
             if kills:
                 stats["kills at crash points"] += kills
                 stats[f"active after: {active}"] += 1
-                n = int(stats[f"hits:{point}"]) + 1
-                stats[f"hits:{point}"] = n
-                pending.add(pool.submit(_at_point, fleet, point, n + 1))
-    points_hit = {k[5:] for k in stats if k.startswith("hits:")}
-    assert points_hit == set(CRASH_POINTS), set(CRASH_POINTS) - points_hit
-    occurrences = sum(v for k, v in stats.items() if k.startswith("hits:"))
-    for k in [k for k in stats if k.startswith("hits:")]:
-        del stats[k]
-    stats["crash point occurrences"] = occurrences
+                hits[(scenario, point)] += 1
+                n = hits[(scenario, point)] + 1
+                pending[pool.submit(_at_point, fleet, scenario, point, n)] = (scenario, point)
+    assert set(hits) == set(_targets()), set(_targets()) - set(hits)
+    stats["crash point occurrences"] = sum(hits.values())
+    stats["(command, crash point) pairs"] = len(hits)
 
     # Random instants, until the total reaches FAULT_KILLS. Kills land between
     # the end of interpreter start-up (timed with 'status') and the command's end.
@@ -245,7 +251,7 @@ def test_kill_minus_nine_everywhere(fleet: Fleet) -> None:
         durations[name] = time.monotonic() - t
         _remove(root)
     rng = random.Random(SEED)
-    names = ["install"] * 6 + ["install-probe-fails"] * 2 + ["rollback"] * 2 + ["gc"]
+    names = ["install"] * 6 + ["install-probe-fails"] * 2 + ["rollback"] * 2 + ["gc", "check"]
     i = 0
     with ThreadPoolExecutor(WORKERS) as pool:
         while stats["kills at crash points"] + stats["random kills"] < FAULT_KILLS:
