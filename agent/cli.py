@@ -285,8 +285,8 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                      f"store     {d['store']['blobs']} blobs, {_size(d['store']['bytes'])}; "
                      f"{len(d['releases'])} release(s); disk {_size(d['disk']['free'])} free"]
             if last:
-                lines.append(f"last      {last['time']} {last['event']} "
-                             f"{last.get('release') or ''}: {last.get('reason') or ''}".rstrip())
+                what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
+                lines.append(f"last      {last['time']} {what}: {last.get('reason') or ''}")
             return "\n".join(lines)
         if cmd == "history":
             out = []

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["CRASH_POINTS", "crash_point"]
+__all__ = ["CRASH_POINTS", "POINTS_BY_COMMAND", "crash_point"]
 
 CRASH_POINTS: tuple[str, ...] = (
     # install
@@ -47,6 +47,18 @@ CRASH_POINTS: tuple[str, ...] = (
     # recovery itself can be interrupted too
     "mid-recovery",
 )
+
+#: Which command reaches which point. ``install`` reaches "mid-auto-rollback" only when
+#: the probe or hook fails; "mid-recovery" is reached by any command (``status``
+#: included) that starts after a crash left a transaction behind.
+POINTS_BY_COMMAND: dict[str, tuple[str, ...]] = {
+    "install": CRASH_POINTS[: CRASH_POINTS.index("mid-auto-rollback") + 1],
+    "rollback": ("mid-health-check", "rollback-before-switch", "mid-rollback",
+                 "rollback-after-switch", "after-post-switch-hook"),
+    "check": ("mid-health-check",),
+    "gc": ("gc-mid-delete", "gc-after-releases"),
+    "recovery": ("mid-recovery",),
+}
 
 _hits: dict[str, int] = {}
 

@@ -207,6 +207,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                list(verified.signers), active)
     try:
         result = job.run(reader, switch, progress)
+        _commit(layout, journal, tx, release, trust, new_trust, switch, result)
     except BaseException as e:
         if not tx.done:  # a failure nobody handled: leave ROOT as the install found it
             undo(layout, journal, tx)
@@ -219,6 +220,20 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                                f"{release.id}; nothing changed; run 'airlock-agent gc' "
                                "or free space, then retry") from None
         raise
+    result.update({
+        "installed": True, "release": release.id, "name": release.name,
+        "version": release.version, "sequence": release.sequence,
+        "active": read_link(layout, "current"), "previous": read_link(layout, "previous"),
+        "switched": switch, "seconds": round(time.monotonic() - started, 3),
+        # The agent's own high-water mark; the health child is measured in "health".
+        "agent_peak_rss_mb": _peak_rss_mb(),
+    })
+    return result
+
+
+def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
+            trust: TrustRoot, new_trust: TrustRoot, switch: bool, result: dict[str, Any]) -> None:
+    """Remember the sequence (and a rotated root), then commit: from here on it stays."""
     sequences = load_sequences(layout)
     sequences[release.name] = max(sequences.get(release.name, 0), release.sequence)
     write_json(layout.sequences, sequences)
@@ -232,15 +247,6 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                    blobs_skipped=result["blobs_skipped"], bytes=result["bytes_written"])
     tx.commit()
     crash_point("after-commit")
-    result.update({
-        "installed": True, "release": release.id, "name": release.name,
-        "version": release.version, "sequence": release.sequence,
-        "active": read_link(layout, "current"), "previous": read_link(layout, "previous"),
-        "switched": switch, "seconds": round(time.monotonic() - started, 3),
-        # The agent's own high-water mark; the health child is measured in "health".
-        "agent_peak_rss_mb": _peak_rss_mb(),
-    })
-    return result
 
 
 class _Job:

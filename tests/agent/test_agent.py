@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -344,6 +345,35 @@ def test_not_enough_space_exits_5_before_writing(tmp_path: Path, keyset: Keys,
         p = install(root, bundle)
         assert p.returncode == 5 and "free" in p.stderr and "gc" in p.stderr, p.stderr
         assert tree_hash(root) == before
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_running_out_of_space_mid_install_exits_5_and_changes_nothing(
+        tmp_path: Path, keyset: Keys, make_bundle: Bundle) -> None:
+    mnt = tmp_path / "tight"
+    mnt.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mnt)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    try:
+        root = init_device(mnt / "device", keyset)
+        config = root / "agent.yaml"
+        config.write_text(config.read_text().replace("reserve_bytes: 16777216",
+                                                     "reserve_bytes: 0"))
+        bundle = make_bundle(sequence=1, pad_mb=2)
+        with tarfile.open(bundle) as tar:
+            need = sum(m.size for m in tar if m.name.startswith("blobs/"))
+        # Leave a little more than the blobs' bytes free: the check passes, but small
+        # files take whole pages, so the disk fills up while the blobs are written.
+        free = os.statvfs(mnt).f_bavail * os.statvfs(mnt).f_frsize
+        (mnt / "filler").write_bytes(b"\0" * ((free - need - 6000) // 4096 * 4096))
+        before = tree_hash(root)
+        p = install(root, bundle)
+        assert p.returncode == 5 and "ran out of space" in p.stderr, p.stderr
+        assert tree_hash(root) == before
+        (mnt / "filler").unlink()
+        assert install(root, bundle).returncode == 0
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
 

@@ -102,7 +102,10 @@ SCENARIOS: dict[str, tuple[str, list[str], str]] = {
 
 
 def test_every_crash_point_has_a_scenario() -> None:
+    from agent.faults import POINTS_BY_COMMAND
+
     assert set(SCENARIOS) == set(CRASH_POINTS)
+    assert {p for points in POINTS_BY_COMMAND.values() for p in points} == set(CRASH_POINTS)
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
