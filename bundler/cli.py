@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
 from keys.bundle_format import BundleReader
-from keys.console import emit, progress, run
+from keys.console import Parser, add_command, emit, open_bundle, progress, run
 from keys.errors import FormatError, UsageError
 from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
 from keys.release import Release
@@ -32,46 +31,25 @@ from keys.trust import (
 __all__ = ["main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line, as every other usage error does."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
 def _parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks")
-    p = _Parser(
+    p = Parser(
         prog="airlock",
         description=__doc__,
         parents=[common],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
 
     def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
-            name,
-            help=help,
-            parents=[common],
-            description=help,
-            epilog=f"example:\n  {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        return add_command(sub, name, help, example, [common])
 
     keys = cmd("keys", "manage signing keys and the trust root", "airlock keys generate release")
-    ksub = keys.add_subparsers(dest="keys_cmd", required=True, parser_class=_Parser)
+    ksub = keys.add_subparsers(dest="keys_cmd", required=True, parser_class=Parser)
 
     def kcmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
-        return ksub.add_parser(
-            name,
-            help=help,
-            parents=[common],
-            description=help,
-            epilog=f"example:\n  {example}",
-            formatter_class=argparse.RawDescriptionHelpFormatter,
-        )
+        return add_command(ksub, name, help, example, [common])
 
     g = kcmd(
         "generate",
@@ -258,19 +236,10 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
     return result.to_dict()
 
 
-def _open_bundle(path: Path) -> Any:
-    if str(path) == "-":
-        return sys.stdin.buffer
-    try:
-        return path.open("rb")
-    except OSError as e:
-        raise UsageError(f"cannot open bundle {path}: {e.strerror}") from None
-
-
 def _verify(a: argparse.Namespace) -> dict[str, Any]:
     trust = TrustRoot.from_file(a.trust)
-    size = a.bundle.stat().st_size if str(a.bundle) != "-" and a.bundle.exists() else 0
-    with _open_bundle(a.bundle) as f, progress(size, "verifying") as tick:
+    f, size = open_bundle(str(a.bundle))
+    with f, progress(size, "verifying") as tick:
         verified = verify_bundle(f, trust, ring=a.ring, progress=tick)
     r = verified.release
     return {
@@ -289,7 +258,8 @@ def _verify(a: argparse.Namespace) -> dict[str, Any]:
 def _inspect(a: argparse.Namespace) -> dict[str, Any]:
     from tuf.api.metadata import Metadata
 
-    with _open_bundle(a.bundle) as f:
+    f, _ = open_bundle(str(a.bundle))
+    with f:
         head = BundleReader(f).head()
     verified_role = None
     if a.trust is not None:

@@ -10,17 +10,52 @@ exit 1 with one line, and a traceback only with ``--debug``.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import IO, Any, NoReturn
 
 from tqdm import tqdm
 
-from keys.errors import AirlockError
+from keys.errors import AirlockError, UsageError
 
-__all__ = ["emit", "progress", "run"]
+__all__ = ["Parser", "add_command", "emit", "open_bundle", "progress", "run"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises UsageError (exit 2, one line) instead of printing usage."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def add_command(
+    sub: Any, name: str, help: str, example: str, parents: list[argparse.ArgumentParser]
+) -> argparse.ArgumentParser:
+    """A subcommand whose --help ends with an example, as every command's does."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name,
+        help=help,
+        parents=parents,
+        description=help,
+        epilog=f"example:\n  {example}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def open_bundle(path: str) -> tuple[IO[bytes], int]:
+    """A bundle file (or standard input for ``-``) and its size when known (else 0)."""
+    if path == "-":
+        return sys.stdin.buffer, 0
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed by the caller
+    except OSError as e:
+        raise UsageError(f"cannot open bundle {path}: {e.strerror}") from None
+    return f, os.fstat(f.fileno()).st_size
 
 
 def run(main: Callable[[list[str]], int], argv: list[str] | None, prog: str) -> NoReturn:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import statistics
@@ -21,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -44,8 +46,12 @@ def _hashlib(path: Path) -> None:
 
 
 def _tool(*args: object, env: dict[str, str] | None = None) -> None:
-    subprocess.run([str(a) for a in args], check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
+    subprocess.run(
+        [str(a) for a in args],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+    )
 
 
 _RSS_WRAPPER = (
@@ -61,8 +67,11 @@ def _peak_rss_mb(*args: object) -> float:
     (large) process would count the parent's pages in its own peak.
     """
     out = subprocess.run(
-        [sys.executable, "-c", _RSS_WRAPPER, *map(str, args)], check=True, capture_output=True,
-        text=True, env={**os.environ, "PYTHONPATH": str(REPO)},
+        [sys.executable, "-c", _RSS_WRAPPER, *map(str, args)],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
     ).stdout
     return int(out.strip().splitlines()[-1]) / 1024
 
@@ -88,9 +97,15 @@ def bench_build(work: Path, mb: int, repeats: int) -> list[Row]:
     _hashlib(model)  # warm the page cache
     py = sys.executable
     t_hash = _median(lambda: _hashlib(model), repeats)
-    t_tar = _median(lambda: _tool("tar", "cf", work / "plain.tar", "-C", model_dir, "model.onnx"), repeats)
-    t_build = _median(lambda: _tool(py, "-m", "bundler", "build", spec, "--key", rel_key, "-o", bundle), repeats)
-    t_verify = _median(lambda: _tool(py, "-m", "bundler", "verify", bundle, "--trust", trust), repeats)
+    t_tar = _median(
+        lambda: _tool("tar", "cf", work / "plain.tar", "-C", model_dir, "model.onnx"), repeats
+    )
+    t_build = _median(
+        lambda: _tool(py, "-m", "bundler", "build", spec, "--key", rel_key, "-o", bundle), repeats
+    )
+    t_verify = _median(
+        lambda: _tool(py, "-m", "bundler", "verify", bundle, "--trust", trust), repeats
+    )
     rss_build = _peak_rss_mb(py, "-m", "bundler", "build", spec, "--key", rel_key, "-o", bundle)
     rss_verify = _peak_rss_mb(py, "-m", "bundler", "verify", bundle, "--trust", trust)
 
@@ -100,19 +115,205 @@ def bench_build(work: Path, mb: int, repeats: int) -> list[Row]:
     return [
         (f"hashlib sha256 of the {size_mb:.0f} MB model (hashing limit)", t_hash, mbs(t_hash)),
         ("`tar cf` of the model (copy limit)", t_tar, mbs(t_tar)),
-        ("`airlock build` (hash + signed tar write)", t_build,
-         f"{mbs(t_build)}; {t_build / (t_hash + t_tar):.2f}× hash+tar; peak RSS {rss_build:.0f} MB"),
-        ("`airlock verify` (signature + every blob)", t_verify,
-         f"{mbs(t_verify)}; {t_verify / t_hash:.2f}× hashlib; peak RSS {rss_verify:.0f} MB"),
+        (
+            "`airlock build` (hash + signed tar write)",
+            t_build,
+            f"{mbs(t_build)}; {t_build / (t_hash + t_tar):.2f}× hash+tar; peak RSS {rss_build:.0f} MB",
+        ),
+        (
+            "`airlock verify` (signature + every blob)",
+            t_verify,
+            f"{mbs(t_verify)}; {t_verify / t_hash:.2f}× hashlib; peak RSS {rss_verify:.0f} MB",
+        ),
     ]
 
 
-SECTIONS: dict[str, Callable[[Path, int, int], list[Row]]] = {"build": bench_build}
+def _agent(root: Path, *args: object) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-m", "agent", "--root", str(root), *map(str, args), "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    ).stdout
+    result: dict[str, Any] = json.loads(out)
+    return result
+
+
+def bench_install(work: Path, mb: int, repeats: int) -> list[Row]:
+    """Install a large bundle beside sha256 and cp of it; rollback for 1 MB and large releases."""
+    from bundler.build import build_bundle
+    from bundler.spec import load_spec
+    from keys.keyfile import generate_keypair, load_public_key, load_signer
+    from keys.trust import create_root
+
+    root_key, _ = generate_keypair("root", work)
+    rel_key, rel_pub = generate_keypair("release", work)
+    trust = work / "root.json"
+    trust.write_bytes(create_root([load_signer(root_key)], [load_public_key(rel_pub)]).to_bytes())
+    bundles: dict[tuple[int, int], Path] = {}
+    for pad, seq in ((1, 1), (1, 2), (mb, 1), (mb, 2)):
+        d = work / f"m{pad}-{seq}"
+        _tool(
+            sys.executable, REPO / "scripts" / "modelkit.py", d, "--pad-mb", pad, "--scale", seq + 1
+        )
+        spec = d / "airlock.yaml"
+        spec.write_text(
+            f"name: b{pad}\nversion: '{seq}'\nsequence: {seq}\nmodels:\n  - name: m\n"
+            "    path: model.onnx\n    health:\n      inputs: inputs.npz\n      outputs: outputs.npz\n"
+        )
+        bundles[pad, seq] = work / f"b{pad}-{seq}.airlock"
+        build_bundle(load_spec(spec), [load_signer(rel_key)], bundles[pad, seq])
+    big = bundles[mb, 1]
+    size_mb = big.stat().st_size / 1e6
+    _hashlib(big)
+    t_hash = _median(lambda: _hashlib(big), repeats)
+    t_cp = _median(lambda: _tool("cp", big, work / "copy.airlock"), repeats)
+
+    installs: list[dict[str, Any]] = []
+    rollbacks: dict[int, list[dict[str, Any]]] = {1: [], mb: []}
+    for i in range(repeats):
+        for pad in (1, mb):
+            root = work / f"device-{pad}-{i}"
+            _agent(root, "init", "--trust", trust)
+            t = time.perf_counter()
+            first = _agent(root, "install", bundles[pad, 1])
+            first["wall"] = time.perf_counter() - t
+            if pad == mb:
+                installs.append(first)
+            _agent(root, "install", bundles[pad, 2])
+            rollbacks[pad].append(_agent(root, "rollback"))
+            shutil.rmtree(root)
+
+    def med(rows: list[dict[str, Any]], key: str) -> float:
+        return statistics.median(float(r[key]) for r in rows)
+
+    t_install = statistics.median(r["wall"] for r in installs)
+    t_health = med(installs, "health_s")
+    rss = med(installs, "agent_peak_rss_mb")
+    return [
+        (
+            f"hashlib sha256 of the {size_mb:.0f} MB bundle (hashing limit)",
+            t_hash,
+            f"{size_mb / t_hash:,.0f} MB/s",
+        ),
+        ("`cp` of the bundle (copy limit)", t_cp, f"{size_mb / t_cp:,.0f} MB/s"),
+        (
+            "`airlock-agent install`, wall (verify, store, health, switch)",
+            t_install,
+            f"{t_install / (t_hash + t_cp):.2f}× sha256+cp; agent peak RSS {rss:.0f} MB",
+        ),
+        ("…of which the health check (ONNX Runtime loads the model)", t_health, ""),
+        (
+            "…install without the health check",
+            t_install - t_health,
+            f"{(t_install - t_health) / (t_hash + t_cp):.2f}× sha256+cp",
+        ),
+        (
+            "`rollback` of a 1 MB release, health check excluded",
+            med(rollbacks[1], "seconds_without_health"),
+            "",
+        ),
+        (
+            f"`rollback` of a {size_mb:.0f} MB release, health check excluded",
+            med(rollbacks[mb], "seconds_without_health"),
+            "independent of size: two symlink renames",
+        ),
+    ]
+
+
+def bench_registry(work: Path, mb: int, repeats: int) -> list[Row]:
+    """Build from a loopback registry beside `skopeo copy` of the same images."""
+    import ocikit
+
+    from keys.keyfile import generate_keypair
+
+    third = max(1, mb // 3) * 1024 * 1024
+    base = ocikit.random_layer(third, seed=101, name="base.bin")
+    tops = [ocikit.random_layer(third, seed=102 + i, name=f"top{i}.bin") for i in range(2)]
+    key, _ = generate_keypair("bench", work / "keys")
+    skopeo: list[float] = []
+    cold: list[float] = []
+    warm: list[float] = []
+    with ocikit.Registry.start(work / "registry") as reg:
+        refs = [f"{reg.host}/bench/img{i}:1" for i in range(len(tops))]
+        for i, (top, ref) in enumerate(zip(tops, refs, strict=True)):
+            ocikit.push(ocikit.write_image(work / f"src{i}", "1", [base, top]), "1", ref)
+            shutil.rmtree(work / f"src{i}")
+        spec = work / "bench.yaml"
+        spec.write_text(
+            'name: bench\nversion: "1"\nsequence: 1\nimages:\n'
+            + "".join(f"  - {r}\n" for r in refs)
+        )
+        for i in range(repeats):
+            t = time.perf_counter()
+            for j, ref in enumerate(refs):
+                _tool(
+                    "skopeo",
+                    "copy",
+                    "--quiet",
+                    "--src-tls-verify=false",
+                    f"docker://{ref}",
+                    f"oci-archive:{work / f'skopeo{j}.tar'}:{ref}",
+                )
+            skopeo.append(time.perf_counter() - t)
+            build = (
+                sys.executable,
+                "-m",
+                "bundler",
+                "build",
+                spec,
+                "--key",
+                key,
+                "-o",
+                work / "bench.airlock",
+                "--insecure",
+                reg.host,
+                "--cache",
+                work / f"cache{i}",
+            )
+            t = time.perf_counter()
+            _tool(*build)
+            cold.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            _tool(*build)
+            warm.append(time.perf_counter() - t)
+            for j in range(len(refs)):
+                (work / f"skopeo{j}.tar").unlink()
+            shutil.rmtree(work / f"cache{i}")
+    unique = sum(len(layer.data) for layer in [base, *tops]) / 1e6
+    t_sk, t_cold, t_warm = (statistics.median(x) for x in (skopeo, cold, warm))
+    return [
+        (
+            f"`skopeo copy` of 2 images ({unique:.0f} MB unique layers) into oci-archives",
+            t_sk,
+            "unsigned, no dedupe across archives",
+        ),
+        (
+            "`airlock build` of the same images, empty pull cache",
+            t_cold,
+            f"{t_cold / t_sk:.2f}× skopeo; signed, verified, shared layer once",
+        ),
+        (
+            "`airlock build` again, warm pull cache",
+            t_warm,
+            f"{t_warm / t_sk:.2f}× skopeo; no blob downloaded",
+        ),
+    ]
+
+
+SECTIONS: dict[str, Callable[[Path, int, int], list[Row]]] = {
+    "build": bench_build,
+    "install": bench_install,
+    "registry": bench_registry,
+}
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--mb", type=int, default=500, help="model size in MB")
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--mb", type=int, default=500, help="model size in MB (registry section: 300)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", choices=sorted(SECTIONS), action="append")
     a = p.parse_args()
@@ -120,8 +321,9 @@ def main() -> None:
     for name in a.only or list(SECTIONS):
         work = Path(tempfile.mkdtemp(prefix=f"airlock-bench-{name}-"))
         try:
-            for what, secs, note in SECTIONS[name](work, a.mb, a.repeats):
-                print(f"| {name} | {what} | {secs:.2f} | {note} |", flush=True)
+            mb = min(a.mb, 300) if name == "registry" else a.mb
+            for what, secs, note in SECTIONS[name](work, mb, a.repeats):
+                print(f"| {name} | {what} | {secs:.3f} | {note} |", flush=True)
         finally:
             shutil.rmtree(work, ignore_errors=True)
 

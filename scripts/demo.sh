@@ -27,7 +27,8 @@ step "host: three releases of a real ONNX model (golden outputs from onnxruntime
 "$PY" "$REPO/scripts/modelkit.py" models/v1 --scale 2 >/dev/null
 "$PY" "$REPO/scripts/modelkit.py" models/v2 --scale 3 >/dev/null
 "$PY" "$REPO/scripts/modelkit.py" models/v3 --scale 4 --wrong >/dev/null   # golden data the model fails
-for v in 1 2 3; do
+"$PY" "$REPO/scripts/modelkit.py" models/v4 --scale 5 >/dev/null
+for v in 1 2 3 4; do
   cat > "vision-$v.yaml" <<YAML
 name: vision
 version: "1.$v.0"
@@ -49,9 +50,16 @@ flags:
   threshold: 0.$((4 + v))
 YAML
 done
+# v4's model is fine, but the service it feeds does not come up after the switch.
+cat >> vision-4.yaml <<YAML
+hooks:
+  post_switch: echo "post-switch hook ran for \$AIRLOCK_RELEASE"
+  probe: "test -e service-is-up"
+  probe_window_s: 2
+YAML
 
 step "host: build, verify, inspect"
-for v in 1 2 3; do
+for v in 1 2 3 4; do
   airlock build "vision-$v.yaml" --key keys/release.key -o "vision-1.$v.0.airlock"
 done
 airlock verify vision-1.1.0.airlock --trust root.json
@@ -76,6 +84,14 @@ airlock-agent install vision-1.3.0.airlock
 code=$?
 set -e
 echo "install v3 exited $code (4 = health check failed, previous release active again)"
+[ "$code" = 4 ] || { echo "demo: expected exit 4"; exit 1; }
+
+step "device: install v4: passes its check, switches, but its probe fails -> switched back"
+set +e
+airlock-agent install vision-1.4.0.airlock
+code=$?
+set -e
+echo "install v4 exited $code (4 = probe failed after the switch, previous release active again)"
 [ "$code" = 4 ] || { echo "demo: expected exit 4"; exit 1; }
 
 step "device: status"
