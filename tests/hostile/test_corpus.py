@@ -42,6 +42,8 @@ def test_corpus_covers_every_threat_row(repo: Path) -> None:
     doc = (repo / "docs" / "THREAT_MODEL.md").read_text()
     for row in THREATS:
         assert f"`{row}`" in doc, f"{row} is not in docs/THREAT_MODEL.md"
+    for c in CASES:
+        assert f"`{c.id}`" in doc, f"case {c.id} is not listed in docs/THREAT_MODEL.md"
 
 
 def test_good_bundle_passes(kit: Kit, tmp_path: Path) -> None:

@@ -112,3 +112,11 @@ def test_broken_journal_is_reported_not_rewritten(root: Path) -> None:
     code, _report, err = _fsck(root, "--repair")
     assert code == 3 and "journal line 3 does not chain" in err
     assert journal.read_bytes().startswith(b"".join(lines))  # evidence kept
+
+
+def test_busy_device_exits_5(root: Path) -> None:
+    from agent.lock import AgentLock
+
+    with AgentLock(root / "lock"):
+        r = run_agent("--root", root, "fsck")
+    assert r.returncode == 5 and "lock" in r.stderr, r.stderr
