@@ -338,10 +338,19 @@ def _delegator(root: Root) -> Targets:
     raw = root.unrecognized_fields.get(_DELEGATIONS)
     if raw is None:
         return Targets(delegations=None)
+    if not isinstance(raw, dict):
+        raise FormatError(f"trust root has malformed ring signers: {_DELEGATIONS} is not an object")
     try:
         delegations = Delegations.from_dict(copy.deepcopy(raw))
-    except (ValueError, TypeError, KeyError) as e:
+    except (ValueError, TypeError, KeyError, AttributeError) as e:
+        # AttributeError: TUF calls dict methods on whatever the JSON holds.
         raise FormatError(f"trust root has malformed ring signers: {e}") from None
+    for name, role in (delegations.roles or {}).items():
+        rings = role.unrecognized_fields.get("rings")
+        if not isinstance(rings, list) or not rings or not all(
+                isinstance(r, str) and r for r in rings):
+            raise FormatError(f"trust root has malformed ring signers: '{name}' needs a list "
+                              "of ring names")
     return Targets(delegations=delegations)
 
 
