@@ -376,6 +376,25 @@ def _(kit: Kit) -> bytes:
                   root_json=sign_dict(s, [kit.rogue_root], release_form=False))
 
 
+@case("arbitrary-rotated-root-malformed-ring-signers", "TUF-arbitrary", "malformed ring signers")
+def _(kit: Kit) -> bytes:
+    # Not even signed: parsing it crashed the reader with AttributeError (exit 1).
+    s = kit.trust_signed()
+    s["version"] = 2
+    s["x-airlock-delegations"] = {"keys": "everyone", "roles": 1}
+    return bundle(kit.release_json, kit.files, root_json=json.dumps({"signed": s, "signatures": []}).encode())
+
+
+@case("arbitrary-rotated-root-ring-signer-without-rings", "TUF-wrong", "needs a list of ring names")
+def _(kit: Kit) -> bytes:
+    # Signed by the real root key, but a ring signer whose rings are a string.
+    s = kit.trust_signed()
+    s["version"] = 2
+    s["x-airlock-delegations"]["roles"][0]["rings"] = "canary"
+    return bundle(kit.release_json, kit.files,
+                  root_json=sign_dict(s, [kit.root], release_form=False))
+
+
 # TUF: rollback --------------------------------------------------------------------
 
 
