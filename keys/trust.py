@@ -329,6 +329,12 @@ def _parse_root(data: bytes) -> Metadata[Root]:
         raise FormatError(f"trust root is not valid TUF root metadata: {_cause(e)}") from None
     if not isinstance(md.signed, Root):
         raise FormatError("trust root is not of type 'root'")
+    try:
+        md.signed_bytes  # noqa: B018 - the bytes signatures cover must exist
+    except SerializationError as e:
+        raise FormatError(
+            f"trust root cannot be written as canonical JSON (no floats allowed): {_cause(e)}"
+        ) from None
     _delegator(md.signed)  # validate the delegations now, not at first use
     return md
 
