@@ -385,6 +385,15 @@ def _(kit: Kit) -> bytes:
     return bundle(kit.release_json, kit.files, root_json=json.dumps({"signed": s, "signatures": []}).encode())
 
 
+@case("arbitrary-rotated-root-with-float", "TUF-arbitrary", "canonical JSON")
+def _(kit: Kit) -> bytes:
+    # Unsigned; a float makes the signed bytes uncomputable: an uncaught SerializationError.
+    s = kit.trust_signed()
+    s["version"] = 2
+    s["roles"]["root"]["keyids"].append(0.5)
+    return bundle(kit.release_json, kit.files, root_json=json.dumps({"signed": s, "signatures": []}).encode())
+
+
 @case("arbitrary-rotated-root-ring-signer-without-rings", "TUF-wrong", "needs a list of ring names")
 def _(kit: Kit) -> bytes:
     # Signed by the real root key, but a ring signer whose rings are a string.

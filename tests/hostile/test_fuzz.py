@@ -5,6 +5,8 @@ Three mutators start from one real signed bundle:
 * the signed release metadata, mutated as JSON (replace, delete, insert,
   retype any node) and then re-signed with the real release key or left with
   its old signatures;
+* a rotated trust root carried in the bundle, mutated the same way and
+  signed with the real root key or not at all;
 * the OCI ``index.json`` and the model's manifest, mutated the same way, with
   the signed file list updated (and re-signed) or not;
 * the raw tar stream: bit flips, truncation, block swaps, insertions,
@@ -227,6 +229,33 @@ def test_fuzz_signed_metadata(kit: Kit, trust: TrustRoot) -> None:
     run()
     _record("signed-metadata", stats)
     assert stats["accepted"] < sum(stats.values())
+
+
+def test_fuzz_carried_trust_root(kit: Kit, trust: TrustRoot) -> None:
+    """A rotated root carried in the bundle, mutated, signed by the real root key or not."""
+    from tests.hostile.corpus import sign_dict
+
+    stats: Counter[str] = Counter()
+    base = kit.trust_signed()
+    base["version"] = 2
+
+    @_SETTINGS
+    @given(data=st.data(), rounds=st.integers(1, 3), resign=st.booleans(), pipe=st.booleans())
+    def run(data: st.DataObject, rounds: int, resign: bool, pipe: bool) -> None:
+        signed = _mutate_json(data, base, rounds)
+        root_json = _dumps({"signed": signed, "signatures": []})
+        if resign:
+            with contextlib.suppress(Exception):  # TUF's canonical JSON refuses floats
+                root_json = sign_dict(signed, [kit.root], release_form=False)
+        out = _verify(bundle(kit.release_json, kit.files, root_json=root_json), trust, pipe)
+        if isinstance(out, RejectedError):
+            stats[f"rejected {type(out).__name__}"] += 1
+            return
+        stats["accepted"] += 1
+        _expect_good(out, kit)
+
+    run()
+    _record("carried-root", stats)
 
 
 def test_fuzz_oci_index_and_manifest(kit: Kit, trust: TrustRoot) -> None:
