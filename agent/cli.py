@@ -18,18 +18,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any, NoReturn
+from typing import Any, NoReturn
 
 from agent.durable import fsync_dir, write_atomic, write_json
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout, root_from_env
 from agent.lock import AgentLock
-from keys.console import emit, progress, run
+from keys.console import Parser, add_command, emit, open_bundle, progress, run
 from keys.errors import LockedError, RejectedError, UsageError
 from keys.keyfile import generate_keypair
 from keys.trust import TrustRoot
@@ -37,26 +36,17 @@ from keys.trust import TrustRoot
 __all__ = ["main"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that exits 2 with one line, as every other usage error does."""
-
-    def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
-
-
 def _parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
+    common = Parser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks")
     common.add_argument("--root", type=Path, default=argparse.SUPPRESS,
                         help="agent root (default $AIRLOCK_ROOT or /var/lib/airlock)")
-    p = _Parser(prog="airlock-agent", description=__doc__, parents=[common],
+    p = Parser(prog="airlock-agent", description=__doc__, parents=[common],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
+    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
 
     def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
-        return sub.add_parser(name, help=help, parents=[common], description=help,
-                              epilog=f"example:\n  {example}",
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+        return add_command(sub, name, help, example, [common])
 
     i = cmd("init", "lay out ROOT, store the trust root, create the device key",
             "airlock-agent --root /var/lib/airlock init --trust root.json --device-id cam-7 "
@@ -163,21 +153,11 @@ def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -
     return result
 
 
-def _open_bundle(path: str) -> tuple[IO[bytes], int]:
-    if path == "-":
-        return sys.stdin.buffer, 0
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the caller
-    except OSError as e:
-        raise UsageError(f"cannot open bundle {path}: {e.strerror}") from None
-    return f, os.fstat(f.fileno()).st_size
-
-
 def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.install import install
 
     def work() -> dict[str, Any]:
-        stream, size = _open_bundle(a.bundle)
+        stream, size = open_bundle(a.bundle)
         with stream, progress(size, "installing") as tick:
             return install(layout, stream, label=a.bundle, switch=not a.no_switch, progress=tick)
 
