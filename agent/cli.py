@@ -28,7 +28,7 @@ from agent.durable import fsync_dir, write_atomic, write_json
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout, root_from_env
 from agent.lock import AgentLock
-from keys.console import Parser, add_command, emit, open_bundle, progress, run
+from keys.console import Parser, add_command, emit, human_size, open_bundle, progress, run
 from keys.errors import LockedError, RejectedError, UsageError
 from keys.keyfile import generate_keypair
 from keys.trust import TrustRoot
@@ -223,14 +223,6 @@ def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
 def _release_line(label: str, r: dict[str, Any] | None) -> str:
     if r is None:
         return f"{label:<9} none"
@@ -262,8 +254,8 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                      _release_line("previous", d["previous"]),
                      f"state     {d['state']}"
                      + (f" (pid {d['lock_holder']})" if d["lock_holder"] else ""),
-                     f"store     {d['store']['blobs']} blobs, {_size(d['store']['bytes'])}; "
-                     f"{len(d['releases'])} release(s); disk {_size(d['disk']['free'])} free"]
+                     f"store     {d['store']['blobs']} blobs, {human_size(d['store']['bytes'])}; "
+                     f"{len(d['releases'])} release(s); disk {human_size(d['disk']['free'])} free"]
             if last:
                 what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
                 lines.append(f"last      {last['time']} {what}: {last.get('reason') or ''}")
@@ -292,7 +284,7 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             return "\n".join(out)
         if cmd == "gc":
             return (f"removed {len(d['releases_removed'])} release(s) and {d['blobs_removed']} "
-                    f"blob(s), freed {_size(d['bytes_freed'])}")
+                    f"blob(s), freed {human_size(d['bytes_freed'])}")
         return "\n".join(f"{k}: {v}" for k, v in d.items())
 
     return fmt

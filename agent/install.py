@@ -52,6 +52,7 @@ from agent.recovery import undo
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
 from keys.bundle_format import BundleHead, BundleReader, LayoutCheck
+from keys.console import human_size
 from keys.errors import (
     AirlockError,
     FormatError,
@@ -81,14 +82,6 @@ def _peak_rss_mb() -> float | None:
     except OSError:
         pass
     return None
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _check_references(release: Release, store: ContentStore) -> None:
@@ -194,8 +187,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     if need + config.reserve_bytes > free:
         journal.append("refused", release=release.id, reason="no space", need=need, free=free)
         raise NoSpaceError(
-            f"installing {release.id} needs {_size(need)} (+{_size(config.reserve_bytes)} "
-            f"reserve) but {layout.root} has {_size(free)} free; run 'airlock-agent gc' "
+            f"installing {release.id} needs {human_size(need)} (+{human_size(config.reserve_bytes)} "
+            f"reserve) but {layout.root} has {human_size(free)} free; run 'airlock-agent gc' "
             "or free space, then retry"
         )
 

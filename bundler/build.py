@@ -13,6 +13,7 @@ instead of producing a bundle whose signature lies. Memory stays flat.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import os
@@ -39,7 +40,6 @@ from keys.console import progress
 from keys.errors import UsageError
 from keys.release import (
     FileInfo,
-    HealthSpec,
     Hooks,
     ModelEntry,
     Release,
@@ -226,7 +226,6 @@ def _model_entry(
     outputs: str | None,
     source: str,
 ) -> ModelEntry:
-    h = m.health
     file_name = model.annotations.get(_TITLE) or f"{m.name}.onnx"
     return ModelEntry(
         name=m.name,
@@ -236,17 +235,7 @@ def _model_entry(
         media_type=model.media_type,
         size=model.size,
         source=source,
-        health=HealthSpec(
-            inputs=inputs,
-            outputs=outputs,
-            rtol=h.rtol,
-            atol=h.atol,
-            runs=h.runs,
-            max_p95_ms=h.max_p95_ms,
-            max_memory_mb=h.max_memory_mb,
-            timeout_s=h.timeout_s,
-            providers=h.providers,
-        ),
+        health=dataclasses.replace(m.health.limits, inputs=inputs, outputs=outputs),
     )
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from keys.bundle_format import BundleReader
-from keys.console import Parser, add_command, emit, open_bundle, progress, run
+from keys.console import Parser, add_command, emit, human_size, open_bundle, progress, run
 from keys.errors import FormatError, UsageError
 from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
 from keys.release import Release
@@ -321,7 +321,7 @@ def _human(cmd: str) -> Any:
         if cmd == "build":
             return (
                 f"built {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}), "
-                f"{_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)\n"
+                f"{human_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)\n"
                 f"metadata sha256 {d['metadata_sha256']}"
             )
         if cmd == "verify":
@@ -332,18 +332,18 @@ def _human(cmd: str) -> Any:
         if cmd == "inspect":
             lines = [
                 f"{d['name']} {d['version']}  sequence {d['sequence']}  expires {d['expires']}",
-                f"size {_size(d['size'])} in {d['files']} files; signers: "
+                f"size {human_size(d['size'])} in {d['files']} files; signers: "
                 + ", ".join(k[:16] for k in d["signers"]),
             ]
             if d["verified_role"]:
                 lines.append(f"signatures verified for role '{d['verified_role']}'")
             for m in d["models"]:
                 lines.append(
-                    f"  model {m['name']}: {m['file']} {_size(m['size'])}"
+                    f"  model {m['name']}: {m['file']} {human_size(m['size'])}"
                     + (" + golden data" if m["golden"] else "")
                 )
             for i in d["images"]:
-                lines.append(f"  image {i['ref']} ({i['platform']}) {_size(i['size'])}")
+                lines.append(f"  image {i['ref']} ({i['platform']}) {human_size(i['size'])}")
             if d["flags"]:
                 lines.append("  flags: " + ", ".join(f"{k}={v}" for k, v in d["flags"].items()))
             if d["rings"]:
@@ -352,14 +352,6 @@ def _human(cmd: str) -> Any:
         return "\n".join(f"{k}: {v}" for k, v in d.items())
 
     return fmt
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"
 
 
 def _main(argv: list[str]) -> int:

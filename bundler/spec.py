@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from keys.errors import SpecError
+from keys.release import HealthSpec
 from keys.trust import parse_duration
 
 __all__ = ["HealthFiles", "HooksSpec", "ImageSpec", "ModelSpec", "Spec", "load_spec"]
@@ -29,17 +30,13 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 @dataclass(frozen=True)
 class HealthFiles:
+    """Where the golden data comes from, and the budgets that go into the release as they are."""
+
     inputs: Path | None = None
     outputs: Path | None = None
     inputs_ref: str | None = None  # golden data inside the model's OCI artifact
     outputs_ref: str | None = None
-    rtol: float = 1e-4
-    atol: float = 1e-5
-    runs: int = 20
-    max_p95_ms: float | None = None
-    max_memory_mb: float | None = None
-    timeout_s: float = 60.0
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    limits: HealthSpec = field(default_factory=HealthSpec)  # its inputs/outputs stay None here
 
 
 @dataclass(frozen=True)
@@ -296,13 +293,15 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
             outputs=outputs,
             inputs_ref=inputs_ref,
             outputs_ref=outputs_ref,
-            rtol=h.number("rtol", 1e-4),
-            atol=h.number("atol", 1e-5),
-            runs=runs,
-            max_p95_ms=h.number("max_p95_ms", None),
-            max_memory_mb=h.number("max_memory_mb", None),
-            timeout_s=timeout,
-            providers=tuple(str(p) for p in providers),
+            limits=HealthSpec(
+                rtol=h.number("rtol", 1e-4),
+                atol=h.number("atol", 1e-5),
+                runs=runs,
+                max_p95_ms=h.number("max_p95_ms", None),
+                max_memory_mb=h.number("max_memory_mb", None),
+                timeout_s=timeout,
+                providers=tuple(str(p) for p in providers),
+            ),
         )
     return ModelSpec(name, model_path, ref, health)
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from keys.errors import AirlockError, UsageError
 
-__all__ = ["Parser", "add_command", "emit", "open_bundle", "progress", "run"]
+__all__ = ["Parser", "add_command", "emit", "human_size", "open_bundle", "progress", "run"]
 
 
 class Parser(argparse.ArgumentParser):
@@ -114,3 +114,12 @@ def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
         yield tick
     finally:
         bar.close()
+
+
+def human_size(n: float) -> str:
+    """1536 -> '1.5 KiB'."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
