@@ -435,7 +435,10 @@ def verify_bundle(
     layout = LayoutCheck(release.files, release.delta.expects if release.delta else ())
     for member in reader.files(release.files):
         if layout.wants(member.path):
-            layout.see(member.path, member.read_all())
+            data = member.read_all()
+            layout.see(member.path, data)
+            if progress:
+                progress(len(data))
         else:
             member.verify(progress)
     return verified
