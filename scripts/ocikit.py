@@ -104,8 +104,23 @@ class Registry:
                 proc.kill()
                 proc.wait()
 
-    def blob_gets(self) -> int:
-        """How many blob downloads the registry has served (from its access log)."""
+    def blob_gets(self, settle: float = 0.3) -> int:
+        """How many blob downloads the registry has served (from its access log).
+
+        The registry logs a request after answering it, so a count read right
+        after a pull can miss the last one: wait until it stops changing.
+        """
+        count = self._blob_gets()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            time.sleep(settle)
+            again = self._blob_gets()
+            if again == count:
+                break
+            count = again
+        return count
+
+    def _blob_gets(self) -> int:
         text = self.log.read_text(errors="replace")
         return sum(
             1 for line in text.splitlines() if '"GET /v2/' in line and "/blobs/sha256:" in line
