@@ -14,6 +14,7 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import modelkit
 import ocikit
@@ -90,3 +91,26 @@ def content(registry: ocikit.Registry, tmp_path_factory: pytest.TempPathFactory)
         model_dir,
         base.digest,
     )
+
+
+def build_from(
+    registry_host: str, keys: Any, spec: Path, out: Path, cache: Path, *extra: Any
+) -> str:
+    """``airlock build`` of a spec that pulls from the loopback registry; its stdout."""
+    from tests.conftest import run_airlock
+
+    r = run_airlock(
+        "build",
+        spec,
+        "--key",
+        keys.release_key,
+        "-o",
+        out,
+        "--insecure",
+        registry_host,
+        "--cache",
+        cache,
+        *extra,
+    )
+    assert r.returncode == 0, r.stderr
+    return r.stdout

@@ -15,8 +15,8 @@ from pathlib import Path
 import ocikit
 import pytest
 
-from tests.conftest import Keys, run_agent, run_airlock
-from tests.registry.conftest import Content
+from tests.conftest import Keys, run_agent
+from tests.registry.conftest import Content, build_from
 
 pytestmark = pytest.mark.integration
 
@@ -32,19 +32,7 @@ def bundle(content: Content, keyset: Keys, tmp_path_factory: pytest.TempPathFact
         f"images:\n  - {content.app}\n  - {content.worker}\n"
     )
     out = d / "site-1.0.airlock"
-    r = run_airlock(
-        "build",
-        spec,
-        "--key",
-        keyset.release_key,
-        "-o",
-        out,
-        "--insecure",
-        content.host,
-        "--cache",
-        d / "cache",
-    )
-    assert r.returncode == 0, r.stderr
+    build_from(content.host, keyset, spec, out, d / "cache")
     return out
 
 

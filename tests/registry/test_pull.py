@@ -17,7 +17,7 @@ import ocikit
 import pytest
 
 from tests.conftest import Keys, run_airlock
-from tests.registry.conftest import Content, need_tools
+from tests.registry.conftest import Content, build_from, need_tools
 
 pytestmark = pytest.mark.integration
 
@@ -50,22 +50,7 @@ images:
 def _build(
     keyset: Keys, spec: Path, out: Path, c: Content, cache: Path, *extra: Any
 ) -> dict[str, Any]:
-    r = run_airlock(
-        "build",
-        spec,
-        "--key",
-        keyset.release_key,
-        "-o",
-        out,
-        "--insecure",
-        c.host,
-        "--cache",
-        cache,
-        "--json",
-        *extra,
-    )
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)  # type: ignore[no-any-return]
+    return json.loads(build_from(c.host, keyset, spec, out, cache, "--json", *extra))  # type: ignore[no-any-return]
 
 
 def _members(bundle: Path) -> dict[str, bytes]:

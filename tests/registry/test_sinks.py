@@ -15,8 +15,8 @@ import pytest
 from agent.sinks import make_sink
 from keys.errors import DeliveryError, UsageError
 from keys.release import Release
-from tests.conftest import Keys, run_airlock
-from tests.registry.conftest import Content
+from tests.conftest import Keys
+from tests.registry.conftest import Content, build_from
 
 pytestmark = pytest.mark.integration
 
@@ -35,19 +35,7 @@ def store(
         f"  - {content.worker}\n  - ref: {content.multi}\n    platform: linux/arm64\n"
     )
     out = d / "s.airlock"
-    r = run_airlock(
-        "build",
-        spec,
-        "--key",
-        keyset.release_key,
-        "-o",
-        out,
-        "--insecure",
-        content.host,
-        "--cache",
-        d / "cache",
-    )
-    assert r.returncode == 0, r.stderr
+    build_from(content.host, keyset, spec, out, d / "cache")
     with tarfile.open(out) as tar:
         tar.extractall(d / "x", filter="data")
     release = Release.from_metadata(
