@@ -78,21 +78,19 @@ step "device: install v1, then v2"
 airlock-agent install vision-1.1.0.airlock
 airlock-agent install vision-1.2.0.airlock
 
+# A failed install must exit 4 with the previous release active again.
+install_expect_4() {
+  local code=0
+  airlock-agent install "$1" || code=$?
+  echo "install $1 exited $code (4 = check failed, previous release active again)"
+  [ "$code" = 4 ] || { echo "demo: expected exit 4"; exit 1; }
+}
+
 step "device: install v3, whose model fails its golden check -> automatic rollback"
-set +e
-airlock-agent install vision-1.3.0.airlock
-code=$?
-set -e
-echo "install v3 exited $code (4 = health check failed, previous release active again)"
-[ "$code" = 4 ] || { echo "demo: expected exit 4"; exit 1; }
+install_expect_4 vision-1.3.0.airlock
 
 step "device: install v4: passes its check, switches, but its probe fails -> switched back"
-set +e
-airlock-agent install vision-1.4.0.airlock
-code=$?
-set -e
-echo "install v4 exited $code (4 = probe failed after the switch, previous release active again)"
-[ "$code" = 4 ] || { echo "demo: expected exit 4"; exit 1; }
+install_expect_4 vision-1.4.0.airlock
 
 step "device: status"
 airlock-agent status
