@@ -1,0 +1,25 @@
+"""The README's first command works: ./scripts/demo.sh, end to end, offline."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from conftest import REPO
+
+
+def test_demo_runs_the_whole_job() -> None:
+    r = subprocess.run(
+        [str(REPO / "scripts" / "demo.sh")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "AIRLOCK_ROOT")},
+    )
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    out = r.stdout
+    assert "OK vision-1.1.0.airlock" in out  # host verify
+    assert "installed vision 1.2.0 (sequence 2), active" in out
+    assert out.count("exited 4") == 2  # bad model, then failing probe: both rolled back
+    assert "active    vision 1.2.0 (sequence 2)" in out
+    assert "journal hash chain verified" in out
