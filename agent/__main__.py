@@ -1,3 +1,5 @@
+"""``python -m agent``: the same as the ``airlock-agent`` command."""
+
 from agent.cli import main
 
 main()
