@@ -231,14 +231,7 @@ class TrustRoot:
                 f"the trust root expired at {_fmt(self.expires)}; "
                 "carry a bundle with a rotated root ('airlock keys rotate')"
             )
-        if len(data) > MAX_METADATA_BYTES:
-            raise FormatError(f"release metadata is larger than {MAX_METADATA_BYTES} bytes")
-        try:
-            md: Metadata[Any] = Metadata.from_bytes(data)
-        except (DeserializationError, ValueError, TypeError, KeyError) as e:
-            raise FormatError(f"release metadata is not valid TUF metadata: {_cause(e)}") from None
-        if not isinstance(md.signed, Targets):
-            raise FormatError("release metadata is not of type 'targets'")
+        md = _parse_metadata(data, Targets, "release metadata")
 
         try:
             payload = ReleaseSerializer().serialize(md.signed)
@@ -320,15 +313,21 @@ def _fmt(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_root(data: bytes) -> Metadata[Root]:
+def _parse_metadata(data: bytes, kind: type[Root] | type[Targets], what: str) -> Metadata[Any]:
+    """Untrusted bytes -> TUF metadata of the expected type, or a FormatError naming the cause."""
     if len(data) > MAX_METADATA_BYTES:
-        raise FormatError("trust root is too large")
+        raise FormatError(f"{what} is larger than {MAX_METADATA_BYTES} bytes")
     try:
         md: Metadata[Any] = Metadata.from_bytes(data)
     except (DeserializationError, ValueError, TypeError, KeyError) as e:
-        raise FormatError(f"trust root is not valid TUF root metadata: {_cause(e)}") from None
-    if not isinstance(md.signed, Root):
-        raise FormatError("trust root is not of type 'root'")
+        raise FormatError(f"{what} is not valid TUF metadata: {_cause(e)}") from None
+    if not isinstance(md.signed, kind):
+        raise FormatError(f"{what} is not of type '{kind.type}'")
+    return md
+
+
+def _parse_root(data: bytes) -> Metadata[Root]:
+    md = _parse_metadata(data, Root, "trust root")
     try:
         md.signed_bytes  # noqa: B018 - the bytes signatures cover must exist
     except SerializationError as e:
