@@ -217,10 +217,17 @@ def write_multiarch(layout: Path, tag: str, per_arch: dict[str, Sequence[Layer]]
 
 
 def push(
-    layout: Path, tag: str, dest: str, fmt: str | None = None, all_platforms: bool = False
+    layout: Path,
+    tag: str,
+    dest: str,
+    fmt: str | None = None,
+    all_platforms: bool = False,
+    creds: str | None = None,
 ) -> None:
-    """``skopeo copy oci:LAYOUT:TAG docker://DEST`` over plain HTTP."""
+    """``skopeo copy oci:LAYOUT:TAG docker://DEST`` over plain HTTP (``creds``: USER:PASSWORD)."""
     cmd = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false"]
+    if creds:
+        cmd += ["--dest-creds", creds]
     if fmt:
         cmd += ["--format", fmt]
     if all_platforms:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,13 +94,13 @@ def content(registry: ocikit.Registry, tmp_path_factory: pytest.TempPathFactory)
     )
 
 
-def build_from(
+def run_build(
     registry_host: str, keys: Any, spec: Path, out: Path, cache: Path, *extra: Any
-) -> str:
-    """``airlock build`` of a spec that pulls from the loopback registry; its stdout."""
+) -> subprocess.CompletedProcess[str]:
+    """``airlock build`` of a spec that pulls from the loopback registry."""
     from tests.conftest import run_airlock
 
-    r = run_airlock(
+    return run_airlock(
         "build",
         spec,
         "--key",
@@ -112,5 +113,12 @@ def build_from(
         cache,
         *extra,
     )
+
+
+def build_from(
+    registry_host: str, keys: Any, spec: Path, out: Path, cache: Path, *extra: Any
+) -> str:
+    """:func:`run_build` that must succeed; its stdout."""
+    r = run_build(registry_host, keys, spec, out, cache, *extra)
     assert r.returncode == 0, r.stderr
     return r.stdout

@@ -68,22 +68,7 @@ def auth_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ocikit.R
     )
     with ocikit.Registry.start(d, htpasswd=htpasswd) as reg:
         layout = ocikit.write_image(d / "img", "1", [ocikit.random_layer(4096, seed=9)])
-        import subprocess
-
-        subprocess.run(
-            [
-                "skopeo",
-                "copy",
-                "--quiet",
-                "--dest-tls-verify=false",
-                "--dest-creds",
-                "alice:s3cret",
-                f"oci:{layout}:1",
-                f"docker://{reg.host}/private/app:1",
-            ],
-            check=True,
-            capture_output=True,
-        )
+        ocikit.push(layout, "1", f"{reg.host}/private/app:1", creds="alice:s3cret")
         yield reg
 
 

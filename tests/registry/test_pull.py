@@ -17,7 +17,7 @@ import ocikit
 import pytest
 
 from tests.conftest import Keys, run_airlock
-from tests.registry.conftest import Content, build_from, need_tools
+from tests.registry.conftest import Content, build_from, need_tools, run_build
 
 pytestmark = pytest.mark.integration
 
@@ -218,18 +218,7 @@ def test_unknown_platform_names_what_the_index_has(
     spec = _spec(
         tmp_path, content, f"images:\n  - ref: {content.multi}\n    platform: linux/s390x\n"
     )
-    r = run_airlock(
-        "build",
-        spec,
-        "--key",
-        keyset.release_key,
-        "-o",
-        tmp_path / "b.airlock",
-        "--insecure",
-        content.host,
-        "--cache",
-        tmp_path / "c",
-    )
+    r = run_build(content.host, keyset, spec, tmp_path / "b.airlock", tmp_path / "c")
     assert r.returncode == 1
     assert "linux/s390x" in r.stderr and "linux/amd64, linux/arm64" in r.stderr
     assert "Traceback" not in r.stderr
@@ -256,18 +245,7 @@ def test_single_platform_image_must_match_the_spec(
     content: Content, keyset: Keys, tmp_path: Path
 ) -> None:
     spec = _spec(tmp_path, content, f"images:\n  - ref: {content.app}\n    platform: linux/arm64\n")
-    r = run_airlock(
-        "build",
-        spec,
-        "--key",
-        keyset.release_key,
-        "-o",
-        tmp_path / "b.airlock",
-        "--insecure",
-        content.host,
-        "--cache",
-        tmp_path / "c",
-    )
+    r = run_build(content.host, keyset, spec, tmp_path / "b.airlock", tmp_path / "c")
     assert r.returncode == 1
     assert "built for linux/amd64" in r.stderr and "linux/arm64" in r.stderr
 

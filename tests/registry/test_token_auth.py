@@ -30,20 +30,7 @@ def token_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ocikit.
     with tokens.serve(), ocikit.Registry.start(d / "reg", token=tokens.registry_config) as reg:
         layout = ocikit.write_image(d / "img", "1", [ocikit.random_layer(8192, seed=21)])
         for repo in ("public/app", "private/app"):
-            subprocess.run(
-                [
-                    "skopeo",
-                    "copy",
-                    "--quiet",
-                    "--dest-tls-verify=false",
-                    "--dest-creds",
-                    "bob:pw",
-                    f"oci:{layout}:1",
-                    f"docker://{reg.host}/{repo}:1",
-                ],
-                check=True,
-                capture_output=True,
-            )
+            ocikit.push(layout, "1", f"{reg.host}/{repo}:1", creds="bob:pw")
         yield reg
 
 
