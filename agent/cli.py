@@ -28,8 +28,17 @@ from agent.durable import fsync_dir, write_atomic, write_json
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout, root_from_env
 from agent.lock import AgentLock
-from keys.console import Parser, add_command, emit, human_size, open_bundle, progress, run
-from keys.errors import LockedError, RejectedError, UsageError
+from airlock.console import (
+    Parser,
+    add_command,
+    emit,
+    human_size,
+    open_bundle,
+    progress,
+    read_input,
+    run,
+)
+from airlock.errors import LockedError, RejectedError, UsageError
 from keys.keyfile import generate_keypair
 from keys.trust import TrustRoot
 
@@ -114,7 +123,7 @@ def _sink_config(kind: str, options: list[str]) -> dict[str, Any]:
 def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     if layout.is_initialised():
         raise UsageError(f"{layout.root} is already initialised; use another --root")
-    trust = TrustRoot.from_file(a.trust)
+    trust = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
     for d in layout.directories():
         d.mkdir(parents=True, exist_ok=True)
     with AgentLock(layout.lock):

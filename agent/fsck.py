@@ -28,7 +28,6 @@ agent command holds the lock.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,12 +37,10 @@ from agent.durable import fsync_dir, remove_tree
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link, set_link
-from keys.errors import AirlockError
+from airlock.errors import AirlockError
+from airlock.oci import hash_file
 
 __all__ = ["Problem", "fsck"]
-
-_CHUNK = 1 << 20
-
 
 @dataclass(frozen=True)
 class Problem:
@@ -51,14 +48,6 @@ class Problem:
     #            | pending-operation | staging-leftover
     path: str  # relative to ROOT
     detail: str
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class _Scan:
@@ -96,7 +85,7 @@ class _Scan:
                 continue
             self.blobs += 1
             try:
-                actual = _sha256(p)
+                actual = hash_file(p)[0]
             except OSError as e:
                 actual = f"unreadable ({e.strerror})"
             if actual != p.name:
@@ -148,7 +137,7 @@ class _Scan:
                     same = os.stat(f).st_ino == os.stat(layout.blob(digest)).st_ino
                 except OSError:
                     return f"model file models/{m.name}/{name} is missing"
-                if not same and _sha256(f) != digest[7:]:
+                if not same and hash_file(f)[0] != digest[7:]:
                     return f"model file models/{m.name}/{name} differs from its blob"
         return None
 

@@ -19,7 +19,7 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.store import ContentStore
 from agent.switch import read_link
-from keys.errors import UsageError
+from airlock.errors import UsageError
 
 __all__ = ["gc"]
 

@@ -51,9 +51,9 @@ from agent.layout import Layout
 from agent.recovery import undo
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
-from keys.bundle_format import BundleHead, BundleReader, LayoutCheck
-from keys.console import human_size
-from keys.errors import (
+from airlock.bundle import BundleHead, BundleReader
+from airlock.console import human_size
+from airlock.errors import (
     AirlockError,
     FormatError,
     HealthCheckError,
@@ -61,8 +61,9 @@ from keys.errors import (
     RejectedError,
     RollbackError,
 )
-from keys.release import BLOB_PREFIX, Release
-from keys.trust import MAX_METADATA_BYTES, TrustRoot
+from airlock.oci import BLOB_PREFIX
+from keys.release import Release
+from keys.trust import TrustRoot
 
 __all__ = ["install", "load_sequences"]
 
@@ -103,19 +104,13 @@ def _check_references(release: Release, store: ContentStore) -> None:
 
 def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
                  store: ContentStore) -> tuple[BundleHead, TrustRoot, TrustRoot, Any]:
-    trust = TrustRoot.from_file(layout.trust_root)
+    trust = layout.load_trust()
     head = reader.head()
-    new_trust, verified = trust.verify_head(head, ring=ring)
+    new_trust, verified = trust.verify_head(head.release_json, head.root_json, ring=ring)
     release = verified.release
     new_trust.check_sequence(release, load_sequences(layout).get(release.name))
     _check_references(release, store)
     return head, trust, new_trust, verified
-
-
-def _read_manifest(path: Path, name: str) -> bytes:
-    if path.stat().st_size > MAX_METADATA_BYTES:
-        raise FormatError(f"{name} is larger than any manifest may be")
-    return path.read_bytes()
 
 
 def _write_file(path: Path, data: bytes) -> None:
@@ -274,23 +269,16 @@ class _Job:
         skipped = written = 0
         meta: dict[str, bytes] = {}
         delta = self.release.delta
-        oci = LayoutCheck(self.release.files, delta.expects if delta else ())
-        for member in reader.files(self.release.files):
-            check_oci = oci.wants(member.path)
+        for member in reader.files(self.release.files, delta.expects if delta else ()):
             if member.path.startswith(BLOB_PREFIX):
                 if self.store.has(member.digest):
                     member.verify(progress)
                     skipped += 1
-                    where = self.store.path(member.digest)
                 else:
-                    where = self.staged[member.digest] = self.store.stage(member, progress)
+                    self.staged[member.digest] = self.store.stage(member, progress)
                     written += member.info.length
-                if check_oci:  # a manifest: small, and its digest verified by now
-                    oci.see(member.path, _read_manifest(where, member.path))
             else:
                 meta[member.path] = member.read_all()
-                if check_oci:
-                    oci.see(member.path, meta[member.path])
                 if progress:
                     progress(len(meta[member.path]))
         self.store.commit(self.staged)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.durable import fsync_dir
-from keys.errors import DigestError
+from airlock.errors import DigestError
 
 __all__ = ["GENESIS", "Journal"]
 

@@ -32,10 +32,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from tuf.api.metadata import Metadata
 
-from keys.errors import FormatError, NotInitialisedError, UsageError
-from keys.release import Release, digest_hex
+from airlock.errors import FormatError, NotInitialisedError, UsageError
+from airlock.limits import RESERVE_BYTES
+from airlock.oci import digest_hex
+from keys.release import Release
+from keys.trust import TrustRoot
 
 __all__ = ["DEFAULT_ROOT", "AgentConfig", "Layout", "root_from_env"]
 
@@ -56,7 +58,7 @@ class AgentConfig:
     ring: str | None = None
     sink: dict[str, Any] = field(default_factory=lambda: {"type": "oci-dir"})
     #: Free space kept on top of what an install writes (bytes).
-    reserve_bytes: int = 16 * 1024 * 1024
+    reserve_bytes: int = RESERVE_BYTES
 
     def to_dict(self) -> dict[str, Any]:
         return {"device_id": self.device_id, "ring": self.ring, "sink": self.sink,
@@ -72,7 +74,7 @@ class AgentConfig:
             raise UsageError(f"{where}: 'sink' must be a mapping with a 'type'")
         if ring is not None and not isinstance(ring, str):
             raise UsageError(f"{where}: 'ring' must be a string")
-        reserve = raw.get("reserve_bytes", 16 * 1024 * 1024)
+        reserve = raw.get("reserve_bytes", RESERVE_BYTES)
         if not isinstance(reserve, int) or reserve < 0:
             raise UsageError(f"{where}: 'reserve_bytes' must be a non-negative integer")
         return cls(raw["device_id"], ring, dict(sink), reserve)
@@ -168,9 +170,15 @@ class Layout:
         """The release metadata of an installed release (verified when it was installed)."""
         path = self.release_dir(release_id) / "release.json"
         try:
-            md: Metadata[Any] = Metadata.from_bytes(path.read_bytes())
+            data = path.read_bytes()
         except OSError as e:
             raise FormatError(f"cannot read {path}: {e.strerror}") from None
-        except Exception as e:
-            raise FormatError(f"{path} is not valid release metadata: {e}") from None
-        return Release.from_metadata(md)
+        return Release.from_bytes(data)
+
+    def load_trust(self) -> TrustRoot:
+        """The device's trust root; verified against itself as it is read."""
+        try:
+            data = self.trust_root.read_bytes()
+        except OSError as e:
+            raise UsageError(f"cannot read trust root {self.trust_root}: {e.strerror}") from None
+        return TrustRoot.from_bytes(data)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from keys.errors import LockedError
+from airlock.errors import LockedError
 
 __all__ = ["AgentLock", "lock_holder"]
 

@@ -19,7 +19,7 @@ from agent.faults import crash_point
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link
-from keys.errors import HealthCheckError, PreconditionError
+from airlock.errors import HealthCheckError, PreconditionError
 
 __all__ = ["check", "rollback"]
 

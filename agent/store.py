@@ -9,7 +9,7 @@ Releases reference blobs through hard links, which cost no space::
 
     store = ContentStore(layout)
     if not store.has(member.digest):
-        staged[member.digest] = store.stage(member)   # member: keys.bundle_format.BundleFile
+        staged[member.digest] = store.stage(member)   # member: airlock.bundle.BundleFile
     store.commit(staged)           # after the last member was read and checked
     store.link(digest, release_dir / "models" / "detector" / "model.onnx")
     store.gc(keep={...})           # delete blobs no kept release uses
@@ -25,7 +25,7 @@ from pathlib import Path
 from agent.durable import fsync_dir
 from agent.faults import crash_point
 from agent.layout import Layout
-from keys.bundle_format import BundleFile
+from airlock.bundle import BundleFile
 
 __all__ = ["ContentStore"]
 

@@ -24,7 +24,7 @@ from typing import Any
 from agent.durable import fsync_dir, read_json, write_json
 from agent.faults import crash_point
 from agent.layout import Layout
-from keys.errors import FormatError
+from airlock.errors import FormatError
 
 __all__ = ["Transaction", "point_links", "read_link", "set_link"]
 

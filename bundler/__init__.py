@@ -1,5 +1,10 @@
-"""Airlock's connected-host side: specs, builds, registry pulls, fleet pushes.
+"""Airlock's connected-host side: ``airlock``.
 
-from bundler.build import build_bundle
-from bundler.spec import load_spec
+Reads a release spec, pulls what it names from registries, signs, and
+writes one bundle; verifies bundles the way devices do. The modules are named for what they do: spec (``airlock.yaml``),
+artifacts (the OCI layout being assembled), pull (registry models and
+images), cache (the pull cache), build (sign and write), verify, cli.
+
+    from bundler.build import build_bundle
+    from bundler.spec import load_spec
 """

@@ -18,12 +18,11 @@ writes are atomic renames. Delete the directory to empty it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from pathlib import Path
 
-from keys.release import digest_hex
+from airlock.oci import digest_hex, hash_file
 
 __all__ = ["BlobCache", "default_cache_dir"]
 
@@ -37,7 +36,6 @@ class BlobCache:
     def __init__(self, root: Path | None) -> None:
         self.root = root if root is not None else default_cache_dir()
         self.hits = 0
-        self.misses = 0
         self.downloaded_bytes = 0
 
     def path(self, digest: str) -> Path:
@@ -53,22 +51,11 @@ class BlobCache:
         """The cached file of ``digest``; calls ``download(dest)`` on a miss."""
         dest = self.path(digest)
         if self.has(digest, size):
-            if _sha256(dest) == digest:
+            if "sha256:" + hash_file(dest)[0] == digest:
                 self.hits += 1
                 return dest
             dest.unlink(missing_ok=True)  # damaged on disk: fetch it again
-        self.misses += 1
         dest.parent.mkdir(parents=True, exist_ok=True)
         download(dest)
         self.downloaded_bytes += size
         return dest
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    buf = bytearray(1024 * 1024)
-    view = memoryview(buf)
-    with path.open("rb") as f:
-        while n := f.readinto(buf):
-            h.update(view[:n])
-    return "sha256:" + h.hexdigest()

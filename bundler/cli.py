@@ -14,18 +14,27 @@ import hashlib
 from pathlib import Path
 from typing import Any, NoReturn
 
-from keys.bundle_format import BundleReader
-from keys.console import Parser, add_command, emit, human_size, open_bundle, progress, run
-from keys.errors import FormatError, UsageError
+from airlock.bundle import BundleReader
+from airlock.console import (
+    Parser,
+    add_command,
+    emit,
+    human_size,
+    open_bundle,
+    phase_bars,
+    progress,
+    read_input,
+    run,
+)
+from airlock.errors import UsageError
 from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
-from keys.release import Release
+from keys.release import Release, parse_metadata
 from keys.trust import (
     RingSigner,
     TrustRoot,
     create_root,
     parse_duration,
     rotate_root,
-    verify_bundle,
 )
 
 __all__ = ["main"]
@@ -200,7 +209,7 @@ def _keys(a: argparse.Namespace) -> dict[str, Any]:
             ring_signers=rings or (),
         )
     else:
-        old = TrustRoot.from_file(a.trust)
+        old = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
         md = rotate_root(
             old,
             root_signers,
@@ -229,16 +238,21 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
     signers = [load_signer(p, passphrase) for p in a.key]
     root_json = None
     if a.root is not None:
-        root_json = TrustRoot.from_file(a.root).to_bytes()
+        root_json = TrustRoot.from_bytes(read_input(a.root, "trust root")).to_bytes()
     output = a.output or Path(f"{spec.name}-{spec.version}.airlock")
     options = {"auth": a.registry_auth, "insecure": a.insecure, "cache": a.cache}
-    result = build_bundle(spec, signers, output, root_json=root_json, registry_options=options)
+    with phase_bars() as bars:
+        result = build_bundle(
+            spec, signers, output, root_json=root_json, registry_options=options, progress=bars
+        )
     return result.to_dict()
 
 
 def _verify(a: argparse.Namespace) -> dict[str, Any]:
-    trust = TrustRoot.from_file(a.trust)
+    trust = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
     f, size = open_bundle(str(a.bundle))
+    from bundler.verify import verify_bundle
+
     with f, progress(size, "verifying") as tick:
         verified = verify_bundle(f, trust, ring=a.ring, progress=tick)
     r = verified.release
@@ -256,19 +270,17 @@ def _verify(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _inspect(a: argparse.Namespace) -> dict[str, Any]:
-    from tuf.api.metadata import Metadata
+    from tuf.api.metadata import Targets
 
     f, _ = open_bundle(str(a.bundle))
     with f:
         head = BundleReader(f).head()
     verified_role = None
     if a.trust is not None:
-        _, verified = TrustRoot.from_file(a.trust).verify_head(head)
+        trust = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
+        _, verified = trust.verify_head(head.release_json, head.root_json)
         verified_role = verified.role
-    try:
-        md: Metadata[Any] = Metadata.from_bytes(head.release_json)
-    except Exception as e:
-        raise FormatError(f"release metadata is not valid TUF metadata: {e}") from None
+    md = parse_metadata(head.release_json, Targets, "release metadata")
     r = Release.from_metadata(md)
     size = sum(i.length for i in r.files.values())
     return {

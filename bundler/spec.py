@@ -11,7 +11,6 @@ The fields are documented in docs/spec.md.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,13 +18,11 @@ from typing import Any
 
 import yaml
 
-from keys.errors import SpecError
-from keys.release import HealthSpec
+from airlock.errors import SpecError
+from keys.release import HealthSpec, Hooks, is_plain_name
 from keys.trust import parse_duration
 
-__all__ = ["HealthFiles", "HooksSpec", "ImageSpec", "ModelSpec", "Spec", "load_spec"]
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+__all__ = ["HealthFiles", "ImageSpec", "ModelSpec", "Spec", "load_spec"]
 
 
 @dataclass(frozen=True)
@@ -53,13 +50,6 @@ class ImageSpec:
     platforms: tuple[str, ...] = ("linux/amd64",)
 
 
-@dataclass(frozen=True)
-class HooksSpec:
-    post_switch: str | None = None
-    probe: str | None = None
-    probe_window_s: float = 30.0
-
-
 @dataclass
 class Spec:
     path: Path
@@ -70,7 +60,7 @@ class Spec:
     models: list[ModelSpec] = field(default_factory=list)
     images: list[ImageSpec] = field(default_factory=list)
     flags: dict[str, Any] = field(default_factory=dict)
-    hooks: HooksSpec = field(default_factory=HooksSpec)
+    hooks: Hooks = field(default_factory=Hooks)
     rings: list[str] = field(default_factory=list)
 
 
@@ -162,7 +152,7 @@ def _line(node: yaml.Node | None) -> int | None:
 
 def _plain_name(f: _Fields, key: str) -> str:
     v = f.text(key)
-    if not _NAME.match(v):
+    if not is_plain_name(v):
         raise f.error(key, "must be letters, digits, '.', '_' or '-' (at most 128)")
     return str(v)
 
@@ -224,14 +214,14 @@ def load_spec(path: Path) -> Spec:
     for k in flags:
         if not isinstance(k, str):
             raise top.error("flags", "flag names must be strings")
-    hooks = HooksSpec()
+    hooks = Hooks()
     h = top.sub("hooks", {"post_switch", "probe", "probe_window_s"})
     if h is not None:
-        hooks = HooksSpec(
+        hooks = Hooks(
             h.text("post_switch", None), h.text("probe", None), h.number("probe_window_s", 30.0)
         )
     rings = top.value("rings", (list,), "a list of ring names", [])
-    if not all(isinstance(r, str) and _NAME.match(r) for r in rings):
+    if not all(is_plain_name(r) for r in rings):
         raise top.error("rings", "must be a list of plain ring names")
     if not models and not images:
         raise SpecError(

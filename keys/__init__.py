@@ -1,18 +1,20 @@
-"""Airlock trust: keys, the trust root, signed release metadata and the bundle format.
+"""Airlock trust: key files, the trust root, every trust decision, release metadata.
 
-Both sides of the air gap import this package and nothing else of each other:
-the bundler writes bundles with :func:`keys.bundle_format.write_bundle`, the
-agent reads them with :class:`keys.bundle_format.BundleReader`, and every
-decision about signatures, thresholds, expiry, rollback and rings is made by
-:class:`keys.trust.TrustRoot`.
+Trust decides; callers do the I/O (python-tuf's ``trusted_metadata_set``
+split). Nothing here opens a bundle: it is handed the bytes a reader took
+from one (``airlock.bundle``) and answers with a verdict or a
+:class:`~airlock.errors.RejectedError`:
 
-    from keys.bundle_format import BundleReader
+* ``keyfile``  Ed25519 key files (0600, optionally passphrase-encrypted)
+* ``trust``    the TUF root, rotation, thresholds, ring signers, expiry, anti-rollback
+* ``release``  the signed release metadata (a TUF ``targets`` document)
+
+Example::
+
     from keys.trust import TrustRoot
 
-    root = TrustRoot.from_file(Path("root.json"))
-    with open("vision-1.2.0.airlock", "rb") as f:
-        reader = BundleReader(f)
-        root, verified = root.verify_head(reader.head())
-        for member in reader.files(verified.release.files):
-            member.verify()
+    root = TrustRoot.from_bytes(Path("root.json").read_bytes())
+    head = BundleReader(stream).head()
+    new_root, verified = root.verify_head(head.release_json, head.root_json, ring="canary")
+    print(verified.release.name, verified.role)
 """

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
-from keys.errors import UsageError
+from airlock.errors import UsageError
 
 __all__ = ["generate_keypair", "load_public_key", "load_signer", "passphrase_from_env"]
 

@@ -28,47 +28,63 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from tuf.api.metadata import Metadata, Signed, TargetFile, Targets
-from tuf.api.serialization import SerializationError, SignedSerializer
+from tuf.api.metadata import Metadata, Root, Signed, TargetFile, Targets
+from tuf.api.serialization import DeserializationError, SerializationError, SignedSerializer
 
-from keys.errors import FormatError
+from airlock.bundle import FileInfo
+from airlock.errors import FormatError
+from airlock.limits import (
+    MAX_HEALTH_RUNS,
+    MAX_JSON_DEPTH,
+    MAX_METADATA_BYTES,
+    MAX_NAME_LENGTH,
+    MAX_SEQUENCE,
+)
+from airlock.oci import BLOB_PREFIX, blob_path, digest_hex
 
 __all__ = [
-    "BLOB_PREFIX",
     "Delta",
-    "FileInfo",
     "HealthSpec",
     "Hooks",
     "ImageEntry",
     "ModelEntry",
     "Release",
     "ReleaseSerializer",
-    "blob_path",
-    "digest_hex",
+    "is_plain_name",
+    "parse_metadata",
 ]
 
-BLOB_PREFIX = "blobs/sha256/"
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-# The largest sequence a release may carry. Beyond it a signed release could
-# "fast-forward" a device to a number no later release can exceed, and other
-# JSON readers (the fleet table, jq) lose precision.
-MAX_SEQUENCE = 2**53 - 1
-# Nothing a release says needs deeper nesting; deeper JSON is a resource attack.
-_MAX_DEPTH = 32
-_MAX_RUNS = 100_000
+# Release, model, file and ring names become file names on devices.
+_PLAIN_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}$")
 
 
-def digest_hex(digest: str) -> str:
-    """``sha256:<hex>`` -> ``<hex>``, refusing anything else."""
-    if not _DIGEST.match(digest):
-        raise FormatError(f"not a sha256 digest: {digest[:80]!r}")
-    return digest[7:]
+def is_plain_name(text: object) -> bool:
+    """The one naming rule: letters, digits, ``.``, ``_``, ``-``; no leading dot; bounded."""
+    return isinstance(text, str) and _PLAIN_NAME.match(text) is not None
 
 
-def blob_path(digest: str) -> str:
-    """The path of a blob inside the OCI layout (and the bundle tar)."""
-    return BLOB_PREFIX + digest_hex(digest)
+def parse_metadata(data: bytes, kind: type[Root] | type[Targets], what: str) -> Metadata[Any]:
+    """Untrusted bytes -> TUF metadata of the expected type, or a FormatError naming the cause.
+
+    The one parse of metadata whose signatures are not checked yet (a trust
+    root, a release in a bundle, ``airlock inspect``): bounded in size first.
+    """
+    if len(data) > MAX_METADATA_BYTES:
+        raise FormatError(f"{what} is larger than {MAX_METADATA_BYTES} bytes")
+    try:
+        md: Metadata[Any] = Metadata.from_bytes(data)
+    except (DeserializationError, ValueError, TypeError, KeyError, RecursionError) as e:
+        raise FormatError(f"{what} is not valid TUF metadata: {_cause(e)}") from None
+    if not isinstance(md.signed, kind):
+        raise FormatError(f"{what} is not of type '{kind.type}'")
+    return md
+
+
+def _cause(e: BaseException) -> str:
+    """The message that names the problem: TUF wraps it as 'Failed to deserialize JSON'."""
+    inner = e.__cause__ or e
+    text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
+    return text[:200]
 
 
 class ReleaseSerializer(SignedSerializer):
@@ -92,14 +108,6 @@ class ReleaseSerializer(SignedSerializer):
             ).encode()
         except (TypeError, ValueError) as e:
             raise SerializationError(str(e)) from e
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """A file of the bundle's OCI layout as the signature vouches for it."""
-
-    length: int
-    sha256: str  # hex
 
 
 @dataclass(frozen=True)
@@ -198,6 +206,11 @@ class Release:
         return Metadata(signed)
 
     @classmethod
+    def from_bytes(cls, data: bytes) -> Release:
+        """A release from its JSON, bounded and strict; signatures are not checked here."""
+        return cls.from_metadata(parse_metadata(data, Targets, "release metadata"))
+
+    @classmethod
     def from_metadata(cls, md: Metadata[Any]) -> Release:
         """Read a release from (already verified) metadata; strict about every field."""
         signed = md.signed
@@ -221,7 +234,7 @@ class Release:
                 raise FormatError(f"release lists {path!r} under another digest")
             files[path] = FileInfo(target.length, sha)
         name = r.text("name")
-        if not _NAME.match(name):
+        if not is_plain_name(name):
             raise FormatError(f"release name {name!r} is not a plain name")
         hooks = r.sub("hooks")
         delta_raw = body.get("delta")
@@ -286,8 +299,8 @@ class Release:
 
 
 def _check_depth(value: Any, where: str, depth: int) -> None:
-    if depth > _MAX_DEPTH:
-        raise FormatError(f"release field '{where}' is nested deeper than {_MAX_DEPTH} levels")
+    if depth > MAX_JSON_DEPTH:
+        raise FormatError(f"release field '{where}' is nested deeper than {MAX_JSON_DEPTH} levels")
     if isinstance(value, dict):
         for k, v in value.items():
             _check_depth(v, f"{where}.{k}", depth + 1)
@@ -383,12 +396,12 @@ def _model_from(r: _Reader) -> ModelEntry:
     h = r.sub("health")
     name = r.text("name")
     file_name = r.text("file_name")
-    if not _NAME.match(name) or not _NAME.match(file_name):
+    if not is_plain_name(name) or not is_plain_name(file_name):
         raise FormatError(f"model name {name!r} or file name {file_name!r} is not a plain name")
     providers = h.texts("providers") or ["CPUExecutionProvider"]
     runs = h.number("runs", 20)
-    if not 1 <= runs <= _MAX_RUNS:
-        raise FormatError(f"model {name!r}: health.runs must be between 1 and {_MAX_RUNS}")
+    if not 1 <= runs <= MAX_HEALTH_RUNS:
+        raise FormatError(f"model {name!r}: health.runs must be between 1 and {MAX_HEALTH_RUNS}")
     return ModelEntry(
         name=name,
         manifest=r.digest("manifest"),

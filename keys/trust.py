@@ -14,7 +14,7 @@ Everything that decides whether a signature, an expiry, a version or a ring is
 acceptable lives in :meth:`TrustRoot.verify_release` and
 :meth:`TrustRoot.rotate`; other modules ask, they never decide::
 
-    root = TrustRoot.from_file(Path("root.json"))
+    root = TrustRoot.from_bytes(Path("root.json").read_bytes())   # callers do the I/O
     verified = root.verify_release(release_json_bytes, ring="canary")
     print(verified.release.name, verified.role, verified.rings)
 """
@@ -22,19 +22,17 @@ acceptable lives in :meth:`TrustRoot.verify_release` and
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from securesystemslib.signer import Key, Signer
 from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Role, Root, Targets
-from tuf.api.serialization import DeserializationError, SerializationError
+from tuf.api.serialization import SerializationError
 
-from keys.bundle_format import BundleHead, BundleReader, LayoutCheck
-from keys.errors import (
+from airlock.errors import (
     ExpiredError,
     FormatError,
     PolicyError,
@@ -42,7 +40,7 @@ from keys.errors import (
     SignatureError,
     UsageError,
 )
-from keys.release import Release, ReleaseSerializer
+from keys.release import Release, ReleaseSerializer, parse_metadata
 
 __all__ = [
     "RingSigner",
@@ -51,14 +49,10 @@ __all__ = [
     "create_root",
     "parse_duration",
     "rotate_root",
-    "verify_bundle",
 ]
 
 RELEASE_ROLE = "targets"
 _DELEGATIONS = "x-airlock-delegations"
-# Signed metadata is read whole into memory; a bound keeps a hostile bundle
-# from feeding "endless data" here. Generous: 100k blobs fit in ~20 MB.
-MAX_METADATA_BYTES = 32 * 1024 * 1024
 
 
 def parse_duration(text: str) -> timedelta:
@@ -171,14 +165,6 @@ class TrustRoot:
             _verify_threshold(md.signed, "root", md, "trust root")
         return cls(md)
 
-    @classmethod
-    def from_file(cls, path: Path) -> TrustRoot:
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise UsageError(f"cannot read trust root {path}: {e.strerror}") from e
-        return cls.from_bytes(data)
-
     def to_bytes(self) -> bytes:
         return self.md.to_bytes()
 
@@ -231,7 +217,7 @@ class TrustRoot:
                 f"the trust root expired at {_fmt(self.expires)}; "
                 "carry a bundle with a rotated root ('airlock keys rotate')"
             )
-        md = _parse_metadata(data, Targets, "release metadata")
+        md = parse_metadata(data, Targets, "release metadata")
 
         try:
             payload = ReleaseSerializer().serialize(md.signed)
@@ -258,16 +244,22 @@ class TrustRoot:
         return VerifiedRelease(release, role, signers, rings)
 
     def verify_head(
-        self, head: BundleHead, *, ring: str | None = None, now: datetime | None = None
+        self,
+        release_json: bytes,
+        root_json: bytes | None = None,
+        *,
+        ring: str | None = None,
+        now: datetime | None = None,
     ) -> tuple[TrustRoot, VerifiedRelease]:
         """Verify a bundle's metadata; a root it carries is rotated to first.
 
-        Returns the trust root to use from now on (``self`` when the bundle
-        carries none) and the verified release. The caller persists the new
-        root only once the whole install has succeeded.
+        Takes the bytes the caller read (python-tuf's split: trust decides,
+        callers do the I/O). Returns the trust root to use from now on
+        (``self`` when the bundle carries none) and the verified release. The
+        caller persists the new root only once the whole install has succeeded.
         """
-        trust = self.rotate(head.root_json, now=now) if head.root_json is not None else self
-        return trust, trust.verify_release(head.release_json, ring=ring, now=now)
+        trust = self.rotate(root_json, now=now) if root_json is not None else self
+        return trust, trust.verify_release(release_json, ring=ring, now=now)
 
     def check_sequence(self, release: Release, highest_seen: int | None) -> None:
         """Anti-rollback: refuse a sequence lower than one already accepted."""
@@ -302,37 +294,17 @@ class TrustRoot:
         return keyid in self.md.signed.keys or (d is not None and keyid in d.keys)
 
 
-def _cause(e: Exception) -> str:
-    """The message that names the problem: TUF wraps it as 'Failed to deserialize JSON'."""
-    inner = e.__cause__ or e
-    text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
-    return text[:200]
-
-
 def _fmt(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _parse_metadata(data: bytes, kind: type[Root] | type[Targets], what: str) -> Metadata[Any]:
-    """Untrusted bytes -> TUF metadata of the expected type, or a FormatError naming the cause."""
-    if len(data) > MAX_METADATA_BYTES:
-        raise FormatError(f"{what} is larger than {MAX_METADATA_BYTES} bytes")
-    try:
-        md: Metadata[Any] = Metadata.from_bytes(data)
-    except (DeserializationError, ValueError, TypeError, KeyError) as e:
-        raise FormatError(f"{what} is not valid TUF metadata: {_cause(e)}") from None
-    if not isinstance(md.signed, kind):
-        raise FormatError(f"{what} is not of type '{kind.type}'")
-    return md
-
-
 def _parse_root(data: bytes) -> Metadata[Root]:
-    md = _parse_metadata(data, Root, "trust root")
+    md = parse_metadata(data, Root, "trust root")
     try:
         md.signed_bytes  # noqa: B018 - the bytes signatures cover must exist
     except SerializationError as e:
         raise FormatError(
-            f"trust root cannot be written as canonical JSON (no floats allowed): {_cause(e)}"
+            f"trust root cannot be written as canonical JSON (no floats allowed): {str(e)[:200]}"
         ) from None
     _delegator(md.signed)  # validate the delegations now, not at first use
     return md
@@ -417,27 +389,3 @@ def rotate_root(
     # Refuse to write a root a device would reject.
     old.rotate(md.to_bytes())
     return md
-
-
-def verify_bundle(
-    stream: IO[bytes],
-    trust: TrustRoot,
-    *,
-    ring: str | None = None,
-    now: datetime | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> VerifiedRelease:
-    """Check a whole bundle: metadata first, then every listed file's length and sha256."""
-    reader = BundleReader(stream)
-    _, verified = trust.verify_head(reader.head(), ring=ring, now=now)
-    release = verified.release
-    layout = LayoutCheck(release.files, release.delta.expects if release.delta else ())
-    for member in reader.files(release.files):
-        if layout.wants(member.path):
-            data = member.read_all()
-            layout.see(member.path, data)
-            if progress:
-                progress(len(data))
-        else:
-            member.verify(progress)
-    return verified

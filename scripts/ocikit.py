@@ -1,6 +1,6 @@
 """Make real OCI content without Docker, and run a real registry.
 
-Used by the registry tests and by scripts/bench_registry.py::
+Used by the registry tests and by the registry section of scripts/bench.py::
 
     with Registry.start(tmp) as reg:
         layers = [random_layer(1 << 20, seed=1)]

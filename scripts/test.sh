@@ -28,7 +28,7 @@ fi
 .venv/bin/pip install -q -e '.[dev]'
 
 echo "== ruff"
-.venv/bin/ruff check keys bundler agent tests scripts
+.venv/bin/ruff check airlock keys bundler agent tests scripts
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from keys.errors import UsageError
+from airlock.errors import UsageError
 from keys.release import Release
 
 __all__ = ["ImageSink", "config_bool", "config_number", "make_sink"]

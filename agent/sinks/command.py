@@ -31,8 +31,9 @@ from typing import Any
 
 from agent.sinks import config_number
 from agent.sinks.oci_dir import image_blobs, index_entries
-from keys.errors import DeliveryError, UsageError
-from keys.release import ImageEntry, Release, digest_hex
+from airlock import oci
+from airlock.errors import DeliveryError, UsageError
+from keys.release import ImageEntry, Release
 
 __all__ = ["CommandSink", "write_oci_archive"]
 
@@ -42,7 +43,7 @@ def write_oci_archive(out: Path, image: ImageEntry, blob_path: Callable[[str], P
     size = blob_path(image.manifest).stat().st_size
     index = {"schemaVersion": 2, "manifests": index_entries(image, size)[:1]}
     small = {
-        "oci-layout": b'{"imageLayoutVersion":"1.0.0"}',
+        "oci-layout": oci.oci_layout(),
         "index.json": json.dumps(index).encode(),
     }
     with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
@@ -56,7 +57,7 @@ def write_oci_archive(out: Path, image: ImageEntry, blob_path: Callable[[str], P
             tar.addfile(info)
         for digest in image_blobs(image):
             src = blob_path(digest)
-            info = tarfile.TarInfo(f"blobs/sha256/{digest_hex(digest)}")
+            info = tarfile.TarInfo(oci.blob_path(digest))
             info.size, info.mode = src.stat().st_size, 0o644
             with src.open("rb") as f:
                 tar.addfile(info, f)

@@ -32,24 +32,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from keys.errors import DeliveryError
-from keys.release import ImageEntry, Release, digest_hex
+from agent.durable import write_atomic
+from airlock.errors import DeliveryError
+from airlock.limits import CHUNK
+from airlock.oci import (
+    ANNOTATION_CONTAINERD_NAME,
+    ANNOTATION_REF_NAME,
+    OCI_INDEX,
+    digest_hex,
+    oci_layout,
+    platform_of,
+)
+from keys.release import ImageEntry, Release
 
-__all__ = ["OciDirSink", "image_blobs", "index_entries", "link_or_copy", "platform_dict"]
-
-REF_NAME = "org.opencontainers.image.ref.name"
-CONTAINERD_NAME = "io.containerd.image.name"
-_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
-
-
-def platform_dict(platform: str | None) -> dict[str, str] | None:
-    if not platform:
-        return None
-    parts = platform.split("/")
-    out = {"os": parts[0], "architecture": parts[1] if len(parts) > 1 else ""}
-    if len(parts) > 2:
-        out["variant"] = parts[2]
-    return out
+__all__ = ["OciDirSink", "image_blobs", "index_entries", "link_or_copy"]
 
 
 def pinned_name(image: ImageEntry) -> str:
@@ -68,12 +64,11 @@ def image_blobs(image: ImageEntry) -> list[str]:
 def index_entries(image: ImageEntry, size: int) -> list[dict[str, Any]]:
     """The index.json descriptors naming ``image``: by its reference, then pinned."""
     base: dict[str, Any] = {"mediaType": image.media_type, "digest": image.manifest, "size": size}
-    platform = platform_dict(image.platform)
-    if platform:
-        base["platform"] = platform
+    if image.platform:
+        base["platform"] = platform_of(image.platform)
     return [
-        {**base, "annotations": {REF_NAME: image.ref, CONTAINERD_NAME: image.ref}},
-        {**base, "annotations": {REF_NAME: pinned_name(image)}},
+        {**base, "annotations": {ANNOTATION_REF_NAME: image.ref, ANNOTATION_CONTAINERD_NAME: image.ref}},
+        {**base, "annotations": {ANNOTATION_REF_NAME: pinned_name(image)}},
     ]
 
 
@@ -91,7 +86,7 @@ def link_or_copy(src: Path, dest: Path) -> None:
             os.link(src, tmp)
         except OSError:
             with src.open("rb") as i, tmp.open("wb") as o:
-                shutil.copyfileobj(i, o, 1024 * 1024)
+                shutil.copyfileobj(i, o, CHUNK)
                 o.flush()
                 os.fsync(o.fileno())
         os.replace(tmp, dest)
@@ -112,7 +107,7 @@ class OciDirSink:
             blobs = self.path / "blobs" / "sha256"
             blobs.mkdir(parents=True, exist_ok=True)
             if not (self.path / "oci-layout").exists():
-                _atomic_write(self.path / "oci-layout", _LAYOUT)
+                write_atomic(self.path / "oci-layout", oci_layout())
             for image in release.images:
                 for digest in image_blobs(image):
                     link_or_copy(blob_path(digest), blobs / digest_hex(digest))
@@ -123,7 +118,7 @@ class OciDirSink:
                     for entry in index_entries(image, size):
                         _upsert(index["manifests"], entry)
                 data = json.dumps(index, indent=2, sort_keys=True).encode() + b"\n"
-                _atomic_write(self.path / "index.json", data)
+                write_atomic(self.path / "index.json", data)
         except OSError as e:
             raise DeliveryError(f"image sink oci-dir {self.path}: {e.strerror or e}") from None
 
@@ -139,7 +134,7 @@ class OciDirSink:
         except FileNotFoundError:
             return {
                 "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.index.v1+json",
+                "mediaType": OCI_INDEX,
                 "manifests": [],
             }
         except ValueError:
@@ -155,8 +150,8 @@ class OciDirSink:
 
 
 def _same_slot(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    name_a = (a.get("annotations") or {}).get(REF_NAME)
-    name_b = (b.get("annotations") or {}).get(REF_NAME)
+    name_a = (a.get("annotations") or {}).get(ANNOTATION_REF_NAME)
+    name_b = (b.get("annotations") or {}).get(ANNOTATION_REF_NAME)
     return bool(name_a) and name_a == name_b and a.get("platform") == b.get("platform")
 
 
@@ -167,17 +162,3 @@ def _upsert(manifests: list[Any], entry: dict[str, Any]) -> None:
             manifests[i] = entry
             return
     manifests.append(entry)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from agent.sinks import config_bool, config_number
 from agent.sinks.oci_dir import image_blobs
-from keys.errors import AirlockError, DeliveryError, UsageError
+from airlock.errors import AirlockError, DeliveryError, UsageError
 from keys.release import Release
 
 __all__ = ["RegistrySink"]
@@ -51,7 +51,7 @@ class RegistrySink:
             raise UsageError(
                 "image sink 'registry' needs the oras package on this device: pip install oras"
             ) from None
-        from keys.oci_registry import RegistryClient
+        from airlock.registry import RegistryClient
 
         self.registry, self.prefix = registry, prefix
         self.client = RegistryClient(auth, [registry] if insecure else [], attempts=attempts)
@@ -75,7 +75,7 @@ class RegistrySink:
         )
 
     def deliver(self, release: Release, blob_path: Callable[[str], Path]) -> None:
-        from keys.oci_registry import parse_ref
+        from airlock.registry import parse_ref
 
         tagged: set[str] = set()
         for image in release.images:

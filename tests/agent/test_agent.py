@@ -412,7 +412,7 @@ def _rotated_bundle(keyset: Keys, tmp_path: Path, make_bundle: Bundle, **kw: obj
     from keys.keyfile import load_signer
     from keys.trust import TrustRoot, rotate_root
 
-    new_root = rotate_root(TrustRoot.from_file(keyset.trust), [load_signer(keyset.root_key)])
+    new_root = rotate_root(TrustRoot.from_bytes(keyset.trust.read_bytes()), [load_signer(keyset.root_key)])
     spec = load_spec(write_spec(tmp_path, **kw))  # type: ignore[arg-type]
     out = tmp_path / f"rotated-{spec.sequence}.airlock"
     build_bundle(spec, [load_signer(keyset.release_key)], out, root_json=new_root.to_bytes())
@@ -426,10 +426,10 @@ def test_rotated_root_is_kept_only_after_a_successful_install(
     trust = device / "trust/root.json"
     assert install(device, _rotated_bundle(keyset, tmp_path, make_bundle, sequence=1,
                                            wrong=True)).returncode == 4
-    assert TrustRoot.from_file(trust).version == 1
+    assert TrustRoot.from_bytes(trust.read_bytes()).version == 1
     assert install(device, _rotated_bundle(keyset, tmp_path, make_bundle, sequence=2,
                                            scale=3.0)).returncode == 0
-    assert TrustRoot.from_file(trust).version == 2
+    assert TrustRoot.from_bytes(trust.read_bytes()).version == 2
 
 
 def test_help_has_examples() -> None:

@@ -234,13 +234,15 @@ def test_result_survives_noise_on_stdout_and_stderr(tmp_path: Path,
 
 def test_release_from_a_real_bundle(tmp_path: Path, make_bundle: Callable[..., Path],
                                     keyset: Any) -> None:
-    from keys.bundle_format import BundleReader
+    from airlock.bundle import BundleReader
     from keys.trust import TrustRoot
 
     def installed(bundle: Path, where: Path) -> Release:
         with bundle.open("rb") as f:
             reader = BundleReader(f)
-            _, verified = TrustRoot.from_file(keyset.trust).verify_head(reader.head())
+            head = reader.head()
+            trust = TrustRoot.from_bytes(keyset.trust.read_bytes())
+            _, verified = trust.verify_head(head.release_json, head.root_json)
             rel = verified.release
             names: dict[str, Path] = {}
             for m in rel.models:

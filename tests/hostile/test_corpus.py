@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from keys.errors import AirlockError
-from keys.trust import TrustRoot, verify_bundle
+from airlock.errors import AirlockError
+from bundler.verify import verify_bundle
+from keys.trust import TrustRoot
 from tests.conftest import run_airlock
 from tests.hostile.corpus import CASES, THREATS, Case, Kit
 from tests.hostile.treehash import listing
@@ -51,7 +52,7 @@ def test_good_bundle_passes(kit: Kit, tmp_path: Path) -> None:
     good.write_bytes(kit.good)
     r = run_airlock("verify", good, "--trust", kit.trust_path)
     assert r.returncode == 0, r.stderr
-    verify_bundle(_Pipe(kit.good), TrustRoot.from_file(kit.trust_path))  # type: ignore[arg-type]
+    verify_bundle(_Pipe(kit.good), TrustRoot.from_bytes(kit.trust_path.read_bytes()))  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
@@ -78,7 +79,7 @@ def test_verify_refuses(case: Case, kit: Kit, tmp_path: Path) -> None:
         assert r.stdout == ""
 
     # In-process over a pipe: stream mode, and the device's anti-rollback check.
-    trust = TrustRoot.from_file(kit.trust_path)
+    trust = TrustRoot.from_bytes(kit.trust_path.read_bytes())
     with pytest.raises(AirlockError) as e:
         verified = verify_bundle(_Pipe(bundle.read_bytes()), trust, ring=case.ring)  # type: ignore[arg-type]
         trust.check_sequence(verified.release, case.device_seen)

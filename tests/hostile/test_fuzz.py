@@ -13,7 +13,7 @@ Three mutators start from one real signed bundle:
   duplicated ranges.
 
 Property: every outcome is a clean accept of a valid bundle or a clean
-rejection (:class:`~keys.errors.RejectedError`); never another exception,
+rejection (:class:`~airlock.errors.RejectedError`); never another exception,
 and never longer than a few seconds (a hang fails the example). An accepted
 bundle must be the good one in substance: the same signed file list, or, when
 the fuzzer re-signed, a release whose every file was hashed and found.
@@ -48,8 +48,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from keys.errors import RejectedError
-from keys.trust import TrustRoot, VerifiedRelease, verify_bundle
+from airlock.errors import RejectedError
+from bundler.verify import verify_bundle
+from keys.trust import TrustRoot, VerifiedRelease
 from tests.conftest import run_airlock
 from tests.hostile.corpus import BLOCK, Kit, bundle, fix_checksum, member, set_target, tarinfo
 
@@ -194,7 +195,7 @@ def _dumps(doc: Any) -> bytes:
 
 @pytest.fixture(scope="module")
 def trust(kit: Kit) -> TrustRoot:
-    return TrustRoot.from_file(kit.trust_path)
+    return TrustRoot.from_bytes(kit.trust_path.read_bytes())
 
 
 def _expect_good(v: VerifiedRelease, kit: Kit) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tuf.api.metadata import Metadata
 
-from keys.errors import (
+from airlock.errors import (
     ExpiredError,
     PolicyError,
     RollbackError,

@@ -196,16 +196,16 @@ def test_umoci_unpacks_an_image_from_the_bundle(
 def test_rebuild_downloads_nothing(
     content: Content, keyset: Keys, tmp_path: Path, registry: ocikit.Registry
 ) -> None:
-    from bundler.build import Layout
-    from bundler.registry import add_remote_content
+    from bundler.artifacts import LayoutBuilder
+    from bundler.pull import add_remote_content
     from bundler.spec import load_spec
 
     spec = load_spec(_full_spec(tmp_path, content))
     options = {"auth": None, "insecure": [content.host], "cache": tmp_path / "cache"}
-    first = add_remote_content(Layout(), spec, options)
+    first = add_remote_content(LayoutBuilder(), spec, options)
     assert first.downloaded_bytes > 0
     served = registry.blob_gets()
-    second = add_remote_content(Layout(), spec, options)
+    second = add_remote_content(LayoutBuilder(), spec, options)
     assert second.downloaded_bytes == 0 and second.cache_hits > first.cache_hits
     assert registry.blob_gets() == served  # the registry served no blob the second time
     # Same bundle content both times: digests in the same order.
@@ -225,18 +225,18 @@ def test_unknown_platform_names_what_the_index_has(
 
 
 def test_damaged_cache_entry_is_downloaded_again(content: Content, tmp_path: Path) -> None:
-    from bundler.build import Layout
-    from bundler.registry import add_remote_content
+    from bundler.artifacts import LayoutBuilder
+    from bundler.pull import add_remote_content
     from bundler.spec import load_spec
 
     spec = load_spec(_spec(tmp_path, content, f"images:\n  - {content.app}\n"))
     options = {"auth": None, "insecure": [content.host], "cache": tmp_path / "cache"}
-    add_remote_content(Layout(), spec, options)
+    add_remote_content(LayoutBuilder(), spec, options)
     entry = tmp_path / "cache/blobs/sha256" / content.shared_layer[7:]
     data = bytearray(entry.read_bytes())
     data[100] ^= 0xFF  # same size, wrong bytes
     entry.write_bytes(bytes(data))
-    again = add_remote_content(Layout(), spec, options)
+    again = add_remote_content(LayoutBuilder(), spec, options)
     assert again.downloaded_bytes == len(data)
     assert "sha256:" + hashlib.sha256(entry.read_bytes()).hexdigest() == content.shared_layer
 

@@ -13,7 +13,7 @@ import ocikit
 import pytest
 
 from agent.sinks import make_sink
-from keys.errors import DeliveryError, UsageError
+from airlock.errors import DeliveryError, UsageError
 from keys.release import Release
 from tests.conftest import Keys
 from tests.registry.conftest import Content, build_from

@@ -3,8 +3,8 @@
 ``bundler.build`` calls this when the spec names ``images:`` or a model with
 ``ref: oci://…``::
 
-    pulled = add_remote_content(layout, spec, {"auth": None, "insecure": ["127.0.0.1:5000"],
-                                               "cache": None})
+    pulled = add_remote_content(contents, spec, {"auth": None, "insecure": ["127.0.0.1:5000"],
+                                                 "cache": None}, progress)
     pulled.images   # ImageEntry per image and platform, pinned to manifest digests
     pulled.models   # ModelEntry per registry model, wrapped like a local one
 
@@ -25,33 +25,36 @@ named in the spec by file name are found by their title annotation.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bundler.build import (
+from airlock.console import Progress, no_progress
+from airlock.errors import RegistryError
+from airlock.limits import MAX_CONFIG_PROBE_BYTES
+from airlock.oci import (
+    ANNOTATION_REF_NAME,
+    ANNOTATION_TITLE,
+    Descriptor,
+    platform_matches,
+    platform_of,
+    platform_text,
+)
+from airlock.registry import Manifest, Ref, RegistryClient, parse_ref
+from bundler.artifacts import (
     GOLDEN_INPUTS_TYPE,
     GOLDEN_OUTPUTS_TYPE,
     MODEL_LAYER_TYPE,
-    Layout,
+    LayoutBuilder,
     add_model_artifact,
     local_golden,
 )
 from bundler.cache import BlobCache
 from bundler.spec import ImageSpec, ModelSpec, Spec
-from keys.bundle_format import Descriptor
-from keys.console import progress
-from keys.errors import RegistryError
-from keys.oci_registry import Manifest, Ref, RegistryClient, parse_ref
-from keys.release import ImageEntry, ModelEntry
+from keys.release import ImageEntry, ModelEntry, is_plain_name
 
-__all__ = ["Pulled", "RegistryOptions", "add_remote_content", "platform_of"]
-
-_TITLE = "org.opencontainers.image.title"
-_REF_NAME = "org.opencontainers.image.ref.name"
-
+__all__ = ["Pulled", "RegistryOptions", "add_remote_content"]
 
 @dataclass
 class RegistryOptions:
@@ -84,47 +87,46 @@ class Pulled:
     requests: int = 0
 
 
-@dataclass
-class _Blob:
-    ref: Ref
-    digest: str
-    size: int
-
-
-def add_remote_content(layout: Layout, spec: Spec, options: object | None) -> Pulled:
-    """Pull every registry model and image of ``spec`` into ``layout``."""
+def add_remote_content(
+    contents: LayoutBuilder, spec: Spec, options: object | None, progress: Progress = no_progress
+) -> Pulled:
+    """Pull every registry model and image of ``spec`` into ``contents``."""
     opts = RegistryOptions.of(options)
     client = RegistryClient(opts.auth, opts.insecure)
     cache = BlobCache(opts.cache)
-    fetcher = _Fetcher(client, cache)
+    fetcher = _Fetcher(client, cache, progress)
     pulled = Pulled()
     for m in spec.models:
         if m.ref is not None:
-            pulled.models.append(_add_model(layout, spec, m, fetcher))
+            pulled.models.append(_add_model(contents, spec, m, fetcher))
     for image in spec.images:
-        pulled.images.extend(_add_image(layout, image, fetcher))
+        pulled.images.extend(_add_image(contents, image, fetcher))
     pulled.downloaded_bytes, pulled.cache_hits = cache.downloaded_bytes, cache.hits
     pulled.requests = client.requests
     return pulled
 
 
 class _Fetcher:
-    """Blobs through the cache, with one progress bar per blob that must be downloaded."""
+    """Blobs through the cache, reporting progress per blob that must be downloaded."""
 
-    def __init__(self, client: RegistryClient, cache: BlobCache) -> None:
-        self.client, self.cache = client, cache
+    def __init__(self, client: RegistryClient, cache: BlobCache, progress: Progress) -> None:
+        self.client, self.cache, self.progress = client, cache, progress
 
     def blob(self, ref: Ref, digest: str, size: int) -> Path:
+        phase = f"pull {digest[7:19]}"
+
+        def tick(n: int) -> None:
+            self.progress(phase, n, size)
+
         def download(dest: Path) -> None:
-            with progress(size, f"pull {digest[7:19]}") as tick:
-                self.client.download_blob(ref, digest, size, dest, tick)
+            self.client.download_blob(ref, digest, size, dest, tick)
 
         return self.cache.fetch(digest, size, download)
 
-    def add(self, layout: Layout, ref: Ref, desc: Mapping[str, Any], **kw: Any) -> Descriptor:
+    def add(self, contents: LayoutBuilder, ref: Ref, desc: Mapping[str, Any], **kw: Any) -> Descriptor:
         digest, size, media_type = _descriptor(ref, desc)
         path = self.blob(ref, digest, size)
-        return layout.add_file(media_type, path, digest=digest, size=size, **kw)
+        return contents.add_file(media_type, path, digest=digest, size=size, **kw)
 
 
 def _descriptor(ref: Ref, desc: Mapping[str, Any]) -> tuple[str, int, str]:
@@ -146,37 +148,22 @@ def _manifest_body(ref: Ref, m: Manifest) -> dict[str, Any]:
 # -- images ------------------------------------------------------------------
 
 
-def platform_of(text: str) -> dict[str, str]:
-    """``linux/arm64/v8`` -> ``{"os": "linux", "architecture": "arm64", "variant": "v8"}``."""
-    parts = text.split("/")
-    out = {"os": parts[0], "architecture": parts[1] if len(parts) > 1 else ""}
-    if len(parts) > 2:
-        out["variant"] = parts[2]
-    return out
-
-
-def _matches(want: dict[str, str], have: Mapping[str, Any]) -> bool:
-    if have.get("os") != want["os"] or have.get("architecture") != want["architecture"]:
-        return False
-    return "variant" not in want or have.get("variant") == want["variant"]
-
-
-def _add_image(layout: Layout, image: ImageSpec, f: _Fetcher) -> list[ImageEntry]:
-    ref = _parse(image.ref)
+def _add_image(contents: LayoutBuilder, image: ImageSpec, f: _Fetcher) -> list[ImageEntry]:
+    ref = parse_ref(image.ref)
     top = f.client.get_manifest(ref)
     if not top.is_index:
         body = _manifest_body(ref, top)
         platform = image.platforms[0]
-        _check_config_platform(layout, ref, body, platform, f)
-        return [_add_manifest(layout, ref, top, body, platform, None, f)]
+        _check_config_platform(contents, ref, body, platform, f)
+        return [_add_manifest(contents, ref, top, body, platform, None, f)]
     index = _manifest_body(ref, top)
     entries = []
     for platform in image.platforms:
         want = platform_of(platform)
-        found = [d for d in index.get("manifests", []) if _matches(want, d.get("platform") or {})]
+        found = [d for d in index.get("manifests", []) if platform_matches(want, d.get("platform") or {})]
         if not found:
             have = sorted(
-                "/".join(filter(None, (p.get("os"), p.get("architecture"), p.get("variant"))))
+                platform_text(p)
                 for d in index.get("manifests", [])
                 if isinstance(p := d.get("platform"), dict)
             )
@@ -186,16 +173,16 @@ def _add_image(layout: Layout, image: ImageSpec, f: _Fetcher) -> list[ImageEntry
         digest, _, _ = _descriptor(ref, found[0])
         child = f.client.get_manifest(ref, digest)
         body = _manifest_body(ref, child)
-        entries.append(_add_manifest(layout, ref, child, body, platform, top.digest, f))
+        entries.append(_add_manifest(contents, ref, child, body, platform, top.digest, f))
     return entries
 
 
 def _check_config_platform(
-    layout: Layout, ref: Ref, body: Mapping[str, Any], platform: str, f: _Fetcher
+    contents: LayoutBuilder, ref: Ref, body: Mapping[str, Any], platform: str, f: _Fetcher
 ) -> None:
     """A single-platform image must be built for the platform the spec asks for."""
     config = body.get("config")
-    if not isinstance(config, dict) or config.get("size", 0) > 1 << 20:
+    if not isinstance(config, dict) or config.get("size", 0) > MAX_CONFIG_PROBE_BYTES:
         return
     digest, size, _ = _descriptor(ref, config)
     try:
@@ -204,8 +191,8 @@ def _check_config_platform(
         return
     if not isinstance(cfg, dict) or "architecture" not in cfg:
         return
-    if not _matches(platform_of(platform), cfg):
-        built = "/".join(filter(None, (cfg.get("os"), cfg.get("architecture"), cfg.get("variant"))))
+    if not platform_matches(platform_of(platform), cfg):
+        built = platform_text(cfg)
         raise RegistryError(
             f"{ref}: image is built for {built}, the spec asks for {platform}; "
             f"set 'platform: {built}' on the image if that is right"
@@ -213,7 +200,7 @@ def _check_config_platform(
 
 
 def _add_manifest(
-    layout: Layout,
+    contents: LayoutBuilder,
     ref: Ref,
     m: Manifest,
     body: Mapping[str, Any],
@@ -225,15 +212,15 @@ def _add_manifest(
     layers = body.get("layers")
     if not isinstance(config, dict) or not isinstance(layers, list):
         raise RegistryError(f"{ref}: manifest {m.digest} has no config or layers")
-    blobs = [f.add(layout, ref, config).digest]
+    blobs = [f.add(contents, ref, config).digest]
     for layer in layers:
         if layer.get("urls"):
             raise RegistryError(f"{ref}: foreign layers (with 'urls') cannot be carried offline")
-        blobs.append(f.add(layout, ref, layer).digest)
-    desc = layout.add_bytes(
-        m.media_type, m.data, annotations={_REF_NAME: ref.text}, platform=platform_of(platform)
+        blobs.append(f.add(contents, ref, layer).digest)
+    desc = contents.add_bytes(
+        m.media_type, m.data, annotations={ANNOTATION_REF_NAME: ref.text}, platform=platform_of(platform)
     )
-    layout.manifests.append(desc)
+    contents.manifests.append(desc)
     return ImageEntry(
         ref=ref.text,
         manifest=m.digest,
@@ -244,16 +231,12 @@ def _add_manifest(
     )
 
 
-def _parse(text: str) -> Ref:
-    return parse_ref(text)
-
-
 # -- models ------------------------------------------------------------------
 
 
-def _add_model(layout: Layout, spec: Spec, m: ModelSpec, f: _Fetcher) -> ModelEntry:
+def _add_model(contents: LayoutBuilder, spec: Spec, m: ModelSpec, f: _Fetcher) -> ModelEntry:
     assert m.ref is not None
-    ref = _parse(m.ref)
+    ref = parse_ref(m.ref)
     top = f.client.get_manifest(ref)
     if top.is_index:
         raise RegistryError(
@@ -263,7 +246,7 @@ def _add_model(layout: Layout, spec: Spec, m: ModelSpec, f: _Fetcher) -> ModelEn
     layers = [d for d in body.get("layers") or [] if isinstance(d, dict)]
 
     def title(d: Mapping[str, Any]) -> str:
-        t = (d.get("annotations") or {}).get(_TITLE)
+        t = (d.get("annotations") or {}).get(ANNOTATION_TITLE)
         return t if isinstance(t, str) else ""
 
     models = [d for d in layers if title(d).lower().endswith(".onnx")]
@@ -286,18 +269,18 @@ def _add_model(layout: Layout, spec: Spec, m: ModelSpec, f: _Fetcher) -> ModelEn
                 f"{ref}: health.{field_name} {name!r} is neither a local file nor a layer of "
                 f"the artifact (layers: {titles})"
             )
-        return _layer(layout, ref, hits[0], media_type, f)
+        return _layer(contents, ref, hits[0], media_type, f)
 
-    model = _layer(layout, ref, models[0], MODEL_LAYER_TYPE, f, file_name=True)
-    local_in, local_out = local_golden(layout, m)
+    model = _layer(contents, ref, models[0], MODEL_LAYER_TYPE, f, file_name=True)
+    local_in, local_out = local_golden(contents, m)
     inputs = local_in or by_title(m.health.inputs_ref, GOLDEN_INPUTS_TYPE, "inputs")
     outputs = local_out or by_title(m.health.outputs_ref, GOLDEN_OUTPUTS_TYPE, "outputs")
     source = ref.text if ref.digest else f"{ref.text}@{top.digest}"  # pinned either way
-    return add_model_artifact(layout, spec, m, model, inputs, outputs, source=source)
+    return add_model_artifact(contents, spec, m, model, inputs, outputs, source=source)
 
 
 def _layer(
-    layout: Layout,
+    contents: LayoutBuilder,
     ref: Ref,
     d: Mapping[str, Any],
     media_type: str,
@@ -305,12 +288,8 @@ def _layer(
     file_name: bool = False,
 ) -> Descriptor:
     """Add an artifact layer under Airlock's media type, keeping its file name."""
-    name = str((d.get("annotations") or {}).get(_TITLE, "")).rsplit("/", 1)[-1]
-    if file_name and not _plain(name):
+    name = str((d.get("annotations") or {}).get(ANNOTATION_TITLE, "")).rsplit("/", 1)[-1]
+    if file_name and not is_plain_name(name):
         raise RegistryError(f"{ref}: model file name {name!r} is not a plain file name")
-    annotations = {_TITLE: name} if name else {}
-    return f.add(layout, ref, {**d, "mediaType": media_type}, annotations=annotations)
-
-
-def _plain(name: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", name))
+    annotations = {ANNOTATION_TITLE: name} if name else {}
+    return f.add(contents, ref, {**d, "mediaType": media_type}, annotations=annotations)

@@ -3,7 +3,7 @@
 A bundle is one uncompressed POSIX (pax) tar::
 
     airlock/root.json      optional: a rotated trust root, signed by the old one
-    airlock/release.json   signed release metadata (keys.release.Release)
+    airlock/release.json   signed release metadata (a keys.release.Release)
     oci-layout             \\
     index.json              > a standard OCI image layout
     blobs/sha256/<hex>     /  small blobs first, then layers and models
@@ -16,14 +16,15 @@ Reading is one forward pass that works from a pipe::
 
     reader = BundleReader(stream)
     head = reader.head()                      # metadata only; nothing else read yet
-    trust, verified = root.verify_head(head)  # keys.trust decides
+    trust, verified = root.verify_head(head.release_json, head.root_json)  # keys decides
     for member in reader.files(verified.release.files):
         member.copy_to(out)                   # hashes while copying; raises on mismatch
 
-The reader refuses, with a :class:`~keys.errors.FormatError` naming the
+The reader refuses, with a :class:`~airlock.errors.FormatError` naming the
 member: any non-regular member (links, devices, directories, sparse files),
 absolute or ``..`` paths, duplicates, unlisted members, wrong lengths or
-digests, truncation, and missing files.
+digests, truncation, missing files, and an OCI layout that names content the
+bundle does not carry. It decides nothing about trust: ``keys.trust`` does.
 """
 
 from __future__ import annotations
@@ -35,106 +36,41 @@ import json
 import posixpath
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import IO, Any, BinaryIO, Protocol, cast
 
-from keys.errors import DigestError, FormatError
-from keys.release import BLOB_PREFIX, FileInfo
+from airlock.errors import DigestError, FormatError
+from airlock.limits import (
+    CHUNK,
+    MAX_EXTENDED_HEADER_BYTES,
+    MAX_LAYOUT_DOC_BYTES,
+    MAX_METADATA_BYTES,
+)
+from airlock.oci import BLOB_PREFIX, INDEX_TYPES
 
 __all__ = [
-    "CHUNK",
-    "OCI_INDEX",
-    "OCI_LAYOUT",
-    "OCI_MANIFEST",
     "RELEASE_PATH",
     "ROOT_PATH",
     "BundleFile",
     "BundleHead",
     "BundleReader",
-    "Descriptor",
+    "FileInfo",
     "LayoutCheck",
     "SourceFile",
-    "canonical_json",
-    "oci_index",
-    "oci_layout",
-    "oci_manifest",
     "write_bundle",
 ]
 
 ROOT_PATH = "airlock/root.json"
 RELEASE_PATH = "airlock/release.json"
-OCI_LAYOUT = "application/vnd.oci.image.layout.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_EMPTY = "application/vnd.oci.empty.v1+json"
-CHUNK = 1024 * 1024
-_MAX_META = 32 * 1024 * 1024
 _FIXED_MTIME = 0
 
 
-def canonical_json(obj: Any) -> bytes:
-    """Deterministic JSON for blobs we write (manifests, index, golden metadata)."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-# -- OCI layout helpers --------------------------------------------------------
-
-
 @dataclass(frozen=True)
-class Descriptor:
-    """An OCI content descriptor."""
+class FileInfo:
+    """A file of the bundle's OCI layout as the signed metadata lists it."""
 
-    media_type: str
-    digest: str
-    size: int
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    artifact_type: str | None = None
-    platform: Mapping[str, str] | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"mediaType": self.media_type, "digest": self.digest, "size": self.size}
-        if self.artifact_type:
-            d["artifactType"] = self.artifact_type
-        if self.platform:
-            d["platform"] = dict(self.platform)
-        if self.annotations:
-            d["annotations"] = dict(self.annotations)
-        return d
-
-    @classmethod
-    def of(cls, media_type: str, data: bytes, **kw: Any) -> Descriptor:
-        return cls(media_type, "sha256:" + hashlib.sha256(data).hexdigest(), len(data), **kw)
-
-
-def oci_layout() -> bytes:
-    return canonical_json({"imageLayoutVersion": "1.0.0"})
-
-
-def oci_manifest(
-    config: Descriptor,
-    layers: Sequence[Descriptor],
-    *,
-    artifact_type: str | None = None,
-    annotations: Mapping[str, str] | None = None,
-) -> bytes:
-    """An OCI image manifest; with ``artifact_type`` it is an artifact as ORAS makes them."""
-    m: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config.to_dict(),
-        "layers": [layer.to_dict() for layer in layers],
-    }
-    if artifact_type:
-        m["artifactType"] = artifact_type
-    if annotations:
-        m["annotations"] = dict(annotations)
-    return canonical_json(m)
-
-
-def oci_index(manifests: Sequence[Descriptor]) -> bytes:
-    return canonical_json(
-        {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [m.to_dict() for m in manifests]}
-    )
+    length: int
+    sha256: str  # hex
 
 
 # -- writing -------------------------------------------------------------------
@@ -235,9 +171,15 @@ class BundleHead:
 class BundleFile:
     """One OCI-layout file of a bundle, readable once, checked against its signed entry."""
 
-    def __init__(self, path: str, info: FileInfo, stream: _Readable) -> None:
+    def __init__(self, path: str, info: FileInfo, stream: _Readable, *, keep: bool = False) -> None:
         self.path, self.info, self._stream = path, info, stream
         self.done = False
+        # The layout check needs index.json and manifests whole; they are small.
+        if keep and info.length > MAX_LAYOUT_DOC_BYTES:
+            raise FormatError(
+                f"{path} is {info.length} bytes; at most {MAX_LAYOUT_DOC_BYTES} expected"
+            )
+        self._kept: bytearray | None = bytearray() if keep else None
 
     @property
     def digest(self) -> str:
@@ -261,6 +203,8 @@ class BundleFile:
                     break
                 seen += n
                 h.update(view[:n])
+                if self._kept is not None:
+                    self._kept += view[:n]
                 if progress:
                     progress(n)
                 yield view[:n]
@@ -283,11 +227,16 @@ class BundleFile:
         for _ in self.chunks(progress):
             pass
 
-    def read_all(self, limit: int = _MAX_META) -> bytes:
+    def read_all(self, limit: int = MAX_LAYOUT_DOC_BYTES) -> bytes:
         """Whole content of a small file (index.json, a manifest)."""
         if self.info.length > limit:
             raise FormatError(f"{self.path} is {self.info.length} bytes; at most {limit} expected")
         return b"".join(bytes(c) for c in self.chunks())
+
+    @property
+    def kept(self) -> bytes | None:
+        """The whole content, when the reader asked to keep it and it has been read."""
+        return bytes(self._kept) if self._kept is not None and self.done else None
 
 
 class BundleReader:
@@ -339,7 +288,7 @@ class BundleReader:
         return cast(_Readable, f)
 
     def _read_small(self, m: tarfile.TarInfo) -> bytes:
-        if m.size > _MAX_META:
+        if m.size > MAX_METADATA_BYTES:
             raise FormatError(f"{m.name} is {m.size} bytes; larger than any metadata may be")
         f = self._tar.extractfile(m)
         assert f is not None  # regular files always have a file object
@@ -369,14 +318,21 @@ class BundleReader:
         self._head = BundleHead(self._read_small(m), root_json)
         return self._head
 
-    def files(self, listed: Mapping[str, FileInfo]) -> Iterator[BundleFile]:
+    def files(
+        self, listed: Mapping[str, FileInfo], expected: Sequence[str] = ()
+    ) -> Iterator[BundleFile]:
         """Yield each listed file in archive order; refuse anything else.
 
-        A yielded file that the caller does not read is still read and checked
-        before the next one, so nothing passes unhashed. A delta bundle's
-        expected blobs are not listed here: they are not in the archive.
+        This is the one loop that reads a bundle's body, for ``airlock verify``
+        and ``airlock-agent install`` alike. Each yielded file checks its own
+        length and sha256 as the caller reads it; a file the caller does not
+        read is read and checked before the next one, so nothing passes
+        unhashed. ``index.json`` and the manifests it names are kept as they
+        stream past and checked by :class:`LayoutCheck`. ``expected`` are the
+        digests a delta bundle leaves out because the device holds them.
         """
         self.head()
+        layout = LayoutCheck(listed, expected)
         remaining = dict(listed)
         while True:
             m = self._next()
@@ -391,10 +347,12 @@ class BundleReader:
                 raise DigestError(
                     f"{m.name} is {m.size} bytes; signed metadata says {info.length} bytes"
                 )
-            member = BundleFile(m.name, info, self._data(m))
+            member = BundleFile(m.name, info, self._data(m), keep=layout.wants(m.name))
             yield member
             if not member.done:
                 member.verify()
+            if member.kept is not None:
+                layout.see(member.path, member.kept)
         missing = sorted(remaining)
         if missing:
             raise FormatError(
@@ -404,9 +362,7 @@ class BundleReader:
             )
 
 
-# Extended headers (pax records, GNU long names) are read whole into memory by
-# tarfile; real ones are a few hundred bytes.
-_MAX_EXTENDED_HEADER = 1024 * 1024
+# Headers that tarfile reads whole into memory before the member they describe.
 _EXTENDED_TYPES = (
     tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
     tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
@@ -417,10 +373,10 @@ class _BoundedTarInfo(tarfile.TarInfo):
     """A TarInfo that refuses huge extended headers before tarfile reads them whole."""
 
     def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _EXTENDED_TYPES and self.size > _MAX_EXTENDED_HEADER:
+        if self.type in _EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER_BYTES:
             raise FormatError(
                 f"bundle has a {self.size}-byte extended tar header; at most "
-                f"{_MAX_EXTENDED_HEADER} bytes are allowed"
+                f"{MAX_EXTENDED_HEADER_BYTES} bytes are allowed"
             )
         return super()._proc_member(tarfile)  # type: ignore[misc, no-any-return]
 
@@ -454,8 +410,6 @@ def _check_member(m: tarfile.TarInfo) -> None:
 
 # -- the OCI layout's own references -----------------------------------------------
 
-_INDEX_TYPES = (OCI_INDEX, "application/vnd.docker.distribution.manifest.list.v2+json")
-
 
 class LayoutCheck:
     """Checks, while a bundle streams past, that its OCI layout references only what it has.
@@ -466,14 +420,12 @@ class LayoutCheck:
     bundle with the same size, or expected on the device for a delta bundle.
     A nested index (a multi-arch list) is not followed: only the platforms
     chosen at build time are carried. ``index.json`` must come before any blob,
-    as the writer puts it, so no manifest streams past unchecked::
+    as the writer puts it, so no manifest streams past unchecked.
+    :meth:`BundleReader.files` drives it::
 
         check = LayoutCheck(release.files, expected=release.delta.expects)
-        for member in reader.files(release.files):
-            if check.wants(member.path):
-                check.see(member.path, member.read_all())
-            else:
-                member.verify()
+        if check.wants(path):        # index.json, or a manifest it named
+            check.see(path, data)    # raises FormatError on a dangling reference
     """
 
     def __init__(self, listed: Mapping[str, FileInfo], expected: Sequence[str] = ()) -> None:
@@ -500,9 +452,9 @@ class LayoutCheck:
         if path == "index.json":
             self._index_seen = True
             for d in self._descriptors(path, doc, "manifests"):
-                if self._check(path, d) and d.get("mediaType") not in _INDEX_TYPES:
+                if self._check(path, d) and d.get("mediaType") not in INDEX_TYPES:
                     self._manifests.add(BLOB_PREFIX + d["digest"][7:])
-        elif doc.get("mediaType") not in _INDEX_TYPES and "manifests" not in doc:
+        elif doc.get("mediaType") not in INDEX_TYPES and "manifests" not in doc:
             config = doc.get("config")
             for d in [*([config] if config is not None else []), *self._descriptors(path, doc, "layers")]:
                 self._check(path, d)

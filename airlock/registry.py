@@ -1,6 +1,6 @@
 """One OCI registry client for both sides, built on oras-py's ``Registry``.
 
-The bundler pulls with it (``bundler.registry``) and the agent's ``registry``
+The bundler pulls with it (``bundler.pull``) and the agent's ``registry``
 image sink pushes with it; it lives beside the bundle format because both
 packages use it and neither may import the other. ``oras`` is imported when a
 client is made, so the agent installs and runs without it unless a site
@@ -37,33 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from keys.errors import DigestError, RegistryError
+from airlock.errors import DigestError, RegistryError
+from airlock.limits import CHUNK
+from airlock.oci import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, digest_of, is_digest
 
 if TYPE_CHECKING:
     import requests
 
-__all__ = [
-    "DOCKER_MANIFEST",
-    "DOCKER_MANIFEST_LIST",
-    "INDEX_TYPES",
-    "MANIFEST_TYPES",
-    "OCI_INDEX",
-    "OCI_MANIFEST",
-    "Manifest",
-    "Ref",
-    "RegistryClient",
-    "parse_ref",
-]
+__all__ = ["Manifest", "Ref", "RegistryClient", "parse_ref"]
 
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
-INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 _ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
-_CHUNK = 1024 * 1024
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _TRANSIENT = {408, 429, 500, 502, 503, 504}
 
 
@@ -120,7 +103,7 @@ def parse_ref(text: str) -> Ref:
             repo = "library/" + repo
     # oras fills in "latest" even for NAME@DIGEST; keep only a tag the user wrote.
     tag = c.tag if not c.digest or ":" in raw.split("@")[0].rsplit("/", 1)[-1] else None
-    if c.digest is not None and not _DIGEST.match(c.digest):
+    if c.digest is not None and not is_digest(c.digest):
         raise RegistryError(f"{text}: the digest must be sha256:<64 hex digits>")
     if not re.fullmatch(
         r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*", repo
@@ -299,8 +282,8 @@ class RegistryClient:
             ref, "GET", f"manifests/{want}", what="manifest", headers={"Accept": _ACCEPT}
         )
         data = r.content
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        if _DIGEST.match(want) and digest != want:
+        digest = digest_of(data)
+        if is_digest(want) and digest != want:
             raise DigestError(f"{ref}: registry served manifest {digest}, not the {want} asked for")
         try:
             body = json.loads(data)
@@ -332,7 +315,7 @@ class RegistryClient:
 
         Writes ``dest`` only complete and verified (temp file + rename).
         """
-        if not _DIGEST.match(digest):
+        if not is_digest(digest):
             raise DigestError(f"{ref}: not a sha256 digest: {digest[:80]!r}")
         dest.parent.mkdir(parents=True, exist_ok=True)
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
@@ -340,7 +323,7 @@ class RegistryClient:
             r = self.request(ref, "GET", f"blobs/{digest}", what=f"blob {digest[:19]}", stream=True)
             h, got = hashlib.sha256(), 0
             with r, tmp.open("wb") as out:
-                for chunk in r.iter_content(_CHUNK):
+                for chunk in r.iter_content(CHUNK):
                     got += len(chunk)
                     if got > size:
                         raise DigestError(
@@ -413,7 +396,7 @@ class RegistryClient:
             headers={"Content-Type": media_type},
             data=data,
         )
-        return "sha256:" + hashlib.sha256(data).hexdigest()
+        return digest_of(data)
 
 
 def _short(e: BaseException) -> str:

@@ -3,7 +3,7 @@
     def main(argv: list[str] | None = None) -> NoReturn:
         run(_main, argv, prog="airlock")
 
-``run`` turns an :class:`~keys.errors.AirlockError` into its message on one
+``run`` turns an :class:`~airlock.errors.AirlockError` into its message on one
 line of stderr and its documented exit code; any other exception becomes
 exit 1 with one line, and a traceback only with ``--debug``.
 """
@@ -16,13 +16,26 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 from tqdm import tqdm
 
-from keys.errors import AirlockError, UsageError
+from airlock.errors import AirlockError, UsageError
 
-__all__ = ["Parser", "add_command", "emit", "human_size", "open_bundle", "progress", "run"]
+__all__ = [
+    "Parser",
+    "Progress",
+    "add_command",
+    "emit",
+    "human_size",
+    "no_progress",
+    "open_bundle",
+    "phase_bars",
+    "progress",
+    "read_input",
+    "run",
+]
 
 
 class Parser(argparse.ArgumentParser):
@@ -56,6 +69,14 @@ def open_bundle(path: str) -> tuple[IO[bytes], int]:
     except OSError as e:
         raise UsageError(f"cannot open bundle {path}: {e.strerror}") from None
     return f, os.fstat(f.fileno()).st_size
+
+
+def read_input(path: Path, what: str) -> bytes:
+    """The bytes of a file named on the command line, or a one-line UsageError (exit 2)."""
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
 
 
 def run(main: Callable[[list[str]], int], argv: list[str] | None, prog: str) -> NoReturn:
@@ -114,6 +135,45 @@ def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
         yield tick
     finally:
         bar.close()
+
+
+#: How library code reports progress without printing: ``progress(phase,
+#: nbytes, total)`` says ``nbytes`` more of ``total`` are done in ``phase``.
+Progress = Callable[[str, int, int], None]
+
+
+def no_progress(phase: str, nbytes: int, total: int) -> None:
+    """The default :data:`Progress`: report nothing."""
+
+
+@contextmanager
+def phase_bars() -> Iterator[Progress]:
+    """A :data:`Progress` for command lines: one bar per phase, the last one closed at exit."""
+    bars: dict[str, Any] = {}
+
+    def report(phase: str, nbytes: int, total: int) -> None:
+        bar = bars.get(phase)
+        if bar is None:
+            for old in bars.values():
+                old.close()
+            bars.clear()
+            bar = bars[phase] = tqdm(
+                total=total,
+                desc=phase,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=None,
+                file=sys.stderr,
+                leave=False,
+            )
+        bar.update(nbytes)
+
+    try:
+        yield report
+    finally:
+        for bar in bars.values():
+            bar.close()
 
 
 def human_size(n: float) -> str:

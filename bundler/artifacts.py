@@ -1,0 +1,171 @@
+"""The OCI layout a bundle carries, assembled blob by blob; models as OCI artifacts.
+
+Local files and registry pulls both land here, so the agent sees one kind of
+model whatever its source::
+
+    contents = LayoutBuilder()
+    model = contents.add_file(MODEL_LAYER_TYPE, Path("vision.onnx"))
+    inputs, outputs = local_golden(contents, model_spec)
+    entry = add_model_artifact(contents, spec, model_spec, model, inputs, outputs,
+                               source="vision.onnx")
+    files = contents.source_files()   # oci-layout, index.json, blobs/sha256/…
+
+A blob added twice (a layer shared by two images) is stored once: the
+builder is keyed by digest. Files are hashed here, once; the bundle writer
+hashes them again as it copies, so a file that changes mid-build fails the
+build instead of making a bundle whose signature lies.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import IO
+
+from airlock.bundle import SourceFile
+from airlock.oci import (
+    ANNOTATION_REF_NAME,
+    ANNOTATION_TITLE,
+    OCI_EMPTY,
+    OCI_MANIFEST,
+    Descriptor,
+    blob_path,
+    digest_of,
+    hash_file,
+    oci_index,
+    oci_layout,
+    oci_manifest,
+)
+from bundler.spec import ModelSpec, Spec
+from keys.release import ModelEntry
+
+__all__ = [
+    "GOLDEN_INPUTS_TYPE",
+    "GOLDEN_OUTPUTS_TYPE",
+    "MODEL_ARTIFACT_TYPE",
+    "MODEL_LAYER_TYPE",
+    "LayoutBuilder",
+    "add_model_artifact",
+    "local_golden",
+]
+
+MODEL_ARTIFACT_TYPE = "application/vnd.airlock.model.v1"
+MODEL_LAYER_TYPE = "application/vnd.onnx.model.v1"
+GOLDEN_INPUTS_TYPE = "application/vnd.airlock.golden.inputs.v1+npz"
+GOLDEN_OUTPUTS_TYPE = "application/vnd.airlock.golden.outputs.v1+npz"
+
+
+@dataclass
+class LayoutBuilder:
+    """The OCI layout being assembled: blobs by digest, and index entries."""
+
+    blobs: dict[str, SourceFile] = field(default_factory=dict)
+    manifests: list[Descriptor] = field(default_factory=list)
+
+    def add_bytes(self, media_type: str, data: bytes, **kw: object) -> Descriptor:
+        desc = Descriptor.of(media_type, data, **kw)  # type: ignore[arg-type]
+        self.blobs.setdefault(desc.digest, _memory_source(blob_path(desc.digest), data))
+        return desc
+
+    def add_file(
+        self,
+        media_type: str,
+        path: Path,
+        *,
+        digest: str | None = None,
+        size: int | None = None,
+        tick: Callable[[int], None] | None = None,
+        annotations: dict[str, str] | None = None,
+    ) -> Descriptor:
+        """Add a file; hashes it unless the caller already knows digest and size."""
+        if digest is None or size is None:
+            hexdigest, size = hash_file(path, tick)
+            digest = "sha256:" + hexdigest
+        self.blobs.setdefault(
+            digest, SourceFile(blob_path(digest), size, digest[7:], partial(_open_binary, path))
+        )
+        return Descriptor(media_type, digest, size, annotations or {})
+
+    def source_files(self) -> list[SourceFile]:
+        index = oci_index(self.manifests)
+        return [
+            _memory_source("oci-layout", oci_layout()),
+            _memory_source("index.json", index),
+            *self.blobs.values(),
+        ]
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    return path.open("rb")
+
+
+def _memory_source(path: str, data: bytes) -> SourceFile:
+    def opener() -> IO[bytes]:
+        return io.BytesIO(data)
+
+    return SourceFile(path, len(data), digest_of(data)[7:], opener)
+
+
+def local_golden(
+    contents: LayoutBuilder, m: ModelSpec, tick: Callable[[int], None] | None = None
+) -> tuple[Descriptor | None, Descriptor | None]:
+    """The spec's golden input/output files that are local paths, added to ``contents``."""
+    h = m.health
+    i = o = None
+    if h.inputs is not None:
+        i = contents.add_file(
+            GOLDEN_INPUTS_TYPE, h.inputs, tick=tick, annotations={ANNOTATION_TITLE: h.inputs.name}
+        )
+    if h.outputs is not None:
+        o = contents.add_file(
+            GOLDEN_OUTPUTS_TYPE,
+            h.outputs,
+            tick=tick,
+            annotations={ANNOTATION_TITLE: h.outputs.name},
+        )
+    return i, o
+
+
+def add_model_artifact(
+    contents: LayoutBuilder,
+    spec: Spec,
+    m: ModelSpec,
+    model: Descriptor,
+    inputs: Descriptor | None,
+    outputs: Descriptor | None,
+    source: str,
+) -> ModelEntry:
+    """Wrap blobs already in ``contents`` as the model's OCI artifact and index it."""
+    layers = [model] + [d for d in (inputs, outputs) if d is not None]
+    config = contents.add_bytes(OCI_EMPTY, b"{}")
+    manifest = contents.add_bytes(
+        OCI_MANIFEST,
+        oci_manifest(config, layers, artifact_type=MODEL_ARTIFACT_TYPE),
+        annotations={ANNOTATION_REF_NAME: f"models/{m.name}:{_tag(spec.version)}"},
+        artifact_type=MODEL_ARTIFACT_TYPE,
+    )
+    contents.manifests.append(manifest)
+    return ModelEntry(
+        name=m.name,
+        manifest=manifest.digest,
+        blob=model.digest,
+        file_name=model.annotations.get(ANNOTATION_TITLE) or f"{m.name}.onnx",
+        media_type=model.media_type,
+        size=model.size,
+        source=source,
+        health=dataclasses.replace(
+            m.health.limits,
+            inputs=inputs.digest if inputs else None,
+            outputs=outputs.digest if outputs else None,
+        ),
+    )
+
+
+def _tag(version: str) -> str:
+    """An OCI-safe tag for ``ref.name`` annotations."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in version)
+    return safe[:128] or "latest"

@@ -1,0 +1,44 @@
+"""Verify a whole bundle on the host, as a device would before installing it.
+
+::
+
+    trust = TrustRoot.from_bytes(Path("root.json").read_bytes())
+    with open("vision-1.2.0.airlock", "rb") as f:
+        verified = verify_bundle(f, trust, ring="canary", progress=bar.update)
+    print(verified.release.name, verified.role)
+
+The signed metadata at the front is checked first (``keys.trust`` decides:
+signatures, threshold, expiry, ring, a carried root's rotation), then every
+file streams once through the bundle reader's one loop, which hashes it
+against the signed list and checks what the OCI layout references. Nothing
+is written; memory stays flat whatever the bundle size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import IO
+
+from airlock.bundle import BundleReader
+from keys.trust import TrustRoot, VerifiedRelease
+
+__all__ = ["verify_bundle"]
+
+
+def verify_bundle(
+    stream: IO[bytes],
+    trust: TrustRoot,
+    *,
+    ring: str | None = None,
+    now: datetime | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifiedRelease:
+    """Check a whole bundle: metadata first, then every listed file's length and sha256."""
+    reader = BundleReader(stream)
+    head = reader.head()
+    _, verified = trust.verify_head(head.release_json, head.root_json, ring=ring, now=now)
+    release = verified.release
+    for member in reader.files(release.files, release.delta.expects if release.delta else ()):
+        member.verify(progress)
+    return verified
