@@ -2,14 +2,40 @@
 
 The bundler pulls with it (``bundler.pull``) and the agent's ``registry``
 image sink pushes with it; it lives beside the bundle format because both
-packages use it and neither may import the other. ``oras`` is imported when a
-client is made, so the agent installs and runs without it unless a site
-chooses the registry sink::
+packages use it and neither may import the other. ``oras`` (and with it
+``requests``) is imported when a client is made, so the agent installs and
+runs without it unless a site chooses the registry sink.
+
+A pull, start to finish::
 
     client = RegistryClient(auth=None, insecure=["127.0.0.1:5000"])
-    ref = parse_ref("127.0.0.1:5000/app:1.0")
-    got = client.get_manifest(ref)                  # bytes exactly as served
-    client.download_blob(ref, desc_digest, size, Path("/tmp/blob"))   # verified
+    ref = parse_ref("127.0.0.1:5000/app:1.0")   # Docker's naming rules
+    got = client.get_manifest(ref)              # bytes exactly as served, and their media type
+    for layer in got.json()["layers"]:          # an image manifest; an index lists manifests
+        dest = Path("/tmp/blobs") / layer["digest"][7:]
+        client.download_blob(ref, layer["digest"], layer["size"], dest)  # hashed, then renamed
+
+What happens underneath:
+
+1. The first call for a host makes one oras ``Registry`` for it (plain HTTP
+   for hosts listed in ``insecure``) and mounts a ``requests``
+   ``HTTPAdapter`` whose ``max_retries`` is a urllib3 ``Retry`` on that
+   registry's session, so every request to the host, oras's token requests
+   included, is retried the same way. Credentials for the host are read
+   from a Docker ``config.json`` (:func:`docker_credentials`) and handed to
+   oras's token backend with its public ``set_basic_auth``.
+2. Each request goes out with the bearer token oras already holds, if any.
+   A refused connection, a timeout, 408, 429 or a 5xx is sent again by
+   urllib3: right away, then after ``backoff`` x 2, x 4 … seconds, or after
+   the ``Retry-After`` the registry asked for (at most ``retry_after_max``).
+3. A 401 (or 403) with a ``Bearer`` challenge goes to oras's token backend
+   (``authenticate_request``), which fetches a token, anonymously or with
+   the credentials; a ``Basic`` challenge is answered with the credentials
+   themselves (``requests.auth.HTTPBasicAuth``), and that host gets them on
+   every later request. Either way the request is sent once more; a second
+   401 is the answer.
+4. Whatever status is left at the end that the caller did not expect
+   becomes one :class:`RegistryError` line naming the reference.
 
 What this adds on top of oras-py 0.2.x (each checked against a real registry):
 
@@ -19,23 +45,30 @@ What this adds on top of oras-py 0.2.x (each checked against a real registry):
 * blob downloads hash while they write and refuse a wrong digest or size;
 * a registry that asks for HTTP Basic (htpasswd) gets it: oras's token
   backend would otherwise try to fetch a token from the realm text;
-* retries with a short exponential backoff on connection errors, 429 and
-  5xx, instead of oras's fixed retry that sleeps for minutes on a refused
-  connection and also retries answers that cannot change (401);
+* credentials are looked up the way ``docker pull`` does (``$DOCKER_CONFIG``
+  honoured, ``docker login``'s Docker Hub key understood); oras reads only
+  ``~/.docker/config.json`` plus the files it is given;
+* retries with a short exponential backoff on connection errors, 408, 429
+  and 5xx, through urllib3's ``Retry`` on oras's session instead of oras's
+  ``do_request``, whose fixed retry sleeps for minutes on a refused
+  connection and also retries answers that cannot change (401); a request
+  body that can only be read once is sent once;
 * errors are one ``RegistryError`` line naming the reference.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import os
 import re
-import time
+import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from airlock.errors import DigestError, RegistryError
 from airlock.limits import CHUNK
@@ -43,11 +76,19 @@ from airlock.oci import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, di
 
 if TYPE_CHECKING:
     import requests
+    import requests.auth
+    from urllib3.util.retry import Retry
 
-__all__ = ["Manifest", "Ref", "RegistryClient", "parse_ref"]
+__all__ = ["Credentials", "Manifest", "Ref", "RegistryClient", "docker_credentials", "parse_ref"]
 
 _ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
-_TRANSIENT = {408, 429, 500, 502, 503, 504}
+_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+# Every method this client sends; urllib3's default list leaves out POST,
+# which starts a blob upload (a repeated POST only opens another upload).
+_RETRIED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT"})
+# Where ``docker login`` (no host given) stores Docker Hub credentials.
+_DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io")
+_DOCKER_HUB = "registry-1.docker.io"
 
 
 @dataclass(frozen=True)
@@ -133,6 +174,91 @@ class Manifest:
         return self.media_type in INDEX_TYPES
 
 
+class Credentials(NamedTuple):
+    """A user name and password (or token) for one registry."""
+
+    user: str
+    password: str
+
+
+def docker_credentials(host: str, config: Path | None = None) -> Credentials | None:
+    """Credentials for ``host`` from a Docker ``config.json``, found as ``docker pull`` finds them.
+
+    The file is ``config``, else ``$DOCKER_CONFIG/config.json``, else
+    ``~/.docker/config.json``; a missing default file means no credentials.
+    ``auths.HOST.auth`` (base64 ``user:password``) comes first, then
+    ``credHelpers.HOST`` or ``credsStore`` through Docker's credential-helper
+    protocol (``docker-credential-NAME get``). ``localhost`` and
+    ``127.0.0.1`` stand for each other; Docker Hub is also found under the
+    key ``docker login`` uses.
+
+    oras-py has a reader too, but it ignores ``$DOCKER_CONFIG`` and keeps
+    what it finds in private attributes, so Airlock reads the file itself
+    and hands the result to oras through ``set_basic_auth``.
+    """
+    path = (
+        config or Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
+    )
+    try:
+        cfg = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        if config is not None:
+            raise RegistryError(f"registry auth file {path} does not exist") from None
+        return None
+    except (OSError, ValueError) as e:
+        raise RegistryError(f"registry auth file {path} is not readable JSON: {e}") from None
+    if not isinstance(cfg, dict):
+        raise RegistryError(f"registry auth file {path} is not a JSON object")
+    keys = [host]
+    if "localhost" in host:
+        keys.append(host.replace("localhost", "127.0.0.1"))
+    elif "127.0.0.1" in host:
+        keys.append(host.replace("127.0.0.1", "localhost"))
+    if host == _DOCKER_HUB:
+        keys.extend(_DOCKER_HUB_KEYS)
+    auths = cfg.get("auths")
+    auths = auths if isinstance(auths, dict) else {}
+    for key in (*keys, *(f"{s}://{k}" for k in keys for s in ("https", "http"))):
+        entry = auths.get(key)
+        if isinstance(entry, dict) and entry.get("auth"):
+            try:
+                user, sep, password = (
+                    base64.b64decode(entry["auth"], validate=True).decode().partition(":")
+                )
+            except (binascii.Error, UnicodeDecodeError, TypeError):
+                sep = ""
+            if not sep:
+                raise RegistryError(
+                    f"registry auth file {path}: auths.{key}.auth is not base64 of user:password"
+                )
+            return Credentials(user, password)
+    helpers = cfg.get("credHelpers")
+    helpers = helpers if isinstance(helpers, dict) else {}
+    for key in keys:
+        helper = helpers.get(key) or cfg.get("credsStore")
+        if isinstance(helper, str) and helper:
+            found = _credential_helper(helper, key)
+            if found:
+                return found
+    return None
+
+
+def _credential_helper(name: str, key: str) -> Credentials | None:
+    """Docker's credential-helper protocol: the server on stdin, JSON on stdout."""
+    try:
+        r = subprocess.run(
+            [f"docker-credential-{name}", "get"],
+            input=key.encode(),
+            capture_output=True,
+            timeout=60,
+            check=True,
+        )
+        got = json.loads(r.stdout)
+        return Credentials(str(got["Username"]), str(got["Secret"]))
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
+        return None  # no helper or no entry for this server: go on without credentials
+
+
 def _oras_registry() -> type[Any]:
     try:
         import oras.provider
@@ -145,8 +271,46 @@ def _oras_registry() -> type[Any]:
     return registry
 
 
+def _retry_policy(attempts: int, backoff: float, retry_after_max: float) -> Retry:
+    """urllib3's ``Retry`` for ``attempts`` tries in all; see the module docstring."""
+    from urllib3.util.retry import Retry
+
+    class _Retry(Retry):
+        # urllib3 >= 2.6.3 has retry_after_max, but caps only at hours and older
+        # releases not at all; get_retry_after is its public hook for the wait.
+        def get_retry_after(self, response: Any) -> float | None:
+            after = super().get_retry_after(response)
+            return None if after is None else min(after, retry_after_max)
+
+    return _Retry(
+        total=attempts - 1,
+        other=0,  # TLS failures and the like: a second try says the same
+        backoff_factor=backoff,
+        status_forcelist=_TRANSIENT,
+        allowed_methods=_RETRIED_METHODS,
+        respect_retry_after_header=True,
+        raise_on_status=False,  # the last answer comes back; request() words the error
+    )
+
+
+@dataclass
+class _Host:
+    """What the client keeps per registry host, around oras's ``Registry``."""
+
+    oras: Any  # oras.provider.Registry: its session (with our retries) and token backend
+    basic: requests.auth.HTTPBasicAuth | None  # from config.json, sent once asked for Basic
+    basic_on: bool = False
+    once: requests.Session | None = None  # without retries, for bodies readable only once
+
+
 class RegistryClient:
-    """Talks to any number of registries; one oras ``Registry`` per host."""
+    """Talks to any number of registries; one oras ``Registry`` per host.
+
+    ``attempts`` is how often a request is tried in all; ``backoff`` is
+    urllib3's ``backoff_factor`` (the third try waits ``2 * backoff``
+    seconds, the fourth ``4 * backoff``); a registry's ``Retry-After`` is
+    waited instead, up to ``retry_after_max`` seconds.
+    """
 
     def __init__(
         self,
@@ -156,65 +320,83 @@ class RegistryClient:
         attempts: int = 4,
         backoff: float = 0.5,
         timeout: float = 60.0,
+        retry_after_max: float = 30.0,
     ) -> None:
         if auth is not None and not auth.is_file():
             raise RegistryError(f"registry auth file {auth} does not exist")
         self.auth, self.insecure = auth, {h.strip() for h in insecure}
         self.attempts, self.backoff, self.timeout = max(1, attempts), backoff, timeout
-        self._hosts: dict[str, Any] = {}
-        self.requests = 0  # counted so tests and benchmarks can see a cache at work
+        self.retry_after_max = retry_after_max
+        self._hosts: dict[str, _Host] = {}
+        # HTTP requests sent, retries included: tests and benchmarks see a cache at work.
+        self.requests = 0
 
     # -- plumbing --------------------------------------------------------
 
-    def _registry(self, ref: Ref) -> Any:
-        reg = self._hosts.get(ref.registry)
-        if reg is None:
-            base = _oras_registry()
-            reg = base(hostname=ref.registry, insecure=ref.registry in self.insecure)
-            # oras reads ~/.docker/config.json (and DOCKER_CONFIG) plus ours.
-            reg.auth.load_configs(
-                reg.get_container(f"{ref.registry}/{ref.repository}"),
-                configs=[str(self.auth)] if self.auth else None,
+    def _host(self, ref: Ref) -> _Host:
+        host = self._hosts.get(ref.registry)
+        if host is None:
+            import requests
+            import requests.adapters
+            import requests.auth
+
+            reg = _oras_registry()(
+                hostname=ref.registry, insecure=ref.registry in self.insecure, tls_verify=True
             )
-            reg._airlock_basic = False
-            self._hosts[ref.registry] = reg
-        return reg
+            retries = _retry_policy(self.attempts, self.backoff, self.retry_after_max)
+            adapter = requests.adapters.HTTPAdapter(max_retries=retries)
+            reg.session.mount("https://", adapter)
+            reg.session.mount("http://", adapter)
+            basic = None
+            creds = docker_credentials(ref.registry, self.auth)
+            if creds is not None:
+                reg.auth.set_basic_auth(creds.user, creds.password)  # for token requests
+                # HTTPBasicAuth takes bytes as they are; str would be encoded as Latin-1.
+                basic = requests.auth.HTTPBasicAuth(creds.user.encode(), creds.password.encode())
+            host = self._hosts[ref.registry] = _Host(reg, basic)
+        return host
 
     def _url(self, ref: Ref, path: str) -> str:
         scheme = "http" if ref.registry in self.insecure else "https"
         return f"{scheme}://{ref.registry}/v2/{ref.repository}/{path}"
 
     def _send(
-        self, reg: Any, method: str, url: str, headers: dict[str, str], **kw: Any
+        self, host: _Host, method: str, url: str, headers: dict[str, str], kw: dict[str, Any]
     ) -> requests.Response:
         h = dict(headers)
-        if reg._airlock_basic:
-            h["Authorization"] = "Basic " + reg.auth._basic_auth
-        elif getattr(reg.auth, "token", None):
-            h.update(reg.auth.get_auth_header())
-        self.requests += 1
-        r: requests.Response = reg.session.request(
-            method, url, headers=h, verify=reg._tls_verify, timeout=self.timeout, **kw
+        auth = host.basic if host.basic_on else None
+        if auth is None:
+            h.update(host.oras.auth.get_auth_header())  # the bearer token, once there is one
+        session = host.oras.session
+        if _unrepeatable(kw):
+            import requests
+
+            # Retries are a property of the session's adapter, so a body that
+            # cannot be rewound goes through a session without them.
+            session = host.once = host.once or requests.Session()
+        r: requests.Response = session.request(
+            method, url, headers=h, auth=auth, timeout=self.timeout, **kw
         )
+        history = getattr(getattr(r.raw, "retries", None), "history", ())
+        self.requests += 1 + len(history)
         return r
 
     def _authed(
-        self, reg: Any, method: str, url: str, headers: dict[str, str], **kw: Any
+        self, host: _Host, method: str, url: str, headers: dict[str, str], kw: dict[str, Any]
     ) -> requests.Response:
-        r = self._send(reg, method, url, headers, **kw)
-        if r.status_code not in (401, 403):
+        start = _body_position(kw)
+        r = self._send(host, method, url, headers, kw)
+        if r.status_code not in (401, 403) or _unrepeatable(kw):
             return r
-        challenge = r.headers.get("Www-Authenticate", "")
-        basic = getattr(reg.auth, "_basic_auth", None)
-        if challenge.lower().startswith("basic"):
-            if not basic or reg._airlock_basic:
+        challenge = r.headers.get("Www-Authenticate", "").lower()
+        if challenge.startswith("basic"):
+            if host.basic is None or host.basic_on:
                 return r
-            reg._airlock_basic = True
-        elif challenge.lower().startswith("bearer"):
-            # oras's token flow: anonymous or with the config's credentials.
-            reg.auth.token = None
+            host.basic_on = True
+        elif challenge.startswith("bearer"):
+            # oras's token flow: anonymous, or with the config's credentials.
             try:
-                _, changed = reg.auth.authenticate_request(r, dict(headers))
+                _, changed = host.oras.auth.authenticate_request(r, dict(headers), refresh=True)
             except Exception:
                 changed = False
             if not changed:
@@ -222,9 +404,9 @@ class RegistryClient:
         else:
             return r
         r.close()
-        if "data" in kw and hasattr(kw["data"], "seek"):
-            kw["data"].seek(0)
-        return self._send(reg, method, url, headers, **kw)
+        if start is not None:
+            kw["data"].seek(start)
+        return self._send(host, method, url, headers, kw)
 
     def request(
         self,
@@ -238,40 +420,34 @@ class RegistryClient:
         url: str | None = None,
         **kw: Any,
     ) -> requests.Response:
-        """One registry call with auth, retries and an error that names ``ref``."""
+        """One registry call with auth, retries and an error that names ``ref``.
+
+        ``kw`` goes to ``requests`` (``data``, ``stream``). Returns the
+        response when its status is in ``ok``; raises :class:`RegistryError`
+        otherwise.
+        """
         import requests
 
-        reg = self._registry(ref)
-        target = url or self._url(ref, path)
-        delay = self.backoff
-        for attempt in range(1, self.attempts + 1):
-            last = attempt == self.attempts
-            try:
-                r = self._authed(reg, method, target, headers or {}, **kw)
-            except requests.exceptions.SSLError as e:
-                raise RegistryError(
-                    f"{ref}: TLS failed talking to {ref.registry} ({_short(e)}); "
-                    f"for a plain-HTTP registry pass --insecure {ref.registry}"
-                ) from None
-            except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
-                if last or _unrepeatable(kw):
-                    refused = "refused" in str(e).lower()
-                    why = "connection refused" if refused else _short(e)
-                    raise RegistryError(
-                        f"{ref}: cannot reach registry {ref.registry}: {why} "
-                        f"(after {attempt} attempts); is it running and is the address right?"
-                    ) from None
-            else:
-                if r.status_code in ok:
-                    return r
-                if r.status_code not in _TRANSIENT or last:
-                    raise _status_error(ref, r, what)
-                r.close()
-            if "data" in kw and hasattr(kw["data"], "seek"):
-                kw["data"].seek(0)
-            time.sleep(delay)
-            delay *= 2
-        raise AssertionError("unreachable")
+        host = self._host(ref)
+        try:
+            r = self._authed(host, method, url or self._url(ref, path), headers or {}, kw)
+        except requests.exceptions.SSLError as e:
+            raise RegistryError(
+                f"{ref}: TLS failed talking to {ref.registry} ({_short(e)}); "
+                f"for a plain-HTTP registry pass --insecure {ref.registry}"
+            ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
+            tries = 1 if _unrepeatable(kw) else self.attempts
+            why = "connection refused" if "refused" in str(e).lower() else _short(e)
+            raise RegistryError(
+                f"{ref}: cannot reach registry {ref.registry}: {why} "
+                f"(after {tries} attempt{'s' if tries > 1 else ''}); "
+                "is it running and is the address right?"
+            ) from None
+        if r.status_code in ok:
+            return r
+        with r:
+            raise _status_error(ref, r, what)
 
     # -- reading ---------------------------------------------------------
 
@@ -427,6 +603,18 @@ def _status_error(ref: Ref, r: requests.Response, what: str) -> RegistryError:
 
 
 def _unrepeatable(kw: dict[str, Any]) -> bool:
-    """A request body that was a one-shot stream cannot be sent again."""
+    """A request body that is a one-shot stream (a pipe, a generator) cannot be sent again."""
     data = kw.get("data")
-    return data is not None and not isinstance(data, bytes) and not hasattr(data, "seek")
+    if data is None or isinstance(data, bytes | bytearray | str | dict):
+        return False
+    seekable = getattr(data, "seekable", None)
+    return not (callable(seekable) and seekable())
+
+
+def _body_position(kw: dict[str, Any]) -> int | None:
+    """Where a file body starts, to rewind it for a second send (urllib3 does so for retries)."""
+    data = kw.get("data")
+    if data is None or isinstance(data, bytes | bytearray | str | dict) or _unrepeatable(kw):
+        return None
+    position: int = data.tell()
+    return position
