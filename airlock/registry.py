@@ -37,7 +37,8 @@ What happens underneath:
 4. Whatever status is left at the end that the caller did not expect
    becomes one :class:`RegistryError` line naming the reference.
 
-What this adds on top of oras-py 0.2.x (each checked against a real registry):
+What this adds on top of oras-py 0.2.x (each checked by tests/registry, against a
+real registry where a scripted HTTP server would not do):
 
 * manifests are kept byte for byte with their media type (from the manifest
   or the response's Content-Type), Docker schema 2 manifests and manifest

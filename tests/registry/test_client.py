@@ -22,7 +22,7 @@ import ocikit
 import pytest
 
 from airlock.errors import RegistryError
-from airlock.registry import RegistryClient, parse_ref
+from airlock.registry import RegistryClient, docker_credentials, parse_ref
 
 MANIFEST = json.dumps(
     {
@@ -239,3 +239,19 @@ def test_one_shot_upload_stream_is_not_retried() -> None:
                 data=iter([b"once ", b"only"]),
             )
     assert [s.body for s in server.seen] == [b"once only"]
+
+
+def test_docker_credentials_are_found_as_docker_finds_them(tmp_path: Path) -> None:
+    def config(auths: dict[str, str]) -> Path:
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps({"auths": {k: {"auth": v} for k, v in auths.items()}}))
+        return path
+
+    alice = base64.b64encode(b"alice:pa:ss").decode()  # the password may hold a colon
+    hub = config({"https://index.docker.io/v1/": alice})  # where `docker login` puts Hub's
+    assert docker_credentials("registry-1.docker.io", hub) == ("alice", "pa:ss")
+    local = config({"localhost:5000": alice})
+    assert docker_credentials("127.0.0.1:5000", local) == ("alice", "pa:ss")
+    assert docker_credentials("other:5000", local) is None
+    with pytest.raises(RegistryError, match="not base64 of user:password"):
+        docker_credentials("bad:5000", config({"bad:5000": "no colon here"}))
