@@ -14,7 +14,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import (
+
+from tests.support.cli import REPO, run_agent, tool_env
+from tests.support.device import (
     active_id,
     agent_json,
     assert_consistent,
@@ -22,7 +24,8 @@ from agent_helpers import (
     init_device,
     tree_hash,
 )
-from conftest import REPO, Keys, _env, run_agent
+from tests.support.keyset import Keys
+from tests.support.spec import write_spec
 
 Bundle = Callable[..., Path]
 
@@ -313,7 +316,7 @@ def test_a_held_lock_gives_exit_5(device: Path, make_bundle: Bundle) -> None:
 def test_concurrent_installs_never_corrupt(device: Path, make_bundle: Bundle) -> None:
     bundles = [make_bundle(sequence=1), make_bundle(sequence=2, scale=3.0)]
     procs = [subprocess.Popen([sys.executable, "-m", "agent", "--root", str(device), "install",
-                               str(b)], env=_env(), stdout=subprocess.PIPE,
+                               str(b)], env=tool_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=REPO) for b in bundles]
     codes = [p.wait(timeout=120) for p in procs]
     errors = [p.stderr.read() for p in procs if p.stderr]
@@ -324,7 +327,7 @@ def test_concurrent_installs_never_corrupt(device: Path, make_bundle: Bundle) ->
     # And with --wait the second simply queues.
     procs = [subprocess.Popen([sys.executable, "-m", "agent", "--root", str(device), "install",
                                str(make_bundle(sequence=s, scale=float(s))), "--wait", "60"],
-                              env=_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+                              env=tool_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE)
              for s in (3, 4)]
     codes = [p.wait(timeout=120) for p in procs]
     assert set(codes) <= {0, 3} and codes.count(0) >= 1
@@ -405,8 +408,6 @@ def test_a_torn_journal_line_is_cut_by_the_next_start(device: Path, make_bundle:
 
 def _rotated_bundle(keyset: Keys, tmp_path: Path, make_bundle: Bundle, **kw: object) -> Path:
     """A bundle carrying trust root version 2 (same keys, signed by the old root key)."""
-    from conftest import write_spec
-
     from bundler.build import build_bundle
     from bundler.spec import load_spec
     from keys.keyfile import load_signer

@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 
 import pytest
-from agent_helpers import agent_json, assert_consistent, init_device
-from conftest import REPO, Keys, _env, run_agent, write_spec
 
 from agent.faults import CRASH_POINTS
+from tests.support.cli import REPO, run_agent, tool_env
+from tests.support.device import agent_json, assert_consistent, init_device
+from tests.support.keyset import Keys
+from tests.support.spec import write_spec
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +135,7 @@ def test_kill_at_crash_point(point: str, tmp_path: Path, bundles: dict[str, Path
 
 def _start(root: Path, args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "agent", "--root", str(root), *args],
-                            env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                            env=tool_env(), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 

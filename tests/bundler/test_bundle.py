@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Keys, run_airlock, write_spec
+from tests.support.cli import run_airlock
+from tests.support.keyset import Keys
+from tests.support.spec import write_spec
 
 
 def _rewrite(

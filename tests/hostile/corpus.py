@@ -94,13 +94,11 @@ class Kit:
     @classmethod
     def create(cls, workdir: Path, *, root_key: Path, release_key: Path) -> Kit:
         """Build two real bundles with the given keys plus generated canary and rogue keys."""
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-        import modelkit
-
         from bundler.build import build_bundle
         from bundler.spec import load_spec
         from keys.keyfile import generate_keypair, load_public_key, load_signer
         from keys.trust import RingSigner, create_root
+        from scripts import modelkit
 
         workdir.mkdir(parents=True, exist_ok=True)
         extra = {}

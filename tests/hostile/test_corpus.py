@@ -17,9 +17,9 @@ import pytest
 from airlock.errors import AirlockError
 from bundler.verify import verify_bundle
 from keys.trust import TrustRoot
-from tests.conftest import run_airlock
 from tests.hostile.corpus import CASES, THREATS, Case, Kit
-from tests.hostile.treehash import listing
+from tests.support.cli import run_airlock
+from tests.support.treehash import listing
 
 
 class _Pipe(io.RawIOBase):

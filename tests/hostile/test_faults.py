@@ -50,7 +50,9 @@ from agent.faults import CRASH_POINTS, POINTS_BY_COMMAND
 from agent.fsck import fsck
 from agent.layout import Layout
 from agent.switch import read_link
-from tests.conftest import REPO, Keys, _env, run_agent, write_spec
+from tests.support.cli import REPO, run_agent, tool_env
+from tests.support.keyset import Keys
+from tests.support.spec import write_spec
 
 FAULT_KILLS = int(os.environ.get("AIRLOCK_FAULT_KILLS", "100"))
 SEED = int(os.environ.get("AIRLOCK_FAULT_SEED", str(time.time_ns() % 1_000_000)))
@@ -204,7 +206,7 @@ def _random_kill(fleet: Fleet, i: int, name: str, delay: float) -> tuple[bool, s
     root = fleet.device(s.base, f"random-{i}")
     try:
         proc = subprocess.Popen([sys.executable, "-m", "agent", "--root", str(root),
-                                 *fleet.args(s)], env=_env(), cwd=REPO,
+                                 *fleet.args(s)], env=tool_env(), cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         proc.kill()
@@ -303,7 +305,7 @@ def _install_through_pause(root: Path, bundle: Path, pause_at: int, during_pause
     """``install -`` fed through a pipe that stops at byte ``pause_at`` while
     ``during_pause()`` runs, then delivers the rest."""
     proc = subprocess.Popen([sys.executable, "-m", "agent", "--root", str(root), "install", "-",
-                             *extra], env=_env(), cwd=REPO, stdin=subprocess.PIPE,
+                             *extra], env=tool_env(), cwd=REPO, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     data = bundle.read_bytes()
     assert proc.stdin is not None

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_agent
 from tests.hostile.corpus import Kit, bundle
+from tests.support.cli import run_agent
 
 
 @pytest.fixture(scope="module")

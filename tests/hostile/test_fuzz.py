@@ -51,8 +51,8 @@ from hypothesis import strategies as st
 from airlock.errors import RejectedError
 from bundler.verify import verify_bundle
 from keys.trust import TrustRoot, VerifiedRelease
-from tests.conftest import run_airlock
 from tests.hostile.corpus import BLOCK, Kit, bundle, fix_checksum, member, set_target, tarinfo
+from tests.support.cli import run_airlock
 
 EXAMPLES = int(os.environ.get("AIRLOCK_FUZZ_EXAMPLES", "400"))
 _SETTINGS = settings(
@@ -402,7 +402,7 @@ def test_fuzz_through_cli(kit: Kit, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def device(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import run_agent
+    from tests.support.cli import run_agent
 
     root = tmp_path_factory.mktemp("fuzz-device") / "root"
     assert run_agent("--root", root, "init", "--trust", kit.trust_path,
@@ -421,8 +421,8 @@ def test_fuzz_agent_install(kit: Kit, device: Path, tmp_path: Path) -> None:
     from agent.fsck import fsck
     from agent.layout import Layout
     from agent.switch import read_link
-    from tests.conftest import run_agent
-    from tests.hostile.treehash import listing
+    from tests.support.cli import run_agent
+    from tests.support.treehash import listing
 
     stats: Counter[str] = Counter()
     path = tmp_path / "fuzzed.airlock"

@@ -12,11 +12,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import ocikit
 import pytest
 
-from tests.conftest import Keys, run_agent
-from tests.registry.conftest import Content, build_from
+from scripts import ocikit
+from tests.support.cli import run_agent
+from tests.support.keyset import Keys
+from tests.support.registry import Content, build_from
 
 pytestmark = pytest.mark.integration
 

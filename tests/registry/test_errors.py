@@ -9,11 +9,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import ocikit
 import pytest
 
-from tests.conftest import Keys, run_airlock
-from tests.registry.conftest import Content, need_tools
+from scripts import ocikit
+from tests.support.cli import run_airlock
+from tests.support.keyset import Keys
+from tests.support.registry import Content, need_tools
 
 pytestmark = pytest.mark.integration
 

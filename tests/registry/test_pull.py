@@ -13,11 +13,12 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import ocikit
 import pytest
 
-from tests.conftest import Keys, run_airlock
-from tests.registry.conftest import Content, build_from, need_tools, run_build
+from scripts import ocikit
+from tests.support.cli import run_airlock
+from tests.support.keyset import Keys
+from tests.support.registry import Content, build_from, need_tools, run_build
 
 pytestmark = pytest.mark.integration
 

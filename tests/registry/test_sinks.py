@@ -9,14 +9,14 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import ocikit
 import pytest
 
 from agent.sinks import make_sink
 from airlock.errors import DeliveryError, UsageError
 from keys.release import Release
-from tests.conftest import Keys
-from tests.registry.conftest import Content, build_from
+from scripts import ocikit
+from tests.support.keyset import Keys
+from tests.support.registry import Content, build_from
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,9 @@
-"""Helpers for agent tests: an initialised device root and checks of its consistency."""
+"""An agent root (a device) for tests: set up, asked, and checked for consistency.
+
+    root = init_device(tmp_path / "device", keyset)
+    assert agent_json(root, "install", bundle)["active"] == "vision-1"
+    assert_consistent(root)   # what any agent start after any crash must find
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from conftest import Keys, run_agent
+from tests.support.cli import run_agent
+from tests.support.keyset import Keys
+from tests.support.spec import write_spec
 
 
 def init_device(root: Path, keyset: Keys) -> Path:
@@ -20,8 +27,6 @@ def init_device(root: Path, keyset: Keys) -> Path:
 
 def edited_bundle(keyset: Keys, directory: Path, old: str, new: str, **kw: Any) -> Path:
     """make_bundle's bundle with one edit to the spec (for values write_spec fixes)."""
-    from conftest import write_spec
-
     from bundler.build import build_bundle
     from bundler.spec import load_spec
     from keys.keyfile import load_signer
@@ -37,6 +42,7 @@ def edited_bundle(keyset: Keys, directory: Path, old: str, new: str, **kw: Any) 
 
 
 def agent_json(root: Path, *args: Any, **kw: Any) -> dict[str, Any]:
+    """``airlock-agent --root ROOT ARGS --json``, which must succeed; its parsed output."""
     p = run_agent("--root", root, *args, "--json", **kw)
     assert p.returncode == 0, (args, p.returncode, p.stderr)
     result: dict[str, Any] = json.loads(p.stdout)
@@ -44,6 +50,7 @@ def agent_json(root: Path, *args: Any, **kw: Any) -> dict[str, Any]:
 
 
 def active_id(root: Path) -> str | None:
+    """The id of the active release (``vision-2``), or None."""
     status = agent_json(root, "status")
     return status["active"]["id"] if status["active"] else None
 
