@@ -22,10 +22,10 @@ from tests.support.device import (
     assert_consistent,
     edited_bundle,
     init_device,
-    tree_hash,
 )
 from tests.support.keyset import Keys
 from tests.support.spec import write_spec
+from tests.support.treehash import tree_hash
 
 Bundle = Callable[..., Path]
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -53,25 +52,6 @@ def active_id(root: Path) -> str | None:
     """The id of the active release (``vision-2``), or None."""
     status = agent_json(root, "status")
     return status["active"]["id"] if status["active"] else None
-
-
-def tree_hash(root: Path, skip: tuple[str, ...] = ("journal.jsonl", "lock")) -> str:
-    """sha256 over every path, link target and file content under root (except ``skip``)."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
-            path = Path(dirpath, name)
-            rel = path.relative_to(root).as_posix()
-            if rel in skip:
-                continue
-            h.update(rel.encode() + b"\0")
-            if path.is_symlink():
-                h.update(b"L" + os.readlink(path).encode())
-            else:
-                h.update(path.read_bytes())
-        h.update(b"D" + dirpath.encode())
-    return h.hexdigest()
 
 
 def assert_consistent(root: Path) -> dict[str, Any]:
