@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.keyset import Keys, make_keyset
-from tests.support.spec import write_spec
+from tests.support.spec import build, write_spec
 
 
 @pytest.fixture(scope="session")
@@ -24,17 +24,13 @@ def keyset(tmp_path_factory: pytest.TempPathFactory) -> Keys:
 
 @pytest.fixture
 def make_bundle(keyset: Keys, tmp_path: Path) -> Callable[..., Path]:
-    """Build a real bundle in-process: make_bundle(sequence=2, wrong=True) -> path."""
-    from bundler.build import build_bundle
-    from bundler.spec import load_spec
-    from keys.keyfile import load_signer
+    """Build a real bundle in-process: make_bundle(sequence=2, wrong=True) -> NAME-SEQUENCE.airlock.
+
+    Keyword arguments go to write_spec; ``keys`` (key files) sign instead of the release key.
+    """
 
     def make(*, keys: list[Path] | None = None, **kw: Any) -> Path:
-        spec_path = write_spec(tmp_path, **kw)
-        spec = load_spec(spec_path)
-        out = tmp_path / f"{spec.name}-{spec.sequence}.airlock"
-        signers = [load_signer(k) for k in (keys or [keyset.release_key])]
-        build_bundle(spec, signers, out)
-        return out
+        spec = write_spec(tmp_path, **kw)
+        return build(spec, spec.with_suffix(".airlock"), keys or [keyset.release_key])
 
     return make

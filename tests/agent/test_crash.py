@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,34 +25,27 @@ from agent.faults import CRASH_POINTS
 from tests.support.cli import REPO, run_agent, tool_env
 from tests.support.device import agent_json, assert_consistent, init_device
 from tests.support.keyset import Keys
-from tests.support.spec import write_spec
+from tests.support.spec import build, write_spec
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory, keyset: Keys) -> dict[str, Path]:
-    from bundler.build import build_bundle
-    from bundler.spec import load_spec
-    from keys.keyfile import load_signer
-
     d = tmp_path_factory.mktemp("crash-bundles")
-    signer = load_signer(keyset.release_key)
     out: dict[str, Path] = {}
-    variants = {
+    variants: dict[str, dict[str, Any]] = {
         "v1": {"sequence": 1, "scale": 2.0},
         "v2": {"sequence": 2, "scale": 3.0},
         "v3": {"sequence": 3, "scale": 4.0},
         # a release whose probe fails after the switch: automatic rollback
         "v2-probe-fails": {"sequence": 2, "scale": 3.0,
-                           "extra": "hooks:\n  probe: \"false\"\n  probe_window_s: 0.3\n"},
+                           "extra": {"hooks": {"probe": "false", "probe_window_s": 0.3}}},
         # big enough that a random kill often lands while blobs are written
         "v2-big": {"sequence": 2, "scale": 3.0, "pad_mb": 48},
     }
     for name, kw in variants.items():
         sub = d / name
         sub.mkdir()
-        spec = load_spec(write_spec(sub, **kw))  # type: ignore[arg-type]
-        out[name] = sub / f"{name}.airlock"
-        build_bundle(spec, [signer], out[name])
+        out[name] = build(write_spec(sub, **kw), sub / f"{name}.airlock", [keyset.release_key])
     return out
 
 

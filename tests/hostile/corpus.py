@@ -94,11 +94,10 @@ class Kit:
     @classmethod
     def create(cls, workdir: Path, *, root_key: Path, release_key: Path) -> Kit:
         """Build two real bundles with the given keys plus generated canary and rogue keys."""
-        from bundler.build import build_bundle
-        from bundler.spec import load_spec
         from keys.keyfile import generate_keypair, load_public_key, load_signer
         from keys.trust import RingSigner, create_root
-        from scripts import modelkit
+        from tests.support.spec import build as build_spec
+        from tests.support.spec import write_spec
 
         workdir.mkdir(parents=True, exist_ok=True)
         extra = {}
@@ -116,18 +115,9 @@ class Kit:
         trust_path.write_bytes(md.to_bytes())
 
         def build(sequence: int, scale: float) -> bytes:
-            model_dir = workdir / f"model-{sequence}"
-            modelkit.make(model_dir, scale)
-            spec_path = workdir / f"spec-{sequence}.yaml"
-            spec_path.write_text(
-                f"name: vision\nversion: \"1.{sequence}\"\nsequence: {sequence}\nexpires: 30d\n"
-                f"models:\n  - name: detector\n    path: {model_dir.name}/model.onnx\n"
-                f"    health:\n      inputs: {model_dir.name}/inputs.npz\n"
-                f"      outputs: {model_dir.name}/outputs.npz\n      runs: 3\n      timeout_s: 30\n"
-            )
-            out = workdir / f"vision-{sequence}.airlock"
-            build_bundle(load_spec(spec_path), [release], out)
-            return out.read_bytes()
+            spec = write_spec(workdir, name="vision", version=f"1.{sequence}", sequence=sequence,
+                              scale=scale, runs=3)
+            return build_spec(spec, workdir / f"vision-{sequence}.airlock", [release_key]).read_bytes()
 
         good = build(GOOD_SEQUENCE, 2.0)
         other = build(GOOD_SEQUENCE + 1, 3.0)

@@ -14,7 +14,6 @@ from typing import Any
 
 from tests.support.cli import run_agent
 from tests.support.keyset import Keys
-from tests.support.spec import write_spec
 
 
 def init_device(root: Path, keyset: Keys) -> Path:
@@ -22,22 +21,6 @@ def init_device(root: Path, keyset: Keys) -> Path:
     p = run_agent("--root", root, "init", "--trust", keyset.trust, "--device-id", "test-dev")
     assert p.returncode == 0, p.stderr
     return root
-
-
-def edited_bundle(keyset: Keys, directory: Path, old: str, new: str, **kw: Any) -> Path:
-    """make_bundle's bundle with one edit to the spec (for values write_spec fixes)."""
-    from bundler.build import build_bundle
-    from bundler.spec import load_spec
-    from keys.keyfile import load_signer
-
-    path = write_spec(directory, **kw)
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
-    spec = load_spec(path)
-    out = directory / f"{spec.name}-{spec.sequence}-edited.airlock"
-    build_bundle(spec, [load_signer(keyset.release_key)], out)
-    return out
 
 
 def agent_json(root: Path, *args: Any, **kw: Any) -> dict[str, Any]:

@@ -49,6 +49,11 @@ class Content:
     model_dir: Path
     shared_layer: str  # digest of the layer app and worker share
 
+    def model_entry(self) -> dict[str, Any]:
+        """The spec's entry for the model artifact, golden data taken from inside it."""
+        return {"name": "detector", "ref": self.model,
+                "health": {"inputs": "inputs.npz", "outputs": "outputs.npz"}}
+
 
 def push_content(registry: ocikit.Registry, work: Path) -> Content:
     """Push the images and the model artifact the registry tests build from."""
