@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.hostile.corpus import Kit
+from tests.support.kit import Kit
 
 
 @pytest.fixture(scope="session")

@@ -51,8 +51,17 @@ from hypothesis import strategies as st
 from airlock.errors import RejectedError
 from bundler.verify import verify_bundle
 from keys.trust import TrustRoot, VerifiedRelease
-from tests.hostile.corpus import BLOCK, Kit, bundle, fix_checksum, member, set_target, tarinfo
 from tests.support.cli import run_airlock
+from tests.support.kit import Kit
+from tests.support.tarsurgery import (
+    BLOCK,
+    bundle,
+    fix_checksum,
+    member,
+    set_target,
+    sign_dict,
+    tarinfo,
+)
 
 EXAMPLES = int(os.environ.get("AIRLOCK_FUZZ_EXAMPLES", "400"))
 _SETTINGS = settings(
@@ -234,8 +243,6 @@ def test_fuzz_signed_metadata(kit: Kit, trust: TrustRoot) -> None:
 
 def test_fuzz_carried_trust_root(kit: Kit, trust: TrustRoot) -> None:
     """A rotated root carried in the bundle, mutated, signed by the real root key or not."""
-    from tests.hostile.corpus import sign_dict
-
     stats: Counter[str] = Counter()
     base = kit.trust_signed()
     base["version"] = 2
