@@ -13,7 +13,7 @@ health-checks ``current``) must succeed, the store must pass fsck
 releases, journal chain verifies, nothing pending or in staging) and the
 active release must be the old or the new one. Long mode::
 
-    AIRLOCK_FAULT_KILLS=3000 PYTHONPATH=. python -m pytest tests/hostile/test_faults.py -q -s
+    AIRLOCK_FAULT_KILLS=3000 pytest tests/hostile/test_faults.py -q -s
 
 ``AIRLOCK_FAULT_SEED`` replays the random instants of a run.
 

@@ -24,7 +24,7 @@ staging aside) byte for byte as it was and fsck clean.
 
 Bounded for CI; for a long run::
 
-    AIRLOCK_FUZZ_EXAMPLES=20000 PYTHONPATH=. python -m pytest tests/hostile/test_fuzz.py -q -s
+    AIRLOCK_FUZZ_EXAMPLES=20000 pytest tests/hostile/test_fuzz.py -q -s
 
 ``AIRLOCK_FUZZ_EXAMPLES`` is the examples per mutator (default 400).
 With ``AIRLOCK_RELIABILITY_OUT=FILE`` the outcome counts are appended to FILE
