@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.cli import REPO
 from tests.support.kit import Kit
 
 
@@ -18,4 +19,4 @@ def kit(keyset: Any, tmp_path_factory: pytest.TempPathFactory) -> Kit:
 
 @pytest.fixture(scope="session")
 def repo() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return REPO
