@@ -32,4 +32,4 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/pytest -q -p no:cacheprovider "$@"   # pyproject sets the import root; no PYTHONPATH

@@ -14,15 +14,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from agent_helpers import (
+
+from tests.support.cli import REPO, run_agent, tool_env
+from tests.support.device import (
     active_id,
     agent_json,
     assert_consistent,
-    edited_bundle,
     init_device,
-    tree_hash,
 )
-from conftest import REPO, Keys, _env, run_agent
+from tests.support.keyset import Keys
+from tests.support.spec import build, write_spec
+from tests.support.treehash import tree_hash
 
 Bundle = Callable[..., Path]
 
@@ -102,9 +104,9 @@ def test_ring_policy_refuses_a_release_for_other_rings(tmp_path: Path, keyset: K
     root = tmp_path / "canary-device"
     p = run_agent("--root", root, "init", "--trust", keyset.trust, "--ring", "canary")
     assert p.returncode == 0, p.stderr
-    p = install(root, make_bundle(sequence=1, extra="rings: [stable]\n"))
+    p = install(root, make_bundle(sequence=1, extra={"rings": ["stable"]}))
     assert p.returncode == 3 and "ring 'canary'" in p.stderr
-    assert install(root, make_bundle(sequence=2, extra="rings: [canary, stable]\n")).returncode == 0
+    assert install(root, make_bundle(sequence=2, extra={"rings": ["canary", "stable"]})).returncode == 0
 
 
 def _other_key(tmp_path: Path) -> Path:
@@ -158,8 +160,8 @@ def test_damaged_bundle_exits_3_and_leaves_root_unchanged(
 
 HEALTH_FAILURES = {
     "wrong-outputs": ({"wrong": True}, {}, "differs"),
-    "too-slow": ({"extra_health": "      max_p95_ms: 0.000001\n"}, {}, "p95"),
-    "too-much-memory": ({"extra_health": "      max_memory_mb: 5\n"}, {}, "memory"),
+    "too-slow": ({"health": {"max_p95_ms": 0.000001}}, {}, "p95"),
+    "too-much-memory": ({"health": {"max_memory_mb": 5}}, {}, "memory"),
     "child-crash": ({}, {"AIRLOCK_TEST_FAULT": "health-crash"}, "SIGSEGV"),
     "hang": ({"hang": True}, {}, "timed out"),
 }
@@ -167,12 +169,11 @@ HEALTH_FAILURES = {
 
 @pytest.mark.parametrize("case", sorted(HEALTH_FAILURES))
 def test_health_failure_exits_4_with_previous_release_active(
-        case: str, device: Path, make_bundle: Bundle, keyset: Keys, tmp_path: Path) -> None:
+        case: str, device: Path, make_bundle: Bundle) -> None:
     spec_kw, env, words = HEALTH_FAILURES[case]
     assert install(device, make_bundle(sequence=1)).returncode == 0
     if case == "hang":  # a 3 s budget instead of write_spec's 30 s keeps the suite fast
-        bad = edited_bundle(keyset, tmp_path, "timeout_s: 30", "timeout_s: 3", sequence=2,
-                            **spec_kw)
+        bad = make_bundle(sequence=2, timeout_s=3, **spec_kw)
     else:
         bad = make_bundle(sequence=2, scale=3.0, **spec_kw)
     started = time.monotonic()
@@ -211,9 +212,9 @@ def http_probe() -> Iterator[str]:
     server.shutdown()
 
 
-def _hooks(log: Path, probe: str, window: float = 2) -> str:
-    return (f"hooks:\n  post_switch: echo $AIRLOCK_RELEASE >> {log}\n"
-            f"  probe: \"{probe}\"\n  probe_window_s: {window}\n")
+def _hooks(log: Path, probe: str, window: float = 2) -> dict[str, object]:
+    return {"hooks": {"post_switch": f"echo $AIRLOCK_RELEASE >> {log}", "probe": probe,
+                      "probe_window_s": window}}
 
 
 def test_http_probe_success_and_failure_rolls_back(
@@ -313,7 +314,7 @@ def test_a_held_lock_gives_exit_5(device: Path, make_bundle: Bundle) -> None:
 def test_concurrent_installs_never_corrupt(device: Path, make_bundle: Bundle) -> None:
     bundles = [make_bundle(sequence=1), make_bundle(sequence=2, scale=3.0)]
     procs = [subprocess.Popen([sys.executable, "-m", "agent", "--root", str(device), "install",
-                               str(b)], env=_env(), stdout=subprocess.PIPE,
+                               str(b)], env=tool_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, cwd=REPO) for b in bundles]
     codes = [p.wait(timeout=120) for p in procs]
     errors = [p.stderr.read() for p in procs if p.stderr]
@@ -324,7 +325,7 @@ def test_concurrent_installs_never_corrupt(device: Path, make_bundle: Bundle) ->
     # And with --wait the second simply queues.
     procs = [subprocess.Popen([sys.executable, "-m", "agent", "--root", str(device), "install",
                                str(make_bundle(sequence=s, scale=float(s))), "--wait", "60"],
-                              env=_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+                              env=tool_env(), stderr=subprocess.PIPE, stdout=subprocess.PIPE)
              for s in (3, 4)]
     codes = [p.wait(timeout=120) for p in procs]
     assert set(codes) <= {0, 3} and codes.count(0) >= 1
@@ -405,18 +406,13 @@ def test_a_torn_journal_line_is_cut_by_the_next_start(device: Path, make_bundle:
 
 def _rotated_bundle(keyset: Keys, tmp_path: Path, make_bundle: Bundle, **kw: object) -> Path:
     """A bundle carrying trust root version 2 (same keys, signed by the old root key)."""
-    from conftest import write_spec
-
-    from bundler.build import build_bundle
-    from bundler.spec import load_spec
     from keys.keyfile import load_signer
     from keys.trust import TrustRoot, rotate_root
 
     new_root = rotate_root(TrustRoot.from_bytes(keyset.trust.read_bytes()), [load_signer(keyset.root_key)])
-    spec = load_spec(write_spec(tmp_path, **kw))  # type: ignore[arg-type]
-    out = tmp_path / f"rotated-{spec.sequence}.airlock"
-    build_bundle(spec, [load_signer(keyset.release_key)], out, root_json=new_root.to_bytes())
-    return out
+    spec = write_spec(tmp_path, **kw)  # type: ignore[arg-type]
+    return build(spec, tmp_path / f"rotated-{spec.stem}.airlock", [keyset.release_key],
+                 root_json=new_root.to_bytes())
 
 
 def test_rotated_root_is_kept_only_after_a_successful_install(

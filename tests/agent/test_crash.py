@@ -17,39 +17,35 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from agent_helpers import agent_json, assert_consistent, init_device
-from conftest import REPO, Keys, _env, run_agent, write_spec
 
 from agent.faults import CRASH_POINTS
+from tests.support.cli import REPO, run_agent, tool_env
+from tests.support.device import agent_json, assert_consistent, init_device
+from tests.support.keyset import Keys
+from tests.support.spec import build, write_spec
 
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory: pytest.TempPathFactory, keyset: Keys) -> dict[str, Path]:
-    from bundler.build import build_bundle
-    from bundler.spec import load_spec
-    from keys.keyfile import load_signer
-
     d = tmp_path_factory.mktemp("crash-bundles")
-    signer = load_signer(keyset.release_key)
     out: dict[str, Path] = {}
-    variants = {
+    variants: dict[str, dict[str, Any]] = {
         "v1": {"sequence": 1, "scale": 2.0},
         "v2": {"sequence": 2, "scale": 3.0},
         "v3": {"sequence": 3, "scale": 4.0},
         # a release whose probe fails after the switch: automatic rollback
         "v2-probe-fails": {"sequence": 2, "scale": 3.0,
-                           "extra": "hooks:\n  probe: \"false\"\n  probe_window_s: 0.3\n"},
+                           "extra": {"hooks": {"probe": "false", "probe_window_s": 0.3}}},
         # big enough that a random kill often lands while blobs are written
         "v2-big": {"sequence": 2, "scale": 3.0, "pad_mb": 48},
     }
     for name, kw in variants.items():
         sub = d / name
         sub.mkdir()
-        spec = load_spec(write_spec(sub, **kw))  # type: ignore[arg-type]
-        out[name] = sub / f"{name}.airlock"
-        build_bundle(spec, [signer], out[name])
+        out[name] = build(write_spec(sub, **kw), sub / f"{name}.airlock", [keyset.release_key])
     return out
 
 
@@ -133,7 +129,7 @@ def test_kill_at_crash_point(point: str, tmp_path: Path, bundles: dict[str, Path
 
 def _start(root: Path, args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "agent", "--root", str(root), *args],
-                            env=_env(), cwd=REPO, stdout=subprocess.DEVNULL,
+                            env=tool_env(), cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
 
 

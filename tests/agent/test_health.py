@@ -14,15 +14,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import modelkit
 import numpy as np
 import psutil
 import pytest
 
 from agent.health import check_release
 from keys.release import HealthSpec, ModelEntry, Release
+from scripts import modelkit
+from tests.support.cli import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 DIGEST = "sha256:" + "0" * 64  # check_release reads files by path; digests are the store's business
 
 

@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import REPO, Keys
+from tests.support.cli import REPO
+from tests.support.keyset import Keys
 
 _BLOCKED = ("bundler", "oras", "paramiko", "onnx", "requests")
 

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Keys, run_airlock, write_spec
+from tests.support.cli import run_airlock
+from tests.support.keyset import Keys
+from tests.support.spec import write_spec
 
 
 def _rewrite(
@@ -36,7 +38,7 @@ def _verify(bundle: Path, keys: Keys) -> tuple[int, str]:
 
 
 def test_build_verify_inspect_round_trip(keyset: Keys, tmp_path: Path) -> None:
-    spec = write_spec(tmp_path, extra="flags:\n  threshold: 0.5\nrings: [canary]\n")
+    spec = write_spec(tmp_path, extra={"flags": {"threshold": 0.5}, "rings": ["canary"]})
     out = tmp_path / "v1.airlock"
     r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out, "--json")
     assert r.returncode == 0, r.stderr
@@ -269,8 +271,7 @@ def test_bad_spec_names_the_field(
     keyset: Keys, tmp_path: Path, yaml_text: str, field: str, code: int
 ) -> None:
     (tmp_path / "m.onnx").write_bytes(b"x")
-    spec = tmp_path / "airlock.yaml"
-    spec.write_text(yaml_text)
+    spec = write_spec(tmp_path, text=yaml_text, file_name="airlock.yaml")
     r = run_airlock("build", spec, "--key", keyset.release_key, "-o", tmp_path / "o.airlock")
     assert r.returncode == code
     assert f"'{field}'" in r.stderr and "airlock.yaml:" in r.stderr

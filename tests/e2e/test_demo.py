@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 
-from conftest import REPO
+from tests.support.cli import REPO
 
 
 def test_demo_runs_the_whole_job() -> None:

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.hostile.corpus import Kit
+from tests.support.cli import REPO
+from tests.support.kit import Kit
 
 
 @pytest.fixture(scope="session")
@@ -18,4 +19,4 @@ def kit(keyset: Any, tmp_path_factory: pytest.TempPathFactory) -> Kit:
 
 @pytest.fixture(scope="session")
 def repo() -> Path:
-    return Path(__file__).resolve().parents[2]
+    return REPO

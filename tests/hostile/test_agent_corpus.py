@@ -18,9 +18,10 @@ from pathlib import Path
 import pytest
 
 from agent.journal import Journal
-from tests.conftest import run_agent
-from tests.hostile.corpus import ACTIVE_SEQUENCE, CASES, Case, Kit
-from tests.hostile.treehash import listing
+from tests.hostile.cases import CASES, Case
+from tests.support.cli import run_agent
+from tests.support.kit import ACTIVE_SEQUENCE, Kit
+from tests.support.treehash import listing
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,10 @@ import pytest
 from airlock.errors import AirlockError
 from bundler.verify import verify_bundle
 from keys.trust import TrustRoot
-from tests.conftest import run_airlock
-from tests.hostile.corpus import CASES, THREATS, Case, Kit
-from tests.hostile.treehash import listing
+from tests.hostile.cases import CASES, THREATS, Case
+from tests.support.cli import run_airlock
+from tests.support.kit import Kit
+from tests.support.treehash import listing
 
 
 class _Pipe(io.RawIOBase):

@@ -13,7 +13,7 @@ health-checks ``current``) must succeed, the store must pass fsck
 releases, journal chain verifies, nothing pending or in staging) and the
 active release must be the old or the new one. Long mode::
 
-    AIRLOCK_FAULT_KILLS=3000 PYTHONPATH=. python -m pytest tests/hostile/test_faults.py -q -s
+    AIRLOCK_FAULT_KILLS=3000 pytest tests/hostile/test_faults.py -q -s
 
 ``AIRLOCK_FAULT_SEED`` replays the random instants of a run.
 
@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,7 +51,9 @@ from agent.faults import CRASH_POINTS, POINTS_BY_COMMAND
 from agent.fsck import fsck
 from agent.layout import Layout
 from agent.switch import read_link
-from tests.conftest import REPO, Keys, _env, run_agent, write_spec
+from tests.support.cli import REPO, run_agent, tool_env
+from tests.support.keyset import Keys
+from tests.support.spec import build, write_spec
 
 FAULT_KILLS = int(os.environ.get("AIRLOCK_FAULT_KILLS", "100"))
 SEED = int(os.environ.get("AIRLOCK_FAULT_SEED", str(time.time_ns() % 1_000_000)))
@@ -106,25 +109,19 @@ class Fleet:
 
 @pytest.fixture(scope="module")
 def fleet(keyset: Keys, tmp_path_factory: pytest.TempPathFactory) -> Fleet:
-    from bundler.build import build_bundle
-    from bundler.spec import load_spec
-    from keys.keyfile import load_signer
-
     d = tmp_path_factory.mktemp("faults")
-    signer = load_signer(keyset.release_key)
-    variants: dict[str, dict[str, object]] = {
+    variants: dict[str, dict[str, Any]] = {
         "v1": {"sequence": 1, "scale": 2.0},
         "v2": {"sequence": 2, "scale": 3.0, "pad_mb": 4},  # a blob big enough to die in
         "v2-probe-fails": {"sequence": 2, "scale": 3.0,
-                           "extra": "hooks:\n  probe: \"false\"\n  probe_window_s: 0.3\n"},
+                           "extra": {"hooks": {"probe": "false", "probe_window_s": 0.3}}},
         "v3": {"sequence": 3, "scale": 4.0},
     }
     bundles = {}
     for name, kw in variants.items():
         sub = d / "build" / name
         sub.mkdir(parents=True)
-        bundles[name] = d / f"{name}.airlock"
-        build_bundle(load_spec(write_spec(sub, **kw)), [signer], bundles[name])  # type: ignore[arg-type]
+        bundles[name] = build(write_spec(sub, **kw), d / f"{name}.airlock", [keyset.release_key])
     bases = {}
     for base, names in {"v1": ["v1"], "v12": ["v1", "v2"], "v123": ["v1", "v2", "v3"]}.items():
         root = d / "bases" / base
@@ -204,7 +201,7 @@ def _random_kill(fleet: Fleet, i: int, name: str, delay: float) -> tuple[bool, s
     root = fleet.device(s.base, f"random-{i}")
     try:
         proc = subprocess.Popen([sys.executable, "-m", "agent", "--root", str(root),
-                                 *fleet.args(s)], env=_env(), cwd=REPO,
+                                 *fleet.args(s)], env=tool_env(), cwd=REPO,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         proc.kill()
@@ -303,7 +300,7 @@ def _install_through_pause(root: Path, bundle: Path, pause_at: int, during_pause
     """``install -`` fed through a pipe that stops at byte ``pause_at`` while
     ``during_pause()`` runs, then delivers the rest."""
     proc = subprocess.Popen([sys.executable, "-m", "agent", "--root", str(root), "install", "-",
-                             *extra], env=_env(), cwd=REPO, stdin=subprocess.PIPE,
+                             *extra], env=tool_env(), cwd=REPO, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     data = bundle.read_bytes()
     assert proc.stdin is not None

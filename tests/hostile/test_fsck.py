@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_agent
-from tests.hostile.corpus import Kit, bundle
+from tests.support.cli import run_agent
+from tests.support.kit import Kit
+from tests.support.tarsurgery import bundle
 
 
 @pytest.fixture(scope="module")

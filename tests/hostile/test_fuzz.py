@@ -24,7 +24,7 @@ staging aside) byte for byte as it was and fsck clean.
 
 Bounded for CI; for a long run::
 
-    AIRLOCK_FUZZ_EXAMPLES=20000 PYTHONPATH=. python -m pytest tests/hostile/test_fuzz.py -q -s
+    AIRLOCK_FUZZ_EXAMPLES=20000 pytest tests/hostile/test_fuzz.py -q -s
 
 ``AIRLOCK_FUZZ_EXAMPLES`` is the examples per mutator (default 400).
 With ``AIRLOCK_RELIABILITY_OUT=FILE`` the outcome counts are appended to FILE
@@ -51,8 +51,17 @@ from hypothesis import strategies as st
 from airlock.errors import RejectedError
 from bundler.verify import verify_bundle
 from keys.trust import TrustRoot, VerifiedRelease
-from tests.conftest import run_airlock
-from tests.hostile.corpus import BLOCK, Kit, bundle, fix_checksum, member, set_target, tarinfo
+from tests.support.cli import run_airlock
+from tests.support.kit import Kit
+from tests.support.tarsurgery import (
+    BLOCK,
+    bundle,
+    fix_checksum,
+    member,
+    set_target,
+    sign_dict,
+    tarinfo,
+)
 
 EXAMPLES = int(os.environ.get("AIRLOCK_FUZZ_EXAMPLES", "400"))
 _SETTINGS = settings(
@@ -234,8 +243,6 @@ def test_fuzz_signed_metadata(kit: Kit, trust: TrustRoot) -> None:
 
 def test_fuzz_carried_trust_root(kit: Kit, trust: TrustRoot) -> None:
     """A rotated root carried in the bundle, mutated, signed by the real root key or not."""
-    from tests.hostile.corpus import sign_dict
-
     stats: Counter[str] = Counter()
     base = kit.trust_signed()
     base["version"] = 2
@@ -402,7 +409,7 @@ def test_fuzz_through_cli(kit: Kit, tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def device(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.conftest import run_agent
+    from tests.support.cli import run_agent
 
     root = tmp_path_factory.mktemp("fuzz-device") / "root"
     assert run_agent("--root", root, "init", "--trust", kit.trust_path,
@@ -421,8 +428,8 @@ def test_fuzz_agent_install(kit: Kit, device: Path, tmp_path: Path) -> None:
     from agent.fsck import fsck
     from agent.layout import Layout
     from agent.switch import read_link
-    from tests.conftest import run_agent
-    from tests.hostile.treehash import listing
+    from tests.support.cli import run_agent
+    from tests.support.treehash import listing
 
     stats: Counter[str] = Counter()
     path = tmp_path / "fuzzed.airlock"

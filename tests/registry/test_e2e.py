@@ -12,11 +12,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import ocikit
 import pytest
 
-from tests.conftest import Keys, run_agent
-from tests.registry.conftest import Content, build_from
+from scripts import ocikit
+from tests.support.cli import run_agent
+from tests.support.keyset import Keys
+from tests.support.registry import Content, build_from
+from tests.support.spec import write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -24,13 +26,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def bundle(content: Content, keyset: Keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("e2e")
-    spec = d / "site.yaml"
-    spec.write_text(
-        f'name: site\nversion: "1.0"\nsequence: 1\n'
-        f"models:\n  - name: detector\n    ref: {content.model}\n"
-        f"    health:\n      inputs: inputs.npz\n      outputs: outputs.npz\n"
-        f"images:\n  - {content.app}\n  - {content.worker}\n"
-    )
+    spec = write_spec(d, name="site", models=[content.model_entry()],
+                      images=[content.app, content.worker])
     out = d / "site-1.0.airlock"
     build_from(content.host, keyset, spec, out, d / "cache")
     return out

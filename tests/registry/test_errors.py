@@ -9,18 +9,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import ocikit
 import pytest
 
-from tests.conftest import Keys, run_airlock
-from tests.registry.conftest import Content, need_tools
+from scripts import ocikit
+from tests.support.cli import run_airlock
+from tests.support.keyset import Keys
+from tests.support.registry import Content, need_tools
+from tests.support.spec import write_spec
 
 pytestmark = pytest.mark.integration
 
 
-def _build(keyset: Keys, tmp_path: Path, images: str, *extra: object) -> tuple[int, str, Path]:
-    spec = tmp_path / "s.yaml"
-    spec.write_text(f'name: s\nversion: "1"\nsequence: 1\nimages:\n{images}')
+def _build(keyset: Keys, tmp_path: Path, image: str, *extra: object) -> tuple[int, str, Path]:
+    spec = write_spec(tmp_path, name="s", version="1", models=[], images=[image])
     out = tmp_path / "s.airlock"
     r = run_airlock(
         "build", spec, "--key", keyset.release_key, "-o", out, "--cache", tmp_path / "cache", *extra
@@ -30,7 +31,7 @@ def _build(keyset: Keys, tmp_path: Path, images: str, *extra: object) -> tuple[i
 
 def test_missing_tag_names_the_reference(content: Content, keyset: Keys, tmp_path: Path) -> None:
     ref = f"{content.host}/site/app:no-such-tag"
-    code, err, out = _build(keyset, tmp_path, f"  - {ref}\n", "--insecure", content.host)
+    code, err, out = _build(keyset, tmp_path, ref, "--insecure", content.host)
     assert code == 1 and not out.exists()
     assert ref in err and "404" in err and "not found" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -39,7 +40,7 @@ def test_missing_tag_names_the_reference(content: Content, keyset: Keys, tmp_pat
 def test_connection_refused_names_the_reference(keyset: Keys, tmp_path: Path) -> None:
     host = f"127.0.0.1:{ocikit.free_port()}"  # nothing listens there
     start = time.monotonic()
-    code, err, out = _build(keyset, tmp_path, f"  - {host}/app:1\n", "--insecure", host)
+    code, err, out = _build(keyset, tmp_path, f"{host}/app:1", "--insecure", host)
     assert code == 1 and not out.exists()
     assert f"{host}/app:1" in err and "connection refused" in err
     assert time.monotonic() - start < 30  # retried with backoff, not for minutes
@@ -48,7 +49,7 @@ def test_connection_refused_names_the_reference(keyset: Keys, tmp_path: Path) ->
 def test_https_registry_without_insecure_says_what_to_do(
     content: Content, keyset: Keys, tmp_path: Path
 ) -> None:
-    code, err, _ = _build(keyset, tmp_path, f"  - {content.app}\n")
+    code, err, _ = _build(keyset, tmp_path, content.app)
     assert code == 1 and f"--insecure {content.host}" in err
 
 
@@ -83,7 +84,7 @@ def test_401_without_credentials(
 ) -> None:
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
     ref = f"{auth_registry.host}/private/app:1"
-    code, err, _ = _build(keyset, tmp_path, f"  - {ref}\n", "--insecure", auth_registry.host)
+    code, err, _ = _build(keyset, tmp_path, ref, "--insecure", auth_registry.host)
     assert code == 1 and ref in err and "401" in err and "--registry-auth" in err
 
 
@@ -93,7 +94,7 @@ def test_401_with_wrong_password(
     cfg = _docker_config(tmp_path / "config.json", auth_registry.host, "alice", "wrong")
     ref = f"{auth_registry.host}/private/app:1"
     code, err, _ = _build(
-        keyset, tmp_path, f"  - {ref}\n", "--insecure", auth_registry.host, "--registry-auth", cfg
+        keyset, tmp_path, ref, "--insecure", auth_registry.host, "--registry-auth", cfg
     )
     assert code == 1 and ref in err and "401" in err
 
@@ -104,7 +105,7 @@ def test_basic_auth_from_docker_config(
     cfg = _docker_config(tmp_path / "config.json", auth_registry.host, "alice", "s3cret")
     ref = f"{auth_registry.host}/private/app:1"
     code, err, out = _build(
-        keyset, tmp_path, f"  - {ref}\n", "--insecure", auth_registry.host, "--registry-auth", cfg
+        keyset, tmp_path, ref, "--insecure", auth_registry.host, "--registry-auth", cfg
     )
     assert code == 0, err
     assert out.stat().st_size > 4096

@@ -13,37 +13,32 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-import ocikit
 import pytest
 
-from tests.conftest import Keys, run_airlock
-from tests.registry.conftest import Content, build_from, need_tools, run_build
+from scripts import ocikit
+from tests.support.cli import run_airlock
+from tests.support.keyset import Keys
+from tests.support.registry import Content, build_from, need_tools, run_build
+from tests.support.spec import write_spec
 
 pytestmark = pytest.mark.integration
 
 
-def _spec(d: Path, c: Content, body: str, name: str = "site") -> Path:
-    spec = d / f"{name}.yaml"
-    spec.write_text(f'name: {name}\nversion: "1.0"\nsequence: 1\n{body}')
-    return spec
+def _spec(d: Path, *images: str | dict[str, Any]) -> Path:
+    """A spec of images only."""
+    return write_spec(d, name="site", models=[], images=images)
 
 
 def _full_spec(d: Path, c: Content) -> Path:
-    return _spec(
+    return write_spec(
         d,
-        c,
-        f"""models:
-  - name: detector
-    ref: {c.model}
-    health:
-      inputs: inputs.npz
-      outputs: outputs.npz
-images:
-  - {c.app}
-  - ref: {c.worker}
-  - ref: {c.multi}
-    platforms: [linux/amd64, linux/arm64]
-""",
+        name="site",
+        models=[c.model_entry()],
+        images=[
+            c.app,
+            {"ref": c.worker},
+            {"ref": c.multi, "platforms": ["linux/amd64", "linux/arm64"]},
+        ],
     )
 
 
@@ -215,9 +210,7 @@ def test_rebuild_downloads_nothing(
 def test_unknown_platform_names_what_the_index_has(
     content: Content, keyset: Keys, tmp_path: Path
 ) -> None:
-    spec = _spec(
-        tmp_path, content, f"images:\n  - ref: {content.multi}\n    platform: linux/s390x\n"
-    )
+    spec = _spec(tmp_path, {"ref": content.multi, "platform": "linux/s390x"})
     r = run_build(content.host, keyset, spec, tmp_path / "b.airlock", tmp_path / "c")
     assert r.returncode == 1
     assert "linux/s390x" in r.stderr and "linux/amd64, linux/arm64" in r.stderr
@@ -229,7 +222,7 @@ def test_damaged_cache_entry_is_downloaded_again(content: Content, tmp_path: Pat
     from bundler.pull import add_remote_content
     from bundler.spec import load_spec
 
-    spec = load_spec(_spec(tmp_path, content, f"images:\n  - {content.app}\n"))
+    spec = load_spec(_spec(tmp_path, content.app))
     options = {"auth": None, "insecure": [content.host], "cache": tmp_path / "cache"}
     add_remote_content(LayoutBuilder(), spec, options)
     entry = tmp_path / "cache/blobs/sha256" / content.shared_layer[7:]
@@ -244,7 +237,7 @@ def test_damaged_cache_entry_is_downloaded_again(content: Content, tmp_path: Pat
 def test_single_platform_image_must_match_the_spec(
     content: Content, keyset: Keys, tmp_path: Path
 ) -> None:
-    spec = _spec(tmp_path, content, f"images:\n  - ref: {content.app}\n    platform: linux/arm64\n")
+    spec = _spec(tmp_path, {"ref": content.app, "platform": "linux/arm64"})
     r = run_build(content.host, keyset, spec, tmp_path / "b.airlock", tmp_path / "c")
     assert r.returncode == 1
     assert "built for linux/amd64" in r.stderr and "linux/arm64" in r.stderr
@@ -257,7 +250,7 @@ def test_reference_pinned_by_digest(
     pinned = f"{content.app.rsplit(':', 1)[0]}@{app['manifest']}"
     out = tmp_path / "pinned.airlock"
     _build(
-        keyset, _spec(tmp_path, content, f"images:\n  - {pinned}\n"), out, content, tmp_path / "c"
+        keyset, _spec(tmp_path, pinned), out, content, tmp_path / "c"
     )
     (entry,) = _release(out)["images"]
     assert entry["ref"] == pinned and entry["manifest"] == app["manifest"]

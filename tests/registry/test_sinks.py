@@ -9,14 +9,15 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
-import ocikit
 import pytest
 
 from agent.sinks import make_sink
 from airlock.errors import DeliveryError, UsageError
 from keys.release import Release
-from tests.conftest import Keys
-from tests.registry.conftest import Content, build_from
+from scripts import ocikit
+from tests.support.keyset import Keys
+from tests.support.registry import Content, build_from
+from tests.support.spec import write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +30,9 @@ def store(
     from tuf.api.metadata import Metadata
 
     d = tmp_path_factory.mktemp("sinkstore")
-    spec = d / "s.yaml"
-    spec.write_text(
-        f'name: s\nversion: "1"\nsequence: 1\nimages:\n  - {content.app}\n'
-        f"  - {content.worker}\n  - ref: {content.multi}\n    platform: linux/arm64\n"
-    )
+    spec = write_spec(d, name="s", version="1", models=[],
+                      images=[content.app, content.worker,
+                              {"ref": content.multi, "platform": "linux/arm64"}])
     out = d / "s.airlock"
     build_from(content.host, keyset, spec, out, d / "cache")
     with tarfile.open(out) as tar:

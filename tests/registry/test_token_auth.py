@@ -13,11 +13,13 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
-import ocikit
 import pytest
 
-from tests.conftest import Keys, run_airlock
-from tests.registry.conftest import need_tools
+from scripts import ocikit
+from tests.support.cli import run_airlock
+from tests.support.keyset import Keys
+from tests.support.registry import need_tools
+from tests.support.spec import write_spec
 
 pytestmark = pytest.mark.integration
 
@@ -42,8 +44,7 @@ def _config(path: Path, host: str) -> Path:
 def _build(
     keyset: Keys, tmp_path: Path, ref: str, host: str, *extra: object
 ) -> subprocess.CompletedProcess[str]:
-    spec = tmp_path / "s.yaml"
-    spec.write_text(f'name: s\nversion: "1"\nsequence: 1\nimages:\n  - {ref}\n')
+    spec = write_spec(tmp_path, name="s", version="1", models=[], images=[ref])
     return run_airlock(
         "build",
         spec,

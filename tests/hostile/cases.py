@@ -1,43 +1,56 @@
 """The hostile-media corpus: bad bundles made by code from one good bundle.
 
 Every case names the threat-model row it exercises (``docs/THREAT_MODEL.md``),
-makes its bytes from a :class:`Kit` (a real signed bundle, the keys that made
-it and the trust root a device holds), and says how a tool must refuse it: the
-exit code and a substring the one-line error must contain::
+makes its bytes from a :class:`~tests.support.kit.Kit` (a real signed bundle,
+the keys that made it and the trust root a device holds), and says how a tool
+must refuse it: the exit code and a substring the one-line error must contain::
 
     kit = Kit.create(workdir, root_key=Path("root.key"), release_key=Path("release.key"))
     for case in CASES:
         path = case.write(kit, workdir / "bad")
         # airlock verify PATH --trust kit.trust_path  -> exit case.exit, stderr has case.error
 
-Run as a script to write the whole corpus to a directory (fresh keys)::
+Run as a module from the repository root to write the whole corpus to a
+directory (fresh keys)::
 
-    PYTHONPATH=. python tests/hostile/corpus.py /tmp/corpus
+    python -m tests.hostile.cases /tmp/corpus
     ls /tmp/corpus   # one .airlock per case, plus trust.json and cases.json
 
-Tar variants are written header by header with ``TarInfo.tobuf`` and raw byte
-surgery (with the header checksum fixed up) so the Airlock reader, not the
-tarfile writer, is what has to refuse them. Variants that attack the trust
-logic are re-signed with the real release key (an attacker holding a key),
-with a rogue key, or with fewer keys than a role's threshold.
+Tar variants are written header by header (tests/support/tarsurgery.py) so
+the Airlock reader, not the tarfile writer, is what has to refuse them.
+Variants that attack the trust logic are re-signed with the real release key
+(an attacker holding a key), with a rogue key, or with fewer keys than a
+role's threshold.
 """
 
 from __future__ import annotations
 
-import copy
 import gzip
 import hashlib
-import io
 import json
 import sys
 import tarfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from securesystemslib.signer import Signer
+
+from tests.support.kit import ACTIVE_SEQUENCE, Kit
+from tests.support.tarsurgery import (
+    BLOCK,
+    END,
+    bundle,
+    fix_checksum,
+    header_offset,
+    member,
+    regular,
+    set_target,
+    sign_dict,
+    tarinfo,
+)
 
 # Threat-model rows. The ids are the anchors of docs/THREAT_MODEL.md.
 THREATS: dict[str, str] = {
@@ -62,197 +75,6 @@ THREATS: dict[str, str] = {
     "RES-deep": "deeply nested or pathological JSON",
     "RES-disk": "disk exhaustion",
 }
-
-GOOD_SEQUENCE = 5
-# A device under test runs this release (same name, lower sequence), so every
-# case reaches the agent's full install path instead of "already active".
-ACTIVE_SEQUENCE = GOOD_SEQUENCE - 1
-BLOCK = 512
-
-
-# -- the kit: a good bundle and the keys ---------------------------------------
-
-
-@dataclass
-class Kit:
-    """A real good bundle, taken apart, and every key the corpus signs with."""
-
-    trust_path: Path  # the trust root a device holds (release key + canary ring signer 2-of-2)
-    release: Signer  # the real release key: signs for every ring
-    root: Signer  # the real root key
-    canary: tuple[Signer, Signer]  # ring signer 'canary', threshold 2
-    rogue: Signer  # a key nobody trusts
-    rogue_root: Signer  # root key of another organisation
-    good: bytes  # the good bundle (sequence GOOD_SEQUENCE)
-    release_json: bytes
-    files: list[tuple[str, bytes]]  # OCI layout files in archive order
-    other_release_json: bytes  # a valid release of another build (sequence GOOD_SEQUENCE + 1)
-    other_files: list[tuple[str, bytes]]
-    active: bytes  # a good bundle of sequence ACTIVE_SEQUENCE, for the device's active release
-    _trust_bytes: bytes = field(default=b"", repr=False)
-
-    @classmethod
-    def create(cls, workdir: Path, *, root_key: Path, release_key: Path) -> Kit:
-        """Build two real bundles with the given keys plus generated canary and rogue keys."""
-        sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-        import modelkit
-
-        from bundler.build import build_bundle
-        from bundler.spec import load_spec
-        from keys.keyfile import generate_keypair, load_public_key, load_signer
-        from keys.trust import RingSigner, create_root
-
-        workdir.mkdir(parents=True, exist_ok=True)
-        extra = {}
-        for name in ("canary1", "canary2", "rogue", "rogue-root"):
-            priv, pub = generate_keypair(name, workdir, force=True)
-            extra[name] = (load_signer(priv), load_public_key(pub))
-        root = load_signer(root_key)
-        release = load_signer(release_key)
-        md = create_root(
-            [root], [release.public_key],
-            ring_signers=[RingSigner("canary", (extra["canary1"][1], extra["canary2"][1]),
-                                     ("canary",), threshold=2)],
-        )
-        trust_path = workdir / "trust.json"
-        trust_path.write_bytes(md.to_bytes())
-
-        def build(sequence: int, scale: float) -> bytes:
-            model_dir = workdir / f"model-{sequence}"
-            modelkit.make(model_dir, scale)
-            spec_path = workdir / f"spec-{sequence}.yaml"
-            spec_path.write_text(
-                f"name: vision\nversion: \"1.{sequence}\"\nsequence: {sequence}\nexpires: 30d\n"
-                f"models:\n  - name: detector\n    path: {model_dir.name}/model.onnx\n"
-                f"    health:\n      inputs: {model_dir.name}/inputs.npz\n"
-                f"      outputs: {model_dir.name}/outputs.npz\n      runs: 3\n      timeout_s: 30\n"
-            )
-            out = workdir / f"vision-{sequence}.airlock"
-            build_bundle(load_spec(spec_path), [release], out)
-            return out.read_bytes()
-
-        good = build(GOOD_SEQUENCE, 2.0)
-        other = build(GOOD_SEQUENCE + 1, 3.0)
-        active = build(ACTIVE_SEQUENCE, 1.5)
-        release_json, files = _split(good)
-        other_release_json, other_files = _split(other)
-        return cls(
-            trust_path=trust_path, release=release, root=root,
-            canary=(extra["canary1"][0], extra["canary2"][0]), rogue=extra["rogue"][0],
-            rogue_root=extra["rogue-root"][0], good=good, release_json=release_json,
-            files=files, other_release_json=other_release_json, other_files=other_files,
-            active=active, _trust_bytes=trust_path.read_bytes(),
-        )
-
-    # -- helpers the cases use ----------------------------------------------
-    def signed(self) -> dict[str, Any]:
-        """A deep copy of the good release's signed part, to mutate."""
-        return copy.deepcopy(json.loads(self.release_json)["signed"])
-
-    def trust_signed(self) -> dict[str, Any]:
-        return copy.deepcopy(json.loads(self._trust_bytes)["signed"])
-
-    def blob(self, kind: str) -> tuple[str, bytes]:
-        """A file of the good bundle: 'model', 'manifest', 'index' or 'smallest'."""
-        rel = self.signed()["airlock"]
-        if kind == "index":
-            return next(f for f in self.files if f[0] == "index.json")
-        model = rel["models"][0]
-        digest = {"model": model["blob"], "manifest": model["manifest"],
-                  "inputs": model["health"]["inputs"]}.get(kind)
-        if digest is not None:
-            return next(f for f in self.files if f[0] == "blobs/sha256/" + digest[7:])
-        return next(f for f in self.files if f[0].startswith("blobs/"))
-
-
-def _split(bundle: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
-    release_json = b""
-    files: list[tuple[str, bytes]] = []
-    with tarfile.open(fileobj=io.BytesIO(bundle), mode="r:") as tar:
-        for m in tar:
-            f = tar.extractfile(m)
-            assert f is not None
-            data = f.read()
-            if m.name == "airlock/release.json":
-                release_json = data
-            else:
-                files.append((m.name, data))
-    return release_json, files
-
-
-# -- writing tar streams by hand -------------------------------------------------
-
-
-def tarinfo(name: str, size: int, type: bytes = tarfile.REGTYPE, **kw: Any) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.size, ti.type, ti.mode, ti.mtime = size, type, 0o644, 0
-    for k, v in kw.items():
-        setattr(ti, k, v)
-    return ti
-
-
-def member(ti: tarfile.TarInfo, data: bytes = b"", fmt: int = tarfile.PAX_FORMAT) -> bytes:
-    """Header(s) for ``ti`` then ``data`` padded to a block; the header may lie about the size."""
-    head = ti.tobuf(fmt, "utf-8", "surrogateescape")
-    return head + data + b"\0" * (-len(data) % BLOCK)
-
-
-def regular(name: str, data: bytes) -> bytes:
-    return member(tarinfo(name, len(data)), data)
-
-
-END = b"\0" * (2 * BLOCK)
-
-
-def fix_checksum(block: bytes) -> bytes:
-    """Recompute a ustar header's checksum so tarfile accepts our surgery."""
-    b = bytearray(block[:BLOCK])
-    b[148:156] = b" " * 8
-    b[148:156] = b"%06o\0 " % sum(b)
-    return bytes(b) + block[BLOCK:]
-
-
-def header_offset(tar: bytes, name: str) -> int:
-    """Offset of the ustar header block whose name field starts with ``name``."""
-    key = name.encode()[:100]
-    for at in range(0, len(tar), BLOCK):
-        if tar[at : at + len(key)] == key:
-            return at
-    raise AssertionError(f"{name} has no header")
-
-
-def bundle(release_json: bytes, files: Sequence[tuple[str, bytes]], *,
-           root_json: bytes | None = None, end: bytes = END) -> bytes:
-    out = b""
-    if root_json is not None:
-        out += regular("airlock/root.json", root_json)
-    out += regular("airlock/release.json", release_json)
-    for name, data in files:
-        out += regular(name, data)
-    return out + end
-
-
-def sign_dict(signed: dict[str, Any], signers: Sequence[Signer], *,
-              release_form: bool = True) -> bytes:
-    """Sign a (mutated) signed part exactly as Airlock does; any key, any content."""
-    if release_form:
-        payload = json.dumps(signed, sort_keys=True, separators=(",", ":"),
-                             ensure_ascii=False, allow_nan=False).encode()
-    else:
-        from securesystemslib.formats import encode_canonical
-
-        payload = encode_canonical(signed).encode()
-    sigs = [s.sign(payload).to_dict() for s in signers]
-    return json.dumps({"signed": signed, "signatures": sigs}).encode()
-
-
-def set_target(signed: dict[str, Any], path: str, data: bytes | None) -> None:
-    """Point the signed list at ``data`` for ``path`` (or drop it)."""
-    if data is None:
-        signed["targets"].pop(path, None)
-    else:
-        signed["targets"][path] = {"length": len(data),
-                                   "hashes": {"sha256": hashlib.sha256(data).hexdigest()}}
 
 
 def _when(delta: timedelta) -> str:
@@ -1063,7 +885,8 @@ def write_corpus(kit: Kit, out: Path) -> list[dict[str, Any]]:
     return index
 
 
-def _main(argv: list[str]) -> int:
+def main(argv: list[str]) -> int:
+    """``python -m tests.hostile.cases [OUT]``: fresh keys, the kit, every case, an index."""
     from keys.keyfile import generate_keypair
 
     out = Path(argv[0] if argv else "corpus")
@@ -1078,4 +901,4 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_main(sys.argv[1:]))
+    raise SystemExit(main(sys.argv[1:]))

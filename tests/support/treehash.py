@@ -1,10 +1,16 @@
-"""A hash of everything under a directory: names, types, modes, sizes, bytes, link targets.
+"""What is under a directory: names, kinds, modes, sizes, content hashes, link targets.
 
-    before = tree_hash(root, skip={"journal.jsonl"})
-    ...                                   # run something that must write nothing
-    assert tree_hash(root, skip={"journal.jsonl"}) == before
+    before = tree_hash(root)            # a device root; the journal and lock file aside
+    ...                                 # run something that must change nothing
+    assert tree_hash(root) == before
 
-``listing`` gives the same facts as a list, for a readable assertion diff.
+``listing`` gives the same facts as a list, for a readable assertion diff:
+
+    before = listing(site, skip={"root/journal.jsonl", "root/staging"})
+    assert listing(site, skip={"root/journal.jsonl", "root/staging"}) == before
+
+A ``skip`` entry leaves out that relative path and, when it is a directory,
+everything under it.
 """
 
 from __future__ import annotations
@@ -15,9 +21,13 @@ import stat
 from collections.abc import Collection
 from pathlib import Path
 
+# What every agent command may write even when it changes nothing else: the
+# journal records the attempt, and the lock file is created on first use.
+AGENT_BOOKKEEPING = ("journal.jsonl", "lock")
+
 
 def listing(root: Path, skip: Collection[str] = ()) -> list[str]:
-    """One line per entry under ``root`` (relative path, kind, mode, content hash)."""
+    """One line per entry under ``root`` (relative path, kind, mode, size, content hash)."""
     out: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
         dirnames.sort()
@@ -38,11 +48,12 @@ def listing(root: Path, skip: Collection[str] = ()) -> list[str]:
                 with open(p, "rb") as f:
                     for chunk in iter(lambda: f.read(1 << 20), b""):
                         h.update(chunk)
-                out.append(f"{rel} file {mode:o} {st.st_size} {h.hexdigest()[:16]}")
+                out.append(f"{rel} file {mode:o} {st.st_size} {h.hexdigest()}")
             else:
                 out.append(f"{rel} special {st.st_mode:o}")
     return out
 
 
-def tree_hash(root: Path, skip: Collection[str] = ()) -> str:
+def tree_hash(root: Path, skip: Collection[str] = AGENT_BOOKKEEPING) -> str:
+    """One sha256 over :func:`listing`; by default the agent's journal and lock file are left out."""
     return hashlib.sha256("\n".join(listing(root, skip)).encode()).hexdigest()

@@ -1,14 +1,19 @@
-"""Helpers for agent tests: an initialised device root and checks of its consistency."""
+"""An agent root (a device) for tests: set up, asked, and checked for consistency.
+
+    root = init_device(tmp_path / "device", keyset)
+    assert agent_json(root, "install", bundle)["active"] == "vision-1"
+    assert_consistent(root)   # what any agent start after any crash must find
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from conftest import Keys, run_agent
+from tests.support.cli import run_agent
+from tests.support.keyset import Keys
 
 
 def init_device(root: Path, keyset: Keys) -> Path:
@@ -18,25 +23,8 @@ def init_device(root: Path, keyset: Keys) -> Path:
     return root
 
 
-def edited_bundle(keyset: Keys, directory: Path, old: str, new: str, **kw: Any) -> Path:
-    """make_bundle's bundle with one edit to the spec (for values write_spec fixes)."""
-    from conftest import write_spec
-
-    from bundler.build import build_bundle
-    from bundler.spec import load_spec
-    from keys.keyfile import load_signer
-
-    path = write_spec(directory, **kw)
-    text = path.read_text()
-    assert old in text
-    path.write_text(text.replace(old, new))
-    spec = load_spec(path)
-    out = directory / f"{spec.name}-{spec.sequence}-edited.airlock"
-    build_bundle(spec, [load_signer(keyset.release_key)], out)
-    return out
-
-
 def agent_json(root: Path, *args: Any, **kw: Any) -> dict[str, Any]:
+    """``airlock-agent --root ROOT ARGS --json``, which must succeed; its parsed output."""
     p = run_agent("--root", root, *args, "--json", **kw)
     assert p.returncode == 0, (args, p.returncode, p.stderr)
     result: dict[str, Any] = json.loads(p.stdout)
@@ -44,27 +32,9 @@ def agent_json(root: Path, *args: Any, **kw: Any) -> dict[str, Any]:
 
 
 def active_id(root: Path) -> str | None:
+    """The id of the active release (``vision-2``), or None."""
     status = agent_json(root, "status")
     return status["active"]["id"] if status["active"] else None
-
-
-def tree_hash(root: Path, skip: tuple[str, ...] = ("journal.jsonl", "lock")) -> str:
-    """sha256 over every path, link target and file content under root (except ``skip``)."""
-    h = hashlib.sha256()
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for name in sorted(filenames + [d for d in dirnames if Path(dirpath, d).is_symlink()]):
-            path = Path(dirpath, name)
-            rel = path.relative_to(root).as_posix()
-            if rel in skip:
-                continue
-            h.update(rel.encode() + b"\0")
-            if path.is_symlink():
-                h.update(b"L" + os.readlink(path).encode())
-            else:
-                h.update(path.read_bytes())
-        h.update(b"D" + dirpath.encode())
-    return h.hexdigest()
 
 
 def assert_consistent(root: Path) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The test suite; shared plumbing in tests/support, fixtures in the conftest.py files."""

@@ -1,0 +1,1 @@
+"""Tests of bundler/, the host side (airlock)."""

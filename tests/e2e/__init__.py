@@ -1,0 +1,1 @@
+"""Whole journeys: the README's demo, end to end."""

@@ -1,0 +1,1 @@
+"""Tests of keys/: key files, trust roots, release metadata."""
