@@ -114,10 +114,9 @@ def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) 
             print(text)
 
 
-@contextmanager
-def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
-    """A byte progress bar on stderr, shown only on a terminal."""
-    bar = tqdm(
+def _bar(total: int, desc: str) -> Any:
+    """A byte bar on stderr; tqdm hides it when stderr is not a terminal."""
+    return tqdm(
         total=total,
         desc=desc,
         unit="B",
@@ -127,6 +126,12 @@ def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
         file=sys.stderr,
         leave=False,
     )
+
+
+@contextmanager
+def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
+    """A byte progress bar on stderr, shown only on a terminal."""
+    bar = _bar(total, desc)
 
     def tick(n: int) -> None:
         bar.update(n)
@@ -157,16 +162,7 @@ def phase_bars() -> Iterator[Progress]:
             for old in bars.values():
                 old.close()
             bars.clear()
-            bar = bars[phase] = tqdm(
-                total=total,
-                desc=phase,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                disable=None,
-                file=sys.stderr,
-                leave=False,
-            )
+            bar = bars[phase] = _bar(total, phase)
         bar.update(nbytes)
 
     try:

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import ocikit
 import pytest
 
 from airlock.errors import RegistryError
 from airlock.registry import RegistryClient, docker_credentials, parse_ref
+from scripts import ocikit
 
 MANIFEST = json.dumps(
     {
