@@ -21,6 +21,7 @@ __all__ = [
     "CHUNK",
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
+    "MAX_DEVICE_DOCUMENT_BYTES",
     "MAX_EXTENDED_HEADER_BYTES",
     "MAX_HEALTH_RUNS",
     "MAX_JSON_DEPTH",
@@ -78,3 +79,8 @@ MAX_CHILD_OUTPUT_BYTES: Final = 4 * 1024 * 1024
 #: Free space the agent keeps on top of what an install writes (default of
 #: ``reserve_bytes`` in agent.yaml): a full disk must not stop the journal.
 RESERVE_BYTES: Final = 16 * 1024 * 1024
+
+#: A device's signed inventory or report is read whole on the host before its
+#: signature is checked; a stick may carry anything. An inventory lists every
+#: blob a device holds (about 100 bytes each), so this fits 100k blobs.
+MAX_DEVICE_DOCUMENT_BYTES: Final = 16 * 1024 * 1024

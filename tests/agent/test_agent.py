@@ -432,3 +432,22 @@ def test_help_has_examples() -> None:
     for cmd in ("init", "install", "status", "history", "rollback", "check", "gc"):
         p = run_agent(cmd, "--help")
         assert p.returncode == 0 and "example:" in p.stdout and "airlock-agent" in p.stdout
+
+
+
+def test_inventory_lists_every_stored_blob_and_verifies(device: Path, make_bundle: Bundle) -> None:
+    """The signed inventory names the device and every stored blob with its size."""
+    from agent.inventory import inventory, signed_inventory
+    from agent.layout import Layout
+    from keys.device import INVENTORY_TYPE, verify_document
+    from keys.keyfile import load_public_key
+
+    assert install(device, make_bundle(sequence=1)).returncode == 0
+    layout = Layout(device)
+    body = inventory(layout)
+    stored = {p.name: p.stat().st_size for p in layout.blobs.iterdir()}
+    assert stored and {b["digest"][7:]: b["size"] for b in body["blobs"]} == stored
+    assert body["active"] == "vision-1" and body["sequences"] == {"vision": 1}
+    doc = verify_document(signed_inventory(layout), INVENTORY_TYPE,
+                          key=load_public_key(layout.device_pub))
+    assert doc.body["blobs"] == body["blobs"]

@@ -1,0 +1,80 @@
+"""What this device holds, signed with its own key: the basis of delta bundles.
+
+The host builds a delta bundle that leaves out every blob the device proves
+it holds; the proof is this inventory, signed with the device key made at
+``init`` (a DSSE envelope, see ``keys.device``)::
+
+    body = inventory(layout)        # device id, ring, releases, sequences, blobs
+    data = signed_inventory(layout) # bytes to carry home on the stick
+    # on the host: keys.device.verify_document(data, INVENTORY_TYPE, key=enrolled)
+
+It reads the store and the release directories only; it changes nothing.
+"""
+
+from __future__ import annotations
+
+import platform
+from datetime import UTC, datetime
+from importlib import metadata
+from typing import Any
+
+from agent.install import load_sequences
+from agent.layout import Layout
+from agent.store import ContentStore
+from agent.switch import read_link
+from airlock.errors import AirlockError
+from keys.device import INVENTORY_TYPE, sign_document
+from keys.keyfile import load_signer
+
+__all__ = ["agent_version", "inventory", "signed_inventory"]
+
+
+def agent_version() -> str:
+    """The installed airlock-edge version ("unknown" when run from a bare checkout)."""
+    try:
+        return metadata.version("airlock-edge")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def inventory(layout: Layout) -> dict[str, Any]:
+    """The unsigned inventory document of the device at ``layout``."""
+    config = layout.load_config()
+    store = ContentStore(layout)
+    releases: list[dict[str, Any]] = []
+    for rid in layout.release_ids():
+        try:
+            r = layout.load_release(rid)
+        except (AirlockError, OSError) as e:  # a damaged release dir is reported, not fatal
+            releases.append({"id": rid, "error": str(e)[:200]})
+            continue
+        releases.append({"id": rid, "name": r.name, "version": r.version, "sequence": r.sequence})
+    blobs: list[dict[str, Any]] = []
+    for digest in store.digests():
+        try:
+            blobs.append({"digest": digest, "size": store.path(digest).stat().st_size})
+        except OSError:
+            continue
+    return {
+        "kind": "inventory",
+        "device_id": config.device_id,
+        "ring": config.ring,
+        "agent": {"version": agent_version(), "platform": _platform()},
+        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "active": read_link(layout, "current"),
+        "previous": read_link(layout, "previous"),
+        "releases": releases,
+        "sequences": load_sequences(layout),
+        "blobs": blobs,
+    }
+
+
+def signed_inventory(layout: Layout) -> bytes:
+    """The inventory as a DSSE envelope signed with the device key."""
+    return sign_document(inventory(layout), INVENTORY_TYPE, load_signer(layout.device_key))
+
+
+def _platform() -> str:
+    machine = platform.machine().lower()
+    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
+    return f"{platform.system().lower()}/{arch}"
