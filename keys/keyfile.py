@@ -69,9 +69,12 @@ def generate_keypair(
         if passphrase is not None
         else serialization.NoEncryption()
     )
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
+    try:
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+    except ValueError as e:  # e.g. a passphrase longer than 1023 bytes
+        raise UsageError(f"cannot encrypt key {priv_path}: {e}") from None
     # Create with 0600 from the start so the key is never readable by others,
     # not even for an instant between write and chmod.
     if priv_path.exists():
