@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -37,6 +36,7 @@ from airlock.console import (
     progress,
     read_input,
     run,
+    say,
 )
 from airlock.errors import LockedError, RejectedError, UsageError
 from keys.keyfile import generate_keypair
@@ -149,7 +149,7 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 def _say_recovered(actions: list[str]) -> None:
     for line in actions:
-        print(f"airlock-agent: recovered: {line}", file=sys.stderr)
+        say("airlock-agent", "recovered", line)
 
 
 def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:

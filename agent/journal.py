@@ -11,6 +11,18 @@ editing a line breaks the chain and ``verify`` names the first bad line::
 Appends are one ``write`` on an ``O_APPEND`` descriptor followed by fsync, so
 a kill leaves whole lines; a power cut can leave a torn last line, which
 recovery cuts off (``repair_tail``) and records.
+
+Much of what is recorded comes from media nobody vouched for (the bundle's
+file name, a refusal's reason quoting a member name), so every string is made
+inert before it is written: control characters and lone surrogates escaped,
+each string at most ``MAX_JOURNAL_TEXT_CHARS``. Every line is ASCII JSON;
+one refused bundle cannot make ``status`` or ``history`` fail::
+
+    journal.append("rejected", bundle="/media/\udcff\x1b[2J.airlock", reason="...")
+    # -> {"bundle":"/media/\\xff\\x1b[2J.airlock",...}
+
+Readers take an old line as it is: one that is not a JSON object becomes an
+``unreadable`` entry (``verify`` still reports the chain).
 """
 
 from __future__ import annotations
@@ -24,7 +36,9 @@ from pathlib import Path
 from typing import Any
 
 from agent.durable import fsync_dir
+from airlock.console import inert, inert_data
 from airlock.errors import DigestError
+from airlock.limits import MAX_JOURNAL_TEXT_CHARS
 
 __all__ = ["GENESIS", "Journal"]
 
@@ -60,8 +74,9 @@ class Journal:
     def append(self, event: str, **fields: Any) -> dict[str, Any]:
         last = self._last_line()
         prev = hashlib.sha256(last).hexdigest() if last else GENESIS
-        entry = {"time": _now(), "event": event, **fields, "prev": prev}
-        line = json.dumps(entry, sort_keys=True, default=str, separators=(",", ":")).encode()
+        entry: dict[str, Any] = inert_data(
+            {"time": _now(), "event": event, **fields, "prev": prev}, MAX_JOURNAL_TEXT_CHARS)
+        line = json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
         new = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -84,11 +99,17 @@ class Journal:
                     yield raw[:-1]
 
     def entries(self) -> Iterator[dict[str, Any]]:
+        """Every whole line as a dict whose strings are inert, whatever an old line holds."""
         for raw in self.lines():
             try:
-                yield json.loads(raw)
-            except ValueError:
-                yield {"event": "unreadable", "raw": raw[:200].decode(errors="replace")}
+                entry = json.loads(raw)
+            except (ValueError, RecursionError):
+                entry = None
+            if isinstance(entry, dict) and isinstance(entry.get("event"), str):
+                yield inert_data(entry, MAX_JOURNAL_TEXT_CHARS)
+            else:
+                yield {"event": "unreadable",
+                       "raw": inert(raw[:200].decode(errors="backslashreplace"))}
 
     def verify(self) -> int:
         """Check the whole chain; return the number of lines."""
@@ -96,7 +117,7 @@ class Journal:
         for n, raw in enumerate(self.lines(), 1):
             try:
                 entry = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise DigestError(f"journal line {n} is not JSON (edited or damaged)") from None
             if not isinstance(entry, dict) or entry.get("prev") != prev:
                 raise DigestError(

@@ -57,6 +57,7 @@ __all__ = [
     "FileInfo",
     "LayoutCheck",
     "SourceFile",
+    "starts_like_bundle",
     "write_bundle",
 ]
 
@@ -139,6 +140,17 @@ def write_bundle(
                 tar.addfile(_tarinfo(f.path, f.size), reader)  # type: ignore[arg-type]
             if reader.hash.hexdigest() != f.sha256:
                 raise DigestError(f"{f.path} changed while the bundle was written; build again")
+
+
+def starts_like_bundle(head: bytes) -> bool:
+    """Whether ``head``, a file's first 512 bytes, is the tar header :func:`write_bundle`
+    writes first (Airlock's metadata). Cheap and bounded: it tells a bundle about to be
+    rebuilt from a file that a mistyped ``-o`` would destroy; it checks nothing else."""
+    try:
+        first = tarfile.TarInfo.frombuf(head, "utf-8", "strict")
+    except (tarfile.HeaderError, UnicodeError, ValueError):
+        return False
+    return first.name in (ROOT_PATH, RELEASE_PATH) and first.isreg()
 
 
 # -- reading -------------------------------------------------------------------

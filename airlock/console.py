@@ -1,4 +1,4 @@
-"""What both command-line tools share: exit codes, one-line errors, output, progress.
+r"""What both command-line tools share: exit codes, one-line errors, output, progress.
 
     def main(argv: list[str] | None = None) -> NoReturn:
         run(_main, argv, prog="airlock")
@@ -6,11 +6,21 @@
 ``run`` turns an :class:`~airlock.errors.AirlockError` into its message on one
 line of stderr and its documented exit code; any other exception becomes
 exit 1 with one line, and a traceback only with ``--debug``.
+
+Everything printed goes through here, and much of it was read from unsigned
+media (member names, key ids, version strings, the bundle's own file name).
+So text is made :func:`inert` on its way out: no terminal control sequence
+(ESC, CSI, other C0/C1 controls, bidi overrides) reaches the terminal, each
+piece is bounded (``MAX_MESSAGE_CHARS``), and an undecodable byte of a file
+name prints as ``\xNN``::
+
+    inert("blobs/\x1b[2J\udcff")   # the text  blobs/\x1b[2J\xff  (backslashes, no ESC byte)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -22,6 +32,7 @@ from typing import IO, Any, NoReturn
 from tqdm import tqdm
 
 from airlock.errors import AirlockError, UsageError
+from airlock.limits import MAX_MESSAGE_CHARS
 
 __all__ = [
     "Parser",
@@ -29,12 +40,15 @@ __all__ = [
     "add_command",
     "emit",
     "human_size",
+    "inert",
+    "inert_data",
     "no_progress",
     "open_bundle",
     "phase_bars",
     "progress",
     "read_input",
     "run",
+    "say",
 ]
 
 
@@ -79,15 +93,79 @@ def read_input(path: Path, what: str) -> bytes:
         raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
 
 
+def inert(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """``text`` safe to print and to store: every non-printable character escaped, bounded.
+
+    Escaped as Python's ``repr`` would (``\\x1b``, ``\\u202e``): C0 and C1
+    controls (ESC starts every terminal control sequence), DEL, line breaks,
+    bidi overrides and other format characters, and lone surrogates, which
+    cannot be encoded as UTF-8 (one from an undecodable byte of a file name
+    shows as that byte, ``\\xff``). Printable text, non-ASCII included, is
+    kept. Past ``limit`` characters the middle is cut out, and says so.
+    """
+    s = text if isinstance(text, str) else str(text)
+    if not s.isprintable():
+        s = "".join(c if c.isprintable() else _escape(c) for c in s)
+    if len(s) > limit:
+        # The middle goes: an error's start says what failed and its end what to do.
+        head = limit // 2
+        s = f"{s[:head]} …({len(s) - limit} characters left out)… {s[len(s) - (limit - head):]}"
+    return s
+
+
+_SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(c: str) -> str:
+    if c in _SHORT_ESCAPES:
+        return _SHORT_ESCAPES[c]
+    n = ord(c)
+    if 0xDC80 <= n <= 0xDCFF:  # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{n - 0xDC00:02x}"
+    if n < 0x100:
+        return f"\\x{n:02x}"
+    return f"\\u{n:04x}" if n < 0x10000 else f"\\U{n:08x}"
+
+
+def inert_data(value: Any, limit: int = MAX_MESSAGE_CHARS) -> Any:
+    """A copy of JSON-like ``value`` whose every string (keys too) is :func:`inert`.
+
+    Numbers, booleans and None stay as they are; tuples become lists; any
+    other object becomes its inert ``str``.
+    """
+    if isinstance(value, str):
+        return inert(value, limit)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {inert(k, limit): inert_data(v, limit) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [inert_data(v, limit) for v in value]
+    return inert(value, limit)
+
+
+def say(prog: str, kind: str, message: object) -> None:
+    """One inert line on stderr: ``PROG: KIND: MESSAGE`` (an error, a warning, a note)."""
+    print(f"{prog}: {kind}: {inert(message)}", file=sys.stderr)
+
+
+def _never_fail_to_print() -> None:
+    """Output a terminal cannot encode is escaped rather than crashing the command (exit 1)."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            stream.reconfigure(errors="backslashreplace")  # type: ignore[union-attr]
+
+
 def run(main: Callable[[list[str]], int], argv: list[str] | None, prog: str) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    _never_fail_to_print()
     try:
         code = main(args)
     except AirlockError as e:
         if debug:
             raise
-        print(f"{prog}: error: {e}", file=sys.stderr)
+        say(prog, "error", e)
         code = e.exit_code
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
@@ -96,20 +174,22 @@ def run(main: Callable[[list[str]], int], argv: list[str] | None, prog: str) -> 
         if debug:
             raise
         first = str(e).splitlines()[0] if str(e) else ""
-        print(
-            f"{prog}: unexpected error: {type(e).__name__}: {first} (rerun with --debug for details)",
-            file=sys.stderr,
-        )
+        say(prog, "unexpected error",
+            f"{type(e).__name__}: {first} (rerun with --debug for details)")
         code = 1
     sys.exit(code)
 
 
 def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
-    """Print ``result`` as JSON, or through ``human`` for people."""
+    """Print ``result`` as JSON, or through ``human`` for people.
+
+    JSON is ASCII (``ensure_ascii``: controls arrive as ``\\u001b``, never as
+    bytes); ``human`` formats a copy whose every string is :func:`inert`.
+    """
     if as_json:
-        print(json.dumps(result, indent=2, sort_keys=True, default=str))
+        print(json.dumps(result, indent=2, sort_keys=True, default=str, ensure_ascii=True))
     elif human is not None:
-        text = human(result)
+        text = human(inert_data(result))
         if text:
             print(text)
 

@@ -24,8 +24,10 @@ __all__ = [
     "MAX_DEVICE_DOCUMENT_BYTES",
     "MAX_EXTENDED_HEADER_BYTES",
     "MAX_HEALTH_RUNS",
+    "MAX_JOURNAL_TEXT_CHARS",
     "MAX_JSON_DEPTH",
     "MAX_LAYOUT_DOC_BYTES",
+    "MAX_MESSAGE_CHARS",
     "MAX_METADATA_BYTES",
     "MAX_NAME_LENGTH",
     "MAX_SEQUENCE",
@@ -84,3 +86,16 @@ RESERVE_BYTES: Final = 16 * 1024 * 1024
 #: signature is checked; a stick may carry anything. An inventory lists every
 #: blob a device holds (about 100 bytes each), so this fits 100k blobs.
 MAX_DEVICE_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
+
+#: Text shown on a terminal: one error line, and each value of a command's
+#: human output. Much of it comes from unsigned media (member names, key ids,
+#: version strings, file names): a hostile bundle must not flood a terminal
+#: or push the "what to do" of an error off the screen. Longer text is cut and
+#: says how much was left out (``airlock.console.inert``).
+MAX_MESSAGE_CHARS: Final = 1000
+
+#: Each string one journal entry records (a reason, a bundle path, a hook's
+#: output tail). A refused bundle is journaled; without a bound, one refusal
+#: could append megabytes that ``status`` and ``history`` then read on every
+#: call. 64 KiB leaves room for the kept tail of a hook's output.
+MAX_JOURNAL_TEXT_CHARS: Final = 64 * 1024

@@ -4,11 +4,14 @@
     result = build_bundle(spec, [load_signer(Path("release.key"))], Path("vision-1.2.0.airlock"))
     print(result.size, result.metadata_sha256)
 
-The steps: local models and golden data are hashed into a
+The steps: the output path is checked (``bundler.output``: never one of the
+build's inputs, never an existing file that is not a bundle unless
+``force``); local models and golden data are hashed into a
 :class:`~bundler.artifacts.LayoutBuilder`; registry models and images are
 pulled into it (``bundler.pull``, only when the spec names any, so a host
 without oras can still build from files); the release metadata listing every
-file is signed; the bundle is written to ``OUTPUT.partial`` and renamed.
+file is signed; the bundle is written to a new partial file beside the output
+and renamed over it.
 
 Each input file is read twice: once to hash it, because its digest names the
 blob and must be signed before the first blob is written (the metadata comes
@@ -32,6 +35,7 @@ from airlock.console import Progress, no_progress
 from airlock.errors import UsageError
 from airlock.oci import ANNOTATION_TITLE, digest_of
 from bundler.artifacts import MODEL_LAYER_TYPE, LayoutBuilder, add_model_artifact, local_golden
+from bundler.output import check_output, exclusive_partial, is_bundle_file
 from bundler.spec import ModelSpec, Spec
 from keys.release import ImageEntry, ModelEntry, Release, ReleaseSerializer
 
@@ -80,10 +84,25 @@ def build_bundle(
     root_json: bytes | None = None,
     registry_options: object | None = None,
     progress: Progress = no_progress,
+    inputs: Sequence[Path] = (),
+    force: bool = False,
 ) -> BuildResult:
-    """Assemble, sign and write the bundle for ``spec`` at ``output`` (atomically)."""
+    """Assemble, sign and write the bundle for ``spec`` at ``output`` (atomically).
+
+    ``inputs`` are the other files the build reads (key files, a carried root):
+    ``output`` may never be one of them, nor the spec or a file it names;
+    ``force`` lets ``output`` replace an existing file that is not a bundle.
+    """
     if not signers:
         raise UsageError("give at least one --key to sign the release")
+
+    def guard(read: Sequence[Path]) -> None:
+        check_output(output, [spec.path, *inputs, *read], force=force,
+                     kind="an Airlock bundle", is_ours=is_bundle_file)
+
+    # Before the long part, with what the spec names; again before writing, with every
+    # file the bundle is actually copied from (pulled blobs in the cache included).
+    guard([p for m in spec.models for p in (m.path, m.health.inputs, m.health.outputs) if p])
     contents = LayoutBuilder()
     local_bytes = sum(m.path.stat().st_size for m in spec.models if m.path is not None)
     models: list[ModelEntry] = []
@@ -123,21 +142,17 @@ def build_bundle(
         md.sign(signer, append=True, signed_serializer=ReleaseSerializer())
     release_json = md.to_bytes()
 
-    output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
+    guard(contents.local_paths)
     total = sum(f.size for f in files)
 
     def writing(n: int) -> None:
         progress("writing", n, total)
 
-    try:
-        with partial.open("wb") as out:
-            write_bundle(out, release_json, files, root_json=root_json, progress=writing)
-            out.flush()
-            os.fsync(out.fileno())
+    with exclusive_partial(output) as (partial, out):
+        write_bundle(out, release_json, files, root_json=root_json, progress=writing)
+        out.flush()
+        os.fsync(out.fileno())
         os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
     return BuildResult(
         path=output,
         size=output.stat().st_size,

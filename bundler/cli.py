@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 from pathlib import Path
 from typing import Any, NoReturn
+
+from securesystemslib.signer import CryptoSigner
 
 from airlock.bundle import BundleReader
 from airlock.console import (
@@ -25,8 +28,11 @@ from airlock.console import (
     progress,
     read_input,
     run,
+    say,
 )
-from airlock.errors import UsageError
+from airlock.errors import AirlockError, UsageError
+from airlock.limits import MAX_METADATA_BYTES
+from bundler.output import check_output, exclusive_partial
 from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
 from keys.release import Release, parse_metadata
 from keys.trust import (
@@ -62,12 +68,17 @@ def _parser() -> argparse.ArgumentParser:
 
     g = kcmd(
         "generate",
-        "make an Ed25519 key pair NAME.key (0600) and NAME.pub",
+        "make an Ed25519 key pair NAME.key (0600) and NAME.pub; say how to protect it: "
+        "--passphrase-env VAR or --no-passphrase",
         "AIRLOCK_PASS=secret airlock keys generate release --dir keys --passphrase-env AIRLOCK_PASS",
     )
     g.add_argument("name")
     g.add_argument("--dir", type=Path, default=Path("."))
-    g.add_argument("--passphrase-env", metavar="VAR", help="encrypt with the passphrase in $VAR")
+    protect = g.add_mutually_exclusive_group()
+    protect.add_argument("--passphrase-env", metavar="VAR",
+                         help="encrypt with the passphrase in $VAR (must not be empty)")
+    protect.add_argument("--no-passphrase", action="store_true",
+                         help="write the private key unencrypted (guard the file yourself)")
     g.add_argument("--force", action="store_true", help="overwrite an existing key pair")
     g.add_argument("--json", action="store_true")
 
@@ -101,7 +112,16 @@ def _parser() -> argparse.ArgumentParser:
         help="private key to sign with; repeat to meet a threshold",
     )
     b.add_argument("--passphrase-env", metavar="VAR", help="passphrase of the keys is in $VAR")
-    b.add_argument("-o", "--output", type=Path, help="bundle path (default NAME-VERSION.airlock)")
+    _strict_arg(b)
+    b.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        help="bundle path (default NAME-VERSION.airlock); never one of the build's inputs",
+    )
+    b.add_argument(
+        "--force", action="store_true", help="replace an existing -o file that is not a bundle"
+    )
     b.add_argument("--root", type=Path, help="a rotated root.json to carry to devices")
     b.add_argument(
         "--registry-auth", type=Path, help="docker config.json with registry credentials"
@@ -172,32 +192,83 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
     )
     p.add_argument("--expires", default="365d", help="root lifetime (default 365d)")
     p.add_argument("--passphrase-env", metavar="VAR", help="passphrase of the root keys is in $VAR")
+    _strict_arg(p)
     p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing -o file that is not a trust root"
+    )
     p.add_argument("--json", action="store_true")
 
 
-def _ring_signer(text: str) -> RingSigner:
+def _strict_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a private key file that group or others can access (default: warn)",
+    )
+
+
+def _warn(message: str) -> None:
+    say("airlock", "warning", message)
+
+
+def _signer(path: Path, passphrase: bytes | None, a: argparse.Namespace) -> CryptoSigner:
+    return load_signer(path, passphrase, strict=a.strict, warn=_warn)
+
+
+def _is_trust_root(path: Path) -> bool:
+    with path.open("rb") as f:
+        data = f.read(MAX_METADATA_BYTES + 1)
+    try:
+        TrustRoot.from_bytes(data)
+    except AirlockError:
+        return False
+    return True
+
+
+def _ring_parts(text: str) -> list[str]:
     parts = text.split(":")
     if len(parts) not in (3, 4) or not all(parts[:3]):
         raise UsageError(
             f"--ring-signer {text!r} must be NAME:RING[,RING]:KEY.pub[,KEY.pub][:THRESHOLD]"
         )
+    return parts
+
+
+def _ring_signer(text: str) -> RingSigner:
+    parts = _ring_parts(text)
     keys = tuple(load_public_key(Path(k)) for k in parts[2].split(","))
     threshold = int(parts[3]) if len(parts) == 4 and parts[3].isdigit() else 1
     return RingSigner(parts[0], keys, tuple(parts[1].split(",")), threshold)
 
 
-def _write_root(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
+def _write_root(a: argparse.Namespace, data: bytes) -> None:
+    # The key files this command read are what a mistyped -o would destroy.
+    reads = [*a.root_key, *getattr(a, "new_root_key", []), *(a.release_key or [])]
+    reads += [Path(k) for t in a.ring_signer or [] for k in _ring_parts(t)[2].split(",")]
+    check_output(a.output, reads, force=a.force, kind="a trust root", is_ours=_is_trust_root)
+    with exclusive_partial(a.output) as (partial, out):
+        out.write(data)
+        os.replace(partial, a.output)
 
 
 def _keys(a: argparse.Namespace) -> dict[str, Any]:
-    passphrase = passphrase_from_env(a.passphrase_env)
     if a.keys_cmd == "generate":
+        if a.passphrase_env is None and not a.no_passphrase:
+            raise UsageError(
+                "say how to protect the private key: --passphrase-env VAR (encrypted with the "
+                "passphrase in $VAR) or --no-passphrase (unencrypted, guard the file yourself)"
+            )
+        passphrase = passphrase_from_env(a.passphrase_env)
         priv, pub = generate_keypair(a.name, a.dir, passphrase, force=a.force)
-        return {"private": str(priv), "public": str(pub), "keyid": load_public_key(pub).keyid}
-    root_signers = [load_signer(p, passphrase) for p in a.root_key]
+        return {
+            "private": str(priv),
+            "public": str(pub),
+            "keyid": load_public_key(pub).keyid,
+            "encrypted": passphrase is not None,
+        }
+    passphrase = passphrase_from_env(a.passphrase_env)
+    root_signers = [_signer(p, passphrase, a) for p in a.root_key]
     rings = [_ring_signer(t) for t in a.ring_signer] if a.ring_signer is not None else None
     if a.keys_cmd == "init":
         md = create_root(
@@ -213,14 +284,14 @@ def _keys(a: argparse.Namespace) -> dict[str, Any]:
         md = rotate_root(
             old,
             root_signers,
-            [load_signer(p, passphrase) for p in a.new_root_key],
+            [_signer(p, passphrase, a) for p in a.new_root_key],
             root_threshold=a.root_threshold,
             release_keys=[load_public_key(p) for p in a.release_key] if a.release_key else None,
             release_threshold=a.release_threshold,
             ring_signers=rings,
             expires=parse_duration(a.expires),
         )
-    _write_root(a.output, md.to_bytes())
+    _write_root(a, md.to_bytes())
     return {
         "root": str(a.output),
         "version": md.signed.version,
@@ -235,15 +306,23 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
 
     spec = load_spec(a.spec)
     passphrase = passphrase_from_env(a.passphrase_env)
-    signers = [load_signer(p, passphrase) for p in a.key]
+    signers = [_signer(p, passphrase, a) for p in a.key]
     root_json = None
     if a.root is not None:
         root_json = TrustRoot.from_bytes(read_input(a.root, "trust root")).to_bytes()
     output = a.output or Path(f"{spec.name}-{spec.version}.airlock")
     options = {"auth": a.registry_auth, "insecure": a.insecure, "cache": a.cache}
+    reads = [*a.key, *(p for p in (a.root, a.registry_auth) if p is not None)]
     with phase_bars() as bars:
         result = build_bundle(
-            spec, signers, output, root_json=root_json, registry_options=options, progress=bars
+            spec,
+            signers,
+            output,
+            root_json=root_json,
+            registry_options=options,
+            progress=bars,
+            inputs=reads,
+            force=a.force,
         )
     return result.to_dict()
 

@@ -5,15 +5,23 @@ passphrase is given) and ``NAME.pub`` (the TUF/securesystemslib JSON form of
 the public key, with its key id)::
 
     priv, pub = generate_keypair("release", Path("keys"), passphrase=b"s3cret")
-    signer = load_signer(priv, passphrase=b"s3cret")
+    signer = load_signer(priv, passphrase=b"s3cret", warn=print)
     key = load_public_key(pub)
     assert signer.public_key.keyid == key.keyid
+
+Keys are hard to lose by accident: an empty passphrase is refused (``None``
+is the explicit "unencrypted"; ``airlock keys generate`` asks for
+``--no-passphrase`` to pass it), and a private key file that group or others
+may read is reported through ``warn`` when it is loaded to sign, or refused
+with ``strict=True`` (``--strict``), as ssh refuses such a key.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
@@ -32,15 +40,25 @@ def passphrase_from_env(var: str | None) -> bytes | None:
     value = os.environ.get(var)
     if value is None:
         raise UsageError(f"environment variable {var} is not set; export the key passphrase in it")
+    if not value:
+        # An empty passphrase encrypts nothing; an unset-but-exported variable looks like one.
+        raise UsageError(f"environment variable {var} is empty; a key passphrase must not be "
+                         "empty (for an unencrypted key say so: --no-passphrase)")
     return value.encode()
 
 
 def generate_keypair(
     name: str, directory: Path, passphrase: bytes | None = None, *, force: bool = False
 ) -> tuple[Path, Path]:
-    """Write ``directory/name.key`` (0600) and ``directory/name.pub``; return both paths."""
+    """Write ``directory/name.key`` (0600) and ``directory/name.pub``; return both paths.
+
+    ``passphrase=None`` writes the key unencrypted; an empty passphrase is refused.
+    """
     if not name or "/" in name or name.startswith("."):
         raise UsageError(f"key name {name!r} must be a plain file name")
+    if passphrase is not None and not passphrase:
+        raise UsageError("a key passphrase must not be empty; give one, or write the key "
+                         "unencrypted on purpose (--no-passphrase)")
     directory.mkdir(parents=True, exist_ok=True)
     priv_path, pub_path = directory / f"{name}.key", directory / f"{name}.pub"
     if not force and (priv_path.exists() or pub_path.exists()):
@@ -48,12 +66,15 @@ def generate_keypair(
     private = Ed25519PrivateKey.generate()
     encryption: serialization.KeySerializationEncryption = (
         serialization.BestAvailableEncryption(passphrase)
-        if passphrase
+        if passphrase is not None
         else serialization.NoEncryption()
     )
-    pem = private.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-    )
+    try:
+        pem = private.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
+        )
+    except ValueError as e:  # e.g. a passphrase longer than 1023 bytes
+        raise UsageError(f"cannot encrypt key {priv_path}: {e}") from None
     # Create with 0600 from the start so the key is never readable by others,
     # not even for an instant between write and chmod.
     if priv_path.exists():
@@ -70,12 +91,32 @@ def _public_dict(key: Key) -> dict[str, object]:
     return {"keyid": key.keyid, **key.to_dict()}
 
 
-def load_signer(path: Path, passphrase: bytes | None = None) -> CryptoSigner:
-    """Load a private key file as a signer; clear errors for wrong or missing passphrases."""
+def load_signer(
+    path: Path,
+    passphrase: bytes | None = None,
+    *,
+    strict: bool = False,
+    warn: Callable[[str], None] | None = None,
+) -> CryptoSigner:
+    """Load a private key file as a signer; clear errors for wrong or missing passphrases.
+
+    A key file group or others may access is refused with ``strict``, else
+    reported through ``warn``: anyone who can read it can sign (an encrypted
+    one is open to an offline guess at its passphrase).
+    """
     try:
-        data = path.read_bytes()
+        with path.open("rb") as f:
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
+            data = f.read()
     except OSError as e:
         raise UsageError(f"cannot read key {path}: {e.strerror}") from e
+    if mode & 0o077:
+        exposed = (f"private key {path} is open to group or others (mode {mode:04o}); "
+                   f"run 'chmod 600 {path}'")
+        if strict:
+            raise UsageError(exposed + " (refused: --strict)")
+        if warn is not None:
+            warn(exposed)
     try:
         private = serialization.load_pem_private_key(data, password=passphrase)
     except TypeError as e:

@@ -19,8 +19,8 @@ rm -rf demo && mkdir -p demo && cd demo
 step() { printf '\n== %s\n' "$*"; }
 
 step "host: signing keys and a trust root"
-airlock keys generate root --dir keys
-airlock keys generate release --dir keys
+airlock keys generate root --dir keys --no-passphrase
+airlock keys generate release --dir keys --no-passphrase
 airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json
 
 step "host: three releases of a real ONNX model (golden outputs from onnxruntime)"

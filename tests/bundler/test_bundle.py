@@ -82,7 +82,7 @@ def test_build_is_reproducible(
 def test_threshold_of_several_keys(keyset: Keys, tmp_path: Path) -> None:
     keydir = tmp_path / "k"
     for name in ("root", "a", "b"):
-        assert run_airlock("keys", "generate", name, "--dir", keydir).returncode == 0
+        assert run_airlock("keys", "generate", name, "--dir", keydir, "--no-passphrase").returncode == 0
     trust = tmp_path / "root.json"
     r = run_airlock(
         "keys",
@@ -109,7 +109,7 @@ def test_threshold_of_several_keys(keyset: Keys, tmp_path: Path) -> None:
 
 
 def test_wrong_key_and_expired(keyset: Keys, tmp_path: Path) -> None:
-    assert run_airlock("keys", "generate", "other", "--dir", tmp_path).returncode == 0
+    assert run_airlock("keys", "generate", "other", "--dir", tmp_path, "--no-passphrase").returncode == 0
     spec = write_spec(tmp_path)
     out = tmp_path / "b.airlock"
     run_airlock("build", spec, "--key", tmp_path / "other.key", "-o", out)
@@ -123,7 +123,7 @@ def test_wrong_key_and_expired(keyset: Keys, tmp_path: Path) -> None:
 
 
 def test_rotation_through_the_cli(keyset: Keys, tmp_path: Path) -> None:
-    run_airlock("keys", "generate", "root2", "--dir", tmp_path)
+    run_airlock("keys", "generate", "root2", "--dir", tmp_path, "--no-passphrase")
     v2 = tmp_path / "root-v2.json"
     r = run_airlock(
         "keys",
