@@ -89,7 +89,8 @@ def test_overrunning_hook_or_probe_is_killed_with_its_children(
 @pytest.mark.parametrize("daemon", [
     "sleep 300 > /dev/null 2>&1 < /dev/null &",  # the documented way
     "sleep 300 &",  # keeps the hook's stdout and stderr open
-], ids=["redirected", "inherits-stdout"])
+    "setsid sleep 300 > /dev/null 2>&1 < /dev/null &",  # its own session too
+], ids=["redirected", "inherits-stdout", "setsid"])
 def test_hook_that_starts_a_daemon_succeeds_promptly(
         daemon: str, keyset: Keys, make_bundle: Callable[..., Path], tmp_path: Path,
         leftovers: list[int]) -> None:
@@ -132,10 +133,10 @@ def test_hook_output_is_kept_as_a_bounded_tail(
 
 
 def test_flooding_command_neither_fills_the_disk_nor_loses_its_last_line(tmp_path: Path) -> None:
-    # 20 MB in 100 kB steps, then the command asks how big its own stdout
-    # (the spool file) is: it is cut back to its tail as it grows.
+    # 20 MB in 100 kB steps, then the shell asks how big its own stdout (the
+    # spool file) is: it is cut back to its tail as it grows (20 MB if not).
     cmd = ("for i in $(seq 200); do head -c 100000 /dev/zero | tr '\\0' y; sleep 0.002; done; "
-           "echo; echo spool=$(stat -L -c %s /proc/self/fd/1)")
+           "echo; echo spool=$(stat -L -c %s /proc/$$/fd/1)")
     done = run_contained(cmd, cwd=tmp_path, env=child_env(), timeout_s=60, shell=True)
 
     assert done.ok, done
