@@ -1,6 +1,10 @@
 """The child side of a model health check (private; run by agent.health only).
 
-    python -m agent._health_child '<job JSON>'
+    python -I /path/to/agent/_health_child.py '<job JSON>'
+
+Run by absolute path in isolated mode (agent.health builds the command line
+with airlock.spawn), so it imports nothing of ours: only the standard
+library, numpy and onnxruntime, from the interpreter's own site-packages.
 
 Loads one model with ONNX Runtime, runs the golden inputs (or zeros of the
 declared shapes when there are none), compares every golden output with
@@ -14,7 +18,9 @@ stdout from native code cannot corrupt the JSON.
 
 ``AIRLOCK_TEST_FAULT=health-crash`` (tests only) makes this process kill
 itself with SIGSEGV right after the model is loaded, to prove a crashing
-runtime is a failed check and not a crashed agent.
+runtime is a failed check and not a crashed agent. ``health-noise`` writes a
+fake result and noise to the real stdout and to stderr before anything else,
+as a native library loaded at start-up could, to prove the result survives.
 """
 
 from __future__ import annotations
@@ -208,6 +214,9 @@ def _first_line(e: BaseException) -> str:
 
 
 def main() -> None:
+    if os.environ.get(_TEST_FAULT) == "health-noise":
+        os.write(1, b'{"ok": true}\nnoise on stdout\n')
+        os.write(2, b"warning: noise on stderr\n")
     # Before ONNX Runtime is imported: keep the real stdout for the result only.
     result_out = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)

@@ -82,7 +82,8 @@ def rerun_hook(layout: Layout, journal: Journal, release_id: str | None) -> None
         return
     if release.hooks.post_switch:
         result = run_post_switch(layout, release)
-        journal.append("hook-rerun", release=release_id, ok=result.ok, reason=result.reason)
+        journal.append("hook-rerun", release=release_id, ok=result.ok, reason=result.reason,
+                       output_tail=result.output_tail)
 
 
 def activate(layout: Layout, journal: Journal, tx: Transaction, release: Release, *,
@@ -96,8 +97,14 @@ def activate(layout: Layout, journal: Journal, tx: Transaction, release: Release
     journal.append("switched", op=tx.op, release=release.id, previous=previous)
     tx.step("probing")
     hook = run_post_switch(layout, release)
+    if release.hooks.post_switch:
+        journal.append("hook-ran", release=release.id, ok=hook.ok, reason=hook.reason,
+                       seconds=hook.seconds, output_tail=hook.output_tail)
     crash_point("after-post-switch-hook")
     probe = run_probe(layout, release) if hook.ok else None
+    if probe is not None and release.hooks.probe:
+        journal.append("probe-ran", release=release.id, ok=probe.ok, reason=probe.reason,
+                       seconds=probe.seconds, output_tail=probe.output_tail)
     failed = hook if not hook.ok else probe if probe is not None and not probe.ok else None
     if failed is None:
         return Activation(True, "ok", hook, probe, switch_s)

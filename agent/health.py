@@ -26,10 +26,15 @@ What a check does, with budgets from the model's :class:`keys.release.HealthSpec
 3. time ``runs`` inferences and compare their p95 with ``max_p95_ms``;
 4. compare the child's peak RSS with ``max_memory_mb`` (or a hard cap).
 
-Isolation: each model is checked by ``python -m agent._health_child`` in a new
-session (its own process group), not by multiprocessing: nothing of the
-agent's state is pickled or inherited, the child's only output channel is a
-clean JSON document on its stdout, and the group can be killed as a whole.
+Isolation: each model is checked by ``python -I /path/to/agent/_health_child.py``
+(isolated mode, by absolute path) in a new session (its own process group),
+not by multiprocessing: nothing of the agent's state is pickled or inherited,
+the child's only output channel is a clean JSON document on its stdout, and
+the group can be killed as a whole. It runs in the release directory with the
+allowlisted environment of :mod:`airlock.spawn`, so neither the caller's
+directory (a ``json.py`` beside the bundle on a USB stick) nor its
+``PYTHONPATH``, ``PYTHONSTARTUP`` or ``LD_PRELOAD`` reaches it; numpy and
+ONNX Runtime come from the interpreter's own site-packages.
 The parent polls the child every few milliseconds and kills the group when it
 passes its wall-clock ``timeout_s`` (measured from spawn, interpreter start-up
 included) or its memory budget. Peak RSS is the kernel's high-water mark
@@ -51,7 +56,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -61,7 +65,10 @@ from typing import IO, Any
 
 import psutil
 
+from agent import _health_child
 from agent._health_child import RESULT_MARKER
+from airlock.limits import MAX_CHILD_OUTPUT_BYTES
+from airlock.spawn import child_env, python_argv
 from keys.release import HealthSpec, ModelEntry, Release
 
 __all__ = ["HealthReport", "ModelResult", "check_release"]
@@ -73,7 +80,10 @@ _CAP_FLOOR_MB = 256.0
 _CAP_SHARE_OF_AVAILABLE = 0.75
 # The child kills itself this long after its timeout if the agent is gone.
 _WATCHDOG_GRACE_S = 10.0
-_PACKAGE_PARENT = str(Path(__file__).resolve().parents[1])
+# Run by path, not ``-m``: ``-I`` keeps every directory but the interpreter's
+# own out of sys.path, so this file is the one that runs, and imports only
+# the standard library, numpy and onnxruntime.
+_CHILD_SCRIPT = Path(_health_child.__file__).resolve()
 
 
 @dataclass
@@ -113,9 +123,10 @@ def check_release(release_dir: Path, release: Release, *,
                   providers: Sequence[str] | None = None) -> HealthReport:
     """Check every model of ``release`` as installed under ``release_dir``, one child each."""
     results = []
+    release_dir = Path(release_dir).absolute()  # the child runs in it: its paths must not be relative
     for model in release.models:
         try:
-            results.append(_check_model(Path(release_dir), model, providers))
+            results.append(_check_model(release_dir, model, providers))
         except Exception as e:  # cannot fork, /tmp full...: a failed check, not a dead agent
             results.append(ModelResult(model.name, False, f"check could not run: {e}",
                                        None, None, None))
@@ -152,7 +163,7 @@ def _check_model(release_dir: Path, model: ModelEntry,
         "providers": list(providers or spec.providers or ("CPUExecutionProvider",)),
         "watchdog_s": spec.timeout_s + _WATCHDOG_GRACE_S,
     }
-    run = _run_child(job, spec.timeout_s, budget)
+    run = _run_child(job, release_dir, spec.timeout_s, budget)
     over_memory = (f"used {run.peak_mb:.0f} MB > {budget_text}"
                    if run.peak_mb is not None and run.peak_mb > budget else None)
 
@@ -241,14 +252,13 @@ class _ChildRun:
         return f" (stderr: {self.stderr_tail})" if self.stderr_tail else ""
 
 
-def _run_child(job: dict[str, Any], timeout_s: float, budget_mb: float) -> _ChildRun:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (_PACKAGE_PARENT, env.get("PYTHONPATH")) if p)
+def _run_child(job: dict[str, Any], cwd: Path, timeout_s: float,
+               budget_mb: float) -> _ChildRun:
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.monotonic()
         proc = subprocess.Popen(
-            [sys.executable, "-m", "agent._health_child", json.dumps(job)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+            python_argv(_CHILD_SCRIPT, json.dumps(job)),
+            cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=child_env(),
             start_new_session=True,  # own process group: killed as a whole
         )
         peak: float | None = None
@@ -298,7 +308,7 @@ def _kill_group(pgid: int) -> None:
 
 def _parse_result(out: IO[bytes]) -> dict[str, Any] | None:
     out.seek(0)
-    data = out.read(4 * 1024 * 1024).decode("utf-8", "replace")
+    data = out.read(MAX_CHILD_OUTPUT_BYTES).decode("utf-8", "replace")
     start = data.rfind(RESULT_MARKER)
     if start < 0:
         return None

@@ -30,7 +30,10 @@ __all__ = [
     "MAX_MESSAGE_CHARS",
     "MAX_METADATA_BYTES",
     "MAX_NAME_LENGTH",
+    "MAX_OUTPUT_SPOOL_BYTES",
+    "MAX_OUTPUT_TAIL_BYTES",
     "MAX_SEQUENCE",
+    "PROBE_ATTEMPT_S",
     "RESERVE_BYTES",
 ]
 
@@ -77,6 +80,22 @@ MAX_CONFIG_PROBE_BYTES: Final = 1024 * 1024
 #: What the health-check child prints is read whole; a model that floods its
 #: stdout cannot exhaust the agent's memory.
 MAX_CHILD_OUTPUT_BYTES: Final = 4 * 1024 * 1024
+
+#: What a hook, probe or image-sink command prints is kept only as its last
+#: 64 KiB (the journal's ``output_tail``, the reason's last line). A chatty or
+#: flooding command cannot bloat the journal or the agent's memory.
+MAX_OUTPUT_TAIL_BYTES: Final = 64 * 1024
+
+#: Such output is spooled to an unlinked temp file (not a pipe, so a daemon
+#: the command leaves running cannot hold the agent), cut back to its tail
+#: whenever it passes this size: a flood cannot fill the disk while it runs.
+MAX_OUTPUT_SPOOL_BYTES: Final = 1024 * 1024
+
+#: One attempt of an HTTP probe, connect to status line and headers, is a
+#: hard deadline of at most this many seconds (and never past the probe
+#: window): a server that answers one byte at a time (slowloris) cannot hold
+#: the probe, and with it the switched release, past its window.
+PROBE_ATTEMPT_S: Final = 2.0
 
 #: Free space the agent keeps on top of what an install writes (default of
 #: ``reserve_bytes`` in agent.yaml): a full disk must not stop the journal.

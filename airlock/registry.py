@@ -74,6 +74,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from airlock.errors import DigestError, RegistryError
 from airlock.limits import CHUNK
 from airlock.oci import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, digest_of, is_digest
+from airlock.spawn import child_env
 
 if TYPE_CHECKING:
     import requests
@@ -244,8 +245,25 @@ def docker_credentials(host: str, config: Path | None = None) -> Credentials | N
     return None
 
 
+# What a credential helper may need beyond airlock.spawn's allowlist: its
+# user's session (pass/gpg, secretservice over D-Bus), the cloud SDKs the
+# ecr/gcr/acr helpers call, and the proxy and CA settings they call through.
+_HELPER_ENV_NAMES = ("USER", "LOGNAME", "DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "GNUPGHOME",
+                     "GPG_AGENT_INFO", "GPG_TTY", "SSL_CERT_FILE", "SSL_CERT_DIR",
+                     "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy",
+                     "no_proxy")
+_HELPER_ENV_PREFIXES = ("XDG_", "PASSWORD_STORE_", "DOCKER_", "AWS_", "AZURE_", "GOOGLE_",
+                        "CLOUDSDK_")
+
+
 def _credential_helper(name: str, key: str) -> Credentials | None:
-    """Docker's credential-helper protocol: the server on stdin, JSON on stdout."""
+    """Docker's credential-helper protocol: the server on stdin, JSON on stdout.
+
+    The helper is looked up on ``PATH`` without its relative entries and runs
+    in ``/`` with an allowlisted environment, so nothing in the directory the
+    bundler was started from can stand in for it. Its output stays in a pipe
+    (it carries a secret; it does not start daemons).
+    """
     try:
         r = subprocess.run(
             [f"docker-credential-{name}", "get"],
@@ -253,6 +271,9 @@ def _credential_helper(name: str, key: str) -> Credentials | None:
             capture_output=True,
             timeout=60,
             check=True,
+            cwd="/",
+            env=child_env(names=_HELPER_ENV_NAMES, prefixes=_HELPER_ENV_PREFIXES),
+            start_new_session=True,
         )
         got = json.loads(r.stdout)
         return Credentials(str(got["Username"]), str(got["Secret"]))

@@ -13,16 +13,18 @@ filled in. The template is split like a shell would (``shlex``) but never
 run by a shell, so a reference cannot inject anything. Other examples:
 ``podman load -i {archive}``, ``skopeo copy oci-archive:{archive} containers-storage:{ref}``.
 A command that fails or times out fails the delivery (exit 4, the previous
-release stays active), with the last line it printed.
+release stays active), with the last line it printed. The command runs in
+``ROOT/images``, in its own process group (killed as a whole on timeout),
+with the allowlisted environment of :mod:`airlock.spawn`; a runtime that
+needs another variable gets it from the template, e.g.
+``env CONTAINERD_ADDRESS=/run/k3s/containerd/containerd.sock ctr images import {archive}``.
 """
 
 from __future__ import annotations
 
 import io
 import json
-import os
 import shlex
-import subprocess
 import tarfile
 import tempfile
 from collections.abc import Callable
@@ -33,6 +35,7 @@ from agent.sinks import config_number
 from agent.sinks.oci_dir import image_blobs, index_entries
 from airlock import oci
 from airlock.errors import DeliveryError, UsageError
+from airlock.spawn import child_env, run_contained
 from keys.release import ImageEntry, Release
 
 __all__ = ["CommandSink", "write_oci_archive"]
@@ -108,25 +111,24 @@ class CommandSink:
         argv = [w.format(archive=str(archive), ref=image.ref) for w in shlex.split(self.template)]
         shown = shlex.join(argv)
         try:
-            r = subprocess.run(
-                argv,
-                capture_output=True,
-                text=True,
-                timeout=self.timeout_s,
-                stdin=subprocess.DEVNULL,
-                env=dict(os.environ),
-            )
+            done = run_contained(argv, cwd=self.scratch.parent, env=child_env(),
+                                 timeout_s=self.timeout_s)
         except FileNotFoundError:
             raise DeliveryError(
                 f"image sink command: {argv[0]!r} not found (for {image.ref})"
             ) from None
-        except subprocess.TimeoutExpired:
+        except OSError as e:
             raise DeliveryError(
-                f"image sink command: '{shown}' did not finish within {self.timeout_s:g}s (for {image.ref})"
+                f"image sink command: cannot run '{shown}': {e.strerror or e} (for {image.ref})"
             ) from None
-        if r.returncode != 0:
-            said = (r.stderr.strip() or r.stdout.strip()).splitlines()
+        said = done.last_line(300)
+        if done.timed_out:
             raise DeliveryError(
-                f"image sink command: '{shown}' exited {r.returncode} for {image.ref}"
-                + (f": {said[-1][:300]}" if said else "")
+                f"image sink command: '{shown}' did not finish within {self.timeout_s:g}s "
+                f"(for {image.ref}; killed)"
+            )
+        if not done.ok:
+            raise DeliveryError(
+                f"image sink command: '{shown}' exited {done.returncode} for {image.ref}"
+                + (f": {said}" if said else "")
             )
