@@ -24,7 +24,10 @@ The reader refuses, with a :class:`~airlock.errors.FormatError` naming the
 member: any non-regular member (links, devices, directories, sparse files),
 absolute or ``..`` paths, duplicates, unlisted members, wrong lengths or
 digests, truncation, missing files, and an OCI layout that names content the
-bundle does not carry. It decides nothing about trust: ``keys.trust`` does.
+bundle does not carry. Before any of that, tar extended headers are bounded
+in size, in a row and in total (``airlock.limits``), since tarfile parses them
+before the member they describe. It decides nothing about trust:
+``keys.trust`` does.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ from airlock.errors import DigestError, FormatError
 from airlock.limits import (
     CHUNK,
     MAX_EXTENDED_HEADER_BYTES,
+    MAX_EXTENDED_HEADER_TOTAL_BYTES,
+    MAX_EXTENDED_HEADERS_PER_MEMBER,
     MAX_LAYOUT_DOC_BYTES,
     MAX_METADATA_BYTES,
 )
@@ -265,13 +270,12 @@ class BundleReader:
         try:
             if seekable:
                 self._stream = stream
-                self._tar = tarfile.open(fileobj=stream, mode="r:", tarinfo=_BoundedTarInfo)  # noqa: SIM115
+                self._tar = _BundleTar.open(fileobj=stream, mode="r:", tarinfo=_BoundedTarInfo)
             else:
-                self._tar = tarfile.open(  # type: ignore[call-overload]  # noqa: SIM115
+                self._tar = _BundleTar.open(  # type: ignore[call-overload]
                     fileobj=stream, mode="r|", bufsize=CHUNK, tarinfo=_BoundedTarInfo
                 )
-        except (tarfile.TarError, OSError, EOFError, UnicodeError, ValueError) as e:
-            # ValueError: tarfile's pax sparse-map parser fails that way on garbage.
+        except _TAR_ERRORS as e:
             raise FormatError(f"not a bundle (tar): {e or type(e).__name__}") from None
         self._seen: set[str] = set()
         self._head: BundleHead | None = None
@@ -279,7 +283,7 @@ class BundleReader:
     def _next(self) -> tarfile.TarInfo | None:
         try:
             m = self._tar.next()
-        except (tarfile.TarError, OSError, EOFError, UnicodeError, ValueError) as e:
+        except _TAR_ERRORS as e:
             raise FormatError(f"bundle is truncated or corrupt: {e or type(e).__name__}") from None
         self._tar.members.clear()  # type: ignore[attr-defined]  # keep memory flat for bundles with many members
         if m is not None:
@@ -380,17 +384,61 @@ _EXTENDED_TYPES = (
     tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
 )
 
+# What tarfile raises on hostile input. ValueError: its pax sparse-map parser
+# fails that way on garbage. RecursionError and MemoryError: a bound below
+# missed a way to exhaust the reader; still a bad bundle, never exit 1.
+_TAR_ERRORS = (
+    tarfile.TarError, OSError, EOFError, UnicodeError, ValueError, RecursionError, MemoryError,
+)
+
+
+class _BundleTar(tarfile.TarFile):
+    """A TarFile that counts the extended headers it has read, for :class:`_BoundedTarInfo`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Set before TarFile.__init__, which already reads the first header.
+        self.extended_bytes = 0  # in the whole archive so far
+        self.extended_in_row = 0  # before the member being read
+        super().__init__(*args, **kwargs)
+
 
 class _BoundedTarInfo(tarfile.TarInfo):
-    """A TarInfo that refuses huge extended headers before tarfile reads them whole."""
+    """A TarInfo that bounds extended headers before tarfile reads and parses them.
 
-    def _proc_member(self, tarfile: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.type in _EXTENDED_TYPES and self.size > MAX_EXTENDED_HEADER_BYTES:
+    tarfile reads a pax or GNU long-name header whole, parses it (quadratic
+    on unpatched Pythons, CVE-2024-6232), then recurses to read the header it
+    describes. Each header's size, the headers in a row and their total in
+    the archive are bounded (``airlock.limits``), so none of that grows with
+    what an attacker writes.
+    """
+
+    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.size < 0:  # base-256 sizes can be negative; tarfile would seek backwards
+            raise FormatError(f"bundle has a tar header with negative size {self.size}")
+        if self.type not in _EXTENDED_TYPES:
+            return super()._proc_member(tar)  # type: ignore[misc, no-any-return]
+        if self.size > MAX_EXTENDED_HEADER_BYTES:
             raise FormatError(
                 f"bundle has a {self.size}-byte extended tar header; at most "
                 f"{MAX_EXTENDED_HEADER_BYTES} bytes are allowed"
             )
-        return super()._proc_member(tarfile)  # type: ignore[misc, no-any-return]
+        counts = cast(_BundleTar, tar)
+        counts.extended_bytes += self.size
+        if counts.extended_bytes > MAX_EXTENDED_HEADER_TOTAL_BYTES:
+            raise FormatError(
+                f"bundle has more than {MAX_EXTENDED_HEADER_TOTAL_BYTES} bytes of extended "
+                "tar headers"
+            )
+        if counts.extended_in_row >= MAX_EXTENDED_HEADERS_PER_MEMBER:
+            raise FormatError(
+                f"bundle has more than {MAX_EXTENDED_HEADERS_PER_MEMBER} extended tar headers "
+                "in a row"
+            )
+        counts.extended_in_row += 1
+        try:
+            return super()._proc_member(tar)  # type: ignore[misc, no-any-return]
+        finally:
+            counts.extended_in_row -= 1
 
 
 def _check_member(m: tarfile.TarInfo) -> None:
@@ -399,6 +447,8 @@ def _check_member(m: tarfile.TarInfo) -> None:
     if not m.isreg() or m.issparse() or m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         kind = "link" if m.issym() or m.islnk() else "directory" if m.isdir() else "special file"
         raise FormatError(f"bundle member {name!r} is a {kind}; only regular files are allowed")
+    if m.size < 0:  # a pax 'size' record can say anything
+        raise FormatError(f"bundle member {name!r} has negative size {m.size}")
     if (
         not name
         or name.startswith("/")

@@ -22,13 +22,16 @@ __all__ = [
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
     "MAX_DEVICE_DOCUMENT_BYTES",
+    "MAX_EXTENDED_HEADERS_PER_MEMBER",
     "MAX_EXTENDED_HEADER_BYTES",
+    "MAX_EXTENDED_HEADER_TOTAL_BYTES",
     "MAX_HEALTH_RUNS",
     "MAX_JOURNAL_TEXT_CHARS",
     "MAX_JSON_DEPTH",
     "MAX_LAYOUT_DOC_BYTES",
     "MAX_MESSAGE_CHARS",
     "MAX_METADATA_BYTES",
+    "MAX_METADATA_VALUES",
     "MAX_NAME_LENGTH",
     "MAX_OUTPUT_SPOOL_BYTES",
     "MAX_OUTPUT_TAIL_BYTES",
@@ -42,19 +45,45 @@ __all__ = [
 CHUNK: Final = 1024 * 1024
 
 #: Signed metadata (``airlock/release.json``, ``airlock/root.json``) is read
-#: whole before its signature is checked. Endless-data attack: without a bound
-#: a hostile bundle makes the reader allocate without limit. 100k blobs fit in
-#: about 20 MB.
-MAX_METADATA_BYTES: Final = 32 * 1024 * 1024
+#: whole and parsed before its signature is checked. Endless-data and memory
+#: attack: a 32 MiB release of empty lists made the agent peak at 872 MiB.
+#: A listed blob costs about 190 bytes (its ``targets`` entry) plus 75 when an
+#: image lists it too, so 4 MiB holds some 15,000 blobs; our demo release is
+#: 2 KiB. The bundler refuses to sign more.
+MAX_METADATA_BYTES: Final = 4 * 1024 * 1024
+
+#: JSON values in signed metadata, counted before it is parsed as the number
+#: of ``[``, ``{``, ``,`` and ``:`` bytes (an upper bound: each value but the
+#: first follows one of them). Memory attack by shape: tiny values (``[]`` is
+#: 56 bytes as a Python list) would turn 4 MiB into ~100 MiB of objects. A
+#: listed blob costs about 10; 200,000 allows ~20,000 blobs, and the agent
+#: peaks at 64 MiB (38 MiB idle) on the heaviest metadata within both bounds.
+MAX_METADATA_VALUES: Final = 200_000
 
 #: ``index.json`` and image manifests are read whole to check what they
 #: reference. Endless data again; real ones are kilobytes.
 MAX_LAYOUT_DOC_BYTES: Final = 32 * 1024 * 1024
 
-#: A pax or GNU long-name header is read whole by tarfile before the member it
-#: describes. Endless data in an unsigned part of the tar; ours are a few
-#: hundred bytes.
-MAX_EXTENDED_HEADER_BYTES: Final = 1024 * 1024
+#: A pax or GNU long-name header is read whole and parsed by tarfile before
+#: the member it describes, in an unsigned part of the tar. Endless data, and
+#: CPU: the pax parser of Python < 3.11.10 / 3.12.6 is quadratic
+#: (CVE-2024-6232), so a 1 MiB header of digits costs ~25 minutes of CPU and
+#: 64 KiB costs 6.4 s; at 4 KiB the worst header costs 25-40 ms on 3.11.7. Our
+#: writer emits a pax header only for a blob of 8 GiB or more (22 bytes:
+#: ``size=``); names are ustar-sized.
+MAX_EXTENDED_HEADER_BYTES: Final = 4 * 1024
+
+#: Extended headers in a row before one member (a pax global and a pax local
+#: header; a GNU long name and long link). tarfile recurses once per header,
+#: so thousands in a row crash it with RecursionError; our writer emits at
+#: most one.
+MAX_EXTENDED_HEADERS_PER_MEMBER: Final = 2
+
+#: Extended-header bytes in a whole bundle, the tar's unsigned structure
+#: included after the signature check. CPU bound on unpatched Pythons
+#: (above): at most 8 worst-case headers, ~0.3 s, however many members; room
+#: for the ``size`` records of 1,400 blobs of 8 GiB or more.
+MAX_EXTENDED_HEADER_TOTAL_BYTES: Final = 32 * 1024
 
 #: The largest release sequence. Fast-forward attack: a signed release with a
 #: huge sequence would lock a device out of every later release; beyond 2^53

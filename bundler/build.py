@@ -32,12 +32,18 @@ from securesystemslib.signer import Signer
 
 from airlock.bundle import FileInfo, write_bundle
 from airlock.console import Progress, no_progress
-from airlock.errors import UsageError
+from airlock.errors import FormatError, UsageError
 from airlock.oci import ANNOTATION_TITLE, digest_of
 from bundler.artifacts import MODEL_LAYER_TYPE, LayoutBuilder, add_model_artifact, local_golden
 from bundler.output import check_output, exclusive_partial, is_bundle_file
 from bundler.spec import ModelSpec, Spec
-from keys.release import ImageEntry, ModelEntry, Release, ReleaseSerializer
+from keys.release import (
+    ImageEntry,
+    ModelEntry,
+    Release,
+    ReleaseSerializer,
+    check_metadata_bounds,
+)
 
 __all__ = ["BuildResult", "build_bundle"]
 
@@ -141,6 +147,11 @@ def build_bundle(
     for signer in signers:
         md.sign(signer, append=True, signed_serializer=ReleaseSerializer())
     release_json = md.to_bytes()
+    try:
+        check_metadata_bounds(release_json, "the release metadata")
+    except FormatError as e:  # what a device would refuse is a usage error here
+        raise UsageError(f"{e}; devices would refuse it: carry fewer images or models "
+                         "per release") from None
 
     guard(contents.local_paths)
     total = sum(f.size for f in files)

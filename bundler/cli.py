@@ -143,7 +143,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     v.add_argument("bundle", type=Path)
     v.add_argument("--trust", type=Path, required=True, help="trust root (root.json)")
-    v.add_argument("--ring", help="check it may be deployed to this ring")
+    v.add_argument("--ring", help="check it as a device in this ring would (default: for the "
+                   "rings the release names)")
     v.add_argument("--json", action="store_true")
 
     n = cmd(
@@ -357,7 +358,7 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
     verified_role = None
     if a.trust is not None:
         trust = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
-        _, verified = trust.verify_head(head.release_json, head.root_json)
+        _, verified = trust.verify_head(head.release_json, head.root_json, any_ring=True)
         verified_role = verified.role
     md = parse_metadata(head.release_json, Targets, "release metadata")
     r = Release.from_metadata(md)

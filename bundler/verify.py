@@ -34,10 +34,15 @@ def verify_bundle(
     now: datetime | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> VerifiedRelease:
-    """Check a whole bundle: metadata first, then every listed file's length and sha256."""
+    """Check a whole bundle: metadata first, then every listed file's length and sha256.
+
+    ``ring``: check it as a device in that ring would; ``None`` checks it for
+    the rings the release names (a ring signer's limits still apply).
+    """
     reader = BundleReader(stream)
     head = reader.head()
-    _, verified = trust.verify_head(head.release_json, head.root_json, ring=ring, now=now)
+    _, verified = trust.verify_head(head.release_json, head.root_json, ring=ring,
+                                    any_ring=ring is None, now=now)
     release = verified.release
     for member in reader.files(release.files, release.delta.expects if release.delta else ()):
         member.verify(progress)

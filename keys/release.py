@@ -37,6 +37,7 @@ from airlock.limits import (
     MAX_HEALTH_RUNS,
     MAX_JSON_DEPTH,
     MAX_METADATA_BYTES,
+    MAX_METADATA_VALUES,
     MAX_NAME_LENGTH,
     MAX_SEQUENCE,
 )
@@ -50,6 +51,7 @@ __all__ = [
     "ModelEntry",
     "Release",
     "ReleaseSerializer",
+    "check_metadata_bounds",
     "is_plain_name",
     "parse_metadata",
 ]
@@ -67,10 +69,11 @@ def parse_metadata(data: bytes, kind: type[Root] | type[Targets], what: str) -> 
     """Untrusted bytes -> TUF metadata of the expected type, or a FormatError naming the cause.
 
     The one parse of metadata whose signatures are not checked yet (a trust
-    root, a release in a bundle, ``airlock inspect``): bounded in size first.
+    root, a release in a bundle, ``airlock inspect``): bounded in bytes and in
+    JSON values before a single Python object is built (see
+    :func:`check_metadata_bounds`).
     """
-    if len(data) > MAX_METADATA_BYTES:
-        raise FormatError(f"{what} is larger than {MAX_METADATA_BYTES} bytes")
+    check_metadata_bounds(data, what)
     try:
         md: Metadata[Any] = Metadata.from_bytes(data)
     except (DeserializationError, ValueError, TypeError, KeyError, RecursionError) as e:
@@ -78,6 +81,27 @@ def parse_metadata(data: bytes, kind: type[Root] | type[Targets], what: str) -> 
     if not isinstance(md.signed, kind):
         raise FormatError(f"{what} is not of type '{kind.type}'")
     return md
+
+
+def check_metadata_bounds(data: bytes, what: str) -> None:
+    """Refuse metadata larger than any real release, in bytes or in JSON values.
+
+    Counting ``[``, ``{``, ``,`` and ``:`` runs in C over the raw bytes and
+    bounds from above the values ``json.loads`` would build (each value but
+    the first follows one of them; inside strings they only make the count
+    stricter), so a hostile shape such as a million ``[]`` is refused before
+    it costs memory. The bundler applies the same check before it signs.
+    """
+    if len(data) > MAX_METADATA_BYTES:
+        raise FormatError(
+            f"{what} is {len(data)} bytes; at most {MAX_METADATA_BYTES} are allowed"
+        )
+    values = 1 + sum(data.count(c) for c in (b"[", b"{", b",", b":"))
+    if values > MAX_METADATA_VALUES:
+        raise FormatError(
+            f"{what} holds up to {values} JSON values; at most {MAX_METADATA_VALUES} are "
+            "allowed"
+        )
 
 
 def _cause(e: BaseException) -> str:

@@ -10,12 +10,20 @@ keys and thresholds of the roles:
   ``Delegations``: each is limited to the rings listed in its ``rings`` field
   (e.g. a "canary" signer can only deploy to devices in the canary ring).
 
+Where a release may land: a ring signer's release must name rings, all
+within the signer's; a device in ring R takes a release that names R or
+names no ring; a device in no ring takes only a release that names no ring,
+which only the release role can sign. The host checks a bundle for the rings
+it names (``any_ring=True``), or for one device's ring.
+
 Everything that decides whether a signature, an expiry, a version or a ring is
 acceptable lives in :meth:`TrustRoot.verify_release` and
 :meth:`TrustRoot.rotate`; other modules ask, they never decide::
 
     root = TrustRoot.from_bytes(Path("root.json").read_bytes())   # callers do the I/O
-    verified = root.verify_release(release_json_bytes, ring="canary")
+    verified = root.verify_release(release_json_bytes, ring="canary")   # a canary device
+    root.verify_release(release_json_bytes, ring=None)     # a device in no ring
+    root.verify_release(release_json_bytes, any_ring=True) # the host: for the rings it names
     print(verified.release.name, verified.role, verified.rings)
 """
 
@@ -208,9 +216,22 @@ class TrustRoot:
         return TrustRoot(md)
 
     def verify_release(
-        self, data: bytes, *, ring: str | None = None, now: datetime | None = None
+        self,
+        data: bytes,
+        *,
+        ring: str | None = None,
+        any_ring: bool = False,
+        now: datetime | None = None,
     ) -> VerifiedRelease:
-        """Check signatures, threshold, expiry and ring policy of release metadata."""
+        """Check signatures, threshold, expiry and ring policy of release metadata.
+
+        ``ring`` is the ring of the device that would install it; ``None`` is a
+        device in no ring, the safe default: it takes only releases that name
+        no ring. ``any_ring`` checks the signer's ring limits but no device's
+        (``airlock verify`` without ``--ring``, ``airlock inspect``).
+        """
+        if any_ring and ring is not None:
+            raise UsageError("check for one device ring or for any ring, not both")
         now = now or datetime.now(UTC)
         if self.md.signed.is_expired(now):
             raise ExpiredError(
@@ -230,17 +251,7 @@ class TrustRoot:
                 f"{_fmt(md.signed.expires)}; rebuild the bundle with a later 'expires'"
             )
         release = Release.from_metadata(md)
-        if rings is not None:
-            wanted = set(release.rings) if release.rings else None
-            if wanted is None or not wanted <= set(rings):
-                raise PolicyError(
-                    f"signer '{role}' may deploy only to rings {', '.join(rings)}, but the "
-                    f"release targets {', '.join(sorted(wanted)) if wanted else 'all rings'}"
-                )
-        if ring is not None and release.rings and ring not in release.rings:
-            raise PolicyError(
-                f"release targets rings {', '.join(release.rings)}; this device is in ring '{ring}'"
-            )
+        _check_rings(role, rings, release.rings, ring, device=not any_ring)
         return VerifiedRelease(release, role, signers, rings)
 
     def verify_head(
@@ -249,6 +260,7 @@ class TrustRoot:
         root_json: bytes | None = None,
         *,
         ring: str | None = None,
+        any_ring: bool = False,
         now: datetime | None = None,
     ) -> tuple[TrustRoot, VerifiedRelease]:
         """Verify a bundle's metadata; a root it carries is rotated to first.
@@ -259,7 +271,7 @@ class TrustRoot:
         caller persists the new root only once the whole install has succeeded.
         """
         trust = self.rotate(root_json, now=now) if root_json is not None else self
-        return trust, trust.verify_release(release_json, ring=ring, now=now)
+        return trust, trust.verify_release(release_json, ring=ring, any_ring=any_ring, now=now)
 
     def check_sequence(self, release: Release, highest_seen: int | None) -> None:
         """Anti-rollback: refuse a sequence lower than one already accepted."""
@@ -292,6 +304,34 @@ class TrustRoot:
     def _knows_key(self, keyid: str) -> bool:
         d = self._delegator.delegations
         return keyid in self.md.signed.keys or (d is not None and keyid in d.keys)
+
+
+def _check_rings(role: str, signer_rings: tuple[str, ...] | None, release_rings: Sequence[str],
+                 ring: str | None, *, device: bool) -> None:
+    """The ring policy (module docstring); ``device=False`` skips the device's part."""
+    named = ", ".join(release_rings)
+    if signer_rings is not None and (not release_rings
+                                     or not set(release_rings) <= set(signer_rings)):
+        raise PolicyError(
+            f"signer '{role}' may deploy only to rings {', '.join(signer_rings)}, but the "
+            f"release targets {named or 'all rings'}"
+        )
+    if not device:
+        return
+    if ring is None:
+        # The hole this closes: a ring-limited signer reached every ringless device.
+        if signer_rings is not None:
+            raise PolicyError(
+                f"signer '{role}' may deploy only to rings {', '.join(signer_rings)}; this "
+                "device is in no ring"
+            )
+        if release_rings:
+            raise PolicyError(
+                f"release targets rings {named}; this device is in no ring and takes only "
+                "releases for every ring"
+            )
+    elif release_rings and ring not in release_rings:
+        raise PolicyError(f"release targets rings {named}; this device is in ring '{ring}'")
 
 
 def _fmt(when: datetime) -> str:
