@@ -24,10 +24,12 @@ __all__ = [
     "MAX_EXTENDED_HEADER_BYTES",
     "MAX_HEALTH_RUNS",
     "MAX_JSON_DEPTH",
+    "MAX_JSON_INTEGER",
     "MAX_LAYOUT_DOC_BYTES",
     "MAX_METADATA_BYTES",
     "MAX_NAME_LENGTH",
     "MAX_SEQUENCE",
+    "MAX_SPEC_ALIAS_EXPANSION",
     "RESERVE_BYTES",
 ]
 
@@ -78,3 +80,19 @@ MAX_CHILD_OUTPUT_BYTES: Final = 4 * 1024 * 1024
 #: Free space the agent keeps on top of what an install writes (default of
 #: ``reserve_bytes`` in agent.yaml): a full disk must not stop the journal.
 RESERVE_BYTES: Final = 16 * 1024 * 1024
+
+#: Integers anywhere in a signed release (flag values included) lie within
+#: I-JSON's exact range (RFC 7493). Beyond it, readers in other languages (jq,
+#: a browser showing the fleet table) silently round them, so the value a
+#: device acts on is not the one a person reviewed; and an integer of
+#: thousands of digits costs CPU in every parser (CVE-2020-10735).
+MAX_JSON_INTEGER: Final = 2**53 - 1
+
+#: What YAML aliases may add to a release spec once expanded, counted as
+#: characters of scalars plus one per node (about the bytes of the JSON it
+#: becomes). Billion laughs: ten lines of aliases nesting aliases expand to
+#: gigabytes in every step that walks the spec (checks, signing); real specs
+#: use no aliases or a few small ones. A spec without aliases is not bounded
+#: here: it is the author's own file, and its release must still fit
+#: ``MAX_METADATA_BYTES``.
+MAX_SPEC_ALIAS_EXPANSION: Final = 1024 * 1024
