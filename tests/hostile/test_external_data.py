@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -170,6 +171,76 @@ def test_signed_model_reaching_outside_its_directory_fails_its_check(
     assert "escapes model directory" in r.stderr
     status = agent_json(root, "status")
     assert status["active"]["id"] == f"vision-{ACTIVE_SEQUENCE}"
+
+
+def test_the_model_scan_reads_what_onnx_reads(tmp_path: Path) -> None:
+    """bundler.model_check scans the protobuf without onnx; it must agree with onnx itself.
+
+    Its field numbers are onnx.proto's; the external data of a Loop body (a subgraph)
+    counts like the main graph's.
+    """
+    import onnx
+    from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+
+    from bundler.model_check import _Scan, read_model
+
+    def number(message: type, name: str) -> int:
+        return int(message.DESCRIPTOR.fields_by_name[name].number)  # type: ignore[attr-defined]
+
+    m, g, a, t = onnx.ModelProto, onnx.GraphProto, onnx.AttributeProto, onnx.TensorProto
+    fields: dict[str, list[tuple[type, str]]] = {
+        "MODEL_GRAPH": [(m, "graph")], "MODEL_FUNCTIONS": [(m, "functions")],
+        "GRAPH_NODE": [(g, "node")], "GRAPH_INIT": [(g, "initializer")],
+        "GRAPH_SPARSE": [(g, "sparse_initializer")], "GRAPH_INPUT": [(g, "input")],
+        "GRAPH_OUTPUT": [(g, "output")], "NODE_ATTR": [(onnx.NodeProto, "attribute")],
+        "FUNCTION_NODE": [(onnx.FunctionProto, "node")],
+        "ATTR_TENSORS": [(a, "t"), (a, "tensors")], "ATTR_GRAPHS": [(a, "g"), (a, "graphs")],
+        "ATTR_SPARSE": [(a, "sparse_tensor"), (a, "sparse_tensors")],
+        "SPARSE_PARTS": [(onnx.SparseTensorProto, "values"), (onnx.SparseTensorProto, "indices")],
+        "VALUE_NAME": [(onnx.ValueInfoProto, "name")], "T_DIMS": [(t, "dims")],
+        "T_TYPE": [(t, "data_type")], "T_NAME": [(t, "name")],
+        "T_EXTERNAL": [(t, "external_data")], "T_LOCATION": [(t, "data_location")],
+        "ENTRY_KEY": [(onnx.StringStringEntryProto, "key")],
+        "ENTRY_VALUE": [(onnx.StringStringEntryProto, "value")],
+    }
+    for attr, of in fields.items():
+        numbers = tuple(number(message, name) for message, name in of)
+        ours = getattr(_Scan, attr)
+        assert numbers == (ours if isinstance(ours, tuple) else (ours,)), attr
+    assert t.EXTERNAL == _Scan.EXTERNAL
+
+    for name, model in (("scale", modelkit.scale_model(2.0, pad_mb=1)),
+                        ("loop", modelkit.hang_model())):
+        for external in (False, True):
+            path = tmp_path / f"{name}-{external}" / "model.onnx"
+            path.parent.mkdir()
+            modelkit.save(model, path, external=external)
+            facts = read_model(partial(path.open, "rb"), "model.onnx")
+            loaded = onnx.load(str(path), load_external_data=False)
+            inits = {i.name for i in loaded.graph.initializer}
+            assert facts.inputs == {i.name for i in loaded.graph.input} - inits
+            assert facts.outputs == {o.name for o in loaded.graph.output}
+            tensors = [t for t in _get_all_tensors(loaded) if uses_external_data(t)]
+            assert len(tensors) == (3 if external else 0)
+            if external:
+                infos = [ExternalDataInfo(t) for t in tensors]
+                assert facts.needs == {"model.onnx.data": max(i.offset + i.length for i in infos)}
+                assert facts.needs["model.onnx.data"] == (path.parent / "model.onnx.data"
+                                                          ).stat().st_size
+
+
+@pytest.mark.parametrize("data", [b"", b"not a model at all", b"\x0a\xff\xff\xff\xff\x0f"],
+                         ids=["empty", "text", "truncated-field"])
+def test_a_file_that_is_not_an_onnx_model_is_refused_at_build(
+    data: bytes, keyset: Keys, tmp_path: Path
+) -> None:
+    model_dir = tmp_path / "m"
+    modelkit.make(model_dir)
+    (model_dir / "model.onnx").write_bytes(data)
+    code, err, out = _build(keyset, tmp_path, model_dir)
+    assert code == 2 and "field 'models[0].path'" in err, err
+    assert "is not an ONNX model" in err or "declares no outputs" in err
+    assert not out.exists()
 
 
 @pytest.mark.integration
