@@ -84,6 +84,8 @@ def test_external_data_ships_and_the_model_runs_on_a_device(keyset: Keys, tmp_pa
     titles = [(layer["annotations"]["org.opencontainers.image.title"], layer["mediaType"])
               for layer in manifest["layers"]]
     assert ("model.onnx.data", "application/vnd.airlock.model.external-data.v1") in titles
+    inspect = run_airlock("inspect", out, "--json")
+    assert json.loads(inspect.stdout)["models"][0]["data"] == ["model.onnx.data"]
 
     root = init_device(tmp_path / "device", keyset)
     result = agent_json(root, "install", out)
