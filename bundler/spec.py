@@ -10,8 +10,8 @@ a device applies to the signed release (``keys.signed_fields``), so a spec
 that loads makes a release devices accept. YAML that JSON cannot say is
 refused, not converted: dates, binary, sets, non-text keys, ``.inf`` and
 ``.nan``, integers beyond ``MAX_JSON_INTEGER``. Before anything walks the
-document, one pass over its YAML events bounds its nesting
-(``MAX_JSON_DEPTH``) and what its aliases expand to
+document, one pass over its YAML events bounds its nesting (twice
+``MAX_JSON_DEPTH``) and what its aliases expand to
 (``MAX_SPEC_ALIAS_EXPANSION``; billion laughs).
 """
 
