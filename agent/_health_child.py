@@ -10,7 +10,9 @@ Loads one model with ONNX Runtime, runs the golden inputs (or zeros of the
 declared shapes when there are none), compares every golden output with
 numpy ``allclose`` semantics, times ``runs`` inferences and prints one JSON
 object with the raw measurements. Policy (budgets, wording of reasons) lives
-in the parent; this side only measures.
+in the parent; this side only measures, and refuses golden data it cannot
+measure against: outputs that hold no array or name what the model does not
+output (the bundler refuses both at build, exit 2).
 
 File descriptor 1 is kept for the result alone: before ONNX Runtime is
 imported it is duplicated and then pointed at stderr, so whatever ONNX Runtime or a custom op prints to
@@ -179,6 +181,8 @@ def _check(job: dict[str, Any]) -> dict[str, Any]:
         with np.load(job["outputs"], allow_pickle=False) as npz:
             golden = {k: npz[k] for k in npz.files}
         names = {o.name for o in session.get_outputs()}
+        if not golden:
+            raise _Fail("golden outputs hold no array: the check would compare nothing")
         unknown = sorted(set(golden) - names)
         if unknown:
             raise _Fail(f"golden output(s) {', '.join(map(repr, unknown))} "

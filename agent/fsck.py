@@ -126,13 +126,8 @@ class _Scan:
                 return f"needs blob {digest[:23]}…, which is corrupt"
         for m in release.models:
             mdir = layout.release_dir(rid) / "models" / m.name
-            files: list[tuple[str, str | None]] = [
-                (m.file_name, m.blob), ("inputs.npz", m.health.inputs),
-                ("outputs.npz", m.health.outputs)]
-            for name, wanted in files:
-                if wanted is None:
-                    continue
-                digest, f = wanted, mdir / name
+            for name, digest in m.linked_files():
+                f = mdir / name
                 try:
                     same = os.stat(f).st_ino == os.stat(layout.blob(digest)).st_ino
                 except OSError:

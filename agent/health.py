@@ -12,8 +12,13 @@ release, in its own child process::
 Files it reads (the agent hard-links them from its content store)::
 
     RELEASE_DIR/models/<model.name>/<model.file_name>   the ONNX model
+    RELEASE_DIR/models/<model.name>/<data file>         its ONNX external data, if any
     RELEASE_DIR/models/<model.name>/inputs.npz          golden inputs, by input name
     RELEASE_DIR/models/<model.name>/outputs.npz         golden outputs, by output name
+
+ONNX Runtime reads external data relative to the model file and refuses
+locations that leave its directory (``..``, absolute paths, symbolic links
+out), so a model only ever loads data from its own ``models/<name>/``.
 
 What a check does, with budgets from the model's :class:`keys.release.HealthSpec`:
 
@@ -22,7 +27,9 @@ What a check does, with budgets from the model's :class:`keys.release.HealthSpec
 2. run the golden inputs and compare every golden output with numpy
    ``allclose`` semantics (``|got - expected| <= atol + rtol * |expected|``),
    naming the worst element; without golden data, run zeros of the declared
-   input shapes (dynamic dims -> 1) and say so in the result;
+   input shapes (dynamic dims -> 1) and say so in the result. Golden outputs
+   that hold no array, or name anything the model does not output, fail the
+   check: a check that compares nothing must not pass;
 3. time ``runs`` inferences and compare their p95 with ``max_p95_ms``;
 4. compare the child's peak RSS with ``max_memory_mb`` (or a hard cap).
 
@@ -70,6 +77,7 @@ from agent._health_child import RESULT_MARKER
 from airlock.limits import MAX_CHILD_OUTPUT_BYTES
 from airlock.spawn import child_env, python_argv
 from keys.release import HealthSpec, ModelEntry, Release
+from keys.signed_fields import GOLDEN_INPUTS_FILE, GOLDEN_OUTPUTS_FILE
 
 __all__ = ["HealthReport", "ModelResult", "check_release"]
 
@@ -144,14 +152,18 @@ def _check_model(release_dir: Path, model: ModelEntry,
 
     model_path = mdir / model.file_name
     golden: dict[str, str | None] = {"inputs": None, "outputs": None}
-    for kind, digest in (("inputs", spec.inputs), ("outputs", spec.outputs)):
-        path = mdir / f"{kind}.npz"
+    for kind, file_name, digest in (("inputs", GOLDEN_INPUTS_FILE, spec.inputs),
+                                    ("outputs", GOLDEN_OUTPUTS_FILE, spec.outputs)):
+        path = mdir / file_name
         if digest is not None:
             if not path.is_file():
                 return failed(f"golden {kind} file {_rel(path, release_dir)} is missing")
             golden[kind] = str(path)
     if not model_path.is_file():
         return failed(f"model file {_rel(model_path, release_dir)} is missing")
+    for data_name, _ in model.data:
+        if not (mdir / data_name).is_file():
+            return failed(f"external data file {_rel(mdir / data_name, release_dir)} is missing")
 
     budget, budget_text = _memory_budget(spec)
     job = {

@@ -89,8 +89,8 @@ def _check_references(release: Release, store: ContentStore) -> None:
     """Every blob a model or a delta needs must be in the bundle or on the device."""
     shipped = {f"sha256:{p[len(BLOB_PREFIX):]}" for p in release.files if p.startswith(BLOB_PREFIX)}
     for m in release.models:
-        for d in (m.blob, m.health.inputs, m.health.outputs):
-            if d and d not in shipped and not (release.delta and d in release.delta.expects):
+        for _, d in m.linked_files():
+            if d not in shipped and not (release.delta and d in release.delta.expects):
                 raise FormatError(f"model {m.name} needs blob {d[:19]}… that the bundle lacks")
     if release.delta:
         missing = [d for d in release.delta.expects if not store.has(d)]
@@ -131,11 +131,9 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
     models.mkdir()
     for m in release.models:
         mdir = models / m.name
-        store.link(m.blob, mdir / m.file_name)
-        if m.health.inputs:
-            store.link(m.health.inputs, mdir / "inputs.npz")
-        if m.health.outputs:
-            store.link(m.health.outputs, mdir / "outputs.npz")
+        # The model, its external data and golden data: plain, distinct names (keys.signed_fields).
+        for name, digest in m.linked_files():
+            store.link(digest, mdir / name)
         fsync_dir(mdir)
     fsync_dir(models)
     _write_file(staged / "release.json", head.release_json)

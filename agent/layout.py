@@ -6,8 +6,8 @@
     ROOT/device.key|.pub     the device's Ed25519 key (signed reports)
     ROOT/trust/root.json     the trust root; trust/sequences.json: highest sequence per name
     ROOT/blobs/sha256/<hex>  content store, shared by all releases (read-only files)
-    ROOT/releases/ID/        models/<model>/<file> (hard links into the store),
-                             models/<model>/inputs.npz|outputs.npz, flags.json,
+    ROOT/releases/ID/        models/<model>/<file> (hard links into the store: the model,
+                             its ONNX external data, inputs.npz|outputs.npz), flags.json,
                              release.json (signed), installed.json, health.json
     ROOT/current, previous   symlinks "releases/ID", replaced by atomic rename
     ROOT/transaction.json    the operation in progress and the links to restore on a crash

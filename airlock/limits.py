@@ -28,6 +28,7 @@ __all__ = [
     "MAX_HEALTH_RUNS",
     "MAX_JOURNAL_TEXT_CHARS",
     "MAX_JSON_DEPTH",
+    "MAX_JSON_INTEGER",
     "MAX_LAYOUT_DOC_BYTES",
     "MAX_MESSAGE_CHARS",
     "MAX_METADATA_BYTES",
@@ -36,6 +37,7 @@ __all__ = [
     "MAX_OUTPUT_SPOOL_BYTES",
     "MAX_OUTPUT_TAIL_BYTES",
     "MAX_SEQUENCE",
+    "MAX_SPEC_ALIAS_EXPANSION",
     "PROBE_ATTEMPT_S",
     "RESERVE_BYTES",
 ]
@@ -147,3 +149,19 @@ MAX_MESSAGE_CHARS: Final = 1000
 #: could append megabytes that ``status`` and ``history`` then read on every
 #: call. 64 KiB leaves room for the kept tail of a hook's output.
 MAX_JOURNAL_TEXT_CHARS: Final = 64 * 1024
+
+#: Integers anywhere in a signed release (flag values included) lie within
+#: I-JSON's exact range (RFC 7493). Beyond it, readers in other languages (jq,
+#: a browser showing the fleet table) silently round them, so the value a
+#: device acts on is not the one a person reviewed; and an integer of
+#: thousands of digits costs CPU in every parser (CVE-2020-10735).
+MAX_JSON_INTEGER: Final = 2**53 - 1
+
+#: What YAML aliases may add to a release spec once expanded, counted as
+#: characters of scalars plus one per node (about the bytes of the JSON it
+#: becomes). Billion laughs: ten lines of aliases nesting aliases expand to
+#: gigabytes in every step that walks the spec (checks, signing); real specs
+#: use no aliases or a few small ones. A spec without aliases is not bounded
+#: here: it is the author's own file, and its release must still fit
+#: ``MAX_METADATA_BYTES``.
+MAX_SPEC_ALIAS_EXPANSION: Final = 1024 * 1024

@@ -2,6 +2,7 @@
 
 Reads a release spec, pulls what it names from registries, signs, and
 writes one bundle; verifies bundles the way devices do. The modules are named for what they do: spec (``airlock.yaml``),
+model_check (a model and its golden data, read before signing),
 artifacts (the OCI layout being assembled), pull (registry models and
 images), cache (the pull cache), build (sign and write), verify, cli.
 

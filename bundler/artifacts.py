@@ -7,8 +7,13 @@ model whatever its source::
     model = contents.add_file(MODEL_LAYER_TYPE, Path("vision.onnx"))
     inputs, outputs = local_golden(contents, model_spec)
     entry = add_model_artifact(contents, spec, model_spec, model, inputs, outputs,
-                               source="vision.onnx")
+                               source="vision.onnx", find_data=local_data(contents, model_spec))
     files = contents.source_files()   # oci-layout, index.json, blobs/sha256/…
+
+A model artifact's layers are the model, its ONNX external data files (a
+model over 2 GB keeps its weights there) and its golden data. Before it is
+wrapped, ``bundler.model_check`` reads the model and the golden data: what
+would fail a device's health check fails the build instead (exit 2).
 
 A blob added twice (a layer shared by two images) is stored once: the
 builder is keyed by digest. Files are hashed here, once; the bundle writer
@@ -40,6 +45,12 @@ from airlock.oci import (
     oci_layout,
     oci_manifest,
 )
+from bundler.model_check import (
+    ModelCheckError,
+    check_external_sizes,
+    check_golden,
+    read_model,
+)
 from bundler.spec import ModelSpec, Spec
 from keys.release import ModelEntry
 
@@ -47,9 +58,11 @@ __all__ = [
     "GOLDEN_INPUTS_TYPE",
     "GOLDEN_OUTPUTS_TYPE",
     "MODEL_ARTIFACT_TYPE",
+    "MODEL_DATA_TYPE",
     "MODEL_LAYER_TYPE",
     "LayoutBuilder",
     "add_model_artifact",
+    "local_data",
     "local_golden",
 ]
 
@@ -57,6 +70,7 @@ MODEL_ARTIFACT_TYPE = "application/vnd.airlock.model.v1"
 MODEL_LAYER_TYPE = "application/vnd.onnx.model.v1"
 GOLDEN_INPUTS_TYPE = "application/vnd.airlock.golden.inputs.v1+npz"
 GOLDEN_OUTPUTS_TYPE = "application/vnd.airlock.golden.outputs.v1+npz"
+MODEL_DATA_TYPE = "application/vnd.airlock.model.external-data.v1"
 
 
 @dataclass
@@ -91,6 +105,10 @@ class LayoutBuilder:
             digest, SourceFile(blob_path(digest), size, digest[7:], partial(_open_binary, path))
         )
         return Descriptor(media_type, digest, size, annotations or {})
+
+    def opener(self, desc: Descriptor) -> Callable[[], IO[bytes]]:
+        """Opens a blob already added, for reading it back (model checks)."""
+        return self.blobs[desc.digest].open
 
     def source_files(self) -> list[SourceFile]:
         index = oci_index(self.manifests)
@@ -132,6 +150,19 @@ def local_golden(
     return i, o
 
 
+def local_data(contents: LayoutBuilder, m: ModelSpec) -> Callable[[str], Descriptor | None]:
+    """Finds a local model's external data file beside it and adds it to ``contents``."""
+
+    def find(name: str) -> Descriptor | None:
+        assert m.path is not None
+        path = m.path.parent / name
+        if not path.is_file():
+            return None
+        return contents.add_file(MODEL_DATA_TYPE, path, annotations={ANNOTATION_TITLE: name})
+
+    return find
+
+
 def add_model_artifact(
     contents: LayoutBuilder,
     spec: Spec,
@@ -140,9 +171,32 @@ def add_model_artifact(
     inputs: Descriptor | None,
     outputs: Descriptor | None,
     source: str,
+    find_data: Callable[[str], Descriptor | None],
 ) -> ModelEntry:
-    """Wrap blobs already in ``contents`` as the model's OCI artifact and index it."""
-    layers = [model] + [d for d in (inputs, outputs) if d is not None]
+    """Check the model and its golden data, then wrap them as the model's OCI artifact.
+
+    ``find_data(name)`` adds the external data file ``name`` to ``contents``
+    (None when there is none): beside a local model, or a layer of a
+    registry artifact. A model that would fail on devices is a SpecError.
+    """
+    file_name = model.annotations.get(ANNOTATION_TITLE) or f"{m.name}.onnx"
+    field_name = "path" if m.path is not None else "ref"
+    try:
+        facts = read_model(contents.opener(model), file_name, field_name)
+        data = []
+        for name in facts.external:
+            found = find_data(name)
+            if found is None:
+                raise ModelCheckError(field_name, f"needs the external data file {name!r} "
+                                      "beside it, and there is none")
+            data.append(found)
+        check_external_sizes(facts, {d.annotations[ANNOTATION_TITLE]: d.size for d in data},
+                             field_name)
+        check_golden(facts, contents.opener(inputs) if inputs else None,
+                     contents.opener(outputs) if outputs else None)
+    except ModelCheckError as e:
+        raise m.origin.error(e.field, str(e)) from None
+    layers = [model, *data] + [d for d in (inputs, outputs) if d is not None]
     config = contents.add_bytes(OCI_EMPTY, b"{}")
     manifest = contents.add_bytes(
         OCI_MANIFEST,
@@ -155,10 +209,11 @@ def add_model_artifact(
         name=m.name,
         manifest=manifest.digest,
         blob=model.digest,
-        file_name=model.annotations.get(ANNOTATION_TITLE) or f"{m.name}.onnx",
+        file_name=file_name,
         media_type=model.media_type,
         size=model.size,
         source=source,
+        data=tuple((d.annotations[ANNOTATION_TITLE], d.digest) for d in data),
         health=dataclasses.replace(
             m.health.limits,
             inputs=inputs.digest if inputs else None,

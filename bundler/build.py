@@ -6,12 +6,14 @@
 
 The steps: the output path is checked (``bundler.output``: never one of the
 build's inputs, never an existing file that is not a bundle unless
-``force``); local models and golden data are hashed into a
-:class:`~bundler.artifacts.LayoutBuilder`; registry models and images are
-pulled into it (``bundler.pull``, only when the spec names any, so a host
-without oras can still build from files); the release metadata listing every
-file is signed; the bundle is written to a new partial file beside the output
-and renamed over it.
+``force``); local models, their external data and golden data are hashed
+into a :class:`~bundler.artifacts.LayoutBuilder` and checked as a device's
+health check would use them (``bundler.model_check``); registry models and
+images are pulled into it (``bundler.pull``, only when the spec names any, so
+a host without oras can still build from files); the release metadata listing
+every file is signed and read back with the device's reader (a release a
+device would refuse is exit 2, nothing written); the bundle is written to a
+new partial file beside the output and renamed over it.
 
 Each input file is read twice: once to hash it, because its digest names the
 blob and must be signed before the first blob is written (the metadata comes
@@ -29,12 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from securesystemslib.signer import Signer
+from tuf.api.serialization import SerializationError
 
 from airlock.bundle import FileInfo, write_bundle
 from airlock.console import Progress, no_progress
 from airlock.errors import FormatError, UsageError
 from airlock.oci import ANNOTATION_TITLE, digest_of
-from bundler.artifacts import MODEL_LAYER_TYPE, LayoutBuilder, add_model_artifact, local_golden
+from bundler.artifacts import (
+    MODEL_LAYER_TYPE,
+    LayoutBuilder,
+    add_model_artifact,
+    local_data,
+    local_golden,
+)
 from bundler.output import check_output, exclusive_partial, is_bundle_file
 from bundler.spec import ModelSpec, Spec
 from keys.release import (
@@ -79,7 +88,36 @@ def _add_local_model(
         MODEL_LAYER_TYPE, m.path, tick=tick, annotations={ANNOTATION_TITLE: m.path.name}
     )
     inputs, outputs = local_golden(contents, m, tick)
-    return add_model_artifact(contents, spec, m, model, inputs, outputs, source=str(m.path))
+    return add_model_artifact(contents, spec, m, model, inputs, outputs, source=str(m.path),
+                              find_data=local_data(contents, m))
+
+
+def _sign(release: Release, signers: Sequence[Signer]) -> tuple[bytes, list[str]]:
+    """The signed metadata, read back as a device reads it before anything is written.
+
+    The spec already held every value to the device's rules; reading the
+    signed bytes back with the device's own reader (size bound, every field
+    rule) makes sure no bundle leaves the host that a device would refuse for
+    its metadata, whatever the spec checks missed (a pulled artifact's
+    file name, a source path with a control character).
+    """
+    md = release.to_metadata()
+    try:
+        for signer in signers:
+            md.sign(signer, append=True, signed_serializer=ReleaseSerializer())
+    except SerializationError as e:
+        raise UsageError(f"the release cannot be signed as JSON: {e}") from None
+    release_json = md.to_bytes()
+    try:
+        check_metadata_bounds(release_json, "the release metadata")
+    except FormatError as e:
+        raise UsageError(f"{e}; devices would refuse it: carry fewer images or models "
+                         "per release") from None
+    try:
+        Release.from_bytes(release_json)
+    except FormatError as e:
+        raise UsageError(f"devices would refuse this release: {e}") from None
+    return release_json, sorted(md.signatures)
 
 
 def build_bundle(
@@ -143,15 +181,7 @@ def build_bundle(
         hooks=spec.hooks,
         rings=list(spec.rings),
     )
-    md = release.to_metadata()
-    for signer in signers:
-        md.sign(signer, append=True, signed_serializer=ReleaseSerializer())
-    release_json = md.to_bytes()
-    try:
-        check_metadata_bounds(release_json, "the release metadata")
-    except FormatError as e:  # what a device would refuse is a usage error here
-        raise UsageError(f"{e}; devices would refuse it: carry fewer images or models "
-                         "per release") from None
+    release_json, keyids = _sign(release, signers)
 
     guard(contents.local_paths)
     total = sum(f.size for f in files)
@@ -169,6 +199,6 @@ def build_bundle(
         size=output.stat().st_size,
         blobs=len(contents.blobs),
         metadata_sha256=digest_of(release_json)[7:],
-        signers=sorted(md.signatures),
+        signers=keyids,
         release=release,
     )

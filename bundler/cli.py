@@ -380,6 +380,7 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
                 "size": m.size,
                 "blob": m.blob,
                 "golden": m.health.inputs is not None,
+                "data": [name for name, _ in m.data],
                 "max_p95_ms": m.health.max_p95_ms,
                 "max_memory_mb": m.health.max_memory_mb,
             }
@@ -432,6 +433,7 @@ def _human(cmd: str) -> Any:
             for m in d["models"]:
                 lines.append(
                     f"  model {m['name']}: {m['file']} {human_size(m['size'])}"
+                    + (f" + {len(m['data'])} external data file(s)" if m["data"] else "")
                     + (" + golden data" if m["golden"] else "")
                 )
             for i in d["images"]:

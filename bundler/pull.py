@@ -45,6 +45,7 @@ from airlock.registry import Manifest, Ref, RegistryClient, parse_ref
 from bundler.artifacts import (
     GOLDEN_INPUTS_TYPE,
     GOLDEN_OUTPUTS_TYPE,
+    MODEL_DATA_TYPE,
     MODEL_LAYER_TYPE,
     LayoutBuilder,
     add_model_artifact,
@@ -271,12 +272,18 @@ def _add_model(contents: LayoutBuilder, spec: Spec, m: ModelSpec, f: _Fetcher) -
             )
         return _layer(contents, ref, hits[0], media_type, f)
 
+    def data_layer(name: str) -> Descriptor | None:
+        """An external data file of the model: the layer titled with its name."""
+        hits = [d for d in layers if title(d) == name]
+        return _layer(contents, ref, hits[0], MODEL_DATA_TYPE, f) if hits else None
+
     model = _layer(contents, ref, models[0], MODEL_LAYER_TYPE, f, file_name=True)
     local_in, local_out = local_golden(contents, m)
     inputs = local_in or by_title(m.health.inputs_ref, GOLDEN_INPUTS_TYPE, "inputs")
     outputs = local_out or by_title(m.health.outputs_ref, GOLDEN_OUTPUTS_TYPE, "outputs")
     source = ref.text if ref.digest else f"{ref.text}@{top.digest}"  # pinned either way
-    return add_model_artifact(contents, spec, m, model, inputs, outputs, source=source)
+    return add_model_artifact(contents, spec, m, model, inputs, outputs, source=source,
+                              find_data=data_layer)
 
 
 def _layer(

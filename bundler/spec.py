@@ -5,24 +5,63 @@ Every error names the field and its line, and exits 2::
     spec = load_spec(Path("airlock.yaml"))
     print(spec.name, spec.version, [m.name for m in spec.models])
 
-The fields are documented in docs/spec.md.
+The fields are documented in docs/spec.md. Every value is held to the rules
+a device applies to the signed release (``keys.signed_fields``), so a spec
+that loads makes a release devices accept. YAML that JSON cannot say is
+refused, not converted: dates, binary, sets, non-text keys, ``.inf`` and
+``.nan``, integers beyond ``MAX_JSON_INTEGER``. Before anything walks the
+document, one pass over its YAML events bounds its nesting (twice
+``MAX_JSON_DEPTH``) and what its aliases expand to
+(``MAX_SPEC_ALIAS_EXPANSION``; billion laughs).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
 from airlock.errors import SpecError
-from keys.release import HealthSpec, Hooks, is_plain_name
+from airlock.limits import MAX_JSON_DEPTH, MAX_SPEC_ALIAS_EXPANSION
+from keys.release import HealthSpec, Hooks
+from keys.signed_fields import (
+    FieldError,
+    valid_command,
+    valid_flags,
+    valid_json,
+    valid_line,
+    valid_model_files,
+    valid_name,
+    valid_number,
+    valid_runs,
+    valid_sequence,
+    valid_unique,
+)
 from keys.trust import parse_duration
 
-__all__ = ["HealthFiles", "ImageSpec", "ModelSpec", "Spec", "load_spec"]
+__all__ = ["HealthFiles", "ImageSpec", "ModelSpec", "Origin", "Spec", "load_spec"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a part of the spec was written, for errors found later (at build)."""
+
+    file: str
+    field: str
+    line: int | None = None
+    lines: tuple[tuple[str, int | None], ...] = ()  # sub-field -> its line
+
+    def error(self, suffix: str, message: str) -> SpecError:
+        """A SpecError naming ``field.suffix`` (or the field itself for an empty suffix)."""
+        return SpecError(self.file, f"{self.field}.{suffix}" if suffix else self.field, message,
+                         dict(self.lines).get(suffix, self.line))
 
 
 @dataclass(frozen=True)
@@ -42,6 +81,7 @@ class ModelSpec:
     path: Path | None = None
     ref: str | None = None
     health: HealthFiles = field(default_factory=HealthFiles)
+    origin: Origin = Origin("airlock.yaml", "models")
 
 
 @dataclass(frozen=True)
@@ -87,6 +127,9 @@ class _Fields:
         self.line = _line(node)
         self.nodes: dict[str, yaml.Node] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError(str(spec), where or "(top)", "field names must be plain words",
+                                _line(key_node))
             key = key_node.value
             if key not in allowed:
                 hint = f"; expected one of: {', '.join(sorted(allowed))}"
@@ -109,19 +152,36 @@ class _Fields:
             if default is ...:
                 raise SpecError(str(self.spec), self._name(key), "is required", self.line)
             return default
-        value = yaml.safe_load(yaml.serialize(self.nodes[key]))
+        try:
+            value = yaml.safe_load(yaml.serialize(self.nodes[key]))
+        except yaml.YAMLError as e:  # a tag the safe loader refuses (!!python/object, !custom)
+            raise self.error(key, f"cannot be read: {getattr(e, 'problem', None) or e}") from None
+        except ValueError as e:  # int() of more than 4300 digits (CVE-2020-10735's limit)
+            raise self.error(key, f"cannot be read: {str(e).split(';')[0]}") from None
         if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             raise self.error(key, f"must be {what}, got {type(value).__name__}")
         return value
 
-    def text(self, key: str, default: Any = ...) -> Any:
-        return self.value(key, (str,), "a string", default)
+    def check(self, key: str, rule: Callable[..., _T], *args: Any, **kw: Any) -> _T:
+        """``rule(*args)`` of keys.signed_fields; a broken rule names the field and its line."""
+        try:
+            return rule(*args, **kw)
+        except FieldError as e:
+            node = _node_at(self.nodes.get(key), e.at)
+            raise SpecError(str(self.spec), e.where(self._name(key)), str(e),
+                            _line(node) if node is not None else self.line) from None
 
-    def number(self, key: str, default: Any = ...) -> Any:
+    def text(self, key: str, default: Any = ...) -> Any:
+        v = self.value(key, (str,), "a string", default)
+        return v if v is None else self.check(key, valid_line, v)
+
+    def command(self, key: str, default: Any = ...) -> Any:
+        v = self.value(key, (str,), "a string", default)
+        return v if v is None else self.check(key, valid_command, v)
+
+    def number(self, key: str, default: Any = ..., *, positive: bool = False) -> Any:
         v = self.value(key, (int, float), "a number", default)
-        if v is not None and v < 0:
-            raise self.error(key, "must not be negative")
-        return None if v is None else float(v)
+        return None if v is None else self.check(key, valid_number, v, positive=positive)
 
     def path(self, key: str, default: Any = ...) -> Path | None:
         v = self.text(key, default)
@@ -150,29 +210,95 @@ def _line(node: yaml.Node | None) -> int | None:
     return node.start_mark.line + 1 if node is not None else None
 
 
+def _node_at(node: yaml.Node | None, at: tuple[str | int, ...]) -> yaml.Node | None:
+    """The node a FieldError's ``at`` points into, as far as it can be followed (for its line)."""
+    for part in at:
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        elif isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value
+                         if isinstance(k, yaml.ScalarNode) and k.value == str(part)), node)
+        else:
+            break
+    return node
+
+
 def _plain_name(f: _Fields, key: str) -> str:
-    v = f.text(key)
-    if not is_plain_name(v):
-        raise f.error(key, "must be letters, digits, '.', '_' or '-' (at most 128)")
-    return str(v)
+    return f.check(key, valid_name, f.value(key, (str,), "a string"))
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> SpecError:
+    mark = getattr(e, "problem_mark", None)
+    return SpecError(
+        str(path),
+        "(yaml)",
+        f"not valid YAML: {getattr(e, 'problem', None) or e}",
+        mark.line + 1 if mark else None,
+    )
+
+
+# Composing and constructing recurse per level: this keeps them far from Python's
+# recursion limit, and leaves the field rules (MAX_JSON_DEPTH) to name the field.
+_MAX_YAML_NESTING = 2 * MAX_JSON_DEPTH
+
+
+def _check_shape(path: Path, text: str) -> None:
+    """Bound nesting and alias expansion in one pass over the YAML events, before composing.
+
+    Composing and every later walk recurse into the document and expand
+    aliases; here nothing does: a stack of open collections and the
+    expanded weight of each anchor finished so far.
+    """
+    open_weights: list[int] = []
+    open_anchors: list[str | None] = []
+    anchors: dict[str, int] = {}
+    expanded = 0
+
+    def finish(weight: int, anchor: str | None) -> None:
+        if anchor is not None:
+            anchors[anchor] = weight
+        if open_weights:
+            open_weights[-1] += weight
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark else None
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            if len(open_weights) >= _MAX_YAML_NESTING:
+                raise SpecError(str(path), "(yaml)",
+                                f"nests collections more than {_MAX_YAML_NESTING} deep "
+                                f"(signed values may nest {MAX_JSON_DEPTH})", line)
+            open_weights.append(1)
+            open_anchors.append(event.anchor)
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            finish(open_weights.pop(), open_anchors.pop())
+        elif isinstance(event, yaml.ScalarEvent):
+            finish(1 + len(event.value), event.anchor)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in anchors:  # undefined, or inside the node it names (a loop)
+                raise SpecError(str(path), "(yaml)",
+                                f"alias *{event.anchor} refers to no finished anchor "
+                                "(undefined, or a node containing itself)", line)
+            expanded += anchors[event.anchor]
+            if expanded > MAX_SPEC_ALIAS_EXPANSION:
+                raise SpecError(str(path), "(yaml)",
+                                f"aliases expand to more than {MAX_SPEC_ALIAS_EXPANSION} "
+                                "characters (billion laughs?); write the values out", line)
+            finish(anchors[event.anchor], None)
 
 
 def load_spec(path: Path) -> Spec:
     """Read and validate a release spec; SpecError (exit 2) names the field and line."""
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as e:
         raise SpecError(str(path), "(file)", f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(str(path), "(file)", f"is not UTF-8 text (byte {e.start})") from None
     try:
+        _check_shape(path, text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise SpecError(
-            str(path),
-            "(yaml)",
-            f"not valid YAML: {getattr(e, 'problem', e)}",
-            mark.line + 1 if mark else None,
-        ) from None
+        raise _yaml_error(path, e) from None
     if root is None:
         raise SpecError(str(path), "(top)", "the spec is empty")
     top = _Fields(
@@ -182,52 +308,68 @@ def load_spec(path: Path) -> Spec:
         {"name", "version", "sequence", "expires", "models", "images", "flags", "hooks", "rings"},
     )
     name = _plain_name(top, "name")
+    # Quote versions: 1.10 would be read as the number 1.1.
     version = top.value("version", (str, int, float), "a string")
-    sequence = top.value("sequence", (int,), "an integer")
-    if sequence < 1:
-        raise top.error("sequence", "must be 1 or more")
-    expires_raw = top.value("expires", (str, datetime), "a duration like 30d or a date", "30d")
-    if isinstance(expires_raw, datetime):
-        expires = expires_raw if expires_raw.tzinfo else expires_raw.replace(tzinfo=UTC)
-    else:
-        try:
-            expires = build_time() + parse_duration(expires_raw)
-        except Exception:
-            try:
-                expires = datetime.fromisoformat(expires_raw).astimezone(UTC)
-            except ValueError:
-                raise top.error("expires", "must be a duration like 30d or an ISO date") from None
+    if not isinstance(version, str):
+        version = str(top.check("version", valid_json, version))
+    version = top.check("version", valid_line, version)
+    sequence = top.check("sequence", valid_sequence, top.value("sequence", (int,), "an integer"))
+    expires = _expires(top)
 
     models = [_model(path, node, i) for i, node in enumerate(top.items("models"))]
-    seen: set[str] = set()
-    for i, m in enumerate(models):
-        if m.name in seen:
-            raise SpecError(
-                str(path),
-                f"models[{i}].name",
-                f"model {m.name!r} is listed twice",
-                _line(top.items("models")[i]),
-            )
-        seen.add(m.name)
+    top.check("models", valid_unique, [m.name for m in models], "model")
     images = [_image(path, node, i) for i, node in enumerate(top.items("images"))]
-    flags = top.value("flags", (dict,), "a mapping of name to value", {})
-    for k in flags:
-        if not isinstance(k, str):
-            raise top.error("flags", "flag names must be strings")
+    flags = top.check("flags", valid_flags,
+                      top.value("flags", (dict,), "a mapping of name to value", {}))
     hooks = Hooks()
     h = top.sub("hooks", {"post_switch", "probe", "probe_window_s"})
     if h is not None:
         hooks = Hooks(
-            h.text("post_switch", None), h.text("probe", None), h.number("probe_window_s", 30.0)
+            h.command("post_switch", None), h.command("probe", None),
+            h.number("probe_window_s", 30.0)
         )
     rings = top.value("rings", (list,), "a list of ring names", [])
-    if not all(is_plain_name(r) for r in rings):
-        raise top.error("rings", "must be a list of plain ring names")
+    for i, ring in enumerate(rings):
+        top.check("rings", _at(i, valid_name), ring)
     if not models and not images:
         raise SpecError(
             str(path), "models", "a release needs at least one model or image", top.line
         )
-    return Spec(path, name, str(version), sequence, expires, models, images, flags, hooks, rings)
+    return Spec(path, name, version, sequence, expires, models, images, flags, hooks, rings)
+
+
+def _at(index: int, rule: Callable[[Any], _T]) -> Callable[[Any], _T]:
+    """``rule`` whose FieldError points at item ``index`` of a list."""
+    def check(value: Any) -> _T:
+        try:
+            return rule(value)
+        except FieldError as e:
+            raise FieldError(str(e), (index, *e.at)) from None
+    return check
+
+
+def _expires(top: _Fields) -> datetime:
+    """A duration from the build time, or a date; it must be later than the build time."""
+    raw = top.value("expires", (str, datetime, date), "a duration like 30d or a date", "30d")
+    if isinstance(raw, datetime):
+        expires = raw.astimezone(UTC) if raw.tzinfo else raw.replace(tzinfo=UTC)
+    elif isinstance(raw, date):
+        expires = datetime(raw.year, raw.month, raw.day, tzinfo=UTC)
+    else:
+        top.check("expires", valid_line, raw)
+        try:
+            expires = build_time() + parse_duration(raw)
+        except Exception:
+            try:
+                parsed = datetime.fromisoformat(raw)
+            except ValueError:
+                raise top.error("expires", "must be a duration like 30d or an ISO date") from None
+            expires = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # Devices refuse expired metadata (freeze attack); so does the build, at its own time.
+    if expires <= build_time():
+        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is not after the build time; "
+                                   "devices refuse expired releases")
+    return expires
 
 
 def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
@@ -236,6 +378,9 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
     if ("path" in f.nodes) == ("ref" in f.nodes):
         raise SpecError(str(spec), f"models[{i}]", "give exactly one of 'path' or 'ref'", f.line)
     model_path = f.path("path", None)
+    if model_path is not None:
+        # Its file name is signed and becomes models/NAME/FILE on devices.
+        f.check("path", valid_model_files, model_path.name)
     ref = f.text("ref", None)
     if ref is not None and not ref.startswith("oci://"):
         raise f.error("ref", "must look like oci://HOST/REPO:TAG or oci://HOST/REPO@sha256:…")
@@ -269,15 +414,13 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
             inputs, outputs = h.path("inputs", None), h.path("outputs", None)
         if (inputs or inputs_ref) and not (outputs or outputs_ref):
             raise h.error("outputs", "golden inputs need golden outputs")
-        runs = h.value("runs", (int,), "an integer", 20)
-        if runs < 1:
-            raise h.error("runs", "must be 1 or more")
+        runs = h.check("runs", valid_runs, h.value("runs", (int,), "an integer", 20))
         providers = h.value(
             "providers", (list,), "a list of provider names", ["CPUExecutionProvider"]
         )
-        timeout = h.number("timeout_s", 60.0)
-        if timeout <= 0:
-            raise h.error("timeout_s", "must be more than 0")
+        for n, provider in enumerate(providers):
+            h.check("providers", _at(n, valid_line), provider)
+        timeout = h.number("timeout_s", 60.0, positive=True)
         health = HealthFiles(
             inputs=inputs,
             outputs=outputs,
@@ -293,15 +436,22 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
                 providers=tuple(str(p) for p in providers),
             ),
         )
-    return ModelSpec(name, model_path, ref, health)
+    lines = [(k, _line(f.nodes.get(k))) for k in ("path", "ref")]
+    if h is not None:
+        lines += [(f"health.{k}", _line(h.nodes.get(k))) for k in ("inputs", "outputs")]
+    origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
+    return ModelSpec(name, model_path, ref, health, origin)
 
 
 def _image(spec: Path, node: yaml.Node, i: int) -> ImageSpec:
     if isinstance(node, yaml.ScalarNode):
-        ref = yaml.safe_load(yaml.serialize(node))
+        ref = node.value if node.tag == "tag:yaml.org,2002:str" else None
         if not isinstance(ref, str):
             raise SpecError(str(spec), f"images[{i}]", "must be a reference string", _line(node))
-        return ImageSpec(ref)
+        try:
+            return ImageSpec(valid_line(ref))
+        except FieldError as e:
+            raise SpecError(str(spec), f"images[{i}]", str(e), _line(node)) from None
     f = _Fields(spec, node, f"images[{i}]", {"ref", "platform", "platforms"})
     ref = f.text("ref")
     if "platform" in f.nodes and "platforms" in f.nodes:
@@ -311,4 +461,6 @@ def _image(spec: Path, node: yaml.Node, i: int) -> ImageSpec:
         platforms = f.value("platforms", (list,), "a list like [linux/amd64, linux/arm64]")
         if not platforms or not all(isinstance(p, str) and "/" in p for p in platforms):
             raise f.error("platforms", "must be a list like [linux/amd64, linux/arm64]")
+        for n, platform in enumerate(platforms):
+            f.check("platforms", _at(n, valid_line), platform)
     return ImageSpec(ref, tuple(platforms))

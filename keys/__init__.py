@@ -8,6 +8,7 @@ from one (``airlock.bundle``) and answers with a verdict or a
 * ``keyfile``  Ed25519 key files (0600, optionally passphrase-encrypted)
 * ``trust``    the TUF root, rotation, thresholds, ring signers, expiry, anti-rollback
 * ``release``  the signed release metadata (a TUF ``targets`` document)
+* ``signed_fields``  what each release field may hold; the bundler checks specs by the same rules
 
 Example::
 

@@ -9,8 +9,12 @@ A release is a TUF ``targets`` document (``tuf.api.metadata.Targets``):
   (``oci-layout``, ``index.json``, ``blobs/sha256/<hex>``) with its exact
   length and sha256;
 * the field ``airlock`` carries what TUF has no words for: the user's name and
-  version string, models with their health-check budgets, images, feature
-  flags, hooks, target rings and, for a delta bundle, its base.
+  version string, models with their health-check budgets (and the external
+  data files a model loads beside it), images, feature flags, hooks, target
+  rings and, for a delta bundle, its base.
+
+Every field is read strictly, by the rules of ``keys.signed_fields`` that the
+bundler also applies to a spec before it signs.
 
 Example::
 
@@ -22,11 +26,11 @@ Example::
 from __future__ import annotations
 
 import json
-import math
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from tuf.api.metadata import Metadata, Root, Signed, TargetFile, Targets
 from tuf.api.serialization import DeserializationError, SerializationError, SignedSerializer
@@ -34,14 +38,26 @@ from tuf.api.serialization import DeserializationError, SerializationError, Sign
 from airlock.bundle import FileInfo
 from airlock.errors import FormatError
 from airlock.limits import (
-    MAX_HEALTH_RUNS,
-    MAX_JSON_DEPTH,
     MAX_METADATA_BYTES,
     MAX_METADATA_VALUES,
-    MAX_NAME_LENGTH,
-    MAX_SEQUENCE,
 )
 from airlock.oci import BLOB_PREFIX, blob_path, digest_hex
+from keys.signed_fields import (
+    GOLDEN_INPUTS_FILE,
+    GOLDEN_OUTPUTS_FILE,
+    FieldError,
+    is_plain_name,
+    valid_command,
+    valid_flags,
+    valid_json,
+    valid_line,
+    valid_model_files,
+    valid_name,
+    valid_number,
+    valid_runs,
+    valid_sequence,
+    valid_unique,
+)
 
 __all__ = [
     "Delta",
@@ -55,15 +71,6 @@ __all__ = [
     "is_plain_name",
     "parse_metadata",
 ]
-
-# Release, model, file and ring names become file names on devices.
-_PLAIN_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}$")
-
-
-def is_plain_name(text: object) -> bool:
-    """The one naming rule: letters, digits, ``.``, ``_``, ``-``; no leading dot; bounded."""
-    return isinstance(text, str) and _PLAIN_NAME.match(text) is not None
-
 
 def parse_metadata(data: bytes, kind: type[Root] | type[Targets], what: str) -> Metadata[Any]:
     """Untrusted bytes -> TUF metadata of the expected type, or a FormatError naming the cause.
@@ -159,6 +166,21 @@ class ModelEntry:
     size: int
     health: HealthSpec = field(default_factory=HealthSpec)
     source: str | None = None  # where the bundler took it from (path or OCI ref)
+    # ONNX external data: (file name, digest) of each file the model loads beside it.
+    data: tuple[tuple[str, str], ...] = ()
+
+    def linked_files(self) -> list[tuple[str, str]]:
+        """(file name, digest) of every file the agent links into ``models/NAME/``.
+
+        The model, its external data, and its golden data under the fixed
+        names the health check reads; the release rules keep them distinct.
+        """
+        files = [(self.file_name, self.blob), *self.data]
+        if self.health.inputs is not None:
+            files.append((GOLDEN_INPUTS_FILE, self.health.inputs))
+        if self.health.outputs is not None:
+            files.append((GOLDEN_OUTPUTS_FILE, self.health.outputs))
+        return files
 
 
 @dataclass(frozen=True)
@@ -243,11 +265,14 @@ class Release:
         body = signed.unrecognized_fields.get("airlock")
         if not isinstance(body, dict):
             raise FormatError("release metadata has no 'airlock' section")
-        if not 1 <= signed.version <= MAX_SEQUENCE:
-            raise FormatError(
-                f"release sequence {signed.version} is out of range 1..{MAX_SEQUENCE}"
-            )
-        _check_depth(body, "airlock", 0)
+        try:
+            valid_sequence(signed.version)
+        except FieldError as e:
+            raise FormatError(f"release sequence (TUF 'version') {e}") from None
+        try:
+            valid_json(body)
+        except FieldError as e:
+            raise FormatError(f"release field '{e.where('airlock')}' {e}") from None
         r = _Reader(body, "airlock")
         files: dict[str, FileInfo] = {}
         for path, target in signed.targets.items():
@@ -257,30 +282,31 @@ class Release:
             if path.startswith(BLOB_PREFIX) and path[len(BLOB_PREFIX) :] != sha:
                 raise FormatError(f"release lists {path!r} under another digest")
             files[path] = FileInfo(target.length, sha)
-        name = r.text("name")
-        if not is_plain_name(name):
-            raise FormatError(f"release name {name!r} is not a plain name")
+        name = r.name("name")
         hooks = r.sub("hooks")
         delta_raw = body.get("delta")
         delta = None
         if delta_raw is not None:
             d = r.sub("delta")
             delta = Delta(d.integer("base_sequence"), tuple(d.digests("expects")))
+        models = [_model_from(m) for m in r.subs("models")]
+        r.check("models", valid_unique, [m.name for m in models], "model")
         release = cls(
             name=name,
             version=r.text("version"),
             sequence=signed.version,
             expires=signed.expires,
             files=files,
-            models=[_model_from(m) for m in r.subs("models")],
+            models=models,
             images=[_image_from(i) for i in r.subs("images")],
-            flags=r.mapping("flags"),
+            flags=r.check("flags", valid_flags, r.mapping("flags")),
             hooks=Hooks(
-                post_switch=hooks.opt_text("post_switch"),
-                probe=hooks.opt_text("probe"),
+                post_switch=hooks.opt_text("post_switch", command=True),
+                probe=hooks.opt_text("probe", command=True),
                 probe_window_s=hooks.number("probe_window_s", 30.0),
             ),
-            rings=r.texts("rings"),
+            rings=[r.check(f"rings[{i}]", valid_name, ring)
+                   for i, ring in enumerate(r.texts("rings"))],
             delta=delta,
         )
         release._check_references()
@@ -295,8 +321,8 @@ class Release:
         """
         have = set(self.all_digests())
         for m in self.models:
-            for digest in (m.manifest, m.blob, m.health.inputs, m.health.outputs):
-                if digest is not None and digest not in have:
+            for digest in (m.manifest, *(d for _, d in m.linked_files())):
+                if digest not in have:
                     raise FormatError(
                         f"model '{m.name}' names blob {digest[:23]}… that is not in the bundle "
                         "nor expected on the device"
@@ -322,17 +348,6 @@ class Release:
         return sorted(set(found))
 
 
-def _check_depth(value: Any, where: str, depth: int) -> None:
-    if depth > MAX_JSON_DEPTH:
-        raise FormatError(f"release field '{where}' is nested deeper than {MAX_JSON_DEPTH} levels")
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _check_depth(v, f"{where}.{k}", depth + 1)
-    elif isinstance(value, list):
-        for i, v in enumerate(value):
-            _check_depth(v, f"{where}[{i}]", depth + 1)
-
-
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if v is not None}
 
@@ -340,7 +355,13 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 def _model_dict(m: ModelEntry) -> dict[str, Any]:
     d = _drop_none(asdict(m))
     d["health"] = _drop_none(asdict(m.health))
+    del d["data"]
+    if m.data:  # absent when empty: releases without external data sign as before
+        d["data"] = dict(m.data)
     return d
+
+
+_T = TypeVar("_T")
 
 
 class _Reader:
@@ -363,27 +384,35 @@ class _Reader:
             raise FormatError(f"release field '{self.where}.{key}' has the wrong type")
         return value
 
-    def text(self, key: str) -> str:
-        return str(self._get(key, (str,)))
+    def value(self, key: str, default: Any) -> Any:
+        """The value as signed, for a rule of keys.signed_fields to judge."""
+        return self.raw.get(key, default)
 
-    def opt_text(self, key: str) -> str | None:
+    def check(self, key: str, rule: Callable[..., _T], *args: Any, **kw: Any) -> _T:
+        """``rule(*args)`` of keys.signed_fields; a broken rule names this field."""
+        try:
+            return rule(*args, **kw)
+        except FieldError as e:
+            raise FormatError(f"release field '{e.where(f'{self.where}.{key}')}' {e}") from None
+
+    def text(self, key: str) -> str:
+        return self.check(key, valid_line, self._get(key, (str,)))
+
+    def name(self, key: str) -> str:
+        return self.check(key, valid_name, self._get(key, (str,)))
+
+    def opt_text(self, key: str, *, command: bool = False) -> str | None:
         v = self._get(key, (str,), None)
-        return None if v is None else str(v)
+        if v is None:
+            return None
+        return self.check(key, valid_command if command else valid_line, v)
 
     def integer(self, key: str) -> int:
         return int(self._get(key, (int,)))
 
-    def number(self, key: str, default: float | None) -> Any:
+    def number(self, key: str, default: float | None, *, positive: bool = False) -> Any:
         v = self._get(key, (int, float), default)
-        if v is None:
-            return None
-        try:
-            f = float(v)
-        except OverflowError:
-            f = math.inf
-        if not math.isfinite(f):
-            raise FormatError(f"release field '{self.where}.{key}' is not a finite number")
-        return f
+        return None if v is None else self.check(key, valid_number, v, positive=positive)
 
     def mapping(self, key: str) -> dict[str, Any]:
         return dict(self._get(key, (dict,), {}))
@@ -392,7 +421,7 @@ class _Reader:
         values = self._get(key, (list,), [])
         if not all(isinstance(v, str) for v in values):
             raise FormatError(f"release field '{self.where}.{key}' must be a list of strings")
-        return list(values)
+        return [self.check(f"{key}[{i}]", valid_line, v) for i, v in enumerate(values)]
 
     def digests(self, key: str) -> list[str]:
         values = self.texts(key)
@@ -406,6 +435,18 @@ class _Reader:
             digest_hex(v)
         return v
 
+    def file_digests(self, key: str) -> tuple[tuple[str, str], ...]:
+        """An object of file name -> digest (a model's external data), in signed order."""
+        raw = self._get(key, (dict,), {})
+        out = []
+        for file_name, digest in raw.items():
+            self.check(key, valid_name, file_name)
+            if not isinstance(digest, str):
+                raise FormatError(f"release field '{self.where}.{key}' must map names to digests")
+            digest_hex(digest)
+            out.append((file_name, digest))
+        return tuple(out)
+
     def sub(self, key: str) -> _Reader:
         return _Reader(self._get(key, (dict,), {}), f"{self.where}.{key}")
 
@@ -418,14 +459,12 @@ class _Reader:
 
 def _model_from(r: _Reader) -> ModelEntry:
     h = r.sub("health")
-    name = r.text("name")
+    name = r.name("name")
     file_name = r.text("file_name")
-    if not is_plain_name(name) or not is_plain_name(file_name):
-        raise FormatError(f"model name {name!r} or file name {file_name!r} is not a plain name")
+    r.check("file_name", valid_model_files, file_name)
+    data = r.file_digests("data")
+    r.check("data", valid_model_files, file_name, [n for n, _ in data])
     providers = h.texts("providers") or ["CPUExecutionProvider"]
-    runs = h.number("runs", 20)
-    if not 1 <= runs <= MAX_HEALTH_RUNS:
-        raise FormatError(f"model {name!r}: health.runs must be between 1 and {MAX_HEALTH_RUNS}")
     return ModelEntry(
         name=name,
         manifest=r.digest("manifest"),
@@ -434,15 +473,16 @@ def _model_from(r: _Reader) -> ModelEntry:
         media_type=r.text("media_type"),
         size=r.integer("size"),
         source=r.opt_text("source"),
+        data=data,
         health=HealthSpec(
             inputs=h.digest("inputs", optional=True),
             outputs=h.digest("outputs", optional=True),
             rtol=h.number("rtol", 1e-4),
             atol=h.number("atol", 1e-5),
-            runs=int(runs),
+            runs=h.check("runs", valid_runs, h.value("runs", 20)),
             max_p95_ms=h.number("max_p95_ms", None),
             max_memory_mb=h.number("max_memory_mb", None),
-            timeout_s=h.number("timeout_s", 60.0),
+            timeout_s=h.number("timeout_s", 60.0, positive=True),
             providers=tuple(providers),
         ),
     )

@@ -1,13 +1,15 @@
 """Small real ONNX models and golden data for the demo, tests and benchmarks.
 
-    python scripts/modelkit.py OUT_DIR --scale 2.0 [--wrong] [--pad-mb 500]
+    python scripts/modelkit.py OUT_DIR --scale 2.0 [--wrong] [--pad-mb 500] [--external]
 
 writes OUT_DIR/model.onnx (y = x * scale + 1 over a [1, 16] float32 input,
 built with the ``onnx`` package), OUT_DIR/inputs.npz and OUT_DIR/outputs.npz
 (golden outputs computed by onnxruntime). ``--wrong`` writes golden outputs
 that the model does not produce; ``--pad-mb`` adds an unused initializer so
 the model file has a realistic size; ``--hang`` makes a model whose inference
-never finishes in practice (a Loop of 2**62 iterations).
+never finishes in practice (a Loop of 2**62 iterations); ``--external``
+keeps every initializer in OUT_DIR/model.onnx.data, ONNX external data as
+models over 2 GB must.
 """
 
 from __future__ import annotations
@@ -84,18 +86,28 @@ def golden(model_path: Path, out_dir: Path, wrong: bool = False) -> None:
     np.savez(out_dir / "outputs.npz", y=y)
 
 
+def save(model: onnx.ModelProto, path: Path, *, external: bool = False) -> None:
+    """Write ``model``; with ``external``, its initializers go to ``PATH.data`` beside it."""
+    if external:
+        onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                  location=path.name + ".data", size_threshold=0)
+    else:
+        onnx.save(model, str(path))
+
+
 def make(
-    out_dir: Path, scale: float = 2.0, *, wrong: bool = False, pad_mb: int = 0, hang: bool = False
+    out_dir: Path, scale: float = 2.0, *, wrong: bool = False, pad_mb: int = 0, hang: bool = False,
+    external: bool = False,
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.onnx"
     if hang:
-        onnx.save(hang_model(), str(path))
+        save(hang_model(), path, external=external)
         x = np.zeros((1, WIDTH), np.float32)
         np.savez(out_dir / "inputs.npz", x=x)
         np.savez(out_dir / "outputs.npz", y=x)
         return path
-    onnx.save(scale_model(scale, pad_mb), str(path))
+    save(scale_model(scale, pad_mb), path, external=external)
     golden(path, out_dir, wrong)
     return path
 
@@ -109,8 +121,10 @@ def main() -> None:
     p.add_argument("--wrong", action="store_true")
     p.add_argument("--hang", action="store_true")
     p.add_argument("--pad-mb", type=int, default=0)
+    p.add_argument("--external", action="store_true")
     a = p.parse_args()
-    print(make(a.out_dir, a.scale, wrong=a.wrong, pad_mb=a.pad_mb, hang=a.hang))
+    print(make(a.out_dir, a.scale, wrong=a.wrong, pad_mb=a.pad_mb, hang=a.hang,
+               external=a.external))
 
 
 if __name__ == "__main__":

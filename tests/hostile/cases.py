@@ -76,6 +76,9 @@ THREATS: dict[str, str] = {
     "RES-disk": "disk exhaustion",
     "TXT-inert": "terminal control sequences, undecodable and oversized text",
     "RES-parse": "unbounded parsing before the signature check",
+    "SIGNED-text": "control characters in signed text",
+    "SIGNED-values": "signed values outside what a device can use",
+    "SIGNED-files": "colliding or escaping file names inside a model directory",
 }
 
 
@@ -374,33 +377,19 @@ def _(kit: Kit) -> bytes:
     return _resigned(kit, mutate, files=_swap_file(kit, "index.json", data))
 
 
-def _rewrite_blob(kit: Kit, path: str, new: bytes) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
-    """Replace a blob by ``new`` under its new digest, fixing every reference (as a key holder would)."""
-    old_hex, new_hex = path[len("blobs/sha256/"):], hashlib.sha256(new).hexdigest()
-    s = json.loads(json.dumps(kit.signed()).replace(old_hex, new_hex))
-    new_path = "blobs/sha256/" + new_hex
-    index = dict(kit.files)["index.json"].replace(old_hex.encode(), new_hex.encode())
-    index = index.replace(b'"size":%d' % len(dict(kit.files)[path]), b'"size":%d' % len(new))
-    files = [(new_path, new) if p == path else ("index.json", index) if p == "index.json" else (p, d)
-             for p, d in kit.files]
-    set_target(s, new_path, new)
-    set_target(s, "index.json", index)
-    return s, files
-
-
 @case("oci-manifest-layer-size-lies", "TUF-extraneous", "the bundle carries")
 def _(kit: Kit) -> bytes:
     path, data = kit.blob("manifest")
     m = json.loads(data)
     m["layers"][0]["size"] += 1000
-    s, files = _rewrite_blob(kit, path, json.dumps(m).encode())
+    s, files = kit.rewrite_blob(path, json.dumps(m).encode())
     return bundle(sign_dict(s, [kit.release]), files)
 
 
 @case("oci-manifest-not-json", "TUF-extraneous", "is not valid JSON")
 def _(kit: Kit) -> bytes:
     path, data = kit.blob("manifest")
-    s, files = _rewrite_blob(kit, path, b"\x00" + data)
+    s, files = kit.rewrite_blob(path, b"\x00" + data)
     return bundle(sign_dict(s, [kit.release]), files)
 
 
@@ -1011,6 +1000,93 @@ def _(kit: Kit) -> bytes:
 def _(kit: Kit) -> bytes:
     # The review's input: refused from its tar header, before a byte of it is read.
     return bundle(_empty_lists(32 << 20), kit.files)
+
+
+# signed but unusable: validly signed by the real key (an attacker holding it, or a careless
+# release manager); the bundler refuses to sign the same at build, with exit 2.
+
+
+def _model_edit(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda s: s["airlock"]["models"][0].update(fields)
+
+
+@case("signed-text-nul-in-hook", "SIGNED-text", "'airlock.hooks.post_switch' holds a control "
+      "character (U+0000)")
+def _(kit: Kit) -> bytes:
+    # The shell cannot take a NUL: the agent crashed with ValueError (exit 1) after the switch.
+    return _resigned(kit, lambda s: s["airlock"]["hooks"].update(post_switch="echo \0 ok"))
+
+
+@case("signed-text-nul-in-probe", "SIGNED-text", "'airlock.hooks.probe' holds a control character")
+def _(kit: Kit) -> bytes:
+    # urllib raised InvalidURL (exit 1) after the switch.
+    return _resigned(kit, lambda s: s["airlock"]["hooks"].update(probe="http://127.0.0.1:1/\0"))
+
+
+@case("signed-text-escape-in-version", "SIGNED-text", "'airlock.version' holds a control character")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"].update(version="1.0\x1b]0;owned\x07"))
+
+
+@case("signed-text-bidi-in-flag-name", "SIGNED-text", "bidirectional override (U+202E)")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"].update(flags={"safe\u202eeurt": True}))
+
+
+@case("signed-text-newline-in-provider", "SIGNED-text", "providers[0]' holds a control character")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"]["models"][0]["health"].update(
+        providers=["CPUExecutionProvider\nX"]))
+
+
+@case("signed-value-huge-flag-integer", "SIGNED-values", "'airlock.flags.limit' is an integer beyond")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"].update(flags={"limit": 2**64}))
+
+
+@case("signed-value-zero-timeout", "SIGNED-values", "health.timeout_s' must be more than 0")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"]["models"][0]["health"].update(timeout_s=0))
+
+
+@case("signed-value-negative-tolerance", "SIGNED-values", "health.atol' must not be negative")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"]["models"][0]["health"].update(atol=-1))
+
+
+@case("signed-value-fractional-runs", "SIGNED-values", "health.runs' must be an integer")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"]["models"][0]["health"].update(runs=2.5))
+
+
+@case("signed-value-ring-not-a-name", "SIGNED-values", "'airlock.rings[0]' is not a plain name")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"].update(rings=["../canary"]))
+
+
+@case("signed-file-model-named-like-golden", "SIGNED-files", "is the name of the golden outputs")
+def _(kit: Kit) -> bytes:
+    # Linking the model over the golden outputs crashed the install (FileExistsError).
+    return _resigned(kit, _model_edit(file_name="outputs.npz"))
+
+
+@case("signed-file-duplicate-model-name", "SIGNED-files", "lists model 'detector' twice")
+def _(kit: Kit) -> bytes:
+    return _resigned(kit, lambda s: s["airlock"]["models"].append(s["airlock"]["models"][0]))
+
+
+@case("signed-file-external-data-traversal", "SIGNED-files", "'airlock.models[0].data' is not a "
+      "plain name")
+def _(kit: Kit) -> bytes:
+    inputs = kit.signed()["airlock"]["models"][0]["health"]["inputs"]
+    return _resigned(kit, _model_edit(data={"../../../etc/cron.d/x": inputs}))
+
+
+@case("signed-file-external-data-named-like-model", "SIGNED-files",
+      "external data file name 'model.onnx' is the name of the model file")
+def _(kit: Kit) -> bytes:
+    inputs = kit.signed()["airlock"]["models"][0]["health"]["inputs"]
+    return _resigned(kit, _model_edit(data={"model.onnx": inputs}))
 
 
 # -- script entry: write the corpus -------------------------------------------------------------

@@ -5,6 +5,7 @@
     kit.release_json, kit.files  # its signed metadata, and its OCI layout files in archive order
     s = kit.signed()             # a copy of the signed part, to mutate and re-sign
     path, data = kit.blob("model")
+    s, files = kit.rewrite_blob(path, other_model)   # as a key holder would: references fixed
 
 Besides the release and root keys it is given, the kit generates a canary
 ring signer (2-of-2), a rogue key and another organisation's root key, and
@@ -17,6 +18,7 @@ tests/support/tarsurgery.py puts the pieces back together, whole or not.
 from __future__ import annotations
 
 import copy
+import hashlib
 import io
 import json
 import tarfile
@@ -99,16 +101,81 @@ class Kit:
         return copy.deepcopy(json.loads(self._trust_bytes)["signed"])
 
     def blob(self, kind: str) -> tuple[str, bytes]:
-        """A file of the good bundle: 'model', 'manifest', 'index' or 'smallest'."""
+        """A file of the good bundle: 'model', 'manifest', 'inputs', 'outputs', 'index' or
+        'smallest'."""
         rel = self.signed()["airlock"]
         if kind == "index":
             return next(f for f in self.files if f[0] == "index.json")
         model = rel["models"][0]
         digest = {"model": model["blob"], "manifest": model["manifest"],
-                  "inputs": model["health"]["inputs"]}.get(kind)
+                  "inputs": model["health"]["inputs"],
+                  "outputs": model["health"]["outputs"]}.get(kind)
         if digest is not None:
             return next(f for f in self.files if f[0] == "blobs/sha256/" + digest[7:])
         return next(f for f in self.files if f[0].startswith("blobs/"))
+
+
+    def rewrite_blob(self, path: str, new: bytes) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+        """The signed part and files with blob ``path`` replaced by ``new`` under its own digest.
+
+        Every reference is fixed, as a key holder would: the signed list and
+        the model entry (digests, size), and any OCI document naming the blob
+        (its manifest, then index.json), rewritten in turn. Sign the result
+        with ``tarsurgery.sign_dict`` and join it with ``tarsurgery.bundle``.
+        """
+        return _rewrite_blob(self.signed(), list(self.files), path, new)
+
+
+def _rewrite_blob(s: dict[str, Any], files: list[tuple[str, bytes]], path: str,
+                  new: bytes) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
+    from tests.support.tarsurgery import set_target
+
+    old, new_hex = "sha256:" + path[len("blobs/sha256/"):], hashlib.sha256(new).hexdigest()
+    s = json.loads(json.dumps(s).replace(old[7:], new_hex))
+    for m in s["airlock"]["models"]:
+        if m["blob"] == "sha256:" + new_hex:
+            m["size"] = len(new)
+    new_path = "blobs/sha256/" + new_hex
+    set_target(s, new_path, new)
+    files = [(new_path, new) if p == path else (p, d) for p, d in files]
+    while True:
+        found = next(((p, doc) for p, d in files
+                      if (doc := _naming(d, old, "sha256:" + new_hex, len(new))) is not None), None)
+        if found is None:
+            return s, files
+        p, doc = found
+        fixed = json.dumps(doc).encode()
+        if p.startswith("blobs/"):
+            s, files = _rewrite_blob(s, files, p, fixed)
+        else:
+            files = [(q, fixed if q == p else d) for q, d in files]
+            set_target(s, p, fixed)
+
+
+def _naming(data: bytes, old: str, new: str, size: int) -> Any:
+    """``data`` as JSON with every descriptor of digest ``old`` pointed at ``new``; None if none."""
+    if not data.startswith(b"{"):
+        return None
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return None
+    hits = 0
+
+    def walk(v: Any) -> None:
+        nonlocal hits
+        if isinstance(v, dict):
+            if v.get("digest") == old:
+                v["digest"], v["size"] = new, size
+                hits += 1
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    walk(doc)
+    return doc if hits else None
 
 
 def _split(bundle: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
