@@ -28,6 +28,7 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_NAME_LENGTH",
     "MAX_SEQUENCE",
+    "MAX_STATE_FILE_BYTES",
     "RESERVE_BYTES",
 ]
 
@@ -78,3 +79,11 @@ MAX_CHILD_OUTPUT_BYTES: Final = 4 * 1024 * 1024
 #: Free space the agent keeps on top of what an install writes (default of
 #: ``reserve_bytes`` in agent.yaml): a full disk must not stop the journal.
 RESERVE_BYTES: Final = 16 * 1024 * 1024
+
+#: The agent's own small records under ROOT (``agent.yaml``,
+#: ``transaction.json``, ``trust/sequences.json``, a release's ``installed.json``
+#: and ``health.json``) are read whole by every command, ``status`` included.
+#: Damaged state (a bundle copied over ``transaction.json``, a corrupt disk)
+#: must not make each of them allocate without limit; ours are kilobytes, and
+#: sequences of 20,000 release names still fit.
+MAX_STATE_FILE_BYTES: Final = 1024 * 1024
