@@ -95,6 +95,8 @@ def open_bundle(path: str) -> tuple[IO[bytes], int]:
     refused at once (exit 2), before any lock is taken. Streams come through ``-``.
     """
     if path == "-":
+        if sys.stdin is None:
+            raise UsageError("there is no standard input to read a bundle from")
         if sys.stdin.isatty():
             raise UsageError("standard input is a terminal; pipe a bundle in "
                              "('cat bundle.airlock | ... -') or name the file")
