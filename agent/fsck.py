@@ -43,7 +43,7 @@ from typing import Any
 from agent.durable import fsync_dir, remove_tree
 from agent.journal import Journal
 from agent.layout import Layout
-from agent.shape import Flaw, find_flaws, repair_shape
+from agent.shape import find_flaws, repair_shape
 from agent.switch import Transaction, read_link, set_link
 from airlock.errors import AirlockError
 from airlock.oci import hash_file
@@ -68,7 +68,6 @@ class _Scan:
         self.bad_blobs: set[str] = set()
         self.bad_releases: set[str] = set()
         self.foreign: list[Path] = []
-        self.flaws: list[Flaw] = []
         self.flawed: set[Path] = set()
 
     def add(self, kind: str, path: Path, detail: str) -> None:
@@ -85,8 +84,7 @@ class _Scan:
 
     def _shape(self) -> None:
         """Kinds and records first; nothing below a flawed path is looked into (or followed)."""
-        self.flaws = find_flaws(self.layout)
-        for flaw in self.flaws:
+        for flaw in find_flaws(self.layout):
             self.flawed.add(flaw.path)
             self.add(flaw.kind, flaw.path, flaw.describe())
 
