@@ -11,7 +11,9 @@
 
 ROOT is --root, else $AIRLOCK_ROOT, else /var/lib/airlock. Every command that
 changes ROOT takes its lock (a second one exits 5) and first repairs whatever
-an earlier crash left behind.
+an earlier crash left behind. On a damaged ROOT (a file where a directory
+belongs, a directory where a link belongs) those commands change nothing and
+exit 5; status lists the damage and fsck --repair fixes it.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from airlock.console import (
     run,
     say,
 )
-from airlock.errors import LockedError, RejectedError, UsageError
+from airlock.errors import LockedError, PreconditionError, RejectedError, UsageError
 from keys.keyfile import generate_keypair
 from keys.trust import TrustRoot
 
@@ -125,7 +127,10 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"{layout.root} is already initialised; use another --root")
     trust = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
     for d in layout.directories():
-        d.mkdir(parents=True, exist_ok=True)
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UsageError(f"cannot create {d}: {e.strerror}; choose another --root") from None
     with AgentLock(layout.lock):
         write_atomic(layout.trust_root, trust.to_bytes())
         write_json(layout.sequences, {})
@@ -154,8 +159,12 @@ def _say_recovered(actions: list[str]) -> None:
 
 def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     from agent.recovery import recover
+    from agent.shape import require_sound
 
     layout.require_initialised()
+    # Before the lock and before recovery: recovery empties staging/ and repoints links,
+    # which must never happen through a link out of ROOT or over a stray directory.
+    require_sound(layout)
     with AgentLock(layout.lock, wait=wait):
         _say_recovered(recover(layout))
         result = work()
@@ -165,23 +174,31 @@ def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -
 def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.install import install
 
-    def work() -> dict[str, Any]:
-        stream, size = open_bundle(a.bundle)
-        with stream, progress(size, "installing") as tick:
-            return install(layout, stream, label=a.bundle, switch=not a.no_switch, progress=tick)
+    layout.require_initialised()
+    # Opened before the lock is taken: a path that is not a bundle file (a FIFO nobody
+    # writes to, /dev/zero, a directory) is refused without holding up other commands.
+    stream, size = open_bundle(a.bundle)
+    with stream:
+        def work() -> dict[str, Any]:
+            with progress(size, "installing") as tick:
+                return install(layout, stream, label=a.bundle, switch=not a.no_switch,
+                               progress=tick)
 
-    return _mutating(layout, a.wait, work)
+        return _mutating(layout, a.wait, work)
 
 
 def _status(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.recovery import needs_recovery, recover
+    from agent.shape import find_flaws, is_read_only
     from agent.status import status
 
     layout.require_initialised()
     # Repair first when a crash left work behind and no one else is working; a plain
-    # status never takes the lock, so polling it cannot make an install exit 5.
-    if needs_recovery(layout):
-        with contextlib.suppress(LockedError, PermissionError), AgentLock(layout.lock):
+    # status never takes the lock, so polling it cannot make an install exit 5. A damaged
+    # or read-only ROOT is only reported: recovery is for what a crash leaves, not for that.
+    sound = not any(f.blocking for f in find_flaws(layout)) and not is_read_only(layout)
+    if sound and needs_recovery(layout):
+        with contextlib.suppress(PreconditionError, PermissionError), AgentLock(layout.lock):
             _say_recovered(recover(layout))
     return status(layout)
 
@@ -217,10 +234,23 @@ def _gc(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.fsck import fsck
+    from agent.shape import lock_is_debris, repair_shape
 
     layout.require_initialised()
-    with AgentLock(layout.lock):
-        result = fsck(layout, repair=a.repair)
+    before: list[str] = []
+    if a.repair and lock_is_debris(layout):
+        # No command can hold a lock that is not a file, so this one step goes unlocked.
+        before = repair_shape(layout, only=[layout.lock])[0]
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(AgentLock(layout.lock))
+        except LockedError:
+            raise
+        except PreconditionError:
+            if a.repair:
+                raise
+            # Read-only ROOT, or a lock that is not a file: a check only reads, so it goes on.
+        result = fsck(layout, repair=a.repair, done_before=before)
     if not result["ok"]:
         # The report goes to stdout, the verdict to stderr with exit 3.
         emit(result, a.json, _human("fsck"))
@@ -243,6 +273,9 @@ def _release_line(label: str, r: dict[str, Any] | None) -> str:
             f"installed {r.get('installed_at') or '?'}  health: {health}")
 
 
+_SHOWN = 5  # damage lines status prints before "and N more"
+
+
 def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
     def fmt(d: dict[str, Any]) -> str:
         if cmd == "init":
@@ -258,7 +291,8 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                     f"health ok in {d['health_s']:.1f} s; total {d['seconds']:.1f} s")
         if cmd == "status":
             last = d["last_notable_event"]
-            lines = [f"device    {d['device_id']}" + (f" (ring {d['ring']})" if d["ring"] else ""),
+            device = d["device_id"] or "unknown (agent.yaml is damaged)"
+            lines = [f"device    {device}" + (f" (ring {d['ring']})" if d["ring"] else ""),
                      _release_line("active", d["active"]),
                      _release_line("previous", d["previous"]),
                      f"state     {d['state']}"
@@ -268,6 +302,16 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             if last:
                 what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
                 lines.append(f"last      {last['time']} {what}: {last.get('reason') or ''}")
+            if d["read_only"]:
+                lines.append("read-only ROOT is mounted read-only: nothing can be installed")
+            damage = d["damage"]
+            for line in damage[:_SHOWN]:
+                lines.append(f"damaged   {line}")
+            if len(damage) > _SHOWN:
+                lines.append(f"damaged   … and {len(damage) - _SHOWN} more (see --json)")
+            if damage:
+                lines.append("          run 'airlock-agent fsck --repair' (it says what it "
+                             "cannot fix)")
             return "\n".join(lines)
         if cmd == "history":
             out = []

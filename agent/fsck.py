@@ -2,6 +2,9 @@
 
 What a device must look like after anything, a power cut included:
 
+* every path has its kind and every record reads (``agent.shape``: no file
+  where a directory belongs, no directory where a link belongs, no symbolic
+  link where a state directory belongs, a ``sequences.json`` that parses);
 * every blob in ``blobs/sha256/`` hashes to its name (and nothing else lives there);
 * every release directory has readable metadata, every blob it needs is in
   the store, and each model file is a hard link to its store blob;
@@ -10,7 +13,10 @@ What a device must look like after anything, a power cut included:
 * the journal's hash chain verifies;
 * no operation is left pending (``transaction.json``) and ``staging/`` is empty.
 
-``--repair`` first runs the normal recovery (undo an unfinished operation,
+``--repair`` first restores the shape (``agent.shape.repair_shape``; what
+needs a person, such as a lost trust root or a store behind a symbolic link,
+is reported with what to do and blocks the rest, so nothing is ever followed
+out of ROOT), then runs the normal recovery (undo an unfinished operation,
 empty staging, cut a torn journal line, repoint a dangling link), then
 removes corrupt or foreign files from the store and release directories
 that can no longer work, switches a broken ``current`` back to a working
@@ -29,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +43,7 @@ from typing import Any
 from agent.durable import fsync_dir, remove_tree
 from agent.journal import Journal
 from agent.layout import Layout
+from agent.shape import find_flaws, repair_shape
 from agent.switch import Transaction, read_link, set_link
 from airlock.errors import AirlockError
 from airlock.oci import hash_file
@@ -44,8 +52,8 @@ __all__ = ["Problem", "fsck"]
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # corrupt-blob | foreign-file | broken-release | dangling-link | journal
-    #            | pending-operation | staging-leftover
+    kind: str  # wrong-type | bad-record | corrupt-blob | foreign-file | broken-release
+    #            | dangling-link | journal | pending-operation | staging-leftover
     path: str  # relative to ROOT
     detail: str
 
@@ -60,24 +68,36 @@ class _Scan:
         self.bad_blobs: set[str] = set()
         self.bad_releases: set[str] = set()
         self.foreign: list[Path] = []
+        self.flawed: set[Path] = set()
 
     def add(self, kind: str, path: Path, detail: str) -> None:
         rel = os.path.relpath(path, self.layout.root)
         self.problems.append(Problem(kind, rel, detail))
 
     def run(self) -> None:
+        self._shape()
         self._blobs()
         self._releases()
         self._links()
         self._journal()
         self._work_in_progress()
 
+    def _shape(self) -> None:
+        """Kinds and records first; nothing below a flawed path is looked into (or followed)."""
+        for flaw in find_flaws(self.layout):
+            self.flawed.add(flaw.path)
+            self.add(flaw.kind, flaw.path, flaw.describe())
+
+    def _sound(self, *paths: Path) -> bool:
+        return not self.flawed.intersection(paths)
+
     def _blobs(self) -> None:
         blobs = self.layout.blobs
-        if not blobs.is_dir():
-            self.add("foreign-file", blobs, "the blob store directory is missing")
+        if not self._sound(blobs.parent, blobs):
             return
         for p in sorted(blobs.iterdir()):
+            if p in self.flawed:
+                continue
             if p.is_symlink() or not p.is_file() or len(p.name) != 64 or not all(
                     c in "0123456789abcdef" for c in p.name):
                 self.foreign.append(p)
@@ -94,9 +114,11 @@ class _Scan:
 
     def _releases(self) -> None:
         layout = self.layout
-        if not layout.releases.is_dir():
+        if not self._sound(layout.releases):
             return
         for rdir in sorted(layout.releases.iterdir()):
+            if rdir in self.flawed:
+                continue
             rid = rdir.name
             try:
                 layout.release_dir(rid)
@@ -108,6 +130,9 @@ class _Scan:
             why = self._release_problem(rid)
             if why is not None:
                 self.bad_releases.add(rid)
+                if rid == read_link(layout, "current"):
+                    why += ("; it is the active release: install a bundle with a higher "
+                            "sequence, or roll back")
                 self.add("broken-release", rdir, why)
 
     def _release_problem(self, rid: str) -> str | None:
@@ -129,9 +154,12 @@ class _Scan:
             for name, digest in m.linked_files():
                 f = mdir / name
                 try:
-                    same = os.stat(f).st_ino == os.stat(layout.blob(digest)).st_ino
+                    st = os.lstat(f)
+                    same = st.st_ino == os.stat(layout.blob(digest)).st_ino
                 except OSError:
                     return f"model file models/{m.name}/{name} is missing"
+                if not stat.S_ISREG(st.st_mode):
+                    return f"model file models/{m.name}/{name} is not a file"
                 if not same and hash_file(f)[0] != digest[7:]:
                     return f"model file models/{m.name}/{name} differs from its blob"
         return None
@@ -140,7 +168,7 @@ class _Scan:
         layout = self.layout
         for which in ("current", "previous"):
             link = layout.link(which)
-            if not os.path.lexists(link):
+            if not os.path.lexists(link) or link in self.flawed:
                 continue
             rid = read_link(layout, which)
             if rid is None:
@@ -153,6 +181,8 @@ class _Scan:
             self.add("dangling-link", layout.current, "releases are installed but none is active")
 
     def _journal(self) -> None:
+        if not self._sound(self.layout.journal):
+            return
         journal = Journal(self.layout.journal)
         try:
             self.journal_lines = journal.verify()
@@ -171,10 +201,15 @@ class _Scan:
 
     def _work_in_progress(self) -> None:
         layout = self.layout
-        if Transaction.pending(layout) is not None:
+        tx = Transaction.pending(layout) if self._sound(layout.transaction) else None
+        if tx is not None and tx.unreadable:
+            self.add("pending-operation", layout.transaction,
+                     f"not a transaction record ({tx.unreadable}); --repair drops it and keeps "
+                     "current and previous as they are")
+        elif tx is not None:
             self.add("pending-operation", layout.transaction,
                      "an operation was interrupted and not yet undone")
-        if layout.staging.is_dir():
+        if self._sound(layout.staging):
             for p in sorted(layout.staging.iterdir()):
                 self.add("staging-leftover", p, "unfinished work left in staging/")
 
@@ -188,7 +223,7 @@ class _Scan:
 
 
 def _repair(layout: Layout, scan: _Scan) -> list[str]:
-    from agent.recovery import recover
+    from agent.recovery import lost_current, recover
 
     done = list(recover(layout))
     pinned = {read_link(layout, "current"), read_link(layout, "previous")} - {None}
@@ -208,29 +243,61 @@ def _repair(layout: Layout, scan: _Scan) -> list[str]:
     for rid in sorted(scan.bad_releases - pinned):
         remove_tree(layout.release_dir(rid), layout.staging)
         done.append(f"removed broken release {rid}")
+    bad = scan.bad_releases
     current, previous = read_link(layout, "current"), read_link(layout, "previous")
-    if current in scan.bad_releases and previous is not None and previous not in scan.bad_releases:
+    if current in bad and previous is not None and previous not in bad:
         # A broken active release cannot run; the previous one can.
         set_link(layout, "previous", None)
         set_link(layout, "current", previous)
         done.append(f"switched current from broken {current} back to {previous}")
         remove_tree(layout.release_dir(current), layout.staging)
         done.append(f"removed broken release {current}")
-        pinned = {previous}
-    for rid in sorted(scan.bad_releases & pinned):
-        done.append(f"cannot repair {rid}: it is current or previous; install a newer bundle")
+        current, previous = previous, None
+    elif previous in bad and previous != current:
+        # Rollback would only fail its health check on it: it is no fallback, just debris.
+        set_link(layout, "previous", None)
+        remove_tree(layout.release_dir(previous), layout.staging)
+        done.append(f"unset previous and removed broken release {previous}")
+        previous = None
+    if current is None and layout.release_ids():
+        # Releases installed but none active: the link was lost (debris where it stood).
+        # The journal says which release was active last; failing that, the newest one
+        # that is not the rollback target, and the rollback target last.
+        fallback = lost_current(layout, exclude=bad)
+        if fallback is not None:
+            if fallback == previous:
+                set_link(layout, "previous", None)
+            set_link(layout, "current", fallback)
+            done.append(f"no release was active; now {fallback} is (the journal's last active "
+                        "release, else previous, else the newest); run 'airlock-agent check'")
+    if current in bad:
+        done.append(f"cannot repair {current}: it is the active release and no other can "
+                    "take over; install a bundle with a higher sequence")
     # What was moved to staging on the way out goes now.
     done += [f"then: {a}" for a in recover(layout)]
     return done
 
 
-def fsck(layout: Layout, repair: bool = False) -> dict[str, Any]:
-    """Check ROOT (the caller holds the lock); with ``repair``, fix what can be fixed."""
+def fsck(layout: Layout, repair: bool = False, done_before: list[str] | None = None
+         ) -> dict[str, Any]:
+    """Check ROOT (the caller holds the lock); with ``repair``, fix what can be fixed.
+
+    ``done_before``: repairs the caller made before it could take the lock (a lock file
+    that was not a file), journaled with the rest.
+    """
     scan = _Scan(layout)
     scan.run()
-    if not repair or scan.report()["ok"]:
-        return {**scan.report(), "repaired": []}
-    done = _repair(layout, scan)
+    done = list(done_before or [])
+    if not repair or (scan.report()["ok"] and not done):
+        return {**scan.report(), "repaired": done}
+    shaped, left = repair_shape(layout)
+    done += shaped
+    if not any(f.blocking for f in left):
+        # Only a sound shape is recovered and cleaned: never a store or staging behind a link.
+        rescan = _Scan(layout)
+        rescan.run()
+        if not rescan.report()["ok"]:
+            done += _repair(layout, rescan)
     Journal(layout.journal).append("fsck-repair", actions=done)
     again = _Scan(layout)
     again.run()

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,7 +38,7 @@ from typing import Any
 
 from agent.durable import fsync_dir
 from airlock.console import inert, inert_data
-from airlock.errors import DigestError
+from airlock.errors import DamagedRootError, DigestError
 from airlock.limits import MAX_JOURNAL_TEXT_CHARS
 
 __all__ = ["GENESIS", "Journal"]
@@ -90,10 +91,15 @@ class Journal:
 
     def lines(self) -> Iterator[bytes]:
         try:
-            f = self.path.open("rb")
+            # Without blocking: a FIFO standing where the journal belongs must not hang status.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return
-        with f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise DamagedRootError(f"the journal {self.path} is not a file; "
+                                   "run 'airlock-agent fsck --repair'")
+        with os.fdopen(fd, "rb") as f:
             for raw in f:
                 if raw.endswith(b"\n"):
                     yield raw[:-1]

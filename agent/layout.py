@@ -33,16 +33,28 @@ from typing import Any
 
 import yaml
 
-from airlock.errors import FormatError, NotInitialisedError, UsageError
-from airlock.limits import RESERVE_BYTES
+from agent.durable import read_bounded, read_json
+from airlock.errors import (
+    AirlockError,
+    DamagedRootError,
+    FormatError,
+    NotInitialisedError,
+    UsageError,
+)
+from airlock.limits import MAX_METADATA_BYTES, MAX_SEQUENCE, RESERVE_BYTES
 from airlock.oci import digest_hex
 from keys.release import Release
 from keys.trust import TrustRoot
 
-__all__ = ["DEFAULT_ROOT", "AgentConfig", "Layout", "root_from_env"]
+__all__ = ["DEFAULT_ROOT", "AgentConfig", "Layout", "is_real_dir", "root_from_env"]
 
 DEFAULT_ROOT = Path("/var/lib/airlock")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}-[0-9]+$")
+
+
+def is_real_dir(path: Path) -> bool:
+    """A directory, not a symbolic link to one: the agent never follows a link out of ROOT."""
+    return path.is_dir() and not path.is_symlink()
 
 
 def root_from_env(explicit: Path | None) -> Path:
@@ -105,8 +117,12 @@ class Layout:
     def blob(self, digest: str) -> Path:
         return self.blobs / digest_hex(digest)
 
+    def rel(self, path: Path) -> str:
+        """``path`` as messages name it: relative to ROOT."""
+        return os.path.relpath(path, self.root)
+
     def release_dir(self, release_id: str) -> Path:
-        if not _ID.match(release_id):
+        if not _ID.fullmatch(release_id):
             raise FormatError(f"{release_id!r} is not a release id (NAME-SEQUENCE)")
         return self.releases / release_id
 
@@ -133,9 +149,13 @@ class Layout:
         return f"releases/{release_id}"
 
     @staticmethod
+    def is_release_id(name: str) -> bool:
+        return _ID.fullmatch(name) is not None
+
+    @staticmethod
     def id_from_target(target: str) -> str | None:
         head, _, rid = target.partition("/")
-        return rid if head == "releases" and _ID.match(rid) else None
+        return rid if head == "releases" and _ID.fullmatch(rid) else None
 
     def directories(self) -> list[Path]:
         return [self.root, self.trust_dir, self.blobs.parent, self.blobs, self.releases,
@@ -143,7 +163,9 @@ class Layout:
 
     # -- state -------------------------------------------------------------
     def is_initialised(self) -> bool:
-        return self.config.is_file() and self.trust_root.is_file()
+        # init writes agent.yaml last: whatever stands there (even a damaged one) means the
+        # root was set up, and its other parts are then damage for fsck, not a fresh start.
+        return os.path.lexists(self.config)
 
     def require_initialised(self) -> None:
         if not self.is_initialised():
@@ -153,18 +175,53 @@ class Layout:
             )
 
     def load_config(self) -> AgentConfig:
+        """``agent.yaml``; any fault in it is a UsageError (exit 2) of one line."""
         try:
-            raw = yaml.safe_load(self.config.read_text())
+            text = read_bounded(self.config).decode()
+            raw = yaml.safe_load(text)
+        except FileNotFoundError:
+            raise NotInitialisedError(f"{self.config} is missing") from None
         except OSError as e:
-            raise NotInitialisedError(f"cannot read {self.config}: {e.strerror}") from None
+            raise UsageError(f"cannot read {self.config}: {e.strerror}") from None
+        except UnicodeDecodeError:
+            raise UsageError(f"{self.config} is not UTF-8 text") from None
+        except ValueError as e:
+            raise UsageError(f"{self.config}: {e}") from None
         except yaml.YAMLError as e:
-            raise UsageError(f"{self.config} is not valid YAML: {e}") from None
+            mark = getattr(e, "problem_mark", None)
+            where = f" (line {mark.line + 1})" if mark is not None else ""
+            what = getattr(e, "problem", None) or type(e).__name__
+            raise UsageError(f"{self.config} is not valid YAML{where}: {what}") from None
+        except RecursionError:
+            raise UsageError(f"{self.config} nests too deeply to be a config") from None
         return AgentConfig.from_dict(raw, self.config)
 
     def release_ids(self) -> list[str]:
-        if not self.releases.is_dir():
+        """Installed releases: real directories under ``releases/`` named NAME-SEQUENCE."""
+        if not is_real_dir(self.releases):
             return []
-        return sorted(p.name for p in self.releases.iterdir() if _ID.match(p.name))
+        return sorted(p.name for p in self.releases.iterdir()
+                      if _ID.fullmatch(p.name) and is_real_dir(p))
+
+    def sequences_problem(self) -> str | None:
+        """What is wrong with ``trust/sequences.json`` (None: it is sound)."""
+        try:
+            raw = read_json(self.sequences)
+        except (OSError, ValueError) as e:
+            return f"unreadable ({_why(e)})"
+        return "missing" if raw is None else _sequences_shape(raw)
+
+    def load_sequences(self) -> dict[str, int]:
+        """The highest accepted sequence per release name (anti-rollback).
+
+        Strict: a damaged record is never read as "nothing accepted yet", which would
+        let an old release back in; ``fsck --repair`` rebuilds it.
+        """
+        problem = self.sequences_problem()
+        if problem:
+            raise DamagedRootError(f"{self.rel(self.sequences)} is {problem}; nothing was "
+                                   "changed; run 'airlock-agent fsck --repair'")
+        return dict(read_json(self.sequences))
 
     def load_release(self, release_id: str) -> Release:
         """The release metadata of an installed release (verified when it was installed)."""
@@ -175,10 +232,44 @@ class Layout:
             raise FormatError(f"cannot read {path}: {e.strerror}") from None
         return Release.from_bytes(data)
 
+    def _read_trust(self) -> TrustRoot | str:
+        try:
+            return TrustRoot.from_bytes(read_bounded(self.trust_root, MAX_METADATA_BYTES))
+        except (OSError, ValueError, AirlockError) as e:
+            return f"unusable ({_why(e)})"
+
+    def trust_problem(self) -> str | None:
+        """What is wrong with the device's trust root (None: it reads and verifies)."""
+        trust = self._read_trust()
+        return trust if isinstance(trust, str) else None
+
     def load_trust(self) -> TrustRoot:
         """The device's trust root; verified against itself as it is read."""
-        try:
-            data = self.trust_root.read_bytes()
-        except OSError as e:
-            raise UsageError(f"cannot read trust root {self.trust_root}: {e.strerror}") from None
-        return TrustRoot.from_bytes(data)
+        trust = self._read_trust()
+        if isinstance(trust, str):
+            raise DamagedRootError(f"the device's trust root {self.rel(self.trust_root)} is "
+                                   f"{trust}; {RESTORE_TRUST}")
+        return trust
+
+
+#: What a person does about a lost trust root: fsck will not invent the anchor of trust.
+RESTORE_TRUST = ("copy the root.json this device was provisioned with (or the newest one "
+                 "it rotated to) to ROOT/trust/root.json")
+
+
+def _why(e: BaseException) -> str:
+    if isinstance(e, FileNotFoundError):
+        return "missing"
+    if isinstance(e, OSError):
+        return e.strerror or type(e).__name__
+    return str(e).splitlines()[0] if str(e) else type(e).__name__
+
+
+def _sequences_shape(raw: Any) -> str | None:
+    """What is wrong with a parsed ``sequences.json`` (None: a mapping of names to sequences)."""
+    if not isinstance(raw, dict):
+        return f"a JSON {type(raw).__name__}, not a mapping of release names to sequences"
+    for name, seq in raw.items():
+        if type(seq) is not int or not 1 <= seq <= MAX_SEQUENCE:
+            return f"giving {name!r} the sequence {seq!r}, not an integer in 1..{MAX_SEQUENCE}"
+    return None

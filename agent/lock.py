@@ -13,22 +13,33 @@ never leaves a stale lock behind::
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
 
-from airlock.errors import LockedError
+from airlock.errors import DamagedRootError, LockedError, PreconditionError
 
 __all__ = ["AgentLock", "lock_holder"]
 
 
 def lock_holder(path: Path) -> int | None:
-    """The pid written by the current holder, or None if the lock is free."""
+    """The pid written by the current holder, or None if the lock is free (or unusable)."""
     try:
-        fd = os.open(path, os.O_RDWR)
+        fd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
     except FileNotFoundError:
+        return None
+    except OSError:
+        # flock(2) needs no write access: a read-only ROOT still says who holds its lock.
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:
+            return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
         return None
     try:
         try:
@@ -48,7 +59,22 @@ class AgentLock:
         self._fd: int | None = None
 
     def __enter__(self) -> AgentLock:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+        except OSError as e:
+            if e.errno == errno.EROFS:
+                raise PreconditionError(
+                    f"{self.path.parent} is on a read-only filesystem; 'status' and 'fsck' "
+                    "still answer; remount it read-write to change anything") from None
+            if e.errno in (errno.EISDIR, errno.ELOOP):  # a directory or a link stands there
+                raise DamagedRootError(f"cannot open the agent lock {self.path}: {e.strerror}; "
+                                       "run 'airlock-agent fsck --repair'") from None
+            raise PreconditionError(f"cannot open the agent lock {self.path}: {e.strerror}"
+                                    ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise DamagedRootError(f"the agent lock {self.path} is not a file; "
+                                   "run 'airlock-agent fsck --repair'")
         deadline = time.monotonic() + self.wait
         while True:
             try:

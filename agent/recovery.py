@@ -9,14 +9,18 @@ that says what happened. Recovery, in order:
    ``current``/``previous`` back as they were, removes the release directory
    the operation created, re-runs the old release's post-switch hook if the
    links had been switched — a release whose health check or probe never
-   finished is treated as failed;
+   finished is treated as failed; a record that is not one of ours is
+   dropped and the links are kept as found;
 3. empties ``staging/`` (half-written blobs, half-built release directories,
    directories that were being deleted);
-4. repairs a link left pointing at nothing (it falls back to ``previous``, or
-   the newest installed release).
+4. repairs a link left pointing at nothing, outside ROOT or at something
+   that is not an installed release: ``current`` goes to the release the
+   journal last recorded as active, else ``previous``, else the newest one.
 
 Every step is idempotent, so a crash during recovery is repaired by the next
-start::
+start. Recovery assumes ROOT has the right shape (``agent.shape``): callers
+check that first, so it never empties or follows a link where ``staging/``
+or the store should be::
 
     with AgentLock(layout.lock):
         actions = recover(layout)      # [] when there was nothing to do
@@ -29,13 +33,14 @@ import os
 import shutil
 
 from agent.activation import rerun_hook
-from agent.durable import fsync_dir, remove_tree
+from agent.durable import fsync_dir, remove_entry, remove_tree
 from agent.faults import crash_point
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link, set_link
+from airlock.errors import AirlockError
 
-__all__ = ["needs_recovery", "recover", "undo"]
+__all__ = ["last_active", "lost_current", "needs_recovery", "newest_release", "recover", "undo"]
 
 
 def _clear_staging(layout: Layout) -> int:
@@ -53,7 +58,7 @@ def _clear_staging(layout: Layout) -> int:
     return removed
 
 
-def _newest_release(layout: Layout, exclude: set[str | None]) -> str | None:
+def newest_release(layout: Layout, exclude: set[str | None]) -> str | None:
     best: tuple[int, str] | None = None
     for rid in layout.release_ids():
         if rid in exclude:
@@ -65,6 +70,34 @@ def _newest_release(layout: Layout, exclude: set[str | None]) -> str | None:
         if best is None or seq > best[0]:
             best = (seq, rid)
     return best[1] if best else None
+
+
+def last_active(layout: Layout) -> str | None:
+    """The release the journal last recorded as active (None if it cannot say)."""
+    active: object = None
+    with contextlib.suppress(AirlockError, OSError):
+        for e in Journal(layout.journal).entries():
+            if not isinstance(e, dict):
+                continue
+            event = e.get("event")
+            if event == "switched":
+                active = e.get("release")
+            elif event == "rolled-back":
+                active = e.get("to")
+            elif event in ("installed", "install-failed", "recovered") and "active" in e:
+                active = e.get("active")
+    return active if isinstance(active, str) else None
+
+
+def lost_current(layout: Layout, exclude: set[str]) -> str | None:
+    """What ``current`` should name once its link is lost (pointing out of ROOT, at a
+    non-release, or debris that was removed): the release the journal last recorded as
+    active, else ``previous``, else the newest installed; never one in ``exclude``."""
+    usable = set(layout.release_ids()) - exclude
+    for candidate in (last_active(layout), read_link(layout, "previous")):
+        if candidate in usable:
+            return candidate
+    return newest_release(layout, exclude=set(exclude))
 
 
 def needs_recovery(layout: Layout) -> bool:
@@ -110,9 +143,14 @@ def recover(layout: Layout) -> list[str]:
     if tx is not None:
         crash_point("mid-recovery")
         undo(layout, journal, tx)
-        what = (f"{tx.op} of {tx.release} was interrupted in phase '{tx.phase}'; "
-                f"its health check never finished, so it counts as failed; "
-                f"{tx.restore_current or 'no release'} is active")
+        if tx.unreadable:
+            what = (f"dropped {layout.rel(layout.transaction)}, which was not a transaction "
+                    f"record ({tx.unreadable}); the links were kept as found: "
+                    f"{tx.restore_current or 'no release'} is active")
+        else:
+            what = (f"{tx.op} of {tx.release} was interrupted in phase '{tx.phase}'; "
+                    f"its health check never finished, so it counts as failed; "
+                    f"{tx.restore_current or 'no release'} is active")
         journal.append("recovered", op=tx.op, release=tx.release, phase=tx.phase,
                        active=tx.restore_current, reason=what)
         if tx.release and tx.op == "install":
@@ -123,18 +161,22 @@ def recover(layout: Layout) -> list[str]:
     if _clear_staging(layout):
         actions.append("discarded unfinished work in staging/")
     for tmp in layout.temp_files():
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        if os.path.lexists(tmp):
+            remove_entry(tmp, layout.staging)
             actions.append(f"removed the unfinished {tmp.name}")
 
     for which in ("current", "previous"):
         link = layout.link(which)
         if os.path.lexists(link) and read_link(layout, which) is None:
-            fallback = (read_link(layout, "previous") if which == "current" else None)
-            if which == "current" and fallback is None:
-                fallback = _newest_release(layout, exclude=set())
+            fallback = lost_current(layout, set()) if which == "current" else None
+            try:
+                target = f"pointed at {os.readlink(link)}, not an installed release"
+            except OSError:
+                target = "was not a link"
+            if fallback is not None and fallback == read_link(layout, "previous"):
+                set_link(layout, "previous", None)  # no rollback target is better than itself
             set_link(layout, which, fallback)
-            what = f"'{which}' pointed at nothing; now {fallback or 'unset'}"
+            what = f"'{which}' {target}; now {fallback or 'unset'}"
             journal.append("recovered", op="repair-link", link=which, active=fallback,
                            reason=what)
             actions.append(what)

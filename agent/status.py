@@ -6,10 +6,17 @@
     info["active"]     # {"id", "name", "version", "sequence", "installed_at", "health"} or None
     info["previous"]   # same, or None
     info["state"]      # "idle", "busy" (another command holds the lock) or "interrupted"
+    info["damage"]     # ["releases: a file where a directory belongs; ...", ...] or []
+
+Status only reads, so it answers on any ROOT that was initialised: damaged
+(each flaw of ``agent.shape`` is listed, and ``fsck --repair`` is the cure),
+busy, or mounted read-only (``read_only``).
 """
 
 from __future__ import annotations
 
+import contextlib
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -18,8 +25,10 @@ from agent.durable import read_json
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import lock_holder
+from agent.shape import find_flaws, is_read_only
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
+from airlock.errors import AirlockError
 
 __all__ = ["release_info", "status"]
 
@@ -36,11 +45,7 @@ def release_info(layout: Layout, release_id: str | None) -> dict[str, Any] | Non
         release = layout.load_release(release_id)
     except Exception as e:
         return {**info, "error": str(e)}
-    installed = read_json(rdir / "installed.json") or {}
-    try:
-        health = read_json(rdir / "health.json")
-    except ValueError:
-        health = None
+    installed, health = _record(rdir / "installed.json") or {}, _record(rdir / "health.json")
     info.update({
         "name": release.name, "version": release.version, "sequence": release.sequence,
         "installed_at": installed.get("installed_at"), "expires": release.expires.isoformat(),
@@ -52,8 +57,22 @@ def release_info(layout: Layout, release_id: str | None) -> dict[str, Any] | Non
     return info
 
 
+def _record(path: Path) -> dict[str, Any] | None:
+    """A small JSON object the agent wrote, or None when it is absent or damaged."""
+    try:
+        raw = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return raw if isinstance(raw, dict) else None
+
+
 def status(layout: Layout) -> dict[str, Any]:
-    config = layout.load_config()
+    damage = [f"{layout.rel(f.path)}: {f.describe()}" for f in find_flaws(layout)]
+    device_id: str | None = None
+    ring: str | None = None
+    with contextlib.suppress(AirlockError):  # a damaged config is listed in damage
+        config = layout.load_config()
+        device_id, ring = config.device_id, config.ring
     holder = lock_holder(layout.lock)
     try:
         tx = Transaction.pending(layout)
@@ -64,15 +83,20 @@ def status(layout: Layout) -> dict[str, Any]:
     count, size = ContentStore(layout).usage()
     disk = psutil.disk_usage(str(layout.root))
     last_event = None
-    for entry in Journal(layout.journal).entries():
-        if entry.get("event") in _NOTABLE:
-            last_event = entry
+    try:
+        for entry in Journal(layout.journal).entries():
+            if isinstance(entry, dict) and entry.get("event") in _NOTABLE:
+                last_event = entry
+    except (AirlockError, OSError):
+        pass  # listed in damage
     current, previous = read_link(layout, "current"), read_link(layout, "previous")
     return {
         "root": str(layout.root),
-        "device_id": config.device_id,
-        "ring": config.ring,
+        "device_id": device_id,
+        "ring": ring,
         "state": state,
+        "read_only": is_read_only(layout),
+        "damage": damage,
         "lock_holder": holder,
         "operation": tx.to_dict() if tx else None,
         "active": release_info(layout, current),

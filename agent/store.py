@@ -24,7 +24,7 @@ from pathlib import Path
 
 from agent.durable import fsync_dir
 from agent.faults import crash_point
-from agent.layout import Layout
+from agent.layout import Layout, is_real_dir
 from airlock.bundle import BundleFile
 
 __all__ = ["ContentStore"]
@@ -87,11 +87,14 @@ class ContentStore:
                       if len(p.name) == 64)
 
     def usage(self) -> tuple[int, int]:
-        """(number of blobs, bytes) in the store."""
+        """(number of blobs, bytes) in the store; (0, 0) when it is not a real directory."""
         count = size = 0
-        for p in self.layout.blobs.iterdir():
-            count += 1
-            size += p.stat().st_size
+        if not is_real_dir(self.layout.blobs):
+            return count, size
+        for entry in os.scandir(self.layout.blobs):
+            if entry.is_file(follow_symlinks=False):
+                count += 1
+                size += entry.stat(follow_symlinks=False).st_size
         return count, size
 
     def gc(self, keep: Iterable[str]) -> tuple[int, int]:

@@ -11,20 +11,23 @@ names a release — the old or the new, never nothing::
 
 Before any operation touches the links it writes ``transaction.json`` with
 the links as they were; recovery puts them back if the operation did not
-commit. The commit point is the removal of that file.
+commit. The commit point is the removal of that file. A record that does not
+read as one of ours (garbage, wrong types, a missing field, a name that is
+not a release id) tells nothing about the links, so undoing it keeps them as
+found rather than guessing; it never makes recovery fail.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from dataclasses import dataclass
 from typing import Any
 
 from agent.durable import fsync_dir, read_json, write_json
 from agent.faults import crash_point
-from agent.layout import Layout
-from airlock.errors import FormatError
+from agent.layout import Layout, is_real_dir
 
 __all__ = ["Transaction", "point_links", "read_link", "set_link"]
 
@@ -37,7 +40,7 @@ def read_link(layout: Layout, which: str) -> str | None:
     except (FileNotFoundError, OSError):
         return None
     rid = Layout.id_from_target(target)
-    if rid is None or not (layout.releases / rid).is_dir():
+    if rid is None or not is_real_dir(layout.releases) or not is_real_dir(layout.releases / rid):
         return None
     return rid
 
@@ -50,6 +53,8 @@ def set_link(layout: Layout, which: str, release_id: str | None) -> None:
     else:
         layout.release_dir(release_id)  # validates the id
         tmp = Layout.temp_of(path)
+        if is_real_dir(tmp):
+            shutil.rmtree(tmp)  # our temporary name; a directory there is debris
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         os.symlink(Layout.link_target(release_id), tmp)
@@ -82,6 +87,7 @@ class Transaction:
     created: bool = False  # the release directory was made by this operation
     phase: str = "started"
     done: bool = False
+    unreadable: str | None = None  # why the record on disk was not a record, if it was not
 
     @classmethod
     def begin(cls, layout: Layout, op: str, release: str | None) -> Transaction:
@@ -91,22 +97,33 @@ class Transaction:
 
     @classmethod
     def pending(cls, layout: Layout) -> Transaction | None:
+        """The operation left unfinished, or None; a malformed record is phase "unreadable"."""
+        why: str | None
         try:
             raw = read_json(layout.transaction)
-        except ValueError:
-            raw = {"op": "unknown"}  # torn by a power cut: treat as "undo everything"
-        if raw is None:
-            return None
-        if not isinstance(raw, dict):
-            raise FormatError(f"{layout.transaction} is not a transaction record")
-        return cls(layout, str(raw.get("op")), raw.get("release"), raw.get("restore_current"),
-                   raw.get("restore_previous"), bool(raw.get("created")),
-                   str(raw.get("phase", "started")))
+        except (OSError, ValueError) as e:
+            why = str(e) or type(e).__name__
+        else:
+            if raw is None:
+                return None
+            why = _record_problem(raw)
+            if why is None:
+                return cls(layout, raw["op"], raw["release"], raw["restore_current"],
+                           raw["restore_previous"], raw["created"], raw["phase"])
+        # Nothing in it can be trusted to say where the links were: keep them as they are.
+        tx = cls(layout, "unknown", None, read_link(layout, "current"),
+                 read_link(layout, "previous"), phase="unreadable")
+        tx.unreadable = why
+        return tx
 
     def to_dict(self) -> dict[str, Any]:
-        return {"op": self.op, "release": self.release, "restore_current": self.restore_current,
-                "restore_previous": self.restore_previous, "created": self.created,
-                "phase": self.phase}
+        d: dict[str, Any] = {
+            "op": self.op, "release": self.release, "restore_current": self.restore_current,
+            "restore_previous": self.restore_previous, "created": self.created,
+            "phase": self.phase}
+        if self.unreadable:
+            d["unreadable"] = self.unreadable
+        return d
 
     def _save(self) -> None:
         write_json(self.layout.transaction, self.to_dict())
@@ -125,3 +142,23 @@ class Transaction:
         with contextlib.suppress(FileNotFoundError):
             self.layout.transaction.unlink()
         fsync_dir(self.layout.root)
+
+
+_RECORD_FIELDS: dict[str, tuple[type, ...]] = {
+    "op": (str,), "release": (str, type(None)), "restore_current": (str, type(None)),
+    "restore_previous": (str, type(None)), "created": (bool,), "phase": (str,)}
+
+
+def _record_problem(raw: Any) -> str | None:
+    """Why ``raw`` is not a transaction record this agent wrote (None if it is one)."""
+    if not isinstance(raw, dict):
+        return f"a JSON {type(raw).__name__}, not a record"
+    for name, types in _RECORD_FIELDS.items():
+        if name not in raw:
+            return f"field '{name}' is missing"
+        if type(raw[name]) not in types:
+            return f"field '{name}' is {type(raw[name]).__name__}"
+    for name in ("release", "restore_current", "restore_previous"):
+        if raw[name] is not None and not Layout.is_release_id(raw[name]):
+            return f"field '{name}' is not a release id"
+    return None

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -74,23 +75,58 @@ def add_command(
     return parser
 
 
-def open_bundle(path: str) -> tuple[IO[bytes], int]:
-    """A bundle file (or standard input for ``-``) and its size when known (else 0)."""
-    if path == "-":
-        return sys.stdin.buffer, 0
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISSOCK, "a socket"))
+
+
+def _open_regular(path: str, what: str, hint: str) -> IO[bytes]:
+    """``path`` opened for reading if it is a regular file; else a one-line UsageError.
+
+    The type is checked before opening (opening a tape or serial device can act on it)
+    and again on the open descriptor, which is opened without blocking so that a FIFO
+    swapped in between cannot hang the command.
+    """
     try:
-        f = open(path, "rb")  # noqa: SIM115 - closed by the caller
+        mode = os.stat(path).st_mode
+        if stat.S_ISREG(mode):
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+            mode = os.fstat(fd).st_mode
+            if not stat.S_ISREG(mode):
+                os.close(fd)
     except OSError as e:
-        raise UsageError(f"cannot open bundle {path}: {e.strerror}") from None
+        raise UsageError(f"cannot open {what} {path}: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        kind = next((word for test, word in _KINDS if test(mode)), "not a regular file")
+        raise UsageError(f"{what} {path} is {kind}, not a file{hint}")
+    return os.fdopen(fd, "rb")
+
+
+def open_bundle(path: str) -> tuple[IO[bytes], int]:
+    """A bundle file (or standard input for ``-``) and its size when known (else 0).
+
+    Only a regular file is opened: a FIFO, a device (``/dev/zero``) or a directory is
+    refused at once (exit 2), before any lock is taken. Streams come through ``-``.
+    """
+    if path == "-":
+        if sys.stdin is None:
+            raise UsageError("there is no standard input to read a bundle from")
+        if sys.stdin.isatty():
+            raise UsageError("standard input is a terminal; pipe a bundle in "
+                             "('cat bundle.airlock | ... -') or name the file")
+        return sys.stdin.buffer, 0
+    f = _open_regular(path, "bundle", "; to stream a bundle, pipe it to standard input "
+                      "and give '-' as the bundle")
     return f, os.fstat(f.fileno()).st_size
 
 
 def read_input(path: Path, what: str) -> bytes:
-    """The bytes of a file named on the command line, or a one-line UsageError (exit 2)."""
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
+    """The bytes of a regular file named on the command line, or a one-line UsageError."""
+    with _open_regular(str(path), what, "") as f:
+        try:
+            return f.read()
+        except OSError as e:
+            raise UsageError(f"cannot read {what} {path}: {e.strerror}") from None
 
 
 def inert(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:

@@ -85,6 +85,12 @@ class NotInitialisedError(PreconditionError):
     """The agent root has not been set up with ``airlock-agent init``."""
 
 
+class DamagedRootError(PreconditionError):
+    """Agent state has the wrong shape: a file where a directory belongs, a link that is a
+    directory, a malformed record. Nothing was changed; ``airlock-agent fsck --repair`` fixes
+    it or says what a person must do. Exit 5."""
+
+
 class RegistryError(AirlockError):
     """A registry refused or failed a request (401, 404, unreachable); names the reference."""
 

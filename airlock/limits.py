@@ -38,6 +38,7 @@ __all__ = [
     "MAX_OUTPUT_TAIL_BYTES",
     "MAX_SEQUENCE",
     "MAX_SPEC_ALIAS_EXPANSION",
+    "MAX_STATE_FILE_BYTES",
     "PROBE_ATTEMPT_S",
     "RESERVE_BYTES",
 ]
@@ -165,3 +166,11 @@ MAX_JSON_INTEGER: Final = 2**53 - 1
 #: here: it is the author's own file, and its release must still fit
 #: ``MAX_METADATA_BYTES``.
 MAX_SPEC_ALIAS_EXPANSION: Final = 1024 * 1024
+
+#: The agent's own small records under ROOT (``agent.yaml``,
+#: ``transaction.json``, ``trust/sequences.json``, a release's ``installed.json``
+#: and ``health.json``) are read whole by every command, ``status`` included.
+#: Damaged state (a bundle copied over ``transaction.json``, a corrupt disk)
+#: must not make each of them allocate without limit; ours are kilobytes, and
+#: sequences of 20,000 release names still fit.
+MAX_STATE_FILE_BYTES: Final = 1024 * 1024
