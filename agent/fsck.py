@@ -128,7 +128,7 @@ class _Scan:
             mdir = layout.release_dir(rid) / "models" / m.name
             files: list[tuple[str, str | None]] = [
                 (m.file_name, m.blob), ("inputs.npz", m.health.inputs),
-                ("outputs.npz", m.health.outputs)]
+                ("outputs.npz", m.health.outputs), ("reference.npz", m.health.reference)]
             for name, wanted in files:
                 if wanted is None:
                     continue

@@ -89,7 +89,7 @@ def _check_references(release: Release, store: ContentStore) -> None:
     """Every blob a model or a delta needs must be in the bundle or on the device."""
     shipped = {f"sha256:{p[len(BLOB_PREFIX):]}" for p in release.files if p.startswith(BLOB_PREFIX)}
     for m in release.models:
-        for d in (m.blob, m.health.inputs, m.health.outputs):
+        for d in (m.blob, m.health.inputs, m.health.outputs, m.health.reference):
             if d and d not in shipped and not (release.delta and d in release.delta.expects):
                 raise FormatError(f"model {m.name} needs blob {d[:19]}… that the bundle lacks")
     if release.delta:
@@ -136,6 +136,8 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
             store.link(m.health.inputs, mdir / "inputs.npz")
         if m.health.outputs:
             store.link(m.health.outputs, mdir / "outputs.npz")
+        if m.health.reference:
+            store.link(m.health.reference, mdir / "reference.npz")
         fsync_dir(mdir)
     fsync_dir(models)
     _write_file(staged / "release.json", head.release_json)
@@ -158,7 +160,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         reader = BundleReader(stream)
         head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
     except RejectedError as e:
-        journal.append("rejected", bundle=label, reason=str(e))
+        journal.append("rejected", bundle=label, reason=str(e), error=type(e).__name__)
         raise
     release: Release = verified.release
     crash_point("after-head-verified")
@@ -168,7 +170,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         if (layout.release_dir(active) / "release.json").read_bytes() != head.release_json:
             e2 = RollbackError(f"a different release already claims {release.id}; "
                                "bump the sequence and rebuild")
-            journal.append("rejected", bundle=label, reason=str(e2))
+            journal.append("rejected", bundle=label, reason=str(e2), error=type(e2).__name__)
             raise e2
         journal.append("already-active", release=release.id, bundle=label)
         return {"installed": False, "release": release.id, "name": release.name,
@@ -201,6 +203,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
             undo(layout, journal, tx)
             journal.append("rejected" if isinstance(e, RejectedError) else "install-failed",
                            release=release.id, bundle=label, reason=str(e) or type(e).__name__,
+                           error=type(e).__name__,
                            active=read_link(layout, "current"))
         job.drop_staged()
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:

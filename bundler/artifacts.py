@@ -44,6 +44,7 @@ from bundler.spec import ModelSpec, Spec
 from keys.release import ModelEntry
 
 __all__ = [
+    "DRIFT_REFERENCE_TYPE",
     "GOLDEN_INPUTS_TYPE",
     "GOLDEN_OUTPUTS_TYPE",
     "MODEL_ARTIFACT_TYPE",
@@ -57,6 +58,7 @@ MODEL_ARTIFACT_TYPE = "application/vnd.airlock.model.v1"
 MODEL_LAYER_TYPE = "application/vnd.onnx.model.v1"
 GOLDEN_INPUTS_TYPE = "application/vnd.airlock.golden.inputs.v1+npz"
 GOLDEN_OUTPUTS_TYPE = "application/vnd.airlock.golden.outputs.v1+npz"
+DRIFT_REFERENCE_TYPE = "application/vnd.airlock.drift.reference.v1+npz"
 
 
 @dataclass
@@ -139,8 +141,19 @@ def add_model_artifact(
     outputs: Descriptor | None,
     source: str,
 ) -> ModelEntry:
-    """Wrap blobs already in ``contents`` as the model's OCI artifact and index it."""
-    layers = [model] + [d for d in (inputs, outputs) if d is not None]
+    """Wrap blobs already in ``contents`` as the model's OCI artifact and index it.
+
+    The drift reference sample (``health.reference``), a local file for local and
+    registry models alike, becomes one more layer of the artifact.
+    """
+    reference = None
+    if m.health.reference is not None:
+        reference = contents.add_file(
+            DRIFT_REFERENCE_TYPE,
+            m.health.reference,
+            annotations={ANNOTATION_TITLE: m.health.reference.name},
+        )
+    layers = [model] + [d for d in (inputs, outputs, reference) if d is not None]
     config = contents.add_bytes(OCI_EMPTY, b"{}")
     manifest = contents.add_bytes(
         OCI_MANIFEST,
@@ -161,6 +174,7 @@ def add_model_artifact(
             m.health.limits,
             inputs=inputs.digest if inputs else None,
             outputs=outputs.digest if outputs else None,
+            reference=reference.digest if reference else None,
         ),
     )
 

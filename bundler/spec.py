@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from airlock.errors import SpecError
+from airlock.errors import FormatError, SpecError
 from keys.release import HealthSpec, Hooks, is_plain_name
 from keys.trust import parse_duration
 
@@ -33,6 +33,7 @@ class HealthFiles:
     outputs: Path | None = None
     inputs_ref: str | None = None  # golden data inside the model's OCI artifact
     outputs_ref: str | None = None
+    reference: Path | None = None  # drift reference sample, a local .npz
     limits: HealthSpec = field(default_factory=HealthSpec)  # its inputs/outputs stay None here
 
 
@@ -252,6 +253,8 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
             "max_memory_mb",
             "timeout_s",
             "providers",
+            "reference",
+            "drift_warn",
         },
     )
     if h is not None:
@@ -283,6 +286,7 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
             outputs=outputs,
             inputs_ref=inputs_ref,
             outputs_ref=outputs_ref,
+            reference=_reference(h),
             limits=HealthSpec(
                 rtol=h.number("rtol", 1e-4),
                 atol=h.number("atol", 1e-5),
@@ -291,9 +295,24 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
                 max_memory_mb=h.number("max_memory_mb", None),
                 timeout_s=timeout,
                 providers=tuple(str(p) for p in providers),
+                drift_warn=h.number("drift_warn", None),
             ),
         )
     return ModelSpec(name, model_path, ref, health)
+
+
+def _reference(h: _Fields) -> Path | None:
+    """The drift reference sample, refused here if a device could not read it."""
+    from airlock.drift import features, load_sample
+
+    path = h.path("reference", None)
+    if path is not None:
+        try:
+            for name, array in load_sample(path).items():
+                features(name, array)
+        except FormatError as e:
+            raise h.error("reference", str(e)) from None
+    return path
 
 
 def _image(spec: Path, node: yaml.Node, i: int) -> ImageSpec:

@@ -123,6 +123,8 @@ class HealthSpec:
     max_memory_mb: float | None = None
     timeout_s: float = 60.0
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    reference: str | None = None  # digest of the drift reference sample .npz
+    drift_warn: float | None = None  # PSI above which drift is a warning (agent default 0.2)
 
 
 @dataclass(frozen=True)
@@ -271,7 +273,8 @@ class Release:
         """
         have = set(self.all_digests())
         for m in self.models:
-            for digest in (m.manifest, m.blob, m.health.inputs, m.health.outputs):
+            for digest in (m.manifest, m.blob, m.health.inputs, m.health.outputs,
+                           m.health.reference):
                 if digest is not None and digest not in have:
                     raise FormatError(
                         f"model '{m.name}' names blob {digest[:23]}… that is not in the bundle "
@@ -420,6 +423,8 @@ def _model_from(r: _Reader) -> ModelEntry:
             max_memory_mb=h.number("max_memory_mb", None),
             timeout_s=h.number("timeout_s", 60.0),
             providers=tuple(providers),
+            reference=h.digest("reference", optional=True),
+            drift_warn=h.number("drift_warn", None),
         ),
     )
 
