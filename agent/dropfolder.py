@@ -96,13 +96,17 @@ class Drop:
         return self.files[0]
 
     def identity(self) -> tuple[tuple[str, int, int], ...] | None:
-        """Name, size and mtime of every file (what a new copy changes); None if one is gone."""
+        """Name, size and mtime of every file (what a new copy changes); a part not there
+        yet counts as size -1; None when the drop itself is gone."""
         out = []
         for f in self.files:
             try:
                 st = f.stat()
             except OSError:
-                return None
+                if f == self.path:
+                    return None
+                out.append((f.name, -1, 0))
+                continue
             out.append((f.name, st.st_size, st.st_mtime_ns))
         return tuple(out)
 
