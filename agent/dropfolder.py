@@ -331,16 +331,22 @@ def write_results(drop: Drop, outcome: Outcome, device_id: str) -> list[str]:
            "outcome": outcome.outcome, "exit_code": outcome.exit_code,
            "message": outcome.message, "release": outcome.release, "active": outcome.active,
            "metadata_sha256": outcome.digest, **outcome.detail}
-    line = f"{now} {device_id}: {outcome.outcome.upper().replace('_', ' ')}: {outcome.message}"
+    line = _inert(f"{now} {device_id}: {outcome.outcome.upper().replace('_', ' ')}: "
+                  f"{outcome.message}")
     problems = []
     json_path, txt_path = drop.result_paths()
     for path, data in ((json_path, json.dumps(doc, indent=2, sort_keys=True) + "\n"),
-                       (txt_path, " ".join(line.split()) + "\n")):
+                       (txt_path, line + "\n")):
         try:
             write_atomic(path, data.encode())
         except OSError as e:
             problems.append(f"{path}: {e.strerror}")
     return problems
+
+
+def _inert(text: str) -> str:
+    """One line a terminal shows as it is: names and reasons come from the stick."""
+    return "".join(c if c.isprintable() else "?" for c in " ".join(text.split()))
 
 
 def outcome_of_error(e: BaseException) -> Outcome:

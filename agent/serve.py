@@ -11,8 +11,8 @@ What it does, in one loop on the main thread (every ``--poll`` seconds):
    once it is complete and stable, exactly once (``agent.dropfolder``); its
    result is written beside it, and a fresh signed report into
    ``airlock-reports/DEVICE.report.json`` on the same stick when it is writable;
-2. **scheduled check**: every ``--check-every`` the active release is
-   health-checked again; with ``--revert-on-failed-check`` a failed check
+2. **scheduled check**: right after start and then every ``--check-every``
+   the active release is health-checked again; with ``--revert-on-failed-check`` a failed check
    rolls back (as ``check --rollback-on-failure`` does);
 3. **drift**: when the sample files or the active release change, drift is
    computed again (``agent.drift``); a model crossing its threshold is logged
@@ -143,8 +143,9 @@ class _Server:
         self.started = time.monotonic()
         self.heartbeat = time.monotonic()
         self.warned: set[tuple[str, str]] = set()  # (release, model) over their drift threshold
-        self.next_check = (time.monotonic() + options.check_every_s
-                           if options.check_every_s else None)
+        # The first check comes right after start: after a reboot or an upgrade of the
+        # runtime, whether the active model still works is the first thing to know.
+        self.next_check = time.monotonic() if options.check_every_s else None
 
     # -- signals ---------------------------------------------------------------
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -156,7 +157,7 @@ class _Server:
             return
         if self.busy:
             self.log("serve-aborting", signal=name, aborting=self.busy)
-            raise _Abort()
+            raise _Abort(f"stopped by a second {name}")
 
     # -- the loop --------------------------------------------------------------
     def run(self) -> None:
@@ -214,6 +215,7 @@ class _Server:
             if not held:
                 return None
             self.log("drop-install", drop=str(c.drop.path), metadata_sha256=c.digest)
+            identity = c.drop.identity()
             try:
                 stream, _ = c.drop.open()
                 with stream:
@@ -224,6 +226,9 @@ class _Server:
             except (AirlockError, OSError) as e:
                 outcome = outcome_of_error(e)
                 outcome.digest = c.digest
+                if c.drop.identity() != identity:
+                    outcome.message += ("; the stick was removed or the file changed while it "
+                                        "was read: nothing changed, copy it again")
                 return outcome
         if result.get("installed"):
             return Outcome("installed", f"installed {result['name']} {result['version']} "

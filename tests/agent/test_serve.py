@@ -6,13 +6,17 @@ The metrics are linted by the real ``promtool check metrics`` (Debian's
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import io
 import json
+import os
 import re
 import shutil
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -307,3 +311,49 @@ def test_systemd_unit_starts_serve_with_flags_it_accepts() -> None:
     mount = (REPO / "packaging" / "media-airlock.mount").read_text()
     assert "Where=/media/airlock" in mount
     assert "media-airlock.mount" in (REPO / "packaging" / "99-airlock-stick.rules").read_text()
+
+
+class _PulledStick(io.RawIOBase):
+    """A bundle on a stick pulled out half way: reads fail with EIO, as the kernel's do."""
+
+    def __init__(self, data: bytes, fail_at: int) -> None:
+        self.data, self.fail_at, self.pos = data, fail_at, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: memoryview) -> int:  # type: ignore[override]
+        if self.pos >= self.fail_at:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        n = min(len(b), self.fail_at - self.pos)
+        b[:n] = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return n
+
+
+def test_a_stick_pulled_mid_install_is_a_clean_rejection(tmp_path: Path, keyset: Keys,
+                                                         bundles: dict[str, Path]) -> None:
+    from agent.dropfolder import Candidate, Drop
+    from agent.layout import Layout
+    from agent.serve import EventLog, ServeOptions, _Server
+
+    root = init_device(tmp_path / "dev", keyset)
+    agent_json(root, "install", bundles["v1"])
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    data = bundles["v2"].read_bytes()
+    (stick / "v2.airlock").write_bytes(data)
+
+    class Pulled(Drop):
+        def open(self) -> tuple[Any, int]:
+            return io.BufferedReader(_PulledStick(data, len(data) - 3000)), len(data)
+
+    skip = (*AGENT_BOOKKEEPING, "drops.json")
+    before = tree_hash(root, skip)
+    server = _Server(Layout(root), ServeOptions(watch=[stick]), EventLog(tmp_path / "log"))
+    drop = Pulled(stick, "v2", "bundle", [stick / "v2.airlock"])
+    outcome = server.install(Candidate(drop, True, "0" * 64))
+    assert outcome is not None and (outcome.outcome, outcome.exit_code) == ("rejected", 3)
+    assert "Input/output error" in outcome.message and not outcome.remember_digest
+    assert tree_hash(root, skip) == before
+    assert assert_consistent(root)["active"]["id"] == "vision-1"
