@@ -337,6 +337,12 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                      + (f" (pid {d['lock_holder']})" if d["lock_holder"] else ""),
                      f"store     {d['store']['blobs']} blobs, {human_size(d['store']['bytes'])}; "
                      f"{len(d['releases'])} release(s); disk {human_size(d['disk']['free'])} free"]
+            for model, dr in sorted((d.get("drift") or {}).get("models", {}).items()):
+                score = ("no score" if dr.get("psi") is None
+                         else f"PSI {dr['psi']:.3f} ({'WARNING: over' if dr['warn'] else 'under'} "
+                              f"{dr['threshold']:g})")
+                lines.append(f"drift     {model}: {score}, {dr.get('rows', 0)} recent row(s)"
+                             + (f"; {dr['note']}" if dr.get("note") else ""))
             if last:
                 what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
                 lines.append(f"last      {last['time']} {what}: {last.get('reason') or ''}")

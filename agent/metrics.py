@@ -66,7 +66,7 @@ from agent.store import ContentStore
 from agent.switch import read_link
 from agent.tally import REJECT_REASONS, JournalTally
 
-__all__ = ["INSTALL_RESULTS", "Observed", "metrics_registry"]
+__all__ = ["DROP_OUTCOMES", "INSTALL_RESULTS", "Observed", "metrics_registry", "sample_names"]
 
 INSTALL_RESULTS = ("installed", "already_active", "failed", "rejected", "refused")
 DROP_OUTCOMES = ("installed", "already_active", "skipped", "failed", "rejected", "refused",
