@@ -366,12 +366,20 @@ class _Server:
 
 def serve(layout: Layout, options: ServeOptions) -> None:
     """Run until SIGTERM or SIGINT; see the module docstring."""
+    one = AgentLock(layout.serve_lock)  # two loops on one ROOT would race for every drop
+    try:
+        one.__enter__()
+    except LockedError as e:
+        raise LockedError(str(e).replace("agent lock", "serve lock")
+                          .replace("wait for it to finish and retry",
+                                   "serve already runs on this ROOT")) from None
     log = EventLog(options.log)
     state = _Server(layout, options, log)
     try:
         httpd = ThreadingHTTPServer((options.host, options.port), state.handler())
     except OSError as e:
         log.close()
+        one.__exit__(None, None, None)
         raise PreconditionError(f"cannot listen on {options.host}:{options.port}: "
                                 f"{e.strerror}") from None
     httpd.daemon_threads = True
@@ -392,3 +400,4 @@ def serve(layout: Layout, options: ServeOptions) -> None:
             signal.signal(s, h)
         log("serve-stopped", pid=os.getpid())
         log.close()
+        one.__exit__(None, None, None)

@@ -244,13 +244,19 @@ def test_serve_and_a_manual_install_share_the_lock(tmp_path: Path, keyset: Keys,
     assert_consistent(root)
 
 
-def test_the_listen_address_and_durations_are_checked(tmp_path: Path, keyset: Keys) -> None:
+def test_bad_arguments_exit_2_and_a_second_serve_exits_5(tmp_path: Path, keyset: Keys) -> None:
     root = init_device(tmp_path / "dev", keyset)
     for args, words in ((["--listen", "nowhere"], "HOST:PORT"),
                         (["--check-every", "often"], "duration"),
                         (["--watch", str(root / "agent.yaml")], "not a directory")):
         p = run_agent("--root", root, "serve", *args)
         assert p.returncode == 2 and words in p.stderr, p.stderr
+    with Serve.start(root):
+        p = run_agent("--root", root, "serve", "--listen", "127.0.0.1:0")
+        assert p.returncode == 5 and "serve already runs" in p.stderr, p.stderr
+    for cmd in ("serve", "report"):
+        p = run_agent(cmd, "--help")
+        assert p.returncode == 0 and "example:" in p.stdout
 
 
 # -- what is shipped beside the code: dashboard, scrape example, units ----------------------
