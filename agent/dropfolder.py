@@ -137,6 +137,7 @@ class Candidate:
     complete: bool
     digest: str | None = None
     least_bytes: int | None = None
+    size: int = 0  # of the bundle file when it settled
 
 
 def metadata_digest(drop: Drop) -> tuple[str, int] | None:
@@ -246,7 +247,8 @@ class DropFolder:
         now = time.monotonic()
         live: set[str] = set()
         for drop in self.scan():
-            if drop.identity() is None:
+            ident = drop.identity()
+            if ident is None:
                 continue
             key = drop.key()
             live.add(key)
@@ -260,13 +262,14 @@ class DropFolder:
                 yield Candidate(drop, complete)
                 continue
             found = metadata_digest(drop)
+            size = ident[0][1]
             if found is None:  # not a bundle, or its front is damaged: the install says which
-                yield Candidate(drop, True)
-            elif drop.path.stat().st_size < found[1]:
+                yield Candidate(drop, True, size=size)
+            elif size < found[1]:
                 self._waiting.add(key)
-                yield Candidate(drop, False, found[0], found[1])
+                yield Candidate(drop, False, found[0], found[1], size)
             else:
-                yield Candidate(drop, True, found[0], found[1])
+                yield Candidate(drop, True, found[0], found[1], size)
         self._seen = {k: v for k, v in self._seen.items() if k in live}
         self._waiting &= live
 
@@ -277,8 +280,7 @@ class DropFolder:
             return Outcome("incomplete", f"{name} lists parts that are missing or not whole "
                            "yet; waiting for the copy to finish (copy them again if it stopped)",
                            3)
-        size = c.drop.path.stat().st_size
-        return Outcome("incomplete", f"{name} is {size} bytes of at least {c.least_bytes}; "
+        return Outcome("incomplete", f"{name} is {c.size} bytes of at least {c.least_bytes}; "
                        "waiting for the copy to finish (copy it again if it stopped)", 3,
                        digest=c.digest)
 

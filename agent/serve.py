@@ -43,7 +43,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -52,7 +52,14 @@ from types import FrameType
 from typing import IO, Any
 
 from agent.drift import DriftWatch
-from agent.dropfolder import Candidate, DropFolder, DropMemory, Outcome, outcome_of_error
+from agent.dropfolder import (
+    RETRY_S,
+    Candidate,
+    DropFolder,
+    DropMemory,
+    Outcome,
+    outcome_of_error,
+)
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import AgentLock
@@ -166,11 +173,31 @@ class _Server:
             for c in self.drops.ready():
                 if self.stop.is_set():
                     break
-                self.handle(c)
+                self.guarded(self.handle, c)
             if self.next_check is not None and time.monotonic() >= self.next_check:
-                self.scheduled_check()
+                self.guarded(self.scheduled_check)
             self.update_drift()
             self.stop.wait(self.options.poll_s)
+
+    def guarded(self, step: Callable[..., None], *args: Any) -> None:
+        """Run one step; an unexpected error is logged, never the end of serve.
+
+        Otherwise one bad drop would stop serve, systemd would restart it, and
+        the same drop would stop it again. A drop that failed so is tried again
+        only after ``RETRY_S``.
+        """
+        try:
+            step(*args)
+        except Exception as e:
+            what = {"drop": str(args[0].drop.path)} if args else {"step": step.__name__}
+            self.log("error", **what, reason=f"{type(e).__name__}: {str(e)[:300]}")
+            if args:
+                outcome = Outcome("error", f"unexpected error: {type(e).__name__}: "
+                                  f"{str(e)[:200]}", 1, retry_after_s=RETRY_S)
+                with contextlib.suppress(Exception):
+                    self.drops.finish(args[0].drop, outcome, self.config.device_id)
+            if step == self.scheduled_check:
+                self.next_check = time.monotonic() + self.options.check_every_s
 
     @contextlib.contextmanager
     def locked(self, what: str) -> Iterator[bool]:
@@ -251,7 +278,7 @@ class _Server:
             data = signed_report(self.layout, since="all", remember=False)
             target.parent.mkdir(exist_ok=True)
             write_atomic(target, data)
-        except (AirlockError, OSError) as e:
+        except Exception as e:  # the stick may be full, gone or read-only: the install stands
             self.log("report-not-written", path=str(target), reason=str(e)[:200])
             return
         self.log("report-written", path=str(target), bytes=len(data))
