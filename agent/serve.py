@@ -339,7 +339,7 @@ class _Server:
     def handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class _AgentHTTPHandler(BaseHTTPRequestHandler):
             server_version = "airlock-agent"
 
             def log_message(self, format: str, *args: Any) -> None:
@@ -364,7 +364,7 @@ class _Server:
 
             do_HEAD = do_GET
 
-        return Handler
+        return _AgentHTTPHandler
 
     def route(self, path: str) -> tuple[int, bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest

@@ -56,9 +56,9 @@ def add_report_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) 
 
 
 def run_report(a: argparse.Namespace) -> dict[str, Any] | None:
-    from bundler.reports import Fleet, fleet_textfile
+    from bundler.reports import FleetRecords, fleet_textfile
 
-    fleet = Fleet(a.fleet)
+    fleet = FleetRecords(a.fleet)
     if a.report_cmd == "enroll":
         result = fleet.enroll(a.device_pub, a.device_id, a.site, force=a.force)
         emit(result, a.json, lambda d: (f"enrolled {d['device_id']}"

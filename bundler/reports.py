@@ -3,7 +3,7 @@
 A device prints its public key at ``airlock-agent init``; headquarters
 records it once, then takes in the reports that come home on sticks::
 
-    fleet = Fleet(Path("fleet"))
+    fleet = FleetRecords(Path("fleet"))
     fleet.enroll(Path("cam-7.pub"), "cam-7", site="north")
     results = fleet.ingest([Path("/media/usb/airlock-reports/cam-7.report.json")])
     rows = fleet.table()            # device, site, ring, release, health, last check, ...
@@ -38,7 +38,7 @@ from keys.device import INVENTORY_TYPE, REPORT_TYPE, DeviceDocument, verify_docu
 from keys.keyfile import load_public_key
 from keys.release import is_plain_name
 
-__all__ = ["Fleet", "Ingested", "age_text", "fleet_textfile"]
+__all__ = ["FleetRecords", "Ingested", "age_text", "fleet_textfile"]
 
 
 @dataclass
@@ -66,7 +66,7 @@ def _time(text: object) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-class Fleet:
+class FleetRecords:
     """The enrolled devices and what their reports said, under one directory."""
 
     def __init__(self, root: Path) -> None:

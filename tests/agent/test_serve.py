@@ -350,14 +350,14 @@ def test_a_stick_pulled_mid_install_is_a_clean_rejection(tmp_path: Path, keyset:
     data = bundles["v2"].read_bytes()
     (stick / "v2.airlock").write_bytes(data)
 
-    class Pulled(Drop):
+    class StickPulledOut(Drop):
         def open(self) -> tuple[Any, int]:
             return io.BufferedReader(_PulledStick(data, len(data) - 3000)), len(data)
 
     skip = (*AGENT_BOOKKEEPING, "drops.json")
     before = tree_hash(root, skip)
     server = _Server(Layout(root), ServeOptions(watch=[stick]), EventLog(tmp_path / "log"))
-    drop = Pulled(stick, "v2", "bundle", [stick / "v2.airlock"])
+    drop = StickPulledOut(stick, "v2", "bundle", [stick / "v2.airlock"])
     outcome = server.install(Candidate(drop, True, "0" * 64))
     assert outcome is not None and (outcome.outcome, outcome.exit_code) == ("rejected", 3)
     assert "Input/output error" in outcome.message and not outcome.remember_digest
