@@ -8,6 +8,8 @@
     airlock-agent check --rollback-on-failure
     airlock-agent gc --keep 2
     airlock-agent fsck --repair
+    airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m
+    airlock-agent report -o /media/usb/airlock-reports/cam-7.report.json
 
 ROOT is --root, else $AIRLOCK_ROOT, else /var/lib/airlock. Every command that
 changes ROOT takes its lock (a second one exits 5) and first repairs whatever
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import socket
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
@@ -109,6 +113,31 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--repair", action="store_true",
                    help="undo unfinished work, remove corrupt blobs and broken releases")
     f.add_argument("--json", action="store_true")
+
+    w = cmd("serve", "run until stopped: /metrics, drop-folder installs, scheduled checks",
+            "airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m")
+    w.add_argument("--listen", default="127.0.0.1:9400", metavar="HOST:PORT",
+                   help="where /metrics, /healthz and /status answer (default 127.0.0.1:9400)")
+    w.add_argument("--watch", type=Path, action="append", default=[], metavar="DIR",
+                   help="drop folder: install bundles that appear here (repeatable)")
+    w.add_argument("--check-every", default="15m", metavar="DURATION",
+                   help="re-check the active release this often (e.g. 30s, 15m, 1h; 0 = never)")
+    w.add_argument("--revert-on-failed-check", action="store_true",
+                   help="roll back when a scheduled check fails")
+    w.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
+                   help="a dropped file must stay unchanged this long before it is read")
+    w.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
+                   help="how often drop folders and samples are looked at (default 1)")
+    w.add_argument("--log", type=Path, metavar="FILE",
+                   help="append one JSON line per event here (default: stderr)")
+
+    o = cmd("report", "write a report signed with the device key, to carry home",
+            "airlock-agent report -o /media/usb/airlock-reports/cam-7.report.json")
+    o.add_argument("-o", "--output", type=Path, help="report file (default: standard output)")
+    o.add_argument("--since", default="last", metavar="LAST",
+                   help="journal entries since: 'last' report (default), 'all', an ISO time, "
+                        "or an earlier report file")
+    o.add_argument("--json", action="store_true")
     return p
 
 
@@ -147,9 +176,10 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
         # Written last: its presence is what "initialised" means.
         write_atomic(layout.config, yaml.safe_dump(config.to_dict(), sort_keys=True).encode())
+    pub = json.loads(layout.device_pub.read_text())
     return {"root": str(layout.root), "device_id": config.device_id, "ring": config.ring,
             "trust_version": trust.version, "device_key": str(layout.device_pub),
-            "sink": config.sink}
+            "device_pub": pub, "sink": config.sink}
 
 
 def _say_recovered(actions: list[str]) -> None:
@@ -262,6 +292,42 @@ def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def _report(layout: Layout, a: argparse.Namespace) -> dict[str, Any] | None:
+    from agent.report import signed_report
+
+    layout.require_initialised()
+    data = signed_report(layout, a.since)
+    if a.output is None:
+        sys.stdout.buffer.write(data)
+        return None
+    try:
+        a.output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(a.output, data)
+    except OSError as e:
+        raise UsageError(f"cannot write report {a.output}: {e.strerror}") from None
+    body = _payload(data)
+    journal = body["journal"]
+    return {"output": str(a.output), "bytes": len(data), "device_id": body["device_id"],
+            "entries": len(journal["entries"]), "since": journal["since"],
+            "from_line": journal["from_line"], "to_line": journal["to_line"]}
+
+
+def _payload(data: bytes) -> dict[str, Any]:
+    """What a report just signed here says (checked against its own key, like the host will)."""
+    from keys.device import REPORT_TYPE, verify_document
+
+    return verify_document(data, REPORT_TYPE).body
+
+
+def _serve(layout: Layout, a: argparse.Namespace) -> dict[str, Any] | None:
+    from agent.serve import ServeOptions, serve
+
+    layout.require_initialised()
+    serve(layout, ServeOptions.from_args(a.listen, a.watch, a.check_every,
+                                         a.revert_on_failed_check, a.settle, a.poll, a.log))
+    return None
+
+
 def _release_line(label: str, r: dict[str, Any] | None) -> str:
     if r is None:
         return f"{label:<9} none"
@@ -281,7 +347,14 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
         if cmd == "init":
             return (f"initialised {d['root']} for device {d['device_id']}"
                     + (f" in ring {d['ring']}" if d["ring"] else "")
-                    + f" (trust root version {d['trust_version']})")
+                    + f" (trust root version {d['trust_version']})\n"
+                    f"device key {d['device_key']} (enroll it at headquarters: airlock report "
+                    f"enroll {d['device_id']}.pub --device-id {d['device_id']}):\n"
+                    + json.dumps(d["device_pub"], sort_keys=True))
+        if cmd == "report":
+            return (f"wrote the signed report of {d['device_id']} to {d['output']}: "
+                    f"{d['entries']} journal entr{'y' if d['entries'] == 1 else 'ies'} "
+                    f"(since {d['since']}), {human_size(d['bytes'])}")
         if cmd == "install":
             if not d["installed"]:
                 return str(d["message"])
@@ -299,6 +372,12 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                      + (f" (pid {d['lock_holder']})" if d["lock_holder"] else ""),
                      f"store     {d['store']['blobs']} blobs, {human_size(d['store']['bytes'])}; "
                      f"{len(d['releases'])} release(s); disk {human_size(d['disk']['free'])} free"]
+            for model, dr in sorted((d.get("drift") or {}).get("models", {}).items()):
+                score = ("no score" if dr.get("psi") is None
+                         else f"PSI {dr['psi']:.3f} ({'WARNING: over' if dr['warn'] else 'under'} "
+                              f"{dr['threshold']:g})")
+                lines.append(f"drift     {model}: {score}, {dr.get('rows', 0)} recent row(s)"
+                             + (f"; {dr['note']}" if dr.get("note") else ""))
             if last:
                 what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
                 lines.append(f"last      {last['time']} {what}: {last.get('reason') or ''}")
@@ -346,12 +425,14 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
 def _main(argv: list[str]) -> int:
     a = _parser().parse_args(argv)
     layout = Layout(root_from_env(getattr(a, "root", None)))
-    handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any]]] = {
+    handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any] | None]] = {
         "init": _init, "install": _install, "status": _status, "history": _history,
         "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
+        "serve": _serve, "report": _report,
     }
     result = handlers[a.cmd](layout, a)
-    emit(result, a.json, _human(a.cmd))
+    if result is not None:
+        emit(result, getattr(a, "json", False), _human(a.cmd))
     return 0
 
 

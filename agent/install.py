@@ -156,7 +156,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         reader = BundleReader(stream)
         head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
     except RejectedError as e:
-        journal.append("rejected", bundle=label, reason=str(e))
+        journal.append("rejected", bundle=label, reason=str(e), error=type(e).__name__)
         raise
     release: Release = verified.release
     crash_point("after-head-verified")
@@ -166,7 +166,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         if (layout.release_dir(active) / "release.json").read_bytes() != head.release_json:
             e2 = RollbackError(f"a different release already claims {release.id}; "
                                "bump the sequence and rebuild")
-            journal.append("rejected", bundle=label, reason=str(e2))
+            journal.append("rejected", bundle=label, reason=str(e2), error=type(e2).__name__)
             raise e2
         journal.append("already-active", release=release.id, bundle=label)
         return {"installed": False, "release": release.id, "name": release.name,
@@ -199,6 +199,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
             undo(layout, journal, tx)
             journal.append("rejected" if isinstance(e, RejectedError) else "install-failed",
                            release=release.id, bundle=label, reason=str(e) or type(e).__name__,
+                           error=type(e).__name__,
                            active=read_link(layout, "current"))
         job.drop_staged()
         if isinstance(e, OSError) and e.errno == errno.ENOSPC:

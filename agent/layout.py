@@ -15,6 +15,10 @@
     ROOT/images/             default image sink (an OCI layout)
     ROOT/journal.jsonl       hash-chained record of every action
     ROOT/lock                flock(2) held by the one mutating command
+    ROOT/samples/MODEL/      recent input samples (.npz) the application drops for drift
+    ROOT/drops.json          drop-folder bundles already handled by ``serve``
+    ROOT/last-report.json    where the last signed report ended in the journal
+    ROOT/serve.lock          flock(2) held by the one running ``serve``
 
 Example::
 
@@ -112,6 +116,10 @@ class Layout:
         self.images = self.root / "images"
         self.journal = self.root / "journal.jsonl"
         self.lock = self.root / "lock"
+        self.samples = self.root / "samples"
+        self.drops = self.root / "drops.json"
+        self.last_report = self.root / "last-report.json"
+        self.serve_lock = self.root / "serve.lock"
 
     # -- paths -------------------------------------------------------------
     def blob(self, digest: str) -> Path:

@@ -6,6 +6,7 @@
     info["active"]     # {"id", "name", "version", "sequence", "installed_at", "health"} or None
     info["previous"]   # same, or None
     info["state"]      # "idle", "busy" (another command holds the lock) or "interrupted"
+    info["drift"]      # agent.drift.release_drift: PSI per model of the active release
     info["damage"]     # ["releases: a file where a directory belongs; ...", ...] or []
 
 Status only reads, so it answers on any ROOT that was initialised: damaged
@@ -21,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from agent.drift import release_drift
 from agent.durable import read_json
 from agent.journal import Journal
 from agent.layout import Layout
@@ -107,4 +109,5 @@ def status(layout: Layout) -> dict[str, Any]:
                  "percent": disk.percent},
         "last_notable_event": None if last_event is None else {
             k: last_event.get(k) for k in ("time", "event", "release", "reason", "active")},
+        "drift": release_drift(layout, current),
     }

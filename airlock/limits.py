@@ -22,6 +22,11 @@ __all__ = [
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
     "MAX_DEVICE_DOCUMENT_BYTES",
+    "MAX_DRIFT_FEATURES",
+    "MAX_DRIFT_FILE_BYTES",
+    "MAX_DRIFT_ROWS",
+    "MAX_DRIFT_SAMPLE_FILES",
+    "MAX_DROP_MEMORY",
     "MAX_EXTENDED_HEADERS_PER_MEMBER",
     "MAX_EXTENDED_HEADER_BYTES",
     "MAX_EXTENDED_HEADER_TOTAL_BYTES",
@@ -36,6 +41,8 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_OUTPUT_SPOOL_BYTES",
     "MAX_OUTPUT_TAIL_BYTES",
+    "MAX_REPORT_FIELD_CHARS",
+    "MAX_REPORT_JOURNAL_ENTRIES",
     "MAX_SEQUENCE",
     "MAX_SPEC_ALIAS_EXPANSION",
     "MAX_STATE_FILE_BYTES",
@@ -174,3 +181,32 @@ MAX_SPEC_ALIAS_EXPANSION: Final = 1024 * 1024
 #: must not make each of them allocate without limit; ours are kilobytes, and
 #: sequences of 20,000 release names still fit.
 MAX_STATE_FILE_BYTES: Final = 1024 * 1024
+
+#: Features one model input is summarised into for drift (columns or channels
+#: beyond it are grouped). Label cardinality of the drift metric and CPU per
+#: computation: an image input must not become 150k time series.
+MAX_DRIFT_FEATURES: Final = 64
+
+#: Bytes (uncompressed) one drift sample or reference ``.npz`` may hold; each
+#: array's header is checked against it before the array is allocated. A
+#: compression bomb or a header that lies about its shape in the samples folder
+#: must not exhaust the long-running agent's memory.
+MAX_DRIFT_FILE_BYTES: Final = 64 * 1024 * 1024
+
+#: Newest sample files, and rows across them, one drift computation reads. A
+#: folder the application fills without end must not make each computation
+#: slower and larger than the last.
+MAX_DRIFT_SAMPLE_FILES: Final = 64
+MAX_DRIFT_ROWS: Final = 100_000
+
+#: Journal entries one device report carries, and characters of any one text
+#: field in them (the tail is kept: hook output ends with the error). Reports
+#: travel home on a stick shared by many devices; a noisy device must not
+#: fill it.
+MAX_REPORT_JOURNAL_ENTRIES: Final = 500
+MAX_REPORT_FIELD_CHARS: Final = 2048
+
+#: Drop-folder outcomes ``serve`` remembers (by signed-metadata digest and by
+#: file) so a bundle is installed once; the oldest are forgotten first. A
+#: stick with thousands of files must not grow the state without bound.
+MAX_DROP_MEMORY: Final = 1000

@@ -55,6 +55,7 @@ from bundler.spec import ModelSpec, Spec
 from keys.release import ModelEntry
 
 __all__ = [
+    "DRIFT_REFERENCE_TYPE",
     "GOLDEN_INPUTS_TYPE",
     "GOLDEN_OUTPUTS_TYPE",
     "MODEL_ARTIFACT_TYPE",
@@ -71,6 +72,7 @@ MODEL_LAYER_TYPE = "application/vnd.onnx.model.v1"
 GOLDEN_INPUTS_TYPE = "application/vnd.airlock.golden.inputs.v1+npz"
 GOLDEN_OUTPUTS_TYPE = "application/vnd.airlock.golden.outputs.v1+npz"
 MODEL_DATA_TYPE = "application/vnd.airlock.model.external-data.v1"
+DRIFT_REFERENCE_TYPE = "application/vnd.airlock.drift.reference.v1+npz"
 
 
 @dataclass
@@ -196,7 +198,15 @@ def add_model_artifact(
                      contents.opener(outputs) if outputs else None)
     except ModelCheckError as e:
         raise m.origin.error(e.field, str(e)) from None
-    layers = [model, *data] + [d for d in (inputs, outputs) if d is not None]
+    reference = None
+    if m.health.reference is not None:
+        # The drift reference sample, a local file for local and registry models alike.
+        reference = contents.add_file(
+            DRIFT_REFERENCE_TYPE,
+            m.health.reference,
+            annotations={ANNOTATION_TITLE: m.health.reference.name},
+        )
+    layers = [model, *data] + [d for d in (inputs, outputs, reference) if d is not None]
     config = contents.add_bytes(OCI_EMPTY, b"{}")
     manifest = contents.add_bytes(
         OCI_MANIFEST,
@@ -218,6 +228,7 @@ def add_model_artifact(
             m.health.limits,
             inputs=inputs.digest if inputs else None,
             outputs=outputs.digest if outputs else None,
+            reference=reference.digest if reference else None,
         ),
     )
 

@@ -5,6 +5,8 @@ airlock keys init --root-key keys/root.key --release-key keys/release.pub -o roo
 airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock
 airlock verify vision-1.2.0.airlock --trust root.json
 airlock inspect vision-1.2.0.airlock --json
+airlock report enroll cam-7.pub --device-id cam-7 --site north
+airlock report ingest /media/usb/airlock-reports/ --textfile fleet.prom
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from airlock.console import (
 from airlock.errors import AirlockError, UsageError
 from airlock.limits import MAX_METADATA_BYTES
 from bundler.output import check_output, exclusive_partial
+from bundler.report_cli import add_report_command, run_report
 from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
 from keys.release import Release, parse_metadata
 from keys.trust import (
@@ -155,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("bundle", type=Path)
     n.add_argument("--trust", type=Path, help="also verify the metadata signatures")
     n.add_argument("--json", action="store_true")
+
+    add_report_command(cmd)
     return p
 
 
@@ -450,9 +455,11 @@ def _human(cmd: str) -> Any:
 
 def _main(argv: list[str]) -> int:
     a = _parser().parse_args(argv)
-    handlers = {"keys": _keys, "build": _build, "verify": _verify, "inspect": _inspect}
+    handlers = {"keys": _keys, "build": _build, "verify": _verify, "inspect": _inspect,
+                "report": run_report}
     result = handlers[a.cmd](a)
-    emit(result, a.json, _human(a.cmd))
+    if result is not None:
+        emit(result, a.json, _human(a.cmd))
     return 0
 
 

@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from airlock.errors import SpecError
+from airlock.errors import FormatError, SpecError
 from airlock.limits import MAX_JSON_DEPTH, MAX_SPEC_ALIAS_EXPANSION
 from keys.release import HealthSpec, Hooks
 from keys.signed_fields import (
@@ -72,6 +72,7 @@ class HealthFiles:
     outputs: Path | None = None
     inputs_ref: str | None = None  # golden data inside the model's OCI artifact
     outputs_ref: str | None = None
+    reference: Path | None = None  # drift reference sample, a local .npz
     limits: HealthSpec = field(default_factory=HealthSpec)  # its inputs/outputs stay None here
 
 
@@ -397,6 +398,8 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
             "max_memory_mb",
             "timeout_s",
             "providers",
+            "reference",
+            "drift_warn",
         },
     )
     if h is not None:
@@ -426,6 +429,7 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
             outputs=outputs,
             inputs_ref=inputs_ref,
             outputs_ref=outputs_ref,
+            reference=_reference(h),
             limits=HealthSpec(
                 rtol=h.number("rtol", 1e-4),
                 atol=h.number("atol", 1e-5),
@@ -434,6 +438,7 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
                 max_memory_mb=h.number("max_memory_mb", None),
                 timeout_s=timeout,
                 providers=tuple(str(p) for p in providers),
+                drift_warn=h.number("drift_warn", None),
             ),
         )
     lines = [(k, _line(f.nodes.get(k))) for k in ("path", "ref")]
@@ -441,6 +446,20 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
         lines += [(f"health.{k}", _line(h.nodes.get(k))) for k in ("inputs", "outputs")]
     origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
     return ModelSpec(name, model_path, ref, health, origin)
+
+
+def _reference(h: _Fields) -> Path | None:
+    """The drift reference sample, refused here if a device could not read it."""
+    from airlock.drift import features, load_sample
+
+    path = h.path("reference", None)
+    if path is not None:
+        try:
+            for name, array in load_sample(path).items():
+                features(name, array)
+        except FormatError as e:
+            raise h.error("reference", str(e)) from None
+    return path
 
 
 def _image(spec: Path, node: yaml.Node, i: int) -> ImageSpec:

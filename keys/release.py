@@ -43,6 +43,7 @@ from airlock.limits import (
 )
 from airlock.oci import BLOB_PREFIX, blob_path, digest_hex
 from keys.signed_fields import (
+    DRIFT_REFERENCE_FILE,
     GOLDEN_INPUTS_FILE,
     GOLDEN_OUTPUTS_FILE,
     FieldError,
@@ -154,6 +155,8 @@ class HealthSpec:
     max_memory_mb: float | None = None
     timeout_s: float = 60.0
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    reference: str | None = None  # digest of the drift reference sample .npz
+    drift_warn: float | None = None  # PSI above which drift is a warning (agent default 0.2)
 
 
 @dataclass(frozen=True)
@@ -180,6 +183,8 @@ class ModelEntry:
             files.append((GOLDEN_INPUTS_FILE, self.health.inputs))
         if self.health.outputs is not None:
             files.append((GOLDEN_OUTPUTS_FILE, self.health.outputs))
+        if self.health.reference is not None:
+            files.append((DRIFT_REFERENCE_FILE, self.health.reference))
         return files
 
 
@@ -484,6 +489,8 @@ def _model_from(r: _Reader) -> ModelEntry:
             max_memory_mb=h.number("max_memory_mb", None),
             timeout_s=h.number("timeout_s", 60.0, positive=True),
             providers=tuple(providers),
+            reference=h.digest("reference", optional=True),
+            drift_warn=h.number("drift_warn", None),
         ),
     )
 

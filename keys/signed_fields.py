@@ -52,6 +52,7 @@ from airlock.limits import (
 )
 
 __all__ = [
+    "DRIFT_REFERENCE_FILE",
     "FLAGS_DEPTH",
     "GOLDEN_INPUTS_FILE",
     "GOLDEN_OUTPUTS_FILE",
@@ -73,6 +74,7 @@ __all__ = [
 #: file (``models/NAME/``), so no model or data file may take them.
 GOLDEN_INPUTS_FILE = "inputs.npz"
 GOLDEN_OUTPUTS_FILE = "outputs.npz"
+DRIFT_REFERENCE_FILE = "reference.npz"
 
 #: Nesting of the ``flags`` object inside the signed ``airlock`` section (and
 #: inside a spec): the depth bound counts from the section, on both sides.
@@ -246,7 +248,8 @@ def valid_model_files(file_name: object, data_names: Sequence[object] = ()) -> N
 
     All are plain names and distinct, so linking one never replaces another.
     """
-    taken = {GOLDEN_INPUTS_FILE: "golden inputs", GOLDEN_OUTPUTS_FILE: "golden outputs"}
+    taken = {GOLDEN_INPUTS_FILE: "golden inputs", GOLDEN_OUTPUTS_FILE: "golden outputs",
+             DRIFT_REFERENCE_FILE: "the drift reference"}
     for i, name in enumerate([file_name, *data_names]):
         what = "model file name" if i == 0 else "external data file name"
         try:

@@ -5,13 +5,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests use (real registry, skopeo, umoci, sshd).
+# Debian packages the integration tests use (real registry, skopeo, umoci, sshd,
+# promtool from prometheus to lint the agent's /metrics).
 # Installed when we may (root) or must (CI); otherwise those tests skip with a reason.
 need_pkgs=()
 command -v skopeo >/dev/null || need_pkgs+=(skopeo)
 command -v umoci >/dev/null || need_pkgs+=(umoci)
 [ -x /usr/bin/docker-registry ] || need_pkgs+=(docker-registry)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+command -v promtool >/dev/null || need_pkgs+=(prometheus)
 if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ]; }; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -19,6 +21,8 @@ if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ];
   apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   # The package starts its own registry on :5000; the tests start their own on 127.0.0.1.
   systemctl disable --now docker-registry >/dev/null 2>&1 || service docker-registry stop >/dev/null 2>&1 || true
+  # Only promtool is wanted from prometheus; its server must not hold :9090.
+  systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
 fi
 
 if [ ! -x .venv/bin/python ]; then

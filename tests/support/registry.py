@@ -25,7 +25,8 @@ from scripts import modelkit, ocikit
 from tests.support.cli import run_airlock
 from tests.support.keyset import Keys
 
-TOOLS = {"docker-registry": ocikit.REGISTRY_BIN, "skopeo": "skopeo", "umoci": "umoci"}
+TOOLS = {"docker-registry": ocikit.REGISTRY_BIN, "skopeo": "skopeo", "umoci": "umoci",
+         "promtool": "promtool"}
 
 
 def need_tools(*names: str) -> None:
@@ -33,7 +34,9 @@ def need_tools(*names: str) -> None:
     missing = [n for n in names if not shutil.which(TOOLS[n])]
     if not missing:
         return
-    why = f"{', '.join(missing)} not installed (apt-get install {' '.join(missing)})"
+    packages = {"promtool": "prometheus"}
+    why = (f"{', '.join(missing)} not installed "
+           f"(apt-get install {' '.join(packages.get(n, n) for n in missing)})")
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true but {why}")
     pytest.skip(why)
