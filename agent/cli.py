@@ -8,6 +8,7 @@
     airlock-agent check --rollback-on-failure
     airlock-agent gc --keep 2
     airlock-agent fsck --repair
+    airlock-agent inventory -o /media/usb/cam-7.inventory.json
 
 ROOT is --root, else $AIRLOCK_ROOT, else /var/lib/airlock. Every command that
 changes ROOT takes its lock (a second one exits 5) and first repairs whatever
@@ -33,12 +34,12 @@ from airlock.console import (
     add_command,
     emit,
     human_size,
-    open_bundle,
     progress,
     read_input,
     run,
 )
 from airlock.errors import LockedError, RejectedError, UsageError
+from airlock.parts import open_media
 from keys.keyfile import generate_keypair
 from keys.trust import TrustRoot
 
@@ -69,8 +70,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
 
     n = cmd("install", "verify, store, health-check and switch to a bundle ('-' reads stdin)",
-            "airlock-agent install /media/usb/vision-1.3.0.airlock --json")
-    n.add_argument("bundle", help="bundle file, or - for standard input")
+            "airlock-agent install /media/usb/vision-1.3.0.airlock.part001 --json")
+    n.add_argument("bundle", help="bundle file; or its parts: BUNDLE.part001, BUNDLE.parts.json "
+                                  "or their directory; or - for standard input")
     n.add_argument("--no-switch", action="store_true",
                    help="install and health-check, but keep the active release")
     n.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
@@ -101,6 +103,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--keep", type=int, default=2, metavar="N",
                    help="installed releases to keep besides current and previous (default 2)")
     g.add_argument("--json", action="store_true")
+
+    v = cmd("inventory", "what this device holds, signed with its device key (for delta bundles)",
+            "airlock-agent inventory -o /media/usb/cam-7.inventory.json")
+    v.add_argument("-o", "--output", metavar="FILE",
+                   help="write the signed inventory to FILE ('-' for standard output)")
+    v.add_argument("--json", action="store_true")
 
     f = cmd("fsck", "check the store, releases, links and journal; --repair fixes what it can",
             "airlock-agent fsck --repair --json")
@@ -142,8 +150,12 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
         # Written last: its presence is what "initialised" means.
         write_atomic(layout.config, yaml.safe_dump(config.to_dict(), sort_keys=True).encode())
+    from keys.keyfile import load_public_key
+
+    key = load_public_key(layout.device_pub)
     return {"root": str(layout.root), "device_id": config.device_id, "ring": config.ring,
             "trust_version": trust.version, "device_key": str(layout.device_pub),
+            "device_keyid": key.keyid, "device_public_key": layout.device_pub.read_text(),
             "sink": config.sink}
 
 
@@ -166,7 +178,7 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.install import install
 
     def work() -> dict[str, Any]:
-        stream, size = open_bundle(a.bundle)
+        stream, size = open_media(a.bundle)
         with stream, progress(size, "installing") as tick:
             return install(layout, stream, label=a.bundle, switch=not a.no_switch, progress=tick)
 
@@ -215,6 +227,28 @@ def _gc(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     return _mutating(layout, 0.0, lambda: gc(layout, keep=a.keep))
 
 
+def _inventory(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.inventory import inventory, write_inventory
+    from keys.device import INVENTORY_TYPE, sign_document
+    from keys.keyfile import load_signer
+
+    layout.require_initialised()  # reads only: no lock, so it never waits for an install
+    if a.output == "-":
+        body = inventory(layout)
+        sys.stdout.buffer.write(sign_document(body, INVENTORY_TYPE,
+                                              load_signer(layout.device_key)))
+        sys.stdout.flush()
+        return {}
+    if a.output:
+        _, body = write_inventory(layout, Path(a.output))
+    else:
+        body = inventory(layout)
+    from keys.keyfile import load_public_key
+
+    return {"output": a.output, "keyid": load_public_key(layout.device_pub).keyid,
+            "inventory": body}
+
+
 def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.fsck import fsck
 
@@ -248,7 +282,25 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
         if cmd == "init":
             return (f"initialised {d['root']} for device {d['device_id']}"
                     + (f" in ring {d['ring']}" if d["ring"] else "")
-                    + f" (trust root version {d['trust_version']})")
+                    + f" (trust root version {d['trust_version']})\n"
+                    + f"device key {d['device_keyid']} ({d['device_key']}); it signs this "
+                      "device's inventories and reports:\n" + str(d["device_public_key"]).rstrip())
+        if cmd == "inventory":
+            inv = d["inventory"]
+            size = sum(b["size"] for b in inv["blobs"])
+            lines = [f"device    {inv['device_id']}" + (f" (ring {inv['ring']})" if inv["ring"]
+                                                        else "") + f", key {d['keyid'][:16]}…",
+                     f"active    {inv['active'] or 'none'}; previous {inv['previous'] or 'none'}"]
+            lines += [f"release   {r['id']}: " + (r.get("error") or
+                                                  f"{r['name']} {r['version']} (sequence "
+                                                  f"{r['sequence']})") for r in inv["releases"]]
+            lines.append("accepted  " + (", ".join(f"{k} up to sequence {v}" for k, v in
+                                                   sorted(inv["sequences"].items())) or "nothing"))
+            lines.append(f"store     {len(inv['blobs'])} blobs, {human_size(size)}")
+            if d["output"]:
+                lines.append(f"signed inventory written to {d['output']}; carry it to the host "
+                             "for 'airlock build --delta-from'")
+            return "\n".join(lines)
         if cmd == "install":
             if not d["installed"]:
                 return str(d["message"])
@@ -305,8 +357,11 @@ def _main(argv: list[str]) -> int:
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any]]] = {
         "init": _init, "install": _install, "status": _status, "history": _history,
         "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
+        "inventory": _inventory,
     }
     result = handlers[a.cmd](layout, a)
+    if a.cmd == "inventory" and a.output == "-":
+        return 0  # standard output holds the signed document and nothing else
     emit(result, a.json, _human(a.cmd))
     return 0
 

@@ -61,6 +61,10 @@ class DigestError(FormatError):
     """A blob's sha256 or length differs from what the signed metadata says."""
 
 
+class HostKeyError(PolicyError):
+    """An SSH host offered a key that is unknown or differs from known_hosts. Exit code 3."""
+
+
 class HealthCheckError(AirlockError):
     """A health check or probe failed; the previous release is active again. Exit 4."""
 
@@ -83,6 +87,10 @@ class LockedError(PreconditionError):
 
 class NotInitialisedError(PreconditionError):
     """The agent root has not been set up with ``airlock-agent init``."""
+
+
+class UnreachableError(PreconditionError):
+    """A device could not be reached over SSH, or the connection dropped. Exit code 5."""
 
 
 class RegistryError(AirlockError):

@@ -28,6 +28,8 @@ __all__ = [
     "MAX_LAYOUT_DOC_BYTES",
     "MAX_METADATA_BYTES",
     "MAX_NAME_LENGTH",
+    "MAX_PARTS",
+    "MAX_PARTS_MANIFEST_BYTES",
     "MAX_SEQUENCE",
     "RESERVE_BYTES",
 ]
@@ -84,3 +86,12 @@ RESERVE_BYTES: Final = 16 * 1024 * 1024
 #: signature is checked; a stick may carry anything. An inventory lists every
 #: blob a device holds (about 100 bytes each), so this fits 100k blobs.
 MAX_DEVICE_DOCUMENT_BYTES: Final = 16 * 1024 * 1024
+
+#: Parts of one split bundle. Three-digit names (``part001`` … ``part999``)
+#: keep ``cat BUNDLE.part*`` in order; 999 parts of 4000 MiB hold 3.9 TB. Also
+#: bounds the file handles and stats a hostile ``parts.json`` can ask for.
+MAX_PARTS: Final = 999
+
+#: ``BUNDLE.parts.json`` is unsigned (anyone holding the stick can edit it) and
+#: read whole before any part: endless data. 999 entries need about 150 KB.
+MAX_PARTS_MANIFEST_BYTES: Final = 1024 * 1024

@@ -8,7 +8,9 @@ The steps: local models and golden data are hashed into a
 :class:`~bundler.artifacts.LayoutBuilder`; registry models and images are
 pulled into it (``bundler.pull``, only when the spec names any, so a host
 without oras can still build from files); the release metadata listing every
-file is signed; the bundle is written to ``OUTPUT.partial`` and renamed.
+file is signed; the bundle is written to ``OUTPUT.partial`` and renamed (or, with
+``max_size``, straight into parts ``OUTPUT.part001``… and ``OUTPUT.parts.json``,
+never whole on disk: ``airlock.parts``).
 
 Each input file is read twice: once to hash it, because its digest names the
 blob and must be signed before the first blob is written (the metadata comes
@@ -24,6 +26,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from securesystemslib.signer import Signer
 
@@ -31,7 +34,9 @@ from airlock.bundle import FileInfo, write_bundle
 from airlock.console import Progress, no_progress
 from airlock.errors import UsageError
 from airlock.oci import ANNOTATION_TITLE, digest_of
+from airlock.parts import PartSet, PartsWriter
 from bundler.artifacts import MODEL_LAYER_TYPE, LayoutBuilder, add_model_artifact, local_golden
+from bundler.inventory import Inventory, plan_delta
 from bundler.spec import ModelSpec, Spec
 from keys.release import ImageEntry, ModelEntry, Release, ReleaseSerializer
 
@@ -45,12 +50,21 @@ class BuildResult:
     metadata_sha256: str
     signers: list[str]
     release: Release
+    parts: PartSet | None = None  # when written split (max_size)
 
     def to_dict(self) -> dict[str, object]:
         r = self.release
         return {
             "bundle": str(self.path),
             "size": self.size,
+            "parts": None if self.parts is None else self.parts.to_dict(),
+            "full_size": sum(i.length for i in r.files.values()),
+            "shipped_size": sum(i.length for i in r.shipped.values()),
+            "delta": None if r.delta is None else {
+                "base_sequence": r.delta.base_sequence,
+                "expects": len(r.delta.expects),
+                "inventories": [i.device_id for i in r.delta.inventories],
+            },
             "blobs": self.blobs,
             "metadata_sha256": self.metadata_sha256,
             "signers": self.signers,
@@ -80,8 +94,16 @@ def build_bundle(
     root_json: bytes | None = None,
     registry_options: object | None = None,
     progress: Progress = no_progress,
+    max_size: int | None = None,
+    delta_from: Sequence[Inventory] = (),
 ) -> BuildResult:
-    """Assemble, sign and write the bundle for ``spec`` at ``output`` (atomically)."""
+    """Assemble, sign and write the bundle for ``spec`` at ``output`` (atomically).
+
+    With ``max_size`` the bundle is written as parts of at most that many
+    bytes. With ``delta_from`` (checked device inventories) it leaves out the
+    blobs every one of those devices holds; the signed metadata still lists
+    the whole release and marks those blobs as expected on the device.
+    """
     if not signers:
         raise UsageError("give at least one --key to sign the release")
     contents = LayoutBuilder()
@@ -118,31 +140,49 @@ def build_bundle(
         hooks=spec.hooks,
         rings=list(spec.rings),
     )
+    if delta_from:
+        release.delta = plan_delta(release, delta_from)
+        shipped = release.shipped
+        files = [f for f in files if f.path in shipped]
     md = release.to_metadata()
     for signer in signers:
         md.sign(signer, append=True, signed_serializer=ReleaseSerializer())
     release_json = md.to_bytes()
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = output.with_name(output.name + ".partial")
     total = sum(f.size for f in files)
 
     def writing(n: int) -> None:
         progress("writing", n, total)
 
-    try:
-        with partial.open("wb") as out:
-            write_bundle(out, release_json, files, root_json=root_json, progress=writing)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+    parts = None
+    if max_size is not None:
+        writer = PartsWriter(output, max_size)
+        try:
+            write_bundle(cast(BinaryIO, writer), release_json, files, root_json=root_json,
+                         progress=writing)
+            parts = writer.publish()
+        except BaseException:
+            writer.discard()
+            raise
+        size = parts.size
+    else:
+        partial = output.with_name(output.name + ".partial")
+        try:
+            with partial.open("wb") as out:
+                write_bundle(out, release_json, files, root_json=root_json, progress=writing)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(partial, output)
+        finally:
+            partial.unlink(missing_ok=True)
+        size = output.stat().st_size
     return BuildResult(
         path=output,
-        size=output.stat().st_size,
+        size=size,
         blobs=len(contents.blobs),
         metadata_sha256=digest_of(release_json)[7:],
         signers=sorted(md.signatures),
         release=release,
+        parts=parts,
     )
