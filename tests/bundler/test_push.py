@@ -21,6 +21,8 @@ from tests.support.keyset import Keys
 from tests.support.spec import build, write_spec
 from tests.support.sshd import Sshd, keygen, need_sshd
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture(scope="module")
 def bundle(keyset: Keys, tmp_path_factory: pytest.TempPathFactory) -> Path:
