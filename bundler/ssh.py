@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +33,10 @@ import paramiko
 from airlock.errors import HostKeyError, UnreachableError, UsageError
 
 __all__ = ["Login", "Target", "connect", "fingerprint", "run"]
+
+# paramiko logs a dropped connection ("Socket exception: …") at ERROR; with no handler
+# Python would print it to stderr beside our own one-line error.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 _TARGET = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?$")
 #: What a remote command may print back (a digest, a short error); more is cut.
