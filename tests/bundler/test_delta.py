@@ -256,3 +256,30 @@ def test_diff_inventory_to_bundle_says_what_a_delta_would_ship(site: Site,
     # C's base model is another one: a change, like detector's.
     assert sorted(m["name"] for m in d["models"]["changed"]) == ["base", "detector"]
     assert d["delta"]["ship_bytes"] == _inspect(delta)["shipped_size"]
+
+
+def test_diff_names_image_layers_added_removed_and_kept() -> None:
+    """Images compare by reference: a new manifest lists its blobs added, removed and kept."""
+    from bundler.diff import Side, diff, diff_text
+
+    def summary(seq: int, layers: dict[str, int], images: bool = True) -> dict[str, Any]:
+        return {"name": "site", "version": str(seq), "sequence": seq, "expires": "2030",
+                "models": [], "flags": {}, "hooks": {}, "rings": [],
+                "images": [{"ref": "reg/app:1", "platform": "linux/amd64",
+                            "manifest": f"sha256:{seq}",
+                            "blobs": [{"digest": d, "size": s} for d, s in layers.items()]},
+                           *([{"ref": "reg/db:2", "platform": None, "manifest": "sha256:db",
+                               "blobs": [{"digest": "db", "size": 7}]}] if images else [])]}
+
+    mb = 1024 * 1024
+    old = {"base": 200 * mb, "app-1": 10 * mb}
+    new = {"base": 200 * mb, "app-2": 12 * mb}
+    d = diff(Side("bundle", "v1", summary(1, old), old), Side("bundle", "v2",
+                                                             summary(2, new, images=False), new))
+    [app] = d["images"]["changed"]
+    assert app["layers_added"] == [{"digest": "app-2", "size": 12 * mb}]
+    assert app["layers_removed"] == [{"digest": "app-1", "size": 10 * mb}]
+    assert (app["layers_kept"], app["kept_bytes"]) == (1, 200 * mb)
+    assert d["images"]["removed"] == [{"ref": "reg/db:2", "size": 7, "layers": 1}]
+    assert d["delta"]["ship_bytes"] == 12 * mb and d["delta"]["blobs_left_out"] == 1
+    assert "+1 blob(s) (12.0 MiB), -1 (10.0 MiB), 1 kept (200.0 MiB)" in diff_text(d)
