@@ -10,6 +10,7 @@
     airlock-agent fsck --repair
     airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m
     airlock-agent report -o /media/usb/airlock-reports/cam-7.report.json
+    airlock-agent inventory -o /media/usb/cam-7.inventory.json
 
 ROOT is --root, else $AIRLOCK_ROOT, else /var/lib/airlock. Every command that
 changes ROOT takes its lock (a second one exits 5) and first repairs whatever
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import socket
 import sys
 from collections.abc import Callable
@@ -38,13 +38,13 @@ from airlock.console import (
     add_command,
     emit,
     human_size,
-    open_bundle,
     progress,
     read_input,
     run,
     say,
 )
 from airlock.errors import LockedError, PreconditionError, RejectedError, UsageError
+from airlock.parts import open_media
 from keys.keyfile import generate_keypair
 from keys.trust import TrustRoot
 
@@ -75,8 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--json", action="store_true")
 
     n = cmd("install", "verify, store, health-check and switch to a bundle ('-' reads stdin)",
-            "airlock-agent install /media/usb/vision-1.3.0.airlock --json")
-    n.add_argument("bundle", help="bundle file, or - for standard input")
+            "airlock-agent install /media/usb/vision-1.3.0.airlock.part001 --json")
+    n.add_argument("bundle", help="bundle file; or its parts: BUNDLE.part001, BUNDLE.parts.json "
+                                  "or their directory; or - for standard input")
     n.add_argument("--no-switch", action="store_true",
                    help="install and health-check, but keep the active release")
     n.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
@@ -107,6 +108,12 @@ def _parser() -> argparse.ArgumentParser:
     g.add_argument("--keep", type=int, default=2, metavar="N",
                    help="installed releases to keep besides current and previous (default 2)")
     g.add_argument("--json", action="store_true")
+
+    v = cmd("inventory", "what this device holds, signed with its device key (for delta bundles)",
+            "airlock-agent inventory -o /media/usb/cam-7.inventory.json")
+    v.add_argument("-o", "--output", metavar="FILE",
+                   help="write the signed inventory to FILE ('-' for standard output)")
+    v.add_argument("--json", action="store_true")
 
     f = cmd("fsck", "check the store, releases, links and journal; --repair fixes what it can",
             "airlock-agent fsck --repair --json")
@@ -176,10 +183,13 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
         # Written last: its presence is what "initialised" means.
         write_atomic(layout.config, yaml.safe_dump(config.to_dict(), sort_keys=True).encode())
-    pub = json.loads(layout.device_pub.read_text())
+    from keys.keyfile import load_public_key
+
+    key = load_public_key(layout.device_pub)
     return {"root": str(layout.root), "device_id": config.device_id, "ring": config.ring,
             "trust_version": trust.version, "device_key": str(layout.device_pub),
-            "device_pub": pub, "sink": config.sink}
+            "device_keyid": key.keyid, "device_public_key": layout.device_pub.read_text(),
+            "sink": config.sink}
 
 
 def _say_recovered(actions: list[str]) -> None:
@@ -206,8 +216,9 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
     layout.require_initialised()
     # Opened before the lock is taken: a path that is not a bundle file (a FIFO nobody
-    # writes to, /dev/zero, a directory) is refused without holding up other commands.
-    stream, size = open_bundle(a.bundle)
+    # writes to, /dev/zero, a directory that is not a bundle's parts) is refused without
+    # holding up other commands.
+    stream, size = open_media(a.bundle)
     with stream:
         def work() -> dict[str, Any]:
             with progress(size, "installing") as tick:
@@ -260,6 +271,28 @@ def _gc(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.gc import gc
 
     return _mutating(layout, 0.0, lambda: gc(layout, keep=a.keep))
+
+
+def _inventory(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.inventory import inventory, write_inventory
+    from keys.device import INVENTORY_TYPE, sign_document
+    from keys.keyfile import load_signer
+
+    layout.require_initialised()  # reads only: no lock, so it never waits for an install
+    if a.output == "-":
+        body = inventory(layout)
+        sys.stdout.buffer.write(sign_document(body, INVENTORY_TYPE,
+                                              load_signer(layout.device_key)))
+        sys.stdout.flush()
+        return {}
+    if a.output:
+        _, body = write_inventory(layout, Path(a.output))
+    else:
+        body = inventory(layout)
+    from keys.keyfile import load_public_key
+
+    return {"output": a.output, "keyid": load_public_key(layout.device_pub).keyid,
+            "inventory": body}
 
 
 def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
@@ -348,9 +381,26 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             return (f"initialised {d['root']} for device {d['device_id']}"
                     + (f" in ring {d['ring']}" if d["ring"] else "")
                     + f" (trust root version {d['trust_version']})\n"
-                    f"device key {d['device_key']} (enroll it at headquarters: airlock report "
-                    f"enroll {d['device_id']}.pub --device-id {d['device_id']}):\n"
-                    + json.dumps(d["device_pub"], sort_keys=True))
+                    + f"device key {d['device_keyid']} ({d['device_key']}); it signs this "
+                      "device's inventories and reports; enroll it at headquarters with "
+                      f"'airlock report enroll {d['device_id']}.pub --device-id {d['device_id']}':\n"
+                    + str(d["device_public_key"]).rstrip())
+        if cmd == "inventory":
+            inv = d["inventory"]
+            size = sum(b["size"] for b in inv["blobs"])
+            lines = [f"device    {inv['device_id']}" + (f" (ring {inv['ring']})" if inv["ring"]
+                                                        else "") + f", key {d['keyid'][:16]}…",
+                     f"active    {inv['active'] or 'none'}; previous {inv['previous'] or 'none'}"]
+            lines += [f"release   {r['id']}: " + (r.get("error") or
+                                                  f"{r['name']} {r['version']} (sequence "
+                                                  f"{r['sequence']})") for r in inv["releases"]]
+            lines.append("accepted  " + (", ".join(f"{k} up to sequence {v}" for k, v in
+                                                   sorted(inv["sequences"].items())) or "nothing"))
+            lines.append(f"store     {len(inv['blobs'])} blobs, {human_size(size)}")
+            if d["output"]:
+                lines.append(f"signed inventory written to {d['output']}; carry it to the host "
+                             "for 'airlock build --delta-from'")
+            return "\n".join(lines)
         if cmd == "report":
             return (f"wrote the signed report of {d['device_id']} to {d['output']}: "
                     f"{d['entries']} journal entr{'y' if d['entries'] == 1 else 'ies'} "
@@ -428,9 +478,11 @@ def _main(argv: list[str]) -> int:
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any] | None]] = {
         "init": _init, "install": _install, "status": _status, "history": _history,
         "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
-        "serve": _serve, "report": _report,
+        "serve": _serve, "report": _report, "inventory": _inventory,
     }
     result = handlers[a.cmd](layout, a)
+    if a.cmd == "inventory" and a.output == "-":
+        return 0  # standard output holds the signed document and nothing else
     if result is not None:
         emit(result, getattr(a, "json", False), _human(a.cmd))
     return 0

@@ -24,6 +24,10 @@ The order is what makes it safe:
 7. the accepted sequence (and a rotated trust root) is persisted and the
    transaction committed.
 
+A bundle of the release that is already active is still read whole: exit 0
+only when it is intact, and any damaged store blob is restored from it
+(``agent.repair``).
+
 A crash anywhere before the commit leaves a transaction record that recovery
 uses to put the old release back; see ``agent.recovery``. Any error before
 the commit is undone the same way before it reaches the user.
@@ -49,6 +53,7 @@ from agent.faults import crash_point
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.recovery import undo
+from agent.repair import relink, reverify, store_copy_intact
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
 from airlock.bundle import BundleHead, BundleReader
@@ -61,7 +66,8 @@ from airlock.errors import (
     RejectedError,
     RollbackError,
 )
-from airlock.oci import BLOB_PREFIX
+from airlock.oci import BLOB_PREFIX, blob_path
+from airlock.parts import explain
 from keys.release import Release
 from keys.trust import TrustRoot
 
@@ -86,20 +92,35 @@ def _peak_rss_mb() -> float | None:
 
 
 def _check_references(release: Release, store: ContentStore) -> None:
-    """Every blob a model or a delta needs must be in the bundle or on the device."""
-    shipped = {f"sha256:{p[len(BLOB_PREFIX):]}" for p in release.files if p.startswith(BLOB_PREFIX)}
+    """Every blob a model or a delta needs must be in the bundle or on the device.
+
+    A delta bundle is refused before anything is read when one blob it expects
+    is missing from the store or has another length than the signed one.
+    """
+    shipped = {f"sha256:{p[len(BLOB_PREFIX):]}" for p in release.shipped
+               if p.startswith(BLOB_PREFIX)}
     for m in release.models:
         for _, d in m.linked_files():
             if d not in shipped and not (release.delta and d in release.delta.expects):
                 raise FormatError(f"model {m.name} needs blob {d[:19]}… that the bundle lacks")
     if release.delta:
-        missing = [d for d in release.delta.expects if not store.has(d)]
+        missing = [d for d in release.delta.expects
+                   if _stored_size(store, d) != release.files[blob_path(d)].length]
         if missing:
+            named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more"
+                                              if len(missing) > 3 else "")
             raise RejectedError(
                 f"delta bundle for sequence {release.delta.base_sequence} expects "
-                f"{len(missing)} blob(s) this device lacks (e.g. {missing[0][:19]}…); "
-                "carry the full bundle"
+                f"{len(missing)} blob(s) this device lacks: {named}; carry the full bundle, "
+                "or a delta built against this device's inventory"
             )
+
+
+def _stored_size(store: ContentStore, digest: str) -> int | None:
+    try:
+        return store.path(digest).stat().st_size
+    except OSError:
+        return None
 
 
 def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
@@ -156,8 +177,9 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         reader = BundleReader(stream)
         head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
     except RejectedError as e:
-        journal.append("rejected", bundle=label, reason=str(e), error=type(e).__name__)
-        raise
+        why = explain(stream, e)
+        journal.append("rejected", bundle=label, reason=str(why), error=type(why).__name__)
+        raise why from None
     release: Release = verified.release
     crash_point("after-head-verified")
 
@@ -168,11 +190,21 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                                "bump the sequence and rebuild")
             journal.append("rejected", bundle=label, reason=str(e2), error=type(e2).__name__)
             raise e2
-        journal.append("already-active", release=release.id, bundle=label)
-        return {"installed": False, "release": release.id, "name": release.name,
-                "version": release.version, "sequence": release.sequence, "active": active,
-                "message": f"{release.id} (version {release.version}) is already active; "
-                           "nothing to do"}
+        # The same stick twice: still read it all; say whether it is intact, repair from it.
+        try:
+            again = reverify(layout, journal, store, release, reader, label, progress)
+        except RejectedError as e:
+            why = explain(stream, e)
+            journal.append("rejected", release=release.id, bundle=label, reason=str(why))
+            raise why from None
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            raise NoSpaceError(f"{layout.root} ran out of space while restoring blobs of "
+                               f"{release.id} from the bundle; nothing changed") from None
+        again["message"] = again["message"].replace("already installed", "already active")
+        return {**again, "release": release.id, "name": release.name,
+                "version": release.version, "sequence": release.sequence, "active": active}
 
     need = sum(info.length for path, info in release.files.items()
                if not (path.startswith(BLOB_PREFIX) and store.has(f"sha256:{info.sha256}")))
@@ -194,18 +226,23 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     try:
         result = job.run(reader, switch, progress)
         _commit(layout, journal, tx, release, trust, new_trust, switch, result)
-    except BaseException as e:
+    except BaseException as error:
+        # A split bundle's corrupt part is named instead of the blob it broke.
+        failure = explain(stream, error) if isinstance(error, RejectedError) else error
         if not tx.done:  # a failure nobody handled: leave ROOT as the install found it
             undo(layout, journal, tx)
-            journal.append("rejected" if isinstance(e, RejectedError) else "install-failed",
-                           release=release.id, bundle=label, reason=str(e) or type(e).__name__,
-                           error=type(e).__name__,
+            journal.append("rejected" if isinstance(failure, RejectedError) else "install-failed",
+                           release=release.id, bundle=label,
+                           reason=str(failure) or type(failure).__name__,
+                           error=type(failure).__name__,
                            active=read_link(layout, "current"))
         job.drop_staged()
-        if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        if isinstance(failure, OSError) and failure.errno == errno.ENOSPC:
             raise NoSpaceError(f"{layout.root} ran out of space while installing "
                                f"{release.id}; nothing changed; run 'airlock-agent gc' "
                                "or free space, then retry") from None
+        if failure is not error:
+            raise failure from None
         raise
     result.update({
         "installed": True, "release": release.id, "name": release.name,
@@ -268,9 +305,13 @@ class _Job:
         skipped = written = 0
         meta: dict[str, bytes] = {}
         delta = self.release.delta
+        # Installing a release the device already has (re-activating it): store copies are
+        # hashed too, and a damaged one is replaced from the bundle like a missing one.
+        again = self.layout.release_dir(self.release.id).exists()
         for member in reader.files(self.release.files, delta.expects if delta else ()):
             if member.path.startswith(BLOB_PREFIX):
-                if self.store.has(member.digest):
+                if self.store.has(member.digest) and (not again or store_copy_intact(
+                        self.store, member.digest, member.info.length)):
                     member.verify(progress)
                     skipped += 1
                 else:
@@ -281,6 +322,8 @@ class _Job:
                 if progress:
                     progress(len(meta[member.path]))
         self.store.commit(self.staged)
+        if again:
+            relink(self.layout, self.store, self.staged)
         for digest in self.staged:
             self.journal.append("blob-stored", release=self.release.id, digest=digest,
                                 size=self.store.path(digest).stat().st_size)
@@ -290,7 +333,7 @@ class _Job:
     def run(self, reader: BundleReader, switch: bool,
             progress: Callable[[int], None] | None) -> dict[str, Any]:
         release, layout, journal, active = self.release, self.layout, self.journal, self.active
-        stored_count = sum(1 for p in release.files if p.startswith(BLOB_PREFIX))
+        stored_count = sum(1 for p in release.shipped if p.startswith(BLOB_PREFIX))
         meta, skipped, written = self.receive(reader, progress)
         stored = stored_count - skipped
 

@@ -6,6 +6,7 @@ it holds; the proof is this inventory, signed with the device key made at
 
     body = inventory(layout)        # device id, ring, releases, sequences, blobs
     data = signed_inventory(layout) # bytes to carry home on the stick
+    write_inventory(layout, Path("/media/usb/cam-7.inventory.json"))  # the same, as a file
     # on the host: keys.device.verify_document(data, INVENTORY_TYPE, key=enrolled)
 
 It reads the store and the release directories only; it changes nothing.
@@ -16,8 +17,10 @@ from __future__ import annotations
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
+from agent.durable import write_atomic
 from agent.install import load_sequences
 from agent.layout import Layout
 from agent.store import ContentStore
@@ -26,7 +29,7 @@ from airlock.errors import AirlockError
 from keys.device import INVENTORY_TYPE, sign_document
 from keys.keyfile import load_signer
 
-__all__ = ["agent_version", "inventory", "signed_inventory"]
+__all__ = ["agent_version", "inventory", "signed_inventory", "write_inventory"]
 
 
 def agent_version() -> str:
@@ -48,7 +51,8 @@ def inventory(layout: Layout) -> dict[str, Any]:
         except (AirlockError, OSError) as e:  # a damaged release dir is reported, not fatal
             releases.append({"id": rid, "error": str(e)[:200]})
             continue
-        releases.append({"id": rid, "name": r.name, "version": r.version, "sequence": r.sequence})
+        # Models, images, flags and budgets too: `airlock diff INVENTORY BUNDLE` compares them.
+        releases.append({"id": rid, **r.summary()})
     blobs: list[dict[str, Any]] = []
     for digest in store.digests():
         try:
@@ -72,6 +76,19 @@ def inventory(layout: Layout) -> dict[str, Any]:
 def signed_inventory(layout: Layout) -> bytes:
     """The inventory as a DSSE envelope signed with the device key."""
     return sign_document(inventory(layout), INVENTORY_TYPE, load_signer(layout.device_key))
+
+
+def write_inventory(layout: Layout, output: Path) -> tuple[bytes, dict[str, Any]]:
+    """Sign the inventory and write it to ``output`` atomically; returns the bytes and the body.
+
+    ``output`` is on the stick, outside ROOT: the one file the agent writes
+    there, because a person asked for it.
+    """
+    body = inventory(layout)
+    data = sign_document(body, INVENTORY_TYPE, load_signer(layout.device_key))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(output, data)
+    return data, body
 
 
 def _platform() -> str:

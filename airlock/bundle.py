@@ -40,6 +40,7 @@ import posixpath
 import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import IO, Any, BinaryIO, Protocol, cast
 
 from airlock.errors import DigestError, FormatError
@@ -188,9 +189,11 @@ class BundleHead:
 class BundleFile:
     """One OCI-layout file of a bundle, readable once, checked against its signed entry."""
 
-    def __init__(self, path: str, info: FileInfo, stream: _Readable, *, keep: bool = False) -> None:
+    def __init__(self, path: str, info: FileInfo, stream: _Readable, *, keep: bool = False,
+                 short: Callable[[str], FormatError] | None = None) -> None:
         self.path, self.info, self._stream = path, info, stream
         self.done = False
+        self._short = short or (lambda what: FormatError(f"bundle is truncated inside {what}"))
         # The layout check needs index.json and manifests whole; they are small.
         if keep and info.length > MAX_LAYOUT_DOC_BYTES:
             raise FormatError(
@@ -225,11 +228,14 @@ class BundleFile:
                 if progress:
                     progress(n)
                 yield view[:n]
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise FormatError(f"bundle is truncated or corrupt inside {self.path}: {e}") from None
+        except (tarfile.TarError, EOFError):
+            # Member data is not parsed: tarfile fails inside it only at an early end.
+            raise self._short(self.path) from None
+        except OSError as e:
+            raise FormatError(f"cannot read the bundle inside {self.path}: {e}") from None
         self.done = True
         if seen != self.info.length:
-            raise FormatError(f"bundle is truncated inside {self.path}")
+            raise self._short(self.path)
         if h.hexdigest() != self.info.sha256:
             raise DigestError(
                 f"{self.path}: sha256 is {h.hexdigest()[:16]}…, signed metadata says "
@@ -265,20 +271,26 @@ class BundleReader:
         # mode's buffer copies, about twice as fast.
         seekable = False
         self._stream: IO[bytes] | None = None
+        self._size: int | None = None  # of a file; a pipe's is what was read when it ended
+        self._counted = _Counted(stream)
         with contextlib.suppress(AttributeError, OSError):
             seekable = stream.seekable()
         try:
             if seekable:
                 self._stream = stream
+                at = stream.tell()
+                self._size = stream.seek(0, io.SEEK_END)
+                stream.seek(at)
                 self._tar = _BundleTar.open(fileobj=stream, mode="r:", tarinfo=_BoundedTarInfo)
             else:
                 self._tar = _BundleTar.open(  # type: ignore[call-overload]
-                    fileobj=stream, mode="r|", bufsize=CHUNK, tarinfo=_BoundedTarInfo
+                    fileobj=self._counted, mode="r|", bufsize=CHUNK, tarinfo=_BoundedTarInfo
                 )
         except _TAR_ERRORS as e:
             raise FormatError(f"not a bundle (tar): {e or type(e).__name__}") from None
         self._seen: set[str] = set()
         self._head: BundleHead | None = None
+        self._source = stream
 
     def _next(self) -> tarfile.TarInfo | None:
         try:
@@ -292,6 +304,27 @@ class BundleReader:
                 raise FormatError(f"bundle member {m.name!r} appears twice")
             self._seen.add(m.name)
         return m
+
+    def _have(self) -> tuple[str, int]:
+        return ("file", self._size) if self._size is not None else (
+            "stream", self._counted.count)
+
+    def _needed(self, at: int, rest: Mapping[str, FileInfo]) -> int:
+        """Bytes the archive needs at least: to ``at``, then a header and data per file left."""
+        return at + sum(_BLOCK + -(-i.length // _BLOCK) * _BLOCK for i in rest.values()) \
+            + 2 * _BLOCK
+
+    def _short_copy(self, where: str, needed: int) -> FormatError:
+        kind, have = self._have()
+        return FormatError(
+            f"bundle is truncated {where}: the {kind} has {have} bytes, the signed contents "
+            f"need at least {needed}; a short copy: copy it again from the source media"
+        )
+
+    def _short_inside(self, m: tarfile.TarInfo, rest: Mapping[str, FileInfo],
+                      path: str) -> FormatError:
+        end = m.offset_data + -(-m.size // _BLOCK) * _BLOCK
+        return self._short_copy(f"inside {path}", self._needed(end, rest))
 
     def _data(self, m: tarfile.TarInfo) -> _Readable:
         if self._stream is not None:
@@ -344,12 +377,14 @@ class BundleReader:
         length and sha256 as the caller reads it; a file the caller does not
         read is read and checked before the next one, so nothing passes
         unhashed. ``index.json`` and the manifests it names are kept as they
-        stream past and checked by :class:`LayoutCheck`. ``expected`` are the
-        digests a delta bundle leaves out because the device holds them.
+        stream past and checked by :class:`LayoutCheck`. ``listed`` is the
+        whole release; ``expected`` are the digests a delta bundle leaves out
+        because the device holds them (listed, but not carried).
         """
         self.head()
         layout = LayoutCheck(listed, expected)
-        remaining = dict(listed)
+        left_out = {BLOB_PREFIX + d[7:] for d in expected}
+        remaining = {p: i for p, i in listed.items() if p not in left_out}
         while True:
             m = self._next()
             if m is None:
@@ -357,25 +392,53 @@ class BundleReader:
             if m.name in (ROOT_PATH, RELEASE_PATH):
                 raise FormatError(f"{m.name} must come first in the bundle")
             info = remaining.pop(m.name, None)
+            if info is None and m.name in left_out:
+                raise FormatError(f"bundle member {m.name!r} is one the signed metadata expects "
+                                  "on the device, not in the bundle")
             if info is None:
                 raise FormatError(f"bundle member {m.name!r} is not listed in the signed metadata")
             if m.size != info.length:
                 raise DigestError(
                     f"{m.name} is {m.size} bytes; signed metadata says {info.length} bytes"
                 )
-            member = BundleFile(m.name, info, self._data(m), keep=layout.wants(m.name))
+            member = BundleFile(m.name, info, self._data(m), keep=layout.wants(m.name),
+                                short=partial(self._short_inside, m, remaining))
             yield member
             if not member.done:
                 member.verify()
             if member.kept is not None:
                 layout.see(member.path, member.kept)
+        # A split bundle's parts are checked whole, the tar's end padding included.
+        verify_rest = getattr(self._source, "verify_rest", None)
+        if callable(verify_rest):
+            verify_rest()
         missing = sorted(remaining)
         if missing:
-            raise FormatError(
-                f"bundle lacks {missing[0]}"
-                + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-                + " listed in the signed metadata (truncated or incomplete copy?)"
-            )
+            lacks = (f"bundle lacks {missing[0]}"
+                     + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
+                     + " listed in the signed metadata")
+            needed = self._needed(self._tar.offset, remaining)
+            if self._have()[1] < needed:
+                kind, have = self._have()
+                raise FormatError(f"{lacks}: the {kind} has {have} bytes, the signed contents "
+                                  f"need at least {needed}; a short copy: copy it again from "
+                                  "the source media")
+            raise FormatError(lacks + " (truncated or incomplete copy?)")
+
+
+_BLOCK = tarfile.BLOCKSIZE
+
+
+class _Counted:
+    """A pipe as tarfile's stream mode reads it, counting the bytes (for short-copy errors)."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream, self.count = stream, 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.stream.read(n)
+        self.count += len(data)
+        return data
 
 
 # Headers that tarfile reads whole into memory before the member they describe.
@@ -478,8 +541,9 @@ class LayoutCheck:
 
     The signature vouches for every file's bytes; this checks what those bytes
     say: ``index.json`` and each manifest it names must parse, and every
-    descriptor they hold (manifests, configs, layers) must be carried in the
-    bundle with the same size, or expected on the device for a delta bundle.
+    descriptor they hold (manifests, configs, layers) must be listed in the
+    release with the same size: carried in the bundle, or, for a delta bundle,
+    expected on the device.
     A nested index (a multi-arch list) is not followed: only the platforms
     chosen at build time are carried. ``index.json`` must come before any blob,
     as the writer puts it, so no manifest streams past unchecked.
@@ -529,7 +593,7 @@ class LayoutCheck:
         return found
 
     def _check(self, path: str, d: Any) -> bool:
-        """True when ``d`` is carried in this bundle; raises unless carried or expected."""
+        """True when ``d`` is carried in this bundle; raises unless listed with its size."""
         if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
             raise FormatError(f"{path} holds a descriptor without a digest")
         digest, size = d["digest"], d.get("size")
@@ -538,14 +602,14 @@ class LayoutCheck:
         if not digest.startswith("sha256:") or len(digest) != 71:
             raise FormatError(f"{path}: descriptor digest {digest[:80]!r} is not sha256")
         info = self._listed.get(BLOB_PREFIX + digest[7:])
+        carried = digest[7:] not in self._expected
         if info is None:
-            if digest[7:] in self._expected:
-                return False
             raise FormatError(
                 f"{path} names {digest[:23]}… that the bundle does not carry (incomplete layout)"
             )
         if info.length != size:
             raise FormatError(
-                f"{path} says {digest[:23]}… is {size} bytes; the bundle carries {info.length}"
+                f"{path} says {digest[:23]}… is {size} bytes; the "
+                f"{'bundle carries' if carried else 'release expects'} {info.length}"
             )
-        return True
+        return carried

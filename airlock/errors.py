@@ -61,6 +61,10 @@ class DigestError(FormatError):
     """A blob's sha256 or length differs from what the signed metadata says."""
 
 
+class HostKeyError(PolicyError):
+    """An SSH host offered a key that is unknown or differs from known_hosts. Exit code 3."""
+
+
 class HealthCheckError(AirlockError):
     """A health check or probe failed; the previous release is active again. Exit 4."""
 
@@ -89,6 +93,10 @@ class DamagedRootError(PreconditionError):
     """Agent state has the wrong shape: a file where a directory belongs, a link that is a
     directory, a malformed record. Nothing was changed; ``airlock-agent fsck --repair`` fixes
     it or says what a person must do. Exit 5."""
+
+
+class UnreachableError(PreconditionError):
+    """A device could not be reached over SSH, or the connection dropped. Exit code 5."""
 
 
 class RegistryError(AirlockError):

@@ -41,6 +41,8 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_OUTPUT_SPOOL_BYTES",
     "MAX_OUTPUT_TAIL_BYTES",
+    "MAX_PARTS",
+    "MAX_PARTS_MANIFEST_BYTES",
     "MAX_REPORT_FIELD_CHARS",
     "MAX_REPORT_JOURNAL_ENTRIES",
     "MAX_SEQUENCE",
@@ -210,3 +212,12 @@ MAX_REPORT_FIELD_CHARS: Final = 2048
 #: file) so a bundle is installed once; the oldest are forgotten first. A
 #: stick with thousands of files must not grow the state without bound.
 MAX_DROP_MEMORY: Final = 1000
+
+#: Parts of one split bundle. Three-digit names (``part001`` … ``part999``)
+#: keep ``cat BUNDLE.part*`` in order; 999 parts of 4000 MiB hold 3.9 TB. Also
+#: bounds the file handles and stats a hostile ``parts.json`` can ask for.
+MAX_PARTS: Final = 999
+
+#: ``BUNDLE.parts.json`` is unsigned (anyone holding the stick can edit it) and
+#: read whole before any part: endless data. 999 entries need about 150 KB.
+MAX_PARTS_MANIFEST_BYTES: Final = 1024 * 1024

@@ -13,7 +13,10 @@ images are pulled into it (``bundler.pull``, only when the spec names any, so
 a host without oras can still build from files); the release metadata listing
 every file is signed and read back with the device's reader (a release a
 device would refuse is exit 2, nothing written); the bundle is written to a
-new partial file beside the output and renamed over it.
+new partial file beside the output and renamed over it (or, with ``max_size``, straight into
+parts ``OUTPUT.part001``… and ``OUTPUT.parts.json``, never whole on disk:
+``airlock.parts``); with ``delta_from``, the blobs every given device holds
+are left out.
 
 Each input file is read twice: once to hash it, because its digest names the
 blob and must be signed before the first blob is written (the metadata comes
@@ -29,6 +32,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO, cast
 
 from securesystemslib.signer import Signer
 from tuf.api.serialization import SerializationError
@@ -37,6 +41,7 @@ from airlock.bundle import FileInfo, write_bundle
 from airlock.console import Progress, no_progress
 from airlock.errors import FormatError, UsageError
 from airlock.oci import ANNOTATION_TITLE, digest_of
+from airlock.parts import PartSet, PartsWriter
 from bundler.artifacts import (
     MODEL_LAYER_TYPE,
     LayoutBuilder,
@@ -44,6 +49,7 @@ from bundler.artifacts import (
     local_data,
     local_golden,
 )
+from bundler.inventory import Inventory, plan_delta
 from bundler.output import check_output, exclusive_partial, is_bundle_file
 from bundler.spec import ModelSpec, Spec
 from keys.release import (
@@ -64,12 +70,21 @@ class BuildResult:
     metadata_sha256: str
     signers: list[str]
     release: Release
+    parts: PartSet | None = None  # when written split (max_size)
 
     def to_dict(self) -> dict[str, object]:
         r = self.release
         return {
             "bundle": str(self.path),
             "size": self.size,
+            "parts": None if self.parts is None else self.parts.to_dict(),
+            "full_size": sum(i.length for i in r.files.values()),
+            "shipped_size": sum(i.length for i in r.shipped.values()),
+            "delta": None if r.delta is None else {
+                "base_sequence": r.delta.base_sequence,
+                "expects": len(r.delta.expects),
+                "inventories": [i.device_id for i in r.delta.inventories],
+            },
             "blobs": self.blobs,
             "metadata_sha256": self.metadata_sha256,
             "signers": self.signers,
@@ -130,12 +145,18 @@ def build_bundle(
     progress: Progress = no_progress,
     inputs: Sequence[Path] = (),
     force: bool = False,
+    max_size: int | None = None,
+    delta_from: Sequence[Inventory] = (),
 ) -> BuildResult:
     """Assemble, sign and write the bundle for ``spec`` at ``output`` (atomically).
 
     ``inputs`` are the other files the build reads (key files, a carried root):
     ``output`` may never be one of them, nor the spec or a file it names;
     ``force`` lets ``output`` replace an existing file that is not a bundle.
+    With ``max_size`` the bundle is written as parts of at most that many
+    bytes. With ``delta_from`` (checked device inventories) it leaves out the
+    blobs every one of those devices holds; the signed metadata still lists
+    the whole release and marks those blobs as expected on the device.
     """
     if not signers:
         raise UsageError("give at least one --key to sign the release")
@@ -181,6 +202,10 @@ def build_bundle(
         hooks=spec.hooks,
         rings=list(spec.rings),
     )
+    if delta_from:
+        release.delta = plan_delta(release, delta_from)
+        shipped = release.shipped
+        files = [f for f in files if f.path in shipped]
     release_json, keyids = _sign(release, signers)
 
     guard(contents.local_paths)
@@ -189,16 +214,30 @@ def build_bundle(
     def writing(n: int) -> None:
         progress("writing", n, total)
 
-    with exclusive_partial(output) as (partial, out):
-        write_bundle(out, release_json, files, root_json=root_json, progress=writing)
-        out.flush()
-        os.fsync(out.fileno())
-        os.replace(partial, output)
+    parts = None
+    if max_size is not None:
+        writer = PartsWriter(output, max_size)
+        try:
+            write_bundle(cast(BinaryIO, writer), release_json, files, root_json=root_json,
+                         progress=writing)
+            parts = writer.publish()
+        except BaseException:
+            writer.discard()
+            raise
+        size = parts.size
+    else:
+        with exclusive_partial(output) as (partial, out):
+            write_bundle(out, release_json, files, root_json=root_json, progress=writing)
+            out.flush()
+            os.fsync(out.fileno())
+            os.replace(partial, output)
+        size = output.stat().st_size
     return BuildResult(
         path=output,
-        size=output.stat().st_size,
+        size=size,
         blobs=len(contents.blobs),
         metadata_sha256=digest_of(release_json)[7:],
         signers=keyids,
         release=release,
+        parts=parts,
     )

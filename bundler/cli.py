@@ -7,6 +7,12 @@ airlock verify vision-1.2.0.airlock --trust root.json
 airlock inspect vision-1.2.0.airlock --json
 airlock report enroll cam-7.pub --device-id cam-7 --site north
 airlock report ingest /media/usb/airlock-reports/ --textfile fleet.prom
+airlock inventory show cam-7.inventory.json --device-key keys/cam-7.pub
+airlock build airlock.yaml --key keys/release.key --delta-from cam-7.inventory.json -o v-delta.airlock
+airlock diff cam-7.inventory.json vision-1.3.0.airlock
+airlock fleet push vision-1.3.0.airlock cam-7 --user airlock --identity site.key --known-hosts kh
+airlock split vision-1.2.0.airlock --max-size 4000MiB
+airlock join vision-1.2.0.airlock.part001 -o vision-1.2.0.airlock
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -25,7 +32,6 @@ from airlock.console import (
     add_command,
     emit,
     human_size,
-    open_bundle,
     phase_bars,
     progress,
     read_input,
@@ -34,6 +40,7 @@ from airlock.console import (
 )
 from airlock.errors import AirlockError, UsageError
 from airlock.limits import MAX_METADATA_BYTES
+from airlock.parts import open_media, parse_size
 from bundler.output import check_output, exclusive_partial
 from bundler.report_cli import add_report_command, run_report
 from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
@@ -137,6 +144,14 @@ def _parser() -> argparse.ArgumentParser:
         help="plain-HTTP registry (repeatable)",
     )
     b.add_argument("--cache", type=Path, help="pull cache directory (default ~/.cache/airlock)")
+    b.add_argument("--delta-from", type=Path, action="append", default=[], metavar="INVENTORY",
+                   help="a device's signed inventory (airlock-agent inventory -o); leave out "
+                        "every blob present on all the devices given (repeatable)")
+    b.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
+                   help="inventories must be signed by one of these device keys (repeatable)")
+    b.add_argument("--max-size", metavar="SIZE",
+                   help="write the bundle as parts of at most SIZE (e.g. 4000MiB) and a "
+                        "parts.json, never whole")
     b.add_argument("--json", action="store_true")
 
     v = cmd(
@@ -144,7 +159,8 @@ def _parser() -> argparse.ArgumentParser:
         "check a bundle's signatures, expiry and every blob",
         "airlock verify vision-1.2.0.airlock --trust root.json",
     )
-    v.add_argument("bundle", type=Path)
+    v.add_argument("bundle", type=Path,
+                   help="bundle, or its parts (BUNDLE.part001, BUNDLE.parts.json or their directory)")
     v.add_argument("--trust", type=Path, required=True, help="trust root (root.json)")
     v.add_argument("--ring", help="check it as a device in this ring would (default: for the "
                    "rings the release names)")
@@ -160,6 +176,74 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("--json", action="store_true")
 
     add_report_command(cmd)
+    df = cmd(
+        "diff",
+        "what changed between two bundles, or between a device inventory and a bundle",
+        "airlock diff cam-7.inventory.json vision-1.3.0.airlock --json",
+    )
+    df.add_argument("old", type=Path, help="bundle (or its parts) or device inventory")
+    df.add_argument("new", type=Path, help="bundle (or its parts)")
+    df.add_argument("--json", action="store_true")
+
+    inv = cmd("inventory", "read device inventories", "airlock inventory show cam-7.inventory.json")
+    isub = inv.add_subparsers(dest="inventory_cmd", required=True, parser_class=Parser)
+    ish = add_command(
+        isub,
+        "show",
+        "check a device inventory's signature and show what the device holds",
+        "airlock inventory show cam-7.inventory.json --device-key keys/cam-7.pub",
+        [common],
+    )
+    ish.add_argument("file", type=Path)
+    ish.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
+                     help="it must be signed by this device key (repeatable: one of these)")
+    ish.add_argument("--json", action="store_true")
+
+    fl = cmd("fleet", "reach site devices over SSH",
+             "airlock fleet push vision-1.3.0.airlock cam-7 --user airlock --identity site.key "
+             "--known-hosts site/known_hosts")
+    fsub = fl.add_subparsers(dest="fleet_cmd", required=True, parser_class=Parser)
+    fp = add_command(
+        fsub,
+        "push",
+        "copy a bundle (or its parts) to devices over SFTP; a broken copy resumes, checked",
+        "airlock fleet push vision-1.3.0.airlock cam-7 10.0.4.8:2222 --user airlock "
+        "--identity site.key --known-hosts site/known_hosts --dest /var/lib/airlock/incoming",
+        [common],
+    )
+    fp.add_argument("bundle", type=Path, help="bundle, or its parts (BUNDLE.part001, "
+                    "BUNDLE.parts.json or their directory)")
+    fp.add_argument("hosts", nargs="+", metavar="HOST[:PORT]")
+    fp.add_argument("--user", required=True)
+    fp.add_argument("--identity", type=Path, required=True, help="SSH private key")
+    fp.add_argument("--known-hosts", type=Path, required=True,
+                    help="OpenSSH known_hosts file the device keys are checked against")
+    fp.add_argument("--accept-new-hosts", action="store_true",
+                    help="record the key of a host not yet in known_hosts (a changed key is "
+                         "always refused)")
+    fp.add_argument("--dest", default=".", help="directory on the devices (default: the "
+                    "login's home)")
+    fp.add_argument("--json", action="store_true")
+
+    sp = cmd(
+        "split",
+        "cut a bundle into parts for FAT32 media (BUNDLE.part001… and BUNDLE.parts.json)",
+        "airlock split vision-1.2.0.airlock --max-size 4000MiB",
+    )
+    sp.add_argument("bundle", type=Path)
+    sp.add_argument("--max-size", default=None, metavar="SIZE",
+                    help="largest part: bytes or K/M/G (1000s) or KiB/MiB/GiB (1024s); "
+                         "default 4000MiB")
+    sp.add_argument("--json", action="store_true")
+
+    j = cmd(
+        "join",
+        "reassemble a split bundle into one file, checking every part",
+        "airlock join vision-1.2.0.airlock.part001 -o vision-1.2.0.airlock",
+    )
+    j.add_argument("part", type=Path, help="BUNDLE.part001, BUNDLE.parts.json or their directory")
+    j.add_argument("-o", "--output", type=Path, required=True)
+    j.add_argument("--json", action="store_true")
     return p
 
 
@@ -308,6 +392,7 @@ def _keys(a: argparse.Namespace) -> dict[str, Any]:
 
 def _build(a: argparse.Namespace) -> dict[str, Any]:
     from bundler.build import build_bundle
+    from bundler.inventory import load_inventory
     from bundler.spec import load_spec
 
     spec = load_spec(a.spec)
@@ -318,7 +403,11 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
         root_json = TrustRoot.from_bytes(read_input(a.root, "trust root")).to_bytes()
     output = a.output or Path(f"{spec.name}-{spec.version}.airlock")
     options = {"auth": a.registry_auth, "insecure": a.insecure, "cache": a.cache}
-    reads = [*a.key, *(p for p in (a.root, a.registry_auth) if p is not None)]
+    reads = [*a.key, *(p for p in (a.root, a.registry_auth) if p is not None),
+             *a.delta_from, *a.device_key]
+    max_size = None if a.max_size is None else parse_size(a.max_size)
+    device_keys = [load_public_key(p) for p in a.device_key]
+    inventories = [load_inventory(p, device_keys) for p in a.delta_from]
     with phase_bars() as bars:
         result = build_bundle(
             spec,
@@ -329,13 +418,15 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
             progress=bars,
             inputs=reads,
             force=a.force,
+            max_size=max_size,
+            delta_from=inventories,
         )
     return result.to_dict()
 
 
 def _verify(a: argparse.Namespace) -> dict[str, Any]:
     trust = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
-    f, size = open_bundle(str(a.bundle))
+    f, size = open_media(str(a.bundle))
     from bundler.verify import verify_bundle
 
     with f, progress(size, "verifying") as tick:
@@ -357,7 +448,7 @@ def _verify(a: argparse.Namespace) -> dict[str, Any]:
 def _inspect(a: argparse.Namespace) -> dict[str, Any]:
     from tuf.api.metadata import Targets
 
-    f, _ = open_bundle(str(a.bundle))
+    f, _ = open_media(str(a.bundle))
     with f:
         head = BundleReader(f).head()
     verified_role = None
@@ -408,20 +499,118 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
         "rings": r.rings,
         "files": len(r.files),
         "size": size,
+        "full_size": size,
+        "shipped_size": sum(i.length for i in r.shipped.values()),
         "delta": None
         if r.delta is None
-        else {"base_sequence": r.delta.base_sequence, "expects": len(r.delta.expects)},
+        else {
+            "base_sequence": r.delta.base_sequence,
+            "expects": len(r.delta.expects),
+            "expected_bytes": size - sum(i.length for i in r.shipped.values()),
+            "inventories": [
+                {"device_id": i.device_id, "keyid": i.keyid, "sha256": i.sha256, "time": i.time}
+                for i in r.delta.inventories
+            ],
+        },
     }
+
+
+def _inventory(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.inventory import load_inventory
+
+    inv = load_inventory(a.file, [load_public_key(p) for p in a.device_key])
+    return {
+        "file": str(a.file),
+        "sha256": inv.sha256,
+        "keyid": inv.keyid,
+        "verified_with": [str(p) for p in a.device_key] if inv.pinned else "embedded key",
+        "inventory": inv.body,
+    }
+
+
+def _diff(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.diff import diff, load_side
+
+    return diff(load_side(a.old), load_side(a.new))
+
+
+def _fleet(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.push import files_of, push_all
+    from bundler.ssh import Login, Target
+
+    targets = [Target.parse(h) for h in a.hosts]
+    login = Login(a.user, a.identity, a.known_hosts, accept_new=a.accept_new_hosts)
+    total = sum(p.stat().st_size for p in files_of(a.bundle))
+    with phase_bars() as bars:
+        results = push_all(a.bundle, targets, login, a.dest,
+                           progress=lambda host, n: bars(f"push {host}", n, total))
+    failed = [r for r in results if not r.ok]
+    return {
+        "bundle": str(a.bundle),
+        "dest": a.dest,
+        "hosts": [r.to_dict() for r in results],
+        "ok": not failed,
+        "exit_code": failed[0].exit_code if failed else 0,
+    }
+
+
+def _split(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.split import DEFAULT_MAX_SIZE, split_bundle
+
+    max_size = parse_size(a.max_size or DEFAULT_MAX_SIZE)
+    total = a.bundle.stat().st_size if a.bundle.is_file() else 0
+    with progress(total, "splitting") as tick:
+        parts = split_bundle(a.bundle, max_size, tick)
+    return parts.to_dict()
+
+
+def _join(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.split import join_parts
+
+    with progress(0, "joining") as tick:
+        parts = join_parts(a.part, a.output, tick)
+    return {**parts.to_dict(), "output": str(a.output)}
+
+
+def _parts_lines(d: dict[str, Any]) -> list[str]:
+    return [f"  {p['name']}  {human_size(p['size'])}  sha256 {p['sha256'][:16]}…"
+            for p in d["parts"]]
 
 
 def _human(cmd: str) -> Any:
     def fmt(d: dict[str, Any]) -> str:
         if cmd == "build":
-            return (
+            text = (
                 f"built {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}), "
                 f"{human_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)\n"
                 f"metadata sha256 {d['metadata_sha256']}"
             )
+            if d["delta"]:
+                text += (f"\ndelta against {', '.join(d['delta']['inventories'])}: ships "
+                         f"{human_size(d['shipped_size'])} of {human_size(d['full_size'])}; "
+                         f"{d['delta']['expects']} blob(s) left out, expected on the device")
+            if d["parts"]:
+                text += f"\nwritten as {len(d['parts']['parts'])} part(s) and " \
+                        f"{d['parts']['manifest']}:\n" + "\n".join(_parts_lines(d["parts"]))
+            return text
+        if cmd == "diff":
+            from bundler.diff import diff_text
+
+            return diff_text(d)
+        if cmd == "fleet":
+            from bundler.push import push_text
+
+            return push_text(d)
+        if cmd == "inventory":
+            from bundler.inventory import inventory_text
+
+            return inventory_text(d)
+        if cmd in ("split", "join"):
+            head = (f"split {d['bundle']} ({human_size(d['size'])}) into {len(d['parts'])} "
+                    f"part(s), listed in {d['manifest']}:" if cmd == "split" else
+                    f"joined {len(d['parts'])} part(s) into {d['output']} "
+                    f"({human_size(d['size'])}), every sha256 checked")
+            return "\n".join([head, *(_parts_lines(d) if cmd == "split" else [])])
         if cmd == "verify":
             return (
                 f"OK {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}) "
@@ -433,6 +622,18 @@ def _human(cmd: str) -> Any:
                 f"size {human_size(d['size'])} in {d['files']} files; signers: "
                 + ", ".join(k[:16] for k in d["signers"]),
             ]
+            if d["delta"]:
+                delta = d["delta"]
+                lines.append(
+                    f"delta: ships {human_size(d['shipped_size'])} of {human_size(d['full_size'])};"
+                    f" {delta['expects']} blob(s) ({human_size(delta['expected_bytes'])}) must "
+                    f"already be on the device; built against:"
+                )
+                lines += [
+                    f"  inventory of {i['device_id']} ({i['time']}, key {i['keyid'][:16]}…, "
+                    f"sha256 {i['sha256'][:16]}…)"
+                    for i in delta["inventories"]
+                ]
             if d["verified_role"]:
                 lines.append(f"signatures verified for role '{d['verified_role']}'")
             for m in d["models"]:
@@ -456,10 +657,18 @@ def _human(cmd: str) -> Any:
 def _main(argv: list[str]) -> int:
     a = _parser().parse_args(argv)
     handlers = {"keys": _keys, "build": _build, "verify": _verify, "inspect": _inspect,
-                "report": run_report}
+                "report": run_report, "split": _split, "join": _join,
+                "inventory": _inventory, "diff": _diff, "fleet": _fleet}
     result = handlers[a.cmd](a)
-    if result is not None:
-        emit(result, a.json, _human(a.cmd))
+    if result is None:
+        return 0
+    emit(result, a.json, _human(a.cmd))
+    if a.cmd == "fleet" and not result["ok"]:
+        # The table went to stdout; each failed host is one line on stderr.
+        for h in result["hosts"]:
+            if not h["ok"]:
+                print(f"airlock: error: {h['target']}: {h['error']}", file=sys.stderr)
+        return int(result["exit_code"])
     return 0
 
 

@@ -10,8 +10,10 @@
 The signed metadata at the front is checked first (``keys.trust`` decides:
 signatures, threshold, expiry, ring, a carried root's rotation), then every
 file streams once through the bundle reader's one loop, which hashes it
-against the signed list and checks what the OCI layout references. Nothing
-is written; memory stays flat whatever the bundle size.
+against the signed list and checks what the OCI layout references. A split
+bundle's parts (``airlock.parts.PartsReader``) stream the same way, and an
+error caused by a corrupt part names that part. Nothing is written; memory
+stays flat whatever the bundle size.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from datetime import datetime
 from typing import IO
 
 from airlock.bundle import BundleReader
+from airlock.errors import RejectedError
+from airlock.parts import explain
 from keys.trust import TrustRoot, VerifiedRelease
 
 __all__ = ["verify_bundle"]
@@ -39,11 +43,14 @@ def verify_bundle(
     ``ring``: check it as a device in that ring would; ``None`` checks it for
     the rings the release names (a ring signer's limits still apply).
     """
-    reader = BundleReader(stream)
-    head = reader.head()
-    _, verified = trust.verify_head(head.release_json, head.root_json, ring=ring,
-                                    any_ring=ring is None, now=now)
-    release = verified.release
-    for member in reader.files(release.files, release.delta.expects if release.delta else ()):
-        member.verify(progress)
+    try:
+        reader = BundleReader(stream)
+        head = reader.head()
+        _, verified = trust.verify_head(head.release_json, head.root_json, ring=ring,
+                                        any_ring=ring is None, now=now)
+        release = verified.release
+        for member in reader.files(release.files, release.delta.expects if release.delta else ()):
+            member.verify(progress)
+    except RejectedError as e:
+        raise explain(stream, e) from None
     return verified

@@ -16,6 +16,11 @@ A release is a TUF ``targets`` document (``tuf.api.metadata.Targets``):
 Every field is read strictly, by the rules of ``keys.signed_fields`` that the
 bundler also applies to a spec before it signs.
 
+A delta bundle's ``targets`` still list the whole release; ``delta.expects``
+marks the blobs the bundle leaves out because the device must already hold
+them (with the signed lengths the device checks its copies against), and
+``delta.inventories`` names the signed device inventories it was built from.
+
 Example::
 
     release = Release(name="vision", version="1.2.0", sequence=7, expires=when)
@@ -40,6 +45,7 @@ from airlock.errors import FormatError
 from airlock.limits import (
     MAX_METADATA_BYTES,
     MAX_METADATA_VALUES,
+    MAX_NAME_LENGTH,
 )
 from airlock.oci import BLOB_PREFIX, blob_path, digest_hex
 from keys.signed_fields import (
@@ -65,6 +71,7 @@ __all__ = [
     "HealthSpec",
     "Hooks",
     "ImageEntry",
+    "InventoryRef",
     "ModelEntry",
     "Release",
     "ReleaseSerializer",
@@ -206,11 +213,22 @@ class Hooks:
 
 
 @dataclass(frozen=True)
+class InventoryRef:
+    """A signed device inventory a delta bundle was built against."""
+
+    device_id: str
+    keyid: str  # the device key that signed it
+    sha256: str  # of the inventory file, hex
+    time: str  # when the device wrote it
+
+
+@dataclass(frozen=True)
 class Delta:
     """A delta bundle applies on top of ``base_sequence`` and omits ``expects``."""
 
     base_sequence: int
     expects: tuple[str, ...] = ()  # digests the device must already hold
+    inventories: tuple[InventoryRef, ...] = ()
 
 
 @dataclass
@@ -247,7 +265,11 @@ class Release:
             "rings": list(self.rings),
         }
         if self.delta is not None:
-            body["delta"] = asdict(self.delta)
+            body["delta"] = {
+                "base_sequence": self.delta.base_sequence,
+                "expects": list(self.delta.expects),
+                "inventories": [asdict(i) for i in self.delta.inventories],
+            }
         signed = Targets(
             version=self.sequence,
             expires=self.expires,
@@ -293,7 +315,8 @@ class Release:
         delta = None
         if delta_raw is not None:
             d = r.sub("delta")
-            delta = Delta(d.integer("base_sequence"), tuple(d.digests("expects")))
+            delta = Delta(d.integer("base_sequence"), tuple(d.digests("expects")),
+                          tuple(_inventory_from(i) for i in d.subs("inventories")))
         models = [_model_from(m) for m in r.subs("models")]
         r.check("models", valid_unique, [m.name for m in models], "model")
         release = cls(
@@ -324,6 +347,12 @@ class Release:
         content nobody vouched for being present (extraneous dependencies), and
         the install would fail late, after the download, instead of at once.
         """
+        if self.delta is not None:
+            for expected in self.delta.expects:
+                if blob_path(expected) not in self.files:
+                    raise FormatError(
+                        f"delta expects blob {expected[:23]}… that the release does not list"
+                    )
         have = set(self.all_digests())
         for m in self.models:
             for digest in (m.manifest, *(d for _, d in m.linked_files())):
@@ -351,6 +380,48 @@ class Release:
         if self.delta:
             found.extend(self.delta.expects)
         return sorted(set(found))
+
+    @property
+    def shipped(self) -> dict[str, FileInfo]:
+        """The files the bundle carries: all of them, less what a delta expects on the device."""
+        if self.delta is None:
+            return dict(self.files)
+        left_out = {blob_path(d) for d in self.delta.expects}
+        return {p: i for p, i in self.files.items() if p not in left_out}
+
+    def summary(self) -> dict[str, Any]:
+        """What people compare between releases (``airlock diff``, device inventories).
+
+        Models and images with their sizes and health budgets, flags, hooks,
+        rings and expiry; not the file list.
+        """
+
+        def size(digest: str) -> int | None:
+            info = self.files.get(blob_path(digest))
+            return None if info is None else info.length
+
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sequence": self.sequence,
+            "expires": self.expires.isoformat(),
+            "models": [
+                {"name": m.name, "file": m.file_name, "blob": m.blob, "size": m.size,
+                 "media_type": m.media_type,
+                 "health": _drop_none({k: v for k, v in asdict(m.health).items()
+                                       if k not in ("inputs", "outputs")}),
+                 "golden": [d for d in (m.health.inputs, m.health.outputs) if d]}
+                for m in self.models
+            ],
+            "images": [
+                {"ref": i.ref, "platform": i.platform, "manifest": i.manifest,
+                 "blobs": [{"digest": d, "size": size(d)} for d in i.blobs]}
+                for i in self.images
+            ],
+            "flags": self.flags,
+            "hooks": _drop_none(asdict(self.hooks)),
+            "rings": list(self.rings),
+        }
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
@@ -493,6 +564,19 @@ def _model_from(r: _Reader) -> ModelEntry:
             drift_warn=h.number("drift_warn", None),
         ),
     )
+
+
+def _inventory_from(r: _Reader) -> InventoryRef:
+    device_id = r.text("device_id")
+    if not device_id.isprintable() or len(device_id) > MAX_NAME_LENGTH:
+        raise FormatError(f"release field '{r.where}.device_id' is not a printable device name")
+    keyid, sha = r.text("keyid"), r.text("sha256")
+    if not (re.fullmatch(r"[0-9a-f]{64}", keyid) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+        raise FormatError(f"release field '{r.where}' needs a hex keyid and sha256")
+    time = r.text("time")
+    if not time.isprintable() or len(time) > 64:
+        raise FormatError(f"release field '{r.where}.time' is not a time")
+    return InventoryRef(device_id, keyid, sha, time)
 
 
 def _image_from(r: _Reader) -> ImageEntry:

@@ -2,6 +2,7 @@
 
     python scripts/bench.py                  # all sections, 500 MB model, 3 repeats
     python scripts/bench.py --mb 100 --repeats 5 --only build
+    python scripts/bench.py --mb 240 --repeats 1 --only sneakernet   # needs root (sshd)
 
 Results are medians over repeats (machines here are noisy) and are printed as a
 Markdown table to paste into docs/BENCHMARKS.md. Files are read from the page
@@ -302,10 +303,149 @@ def bench_registry(work: Path, mb: int, repeats: int) -> list[Row]:
     ]
 
 
+def _trust(work: Path) -> tuple[Path, Path]:
+    """A release key and a trust root trusting it."""
+    from keys.keyfile import generate_keypair, load_public_key, load_signer
+    from keys.trust import create_root
+
+    root_key, _ = generate_keypair("root", work / "keys")
+    rel_key, rel_pub = generate_keypair("release", work / "keys")
+    trust = work / "keys" / "root.json"
+    trust.write_bytes(create_root([load_signer(root_key)], [load_public_key(rel_pub)]).to_bytes())
+    return rel_key, trust
+
+
+def bench_sneakernet(work: Path, mb: int, repeats: int) -> list[Row]:
+    """A release whose only change is a new 20 MB model beside MB of unchanged image layers:
+    full vs delta size, install from parts vs joined, a resumed push vs a full one."""
+    import modelkit
+    import ocikit
+
+    from bundler.push import push_files
+    from bundler.ssh import Login, Target
+    from keys.release import Release
+    from tests.support.sshd import Sshd
+
+    key, trust = _trust(work)
+    layers = [ocikit.random_layer(mb * 1024 * 1024 // 4, seed=300 + i, name=f"l{i}.bin")
+              for i in range(4)]
+    image_mb = sum(len(x.data) for x in layers) / 1e6
+    with ocikit.Registry.start(work / "registry") as reg:
+        ref = f"{reg.host}/site/app:1"
+        ocikit.push(ocikit.write_image(work / "img", "1", layers), "1", ref)
+        shutil.rmtree(work / "img")
+        specs = {}
+        for seq in (1, 2):
+            modelkit.make(work / f"m{seq}", 1.0 + seq, pad_mb=20)
+            specs[seq] = work / f"v{seq}.yaml"
+            specs[seq].write_text(
+                f"name: site\nversion: '{seq}'\nsequence: {seq}\nimages:\n  - {ref}\n"
+                f"models:\n  - name: m\n    path: m{seq}/model.onnx\n    health:\n"
+                f"      inputs: m{seq}/inputs.npz\n      outputs: m{seq}/outputs.npz\n")
+
+        def build(seq: int, out: Path, *extra: object) -> float:
+            t = time.perf_counter()
+            _tool(sys.executable, "-m", "bundler", "build", specs[seq], "--key", key, "-o", out,
+                  "--insecure", reg.host, "--cache", work / "cache", *extra)
+            return time.perf_counter() - t
+
+        build(1, work / "v1.airlock")
+        build(2, work / "v2.airlock")
+        device = work / "device"
+        _agent(device, "init", "--trust", trust)
+        _agent(device, "install", work / "v1.airlock")
+        _agent(device, "inventory", "-o", work / "inventory.json")
+        t_delta_build = build(2, work / "v2-delta.airlock", "--delta-from",
+                              work / "inventory.json")
+    full, delta = (work / "v2.airlock").stat().st_size, (work / "v2-delta.airlock").stat().st_size
+
+    def files(path: Path) -> dict[str, int]:
+        from airlock.bundle import BundleReader
+
+        with path.open("rb") as f:
+            release = Release.from_bytes(BundleReader(f).head().release_json)
+        return {p: i.length for p, i in release.files.items()}
+
+    old, new = files(work / "v1.airlock"), files(work / "v2.airlock")
+    changed = sum(n for p, n in new.items() if old.get(p) != n)
+    t = time.perf_counter()
+    _agent(device, "install", work / "v2-delta.airlock")
+    t_delta_install = time.perf_counter() - t
+
+    # Install time from the joined bundle and from its parts, the same run, fresh devices.
+    _tool(sys.executable, "-m", "bundler", "split", work / "v2.airlock", "--max-size", "64MiB")
+    nparts = len(list(work.glob("v2.airlock.part[0-9]*")))
+    joined_s: list[float] = []
+    parts_s: list[float] = []
+    verify_joined: list[float] = []
+    verify_parts: list[float] = []
+    for i in range(repeats):
+        for source, into in ((work / "v2.airlock", joined_s),
+                             (work / "v2.airlock.part001", parts_s)):
+            root = work / f"fresh-{i}"
+            _agent(root, "init", "--trust", trust)
+            t = time.perf_counter()
+            _agent(root, "install", source)
+            into.append(time.perf_counter() - t)
+            shutil.rmtree(root)
+        for source, into in ((work / "v2.airlock", verify_joined),
+                             (work / "v2.airlock.part001", verify_parts)):
+            t = time.perf_counter()
+            _tool(sys.executable, "-m", "bundler", "verify", source, "--trust", trust)
+            into.append(time.perf_counter() - t)
+
+    # A push cut off halfway, then resumed: only the rest travels.
+    with Sshd.start(work / "sshd") as server:
+        known = work / "known_hosts"
+        known.write_text(server.known_hosts_line())
+        login = Login(server.user, server.identity, known)
+        target = Target.parse(server.address)
+        t = time.perf_counter()
+        whole = push_files(target, [work / "v2.airlock"], login, str(work / "dest-full"))
+        t_push = time.perf_counter() - t
+        sent = 0
+
+        def cut(host: str, n: int) -> None:
+            nonlocal sent
+            sent += n
+            if sent >= full // 2:
+                server.drop_connections()
+
+        push_files(target, [work / "v2.airlock"], login, str(work / "dest-cut"), cut)
+        t = time.perf_counter()
+        resumed = push_files(target, [work / "v2.airlock"], login, str(work / "dest-cut"))
+        t_resume = time.perf_counter() - t
+    assert whole.ok and resumed.ok, (whole.error, resumed.error)
+    med = statistics.median
+    return [
+        (f"full bundle: {image_mb:.0f} MB image layers + new 20 MB model", 0.0,
+         f"{full / 1e6:.1f} MB"),
+        ("delta against the device's inventory (build time)", t_delta_build,
+         f"{delta / 1e6:.2f} MB = {delta / full:.1%} of full; changed bytes "
+         f"{changed / 1e6:.2f} MB, delta is {(delta - changed) / changed:+.2%} of them"),
+        ("`airlock-agent install` of the delta on the device holding release 1",
+         t_delta_install, "health check included"),
+        ("`airlock-agent install` from the joined bundle, fresh device", med(joined_s),
+         f"{full / 1e6:.0f} MB, image sink and health check included"),
+        (f"`airlock-agent install` from its {nparts} parts of 64 MiB", med(parts_s),
+         f"{med(parts_s) / med(joined_s):.2f}× joined"),
+        ("`airlock verify` of the joined bundle", med(verify_joined), ""),
+        (f"`airlock verify` of the {nparts} parts", med(verify_parts),
+         f"{med(verify_parts) / med(verify_joined):.2f}× joined"),
+        ("`airlock fleet push` of the full bundle over SFTP, loopback", t_push,
+         f"{whole.bytes_sent / 1e6:.1f} MB sent"),
+        ("…the same push cut off halfway, then resumed", t_resume,
+         f"{resumed.bytes_sent / 1e6:.1f} MB sent on resume "
+         f"({resumed.bytes_sent / whole.bytes_sent:.0%} of full), after "
+         f"{resumed.files[0].resumed_from / 1e6:.1f} MB checked on the device"),
+    ]
+
+
 SECTIONS: dict[str, Callable[[Path, int, int], list[Row]]] = {
     "build": bench_build,
     "install": bench_install,
     "registry": bench_registry,
+    "sneakernet": bench_sneakernet,
 }
 
 

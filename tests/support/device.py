@@ -3,6 +3,7 @@
     root = init_device(tmp_path / "device", keyset)
     assert agent_json(root, "install", bundle)["active"] == "vision-1"
     assert_consistent(root)   # what any agent start after any crash must find
+    spare = copy_device(root, tmp_path / "spare")   # hard links kept: a device to damage
 """
 
 from __future__ import annotations
@@ -64,3 +65,11 @@ def assert_consistent(root: Path) -> dict[str, Any]:
             assert model.stat().st_ino == layout.blob(m.blob).stat().st_ino
     assert Journal(layout.journal).verify() > 0
     return status
+
+
+def copy_device(root: Path, to: Path) -> Path:
+    """A copy of a device root with its hard links kept (``cp -a``), to change at will."""
+    import subprocess
+
+    subprocess.run(["cp", "-a", str(root), str(to)], check=True)
+    return to
