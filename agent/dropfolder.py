@@ -20,8 +20,8 @@ What counts as a drop:
   file changes. A file whose front is not a bundle's goes to the install,
   which refuses it and says why;
 * ``NAME.parts.json``: a split bundle (``airlock split``); complete when every
-  part it lists is there with its listed size. Reading parts is the split
-  bundle issue's reader; until it lands, such a drop gets a result saying so;
+  part it lists is there with its listed size; installed straight from the
+  parts, each checked against its listed sha256 as it streams;
 * names starting with ``.`` or ending in ``.partial``/``.tmp`` are copies in
   progress and are never read.
 
@@ -57,6 +57,7 @@ from agent.durable import read_json, write_atomic, write_json
 from airlock.bundle import BundleReader
 from airlock.errors import AirlockError, FormatError, UsageError
 from airlock.limits import MAX_DROP_MEMORY
+from airlock.parts import open_media
 
 __all__ = ["RETRY_S", "Candidate", "Drop", "DropFolder", "DropMemory", "Outcome",
            "outcome_of_error", "write_results"]
@@ -115,13 +116,10 @@ class Drop:
         return hashlib.sha256(json.dumps([str(self.folder), ident]).encode()).hexdigest()
 
     def open(self) -> tuple[IO[bytes], int]:
-        """The bundle as one stream, and its size."""
-        if self.kind != "bundle":
-            raise UsageError(
-                f"{self.name} is a split bundle; this agent does not read parts yet: join them "
-                f"with 'airlock join {self.files[1].name if len(self.files) > 1 else self.name} "
-                f"-o {self.name}.airlock' and drop the joined bundle"
-            )
+        """The bundle as one stream, and its size; a split bundle's parts are read in
+        place, each checked against ``NAME.parts.json`` as it streams (``airlock.parts``)."""
+        if self.kind == "parts":
+            return open_media(str(self.path))
         f = self.path.open("rb")
         return f, os.fstat(f.fileno()).st_size
 

@@ -41,6 +41,7 @@ def bundles(keyset: Keys, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
     for name, kw, keys in (("v1", {"sequence": 1}, [keyset.release_key]),
                            ("v2", {"sequence": 2, "scale": 3.0}, [keyset.release_key]),
                            ("rogue", {"sequence": 3, "scale": 4.0}, [rogue_key]),
+                           ("v5", {"sequence": 5, "scale": 6.0}, [keyset.release_key]),
                            # 50k timed runs: a health check of a few seconds to signal into.
                            ("slow", {"sequence": 4, "scale": 5.0, "runs": 50_000},
                             [keyset.release_key])):
@@ -104,7 +105,9 @@ def test_drop_folder_installs_each_bundle_once_and_the_metrics_follow(
         e = s.wait_event("drop-result", after=n, drop=str(stick / "v2.airlock"))
         assert e["outcome"] == "installed" and active_id(root) == "vision-2"
 
-        # The parts of a split bundle: waited for until every listed part is whole.
+        # The parts of a split bundle: waited for until every listed part is whole, then
+        # installed straight from the parts.
+        data = bundles["v5"].read_bytes()
         parts = [data[:20000], data[20000:]]
         listing = {"bundle": "v3.airlock", "size": len(data),
                    "sha256": hashlib.sha256(data).hexdigest(),
@@ -118,24 +121,24 @@ def test_drop_folder_installs_each_bundle_once_and_the_metrics_follow(
         n = len(s.events())
         (stick / "v3.airlock.part002").write_bytes(parts[1])
         e = s.wait_event("drop-result", after=n, drop=str(stick / "v3.airlock.parts.json"))
-        assert e["outcome"] == "rejected" and "split bundle" in str(e["message"])
+        assert e["outcome"] == "installed" and active_id(root) == "vision-5", e
 
         text = s.get("/metrics")
         lint = promtool_check(text)
         assert lint.returncode == 0, lint.stdout + lint.stderr
-        assert metric(text, "airlock_installs_total", result="installed") == 2
+        assert metric(text, "airlock_installs_total", result="installed") == 3
         assert metric(text, "airlock_installs_total", result="rejected") == 1
         assert metric(text, "airlock_bundles_rejected_total", reason="signature") == 1
-        assert metric(text, "airlock_drop_bundles_total", outcome="installed") == 2
+        assert metric(text, "airlock_drop_bundles_total", outcome="installed") == 3
         assert metric(text, "airlock_drop_bundles_total", outcome="incomplete") == 2
-        assert metric(text, "airlock_release_info", slot="active", release="vision-2",
+        assert metric(text, "airlock_release_info", slot="active", release="vision-5",
                       version="1.0") == 1
-        assert metric(text, "airlock_release_info", slot="previous", release="vision-1") == 1
-        assert metric(text, "airlock_model_health_ok", release="vision-2", model="detector") == 1
+        assert metric(text, "airlock_release_info", slot="previous", release="vision-2") == 1
+        assert metric(text, "airlock_model_health_ok", release="vision-5", model="detector") == 1
         assert metric(text, "airlock_model_latency_p95_seconds", model="detector")
         assert metric(text, "airlock_agent_info", device_id="test-dev") == 1
         status = json.loads(s.get("/status"))
-        assert status["active"]["id"] == "vision-2" and status["state"] == "idle"
+        assert status["active"]["id"] == "vision-5" and status["state"] == "idle"
         assert json.loads(s.get("/healthz"))["ok"] is True
         assert 'href="/metrics"' in s.get("/")
         assert s.stop() == 0
@@ -152,7 +155,7 @@ def test_drop_folder_installs_each_bundle_once_and_the_metrics_follow(
     assert _journal_events(root).count("install-started") == installs
     assert {p.name: p.read_bytes() for p in stick.glob("*.result.*")
             if not p.name.startswith("v1-again")} == results
-    assert active_id(root) == "vision-2"
+    assert active_id(root) == "vision-5"
     assert_consistent(root)
 
 
