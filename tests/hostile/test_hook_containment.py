@@ -28,7 +28,7 @@ import pytest
 
 from agent.sinks.command import CommandSink
 from airlock.errors import DeliveryError
-from airlock.limits import MAX_OUTPUT_SPOOL_BYTES, MAX_OUTPUT_TAIL_BYTES
+from airlock.limits import MAX_JOURNAL_TEXT_CHARS, MAX_OUTPUT_SPOOL_BYTES, MAX_OUTPUT_TAIL_BYTES
 from airlock.oci import OCI_MANIFEST
 from airlock.spawn import child_env, run_contained
 from keys.release import ImageEntry, Release
@@ -124,9 +124,11 @@ def test_hook_output_is_kept_as_a_bounded_tail(
     assert r.returncode == 4
     assert "post_switch hook failed: '" in r.stderr
     assert "exited 3: disk is full, giving up" in r.stderr
+    # The journal stores text inert (line breaks escaped as "\\n", every line ASCII JSON)
+    # and at most MAX_JOURNAL_TEXT_CHARS: the tail keeps its last line, bounded.
     tail = _journal(root, "hook-ran")[-1]["output_tail"]
-    assert len(tail.encode()) == MAX_OUTPUT_TAIL_BYTES
-    assert tail.endswith("x\ndisk is full, giving up\n")
+    assert MAX_OUTPUT_TAIL_BYTES - 64 <= len(tail.encode()) <= MAX_JOURNAL_TEXT_CHARS + 64
+    assert tail.endswith("x\\ndisk is full, giving up\\n")
     journal = root / "journal.jsonl"
     assert max(map(len, journal.read_bytes().splitlines())) < 2 * MAX_OUTPUT_TAIL_BYTES
     assert run_agent("--root", root, "history", "--verify").returncode == 0
