@@ -216,6 +216,7 @@ def build_bundle(
 
     parts = None
     if max_size is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
         writer = PartsWriter(output, max_size)
         try:
             write_bundle(cast(BinaryIO, writer), release_json, files, root_json=root_json,
