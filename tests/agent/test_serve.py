@@ -165,16 +165,17 @@ def test_a_read_only_stick_still_installs(tmp_path: Path, keyset: Keys,
     stick = tmp_path / "stick"
     stick.mkdir()
     shutil.copy(bundles["v1"], stick / "v1.airlock")
-    # Root ignores file modes; a file where the result's temporary file goes stands in for
-    # a read-only filesystem: writing fails and the install must not mind.
-    (stick / ".v1.result.json.tmp").mkdir()
-    (stick / ".v1.result.txt.tmp").mkdir()
+    # Root ignores file modes; a directory where each result file goes stands in for a
+    # read-only filesystem: writing fails and the install must not mind.
+    for name in ("v1.result.json", "v1.result.txt"):
+        (stick / name).mkdir()
+        (stick / name / "keep").write_text("")
     (stick / "airlock-reports").write_text("not a folder")
     with Serve.start(root, watch=[stick]) as s:
         e = s.wait_event("drop-result", drop=str(stick / "v1.airlock"))
         assert e["outcome"] == "installed" and e["results_written"] is False
     assert active_id(root) == "vision-1"
-    assert not (stick / "v1.result.json").exists()
+    assert not (stick / "v1.result.json").is_file()
 
 
 def test_sigterm_during_a_drop_install_finishes_it(tmp_path: Path, keyset: Keys,
