@@ -221,3 +221,14 @@ MAX_PARTS: Final = 999
 #: ``BUNDLE.parts.json`` is unsigned (anyone holding the stick can edit it) and
 #: read whole before any part: endless data. 999 entries need about 150 KB.
 MAX_PARTS_MANIFEST_BYTES: Final = 1024 * 1024
+
+#: A site inventory (Ansible YAML) is read whole by the host tool; a file that
+#: is not an inventory (an image picked by mistake) must not be parsed for long.
+MAX_INVENTORY_BYTES: Final = 4 * 1024 * 1024
+#: Hosts one inventory may list: every one of them gets a thread's worth of
+#: bookkeeping and a row in the report.
+MAX_SITE_HOSTS: Final = 10_000
+
+#: What ``airlock-agent … --json`` may print back to a rollout; more is a
+#: misbehaving device and is cut (an install or status answer is a few KB).
+MAX_REMOTE_OUTPUT_BYTES: Final = 1024 * 1024

@@ -41,6 +41,13 @@ from airlock.console import (
 from airlock.errors import AirlockError, UsageError
 from airlock.limits import MAX_METADATA_BYTES
 from airlock.parts import open_media, parse_size
+from bundler.fleet_cli import (
+    add_fleet_commands,
+    hosts_text,
+    rollout_text,
+    run_hosts,
+    run_rollout,
+)
 from bundler.output import check_output, exclusive_partial
 from bundler.report_cli import add_report_command, run_report
 from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
@@ -224,6 +231,7 @@ def _parser() -> argparse.ArgumentParser:
     fp.add_argument("--dest", default=".", help="directory on the devices (default: the "
                     "login's home)")
     fp.add_argument("--json", action="store_true")
+    add_fleet_commands(fsub, common, add_command)
 
     sp = cmd(
         "split",
@@ -535,6 +543,10 @@ def _diff(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _fleet(a: argparse.Namespace) -> dict[str, Any]:
+    if a.fleet_cmd == "hosts":
+        return run_hosts(a)
+    if a.fleet_cmd == "rollout":
+        return run_rollout(a)
     from bundler.push import files_of, push_all
     from bundler.ssh import Login, Target
 
@@ -597,6 +609,10 @@ def _human(cmd: str) -> Any:
             from bundler.diff import diff_text
 
             return diff_text(d)
+        if cmd == "fleet" and "hosts" in d and "inventory" in d:
+            return hosts_text(d)
+        if cmd == "fleet" and "waves" in d:
+            return rollout_text(d)
         if cmd == "fleet":
             from bundler.push import push_text
 
@@ -663,7 +679,15 @@ def _main(argv: list[str]) -> int:
     if result is None:
         return 0
     emit(result, a.json, _human(a.cmd))
-    if a.cmd == "fleet" and not result["ok"]:
+    if a.cmd == "fleet" and a.fleet_cmd == "rollout":
+        for r in result["devices"]:
+            if not r["ok"]:
+                say("airlock", "error", f"{r['device']}: {r['reason']}")
+        if result["halted"]:
+            say("airlock", "error", f"rollout halted after wave {result['halted_after_wave']}: "
+                "too many failures")
+        return int(result["exit_code"])
+    if a.cmd == "fleet" and a.fleet_cmd == "push" and not result["ok"]:
         # The table went to stdout; each failed host is one line on stderr.
         for h in result["hosts"]:
             if not h["ok"]:
