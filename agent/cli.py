@@ -80,9 +80,16 @@ def _parser() -> argparse.ArgumentParser:
                                   "or their directory; or - for standard input")
     n.add_argument("--no-switch", action="store_true",
                    help="install and health-check, but keep the active release")
+    n.add_argument("--hold", type=float, metavar="SECONDS",
+                   help="switch, but go back to the previous release unless 'commit' comes "
+                        "within SECONDS")
     n.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for another agent command to finish")
     n.add_argument("--json", action="store_true")
+
+    cm = cmd("commit", "make a held install (install --hold) final",
+             "airlock-agent commit --json")
+    cm.add_argument("--json", action="store_true")
 
     s = cmd("status", "show the active and previous release, agent state and disk use",
             "airlock-agent status --json")
@@ -198,6 +205,7 @@ def _say_recovered(actions: list[str]) -> None:
 
 
 def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    from agent.hold import enforce
     from agent.recovery import recover
     from agent.shape import require_sound
 
@@ -207,6 +215,9 @@ def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -
     require_sound(layout)
     with AgentLock(layout.lock, wait=wait):
         _say_recovered(recover(layout))
+        reverted = enforce(layout)
+        if reverted is not None:
+            say("airlock-agent", "reverted", reverted["reason"])
         result = work()
     return result
 
@@ -223,7 +234,7 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         def work() -> dict[str, Any]:
             with progress(size, "installing") as tick:
                 return install(layout, stream, label=a.bundle, switch=not a.no_switch,
-                               progress=tick)
+                               progress=tick, hold=a.hold)
 
         return _mutating(layout, a.wait, work)
 
@@ -258,6 +269,12 @@ def _rollback(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.rollback import rollback
 
     return _mutating(layout, 0.0, lambda: rollback(layout))
+
+
+def _commit(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.hold import commit
+
+    return _mutating(layout, 0.0, lambda: commit(layout))
 
 
 def _check(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
@@ -409,6 +426,9 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             if not d["installed"]:
                 return str(d["message"])
             where = "active" if d["switched"] else "installed, not switched to"
+            if d.get("held_until"):
+                where += (f", held until {d['held_until']} ('airlock-agent commit' makes it "
+                          f"final, else {d['previous']} comes back)")
             return (f"installed {d['name']} {d['version']} (sequence {d['sequence']}), {where}; "
                     f"{d['blobs_stored']} blob(s) stored, {d['blobs_skipped']} already present, "
                     f"health ok in {d['health_s']:.1f} s; total {d['seconds']:.1f} s")
@@ -455,6 +475,9 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
         if cmd == "rollback":
             return (f"rolled back from {d['from']} to {d['name']} {d['version']} "
                     f"(sequence {d['sequence']})")
+        if cmd == "commit":
+            return (f"committed {d['committed']}: it is final; "
+                    f"{d['previous'] or 'no release'} is no longer armed to come back")
         if cmd == "check":
             return f"{d['release']}: health check ok"
         if cmd == "fsck":
@@ -477,7 +500,7 @@ def _main(argv: list[str]) -> int:
     layout = Layout(root_from_env(getattr(a, "root", None)))
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any] | None]] = {
         "init": _init, "install": _install, "status": _status, "history": _history,
-        "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
+        "rollback": _rollback, "commit": _commit, "check": _check, "gc": _gc, "fsck": _fsck,
         "serve": _serve, "report": _report, "inventory": _inventory,
     }
     result = handlers[a.cmd](layout, a)

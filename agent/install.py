@@ -50,6 +50,7 @@ import psutil
 from agent.activation import activate, health_check
 from agent.durable import fsync_dir, remove_tree, write_atomic, write_json
 from agent.faults import crash_point
+from agent.hold import arm, disarm
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.recovery import undo
@@ -63,6 +64,7 @@ from airlock.errors import (
     FormatError,
     HealthCheckError,
     NoSpaceError,
+    PreconditionError,
     RejectedError,
     RollbackError,
 )
@@ -167,8 +169,13 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
 
 
 def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool = True,
-            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Install the bundle read from ``stream``; the caller holds the lock and has recovered."""
+            progress: Callable[[int], None] | None = None,
+            hold: float | None = None) -> dict[str, Any]:
+    """Install the bundle read from ``stream``; the caller holds the lock and has recovered.
+
+    ``hold`` (seconds) switches but keeps the previous release armed until
+    ``airlock-agent commit`` (``agent.hold``).
+    """
     started = time.monotonic()
     config = layout.load_config()
     journal = Journal(layout.journal)
@@ -184,6 +191,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     crash_point("after-head-verified")
 
     active = read_link(layout, "current")
+    if hold is not None and active is None and switch:
+        raise PreconditionError("--hold needs a release to go back to; none is active yet")
     if active == release.id:
         if (layout.release_dir(active) / "release.json").read_bytes() != head.release_json:
             e2 = RollbackError(f"a different release already claims {release.id}; "
@@ -222,7 +231,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                    version=release.version, sequence=release.sequence, bundle=label,
                    role=verified.role, signers=list(verified.signers), bytes_needed=need)
     job = _Job(layout, journal, store, tx, release, head, label, verified.role,
-               list(verified.signers), active)
+               list(verified.signers), active, hold)
     try:
         result = job.run(reader, switch, progress)
         _commit(layout, journal, tx, release, trust, new_trust, switch, result)
@@ -249,10 +258,20 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         "version": release.version, "sequence": release.sequence,
         "active": read_link(layout, "current"), "previous": read_link(layout, "previous"),
         "switched": switch, "seconds": round(time.monotonic() - started, 3),
+        "held_until": _held_until(layout, release.id) if hold is not None else None,
         # The agent's own high-water mark; the health child is measured in "health".
         "agent_peak_rss_mb": _peak_rss_mb(),
     })
     return result
+
+
+def _held_until(layout: Layout, release_id: str) -> str | None:
+    from agent.hold import held
+
+    h = held(layout)
+    if h is None or h["release"] != release_id:
+        return None
+    return datetime.fromtimestamp(h["deadline"], UTC).isoformat(timespec="seconds")
 
 
 def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
@@ -278,8 +297,9 @@ class _Job:
 
     def __init__(self, layout: Layout, journal: Journal, store: ContentStore, tx: Transaction,
                  release: Release, head: BundleHead, label: str, role: str,
-                 signers: list[str], active: str | None) -> None:
+                 signers: list[str], active: str | None, hold: float | None = None) -> None:
         self.layout, self.journal, self.store, self.tx = layout, journal, store, tx
+        self.hold = hold
         self.release, self.head, self.label = release, head, label
         self.role, self.signers, self.active = role, signers, active
         self.staged: dict[str, Path] = {}
@@ -378,8 +398,14 @@ class _Job:
         outcome = None
         if switch:
             crash_point("before-switch")
+            # Armed before the switch: a crash after it still finds the hold (agent.hold).
+            if self.hold is not None:
+                arm(layout, journal, release.id, active, self.hold)
+            else:
+                disarm(layout)
             outcome = activate(layout, journal, self.tx, release, previous=active)
             if not outcome.ok:
+                disarm(layout)
                 raise self.fail(outcome.reason, HealthCheckError(
                     f"{release.id} failed after the switch: {outcome.reason}; "
                     f"{active or 'no release'} is active again"))

@@ -18,6 +18,7 @@
     ROOT/samples/MODEL/      recent input samples (.npz) the application drops for drift
     ROOT/drops.json          drop-folder bundles already handled by ``serve``
     ROOT/last-report.json    where the last signed report ended in the journal
+    ROOT/hold.json           an install held until ``commit`` (agent.hold), with its deadline
     ROOT/serve.lock          flock(2) held by the one running ``serve``
 
 Example::
@@ -119,6 +120,7 @@ class Layout:
         self.samples = self.root / "samples"
         self.drops = self.root / "drops.json"
         self.last_report = self.root / "last-report.json"
+        self.hold = self.root / "hold.json"
         self.serve_lock = self.root / "serve.lock"
 
     # -- paths -------------------------------------------------------------

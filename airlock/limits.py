@@ -232,3 +232,7 @@ MAX_SITE_HOSTS: Final = 10_000
 #: What ``airlock-agent … --json`` may print back to a rollout; more is a
 #: misbehaving device and is cut (an install or status answer is a few KB).
 MAX_REMOTE_OUTPUT_BYTES: Final = 1024 * 1024
+
+#: Longest ``install --hold``: a held release keeps the previous one armed and
+#: any agent command may revert it; a week is plenty for a site to confirm.
+MAX_HOLD_SECONDS: Final = 7 * 24 * 3600

@@ -59,8 +59,17 @@ def releases(keyset: Keys, tmp_path_factory: pytest.TempPathFactory) -> Releases
 
 @pytest.fixture
 def site(releases: Releases, tmp_path: Path) -> Iterator[TestSite]:
+    """Five devices: cam-1 in ring canary, the others in prod; all on vision-1."""
     with TestSite.start(tmp_path / "site", releases.trust,
                         ["canary", "prod", "prod", "prod", "prod"], base=releases.v1) as s:
+        yield s
+
+
+@pytest.fixture
+def small_site(releases: Releases, tmp_path: Path) -> Iterator[TestSite]:
+    """Three devices, as ``site``: enough where waves of five add only time."""
+    with TestSite.start(tmp_path / "site", releases.trust, ["canary", "prod", "prod"],
+                        base=releases.v1) as s:
         yield s
 
 
@@ -104,22 +113,22 @@ def test_three_waves_move_every_device_and_a_second_run_sends_nothing(
 
 
 def test_a_canary_failing_its_health_check_halts_before_wave_two(
-        site: TestSite, releases: Releases) -> None:
-    code, out, err = _rollout(site, releases.bad, "--waves", "1,100%")
+        small_site: TestSite, releases: Releases) -> None:
+    code, out, err = _rollout(small_site, releases.bad, "--waves", "1,100%")
     assert code == 4, err
     assert out["halted"] and out["halted_after_wave"] == 1
     [canary] = out["devices"]  # wave 2 never started
     assert canary["device"] == "cam-1" and canary["result"] == "health-failed"
     assert canary["exit_code"] == 4 and "health" in canary["reason"]
     assert "halted after wave 1" in err
-    assert all(site.active(n) == "vision-1" for n in site.servers)
+    assert all(small_site.active(n) == "vision-1" for n in small_site.servers)
 
 
 def test_an_unreachable_device_halts_and_moved_devices_go_back(
-        site: TestSite, releases: Releases) -> None:
-    site.servers["cam-3"].proc.kill()
-    site.servers["cam-3"].proc.wait()
-    code, out, err = _rollout(site, releases.v2, "--waves", "3,100%", "--parallel", "3")
+        small_site: TestSite, releases: Releases) -> None:
+    small_site.servers["cam-3"].proc.kill()
+    small_site.servers["cam-3"].proc.wait()
+    code, out, err = _rollout(small_site, releases.v2, "--waves", "3,100%", "--parallel", "3")
     assert code == 4, err
     devices = _by_device(out)
     assert set(devices) == {"cam-1", "cam-2", "cam-3"}
@@ -127,59 +136,59 @@ def test_an_unreachable_device_halts_and_moved_devices_go_back(
     assert sorted(out["reverted"]) == ["cam-1", "cam-2"]
     for name in ("cam-1", "cam-2"):
         assert devices[name]["result"] == "reverted" and devices[name]["after"] == "vision-1"
-    assert all(site.active(n) == "vision-1" for n in site.servers if n != "cam-3")
+    assert all(small_site.active(n) == "vision-1" for n in small_site.servers if n != "cam-3")
     assert "cam-3: cannot reach" in err
 
     # With --no-revert-on-halt the moved devices keep the new release.
-    code, out, _ = _rollout(site, releases.v2, "--waves", "3,100%", "--no-revert-on-halt")
+    code, out, _ = _rollout(small_site, releases.v2, "--waves", "3,100%", "--no-revert-on-halt")
     assert code == 4 and out["reverted"] == []
-    assert site.active("cam-1") == "vision-2"
+    assert small_site.active("cam-1") == "vision-2"
 
 
 def test_unknown_host_refused_unless_accepted_and_changed_key_always_refused(
-        site: TestSite, releases: Releases, tmp_path: Path) -> None:
-    servers = list(site.servers.values())
+        small_site: TestSite, releases: Releases, tmp_path: Path) -> None:
+    servers = list(small_site.servers.values())
     other = keygen(tmp_path / "impostor_host_key")
     # cam-1 is missing from known_hosts; cam-2's recorded key is another machine's.
-    site.known_hosts.write_text(
+    small_site.known_hosts.write_text(
         servers[1].known_hosts_line(other.with_suffix(".pub"))
         + "".join(s.known_hosts_line() for s in servers[2:]))
-    code, out, err = _rollout(site, releases.v2, "--waves", "100%", "--max-failures", "100%",
+    code, out, err = _rollout(small_site, releases.v2, "--waves", "100%", "--max-failures", "100%",
                               "--limit", "cam-1,cam-2")
     devices = _by_device(out)
     assert code == 3, err
     assert "is not in" in devices["cam-1"]["reason"] and devices["cam-1"]["exit_code"] == 3
     assert "changed" in devices["cam-2"]["reason"] and devices["cam-2"]["exit_code"] == 3
     assert "SHA256:" in devices["cam-2"]["reason"]
-    assert site.active("cam-1") == site.active("cam-2") == "vision-1"
+    assert small_site.active("cam-1") == small_site.active("cam-2") == "vision-1"
 
-    code, out, err = _rollout(site, releases.v2, "--waves", "100%", "--max-failures", "100%",
+    code, out, err = _rollout(small_site, releases.v2, "--waves", "100%", "--max-failures", "100%",
                               "--limit", "cam-1,cam-2", "--accept-new-hosts")
     devices = _by_device(out)
     assert devices["cam-1"]["result"] == "installed" and devices["cam-1"]["recorded_host_keys"]
     assert "changed" in devices["cam-2"]["reason"]
-    assert f"[127.0.0.1]:{servers[0].port}" in site.known_hosts.read_text()
-    assert site.active("cam-2") == "vision-1"
+    assert f"[127.0.0.1]:{servers[0].port}" in small_site.known_hosts.read_text()
+    assert small_site.active("cam-2") == "vision-1"
 
 
-def test_a_ring_signers_release_goes_to_its_ring_only(site: TestSite, releases: Releases) -> None:
-    hosts = run_airlock("fleet", "hosts", "--inventory", site.inventory, "--ring", "canary",
+def test_a_ring_signers_release_goes_to_its_ring_only(small_site: TestSite, releases: Releases) -> None:
+    hosts = run_airlock("fleet", "hosts", "--inventory", small_site.inventory, "--ring", "canary",
                         "--json")
     assert [h["name"] for h in json.loads(hosts.stdout)["hosts"]] == ["cam-1"]
-    code, out, err = _rollout(site, releases.canary_only, "--ring", "canary")
+    code, out, err = _rollout(small_site, releases.canary_only, "--ring", "canary")
     assert code == 0, err
     assert [d["device"] for d in out["devices"]] == ["cam-1"]
-    assert site.active("cam-1") == "vision-4"
+    assert small_site.active("cam-1") == "vision-4"
 
     # Aimed at prod anyway: each agent refuses it (exit 3) and nothing changes there.
-    code, out, err = _rollout(site, releases.canary_only, "--ring", "prod", "--waves", "100%",
+    code, out, err = _rollout(small_site, releases.canary_only, "--ring", "prod", "--waves", "100%",
                               "--max-failures", "100%")
     assert code == 3, err
     assert {(d["exit_code"], d["after"]) for d in out["devices"]} == {(3, "vision-1")}
     assert all("ring" in d["reason"] for d in out["devices"])
 
     # The dry run says so without copying anything.
-    code, out, err = _rollout(site, releases.canary_only, "--dry-run")
+    code, out, err = _rollout(small_site, releases.canary_only, "--dry-run")
     assert code == 3, err
     devices = _by_device(out)
     assert devices["cam-1"]["result"] == "already-active"

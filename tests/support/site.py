@@ -9,7 +9,7 @@
 
 Each device is an ``Sshd`` (tests/support/sshd.py) on its own loopback port
 with its own host key, and an agent root initialised with ``trust``, the
-device id ``cam-N`` and its ring, then given the release ``base`` so a
+device id ``cam-N`` and its ring, and holding the release ``base`` so a
 rollout has something to move from and back to. The inventory's
 ``airlock_agent`` runs this checkout's agent (``python -m agent`` with
 ``PYTHONPATH``), since sshd gives a session a clean environment.
@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from tests.support.cli import REPO, run_agent
-from tests.support.device import agent_json
+from tests.support.device import agent_json, copy_device
 from tests.support.sshd import Sshd, keygen
 
 AGENT = f"env PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)} -m agent"
@@ -57,15 +57,20 @@ class TestSite:
             servers: dict[str, Sshd] = {}
             roots: dict[str, Path] = {}
             ring_of: dict[str, str | None] = {}
+            # One device is set up and given ``base``; the others are copies of it (hard
+            # links kept) with their own id and ring: one health check instead of N.
+            template = directory / "template-root"
+            p = run_agent("--root", template, "init", "--trust", trust, "--device-id", "cam-0")
+            assert p.returncode == 0, p.stderr
+            if base is not None:
+                agent_json(template, "install", base)
             for i, ring in enumerate(rings, 1):
                 name = f"cam-{i}"
                 servers[name] = stack.enter_context(Sshd.start(directory / name, identity))
-                root = directory / name / "root"
-                init = ["init", "--trust", trust, "--device-id", name]
-                p = run_agent("--root", root, *init, *(["--ring", ring] if ring else []))
-                assert p.returncode == 0, p.stderr
-                if base is not None:
-                    agent_json(root, "install", base)
+                root = copy_device(template, directory / name / "root")
+                config = yaml.safe_load((root / "agent.yaml").read_text())
+                config.update(device_id=name, ring=ring)
+                (root / "agent.yaml").write_text(yaml.safe_dump(config))
                 roots[name], ring_of[name] = root, ring
             site = cls(directory, servers, roots, ring_of, identity, directory / "site.yml",
                        directory / "known_hosts")
