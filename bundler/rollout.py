@@ -162,6 +162,8 @@ class DeviceResult:
     install_seconds: float = 0.0
     bytes_sent: int = 0
     moved: bool = False  # this rollout changed the device's active release
+    held_until: str | None = None  # --confirm-after: when the device reverts unless committed
+    committed: bool = False
     recorded_host_keys: list[str] = field(default_factory=list)
     checks: dict[str, Any] = field(default_factory=dict)
 
@@ -337,6 +339,8 @@ class _Rollout:
             r.result = "installed" if r.moved else "unchanged"
             if doc is not None and not doc.get("installed", True):
                 r.reason = str(doc.get("message") or "")
+            if doc is not None and isinstance(doc.get("held_until"), str):
+                r.held_until = doc["held_until"]
 
     def _dry(self, device: Device, status: dict[str, Any], r: DeviceResult) -> None:
         facts = self.facts
@@ -435,3 +439,5 @@ def _commit(job: _Rollout, moved: list[DeviceResult], by_name: dict[str, Device]
             code, why = getattr(e, "exit_code", 5), str(e)
         if code != 0:
             r.reason = f"commit failed ({why}); the device reverts by itself at the deadline"
+        else:
+            r.committed = True

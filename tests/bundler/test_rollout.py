@@ -9,6 +9,7 @@ ring and is refused elsewhere. Every device's release is asked of its own agent 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.support.cli import run_airlock
+from tests.support.device import agent_json
 from tests.support.keyset import Keys
 from tests.support.site import TestSite
 from tests.support.spec import build, write_spec
@@ -205,3 +207,29 @@ def test_inventory_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     inv.write_text("all:\n  vars: {ansible_user: ops}\n  hosts:\n    cam-1: {ansible_port: x}\n")
     p = run_airlock("fleet", "hosts", "--inventory", inv)
     assert p.returncode == 2 and "ansible_port" in p.stderr
+
+
+def test_confirm_after_commits_good_waves_and_an_unconfirmed_device_comes_back_alone(
+        small_site: TestSite, releases: Releases) -> None:
+    code, out, err = _rollout(small_site, releases.v2, "--waves", "1,100%",
+                              "--confirm-after", "60")
+    assert code == 0, err
+    assert all(d["committed"] and d["held_until"] for d in out["devices"])
+    assert not any((root / "hold.json").exists() for root in small_site.roots.values())
+
+    # The gateway loses the site after cam-1 switched (cam-2 down halts the wave before any
+    # commit) and puts nothing back: cam-1 reverts by itself once its hold runs out.
+    small_site.servers["cam-2"].proc.kill()
+    small_site.servers["cam-2"].proc.wait()
+    code, out, err = _rollout(small_site, releases.bad.with_name("vision-1.airlock"),
+                              "--waves", "100%", "--limit", "cam-3")
+    assert code == 4 and out["halted"], err  # an older sequence: refused (3), halted
+    assert _by_device(out)["cam-3"]["exit_code"] == 3 and "older" in err
+    code, out, err = _rollout(small_site, releases.canary_only, "--waves", "2,100%",
+                              "--confirm-after", "2", "--no-revert-on-halt")
+    assert code == 4, err
+    cam1 = _by_device(out)["cam-1"]
+    assert cam1["after"] == "vision-4" and not cam1["committed"]
+    time.sleep(2.5)
+    assert agent_json(small_site.roots["cam-1"], "check")["release"] == "vision-2"
+    assert small_site.active("cam-1") == "vision-2"
