@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
+import json
 import socket
 import sys
 from collections.abc import Callable
@@ -44,6 +46,7 @@ from airlock.console import (
     say,
 )
 from airlock.errors import LockedError, PreconditionError, RejectedError, UsageError
+from airlock.limits import MAX_METADATA_BYTES
 from airlock.parts import open_media
 from keys.keyfile import generate_keypair
 from keys.trust import TrustRoot
@@ -90,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
     cm = cmd("commit", "make a held install (install --hold) final",
              "airlock-agent commit --json")
     cm.add_argument("--json", action="store_true")
+
+    fl = cmd("flags", "show effective feature flags; apply or roll back a signed flags set",
+             "airlock-agent flags apply /media/usb/site-flags.airlock")
+    fl.add_argument("action", nargs="?", choices=("show", "apply", "rollback"), default="show")
+    fl.add_argument("target", nargs="?", metavar="FILE|NAME",
+                    help="flags bundle to apply, or the name of the set to roll back")
+    fl.add_argument("--json", action="store_true")
 
     s = cmd("status", "show the active and previous release, agent state and disk use",
             "airlock-agent status --json")
@@ -277,6 +287,28 @@ def _commit(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     return _mutating(layout, 0.0, lambda: commit(layout))
 
 
+def _flags(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.flags import rollback_flags, show_flags
+
+    layout.require_initialised()
+    if a.action == "show":
+        return show_flags(layout)
+    if not a.target:
+        raise UsageError(f"flags {a.action} needs a {'FILE' if a.action == 'apply' else 'NAME'}")
+    if a.action == "rollback":
+        return _mutating(layout, 0.0, lambda: rollback_flags(layout, a.target))
+    stream, _ = open_media(a.target)
+    with stream:
+        data = stream.read(MAX_METADATA_BYTES + 64 * 1024)
+    from agent.flags import apply_flags, flags_bytes
+    from airlock.bundle import BundleReader
+
+    got = flags_bytes(BundleReader(io.BytesIO(data)))
+    if got is None:
+        raise UsageError(f"{a.target} is a release bundle, not flags; use 'airlock-agent install'")
+    return _mutating(layout, 0.0, lambda: apply_flags(layout, got, a.target))
+
+
 def _check(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.rollback import check
 
@@ -422,6 +454,9 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             return (f"wrote the signed report of {d['device_id']} to {d['output']}: "
                     f"{d['entries']} journal entr{'y' if d['entries'] == 1 else 'ies'} "
                     f"(since {d['since']}), {human_size(d['bytes'])}")
+        if cmd == "install" and d.get("applied") is True:
+            return (f"applied flags {d['name']} sequence {d['sequence']} (models untouched): "
+                    + ", ".join(f"{k}={json.dumps(v['value'])}" for k, v in d["flags"].items()))
         if cmd == "install":
             if not d["installed"]:
                 return str(d["message"])
@@ -475,6 +510,16 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
         if cmd == "rollback":
             return (f"rolled back from {d['from']} to {d['name']} {d['version']} "
                     f"(sequence {d['sequence']})")
+        if cmd == "flags":
+            if "flags" not in d:
+                return "\n".join(f"{k}: {v}" for k, v in d.items())
+            head = (f"flags {d['name']} sequence {d['sequence']} applied\n" if d.get("applied")
+                    is True else f"flags {d['name']}: back from #{d['from']} to "
+                    f"{'#' + str(d['to']) if d['to'] else 'release defaults'}\n"
+                    if "from" in d else "")
+            return head + "\n".join(
+                f"{k:<20} {json.dumps(v['value']):<12} {v['source']}"
+                + (f" ({v['note']})" if v.get("note") else "") for k, v in d["flags"].items())
         if cmd == "commit":
             return (f"committed {d['committed']}: it is final; "
                     f"{d['previous'] or 'no release'} is no longer armed to come back")
@@ -500,7 +545,7 @@ def _main(argv: list[str]) -> int:
     layout = Layout(root_from_env(getattr(a, "root", None)))
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any] | None]] = {
         "init": _init, "install": _install, "status": _status, "history": _history,
-        "rollback": _rollback, "commit": _commit, "check": _check, "gc": _gc, "fsck": _fsck,
+        "rollback": _rollback, "commit": _commit, "flags": _flags, "check": _check, "gc": _gc, "fsck": _fsck,
         "serve": _serve, "report": _report, "inventory": _inventory,
     }
     result = handlers[a.cmd](layout, a)

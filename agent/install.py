@@ -50,6 +50,7 @@ import psutil
 from agent.activation import activate, health_check
 from agent.durable import fsync_dir, remove_tree, write_atomic, write_json
 from agent.faults import crash_point
+from agent.flags import apply_flags, effective, flags_bytes, plain
 from agent.hold import arm, disarm
 from agent.journal import Journal
 from agent.layout import Layout
@@ -146,7 +147,8 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def _build_release_dir(staged: Path, release: Release, head: BundleHead,
-                       meta: dict[str, bytes], store: ContentStore, info: dict[str, Any]) -> None:
+                       meta: dict[str, bytes], store: ContentStore, info: dict[str, Any],
+                       flags: dict[str, Any]) -> None:
     with contextlib.suppress(FileNotFoundError):
         remove_tree(staged, staged.parent)
     staged.mkdir()
@@ -161,7 +163,7 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
     fsync_dir(models)
     _write_file(staged / "release.json", head.release_json)
     _write_file(staged / "flags.json",
-                (json.dumps(release.flags, indent=2, sort_keys=True) + "\n").encode())
+                (json.dumps(flags, indent=2, sort_keys=True) + "\n").encode())
     _write_file(staged / "installed.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
     if "index.json" in meta:
         _write_file(staged / "index.json", meta["index.json"])
@@ -182,11 +184,16 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     store = ContentStore(layout)
     try:
         reader = BundleReader(stream)
-        head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
+        flags_data = flags_bytes(reader)
+        if flags_data is None:
+            head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
     except RejectedError as e:
         why = explain(stream, e)
         journal.append("rejected", bundle=label, reason=str(why), error=type(why).__name__)
         raise why from None
+    if flags_data is not None:
+        # A flags bundle: applied on its own; models, images and links are not touched.
+        return apply_flags(layout, flags_data, label)
     release: Release = verified.release
     crash_point("after-head-verified")
 
@@ -366,7 +373,9 @@ class _Job:
             staged = layout.staged_release(release.id)
             info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "bundle": self.label, "role": self.role, "signers": self.signers}
-            _build_release_dir(staged, release, self.head, meta, self.store, info)
+            # The release's defaults with the flags sets already applied here (agent.flags).
+            flags = plain(effective(layout, release.flags))
+            _build_release_dir(staged, release, self.head, meta, self.store, info, flags)
             crash_point("before-release-rename")
             self.tx.step("renaming", created=True)
             self.created = True

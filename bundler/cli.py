@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -205,6 +206,32 @@ def _parser() -> argparse.ArgumentParser:
     ish.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
                      help="it must be signed by this device key (repeatable: one of these)")
     ish.add_argument("--json", action="store_true")
+
+    fg = cmd("flags", "build a signed feature-flags bundle",
+             "airlock flags set night_mode=true --name site --sequence 3 --percent 10 "
+             "--key keys/release.key -o site-flags-3.airlock")
+    fgs = fg.add_subparsers(dest="flags_cmd", required=True, parser_class=Parser)
+    fset = add_command(fgs, "set", "sign NAME=VALUE flags into a flags bundle",
+                       "airlock flags set night_mode=true threshold=0.4 --name site "
+                       "--sequence 3 --percent 10 --expires 30d --key keys/release.key "
+                       "-o site-flags-3.airlock", [common])
+    fset.add_argument("assignments", nargs="+", metavar="NAME=VALUE",
+                      help="a flag and its value (JSON when it parses, else a string)")
+    fset.add_argument("--name", default="site", help="the flags set's name: its own "
+                      "anti-rollback sequence on each device (default site)")
+    fset.add_argument("--sequence", type=int, required=True,
+                      help="higher than the last flags set of this name")
+    fset.add_argument("--percent", type=float, default=100.0,
+                      help="share of devices that take these values (stable per device)")
+    fset.add_argument("--ring", action="append", default=[], help="only devices of RING "
+                      "(repeatable; a ring signer must name its rings)")
+    fset.add_argument("--expires", default="30d", help="lifetime (default 30d); after it "
+                      "devices fall back to the release's values")
+    fset.add_argument("--key", type=Path, action="append", required=True)
+    fset.add_argument("--passphrase-env", metavar="VAR")
+    _strict_arg(fset)
+    fset.add_argument("-o", "--output", type=Path, required=True)
+    fset.add_argument("--json", action="store_true")
 
     fl = cmd("fleet", "reach site devices over SSH",
              "airlock fleet push vision-1.3.0.airlock cam-7 --user airlock --identity site.key "
@@ -542,6 +569,18 @@ def _diff(a: argparse.Namespace) -> dict[str, Any]:
     return diff(load_side(a.old), load_side(a.new))
 
 
+def _flags(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.flagset import build_flags, parse_assignments
+
+    passphrase = passphrase_from_env(a.passphrase_env)
+    signers = [_signer(p, passphrase, a) for p in a.key]
+    check_output(a.output, a.key, force=False, kind="a flags bundle",
+                 is_ours=lambda p: p.suffix == ".airlock")
+    return build_flags(parse_assignments(a.assignments), name=a.name, sequence=a.sequence,
+                       expires=parse_duration(a.expires), percent=a.percent, rings=a.ring,
+                       signers=signers, output=a.output)
+
+
 def _fleet(a: argparse.Namespace) -> dict[str, Any]:
     if a.fleet_cmd == "hosts":
         return run_hosts(a)
@@ -609,6 +648,12 @@ def _human(cmd: str) -> Any:
             from bundler.diff import diff_text
 
             return diff_text(d)
+        if cmd == "flags":
+            return (f"wrote {d['bundle']}: flags {d['name']} sequence {d['sequence']}, "
+                    f"{d['percent']:g}% of devices"
+                    + (f" in rings {', '.join(d['rings'])}" if d["rings"] else "")
+                    + f", expires {d['expires']}: "
+                    + ", ".join(f"{k}={json.dumps(v)}" for k, v in d["flags"].items()))
         if cmd == "fleet" and "hosts" in d and "inventory" in d:
             return hosts_text(d)
         if cmd == "fleet" and "waves" in d:
@@ -674,7 +719,8 @@ def _main(argv: list[str]) -> int:
     a = _parser().parse_args(argv)
     handlers = {"keys": _keys, "build": _build, "verify": _verify, "inspect": _inspect,
                 "report": run_report, "split": _split, "join": _join,
-                "inventory": _inventory, "diff": _diff, "fleet": _fleet}
+                "inventory": _inventory, "diff": _diff, "fleet": _fleet,
+                "flags": _flags}
     result = handlers[a.cmd](a)
     if result is None:
         return 0

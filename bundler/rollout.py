@@ -110,22 +110,31 @@ class BundleFacts:
     sequence: int
     rings: tuple[str, ...]
     size: int
+    flags: bool = False  # a flags bundle: applied, no release moves
 
     @property
     def release_id(self) -> str:
-        return f"{self.name}-{self.sequence}"
+        return f"{'flags:' if self.flags else ''}{self.name}-{self.sequence}"
 
 
 def bundle_facts(bundle: Path) -> BundleFacts:
     from tuf.api.metadata import Targets
 
+    from keys.flags import FLAGS_FIELD, is_flags
     from keys.release import Release
 
     f, _ = open_media(str(bundle))
     with f:
         head = BundleReader(f).head()
-    r = Release.from_metadata(parse_metadata(head.release_json, Targets, "release metadata"))
     size = sum(p.stat().st_size for p in files_of(bundle))
+    md = parse_metadata(head.release_json, Targets, "bundle metadata")
+    if is_flags(head.release_json):
+        body = md.signed.unrecognized_fields.get(FLAGS_FIELD)
+        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
+            raise UsageError(f"{bundle}: flags metadata without a name")
+        return BundleFacts(body["name"], "", md.signed.version,
+                           tuple(str(x) for x in body.get("rings") or []), size, flags=True)
+    r = Release.from_metadata(md)
     return BundleFacts(r.name, r.version, r.sequence, tuple(r.rings), size)
 
 
@@ -328,13 +337,17 @@ class _Rollout:
             args += ["--hold", str(self.plan.hold)]
         code, doc, why = remote.agent(*args)
         r.install_seconds = round(time.monotonic() - t, 3)
-        after = self._status(remote)
-        r.after = _release_id(after)
+        if code == 0 and doc is not None and isinstance(doc.get("active"), str):
+            r.after = doc["active"]  # the agent said where it stands: no second status
+        else:
+            r.after = _release_id(self._status(remote))
         r.moved = r.after != r.before
         if code != 0:
             r.result, r.exit_code, r.reason = "failed", code, why or f"agent exit {code}"
             if code == 4:
                 r.result = "health-failed"
+        elif self.facts.flags:
+            r.result, r.moved = "flags-applied", True  # put back with 'flags rollback'
         else:
             r.result = "installed" if r.moved else "unchanged"
             if doc is not None and not doc.get("installed", True):
@@ -373,11 +386,12 @@ class _Rollout:
         """Put a device this rollout moved back on its release before (agent rollback)."""
         try:
             with self._connected(device, DeviceResult(device.name, "", None, r.wave)) as remote:
-                code, _, why = remote.agent("rollback")
+                code, _, why = (remote.agent("flags", "rollback", self.facts.name)
+                                if self.facts.flags else remote.agent("rollback"))
                 after = _release_id(self._status(remote))
         except (AirlockError, OSError, EOFError, paramiko.SSHException) as e:
             code, why, after = getattr(e, "exit_code", 5), str(e), r.after
-        if code == 0 and after == r.before:
+        if code == 0 and (after == r.before or self.facts.flags):
             r.result, r.after, r.moved = "reverted", after, False
             r.reason = (r.reason + "; " if r.reason else "") + "put back: rollout halted"
         else:

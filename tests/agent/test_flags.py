@@ -1,0 +1,113 @@
+"""Signed feature flags on a device: applied without touching models, shown with their source,
+rolled back, refused when replayed with an older sequence, kept across a release install.
+
+    airlock flags set night_mode=true --name site --sequence 2 --key release.key -o f.airlock
+    airlock-agent install f.airlock        # applied; current and the models stay as they were
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.journal import Journal
+from tests.support.cli import run_agent, run_airlock
+from tests.support.device import active_id, agent_json, init_device
+from tests.support.keyset import Keys
+from tests.support.treehash import tree_hash
+
+
+def _flags(keyset: Keys, out: Path, *assign: str, sequence: int, extra: tuple[str, ...] = (),
+           key: Path | None = None) -> Path:
+    p = run_airlock("flags", "set", *assign, "--name", "site", "--sequence", sequence,
+                    "--key", key or keyset.release_key, "-o", out, *extra)
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+@pytest.fixture
+def device(keyset: Keys, tmp_path: Path, make_bundle: Callable[..., Path]) -> Path:
+    root = init_device(tmp_path / "device", keyset)
+    agent_json(root, "install", make_bundle(sequence=1, runs=2,
+                                            extra={"flags": {"night_mode": False, "fps": 15}}))
+    return root
+
+
+def _values(root: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((root / "current" / "flags.json").read_text())
+    return data
+
+
+def test_flags_apply_show_roll_back_and_refuse_a_replay(
+        device: Path, keyset: Keys, tmp_path: Path, make_bundle: Callable[..., Path]) -> None:
+    assert _values(device) == {"night_mode": False, "fps": 15}
+    models = tree_hash(device / "releases" / "vision-1" / "models")
+    f2 = _flags(keyset, tmp_path / "f2.airlock", "night_mode=true", "label=dusk", sequence=2)
+    f3 = _flags(keyset, tmp_path / "f3.airlock", "night_mode=true", "fps=30", sequence=3)
+
+    applied = agent_json(device, "install", f2)
+    assert applied["applied"] and applied["sequence"] == 2
+    assert _values(device) == {"night_mode": True, "fps": 15, "label": "dusk"}
+    assert active_id(device) == "vision-1"
+    assert tree_hash(device / "releases" / "vision-1" / "models") == models
+    events = [e["event"] for e in Journal(device / "journal.jsonl").entries()]
+    assert events[-1] == "flags-applied" and events[-2] != "health-result"
+
+    assert agent_json(device, "flags", "apply", f3)["sequence"] == 3
+    shown = agent_json(device, "flags")["flags"]
+    assert shown["fps"] == {"value": 30, "source": "flags site #3"}
+    assert "label" not in shown  # set 3 does not name it: back to nothing
+    assert shown["night_mode"]["source"] == "flags site #3"
+
+    # An older set replayed: refused (exit 3), nothing changes.
+    p = run_agent("--root", device, "install", f2)
+    assert p.returncode == 3 and "older than sequence 3" in p.stderr
+    assert _values(device)["fps"] == 30
+
+    # Rolled back: sequence 2's values again; then none at all.
+    assert agent_json(device, "flags", "rollback", "site")["to"] == 2
+    assert _values(device) == {"night_mode": True, "fps": 15, "label": "dusk"}
+    agent_json(device, "flags", "rollback", "site")
+    assert _values(device) == {"night_mode": False, "fps": 15}
+    # The anti-rollback mark stays: a rolled-back device still refuses the older set.
+    assert run_agent("--root", device, "flags", "apply", f2).returncode == 3
+    agent_json(device, "flags", "apply", f3)
+
+    # A release installed later gets the applied flags in its own flags.json.
+    agent_json(device, "install", make_bundle(sequence=2, runs=2, scale=3.0,
+                                              extra={"flags": {"fps": 10, "hdr": True}}))
+    assert _values(device) == {"night_mode": True, "fps": 30, "hdr": True}
+
+
+def test_flags_refused_when_unsigned_for_this_device(device: Path, keyset: Keys,
+                                                     tmp_path: Path) -> None:
+    from keys.keyfile import generate_keypair
+
+    rogue, _ = generate_keypair("rogue", tmp_path)
+    bad = _flags(keyset, tmp_path / "rogue.airlock", "night_mode=true", sequence=2, key=rogue)
+    p = run_agent("--root", device, "install", bad)
+    assert p.returncode == 3 and "signature" in p.stderr
+    ringed = _flags(keyset, tmp_path / "ring.airlock", "night_mode=true", sequence=2,
+                    extra=("--ring", "canary"))
+    p = run_agent("--root", device, "flags", "apply", ringed)
+    assert p.returncode == 3 and "ring" in p.stderr  # this device is in no ring
+    assert _values(device)["night_mode"] is False
+
+
+def test_a_percentage_is_the_devices_own_bucket(device: Path, keyset: Keys,
+                                                tmp_path: Path) -> None:
+    from keys.flags import in_bucket
+
+    half = _flags(keyset, tmp_path / "half.airlock", "night_mode=true", "fps=60", sequence=2,
+                  extra=("--percent", "50"))
+    agent_json(device, "install", half)
+    shown = agent_json(device, "flags")["flags"]
+    for flag, default in (("night_mode", False), ("fps", 15)):
+        inside = in_bucket("test-dev", flag, 50)  # the device id init_device gives
+        assert shown[flag]["value"] == ({"night_mode": True, "fps": 60}[flag] if inside
+                                        else default)
+        assert ("bucket in 50%" in shown[flag]["source"]) == inside
