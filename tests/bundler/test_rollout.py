@@ -233,3 +233,29 @@ def test_confirm_after_commits_good_waves_and_an_unconfirmed_device_comes_back_a
     time.sleep(2.5)
     assert agent_json(small_site.roots["cam-1"], "check")["release"] == "vision-2"
     assert small_site.active("cam-1") == "vision-2"
+
+
+def test_a_flags_bundle_rolls_out_and_goes_back_on_halt(
+        small_site: TestSite, keyset: Keys, tmp_path: Path) -> None:
+    flags = tmp_path / "site-flags-2.airlock"
+    p = run_airlock("flags", "set", "night_mode=true", "--name", "site", "--sequence", "2",
+                    "--key", keyset.release_key, "-o", flags)
+    assert p.returncode == 0, p.stderr
+    code, out, err = _rollout(small_site, flags, "--waves", "1,100%", "--limit", "cam-1,cam-2")
+    assert code == 0, err
+    assert {d["result"] for d in out["devices"]} == {"flags-applied"}
+    for name in ("cam-1", "cam-2"):
+        values = json.loads((small_site.roots[name] / "current" / "flags.json").read_text())
+        assert values["night_mode"] is True and small_site.active(name) == "vision-1"
+
+    # Sequence 3 with cam-3 down: halted, and the devices that took it go back to 2.
+    small_site.servers["cam-3"].proc.kill()
+    small_site.servers["cam-3"].proc.wait()
+    p = run_airlock("flags", "set", "night_mode=false", "--name", "site", "--sequence", "3",
+                    "--key", keyset.release_key, "-o", tmp_path / "site-flags-3.airlock")
+    assert p.returncode == 0, p.stderr
+    code, out, err = _rollout(small_site, tmp_path / "site-flags-3.airlock", "--waves", "100%",
+                              "--parallel", "3")
+    assert code == 4 and sorted(out["reverted"]) == ["cam-1", "cam-2"], err
+    shown = agent_json(small_site.roots["cam-1"], "flags")
+    assert shown["applied"] == {"site": 2} and shown["flags"]["night_mode"]["value"] is True
