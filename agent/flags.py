@@ -32,7 +32,7 @@ from typing import Any
 
 from agent.durable import read_bounded, read_json, write_atomic, write_json
 from agent.journal import Journal
-from agent.layout import Layout
+from agent.layout import Layout, is_real_dir
 from agent.switch import read_link
 from airlock.bundle import BundleReader
 from airlock.errors import FormatError, PreconditionError, RejectedError, RollbackError
@@ -57,6 +57,11 @@ def flags_bytes(reader: BundleReader) -> bytes | None:
 
 
 def _state(layout: Layout) -> dict[str, Any]:
+    # Never write through a link out of ROOT or over a stray file (as agent.shape does).
+    for d in (layout.flags_dir, layout.flags_dir / "history"):
+        if (d.exists() or d.is_symlink()) and not is_real_dir(d):
+            raise PreconditionError(f"{layout.rel(d)} is not a directory of ROOT; remove it "
+                                    "and apply the flags again")
     try:
         raw = read_json(layout.flags_state)
     except FileNotFoundError:

@@ -111,3 +111,14 @@ def test_a_percentage_is_the_devices_own_bucket(device: Path, keyset: Keys,
         assert shown[flag]["value"] == ({"night_mode": True, "fps": 60}[flag] if inside
                                         else default)
         assert ("bucket in 50%" in shown[flag]["source"]) == inside
+
+
+def test_flags_never_written_through_a_link_out_of_root(device: Path, keyset: Keys,
+                                                        tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (device / "flags").symlink_to(outside)
+    f2 = _flags(keyset, tmp_path / "f2.airlock", "night_mode=true", sequence=2)
+    p = run_agent("--root", device, "install", f2)
+    assert p.returncode == 5 and "not a directory of ROOT" in p.stderr
+    assert list(outside.iterdir()) == [] and _values(device)["night_mode"] is False
