@@ -36,7 +36,7 @@ from airlock.errors import UsageError
 from airlock.limits import MAX_INVENTORY_BYTES, MAX_SITE_HOSTS
 from bundler.ssh import Target
 
-__all__ = ["Device", "Site", "load_site"]
+__all__ = ["Device", "SiteInventory", "load_site"]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
@@ -63,7 +63,7 @@ class Device:
 
 
 @dataclass
-class Site:
+class SiteInventory:
     """Every device of an inventory, in the order the inventory names them."""
 
     path: Path
@@ -163,7 +163,7 @@ def _device(path: Path, host: str, v: dict[str, Any], groups: set[str]) -> Devic
     )
 
 
-def load_site(path: Path) -> Site:
+def load_site(path: Path) -> SiteInventory:
     """Every device of the Ansible YAML inventory ``path``; exit 2 on anything wrong."""
     try:
         raw = path.read_bytes()
@@ -191,4 +191,4 @@ def load_site(path: Path) -> Site:
         devices.append(_device(path, host, v, walk.groups[host]))
     if not devices:
         raise UsageError(f"inventory {path} lists no hosts")
-    return Site(path, devices)
+    return SiteInventory(path, devices)
