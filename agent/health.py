@@ -15,6 +15,8 @@ Files it reads (the agent hard-links them from its content store)::
     RELEASE_DIR/models/<model.name>/<data file>         its ONNX external data, if any
     RELEASE_DIR/models/<model.name>/inputs.npz          golden inputs, by input name
     RELEASE_DIR/models/<model.name>/outputs.npz         golden outputs, by output name
+    RELEASE_DIR/models/<model.name>/eval_data.npz       evaluation set, one row per sample
+    RELEASE_DIR/models/<model.name>/eval_labels.npz     its labels, named after the output scored
 
 ONNX Runtime reads external data relative to the model file and refuses
 locations that leave its directory (``..``, absolute paths, symbolic links
@@ -22,8 +24,12 @@ out), so a model only ever loads data from its own ``models/<name>/``.
 
 What a check does, with budgets from the model's :class:`keys.release.HealthSpec`:
 
-1. load the model with ONNX Runtime (providers from the spec, CPU by default;
-   the ``providers`` argument overrides);
+1. load the model with ONNX Runtime, with the execution providers and
+   session options the application uses (the release's, CPU by default;
+   the device's ``runtime`` from agent.yaml wins, the ``providers``
+   argument over both, see ``agent.runtime``); a provider that is not
+   available fails the check unless fallback is allowed, and the result
+   says which providers ran;
 2. run the golden inputs and compare every golden output with numpy
    ``allclose`` semantics (``|got - expected| <= atol + rtol * |expected|``),
    naming the worst element; without golden data, run zeros of the declared
@@ -31,7 +37,12 @@ What a check does, with budgets from the model's :class:`keys.release.HealthSpec
    that hold no array, or name anything the model does not output, fail the
    check: a check that compares nothing must not pass;
 3. time ``runs`` inferences and compare their p95 with ``max_p95_ms``;
-4. compare the child's peak RSS with ``max_memory_mb`` (or a hard cap).
+4. stream the evaluation set through the model a batch at a time and judge
+   its metrics against the release's thresholds (``airlock.evaluation``);
+   relative ones against ``baselines``, the running release's result on the
+   same set, when there is one;
+5. compare the child's peak RSS with ``max_memory_mb`` (or a hard cap): the
+   evaluation runs in the same child, under the same budget and timeout.
 
 Isolation: each model is checked by ``python -I /path/to/agent/_health_child.py``
 (isolated mode, by absolute path) in a new session (its own process group),
@@ -65,7 +76,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -74,12 +85,28 @@ import psutil
 
 from agent import _health_child
 from agent._health_child import RESULT_MARKER
-from airlock.limits import MAX_CHILD_OUTPUT_BYTES
+from agent.runtime import DeviceRuntime
+from airlock import evaluation as _evaluation
+from airlock import npz_batches as _npz_batches
+from airlock.evaluation import judge
+from airlock.limits import (
+    MAX_CHILD_OUTPUT_BYTES,
+    MAX_DETAILED_CLASSES,
+    MAX_EVAL_BATCH_BYTES,
+    MAX_EVAL_CLASSES,
+    MAX_PROFILE_BYTES,
+    MAX_TOP_K,
+)
 from airlock.spawn import child_env, python_argv
 from keys.release import HealthSpec, ModelEntry, Release
-from keys.signed_fields import GOLDEN_INPUTS_FILE, GOLDEN_OUTPUTS_FILE
+from keys.signed_fields import (
+    EVAL_DATA_FILE,
+    EVAL_LABELS_FILE,
+    GOLDEN_INPUTS_FILE,
+    GOLDEN_OUTPUTS_FILE,
+)
 
-__all__ = ["HealthReport", "ModelResult", "check_release"]
+__all__ = ["Baseline", "HealthReport", "ModelResult", "check_release"]
 
 _MiB = 1024 * 1024
 _POLL_S = 0.01
@@ -92,6 +119,23 @@ _WATCHDOG_GRACE_S = 10.0
 # own out of sys.path, so this file is the one that runs, and imports only
 # the standard library, numpy and onnxruntime.
 _CHILD_SCRIPT = Path(_health_child.__file__).resolve()
+# The pure-numpy modules of the shared ground the child loads by absolute path.
+_CHILD_MODULES = {"evaluation": str(Path(_evaluation.__file__).resolve()),
+                  "npz_batches": str(Path(_npz_batches.__file__).resolve())}
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A model's recorded evaluation in the release being replaced: what ``*_delta`` compares with."""
+
+    release: str
+    data: str  # digests of the set and labels it was measured on
+    labels: str
+    samples: int
+    metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass
@@ -106,6 +150,8 @@ class ModelResult:
     worst: dict[str, Any] | None  # output name -> worst element (index, got, expected, ...)
     note: str | None = None  # what was not checked, e.g. no golden data
     runtime_rss_mb: float | None = None  # RSS of the child before loading the model
+    providers: dict[str, Any] | None = None  # requested, available, used, nodes per provider
+    evaluation: dict[str, Any] | None = None  # metrics, threshold checks, baseline used
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,21 +174,30 @@ class HealthReport:
 
 
 def check_release(release_dir: Path, release: Release, *,
-                  providers: Sequence[str] | None = None) -> HealthReport:
-    """Check every model of ``release`` as installed under ``release_dir``, one child each."""
+                  providers: Sequence[str] | None = None, runtime: DeviceRuntime | None = None,
+                  baselines: Mapping[str, Baseline] | None = None,
+                  no_baseline: str = "no release is running to compare with") -> HealthReport:
+    """Check every model of ``release`` as installed under ``release_dir``, one child each.
+
+    ``runtime`` is the device's ONNX Runtime setup; ``baselines`` the
+    recorded evaluation per model of the release being replaced
+    (``no_baseline`` says why there is none, for relative thresholds).
+    """
     results = []
     release_dir = Path(release_dir).absolute()  # the child runs in it: its paths must not be relative
     for model in release.models:
         try:
-            results.append(_check_model(release_dir, model, providers))
+            results.append(_check_model(release_dir, model, providers, runtime or DeviceRuntime(),
+                                        (baselines or {}).get(model.name), no_baseline))
         except Exception as e:  # cannot fork, /tmp full...: a failed check, not a dead agent
             results.append(ModelResult(model.name, False, f"check could not run: {e}",
                                        None, None, None))
     return HealthReport(ok=all(r.ok for r in results), models=results)
 
 
-def _check_model(release_dir: Path, model: ModelEntry,
-                 providers: Sequence[str] | None) -> ModelResult:
+def _check_model(release_dir: Path, model: ModelEntry, providers: Sequence[str] | None,
+                 runtime: DeviceRuntime, baseline: Baseline | None,
+                 no_baseline: str) -> ModelResult:
     spec = model.health
     mdir = release_dir / "models" / model.name
 
@@ -164,15 +219,34 @@ def _check_model(release_dir: Path, model: ModelEntry,
     for data_name, _ in model.data:
         if not (mdir / data_name).is_file():
             return failed(f"external data file {_rel(mdir / data_name, release_dir)} is missing")
+    evaluate = None
+    if model.evaluation is not None:
+        for file_name in (EVAL_DATA_FILE, EVAL_LABELS_FILE):
+            if not (mdir / file_name).is_file():
+                return failed(f"evaluation file {_rel(mdir / file_name, release_dir)} is missing")
+        ev = model.evaluation
+        evaluate = {
+            "data": str(mdir / EVAL_DATA_FILE), "labels": str(mdir / EVAL_LABELS_FILE),
+            "batch": ev.batch, "max_samples": ev.max_samples,
+            "metrics": [t.metric for t in ev.metrics], "max_k": MAX_TOP_K,
+            "max_classes": MAX_EVAL_CLASSES, "detailed_classes": MAX_DETAILED_CLASSES,
+            "max_batch_bytes": MAX_EVAL_BATCH_BYTES, "modules": _CHILD_MODULES,
+        }
 
     budget, budget_text = _memory_budget(spec)
+    choice = runtime.choose(spec, tuple(providers) if providers else None)
     job = {
         "model": str(model_path),
         **golden,
         "rtol": spec.rtol,
         "atol": spec.atol,
         "runs": spec.runs,
-        "providers": list(providers or spec.providers or ("CPUExecutionProvider",)),
+        "providers": list(choice.providers),
+        "providers_from": choice.source,
+        "provider_fallback": choice.provider_fallback,
+        "session": choice.session.to_json(),
+        "max_profile_bytes": MAX_PROFILE_BYTES,
+        "evaluate": evaluate,
         "watchdog_s": spec.timeout_s + _WATCHDOG_GRACE_S,
     }
     run = _run_child(job, release_dir, spec.timeout_s, budget)
@@ -191,11 +265,11 @@ def _check_model(release_dir: Path, model: ModelEntry,
         return failed(f"{what}{run.stderr_hint()}", peak_rss_mb=run.peak_mb)
 
     r = run.result
-    notes = "; ".join(r.get("notes") or []) or None
-    common: dict[str, Any] = {"peak_rss_mb": run.peak_mb, "note": notes,
-                              "runtime_rss_mb": r.get("runtime_rss_mb")}
+    notes = list(r.get("notes") or [])
+    common: dict[str, Any] = {"peak_rss_mb": run.peak_mb, "runtime_rss_mb": r.get("runtime_rss_mb"),
+                              "providers": r.get("providers")}
     if "error" in r:
-        return failed(str(r["error"]), **common)
+        return failed(str(r["error"]), note="; ".join(notes) or None, **common)
 
     problems: list[str] = []
     worst: dict[str, Any] = {}
@@ -207,10 +281,46 @@ def _check_model(release_dir: Path, model: ModelEntry,
     if spec.max_p95_ms is not None and p95 > spec.max_p95_ms:
         problems.append(f"p95 latency {p95:.3g} ms over {r['runs']} runs "
                         f"> max_p95_ms {spec.max_p95_ms:g}")
+    evaluation = None
+    if model.evaluation is not None:
+        evaluation = r.get("evaluation")
+        if not isinstance(evaluation, dict):
+            problems.append("the evaluation did not run")
+        else:
+            problems += _judge(model, evaluation, baseline, no_baseline, notes)
     if over_memory:
         problems.append(over_memory)
     return ModelResult(model.name, not problems, "; ".join(problems) or None, p95,
-                       **common, worst=worst or None)
+                       **common, worst=worst or None, note="; ".join(notes) or None,
+                       evaluation=evaluation)
+
+
+def _judge(model: ModelEntry, evaluation: dict[str, Any], baseline: Baseline | None,
+           no_baseline: str, notes: list[str]) -> list[str]:
+    """Judge the child's metrics by the release's thresholds; record what was compared."""
+    ev = model.evaluation
+    assert ev is not None
+    samples = int(evaluation.get("samples") or 0)
+    evaluation.update(data=ev.data, labels=ev.labels, baseline=None)
+    why = no_baseline
+    base_metrics = None
+    if baseline is not None:
+        if (baseline.data, baseline.labels) != (ev.data, ev.labels):
+            why = f"{baseline.release} was evaluated on another set"
+        elif baseline.samples != samples:
+            why = (f"{baseline.release} was evaluated on {baseline.samples} samples of this "
+                   f"set, this release on {samples}")
+        else:
+            base_metrics = baseline.metrics
+            evaluation["baseline"] = baseline.to_dict()
+    checks = judge(ev.metrics, evaluation.get("metrics") or {}, baseline=base_metrics,
+                   baseline_name=baseline.release if baseline else "the running release",
+                   no_baseline=why)
+    evaluation["checks"] = checks
+    notes.extend(str(n) for n in evaluation.get("notes") or [])
+    notes.extend(c["reason"] for c in checks if c["ok"] is None)
+    failed = [c["reason"] for c in checks if c["ok"] is False]
+    return [f"{'; '.join(failed)} (on {samples} evaluation samples)"] if failed else []
 
 
 def _describe_mismatch(name: str, cmp: dict[str, Any], spec: HealthSpec) -> str:
