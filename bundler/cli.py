@@ -34,7 +34,7 @@ from airlock.errors import AirlockError, UsageError
 from airlock.limits import MAX_METADATA_BYTES
 from bundler.output import check_output, exclusive_partial
 from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
-from keys.release import Release, parse_metadata
+from keys.release import ModelEntry, Release, parse_metadata
 from keys.trust import (
     RingSigner,
     TrustRoot,
@@ -383,6 +383,7 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
                 "data": [name for name, _ in m.data],
                 "max_p95_ms": m.health.max_p95_ms,
                 "max_memory_mb": m.health.max_memory_mb,
+                **_quality(r, m),
             }
             for m in r.models
         ],
@@ -406,6 +407,26 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
         "delta": None
         if r.delta is None
         else {"base_sequence": r.delta.base_sequence, "expects": len(r.delta.expects)},
+    }
+
+
+def _quality(r: Release, m: ModelEntry) -> dict[str, Any]:
+    """What a model's check will enforce beyond golden data: evaluation, contract, providers."""
+    ev = m.evaluation
+
+    def size(digest: str) -> int | None:
+        info = r.files.get(f"blobs/sha256/{digest[7:]}")
+        return info.length if info else None
+
+    return {
+        "evaluate": None if ev is None else {
+            "metrics": {t.metric: t.rules() for t in ev.metrics}, "batch": ev.batch,
+            "max_samples": ev.max_samples, "data_bytes": size(ev.data),
+            "labels_bytes": size(ev.labels)},
+        "inputs_contract": {rule.name: rule.to_json() for rule in m.contract},
+        "providers": list(m.health.providers),
+        "provider_fallback": m.health.provider_fallback,
+        "session": m.health.session.to_json(),
     }
 
 
@@ -436,6 +457,7 @@ def _human(cmd: str) -> Any:
                     + (f" + {len(m['data'])} external data file(s)" if m["data"] else "")
                     + (" + golden data" if m["golden"] else "")
                 )
+                lines.extend(_quality_lines(m))
             for i in d["images"]:
                 lines.append(f"  image {i['ref']} ({i['platform']}) {human_size(i['size'])}")
             if d["flags"]:
@@ -446,6 +468,28 @@ def _human(cmd: str) -> Any:
         return "\n".join(f"{k}: {v}" for k, v in d.items())
 
     return fmt
+
+
+def _quality_lines(m: dict[str, Any]) -> list[str]:
+    from airlock.contract import InputRule
+    from airlock.evaluation import Threshold
+
+    lines = []
+    ev = m.get("evaluate")
+    if ev:
+        samples = f", at most {ev['max_samples']} samples" if ev["max_samples"] else ""
+        rules = "; ".join(Threshold(name, **bounds).describe()
+                          for name, bounds in ev["metrics"].items())
+        lines.append(f"    evaluation ({human_size(ev['data_bytes'] or 0)} set, batch "
+                     f"{ev['batch']}{samples}): {rules}")
+    for name, rule in (m.get("inputs_contract") or {}).items():
+        lines.append(f"    contract {name}: {InputRule(name, **rule).describe()}")
+    if m.get("providers") and (m["providers"] != ["CPUExecutionProvider"] or m["session"]):
+        session = ", ".join(f"{k}={v}" for k, v in m["session"].items())
+        lines.append(f"    providers {', '.join(m['providers'])}"
+                     + (" (fallback allowed)" if m["provider_fallback"] else " (all required)")
+                     + (f"; session {session}" if session else ""))
+    return lines
 
 
 def _main(argv: list[str]) -> int:
