@@ -6,6 +6,7 @@
     airlock-agent history --verify
     airlock-agent rollback
     airlock-agent check --rollback-on-failure
+    airlock-agent config --providers OpenVINOExecutionProvider,CPUExecutionProvider
     airlock-agent gc --keep 2
     airlock-agent fsck --repair
 
@@ -97,6 +98,26 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--rollback-on-failure", action="store_true",
                    help="roll back when the check fails")
     c.add_argument("--json", action="store_true")
+
+    o = cmd("config", "show or change how this device's application runs models (health "
+            "checks use the same)",
+            "airlock-agent config --providers OpenVINOExecutionProvider,CPUExecutionProvider "
+            "--no-provider-fallback --intra-op-threads 2")
+    o.add_argument("--providers", metavar="P1,P2",
+                   help="ONNX Runtime execution providers, in order (instead of each release's)")
+    fb = o.add_mutually_exclusive_group()
+    fb.add_argument("--provider-fallback", dest="fallback", action="store_true", default=None,
+                    help="a provider this device lacks is skipped (and reported)")
+    fb.add_argument("--no-provider-fallback", dest="fallback", action="store_false",
+                    help="a provider this device lacks fails the check")
+    o.add_argument("--graph-optimization-level", metavar="LEVEL",
+                   help="disable, basic, extended or all")
+    o.add_argument("--execution-mode", metavar="MODE", help="sequential or parallel")
+    o.add_argument("--intra-op-threads", type=int, metavar="N", help="0 = ONNX Runtime's default")
+    o.add_argument("--inter-op-threads", type=int, metavar="N", help="0 = ONNX Runtime's default")
+    o.add_argument("--reset-runtime", action="store_true",
+                   help="forget all of the above: each release decides again")
+    o.add_argument("--json", action="store_true")
 
     g = cmd("gc", "remove old releases and unused blobs (never current or previous)",
             "airlock-agent gc --keep 2")
@@ -226,6 +247,38 @@ def _check(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
                                                 rollback_on_failure=a.rollback_on_failure))
 
 
+def _config(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    import dataclasses
+
+    import yaml
+
+    from agent.runtime import DeviceRuntime
+
+    layout.require_initialised()
+    session = {k: v for k, v in (("graph_optimization_level", a.graph_optimization_level),
+                                 ("execution_mode", a.execution_mode),
+                                 ("intra_op_threads", a.intra_op_threads),
+                                 ("inter_op_threads", a.inter_op_threads)) if v is not None}
+    changes = a.reset_runtime or a.providers is not None or a.fallback is not None or session
+
+    def work() -> dict[str, Any]:
+        config = layout.load_config()
+        if changes:
+            raw = {} if a.reset_runtime else config.runtime.to_dict()
+            if a.providers is not None:
+                raw["providers"] = [p.strip() for p in a.providers.split(",")]
+            if a.fallback is not None:
+                raw["provider_fallback"] = a.fallback
+            raw["session"] = {**raw.get("session", {}), **session}
+            runtime = DeviceRuntime.from_config(raw, "airlock-agent config")
+            config = dataclasses.replace(config, runtime=runtime)
+            write_atomic(layout.config, yaml.safe_dump(config.to_dict(), sort_keys=True).encode())
+            Journal(layout.journal).append("configured", runtime=runtime.to_dict())
+        return config.to_dict()
+
+    return _mutating(layout, 0.0, work) if changes else layout.load_config().to_dict()
+
+
 def _gc(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.gc import gc
 
@@ -340,6 +393,17 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             out.append(f"{'consistent' if d['ok'] else 'INCONSISTENT'}: {c['blobs']} blob(s), "
                        f"{c['releases']} release(s), {c['journal_lines']} journal line(s) checked")
             return "\n".join(out)
+        if cmd == "config":
+            runtime = d.get("runtime") or {}
+            session = ", ".join(f"{k}={v}" for k, v in (runtime.get("session") or {}).items())
+            return "\n".join([
+                f"device    {d['device_id']}" + (f" (ring {d['ring']})" if d["ring"] else ""),
+                f"sink      {d['sink'].get('type', 'oci-dir')}",
+                "providers " + (", ".join(runtime["providers"]) if runtime.get("providers")
+                                else "as each release says"),
+                "fallback  " + ("as each release says" if runtime.get("provider_fallback") is None
+                                else "allowed" if runtime["provider_fallback"] else "refused"),
+                "session   " + (session or "as each release says")])
         if cmd == "gc":
             return (f"removed {len(d['releases_removed'])} release(s) and {d['blobs_removed']} "
                     f"blob(s), freed {human_size(d['bytes_freed'])}")
@@ -353,7 +417,7 @@ def _main(argv: list[str]) -> int:
     layout = Layout(root_from_env(getattr(a, "root", None)))
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any]]] = {
         "init": _init, "install": _install, "status": _status, "history": _history,
-        "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
+        "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck, "config": _config,
     }
     result = handlers[a.cmd](layout, a)
     emit(result, a.json, _human(a.cmd))
