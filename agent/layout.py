@@ -15,6 +15,7 @@
     ROOT/images/             default image sink (an OCI layout)
     ROOT/journal.jsonl       hash-chained record of every action
     ROOT/lock                flock(2) held by the one mutating command
+    ROOT/samples/MODEL/      recent input samples (.npz) the application drops for drift
 
 Example::
 
@@ -119,6 +120,7 @@ class Layout:
         self.images = self.root / "images"
         self.journal = self.root / "journal.jsonl"
         self.lock = self.root / "lock"
+        self.samples = self.root / "samples"
 
     # -- paths -------------------------------------------------------------
     def blob(self, digest: str) -> Path:
