@@ -94,6 +94,7 @@ from airlock.limits import (
     MAX_DETAILED_CLASSES,
     MAX_EVAL_BATCH_BYTES,
     MAX_EVAL_CLASSES,
+    MAX_EVAL_SAMPLES,
     MAX_PROFILE_BYTES,
     MAX_TOP_K,
 )
@@ -227,7 +228,7 @@ def _check_model(release_dir: Path, model: ModelEntry, providers: Sequence[str] 
         ev = model.evaluation
         evaluate = {
             "data": str(mdir / EVAL_DATA_FILE), "labels": str(mdir / EVAL_LABELS_FILE),
-            "batch": ev.batch, "max_samples": ev.max_samples,
+            "batch": ev.batch, "max_samples": ev.max_samples or MAX_EVAL_SAMPLES,
             "metrics": [t.metric for t in ev.metrics], "max_k": MAX_TOP_K,
             "max_classes": MAX_EVAL_CLASSES, "detailed_classes": MAX_DETAILED_CLASSES,
             "max_batch_bytes": MAX_EVAL_BATCH_BYTES, "modules": _CHILD_MODULES,
