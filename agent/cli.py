@@ -8,6 +8,10 @@
     airlock-agent check --rollback-on-failure
     airlock-agent gc --keep 2
     airlock-agent fsck --repair
+    airlock-agent --version --json
+
+An agent installed from a kit (install.sh) updates itself when a release
+carries a newer kit for its platform: see docs/BOOTSTRAP.md.
 
 ROOT is --root, else $AIRLOCK_ROOT, else /var/lib/airlock. Every command that
 changes ROOT takes its lock (a second one exits 5) and first repairs whatever
@@ -28,6 +32,7 @@ from agent.durable import fsync_dir, write_atomic, write_json
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout, root_from_env
 from agent.lock import AgentLock
+from agent.rootformat import check_format, write_format
 from airlock.console import (
     Parser,
     add_command,
@@ -52,6 +57,8 @@ def _parser() -> argparse.ArgumentParser:
                         help="agent root (default $AIRLOCK_ROOT or /var/lib/airlock)")
     p = Parser(prog="airlock-agent", description=__doc__, parents=[common],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action="store_true",
+                   help="print this agent's version, platform and Python (--json: as JSON)")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
 
     def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
@@ -106,7 +113,25 @@ def _parser() -> argparse.ArgumentParser:
             "airlock-agent fsck --repair --json")
     f.add_argument("--repair", action="store_true",
                    help="undo unfinished work, remove corrupt blobs and broken releases")
+    f.add_argument("--read-only", action="store_true",
+                   help="check without taking the lock and never repair (a new agent's "
+                        "self-check while the running one holds the lock)")
     f.add_argument("--json", action="store_true")
+
+    k = cmd("self-install", "finish installing this agent from a kit (run by the kit's "
+            "install.sh)", "sh install.sh --trust root.json   # runs: airlock-agent "
+            "self-install --kit DIR --prefix /opt/airlock")
+    k.add_argument("--kit", type=Path, required=True, help="the unpacked kit directory")
+    k.add_argument("--prefix", type=Path, default=Path("/opt/airlock"),
+                   help="where agents live (default /opt/airlock)")
+    k.add_argument("--trust", type=Path, help="trust root, for a ROOT not initialised yet")
+    k.add_argument("--bin-dir", type=Path, default=Path("/usr/local/bin"),
+                   help="where to link airlock-agent (default /usr/local/bin)")
+    k.add_argument("--systemd-dir", type=Path, default=Path("/etc/systemd/system"))
+    k.add_argument("--device-id", help="device name for init (default: the host name)")
+    k.add_argument("--ring", help="deployment ring for init")
+    k.add_argument("--no-init", action="store_true", help="do not run init on a new ROOT")
+    k.add_argument("--json", action="store_true")
     return p
 
 
@@ -136,6 +161,7 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         fsync_dir(layout.root)
         config = AgentConfig(a.device_id or socket.gethostname(), a.ring,
                              _sink_config(a.sink, a.sink_option))
+        write_format(layout)
         Journal(layout.journal).append("initialised", device_id=config.device_id,
                                        ring=config.ring, trust_version=trust.version)
         import yaml
@@ -158,8 +184,18 @@ def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -
     layout.require_initialised()
     with AgentLock(layout.lock, wait=wait):
         _say_recovered(recover(layout))
+        _migrate(layout)
         result = work()
     return result
+
+
+def _migrate(layout: Layout) -> None:
+    from agent.rootformat import migrate
+    from agent.selfupdate import may_migrate
+
+    if may_migrate():
+        for line in migrate(layout, Journal(layout.journal)):
+            print(f"airlock-agent: {line}", file=sys.stderr)
 
 
 def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
@@ -168,7 +204,14 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     def work() -> dict[str, Any]:
         stream, size = open_bundle(a.bundle)
         with stream, progress(size, "installing") as tick:
-            return install(layout, stream, label=a.bundle, switch=not a.no_switch, progress=tick)
+            result = install(layout, stream, label=a.bundle, switch=not a.no_switch,
+                             progress=tick)
+        if result["active"] == result["release"]:
+            # The release is committed; now the agent it carries, if any (exit 4 on failure).
+            from agent.selfupdate import update_from_release
+
+            result["agent"] = update_from_release(layout, result["release"])
+        return result
 
     return _mutating(layout, a.wait, work)
 
@@ -219,7 +262,9 @@ def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.fsck import fsck
 
     layout.require_initialised()
-    with AgentLock(layout.lock):
+    if a.read_only and a.repair:
+        raise UsageError("--read-only and --repair exclude each other")
+    with contextlib.nullcontext() if a.read_only else AgentLock(layout.lock):
         result = fsck(layout, repair=a.repair)
     if not result["ok"]:
         # The report goes to stdout, the verdict to stderr with exit 3.
@@ -230,6 +275,14 @@ def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         raise RejectedError(f"{n} inconsistenc{'y remains' if n == 1 else 'ies remain'} "
                             f"(first: {first['path']}: {first['detail']}){hint}")
     return result
+
+
+def _agent_line(agent: dict[str, Any] | None) -> str:
+    if not agent:
+        return ""
+    if agent.get("updated"):
+        return f"\nagent updated to {agent['version']} (was {agent['previous_version']})"
+    return f"\nagent not updated: {agent['reason']}"
 
 
 def _release_line(label: str, r: dict[str, Any] | None) -> str:
@@ -250,15 +303,33 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                     + (f" in ring {d['ring']}" if d["ring"] else "")
                     + f" (trust root version {d['trust_version']})")
         if cmd == "install":
+            agent = _agent_line(d.get("agent"))
             if not d["installed"]:
-                return str(d["message"])
+                return str(d["message"]) + agent
             where = "active" if d["switched"] else "installed, not switched to"
             return (f"installed {d['name']} {d['version']} (sequence {d['sequence']}), {where}; "
                     f"{d['blobs_stored']} blob(s) stored, {d['blobs_skipped']} already present, "
-                    f"health ok in {d['health_s']:.1f} s; total {d['seconds']:.1f} s")
+                    f"health ok in {d['health_s']:.1f} s; total {d['seconds']:.1f} s" + agent)
+        if cmd == "version":
+            where = (f"kit {d['kit']} in {d['home']}" if d["kit"] else "installed with pip")
+            return (f"airlock-agent {d['version']} ({d['platform']}, Python "
+                    f"{d['python_full']}; {where})")
+        if cmd == "self-install":
+            done = (f"agent {d['version']} is active in {d['prefix']}" if d["updated"] else
+                    f"agent {d['version']} was already active in {d['prefix']}; checked")
+            said = [done, f"airlock-agent linked at {d['linked']}"]
+            if d["initialised"]:
+                said.append(f"initialised {d['root']}")
+            if d["unit"]:
+                said.append(f"systemd unit {d['unit']} "
+                            f"(systemctl enable --now {Path(d['unit']).name})")
+            return "\n".join([*said, *(f"recovered: {r}" for r in d["recovered"])])
         if cmd == "status":
             last = d["last_notable_event"]
             lines = [f"device    {d['device_id']}" + (f" (ring {d['ring']})" if d["ring"] else ""),
+                     f"agent     {d['agent']['version']} ({d['agent']['platform']}, Python "
+                     f"{d['agent']['python']}, "
+                     + (f"kit {d['agent']['kit']})" if d["agent"]["kit"] else "pip)"),
                      _release_line("active", d["active"]),
                      _release_line("previous", d["previous"]),
                      f"state     {d['state']}"
@@ -299,12 +370,39 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
     return fmt
 
 
+def _version_only(argv: list[str]) -> bool:
+    """``airlock-agent --version [--json]``, without a command."""
+    pre = Parser(add_help=False)
+    for flag in ("--version", "--json", "--debug"):
+        pre.add_argument(flag, action="store_true")
+    pre.add_argument("--root")
+    known, rest = pre.parse_known_args(argv)
+    return bool(known.version) and not rest
+
+
+def _self_install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.selfupdate import self_install
+
+    return self_install(a.kit.absolute(), a.prefix.absolute(), layout,
+                        trust_file=a.trust.absolute() if a.trust else None,
+                        bin_dir=a.bin_dir.absolute(), systemd_dir=a.systemd_dir,
+                        device_id=a.device_id, ring=a.ring, init=not a.no_init)
+
+
 def _main(argv: list[str]) -> int:
+    if _version_only(argv):
+        from agent.identity import identity
+
+        emit(identity(), "--json" in argv, _human("version"))
+        return 0
     a = _parser().parse_args(argv)
     layout = Layout(root_from_env(getattr(a, "root", None)))
+    if a.cmd != "init" and layout.is_initialised():
+        check_format(layout)  # an agent older than ROOT's format refuses it, in one line
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any]]] = {
         "init": _init, "install": _install, "status": _status, "history": _history,
         "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
+        "self-install": _self_install,
     }
     result = handlers[a.cmd](layout, a)
     emit(result, a.json, _human(a.cmd))

@@ -17,7 +17,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-__all__ = ["fsync_dir", "read_json", "remove_tree", "write_atomic", "write_json"]
+__all__ = ["fsync_dir", "read_json", "remove_tree", "replace_symlink", "write_atomic",
+           "write_json"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -38,6 +39,16 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def replace_symlink(path: Path, target: str) -> None:
+    """Point the symlink ``path`` at ``target``: a temporary link renamed over the old one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp)
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

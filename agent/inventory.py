@@ -13,11 +13,10 @@ It reads the store and the release directories only; it changes nothing.
 
 from __future__ import annotations
 
-import platform
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any
 
+from agent.identity import agent_version, identity
 from agent.install import load_sequences
 from agent.layout import Layout
 from agent.store import ContentStore
@@ -27,14 +26,6 @@ from keys.device import INVENTORY_TYPE, sign_document
 from keys.keyfile import load_signer
 
 __all__ = ["agent_version", "inventory", "signed_inventory"]
-
-
-def agent_version() -> str:
-    """The installed airlock-edge version ("unknown" when run from a bare checkout)."""
-    try:
-        return metadata.version("airlock-edge")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def inventory(layout: Layout) -> dict[str, Any]:
@@ -59,7 +50,7 @@ def inventory(layout: Layout) -> dict[str, Any]:
         "kind": "inventory",
         "device_id": config.device_id,
         "ring": config.ring,
-        "agent": {"version": agent_version(), "platform": _platform()},
+        "agent": identity(),  # version, platform, Python, kit: which kit this site needs
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "active": read_link(layout, "current"),
         "previous": read_link(layout, "previous"),
@@ -73,8 +64,3 @@ def signed_inventory(layout: Layout) -> bytes:
     """The inventory as a DSSE envelope signed with the device key."""
     return sign_document(inventory(layout), INVENTORY_TYPE, load_signer(layout.device_key))
 
-
-def _platform() -> str:
-    machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-    return f"{platform.system().lower()}/{arch}"

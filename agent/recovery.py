@@ -13,7 +13,9 @@ that says what happened. Recovery, in order:
 3. empties ``staging/`` (half-written blobs, half-built release directories,
    directories that were being deleted);
 4. repairs a link left pointing at nothing (it falls back to ``previous``, or
-   the newest installed release).
+   the newest installed release);
+5. undoes an agent self-update that did not commit (``agent.selfupdate``):
+   the agent's own links are put back and the half-made agent removed.
 
 Every step is idempotent, so a crash during recovery is repaired by the next
 start::
@@ -76,6 +78,10 @@ def needs_recovery(layout: Layout) -> bool:
     for which in ("current", "previous"):
         if os.path.lexists(layout.link(which)) and read_link(layout, which) is None:
             return True
+    from agent.selfupdate import agent_update_pending
+
+    if agent_update_pending():
+        return True
     try:
         with layout.journal.open("rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -138,4 +144,7 @@ def recover(layout: Layout) -> list[str]:
             journal.append("recovered", op="repair-link", link=which, active=fallback,
                            reason=what)
             actions.append(what)
+    from agent.selfupdate import recover_agent
+
+    actions += recover_agent(layout)
     return actions

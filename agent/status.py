@@ -15,6 +15,7 @@ from typing import Any
 import psutil
 
 from agent.durable import read_json
+from agent.identity import identity
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import lock_holder
@@ -72,6 +73,7 @@ def status(layout: Layout) -> dict[str, Any]:
         "root": str(layout.root),
         "device_id": config.device_id,
         "ring": config.ring,
+        "agent": identity(),  # which kit a site needs: version, platform, Python
         "state": state,
         "lock_holder": holder,
         "operation": tx.to_dict() if tx else None,

@@ -105,6 +105,11 @@ def build_bundle(
         order = {m.name: i for i, m in enumerate(spec.models)}
         models.sort(key=lambda e: order[e.name])
 
+    kits = []
+    if spec.agent_kits:
+        from bundler.agentkit import add_kit_artifact
+
+        kits = [add_kit_artifact(contents, path) for path in spec.agent_kits]
     files = contents.source_files()
     release = Release(
         name=spec.name,
@@ -117,6 +122,7 @@ def build_bundle(
         flags=dict(spec.flags),
         hooks=spec.hooks,
         rings=list(spec.rings),
+        agent_kits=kits,
     )
     md = release.to_metadata()
     for signer in signers:

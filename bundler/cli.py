@@ -5,12 +5,14 @@ airlock keys init --root-key keys/root.key --release-key keys/release.pub -o roo
 airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock
 airlock verify vision-1.2.0.airlock --trust root.json
 airlock inspect vision-1.2.0.airlock --json
+airlock agent-kit --platform linux/arm64 --python 3.11 --key keys/release.key
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -114,6 +116,9 @@ def _parser() -> argparse.ArgumentParser:
         help="plain-HTTP registry (repeatable)",
     )
     b.add_argument("--cache", type=Path, help="pull cache directory (default ~/.cache/airlock)")
+    b.add_argument("--agent-kit", type=Path, action="append", default=[], metavar="KIT",
+                   help="an agent kit (airlock agent-kit) for devices to update themselves "
+                        "with; repeat for more platforms")
     b.add_argument("--json", action="store_true")
 
     v = cmd(
@@ -134,6 +139,36 @@ def _parser() -> argparse.ArgumentParser:
     n.add_argument("bundle", type=Path)
     n.add_argument("--trust", type=Path, help="also verify the metadata signatures")
     n.add_argument("--json", action="store_true")
+
+    k = cmd(
+        "agent-kit",
+        "build the signed offline installer of the agent for one device platform",
+        "airlock agent-kit --platform linux/arm64 --python 3.11 --key keys/release.key",
+    )
+    k.add_argument("--platform", default=None, metavar="linux/amd64|linux/arm64",
+                   help="the device's platform (default: this machine's)")
+    k.add_argument("--python", default=None, metavar="3.11",
+                   help="the device's python3 version (default: this Python's)")
+    k.add_argument("--glibc", default=None, metavar="2.28",
+                   help="the oldest glibc the wheels may need (default 2.28)")
+    k.add_argument("--extra", action="append", default=[], metavar="REQUIREMENT",
+                   help="another package to carry and install beside the agent (repeatable)")
+    k.add_argument("--key", type=Path, action="append", required=True,
+                   help="release key to sign kit.json with; repeat to meet a threshold")
+    k.add_argument("--passphrase-env", metavar="VAR", help="passphrase of the keys is in $VAR")
+    k.add_argument("-o", "--output", type=Path,
+                   help="kit path (default airlock-agent-kit-VERSION-PLATFORM-pyX.Y.tar)")
+    k.add_argument("--expires", default="365d", help="kit lifetime (default 365d)")
+    k.add_argument("--project", type=Path, help="airlock-edge source checkout (default: this one)")
+    k.add_argument("--lock", type=Path,
+                   help="the lock of exact wheels (default PROJECT/packaging/agent-kit-lock.json)")
+    k.add_argument("--update-lock", action="store_true",
+                   help="resolve this target again against the index and record it in the lock")
+    k.add_argument("--cache", type=Path, help="download cache (default ~/.cache/airlock)")
+    k.add_argument("--index-url", metavar="URL", help="package index for pip (a mirror)")
+    k.add_argument("--find-links", action="append", default=[], metavar="DIR|URL",
+                   help="more places pip may take wheels from (repeatable)")
+    k.add_argument("--json", action="store_true")
     return p
 
 
@@ -234,6 +269,10 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
     from bundler.spec import load_spec
 
     spec = load_spec(a.spec)
+    for kit in a.agent_kit:
+        if not kit.is_file():
+            raise UsageError(f"--agent-kit {kit}: no such file")
+        spec.agent_kits.append(kit)
     passphrase = passphrase_from_env(a.passphrase_env)
     signers = [load_signer(p, passphrase) for p in a.key]
     root_json = None
@@ -245,6 +284,26 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
         result = build_bundle(
             spec, signers, output, root_json=root_json, registry_options=options, progress=bars
         )
+    return result.to_dict()
+
+
+def _agent_kit(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.agentkit import DEFAULT_GLIBC, KitTarget, build_agent_kit
+    from bundler.spec import build_time
+    from keys.kitverify import host_platform
+
+    target = KitTarget(a.platform or host_platform(),
+                       a.python or f"{sys.version_info.major}.{sys.version_info.minor}",
+                       a.glibc or DEFAULT_GLIBC, tuple(a.extra))
+    passphrase = passphrase_from_env(a.passphrase_env)
+    signers = [load_signer(p, passphrase) for p in a.key]
+    index = (["--index-url", a.index_url] if a.index_url else []) + [
+        arg for link in a.find_links for arg in ("--find-links", link)]
+    with phase_bars() as bars:
+        result = build_agent_kit(
+            target, signers, a.output, expires=build_time() + parse_duration(a.expires),
+            project=a.project, lock=a.lock, update_lock=a.update_lock, cache=a.cache,
+            index=index, progress=bars)
     return result.to_dict()
 
 
@@ -325,6 +384,11 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
         "delta": None
         if r.delta is None
         else {"base_sequence": r.delta.base_sequence, "expects": len(r.delta.expects)},
+        "agent_kits": [
+            {"file": k.file_name, "version": k.version, "platform": k.platform,
+             "python": k.python, "size": k.size}
+            for k in r.agent_kits
+        ],
     }
 
 
@@ -335,6 +399,13 @@ def _human(cmd: str) -> Any:
                 f"built {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}), "
                 f"{human_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)\n"
                 f"metadata sha256 {d['metadata_sha256']}"
+            )
+        if cmd == "agent-kit":
+            return (
+                f"built {d['kit']}: agent {d['version']} for {d['platform']} Python "
+                f"{d['python']} (glibc {d['glibc']}+), {len(d['wheels'])} wheels, "
+                f"{human_size(d['size'])}\nsha256 {d['sha256']}  (read it to the site to check "
+                "the copy)" + ("\nlock updated" if d["lock_updated"] else "")
             )
         if cmd == "verify":
             return (
@@ -360,6 +431,9 @@ def _human(cmd: str) -> Any:
                 lines.append("  flags: " + ", ".join(f"{k}={v}" for k, v in d["flags"].items()))
             if d["rings"]:
                 lines.append("  rings: " + ", ".join(d["rings"]))
+            for k in d["agent_kits"]:
+                lines.append(f"  agent kit {k['version']} for {k['platform']} Python "
+                             f"{k['python']}: {k['file']} {human_size(k['size'])}")
             return "\n".join(lines)
         return "\n".join(f"{k}: {v}" for k, v in d.items())
 
@@ -368,7 +442,8 @@ def _human(cmd: str) -> Any:
 
 def _main(argv: list[str]) -> int:
     a = _parser().parse_args(argv)
-    handlers = {"keys": _keys, "build": _build, "verify": _verify, "inspect": _inspect}
+    handlers = {"keys": _keys, "build": _build, "verify": _verify, "inspect": _inspect,
+                "agent-kit": _agent_kit}
     result = handlers[a.cmd](a)
     emit(result, a.json, _human(a.cmd))
     return 0

@@ -10,7 +10,8 @@ A release is a TUF ``targets`` document (``tuf.api.metadata.Targets``):
   length and sha256;
 * the field ``airlock`` carries what TUF has no words for: the user's name and
   version string, models with their health-check budgets, images, feature
-  flags, hooks, target rings and, for a delta bundle, its base.
+  flags, hooks, target rings, agent kits (``agent.kits``: the agent for each
+  device platform, see docs/BOOTSTRAP.md) and, for a delta bundle, its base.
 
 Example::
 
@@ -43,6 +44,7 @@ from airlock.limits import (
 from airlock.oci import BLOB_PREFIX, blob_path, digest_hex
 
 __all__ = [
+    "AgentKitEntry",
     "Delta",
     "HealthSpec",
     "Hooks",
@@ -162,6 +164,19 @@ class Delta:
     expects: tuple[str, ...] = ()  # digests the device must already hold
 
 
+@dataclass(frozen=True)
+class AgentKitEntry:
+    """An agent kit a release carries: the agent a device of ``platform`` and ``python`` runs."""
+
+    blob: str  # digest of the kit tar
+    manifest: str  # digest of its OCI artifact manifest
+    file_name: str  # airlock-agent-kit-0.2.0-linux-amd64-py3.11.tar
+    size: int
+    version: str  # the agent version inside, a final release like 0.2.0
+    platform: str  # linux/amd64
+    python: str  # 3.11
+
+
 @dataclass
 class Release:
     name: str
@@ -175,6 +190,7 @@ class Release:
     hooks: Hooks = field(default_factory=Hooks)
     rings: list[str] = field(default_factory=list)
     delta: Delta | None = None
+    agent_kits: list[AgentKitEntry] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -197,6 +213,8 @@ class Release:
         }
         if self.delta is not None:
             body["delta"] = asdict(self.delta)
+        if self.agent_kits:  # absent otherwise, so releases without kits keep their bytes
+            body["agent"] = {"kits": [asdict(k) for k in self.agent_kits]}
         signed = Targets(
             version=self.sequence,
             expires=self.expires,
@@ -258,6 +276,7 @@ class Release:
             ),
             rings=r.texts("rings"),
             delta=delta,
+            agent_kits=[_kit_from(k) for k in r.sub("agent").subs("kits")],
         )
         release._check_references()
         return release
@@ -289,6 +308,15 @@ class Release:
                         f"image '{i.ref}' names blob {digest[:23]}… that is not in the bundle "
                         "nor expected on the device"
                     )
+        for k in self.agent_kits:
+            for digest in (k.manifest, k.blob):
+                if digest not in have:
+                    raise FormatError(f"agent kit '{k.file_name}' names blob {digest[:23]}… "
+                                      "that is not in the bundle nor expected on the device")
+            info = self.files.get(blob_path(k.blob))
+            if info is not None and info.length != k.size:
+                raise FormatError(f"agent kit '{k.file_name}' says {k.size} bytes but its "
+                                  f"blob is {info.length} bytes")
 
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, in the bundle or expected."""
@@ -422,6 +450,22 @@ def _model_from(r: _Reader) -> ModelEntry:
             providers=tuple(providers),
         ),
     )
+
+
+def _kit_from(r: _Reader) -> AgentKitEntry:
+    from keys.kitverify import KitError, version_key
+
+    file_name = r.text("file_name")
+    if not is_plain_name(file_name):
+        raise FormatError(f"agent kit file name {file_name!r} is not a plain name")
+    version = r.text("version")
+    try:
+        version_key(version)
+    except KitError as e:
+        raise FormatError(str(e)) from None
+    return AgentKitEntry(blob=r.digest("blob"), manifest=r.digest("manifest"),
+                         file_name=file_name, size=r.integer("size"), version=version,
+                         platform=r.text("platform"), python=r.text("python"))
 
 
 def _image_from(r: _Reader) -> ImageEntry:
