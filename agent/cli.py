@@ -39,6 +39,7 @@ from airlock.console import (
     emit,
     human_size,
     open_bundle,
+    phase_bars,
     progress,
     read_input,
     run,
@@ -210,7 +211,8 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
             # The release is committed; now the agent it carries, if any (exit 4 on failure).
             from agent.selfupdate import update_from_release
 
-            result["agent"] = update_from_release(layout, result["release"])
+            with phase_bars() as bars:
+                result["agent"] = update_from_release(layout, result["release"], progress=bars)
         return result
 
     return _mutating(layout, a.wait, work)

@@ -65,6 +65,7 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import AgentLock
 from airlock.bundle import FileInfo
+from airlock.console import Progress, no_progress
 from airlock.errors import (
     AirlockError,
     FormatError,
@@ -226,6 +227,12 @@ class _Run:
     layout: Layout | None
     op: str
     release: str | None = None
+    progress: Progress = no_progress
+
+    def step(self, tx: _Update, phase: str, *, created: bool | None = None) -> None:
+        """Record the phase (for recovery) and say it (for a person watching)."""
+        tx.step(self.home, phase, created=created)
+        self.progress(f"agent {tx.version}: {phase}", 1, 1)
 
     def log(self, event: str, **fields: Any) -> None:
         if self.layout is not None and self.layout.is_initialised():
@@ -363,15 +370,15 @@ def _transact(run: _Run, new_id: str, kit: KitDocument, kit_json: bytes,
         if build is not None:
             build(tx)
         _write_marker(home.agent_dir(new_id), kit_json)
-        tx.step(home, "self-check")
+        run.step(tx, "self-check")
         self_check(home.agent_dir(new_id) / "bin" / "airlock-agent", kit.version, run.layout)
         crash_point("agent-before-switch")
-        tx.step(home, "switching")
+        run.step(tx, "switching")
         home.set_link("previous", old)
         home.set_link("current", new_id)
         home.ensure_entry()
         crash_point("agent-after-switch")
-        tx.step(home, "first-start")
+        run.step(tx, "first-start")
         self_check(home.entry, kit.version, run.layout, phase="first start")
         crash_point("agent-before-commit")
         _record_accepted(run.layout, kit.version, new_id)
@@ -493,9 +500,12 @@ def _base_python() -> Path:
     return Path(found)
 
 
-def _builder(home: AgentHome, blob: Path, new_id: str, kit: KitDocument,
+def _builder(run: _Run, blob: Path, new_id: str, kit: KitDocument,
              kit_json: bytes) -> Callable[[_Update], None]:
+    home = run.home
+
     def build(tx: _Update) -> None:
+        run.step(tx, "unpacking")
         unpacked = home.staging / f"kit-{new_id}"
         _clear_staging(home)
         unpacked.mkdir(parents=True)
@@ -507,7 +517,7 @@ def _builder(home: AgentHome, blob: Path, new_id: str, kit: KitDocument,
             reader.extract({p: FileInfo(n, h) for p, (n, h) in kit.files.items()}, unpacked)
         crash_point("agent-kit-unpacked")
         dest = home.agent_dir(new_id)
-        tx.step(home, "venv", created=True)
+        run.step(tx, "venv", created=True)
         if dest.exists():
             remove_tree(dest, home.staging)
         home.agents.mkdir(parents=True, exist_ok=True)
@@ -532,7 +542,8 @@ def _builder(home: AgentHome, blob: Path, new_id: str, kit: KitDocument,
     return build
 
 
-def update_from_release(layout: Layout, release_id: str) -> dict[str, Any] | None:
+def update_from_release(layout: Layout, release_id: str, *,
+                        progress: Progress = no_progress) -> dict[str, Any] | None:
     """After ``release_id`` was installed and committed: switch to the agent it carries.
 
     None when the release carries no kit; ``{"updated": False, "reason": …}``
@@ -575,8 +586,8 @@ def update_from_release(layout: Layout, release_id: str) -> dict[str, Any] | Non
         if home.read_link("current") == new_id:
             return {"updated": False, "reason": f"agent {new_id} is already current",
                     "agent": new_id}
-        run = _Run(home, layout, "update", release_id)
-        return _transact(run, new_id, kit, kit_json, _builder(home, blob, new_id, kit, kit_json))
+        run = _Run(home, layout, "update", release_id, progress)
+        return _transact(run, new_id, kit, kit_json, _builder(run, blob, new_id, kit, kit_json))
 
 
 # -- install.sh's last step ------------------------------------------------------------------

@@ -201,8 +201,10 @@ def default_project() -> Path:
 
 def _pip(args: Sequence[str], what: str, env: dict[str, str] | None = None
          ) -> subprocess.CompletedProcess[str]:
+    # The caller's PYTHONPATH has no business in a wheel build or a resolution.
+    clean = {k: v for k, v in (env or os.environ).items() if k != "PYTHONPATH"}
     p = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True,
-                       env=env, check=False, stdin=subprocess.DEVNULL)
+                       env=clean, check=False, stdin=subprocess.DEVNULL)
     if p.returncode != 0:
         missing = re.search(r"No matching distribution found for ([^\s;]+)", p.stderr)
         if missing:

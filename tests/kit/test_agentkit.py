@@ -139,3 +139,18 @@ def test_a_release_carries_a_kit_as_an_oci_artifact(
                     "--agent-kit", broken)
     assert r.returncode == 2, r.stderr
     assert f"{wheel.name.split('/', 1)[1]}' does not match its sha256" in r.stderr, r.stderr
+
+
+def test_the_spec_names_a_missing_kit(keyset: Keys, tmp_path: Path) -> None:
+    from tests.support.spec import write_spec
+
+    spec = write_spec(tmp_path, extra={"agent": {"kit": ["nowhere.tar"]}})
+    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", tmp_path / "x.airlock")
+    assert r.returncode == 2, r.stderr
+    assert "field 'agent.kit': file nowhere.tar does not exist" in r.stderr
+    spec = write_spec(tmp_path, sequence=2, extra={"agent": {"kits": "x.tar"}})
+    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", tmp_path / "x.airlock")
+    assert r.returncode == 2 and "field 'agent.kits': unknown field" in r.stderr
+    r = run_airlock("build", write_spec(tmp_path, sequence=3), "--key", keyset.release_key,
+                    "-o", tmp_path / "x.airlock", "--agent-kit", tmp_path / "missing.tar")
+    assert r.returncode == 2 and "--agent-kit" in r.stderr and "no such file" in r.stderr

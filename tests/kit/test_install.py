@@ -25,15 +25,16 @@ def test_offline_install_then_install_and_roll_back_releases(
         tmp_path: Path) -> None:
     kit = kits("a").kit
     device = KitDevice(tmp_path / "site")
-    # Hostile modules in the working directory and on PYTHONPATH never run.
-    evil = tmp_path / "site"
+    # Hostile modules in install.sh's working directory and on PYTHONPATH never run.
+    evil = tmp_path / "stick"
     evil.mkdir()
     ran = tmp_path / "hostile-code-ran"
     for name in ("json.py", "sitecustomize.py", "hashlib.py", "pip.py"):
         (evil / name).write_text(f"open({str(ran)!r}, 'a').write('{name}\\n')\n")
     started = time.monotonic()
     r = device.install_sh(kit, "--trust", keyset.trust, "--device-id", "cam-7",
-                          env={"PYTHONPATH": str(evil), "PYTHONSTARTUP": str(evil / "json.py")})
+                          env={"PYTHONPATH": str(evil), "PYTHONSTARTUP": str(evil / "json.py")},
+                          cwd=evil)
     seconds = time.monotonic() - started
     assert r.returncode == 0, r.stderr
     assert not ran.exists(), ran.read_text()

@@ -139,7 +139,8 @@ class KitDevice:
         return self.dir / "bin" / "airlock-agent"
 
     def install_sh(self, kit: Path, *args: Any, env: Mapping[str, str] | None = None,
-                   kit_dir: Path | None = None) -> subprocess.CompletedProcess[str]:
+                   kit_dir: Path | None = None, cwd: Path | None = None
+                   ) -> subprocess.CompletedProcess[str]:
         """Unpack ``kit`` (unless ``kit_dir`` is given) and run its install.sh for this device."""
         (self.dir / "systemd").mkdir(parents=True, exist_ok=True)
         kit_dir = kit_dir or unpack(kit, self.dir / "media" / kit.stem)
@@ -147,7 +148,8 @@ class KitDevice:
             ["sh", str(kit_dir / "install.sh"), "--prefix", str(self.prefix), "--root",
              str(self.root), "--bin-dir", str(self.dir / "bin"), "--systemd-dir",
              str(self.dir / "systemd"), *map(str, args)],
-            capture_output=True, text=True, env=device_env(env), cwd=self.dir, timeout=900)
+            capture_output=True, text=True, env=device_env(env), cwd=cwd or self.dir,
+            timeout=900)
 
     def agent(self, *args: Any, env: Mapping[str, str] | None = None,
               exe: Path | None = None) -> subprocess.CompletedProcess[str]:
