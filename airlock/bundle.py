@@ -12,6 +12,25 @@ Metadata comes first so a reader checks signatures before it reads any blob.
 Writing is reproducible: members have fixed owners, modes and mtimes, and a
 fixed order, so the same inputs and keys give the same bytes.
 
+**The metadata slot.** ``airlock/release.json`` is written into a padded
+slot: the JSON document, then spaces and one newline (JSON whitespace, which
+every JSON reader skips) up to a whole number of tar blocks with at least
+``SLOT_SPARE`` bytes to spare. A signature added after the build (``airlock
+sign``) rewrites only the slot's bytes, so the tar header (whose size field
+would change) and every blob after it stay byte for byte where they were::
+
+    slot = metadata_slot(release_json)          # padded: len(slot) % 512 == 0
+    head = BundleReader(f).head()               # head.release_json: padding stripped
+    head.slot_offset, head.slot_size            # where the slot's bytes are in the file
+    fitted = metadata_slot(new_json, head.slot_size)   # same size, or SlotFullError
+
+The slot's size depends only on the JSON's length, so builds stay
+reproducible; a bundle written before the slot existed is a slot with no
+spare room. ``bundler.slot_rewrite`` rewrites a slot in place (crash-safe)
+or copies the bundle around a bigger one. A writer that learns the metadata
+only after the blobs (one pass) can reserve a slot of a size it chooses and
+fill it last.
+
 Reading is one forward pass that works from a pipe::
 
     reader = BundleReader(stream)
@@ -56,12 +75,17 @@ from airlock.oci import BLOB_PREFIX, INDEX_TYPES
 __all__ = [
     "RELEASE_PATH",
     "ROOT_PATH",
+    "SLOT_BLOCK",
+    "SLOT_SPARE",
     "BundleFile",
     "BundleHead",
     "BundleReader",
     "FileInfo",
     "LayoutCheck",
+    "SlotFullError",
     "SourceFile",
+    "member_header",
+    "metadata_slot",
     "starts_like_bundle",
     "write_bundle",
 ]
@@ -69,6 +93,39 @@ __all__ = [
 ROOT_PATH = "airlock/root.json"
 RELEASE_PATH = "airlock/release.json"
 _FIXED_MTIME = 0
+
+#: A tar block: the slot ends on one, so its member needs no tar padding.
+SLOT_BLOCK = 512
+#: Room a slot keeps beyond its JSON for signatures added after the build:
+#: about 30 Ed25519 or ECDSA signatures, or 7 RSA-4096 ones (a KMS key).
+SLOT_SPARE = 8 * 1024
+_JSON_SPACE = b" \t\r\n"
+
+
+class SlotFullError(FormatError):
+    """New metadata does not fit the bundle's metadata slot; the bundle must be copied."""
+
+
+def metadata_slot(release_json: bytes, size: int | None = None) -> bytes:
+    """``release_json`` padded to a slot: spaces and a final newline, ``size`` bytes in all.
+
+    ``size=None`` chooses the build's size: the JSON, ``SLOT_SPARE`` and the
+    newline, rounded up to a whole tar block. Raises SlotFullError when the
+    JSON (and its newline) does not fit ``size``.
+    """
+    body = release_json.rstrip(_JSON_SPACE)
+    if size is None:
+        size = -(-(len(body) + 1 + SLOT_SPARE) // SLOT_BLOCK) * SLOT_BLOCK
+    if len(body) + 1 > size:
+        raise SlotFullError(
+            f"the metadata ({len(body)} bytes) no longer fits its {size}-byte slot"
+        )
+    return body + b" " * (size - len(body) - 1) + b"\n"
+
+
+def member_header(name: str, size: int) -> bytes:
+    """The tar header :func:`write_bundle` writes for a member (for a copy around a slot)."""
+    return _tarinfo(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True)
@@ -138,7 +195,8 @@ def write_bundle(
     ) as tar:
         if root_json is not None:
             tar.addfile(_tarinfo(ROOT_PATH, len(root_json)), io.BytesIO(root_json))
-        tar.addfile(_tarinfo(RELEASE_PATH, len(release_json)), io.BytesIO(release_json))
+        slot = metadata_slot(release_json)
+        tar.addfile(_tarinfo(RELEASE_PATH, len(slot)), io.BytesIO(slot))
         for f in ordered:
             with f.open() as src:
                 reader = _HashingReader(src, progress)
@@ -181,8 +239,10 @@ class _Window:
 class BundleHead:
     """The metadata at the front of a bundle, not yet verified."""
 
-    release_json: bytes
+    release_json: bytes  # the slot's JSON, padding stripped
     root_json: bytes | None = None
+    slot_offset: int = 0  # where the metadata slot's bytes start in the archive
+    slot_size: int = 0  # the slot's bytes: the JSON and its padding
 
 
 class BundleFile:
@@ -331,7 +391,8 @@ class BundleReader:
         if m is None or m.name != RELEASE_PATH:
             found = "the end" if m is None else repr(m.name)
             raise FormatError(f"bundle must start with {RELEASE_PATH}, found {found}")
-        self._head = BundleHead(self._read_small(m), root_json)
+        slot = self._read_small(m)
+        self._head = BundleHead(slot.rstrip(_JSON_SPACE), root_json, m.offset_data, m.size)
         return self._head
 
     def files(

@@ -40,6 +40,7 @@ from keys.trust import (
     TrustRoot,
     create_root,
     parse_duration,
+    role_label,
     rotate_root,
 )
 
@@ -344,6 +345,7 @@ def _verify(a: argparse.Namespace) -> dict[str, Any]:
         "sequence": r.sequence,
         "role": verified.role,
         "signers": list(verified.signers),
+        "threshold": verified.threshold,
         "rings": list(verified.rings) if verified.rings is not None else None,
         "files": len(r.files),
     }
@@ -420,7 +422,8 @@ def _human(cmd: str) -> Any:
         if cmd == "verify":
             return (
                 f"OK {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}) "
-                f"signed by role '{d['role']}', {d['files']} files checked"
+                f"signed by role '{role_label(d['role'])}' ({len(d['signers'])} of "
+                f"{d['threshold']} signatures), {d['files']} files checked"
             )
         if cmd == "inspect":
             lines = [
@@ -429,7 +432,7 @@ def _human(cmd: str) -> Any:
                 + ", ".join(k[:16] for k in d["signers"]),
             ]
             if d["verified_role"]:
-                lines.append(f"signatures verified for role '{d['verified_role']}'")
+                lines.append(f"signatures verified for role '{role_label(d['verified_role'])}'")
             for m in d["models"]:
                 lines.append(
                     f"  model {m['name']}: {m['file']} {human_size(m['size'])}"

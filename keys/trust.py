@@ -25,6 +25,10 @@ acceptable lives in :meth:`TrustRoot.verify_release` and
     root.verify_release(release_json_bytes, ring=None)     # a device in no ring
     root.verify_release(release_json_bytes, any_ring=True) # the host: for the rings it names
     print(verified.release.name, verified.role, verified.rings)
+    print(root.tally(release_json_bytes))                  # 2 of 3 signatures for role 'release'
+
+Messages call TUF's ``targets`` role what it is here, the *release* role
+(:func:`role_label`).
 """
 
 from __future__ import annotations
@@ -51,11 +55,14 @@ from airlock.errors import (
 from keys.release import Release, ReleaseSerializer, parse_metadata
 
 __all__ = [
+    "RELEASE_ROLE",
     "RingSigner",
+    "Tally",
     "TrustRoot",
     "VerifiedRelease",
     "create_root",
     "parse_duration",
+    "role_label",
     "rotate_root",
 ]
 
@@ -76,6 +83,36 @@ def _utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def role_label(role: str) -> str:
+    """The name people read for a role: TUF's ``targets`` is Airlock's release role."""
+    return "release" if role == RELEASE_ROLE else role
+
+
+def _release_payload(md: Metadata[Any]) -> bytes:
+    try:
+        return ReleaseSerializer().serialize(md.signed)
+    except SerializationError as e:
+        raise FormatError(f"release metadata cannot be signed as JSON: {e}") from None
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Valid signatures of one role over some metadata, against its threshold."""
+
+    role: str
+    valid: tuple[str, ...]  # key ids whose signatures verify
+    threshold: int
+    rings: tuple[str, ...] | None  # a ring signer's rings; None for the release role
+
+    @property
+    def complete(self) -> bool:
+        return len(self.valid) >= self.threshold
+
+    def __str__(self) -> str:
+        return (f"{len(self.valid)} of {self.threshold} signatures required for role "
+                f"'{role_label(self.role)}'")
+
+
 @dataclass(frozen=True)
 class RingSigner:
     """A delegated release signer limited to some rings."""
@@ -94,6 +131,7 @@ class VerifiedRelease:
     role: str  # "targets" or the delegated signer's name
     signers: tuple[str, ...]  # key ids whose valid signatures counted
     rings: tuple[str, ...] | None  # rings it may land on; None = any
+    threshold: int = 1  # of the role that signed
 
 
 def create_root(
@@ -239,12 +277,8 @@ class TrustRoot:
                 "carry a bundle with a rotated root ('airlock keys rotate')"
             )
         md = parse_metadata(data, Targets, "release metadata")
-
-        try:
-            payload = ReleaseSerializer().serialize(md.signed)
-        except SerializationError as e:
-            raise FormatError(f"release metadata cannot be signed as JSON: {e}") from None
-        role, signers, rings = self._signing_role(payload, md)
+        tally = self._signing_role(_release_payload(md), md)
+        role, signers, rings = tally.role, tally.valid, tally.rings
         if md.signed.is_expired(now):
             raise ExpiredError(
                 f"release metadata (sequence {md.signed.version}) expired at "
@@ -252,7 +286,7 @@ class TrustRoot:
             )
         release = Release.from_metadata(md)
         _check_rings(role, rings, release.rings, ring, device=not any_ring)
-        return VerifiedRelease(release, role, signers, rings)
+        return VerifiedRelease(release, role, signers, rings, tally.threshold)
 
     def verify_head(
         self,
@@ -281,25 +315,39 @@ class TrustRoot:
                 f"sequence {highest_seen} already accepted on this device"
             )
 
-    def _signing_role(
-        self, payload: bytes, md: Metadata[Any]
-    ) -> tuple[str, tuple[str, ...], tuple[str, ...] | None]:
+    def tally(self, release_json: bytes) -> Tally:
+        """How far a release's signatures are from a role's threshold; decides nothing.
+
+        The release role when it has its threshold, else the role (release or
+        ring signer) that comes closest: what ``airlock sign`` reports after
+        each signature ("2 of 3 signatures for role 'release'").
+        """
+        md = parse_metadata(release_json, Targets, "release metadata")
+        return self._tally(_release_payload(md), md)
+
+    def _tally(self, payload: bytes, md: Metadata[Any]) -> Tally:
         result = self.md.signed.get_verification_result(RELEASE_ROLE, payload, md.signatures)
+        best = Tally(RELEASE_ROLE, tuple(sorted(result.signed)),
+                     self.md.signed.roles[RELEASE_ROLE].threshold, None)
         if result.verified:
-            return RELEASE_ROLE, tuple(sorted(result.signed)), None
-        best = (RELEASE_ROLE, len(result.signed), self.md.signed.roles[RELEASE_ROLE].threshold)
+            return best
         for name, rings in self.ring_signers().items():
             sub = self._delegator.get_verification_result(name, payload, md.signatures)
+            found = Tally(name, tuple(sorted(sub.signed)),
+                          self._delegator.get_delegated_role(name).threshold, rings)
             if sub.verified:
-                return name, tuple(sorted(sub.signed)), rings
-            if len(sub.signed) > best[1]:
-                best = (name, len(sub.signed), self._delegator.get_delegated_role(name).threshold)
+                return found
+            if len(found.valid) > len(best.valid):
+                best = found
+        return best
+
+    def _signing_role(self, payload: bytes, md: Metadata[Any]) -> Tally:
+        tally = self._tally(payload, md)
+        if tally.complete:
+            return tally
         unknown = [k for k in md.signatures if not self._knows_key(k)]
         hint = f"; signed by unknown key {unknown[0][:16]}" if unknown else ""
-        raise SignatureError(
-            f"release metadata has {best[1]} valid signature(s) of the {best[2]} "
-            f"required for role '{best[0]}'{hint}"
-        )
+        raise SignatureError(f"release metadata has {tally}{hint}")
 
     def _knows_key(self, keyid: str) -> bool:
         d = self._delegator.delegations
