@@ -21,7 +21,7 @@ would change) and every blob after it stay byte for byte where they were::
 
     slot = metadata_slot(release_json)          # padded: len(slot) % 512 == 0
     head = BundleReader(f).head()               # head.release_json: padding stripped
-    head.slot_offset, head.slot_size            # where the slot's bytes are in the file
+    head.slot_offset, head.slot_size            # where the slot's bytes are in the archive
     fitted = metadata_slot(new_json, head.slot_size)   # same size, or SlotFullError
 
 The slot's size depends only on the JSON's length, so builds stay
@@ -241,6 +241,7 @@ class BundleHead:
 
     release_json: bytes  # the slot's JSON, padding stripped
     root_json: bytes | None = None
+    slot_header: int = 0  # where release.json's tar header (any extended header) starts
     slot_offset: int = 0  # where the metadata slot's bytes start in the archive
     slot_size: int = 0  # the slot's bytes: the JSON and its padding
 
@@ -392,7 +393,8 @@ class BundleReader:
             found = "the end" if m is None else repr(m.name)
             raise FormatError(f"bundle must start with {RELEASE_PATH}, found {found}")
         slot = self._read_small(m)
-        self._head = BundleHead(slot.rstrip(_JSON_SPACE), root_json, m.offset_data, m.size)
+        self._head = BundleHead(slot.rstrip(_JSON_SPACE), root_json, m.offset, m.offset_data,
+                                m.size)
         return self._head
 
     def files(

@@ -21,6 +21,7 @@ __all__ = [
     "CHUNK",
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
+    "MAX_DETACHED_SIGNATURE_BYTES",
     "MAX_DEVICE_DOCUMENT_BYTES",
     "MAX_EXTENDED_HEADERS_PER_MEMBER",
     "MAX_EXTENDED_HEADER_BYTES",
@@ -174,3 +175,9 @@ MAX_SPEC_ALIAS_EXPANSION: Final = 1024 * 1024
 #: must not make each of them allocate without limit; ours are kilobytes, and
 #: sequences of 20,000 release names still fit.
 MAX_STATE_FILE_BYTES: Final = 1024 * 1024
+
+#: A detached signature (``airlock sign --detached``) travels from a signer's
+#: machine to a coordinator, who reads it whole before checking it. One holds
+#: a signature and its public key (an RSA-4096 one is under 3 KiB); a file
+#: passed by mistake (a bundle, a disk image) must not be read into memory.
+MAX_DETACHED_SIGNATURE_BYTES: Final = 64 * 1024

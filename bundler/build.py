@@ -53,6 +53,7 @@ from keys.release import (
     ReleaseSerializer,
     check_metadata_bounds,
 )
+from keys.signatures import Signable
 
 __all__ = ["BuildResult", "build_bundle"]
 
@@ -64,6 +65,7 @@ class BuildResult:
     metadata_sha256: str
     signers: list[str]
     release: Release
+    signed_sha256: str = ""  # what every signature covers; stays as signatures are added
 
     def to_dict(self) -> dict[str, object]:
         r = self.release
@@ -72,6 +74,7 @@ class BuildResult:
             "size": self.size,
             "blobs": self.blobs,
             "metadata_sha256": self.metadata_sha256,
+            "signed_sha256": self.signed_sha256,
             "signers": self.signers,
             "name": r.name,
             "version": r.version,
@@ -133,13 +136,13 @@ def build_bundle(
 ) -> BuildResult:
     """Assemble, sign and write the bundle for ``spec`` at ``output`` (atomically).
 
+    ``signers`` may be fewer than a threshold, or none: the rest sign later
+    (``bundler.sign``) without the bundle being built again.
+
     ``inputs`` are the other files the build reads (key files, a carried root):
     ``output`` may never be one of them, nor the spec or a file it names;
     ``force`` lets ``output`` replace an existing file that is not a bundle.
     """
-    if not signers:
-        raise UsageError("give at least one --key to sign the release")
-
     def guard(read: Sequence[Path]) -> None:
         check_output(output, [spec.path, *inputs, *read], force=force,
                      kind="an Airlock bundle", is_ours=is_bundle_file)
@@ -201,4 +204,5 @@ def build_bundle(
         metadata_sha256=digest_of(release_json)[7:],
         signers=keyids,
         release=release,
+        signed_sha256=Signable.from_bytes(release_json, "release").signed_sha256,
     )

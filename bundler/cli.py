@@ -1,21 +1,21 @@
-"""``airlock``: the host-side command line (keys, build, verify, inspect).
+"""``airlock``: the host-side command line (keys, build, sign, verify, inspect).
 
 airlock keys generate release --dir keys
 airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json
 airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock
+airlock sign vision-1.2.0.airlock --key 'hsm:2?label=airlock' --trust root.json
 airlock verify vision-1.2.0.airlock --trust root.json
 airlock inspect vision-1.2.0.airlock --json
+
+Signing with keys held anywhere and the root ceremony: ``bundler/signing_cli.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 from pathlib import Path
 from typing import Any, NoReturn
-
-from securesystemslib.signer import CryptoSigner
 
 from airlock.bundle import BundleReader
 from airlock.console import (
@@ -28,13 +28,22 @@ from airlock.console import (
     progress,
     read_input,
     run,
-    say,
 )
-from airlock.errors import AirlockError, UsageError
-from airlock.limits import MAX_METADATA_BYTES
-from bundler.output import check_output, exclusive_partial
-from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
+from airlock.errors import UsageError
+from bundler.output import check_output
+from bundler.signing_cli import (
+    add_key_args,
+    add_sign_commands,
+    human,
+    is_trust_root,
+    secrets_from,
+    signer_for,
+    write_file,
+)
+from keys.keyfile import generate_keypair, load_public_key, passphrase_from_env
 from keys.release import Release, parse_metadata
+from keys.signatures import Signable
+from keys.signers import key_files, open_public_key
 from keys.trust import (
     RingSigner,
     TrustRoot,
@@ -98,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--trust", type=Path, required=True, help="the current root.json")
     _root_args(r, first=False)
+    handlers = add_sign_commands(cmd, kcmd)
+    p.set_defaults(signing=handlers)
 
     b = cmd(
         "build",
@@ -107,13 +118,15 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("spec", type=Path)
     b.add_argument(
         "--key",
-        type=Path,
         action="append",
-        required=True,
-        help="private key to sign with; repeat to meet a threshold",
+        default=[],
+        help="key to sign with: a key file, a .pub recorded by 'keys import-public', or a URI "
+        "(hsm:, envvar:, awskms:, gcpkms:, azurekms:); repeat for a threshold, or add "
+        "signatures later with 'airlock sign'",
     )
-    b.add_argument("--passphrase-env", metavar="VAR", help="passphrase of the keys is in $VAR")
-    _strict_arg(b)
+    b.add_argument("--unsigned", action="store_true",
+                   help="sign with no key now; every signature comes from 'airlock sign'")
+    add_key_args(b)
     b.add_argument(
         "-o",
         "--output",
@@ -162,26 +175,27 @@ def _parser() -> argparse.ArgumentParser:
 def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
     p.add_argument(
         "--root-key",
-        type=Path,
         action="append",
-        required=True,
-        help="private root key that signs (repeat for a threshold)",
+        default=[],
+        help="root key that signs: a key file, a recorded .pub or a URI (repeat for a "
+        "threshold); with --unsigned, root public keys (.pub or URI) that sign later",
     )
     if not first:
         p.add_argument(
             "--new-root-key",
-            type=Path,
             action="append",
             default=[],
-            help="private key of the new root role (repeat); default: keep the keys",
+            help="key of the new root role (repeat), as --root-key; default: keep the keys",
         )
     p.add_argument(
         "--release-key",
-        type=Path,
         action="append",
         required=first,
-        help="public key allowed to sign releases for every ring (repeat)",
+        help="public key allowed to sign releases for every ring: a .pub file or a URI (repeat)",
     )
+    p.add_argument("--unsigned", action="store_true",
+                   help="sign nothing here: write the root for 'airlock keys sign-root' to collect "
+                   "its signatures one by one (a root ceremony)")
     p.add_argument("--root-threshold", type=int, default=None if not first else 1)
     p.add_argument("--release-threshold", type=int, default=None if not first else 1)
     p.add_argument(
@@ -193,39 +207,12 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
         "eu:eu-1,eu-2:a.pub,b.pub:2",
     )
     p.add_argument("--expires", default="365d", help="root lifetime (default 365d)")
-    p.add_argument("--passphrase-env", metavar="VAR", help="passphrase of the root keys is in $VAR")
-    _strict_arg(p)
+    add_key_args(p)
     p.add_argument("-o", "--output", type=Path, required=True)
     p.add_argument(
         "--force", action="store_true", help="replace an existing -o file that is not a trust root"
     )
     p.add_argument("--json", action="store_true")
-
-
-def _strict_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="refuse a private key file that group or others can access (default: warn)",
-    )
-
-
-def _warn(message: str) -> None:
-    say("airlock", "warning", message)
-
-
-def _signer(path: Path, passphrase: bytes | None, a: argparse.Namespace) -> CryptoSigner:
-    return load_signer(path, passphrase, strict=a.strict, warn=_warn)
-
-
-def _is_trust_root(path: Path) -> bool:
-    with path.open("rb") as f:
-        data = f.read(MAX_METADATA_BYTES + 1)
-    try:
-        TrustRoot.from_bytes(data)
-    except AirlockError:
-        return False
-    return True
 
 
 def _ring_parts(text: str) -> list[str]:
@@ -246,12 +233,12 @@ def _ring_signer(text: str) -> RingSigner:
 
 def _write_root(a: argparse.Namespace, data: bytes) -> None:
     # The key files this command read are what a mistyped -o would destroy.
-    reads = [*a.root_key, *getattr(a, "new_root_key", []), *(a.release_key or [])]
+    reads = key_files([*a.root_key, *getattr(a, "new_root_key", []), *(a.release_key or [])])
     reads += [Path(k) for t in a.ring_signer or [] for k in _ring_parts(t)[2].split(",")]
-    check_output(a.output, reads, force=a.force, kind="a trust root", is_ours=_is_trust_root)
-    with exclusive_partial(a.output) as (partial, out):
-        out.write(data)
-        os.replace(partial, a.output)
+    if getattr(a, "trust", None) is not None:
+        reads.append(a.trust)
+    check_output(a.output, reads, force=a.force, kind="a trust root", is_ours=is_trust_root)
+    write_file(a.output, data)
 
 
 def _keys(a: argparse.Namespace) -> dict[str, Any]:
@@ -269,37 +256,62 @@ def _keys(a: argparse.Namespace) -> dict[str, Any]:
             "keyid": load_public_key(pub).keyid,
             "encrypted": passphrase is not None,
         }
-    passphrase = passphrase_from_env(a.passphrase_env)
-    root_signers = [_signer(p, passphrase, a) for p in a.root_key]
+    if a.keys_cmd in a.signing:
+        return a.signing[a.keys_cmd](a)  # type: ignore[no-any-return]
+    secrets = secrets_from(a)
+    if a.unsigned:
+        # A ceremony's first step: keys named, nothing signed; the holders sign one by one.
+        root_signers, root_keys = [], [open_public_key(k, secrets) for k in a.root_key]
+        new_signers, new_keys = [], [open_public_key(k, secrets)
+                                     for k in getattr(a, "new_root_key", [])]
+    else:
+        if a.keys_cmd == "init" and not a.root_key:
+            raise UsageError("give --root-key (repeat for a threshold), or --unsigned to collect "
+                             "root signatures one by one")
+        root_signers = [signer_for(k, secrets, a) for k in a.root_key]
+        new_signers = [signer_for(k, secrets, a) for k in getattr(a, "new_root_key", [])]
+        root_keys, new_keys = [], []
+    release_keys = [open_public_key(k, secrets) for k in a.release_key or []]
     rings = [_ring_signer(t) for t in a.ring_signer] if a.ring_signer is not None else None
     if a.keys_cmd == "init":
         md = create_root(
             root_signers,
-            [load_public_key(p) for p in a.release_key],
+            release_keys,
             root_threshold=a.root_threshold,
             release_threshold=a.release_threshold,
             expires=parse_duration(a.expires),
             ring_signers=rings or (),
+            root_keys=root_keys,
         )
     else:
         old = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
+        if not a.root_key and not a.unsigned:
+            raise UsageError("give --root-key (a key of the current root), or --unsigned to "
+                             "collect the signatures one by one with 'airlock keys sign-root'")
         md = rotate_root(
             old,
             root_signers,
-            [_signer(p, passphrase, a) for p in a.new_root_key],
+            new_signers,
             root_threshold=a.root_threshold,
-            release_keys=[load_public_key(p) for p in a.release_key] if a.release_key else None,
+            release_keys=release_keys or None,
             release_threshold=a.release_threshold,
             ring_signers=rings,
             expires=parse_duration(a.expires),
+            new_root_keys=new_keys,
+            complete=not a.unsigned,
         )
     _write_root(a, md.to_bytes())
-    return {
+    result = {
         "root": str(a.output),
         "version": md.signed.version,
         "expires": md.signed.expires.isoformat(),
         "signatures": len(md.signatures),
+        "signed_sha256": hashlib.sha256(md.signed_bytes).hexdigest(),
     }
+    if a.unsigned:
+        result["next"] = (f"each root key holder: airlock keys sign-root {a.output} --key KEY"
+                          + (f" --trust {a.trust}" if a.keys_cmd == "rotate" else ""))
+    return result
 
 
 def _build(a: argparse.Namespace) -> dict[str, Any]:
@@ -307,14 +319,19 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
     from bundler.spec import load_spec
 
     spec = load_spec(a.spec)
-    passphrase = passphrase_from_env(a.passphrase_env)
-    signers = [_signer(p, passphrase, a) for p in a.key]
+    if not a.key and not a.unsigned:
+        raise UsageError("give --key to sign the release (repeat for a threshold), or "
+                         "--unsigned to collect every signature later with 'airlock sign'")
+    if a.key and a.unsigned:
+        raise UsageError("--unsigned signs with no key; drop --key or --unsigned")
+    secrets = secrets_from(a)
+    signers = [signer_for(k, secrets, a) for k in a.key]
     root_json = None
     if a.root is not None:
         root_json = TrustRoot.from_bytes(read_input(a.root, "trust root")).to_bytes()
     output = a.output or Path(f"{spec.name}-{spec.version}.airlock")
     options = {"auth": a.registry_auth, "insecure": a.insecure, "cache": a.cache}
-    reads = [*a.key, *(p for p in (a.root, a.registry_auth) if p is not None)]
+    reads = [*key_files(a.key), *(p for p in (a.root, a.registry_auth) if p is not None)]
     with phase_bars() as bars:
         result = build_bundle(
             spec,
@@ -375,6 +392,7 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
         "verified_role": verified_role,
         "carries_root": head.root_json is not None,
         "metadata_sha256": hashlib.sha256(head.release_json).hexdigest(),
+        "signed_sha256": Signable.from_bytes(head.release_json, "release").signed_sha256,
         "models": [
             {
                 "name": m.name,
@@ -413,11 +431,17 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
 
 def _human(cmd: str) -> Any:
     def fmt(d: dict[str, Any]) -> str:
+        text = human(cmd, d)
+        if text is not None:
+            return text
         if cmd == "build":
             return (
                 f"built {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}), "
-                f"{human_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)\n"
-                f"metadata sha256 {d['metadata_sha256']}"
+                f"{human_size(d['size'])}, {d['blobs']} blobs, "
+                + (f"signed by {len(d['signers'])} key(s)" if d["signers"] else
+                   "unsigned (add signatures with 'airlock sign')")
+                + f"\nmetadata sha256 {d['metadata_sha256']}"
+                f"\nsigned sha256 {d['signed_sha256']} (what every signer signs)"
             )
         if cmd == "verify":
             return (
@@ -453,9 +477,10 @@ def _human(cmd: str) -> Any:
 
 def _main(argv: list[str]) -> int:
     a = _parser().parse_args(argv)
-    handlers = {"keys": _keys, "build": _build, "verify": _verify, "inspect": _inspect}
+    handlers = {"keys": _keys, "build": _build, "verify": _verify, "inspect": _inspect,
+                 **a.signing}
     result = handlers[a.cmd](a)
-    emit(result, a.json, _human(a.cmd))
+    emit(result, a.json, _human(a.keys_cmd if a.cmd == "keys" else a.cmd))
     return 0
 
 

@@ -144,9 +144,15 @@ def create_root(
     ring_signers: Sequence[RingSigner] = (),
     version: int = 1,
     now: datetime | None = None,
+    root_keys: Sequence[Key] = (),
 ) -> Metadata[Root]:
-    """A new trust root signed by every given root signer."""
-    root_keys = [s.public_key for s in root_signers]
+    """A new trust root signed by every given root signer.
+
+    ``root_keys`` are root keys that do not sign here: their holders add
+    their signatures later, one at a time (``keys.signatures``), as in a root
+    ceremony whose keys are on separate offline machines.
+    """
+    root_keys = _unique([s.public_key for s in root_signers] + list(root_keys))
     _check_threshold("root", root_threshold, len(root_keys))
     _check_threshold("release", release_threshold, len(release_keys))
     root = Root(version=version, expires=(now or _utc_now()) + expires, consistent_snapshot=False)
@@ -166,6 +172,13 @@ def create_root(
     for signer in root_signers:
         md.sign(signer, append=True)
     return md
+
+
+def _unique(keys: Sequence[Key]) -> list[Key]:
+    seen: dict[str, Key] = {}
+    for k in keys:
+        seen.setdefault(k.keyid, k)
+    return list(seen.values())
 
 
 def _check_threshold(role: str, threshold: int, keys: int) -> None:
@@ -349,6 +362,12 @@ class TrustRoot:
         hint = f"; signed by unknown key {unknown[0][:16]}" if unknown else ""
         raise SignatureError(f"release metadata has {tally}{hint}")
 
+    def signs_releases(self, keyid: str) -> bool:
+        """Whether ``keyid`` is a key of the release role or of a ring signer."""
+        d = self._delegator.delegations
+        return keyid in self.md.signed.roles[RELEASE_ROLE].keyids or (
+            d is not None and any(keyid in r.keyids for r in (d.roles or {}).values()))
+
     def _knows_key(self, keyid: str) -> bool:
         d = self._delegator.delegations
         return keyid in self.md.signed.keys or (d is not None and keyid in d.keys)
@@ -437,20 +456,25 @@ def rotate_root(
     ring_signers: Sequence[RingSigner] | None = None,
     expires: timedelta = timedelta(days=365),
     now: datetime | None = None,
+    new_root_keys: Sequence[Key] = (),
+    complete: bool = True,
 ) -> Metadata[Root]:
     """The next root version; signed by ``old_signers`` and ``new_signers``.
 
-    Without ``new_signers`` the root role keeps its keys; release keys and ring
-    signers are kept unless replaced.
+    Without ``new_signers`` or ``new_root_keys`` (new root keys that sign
+    later) the root role keeps its keys; release keys and ring signers are
+    kept unless replaced. ``complete=False`` allows a root still short of
+    signatures, which a ceremony collects one at a time; by default a root
+    a device would refuse is refused here.
     """
     new = copy.deepcopy(old.md.signed)
     new.version += 1
     new.expires = (now or _utc_now()) + expires
-    if new_signers:
+    if new_signers or new_root_keys:
         for keyid in list(new.roles["root"].keyids):
             new.revoke_key(keyid, "root")
-        for s in new_signers:
-            new.add_key(s.public_key, "root")
+        for key in _unique([s.public_key for s in new_signers] + list(new_root_keys)):
+            new.add_key(key, "root")
     if root_threshold is not None:
         new.roles["root"].threshold = root_threshold
     _check_threshold("root", new.roles["root"].threshold, len(new.roles["root"].keyids))
@@ -474,6 +498,6 @@ def rotate_root(
         if s.public_key.keyid not in seen:
             md.sign(s, append=True)
             seen.add(s.public_key.keyid)
-    # Refuse to write a root a device would reject.
-    old.rotate(md.to_bytes())
+    if complete:
+        old.rotate(md.to_bytes())  # refuse to write a root a device would reject
     return md
