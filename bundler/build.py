@@ -54,6 +54,7 @@ from keys.release import (
     check_metadata_bounds,
 )
 from keys.signatures import Signable
+from keys.signers import sign_checked
 
 __all__ = ["BuildResult", "build_bundle"]
 
@@ -106,10 +107,13 @@ def _sign(release: Release, signers: Sequence[Signer]) -> tuple[bytes, list[str]
     """
     md = release.to_metadata()
     try:
-        for signer in signers:
-            md.sign(signer, append=True, signed_serializer=ReleaseSerializer())
+        payload = ReleaseSerializer().serialize(md.signed)
     except SerializationError as e:
         raise UsageError(f"the release cannot be signed as JSON: {e}") from None
+    for signer in signers:
+        # A token or KMS that fails (wrong PIN, no network) is one line naming it.
+        sig = sign_checked(signer, payload)
+        md.signatures[sig.keyid] = sig
     release_json = md.to_bytes()
     try:
         check_metadata_bounds(release_json, "the release metadata")

@@ -45,6 +45,7 @@ __all__ = [
     "Signable",
     "check_root_signer",
     "root_tallies",
+    "same_signed",
 ]
 
 Kind = Literal["release", "root"]
@@ -175,6 +176,20 @@ class Signable:
             raise SignatureError(f"{what} does not verify with its key "
                                  f"{detached.key.keyid[:16]}… (forged or damaged)") from None
         return detached.signature
+
+
+def same_signed(a: bytes, b: bytes, kind: Kind = "release") -> bool:
+    """Whether two copies of metadata sign the same thing, whatever signatures each carries.
+
+    A release signed once more after a device installed it is still that
+    release; unreadable metadata is the same as nothing.
+    """
+    if a == b:
+        return True
+    try:
+        return Signable.from_bytes(a, kind).payload == Signable.from_bytes(b, kind).payload
+    except FormatError:
+        return False
 
 
 def _describe(subject: dict[str, Any]) -> str:

@@ -73,7 +73,7 @@ __all__ = [
 
 #: Private-key URI schemes ``--key`` accepts, and the extra that brings each one's library.
 URI_SCHEMES: dict[str, str] = {
-    "hsm": "airlock-edge[hsm] (python-pkcs11)",
+    "hsm": "'airlock-edge[bundler]' (python-pkcs11)",
     "envvar": "airlock-edge (cryptography)",
     "awskms": "securesystemslib[awskms]",
     "gcpkms": "securesystemslib[gcpkms]",
@@ -127,7 +127,8 @@ def _service_errors(uri: str) -> Iterator[None]:
     except Exception as e:
         if type(e).__module__.partition(".")[0] not in _SERVICE_MODULES:
             raise
-        raise UsageError(f"{uri}: {type(e).__name__} {e}".rstrip()) from None
+        hint = " (wrong PIN?)" if "Pin" in type(e).__name__ else ""
+        raise UsageError(f"{uri}: {type(e).__name__} {e}".rstrip() + hint) from None
 
 
 def _env_private_key(var: str, secrets: SecretsHandler | None) -> Ed25519PrivateKey | EllipticCurvePrivateKey:
@@ -263,7 +264,8 @@ def sign_checked(signer: Signer, payload: bytes) -> Signature:
     A ``.pub`` recorded for another token's key would otherwise yield a
     signature that counts for nothing, found only at the device.
     """
-    with _service_errors(getattr(signer, "SCHEME", "key")):
+    with _service_errors(f"{getattr(signer, 'SCHEME', 'file')} key "
+                         f"{signer.public_key.keyid[:16]}…"):
         sig = signer.sign(payload)
     try:
         signer.public_key.verify_signature(sig, payload)

@@ -5,13 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the integration tests use (real registry, skopeo, umoci, sshd).
+# Debian packages the integration tests use (real registry, skopeo, umoci, sshd; a SoftHSM2
+# token made with OpenSC's pkcs11-tool and an openssl-made CI key for docs/KEYS.md).
 # Installed when we may (root) or must (CI); otherwise those tests skip with a reason.
 need_pkgs=()
 command -v skopeo >/dev/null || need_pkgs+=(skopeo)
 command -v umoci >/dev/null || need_pkgs+=(umoci)
 [ -x /usr/bin/docker-registry ] || need_pkgs+=(docker-registry)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
+command -v softhsm2-util >/dev/null || need_pkgs+=(softhsm2)
+command -v pkcs11-tool >/dev/null || need_pkgs+=(opensc)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ]; }; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
