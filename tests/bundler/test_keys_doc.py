@@ -13,12 +13,10 @@ they sign. So the page cannot drift from what the tools do.
 from __future__ import annotations
 
 import os
-import pty
 import re
 import shlex
 import subprocess
 import sys
-import termios
 from pathlib import Path
 
 import pytest
@@ -26,6 +24,7 @@ import pytest
 from tests.support.cli import REPO, tool_env
 from tests.support.softhsm import need_commands
 from tests.support.spec import write_spec
+from tests.support.terminal import answering
 
 DOC = REPO / "docs" / "KEYS.md"
 EXPECT = re.compile(r"^(?P<cmd>.*?)\s+# exit (?P<code>\d+): (?P<text>.+)$")
@@ -107,15 +106,7 @@ def test_walkthrough_runs_as_written(section: str, tmp_path: Path) -> None:
     script.write_text(_script(lines))
     env = tool_env({"PATH": f"{_tools(tmp_path)}{os.pathsep}{os.environ.get('PATH', '')}"})
     env.pop("AIRLOCK_ROOT", None)
-    person, terminal = pty.openpty()
-    attrs = termios.tcgetattr(terminal)
-    attrs[3] &= ~termios.ECHO  # the answers need not come back to us
-    termios.tcsetattr(terminal, termios.TCSANOW, attrs)
-    os.write(person, b"y\n" * 64)
-    try:
+    with answering(b"y\n" * 64) as terminal:
         r = subprocess.run(["bash", str(script)], cwd=work, env=env, stdin=terminal,
                            capture_output=True, text=True, timeout=600)
-    finally:
-        os.close(person)
-        os.close(terminal)
     assert r.returncode == 0, f"{section}:\n{r.stderr[-4000:]}"
