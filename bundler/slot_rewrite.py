@@ -161,11 +161,16 @@ def rewrite_in_place(path: Path, f: BinaryIO, head: BundleHead, release_json: by
     slot = metadata_slot(release_json, head.slot_size)
     fd = f.fileno()
     intent = intent_path(path)
-    with open(intent, "xb") as r:
-        r.write(_record(head.slot_offset, slot, os.fstat(fd).st_ino))
-        r.flush()
-        os.fsync(r.fileno())
-    _fsync_dir(intent.parent)
+    try:
+        with open(intent, "xb") as r:
+            r.write(_record(head.slot_offset, slot, os.fstat(fd).st_ino))
+            r.flush()
+            os.fsync(r.fileno())
+        _fsync_dir(intent.parent)
+    except OSError as e:
+        intent.unlink(missing_ok=True)
+        raise UsageError(f"cannot write {intent.name} beside {path} ({e.strerror}): nothing "
+                         "signed; sign a copy elsewhere with -o") from None
     if crash:
         crash("after-intent")
     os.pwrite(fd, slot, head.slot_offset)

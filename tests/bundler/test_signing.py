@@ -248,6 +248,18 @@ def test_a_full_slot_is_copied_around_blobs_unchanged(team: dict[str, Path],
     assert not list(tmp_path.glob(".*partial"))
 
 
+def test_a_bundle_carrying_a_root_keeps_it_when_copied(team: dict[str, Path],
+                                                       tmp_path: Path) -> None:
+    spec = write_spec(tmp_path)
+    bundle = tmp_path / "rooted.airlock"
+    r = run_airlock("build", spec, "--key", team["a"], "--root", team["trust"], "-o", bundle)
+    assert r.returncode == 0, r.stderr
+    copy = tmp_path / "signed.airlock"
+    assert _sign(bundle, "--key", team["b"], "-o", copy).returncode == 0
+    assert _members(copy) == _members(bundle)  # airlock/root.json and every blob, unchanged
+    assert _verify(copy, team["trust"]).returncode == 0
+
+
 # -- crashes and concurrency ----------------------------------------------------------------
 
 _CRASHING_SIGNER = """
