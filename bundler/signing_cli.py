@@ -27,10 +27,10 @@ from typing import Any
 from securesystemslib.signer import Key, Signature, Signer
 from tuf.api.metadata import Root
 
-from airlock.console import human_size, inert, inert_data, phase_bars, read_input
+from airlock.console import human_size, inert, inert_data, phase_bars, read_input, say
 from airlock.errors import AirlockError, SignatureError, UsageError
 from airlock.limits import MAX_DETACHED_SIGNATURE_BYTES
-from bundler.output import check_output, exclusive_partial
+from bundler.output import check_output, exclusive_partial, is_bundle_file
 from keys.keyfile import passphrase_from_env, write_public_key
 from keys.signatures import DetachedSignature, Signable, check_root_signer, root_tallies
 from keys.signers import Secrets, import_public, is_key_uri, key_files, open_signer
@@ -62,7 +62,7 @@ def add_key_args(p: argparse.ArgumentParser) -> None:
 
 
 def _warn(message: str) -> None:
-    print(f"airlock: warning: {inert(message)}", file=sys.stderr)
+    say("airlock", "warning", message)
 
 
 def secrets_from(a: argparse.Namespace) -> Secrets:
@@ -194,7 +194,10 @@ def _new_signatures(a: argparse.Namespace, doc: Signable, shown: str, sig_files:
                     allowed: Callable[[Key], None]) -> list[tuple[Signature, Key]]:
     """Signatures from --merge files, or made now by each --key once confirmed."""
     if sig_files:
-        return _merged(doc, sig_files)
+        merged = _merged(doc, sig_files)
+        for _, key in merged:
+            allowed(key)
+        return merged
     secrets = secrets_from(a)
     signers = [signer_for(k, secrets, a) for k in a.key]
     for s in signers:
@@ -221,13 +224,17 @@ def _sign(a: argparse.Namespace) -> dict[str, Any]:
             raise UsageError(f"key {key.keyid[:16]}… signs no releases in {a.trust}; its "
                              "signature would count for nothing")
 
+    if a.detached:  # before anyone is asked: a mistyped -o must not cost a key or a bundle
+        check_output(a.output, [bundle, *reads], force=a.force, kind="a detached signature",
+                     is_ours=_is_detached)
+    elif a.output is not None:
+        check_output(a.output, [bundle, *reads], force=a.force, kind="an Airlock bundle",
+                     is_ours=is_bundle_file)
     write = not a.detached and a.output is None
     with SigningSession.open(bundle, write=write) as session:
         doc = session.doc
         made = _new_signatures(a, doc, _release_text(session.describe()), sig_files, allowed)
         if a.detached:
-            check_output(a.output, [bundle, *reads], force=a.force,
-                         kind="a detached signature", is_ours=_is_detached)
             write_file(a.output, doc.detach(*made[0]))
             return {"signature": str(a.output), "detached": True, "keyid": made[0][0].keyid,
                     "signed_sha256": doc.signed_sha256, "subject": doc.subject}
@@ -282,19 +289,19 @@ def _sign_root(a: argparse.Namespace) -> dict[str, Any]:
     data = read_input(path, "trust root")
     TrustRoot.from_bytes(data, check_self_signed=False)  # the whole root is well formed
     doc = Signable.from_bytes(data, "root")
+    reads = [path, *key_files(a.key), *sig_files, *([a.trust] if a.trust else [])]
+    if a.output is not None:
+        check_output(a.output, reads, force=a.force,
+                     kind="a detached signature" if a.detached else "a trust root",
+                     is_ours=_is_detached if a.detached else is_trust_root)
     made = _new_signatures(a, doc, _root_text(doc), sig_files,
                            lambda key: check_root_signer(data, key, old))
-    reads = [path, *key_files(a.key), *sig_files, *([a.trust] if a.trust else [])]
     if a.detached:
-        check_output(a.output, reads, force=a.force, kind="a detached signature",
-                     is_ours=_is_detached)
         write_file(a.output, doc.detach(*made[0]))
         return {"signature": str(a.output), "detached": True, "keyid": made[0][0].keyid,
                 "signed_sha256": doc.signed_sha256, "subject": doc.subject}
     new = doc.with_signatures([sig for sig, _ in made])
     output = a.output or path
-    if a.output is not None:
-        check_output(a.output, reads, force=a.force, kind="a trust root", is_ours=is_trust_root)
     write_file(output, new)
     return {"root": str(output), "version": doc.md.signed.version,
             "added": [sig.keyid for sig, _ in made], "signed_sha256": doc.signed_sha256,
