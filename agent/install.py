@@ -60,7 +60,6 @@ from airlock.bundle import BundleHead, BundleReader
 from airlock.console import human_size
 from airlock.errors import (
     AirlockError,
-    FormatError,
     HealthCheckError,
     NoSpaceError,
     RejectedError,
@@ -92,17 +91,13 @@ def _peak_rss_mb() -> float | None:
 
 
 def _check_references(release: Release, store: ContentStore) -> None:
-    """Every blob a model or a delta needs must be in the bundle or on the device.
+    """Every blob a delta expects must be on the device, with its signed length.
 
-    A delta bundle is refused before anything is read when one blob it expects
+    That every blob a model or image names is listed (carried or expected) is
+    the release's own rule (``Release._check_references``, at parse); here a
+    delta bundle is refused before anything is read when one blob it expects
     is missing from the store or has another length than the signed one.
     """
-    shipped = {f"sha256:{p[len(BLOB_PREFIX):]}" for p in release.shipped
-               if p.startswith(BLOB_PREFIX)}
-    for m in release.models:
-        for _, d in m.linked_files():
-            if d not in shipped and not (release.delta and d in release.delta.expects):
-                raise FormatError(f"model {m.name} needs blob {d[:19]}… that the bundle lacks")
     if release.delta:
         missing = [d for d in release.delta.expects
                    if _stored_size(store, d) != release.files[blob_path(d)].length]

@@ -375,11 +375,13 @@ class Release:
                     )
 
     def all_digests(self) -> list[str]:
-        """Digests of every blob this release needs, in the bundle or expected."""
-        found = [f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files if p.startswith(BLOB_PREFIX)]
-        if self.delta:
-            found.extend(self.delta.expects)
-        return sorted(set(found))
+        """Digests of every blob this release needs, carried or expected on the device.
+
+        ``files`` lists the whole release, a delta's expected blobs included
+        (``_check_references`` refuses a delta expecting a blob it does not list).
+        """
+        return sorted(f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files
+                      if p.startswith(BLOB_PREFIX))
 
     @property
     def shipped(self) -> dict[str, FileInfo]:
