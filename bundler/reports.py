@@ -34,6 +34,7 @@ from securesystemslib.signer import Key
 
 from airlock.errors import AirlockError, FormatError, SignatureError, UsageError
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
+from bundler.output import exclusive_partial
 from keys.device import INVENTORY_TYPE, REPORT_TYPE, DeviceDocument, verify_document
 from keys.keyfile import load_public_key
 from keys.release import is_plain_name
@@ -52,10 +53,12 @@ class Ingested:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """Replace ``path`` whole, through the bundler's one way of writing beside an output."""
+    with exclusive_partial(path) as (partial, out):
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+        os.replace(partial, path)
 
 
 def _time(text: object) -> datetime | None:
