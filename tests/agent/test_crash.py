@@ -23,7 +23,7 @@ import pytest
 
 from agent.faults import CRASH_POINTS
 from tests.support.cli import REPO, run_agent, tool_env
-from tests.support.device import agent_json, assert_consistent, init_device
+from tests.support.device import agent_json, assert_consistent, copy_device, init_device
 from tests.support.keyset import Keys
 from tests.support.spec import build, write_spec
 
@@ -77,9 +77,7 @@ def base_v123(tmp_path_factory: pytest.TempPathFactory, keyset: Keys,
 
 
 def _copy(base: Path, dest: Path) -> Path:
-    # cp -a keeps the hard links between releases and the store.
-    subprocess.run(["cp", "-a", str(base), str(dest)], check=True)
-    return dest
+    return copy_device(base, dest)
 
 
 INSTALL_ORDER = CRASH_POINTS[: CRASH_POINTS.index("after-commit") + 1]

@@ -20,22 +20,14 @@ import pytest
 from agent.journal import Journal
 from tests.hostile.cases import CASES, Case
 from tests.support.cli import run_agent
+from tests.support.device import kit_device
 from tests.support.kit import ACTIVE_SEQUENCE, Kit
 from tests.support.treehash import listing
 
 
 @pytest.fixture(scope="module")
 def device(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    site = tmp_path_factory.mktemp("corpus-device")
-    root = site / "root"
-    r = run_agent("--root", root, "init", "--trust", kit.trust_path, "--device-id", "cam-1",
-                  "--ring", "canary")
-    assert r.returncode == 0, r.stderr
-    active = site / "active.airlock"
-    active.write_bytes(kit.active)
-    r = run_agent("--root", root, "install", active)
-    assert r.returncode == 0, r.stderr
-    active.unlink()
+    root = kit_device(kit, tmp_path_factory.mktemp("corpus-device"))
     _passes_check(root)
     return root
 

@@ -35,6 +35,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import REPO, run_agent, run_airlock, tool_env
+from tests.support.device import copy_device
 from tests.support.kit import Kit
 from tests.support.tarsurgery import bundle
 from tests.support.treehash import AGENT_BOOKKEEPING, listing
@@ -65,9 +66,7 @@ def newer(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def root(healthy: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / "root"
-    subprocess.run(["cp", "-a", str(healthy), str(dest)], check=True)
-    return dest
+    return copy_device(healthy, tmp_path / "root")
 
 
 @pytest.fixture

@@ -52,6 +52,7 @@ from agent.fsck import fsck
 from agent.layout import Layout
 from agent.switch import read_link
 from tests.support.cli import REPO, run_agent, tool_env
+from tests.support.device import copy_device
 from tests.support.keyset import Keys
 from tests.support.spec import build, write_spec
 
@@ -102,9 +103,7 @@ class Fleet:
         return [str(self.bundles.get(a, a)) for a in s.args]
 
     def device(self, base: str, name: str) -> Path:
-        dest = self.dir / "runs" / name
-        subprocess.run(["cp", "-a", str(self.bases[base]), str(dest)], check=True)
-        return dest
+        return copy_device(self.bases[base], self.dir / "runs" / name)
 
 
 @pytest.fixture(scope="module")

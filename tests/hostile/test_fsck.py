@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from tests.support.cli import run_agent
+from tests.support.device import copy_device
 from tests.support.kit import Kit
 from tests.support.tarsurgery import bundle
 
@@ -36,9 +36,7 @@ def three(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def root(three: Path, tmp_path: Path) -> Path:
-    dest = tmp_path / "root"
-    subprocess.run(["cp", "-a", str(three), str(dest)], check=True)
-    return dest
+    return copy_device(three, tmp_path / "root")
 
 
 def _fsck(root: Path, *args: str) -> tuple[int, dict, str]:

@@ -52,6 +52,7 @@ from airlock.errors import RejectedError
 from bundler.verify import verify_bundle
 from keys.trust import TrustRoot, VerifiedRelease
 from tests.support.cli import run_airlock
+from tests.support.device import copy_device
 from tests.support.kit import Kit
 from tests.support.tarsurgery import (
     BLOCK,
@@ -444,8 +445,7 @@ def test_fuzz_agent_install(kit: Kit, device: Path, tmp_path: Path) -> None:
         for at, bit in flips:
             b[at] ^= 1 << bit
         path.write_bytes(bytes(b[:cut]))
-        root = tmp_path / f"device-{next(runs)}"
-        subprocess.run(["cp", "-a", str(device), str(root)], check=True)
+        root = copy_device(device, tmp_path / f"device-{next(runs)}")
         skip = {"journal.jsonl", "staging"}
         before = listing(root, skip=skip)
         r = run_agent("--root", root, "install", path, timeout=60)

@@ -34,6 +34,7 @@ from airlock.console import inert
 from airlock.limits import MAX_JOURNAL_TEXT_CHARS, MAX_MESSAGE_CHARS
 from tests.hostile.cases import CASES, HOSTILE_TEXT, Case
 from tests.support.cli import run_agent, run_tool
+from tests.support.device import kit_device
 from tests.support.kit import ACTIVE_SEQUENCE, Kit
 from tests.support.tarsurgery import bundle, sign_dict
 
@@ -104,16 +105,7 @@ def _device_answers(root: Path) -> None:
 
 @pytest.fixture(scope="module")
 def device(kit: Kit, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    site = tmp_path_factory.mktemp("inert-device")
-    root = site / "root"
-    r = run_agent("--root", root, "init", "--trust", kit.trust_path, "--device-id", "cam-1",
-                  "--ring", "canary")
-    assert r.returncode == 0, r.stderr
-    active = site / "active.airlock"
-    active.write_bytes(kit.active)
-    r = run_agent("--root", root, "install", active)
-    assert r.returncode == 0, r.stderr
-    yield root
+    yield kit_device(kit, tmp_path_factory.mktemp("inert-device"))
 
 
 # -- the host: verify and inspect ------------------------------------------------

@@ -73,3 +73,17 @@ def copy_device(root: Path, to: Path) -> Path:
 
     subprocess.run(["cp", "-a", str(root), str(to)], check=True)
     return to
+
+
+def kit_device(kit: Any, site: Path) -> Path:
+    """A device in ring canary (``site/root``) running the corpus kit's active release."""
+    root = site / "root"
+    r = run_agent("--root", root, "init", "--trust", kit.trust_path, "--device-id", "cam-1",
+                  "--ring", "canary")
+    assert r.returncode == 0, r.stderr
+    active = site / "active.airlock"
+    active.write_bytes(kit.active)
+    r = run_agent("--root", root, "install", active)
+    assert r.returncode == 0, r.stderr
+    active.unlink()
+    return root
