@@ -30,8 +30,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from tqdm import tqdm
-
 from airlock.errors import AirlockError, UsageError
 from airlock.limits import MAX_MESSAGE_CHARS
 
@@ -232,6 +230,10 @@ def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) 
 
 def _bar(total: int, desc: str) -> Any:
     """A byte bar on stderr; tqdm hides it when stderr is not a terminal."""
+    # Imported here: the journal and other library code import this module for
+    # ``inert`` and must not pay for tqdm's import (about 50 ms) on every start.
+    from tqdm import tqdm
+
     return tqdm(
         total=total,
         desc=desc,
