@@ -57,7 +57,7 @@ from agent.durable import read_json, write_atomic, write_json
 from airlock.bundle import BundleReader
 from airlock.errors import AirlockError, FormatError, UsageError
 from airlock.limits import MAX_DROP_MEMORY
-from airlock.parts import open_media
+from airlock.parts import PartSet, open_media, resolve_media
 
 __all__ = ["RETRY_S", "Candidate", "Drop", "DropFolder", "DropMemory", "Outcome",
            "outcome_of_error", "write_results"]
@@ -310,18 +310,12 @@ def _parts_drop(folder: Path, name: str) -> Drop:
 
 
 def _parts_complete(drop: Drop) -> bool:
+    """Every part ``NAME.parts.json`` lists is there with its listed size: the parts
+    reader's own check (``airlock.parts.resolve_media``), which reads nothing yet."""
     try:
-        listed = json.loads(drop.path.read_bytes()[: 1024 * 1024])
-        sizes = {Path(str(p["name"])).name: int(p["size"]) for p in listed["parts"]}
-    except (OSError, ValueError, TypeError, KeyError):
+        return isinstance(resolve_media(drop.path), PartSet)
+    except AirlockError:
         return False
-    for f in drop.files[1:]:
-        try:
-            if f.stat().st_size != sizes.get(f.name):
-                return False
-        except OSError:
-            return False
-    return bool(sizes)
 
 
 def write_results(drop: Drop, outcome: Outcome, device_id: str) -> list[str]:
