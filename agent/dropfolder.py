@@ -56,7 +56,7 @@ from typing import IO, Any
 from agent.durable import read_json, write_atomic, write_json
 from airlock.bundle import BundleReader
 from airlock.errors import AirlockError, FormatError, UsageError
-from airlock.limits import MAX_DROP_MEMORY
+from airlock.limits import MAX_DROP_MEMORY, MAX_PARTS_MANIFEST_BYTES
 from airlock.parts import PartSet, open_media, resolve_media
 
 __all__ = ["RETRY_S", "Candidate", "Drop", "DropFolder", "DropMemory", "Outcome",
@@ -302,7 +302,7 @@ def _parts_drop(folder: Path, name: str) -> Drop:
     stem = name[: -len(".parts.json")]
     files = [folder / name]
     with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-        listed = json.loads((folder / name).read_bytes()[: 1024 * 1024])
+        listed = json.loads((folder / name).read_bytes()[:MAX_PARTS_MANIFEST_BYTES])
         for part in listed.get("parts", []):
             part_name = Path(str(part["name"])).name  # never a path out of the folder
             files.append(folder / part_name)
