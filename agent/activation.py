@@ -29,7 +29,7 @@ from agent.switch import Transaction, point_links
 from keys.release import Release
 
 if TYPE_CHECKING:
-    from agent.health import HealthReport
+    from airlock.health import HealthReport
 
 __all__ = ["INSTALL_POINTS", "ROLLBACK_POINTS", "Activation", "activate", "health_check",
            "rerun_hook"]

@@ -1,18 +1,25 @@
-"""The child side of a model health check (private; run by agent.health only).
+"""The child side of a model health check (private; run by airlock.health only).
 
-    python -I /path/to/agent/_health_child.py '<job JSON>'
+    python -I /path/to/airlock/_health_child.py '<job JSON>'
 
-Run by absolute path in isolated mode (agent.health builds the command line
+Run by absolute path in isolated mode (airlock.health builds the command line
 with airlock.spawn), so it imports nothing of ours: only the standard
 library, numpy and onnxruntime, from the interpreter's own site-packages.
+The agent runs it on a staged release, the bundler on the spec's files
+before it signs: the same process, the same comparisons.
 
-Loads one model with ONNX Runtime, runs the golden inputs (or zeros of the
-declared shapes when there are none), compares every golden output with
-numpy ``allclose`` semantics, times ``runs`` inferences and prints one JSON
-object with the raw measurements. Policy (budgets, wording of reasons) lives
-in the parent; this side only measures, and refuses golden data it cannot
-measure against: outputs that hold no array or name what the model does not
-output (the bundler refuses both at build, exit 2).
+Loads one model with ONNX Runtime, builds its feed (the golden inputs, or
+zeros of the declared shapes when there are none), then runs the
+:data:`STEPS` in order, each adding its measurements to one JSON object::
+
+    STEPS = (_golden_outputs, _latency)   # a new kind of check is one more step
+
+``_golden_outputs`` runs the feed once (the untimed warm-up) and compares
+every golden output with numpy ``allclose`` semantics; ``_latency`` times
+``runs`` inferences. Policy (budgets, wording of reasons, what is enforced
+where) lives in the parent; this side only measures, and refuses golden
+data it cannot measure against: outputs that hold no array or name what the
+model does not output (the bundler refuses both at build, exit 2).
 
 File descriptor 1 is kept for the result alone: before ONNX Runtime is
 imported it is duplicated and then pointed at stderr, so whatever ONNX Runtime or a custom op prints to
@@ -34,6 +41,8 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 _TEST_FAULT = "AIRLOCK_TEST_FAULT"
@@ -58,10 +67,10 @@ def _hwm_mb() -> float | None:
 
 
 def _watchdog(limit_s: float) -> None:
-    """Die if the agent dies or forgets us: an orphaned check must not spin forever.
+    """Die if the parent (agent or bundler) dies or forgets us: an orphaned check must not spin forever.
 
-    The agent kills the whole process group on timeout; this covers the case
-    where the agent itself is killed (-9) first. ONNX Runtime releases the
+    The parent kills the whole process group on timeout; this covers the case
+    where the parent itself is killed (-9) first. ONNX Runtime releases the
     GIL while it runs, so this thread keeps running during a hung inference.
     """
     parent = os.getppid()
@@ -135,11 +144,19 @@ def _num(x: Any) -> float | str:
     return v if v == v and abs(v) != float("inf") else str(v)
 
 
-def _check(job: dict[str, Any]) -> dict[str, Any]:
-    import numpy as np
+@dataclass
+class _Run:
+    """What every step sees: the loaded session, its feed, the job, and the result so far."""
+
+    session: Any
+    feed: dict[str, Any]
+    job: dict[str, Any]
+    out: dict[str, Any]
+
+
+def _load(job: dict[str, Any], out: dict[str, Any]) -> Any:
     import onnxruntime as ort
 
-    out: dict[str, Any] = {"runtime_rss_mb": _hwm_mb(), "notes": []}
     available = ort.get_available_providers()
     wanted = list(job["providers"])
     usable = [p for p in wanted if p in available]
@@ -155,6 +172,11 @@ def _check(job: dict[str, Any]) -> dict[str, Any]:
     out["providers"] = session.get_providers()
     if os.environ.get(_TEST_FAULT) == "health-crash":
         os.kill(os.getpid(), signal.SIGSEGV)
+    return session
+
+
+def _feed(session: Any, job: dict[str, Any], out: dict[str, Any]) -> dict[str, Any]:
+    import numpy as np
 
     declared = {i.name: i for i in session.get_inputs()}
     if job.get("inputs"):
@@ -167,15 +189,21 @@ def _check(job: dict[str, Any]) -> dict[str, Any]:
         if extra:
             raise _Fail(f"golden inputs name {', '.join(map(repr, extra))}, "
                         f"which the model does not take")
-    else:
-        feed = {
-            name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape],
-                           _numpy_dtype(i.type))
-            for name, i in declared.items()
-        }
-        out["notes"].append("no golden data: ran on zeros of the declared input shapes, "
-                            "outputs not checked")
+        return feed
+    out["notes"].append("no golden data: ran on zeros of the declared input shapes, "
+                        "outputs not checked")
+    return {
+        name: np.zeros([d if isinstance(d, int) and d > 0 else 1 for d in i.shape],
+                       _numpy_dtype(i.type))
+        for name, i in declared.items()
+    }
 
+
+def _golden_outputs(run: _Run) -> None:
+    """Run the feed once (the untimed warm-up) and compare each golden output."""
+    import numpy as np
+
+    job, session = run.job, run.session
     golden: dict[str, Any] = {}
     if job.get("outputs"):
         with np.load(job["outputs"], allow_pickle=False) as npz:
@@ -188,26 +216,46 @@ def _check(job: dict[str, Any]) -> dict[str, Any]:
             raise _Fail(f"golden output(s) {', '.join(map(repr, unknown))} "
                         f"are not outputs of the model")
     elif job.get("inputs"):
-        out["notes"].append("golden inputs but no golden outputs: outputs not checked")
-
+        run.out["notes"].append("golden inputs but no golden outputs: outputs not checked")
     try:
-        # The first run doubles as warm-up, so it is not timed.
-        results = session.run(None, feed)
+        results = session.run(None, run.feed)
     except Exception as e:
         raise _Fail(f"inference failed: {_first_line(e)}") from e
     by_name = dict(zip([o.name for o in session.get_outputs()], results, strict=True))
-    out["outputs"] = {
+    run.out["outputs"] = {
         name: _compare(by_name[name], expected, job["rtol"], job["atol"])
         for name, expected in sorted(golden.items())
     }
 
+
+def _latency(run: _Run) -> None:
+    """Time ``runs`` inferences of the feed; the parent takes the p95 to the budget."""
+    import numpy as np
+
     times = []
-    for _ in range(max(1, int(job["runs"]))):
+    for _ in range(max(1, int(run.job["runs"]))):
         t0 = time.perf_counter()
-        session.run(None, feed)
+        run.session.run(None, run.feed)
         times.append((time.perf_counter() - t0) * 1000)
-    out["runs"] = len(times)
-    out["p95_ms"] = float(np.percentile(times, 95))
+    run.out["runs"] = len(times)
+    run.out["p95_ms"] = float(np.percentile(times, 95))
+
+
+#: The checks, in order, after the model is loaded and its feed built. A step
+#: that finds the model wrong raises _Fail; otherwise it adds measurements.
+STEPS: tuple[Callable[[_Run], None], ...] = (_golden_outputs, _latency)
+
+
+def _check(job: dict[str, Any]) -> dict[str, Any]:
+    # Imported first so that runtime_rss_mb is the runtime's own weight, before the model.
+    import numpy  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    out: dict[str, Any] = {"runtime_rss_mb": _hwm_mb(), "notes": []}
+    session = _load(job, out)
+    run = _Run(session, _feed(session, job, out), job, out)
+    for step in STEPS:
+        step(run)
     out["peak_rss_mb"] = _hwm_mb()
     return out
 
