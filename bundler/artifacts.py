@@ -82,6 +82,7 @@ class LayoutBuilder:
     blobs: dict[str, SourceFile] = field(default_factory=dict)
     manifests: list[Descriptor] = field(default_factory=list)
     local_paths: list[Path] = field(default_factory=list)  # every file the bundle is copied from
+    paths: dict[str, Path] = field(default_factory=dict)  # digest -> the file it is copied from
 
     def add_bytes(self, media_type: str, data: bytes, **kw: object) -> Descriptor:
         desc = Descriptor.of(media_type, data, **kw)  # type: ignore[arg-type]
@@ -103,6 +104,7 @@ class LayoutBuilder:
             hexdigest, size = hash_file(path, tick)
             digest = "sha256:" + hexdigest
         self.local_paths.append(path)
+        self.paths.setdefault(digest, path)
         self.blobs.setdefault(
             digest, SourceFile(blob_path(digest), size, digest[7:], partial(_open_binary, path))
         )

@@ -2,7 +2,10 @@
 
     spec = load_spec(Path("airlock.yaml"))
     result = build_bundle(spec, [load_signer(Path("release.key"))], Path("vision-1.2.0.airlock"))
-    print(result.size, result.metadata_sha256)
+    print(result.size, result.metadata_sha256, result.health.ok)
+
+    assembled = assemble(spec)                       # what ``airlock check`` stops after
+    report = check_models(assembled.contents, assembled.models)
 
 The steps: the output path is checked (``bundler.output``: never one of the
 build's inputs, never an existing file that is not a bundle unless
@@ -10,7 +13,9 @@ build's inputs, never an existing file that is not a bundle unless
 into a :class:`~bundler.artifacts.LayoutBuilder` and checked as a device's
 health check would use them (``bundler.model_check``); registry models and
 images are pulled into it (``bundler.pull``, only when the spec names any, so
-a host without oras can still build from files); the release metadata listing
+a host without oras can still build from files); every model runs the
+device's health check (``bundler.host_check``; a failure is exit 4, nothing
+signed or written; ``check=False`` skips it); the release metadata listing
 every file is signed and read back with the device's reader (a release a
 device would refuse is exit 2, nothing written); the bundle is written to a
 new partial file beside the output and renamed over it (or, with ``max_size``, straight into
@@ -39,7 +44,8 @@ from tuf.api.serialization import SerializationError
 
 from airlock.bundle import FileInfo, write_bundle
 from airlock.console import Progress, no_progress
-from airlock.errors import FormatError, UsageError
+from airlock.errors import FormatError, HealthCheckError, UsageError
+from airlock.health import HealthReport
 from airlock.oci import ANNOTATION_TITLE, digest_of
 from airlock.parts import PartSet, PartsWriter
 from bundler.artifacts import (
@@ -49,6 +55,7 @@ from bundler.artifacts import (
     local_data,
     local_golden,
 )
+from bundler.host_check import check_models
 from bundler.inventory import Inventory, plan_delta
 from bundler.output import check_output, exclusive_partial, is_bundle_file
 from bundler.spec import ModelSpec, Spec
@@ -60,7 +67,8 @@ from keys.release import (
     check_metadata_bounds,
 )
 
-__all__ = ["BuildResult", "build_bundle"]
+__all__ = ["Assembled", "BuildResult", "assemble", "build_bundle", "refuse_unhealthy"]
+
 
 @dataclass
 class BuildResult:
@@ -71,10 +79,13 @@ class BuildResult:
     signers: list[str]
     release: Release
     parts: PartSet | None = None  # when written split (max_size)
+    health: HealthReport | None = None  # None: the host check was skipped (--no-check)
 
     def to_dict(self) -> dict[str, object]:
         r = self.release
         return {
+            "health": self.health.to_dict() if self.health is not None else None,
+            "checked": self.health is not None,
             "bundle": str(self.path),
             "size": self.size,
             "parts": None if self.parts is None else self.parts.to_dict(),
@@ -86,6 +97,7 @@ class BuildResult:
                 "inventories": [i.device_id for i in r.delta.inventories],
             },
             "blobs": self.blobs,
+            "files": len(r.files),
             "metadata_sha256": self.metadata_sha256,
             "signers": self.signers,
             "name": r.name,
@@ -135,39 +147,22 @@ def _sign(release: Release, signers: Sequence[Signer]) -> tuple[bytes, list[str]
     return release_json, sorted(md.signatures)
 
 
-def build_bundle(
-    spec: Spec,
-    signers: Sequence[Signer],
-    output: Path,
-    *,
-    root_json: bytes | None = None,
-    registry_options: object | None = None,
-    progress: Progress = no_progress,
-    inputs: Sequence[Path] = (),
-    force: bool = False,
-    max_size: int | None = None,
-    delta_from: Sequence[Inventory] = (),
-) -> BuildResult:
-    """Assemble, sign and write the bundle for ``spec`` at ``output`` (atomically).
+@dataclass
+class Assembled:
+    """A spec's contents, hashed and pulled, not yet signed."""
 
-    ``inputs`` are the other files the build reads (key files, a carried root):
-    ``output`` may never be one of them, nor the spec or a file it names;
-    ``force`` lets ``output`` replace an existing file that is not a bundle.
-    With ``max_size`` the bundle is written as parts of at most that many
-    bytes. With ``delta_from`` (checked device inventories) it leaves out the
-    blobs every one of those devices holds; the signed metadata still lists
-    the whole release and marks those blobs as expected on the device.
+    contents: LayoutBuilder
+    models: list[ModelEntry]
+    images: list[ImageEntry]
+
+
+def assemble(spec: Spec, *, registry_options: object | None = None,
+             progress: Progress = no_progress) -> Assembled:
+    """Hash the spec's local files and pull its registry content into one layout.
+
+    Every model is read as a device's check will use it (``bundler.model_check``):
+    what it would refuse is a SpecError naming the field (exit 2).
     """
-    if not signers:
-        raise UsageError("give at least one --key to sign the release")
-
-    def guard(read: Sequence[Path]) -> None:
-        check_output(output, [spec.path, *inputs, *read], force=force,
-                     kind="an Airlock bundle", is_ours=is_bundle_file)
-
-    # Before the long part, with what the spec names; again before writing, with every
-    # file the bundle is actually copied from (pulled blobs in the cache included).
-    guard([p for m in spec.models for p in (m.path, m.health.inputs, m.health.outputs) if p])
     contents = LayoutBuilder()
     local_bytes = sum(m.path.stat().st_size for m in spec.models if m.path is not None)
     models: list[ModelEntry] = []
@@ -188,6 +183,61 @@ def build_bundle(
         images.extend(pulled.images)
         order = {m.name: i for i, m in enumerate(spec.models)}
         models.sort(key=lambda e: order[e.name])
+    return Assembled(contents, models, images)
+
+
+def refuse_unhealthy(report: HealthReport, what: str) -> None:
+    """Exit 4 with the agent's own words when a model fails its check on the host."""
+    if not report.ok:
+        raise HealthCheckError(f"{report.reason}; {what}")
+
+
+def build_bundle(
+    spec: Spec,
+    signers: Sequence[Signer],
+    output: Path,
+    *,
+    root_json: bytes | None = None,
+    registry_options: object | None = None,
+    progress: Progress = no_progress,
+    inputs: Sequence[Path] = (),
+    force: bool = False,
+    max_size: int | None = None,
+    delta_from: Sequence[Inventory] = (),
+    check: bool = True,
+    enforce_budgets: bool = False,
+) -> BuildResult:
+    """Assemble, check, sign and write the bundle for ``spec`` at ``output`` (atomically).
+
+    ``inputs`` are the other files the build reads (key files, a carried root):
+    ``output`` may never be one of them, nor the spec or a file it names;
+    ``force`` lets ``output`` replace an existing file that is not a bundle.
+    With ``max_size`` the bundle is written as parts of at most that many
+    bytes. With ``delta_from`` (checked device inventories) it leaves out the
+    blobs every one of those devices holds; the signed metadata still lists
+    the whole release and marks those blobs as expected on the device.
+    ``check`` runs the device's health check on every model first (a failure
+    is a HealthCheckError, exit 4, and nothing is signed or written);
+    ``enforce_budgets`` makes latency and memory budgets fail it too.
+    """
+    if not signers:
+        raise UsageError("give at least one --key to sign the release")
+
+    def guard(read: Sequence[Path]) -> None:
+        check_output(output, [spec.path, *inputs, *read], force=force,
+                     kind="an Airlock bundle", is_ours=is_bundle_file)
+
+    # Before the long part, with what the spec names; again before writing, with every
+    # file the bundle is actually copied from (pulled blobs in the cache included).
+    guard([p for m in spec.models for p in (m.path, m.health.inputs, m.health.outputs) if p])
+    assembled = assemble(spec, registry_options=registry_options, progress=progress)
+    contents, models, images = assembled.contents, assembled.models, assembled.images
+    health = None
+    if check:
+        health = check_models(contents, models, enforce_budgets=enforce_budgets,
+                              progress=progress)
+        refuse_unhealthy(health, "nothing was signed or written "
+                                 "(--no-check signs it unchecked)")
 
     files = contents.source_files()
     release = Release(
@@ -241,4 +291,5 @@ def build_bundle(
         signers=keyids,
         release=release,
         parts=parts,
+        health=health,
     )

@@ -7,7 +7,9 @@ built with the ``onnx`` package), OUT_DIR/inputs.npz and OUT_DIR/outputs.npz
 (golden outputs computed by onnxruntime). ``--wrong`` writes golden outputs
 that the model does not produce; ``--pad-mb`` adds an unused initializer so
 the model file has a realistic size; ``--hang`` makes a model whose inference
-never finishes in practice (a Loop of 2**62 iterations); ``--external``
+never finishes in practice (a Loop of 2**62 iterations); ``--junk`` makes
+a well-formed ONNX file that ONNX Runtime refuses to load (a node of an
+operator that does not exist), with the golden data of the good model; ``--external``
 keeps every initializer in OUT_DIR/model.onnx.data, ONNX external data as
 models over 2 GB must.
 """
@@ -97,10 +99,17 @@ def save(model: onnx.ModelProto, path: Path, *, external: bool = False) -> None:
 
 def make(
     out_dir: Path, scale: float = 2.0, *, wrong: bool = False, pad_mb: int = 0, hang: bool = False,
-    external: bool = False,
+    external: bool = False, junk: bool = False,
 ) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "model.onnx"
+    if junk:
+        model = scale_model(scale, pad_mb)
+        save(model, path)
+        golden(path, out_dir)
+        model.graph.node[0].op_type = "NoSuchOperator"
+        save(model, path, external=external)
+        return path
     if hang:
         save(hang_model(), path, external=external)
         x = np.zeros((1, WIDTH), np.float32)
@@ -122,9 +131,10 @@ def main() -> None:
     p.add_argument("--hang", action="store_true")
     p.add_argument("--pad-mb", type=int, default=0)
     p.add_argument("--external", action="store_true")
+    p.add_argument("--junk", action="store_true")
     a = p.parse_args()
     print(make(a.out_dir, a.scale, wrong=a.wrong, pad_mb=a.pad_mb, hang=a.hang,
-               external=a.external))
+               external=a.external, junk=a.junk))
 
 
 if __name__ == "__main__":

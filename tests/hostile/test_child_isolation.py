@@ -56,11 +56,12 @@ def _plant(directory: Path, marker: Path, names: tuple[str, ...] = HOSTILE_MODUL
     return directory
 
 
-def _launcher(directory: Path) -> Path:
-    """What pip writes as bin/airlock-agent: sys.path[0] is its own (clean) directory."""
+def _launcher(directory: Path, tool: str = "agent") -> Path:
+    """What pip writes as bin/airlock-agent (or bin/airlock for ``tool="bundler"``):
+    sys.path[0] is its own (clean) directory."""
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "airlock-agent"
-    path.write_text("import sys\nfrom agent.cli import main\nsys.exit(main())\n")
+    path = directory / ("airlock-agent" if tool == "agent" else "airlock")
+    path.write_text(f"import sys\nfrom {tool}.cli import main\nsys.exit(main())\n")
     return path
 
 
@@ -113,6 +114,22 @@ def test_modules_in_cwd_and_beside_the_bundle_never_run(
     assert status["active"]["id"] == "vision-1"
     health = json.loads((root / "releases/vision-1/health.json").read_text())
     assert health["ok"] and health["report"]["models"][0]["p95_ms"] is not None
+
+
+def test_the_hosts_check_before_signing_runs_nothing_from_the_working_directory(
+        keyset: Keys, tmp_path: Path) -> None:
+    from tests.support.spec import write_spec
+
+    marker = tmp_path / "pwned.log"
+    desk = _plant(tmp_path / "desk", marker)  # the spec, its model and hostile modules together
+    spec = write_spec(desk)
+    launcher = _launcher(tmp_path / "bin", "bundler")
+    for cmd in (("check", spec.name),
+                ("build", spec.name, "--key", keyset.release_key, "-o", "v1.airlock")):
+        _, r = _agent(launcher, *cmd, cwd=desk, env=_env({"PYTHONSTARTUP": str(desk / "json.py")}))
+        assert r.returncode == 0, (cmd, r.stderr)
+        assert _markers(marker) == [], f"hostile code ran during {cmd[0]}"
+    assert (desk / "v1.airlock").is_file()
 
 
 def test_callers_python_and_loader_variables_reach_no_child(

@@ -14,6 +14,7 @@ real ONNX model with golden data (scripts/modelkit.py) and names it::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ def write_spec(
     wrong: bool = False,
     pad_mb: int = 0,
     hang: bool = False,
+    junk: bool = False,
     runs: int = 5,
     timeout_s: float = 30,
     health: Mapping[str, Any] | None = None,
@@ -45,7 +47,7 @@ def write_spec(
     """Write ``directory/FILE_NAME`` (default ``NAME-SEQUENCE.yaml``) and return its path.
 
     ``models=None`` means one local model, ``detector``, made here by
-    ``modelkit.make(scale, wrong=, pad_mb=, hang=)`` with its golden data and
+    ``modelkit.make(scale, wrong=, pad_mb=, hang=, junk=)`` with its golden data and
     a health section of ``runs``, ``timeout_s`` and ``health``; a list of
     model entries (e.g. registry refs) is written as given, no model made.
     ``extra`` adds top-level fields (flags, hooks, rings). ``text`` is written
@@ -58,7 +60,7 @@ def write_spec(
         return path
     if models is None:
         model_dir = directory / f"model-{name}-{sequence}"
-        modelkit.make(model_dir, scale, wrong=wrong, pad_mb=pad_mb, hang=hang)
+        modelkit.make(model_dir, scale, wrong=wrong, pad_mb=pad_mb, hang=hang, junk=junk)
         models = [{
             "name": "detector",
             "path": f"{model_dir.name}/model.onnx",
@@ -82,11 +84,18 @@ def write_spec(
     return path
 
 
-def build(spec: Path, out: Path, keys: Sequence[Path], *, root_json: bytes | None = None) -> Path:
-    """``airlock build`` in-process: ``spec`` signed with the key files ``keys``, to ``out``."""
+def build(spec: Path, out: Path, keys: Sequence[Path], *, root_json: bytes | None = None,
+          check: bool = False) -> Path:
+    """``airlock build`` in-process: ``spec`` signed with the key files ``keys``, to ``out``.
+
+    Without the host's health check unless ``check``: these bundles are made for
+    devices, bad models included, and a device's check is what they test.
+    """
     from bundler.build import build_bundle
     from bundler.spec import load_spec
     from keys.keyfile import load_signer
 
-    build_bundle(load_spec(spec), [load_signer(k) for k in keys], out, root_json=root_json)
+    # Any validity left will do: fixtures include releases that expire while a test runs.
+    build_bundle(load_spec(spec, min_validity=timedelta(0)), [load_signer(k) for k in keys], out,
+                 root_json=root_json, check=check)
     return out
