@@ -17,10 +17,11 @@ document, one pass over its YAML events bounds its nesting (twice
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,7 +34,6 @@ from keys.signed_fields import (
     FieldError,
     valid_command,
     valid_flags,
-    valid_json,
     valid_line,
     valid_model_files,
     valid_name,
@@ -133,7 +133,9 @@ class _Fields:
                                 _line(key_node))
             key = key_node.value
             if key not in allowed:
-                hint = f"; expected one of: {', '.join(sorted(allowed))}"
+                near = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = (f"; did you mean '{near[0]}'?" if near
+                        else f"; expected one of: {', '.join(sorted(allowed))}")
                 raise SpecError(str(spec), self._name(key), "unknown field" + hint, _line(key_node))
             if key in self.nodes:
                 raise SpecError(str(spec), self._name(key), "given twice", _line(key_node))
@@ -287,8 +289,16 @@ def _check_shape(path: Path, text: str) -> None:
             finish(anchors[event.anchor], None)
 
 
-def load_spec(path: Path) -> Spec:
-    """Read and validate a release spec; SpecError (exit 2) names the field and line."""
+#: How long a release must stay valid after its build by default: the media
+#: takes time to reach the site, and a device refuses an expired release.
+DEFAULT_MIN_VALIDITY = timedelta(days=1)
+
+
+def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> Spec:
+    """Read and validate a release spec; SpecError (exit 2) names the field and line.
+
+    ``expires`` must lie at least ``min_validity`` after the build time.
+    """
     try:
         text = path.read_bytes().decode("utf-8")
     except OSError as e:
@@ -309,13 +319,9 @@ def load_spec(path: Path) -> Spec:
         {"name", "version", "sequence", "expires", "models", "images", "flags", "hooks", "rings"},
     )
     name = _plain_name(top, "name")
-    # Quote versions: 1.10 would be read as the number 1.1.
-    version = top.value("version", (str, int, float), "a string")
-    if not isinstance(version, str):
-        version = str(top.check("version", valid_json, version))
-    version = top.check("version", valid_line, version)
+    version = _version(top)
     sequence = top.check("sequence", valid_sequence, top.value("sequence", (int,), "an integer"))
-    expires = _expires(top)
+    expires = _expires(top, min_validity)
 
     models = [_model(path, node, i) for i, node in enumerate(top.items("models"))]
     top.check("models", valid_unique, [m.name for m in models], "model")
@@ -349,8 +355,21 @@ def _at(index: int, rule: Callable[[Any], _T]) -> Callable[[Any], _T]:
     return check
 
 
-def _expires(top: _Fields) -> datetime:
-    """A duration from the build time, or a date; it must be later than the build time."""
+def _version(top: _Fields) -> str:
+    """The version as written: a YAML string. ``1.10`` unquoted is the number 1.1, so no number."""
+    node = top.nodes.get("version")
+    if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:str":
+        value = top.value("version", (str, int, float, bool, type(None)), "a string")
+        if not isinstance(value, str):
+            read = "nothing" if value is None else f"the {type(value).__name__} {value!r}"
+            raise top.error("version", f"must be a string: YAML reads {node.value} as {read}; "
+                                       f'quote it: version: "{node.value}"')
+    version = top.value("version", (str,), "a string")
+    return top.check("version", valid_line, version)
+
+
+def _expires(top: _Fields, min_validity: timedelta) -> datetime:
+    """A duration from the build time, or a date; at least ``min_validity`` after the build time."""
     raw = top.value("expires", (str, datetime, date), "a duration like 30d or a date", "30d")
     if isinstance(raw, datetime):
         expires = raw.astimezone(UTC) if raw.tzinfo else raw.replace(tzinfo=UTC)
@@ -367,10 +386,27 @@ def _expires(top: _Fields) -> datetime:
                 raise top.error("expires", "must be a duration like 30d or an ISO date") from None
             expires = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
     # Devices refuse expired metadata (freeze attack); so does the build, at its own time.
-    if expires <= build_time():
-        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is not after the build time; "
-                                   "devices refuse expired releases")
+    now = build_time()
+    if expires <= now:
+        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is in the past (built at "
+                                   f"{now:%Y-%m-%dT%H:%M:%SZ}); devices refuse expired releases")
+    if expires - now < min_validity:
+        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is only {_span(expires - now)} "
+                                   f"after the build, less than --min-validity "
+                                   f"{_span(min_validity)}: the release could expire before it "
+                                   "reaches the site (lower --min-validity to build it anyway)")
     return expires
+
+
+def _span(d: timedelta) -> str:
+    """A duration in the spec's own words: 3d, 5h, 90m, 30s."""
+    seconds = int(d.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds}s"
 
 
 def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:

@@ -48,6 +48,7 @@ from airlock.errors import (
     SignatureError,
     UsageError,
 )
+from keys.identify import describe
 from keys.release import Release, ReleaseSerializer, parse_metadata
 
 __all__ = [
@@ -60,6 +61,8 @@ __all__ = [
 ]
 
 RELEASE_ROLE = "targets"
+#: What users call that role, in every message: they made a "release" key for it.
+RELEASE_ROLE_WORD = "release"
 _DELEGATIONS = "x-airlock-delegations"
 
 
@@ -91,7 +94,7 @@ class VerifiedRelease:
     """A release whose signatures, expiry and ring policy have been checked."""
 
     release: Release
-    role: str  # "targets" or the delegated signer's name
+    role: str  # "release" (TUF's targets role) or the delegated signer's name
     signers: tuple[str, ...]  # key ids whose valid signatures counted
     rings: tuple[str, ...] | None  # rings it may land on; None = any
 
@@ -172,6 +175,20 @@ class TrustRoot:
         if check_self_signed:
             _verify_threshold(md.signed, "root", md, "trust root")
         return cls(md)
+
+    @classmethod
+    def given(cls, data: bytes, name: str) -> TrustRoot:
+        """A trust root a user named on the command line (``--trust FILE``).
+
+        A file that is no trust root at all (a key, a bundle, a spec) is a usage
+        error (exit 2) saying what it is instead; a trust root that fails its
+        own checks (signatures, threshold) stays a rejection (exit 3).
+        """
+        kind = describe(data)
+        if kind != "a trust root":
+            raise UsageError(f"{name} is {kind}, not a trust root; give the root.json "
+                             "that 'airlock keys init' wrote")
+        return cls.from_bytes(data)
 
     def to_bytes(self) -> bytes:
         return self.md.to_bytes()
@@ -286,8 +303,9 @@ class TrustRoot:
     ) -> tuple[str, tuple[str, ...], tuple[str, ...] | None]:
         result = self.md.signed.get_verification_result(RELEASE_ROLE, payload, md.signatures)
         if result.verified:
-            return RELEASE_ROLE, tuple(sorted(result.signed)), None
-        best = (RELEASE_ROLE, len(result.signed), self.md.signed.roles[RELEASE_ROLE].threshold)
+            return RELEASE_ROLE_WORD, tuple(sorted(result.signed)), None
+        best = (RELEASE_ROLE_WORD, len(result.signed),
+                self.md.signed.roles[RELEASE_ROLE].threshold)
         for name, rings in self.ring_signers().items():
             sub = self._delegator.get_verification_result(name, payload, md.signatures)
             if sub.verified:

@@ -47,7 +47,7 @@ def test_build_verify_inspect_round_trip(keyset: Keys, tmp_path: Path) -> None:
 
     r = run_airlock("verify", out, "--trust", keyset.trust, "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["role"] == "targets"
+    assert json.loads(r.stdout)["role"] == "release"
 
     r = run_airlock("inspect", out, "--json")
     info = json.loads(r.stdout)

@@ -67,7 +67,7 @@ def test_ring_policy(kit: Kit, signer: str, rings: list[str], device: str | None
     data = _release(kit, rings, canary=signer == "canary")
     if refusal is None:
         verified = trust.verify_release(data, ring=device)
-        assert verified.role == ("canary" if signer == "canary" else "targets")
+        assert verified.role == ("canary" if signer == "canary" else "release")
     else:
         with pytest.raises(PolicyError, match=refusal):
             trust.verify_release(data, ring=device)
@@ -158,4 +158,4 @@ def test_ringless_device_takes_only_releases_for_every_ring(kit: Kit, tmp_path: 
              f"release targets rings canary; this device is {NO_RING} and takes only "
              "releases for every ring")
     _installed(root, _write(kit, media / "release-all.airlock", _release(kit, [], canary=False)),
-               "targets")
+               "release")

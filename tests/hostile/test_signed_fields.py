@@ -212,7 +212,7 @@ YAML_ONLY = [
      "cannot be read"),
     ("flag-surrogate", 'flags: {x: "\\ud800"}', "flags.x", "lone surrogate"),
     ("version-surrogate", 'version: "1.\\udfff"', "version", "lone surrogate"),
-    ("expires-past", "expires: 2001-01-01T00:00:00Z", "expires", "not after the build time"),
+    ("expires-past", "expires: 2001-01-01T00:00:00Z", "expires", "is in the past"),
 ]
 
 

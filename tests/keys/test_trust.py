@@ -65,7 +65,7 @@ def test_release_threshold_met_and_not_met(tmp_path: Path) -> None:
         )
     )
     verified = root.verify_release(_signed(_release(), k["a"][0], k["c"][0]))
-    assert verified.role == "targets" and len(verified.signers) == 2
+    assert verified.role == "release" and len(verified.signers) == 2
     with pytest.raises(SignatureError, match="1 valid signature"):
         root.verify_release(_signed(_release(), k["a"][0]))
 
