@@ -8,6 +8,20 @@ Code that catches errors catches these classes, never strings.
 
 from __future__ import annotations
 
+#: The exit codes of both command lines, as README.md and every ``--help`` show them.
+EXIT_CODES: tuple[tuple[int, str], ...] = (
+    (0, "done"),
+    (1, "unexpected error: a bug (one line; --debug shows the traceback)"),
+    (2, "usage or configuration error: bad flags, bad YAML, a spec field (named with its "
+        "line), a file that is not what the option wants"),
+    (3, "rejected: signature, digest, policy, expiry, version or format check failed; "
+        "nothing installed"),
+    (4, "health check failed: on the host nothing was signed; on a device the previous "
+        "release is active again"),
+    (5, "precondition not met: disk full, not enough memory, lock held, not initialised, "
+        "registry unreachable or refusing, damaged agent state"),
+)
+
 
 class AirlockError(Exception):
     """Base of every error Airlock raises on purpose. Exit code 1."""
@@ -100,7 +114,23 @@ class UnreachableError(PreconditionError):
 
 
 class RegistryError(AirlockError):
-    """A registry refused or failed a request (401, 404, unreachable); names the reference."""
+    """A registry served something that fails a check (not a manifest, not JSON); names the
+    reference. Exit 3, like any content refused."""
+
+    exit_code = 3
+
+
+class RegistryConfigError(RegistryError):
+    """A reference that is not one, or a registry auth file that cannot be used. Exit 2."""
+
+    exit_code = 2
+
+
+class RegistryUnavailableError(RegistryError):
+    """The registry cannot give what is asked: unreachable, TLS refused, access denied, no such
+    reference, or no oras installed. Exit 5: nothing was wrong with the content itself."""
+
+    exit_code = 5
 
 
 class DeliveryError(HealthCheckError):

@@ -71,7 +71,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from airlock.errors import DigestError, RegistryError
+from airlock.errors import (
+    DigestError,
+    RegistryConfigError,
+    RegistryError,
+    RegistryUnavailableError,
+)
 from airlock.limits import CHUNK
 from airlock.oci import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, digest_of, is_digest
 from airlock.spawn import child_env
@@ -137,7 +142,7 @@ def parse_ref(text: str) -> Ref:
     try:
         c = oras.container.Container(raw)
     except ValueError:
-        raise RegistryError(f"{text}: not an image reference like HOST/REPO:TAG") from None
+        raise RegistryConfigError(f"{text}: not an image reference like HOST/REPO:TAG") from None
     registry = c.registry
     repo = f"{c.namespace}/{c.repository}" if c.namespace else c.repository
     if registry in ("docker.io", "index.docker.io", "registry-1.docker.io"):
@@ -147,11 +152,11 @@ def parse_ref(text: str) -> Ref:
     # oras fills in "latest" even for NAME@DIGEST; keep only a tag the user wrote.
     tag = c.tag if not c.digest or ":" in raw.split("@")[0].rsplit("/", 1)[-1] else None
     if c.digest is not None and not is_digest(c.digest):
-        raise RegistryError(f"{text}: the digest must be sha256:<64 hex digits>")
+        raise RegistryConfigError(f"{text}: the digest must be sha256:<64 hex digits>")
     if not re.fullmatch(
         r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*", repo
     ):
-        raise RegistryError(
+        raise RegistryConfigError(
             f"{text}: repository {repo!r} is not a valid name (lower case, digits, . _ -)"
         )
     return Ref(registry, repo, tag, c.digest, raw)
@@ -205,12 +210,12 @@ def docker_credentials(host: str, config: Path | None = None) -> Credentials | N
         cfg = json.loads(path.read_bytes())
     except FileNotFoundError:
         if config is not None:
-            raise RegistryError(f"registry auth file {path} does not exist") from None
+            raise RegistryConfigError(f"registry auth file {path} does not exist") from None
         return None
     except (OSError, ValueError) as e:
-        raise RegistryError(f"registry auth file {path} is not readable JSON: {e}") from None
+        raise RegistryConfigError(f"registry auth file {path} is not readable JSON: {e}") from None
     if not isinstance(cfg, dict):
-        raise RegistryError(f"registry auth file {path} is not a JSON object")
+        raise RegistryConfigError(f"registry auth file {path} is not a JSON object")
     keys = [host]
     if "localhost" in host:
         keys.append(host.replace("localhost", "127.0.0.1"))
@@ -230,7 +235,7 @@ def docker_credentials(host: str, config: Path | None = None) -> Credentials | N
             except (binascii.Error, UnicodeDecodeError, TypeError):
                 sep = ""
             if not sep:
-                raise RegistryError(
+                raise RegistryConfigError(
                     f"registry auth file {path}: auths.{key}.auth is not base64 of user:password"
                 )
             return Credentials(user, password)
@@ -285,7 +290,7 @@ def _oras_registry() -> type[Any]:
     try:
         import oras.provider
     except ImportError:
-        raise RegistryError(
+        raise RegistryUnavailableError(
             "registry access needs the oras package: pip install 'airlock-edge[bundler]' "
             "(or 'pip install oras' on a device using the registry image sink)"
         ) from None
@@ -345,7 +350,7 @@ class RegistryClient:
         retry_after_max: float = 30.0,
     ) -> None:
         if auth is not None and not auth.is_file():
-            raise RegistryError(f"registry auth file {auth} does not exist")
+            raise RegistryConfigError(f"registry auth file {auth} does not exist")
         self.auth, self.insecure = auth, {h.strip() for h in insecure}
         self.attempts, self.backoff, self.timeout = max(1, attempts), backoff, timeout
         self.retry_after_max = retry_after_max
@@ -454,14 +459,14 @@ class RegistryClient:
         try:
             r = self._authed(host, method, url or self._url(ref, path), headers or {}, kw)
         except requests.exceptions.SSLError as e:
-            raise RegistryError(
+            raise RegistryUnavailableError(
                 f"{ref}: TLS failed talking to {ref.registry} ({_short(e)}); "
                 f"for a plain-HTTP registry pass --insecure {ref.registry}"
             ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as e:
             tries = 1 if _unrepeatable(kw) else self.attempts
             why = "connection refused" if "refused" in str(e).lower() else _short(e)
-            raise RegistryError(
+            raise RegistryUnavailableError(
                 f"{ref}: cannot reach registry {ref.registry}: {why} "
                 f"(after {tries} attempt{'s' if tries > 1 else ''}); "
                 "is it running and is the address right?"
@@ -613,14 +618,17 @@ def _status_error(ref: Ref, r: requests.Response, what: str) -> RegistryError:
     except Exception:
         pass
     if code in (401, 403):
-        return RegistryError(
+        return RegistryUnavailableError(
             f"{ref}: access denied by {ref.registry} (HTTP {code}{detail}); "
             f"log in with 'docker login {ref.registry}' or pass --registry-auth CONFIG.json"
         )
     if code == 404:
-        return RegistryError(
+        return RegistryUnavailableError(
             f"{ref}: {what} not found on {ref.registry} (HTTP 404{detail}); check the name and tag"
         )
+    if code >= 500 or code == 429:  # the registry's trouble, not the content's
+        return RegistryUnavailableError(
+            f"{ref}: {what}: registry {ref.registry} answered HTTP {code}{detail}; try again later")
     return RegistryError(f"{ref}: {what}: registry {ref.registry} answered HTTP {code}{detail}")
 
 

@@ -32,7 +32,7 @@ def _build(keyset: Keys, tmp_path: Path, image: str, *extra: object) -> tuple[in
 def test_missing_tag_names_the_reference(content: Content, keyset: Keys, tmp_path: Path) -> None:
     ref = f"{content.host}/site/app:no-such-tag"
     code, err, out = _build(keyset, tmp_path, ref, "--insecure", content.host)
-    assert code == 1 and not out.exists()
+    assert code == 5 and not out.exists()  # precondition: the content is not there
     assert ref in err and "404" in err and "not found" in err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
@@ -41,7 +41,7 @@ def test_connection_refused_names_the_reference(keyset: Keys, tmp_path: Path) ->
     host = f"127.0.0.1:{ocikit.free_port()}"  # nothing listens there
     start = time.monotonic()
     code, err, out = _build(keyset, tmp_path, f"{host}/app:1", "--insecure", host)
-    assert code == 1 and not out.exists()
+    assert code == 5 and not out.exists()
     assert f"{host}/app:1" in err and "connection refused" in err
     assert time.monotonic() - start < 30  # retried with backoff, not for minutes
 
@@ -50,7 +50,7 @@ def test_https_registry_without_insecure_says_what_to_do(
     content: Content, keyset: Keys, tmp_path: Path
 ) -> None:
     code, err, _ = _build(keyset, tmp_path, content.app)
-    assert code == 1 and f"--insecure {content.host}" in err
+    assert code == 5 and f"--insecure {content.host}" in err
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_401_without_credentials(
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "no-docker-config"))
     ref = f"{auth_registry.host}/private/app:1"
     code, err, _ = _build(keyset, tmp_path, ref, "--insecure", auth_registry.host)
-    assert code == 1 and ref in err and "401" in err and "--registry-auth" in err
+    assert code == 5 and ref in err and "401" in err and "--registry-auth" in err
 
 
 def test_401_with_wrong_password(
@@ -96,7 +96,7 @@ def test_401_with_wrong_password(
     code, err, _ = _build(
         keyset, tmp_path, ref, "--insecure", auth_registry.host, "--registry-auth", cfg
     )
-    assert code == 1 and ref in err and "401" in err
+    assert code == 5 and ref in err and "401" in err
 
 
 def test_basic_auth_from_docker_config(

@@ -88,7 +88,7 @@ def test_private_image_without_credentials_is_401(
 ) -> None:
     ref = f"{token_registry.host}/private/app:1"
     r = _build(keyset, tmp_path, ref, token_registry.host)
-    assert r.returncode == 1 and ref in r.stderr and "HTTP 401" in r.stderr
+    assert r.returncode == 5 and ref in r.stderr and "HTTP 401" in r.stderr
 
 
 def test_registry_sink_pushes_with_a_token(
