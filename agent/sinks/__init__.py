@@ -29,7 +29,7 @@ from typing import Any, Protocol
 from airlock.errors import UsageError
 from keys.release import Release
 
-__all__ = ["ImageSink", "config_bool", "config_number", "make_sink"]
+__all__ = ["SINK_TYPES", "ImageSink", "config_bool", "config_number", "make_sink"]
 
 
 class ImageSink(Protocol):
@@ -44,6 +44,8 @@ _KEYS = {
     "registry": {"type", "registry", "insecure", "auth", "prefix", "attempts"},
     "command": {"type", "command", "timeout_s"},
 }
+#: The image sink types, as ``--sink`` takes them.
+SINK_TYPES: tuple[str, ...] = tuple(_KEYS)
 
 
 def config_bool(config: dict[str, Any], key: str, default: bool) -> bool:

@@ -1,0 +1,104 @@
+"""A device's settings, checked when they are given and changed later: ring, image sink, trust root.
+
+``airlock-agent init`` checks its sink settings here before it writes
+anything, so ``--sink docker`` is a one-line usage error (exit 2) at the
+desk rather than a failed first install at the site. ``airlock-agent
+config`` changes them afterwards, under the agent's lock, journaled::
+
+    check_sink(sink_settings("registry", ["registry=10.0.0.5:5000"]), layout.images)
+    changed = configure(layout, journal, ring="prod", sink=None, trust_root=None)
+    changed["changed"]   # ["ring: canary -> prod"]
+
+The trust root moves only forward: a new root is taken only as a rotation
+the current root signs (``TrustRoot.rotate``: the threshold of the old and
+the new root keys, the next version), exactly as a rotation carried in a
+bundle would be. Settings are written to ``agent.yaml`` atomically.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import yaml
+
+from agent.durable import write_atomic
+from agent.journal import Journal
+from agent.layout import AgentConfig, Layout
+from agent.sinks import SINK_TYPES, make_sink
+from airlock.errors import UsageError
+from keys.signed_fields import FieldError, valid_name
+
+__all__ = ["check_ring", "check_sink", "configure", "sink_settings"]
+
+#: ``ring`` argument of :func:`configure` that leaves the ring as it is.
+KEEP = object()
+
+
+def sink_settings(kind: str, options: list[str], base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``--sink TYPE`` and ``--sink-option KEY=VALUE`` as a sink config (``KEY=`` drops KEY)."""
+    if kind not in SINK_TYPES:
+        near = difflib.get_close_matches(kind, SINK_TYPES, n=1)
+        hint = f"did you mean '{near[0]}'? " if near else ""
+        raise UsageError(f"--sink {kind!r} is not an image sink type; {hint}"
+                         f"use one of: {', '.join(SINK_TYPES)}")
+    config: dict[str, Any] = dict(base or {}) if base and base.get("type") == kind else {}
+    config["type"] = kind
+    for opt in options:
+        key, eq, value = opt.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--sink-option {opt!r} must be KEY=VALUE")
+        if key == "type":
+            raise UsageError("--sink-option type=... is --sink TYPE")
+        if value:
+            config[key] = value
+        else:
+            config.pop(key, None)
+    return config
+
+
+def check_sink(config: dict[str, Any], images_dir: Any) -> None:
+    """Refuse (UsageError, exit 2) a sink the agent could not build at install time."""
+    make_sink(config, images_dir)
+
+
+def check_ring(ring: str) -> str:
+    try:
+        return valid_name(ring)
+    except FieldError as e:
+        raise UsageError(f"--ring {ring!r}: {e}") from None
+
+
+def configure(layout: Layout, journal: Journal, *, ring: Any = KEEP, sink: dict[str, Any] | None,
+              trust_root: bytes | None) -> dict[str, Any]:
+    """Apply what is given (``ring=None`` leaves no ring); report the settings and what changed."""
+    config = layout.load_config()
+    changed: list[str] = []
+    new_ring = config.ring if ring is KEEP else ring
+    if new_ring != config.ring:
+        changed.append(f"ring: {config.ring or '(none)'} -> {new_ring or '(none)'}")
+    new_sink = config.sink if sink is None else sink
+    if new_sink != config.sink:
+        check_sink(new_sink, layout.images)
+        changed.append(f"sink: {_sink_text(config.sink)} -> {_sink_text(new_sink)}")
+    trust = layout.load_trust()
+    new_trust = trust
+    if trust_root is not None:
+        new_trust = trust.rotate(trust_root)
+        if new_trust is not trust:
+            changed.append(f"trust root: version {trust.version} -> {new_trust.version}")
+    if new_trust is not trust:
+        write_atomic(layout.trust_root, new_trust.to_bytes())
+        journal.append("trust-rotated", version=new_trust.version)
+    updated = AgentConfig(config.device_id, new_ring, new_sink, config.reserve_bytes)
+    if updated != config:
+        write_atomic(layout.config, yaml.safe_dump(updated.to_dict(), sort_keys=True).encode())
+        journal.append("configured", ring=updated.ring, sink=updated.sink.get("type"),
+                       changed=changed)
+    return {"root": str(layout.root), "device_id": updated.device_id, "ring": updated.ring,
+            "sink": updated.sink, "trust_version": new_trust.version, "changed": changed}
+
+
+def _sink_text(sink: dict[str, Any]) -> str:
+    options = ", ".join(f"{k}={v}" for k, v in sorted(sink.items()) if k != "type")
+    return f"{sink.get('type', 'oci-dir')}" + (f" ({options})" if options else "")
