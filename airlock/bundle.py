@@ -250,6 +250,14 @@ class BundleFile:
         for _ in self.chunks(progress):
             pass
 
+    def skip(self) -> None:
+        """Leave the data unread and unhashed: the reader's next header read passes over it."""
+        self.done = True
+
+    @property
+    def kept_wanted(self) -> bool:
+        return self._kept is not None
+
     def read_all(self, limit: int = MAX_LAYOUT_DOC_BYTES) -> bytes:
         """Whole content of a small file (index.json, a manifest)."""
         if self.info.length > limit:
@@ -291,6 +299,11 @@ class BundleReader:
         self._seen: set[str] = set()
         self._head: BundleHead | None = None
         self._source = stream
+
+    @property
+    def end_offset(self) -> int:
+        """Where the last member read ends in the archive (its data padded to 512 bytes)."""
+        return int(self._tar.offset)  # type: ignore[attr-defined]
 
     def _next(self) -> tarfile.TarInfo | None:
         try:
@@ -368,7 +381,8 @@ class BundleReader:
         return self._head
 
     def files(
-        self, listed: Mapping[str, FileInfo], expected: Sequence[str] = ()
+        self, listed: Mapping[str, FileInfo], expected: Sequence[str] = (), *,
+        hash_unread: bool = True,
     ) -> Iterator[BundleFile]:
         """Yield each listed file in archive order; refuse anything else.
 
@@ -380,6 +394,13 @@ class BundleReader:
         stream past and checked by :class:`LayoutCheck`. ``listed`` is the
         whole release; ``expected`` are the digests a delta bundle leaves out
         because the device holds them (listed, but not carried).
+
+        ``hash_unread=False`` (``airlock inspect --fast``) passes over the data
+        of a file the caller does not read instead of hashing it; the
+        archive's structure is still read whole: every header, every listed
+        file present with its signed length, the layout documents checked,
+        and the data of each file inside the archive (tarfile refuses an
+        archive that ends inside a member).
         """
         self.head()
         layout = LayoutCheck(listed, expected)
@@ -405,7 +426,10 @@ class BundleReader:
                                 short=partial(self._short_inside, m, remaining))
             yield member
             if not member.done:
-                member.verify()
+                if hash_unread or member.kept_wanted:
+                    member.verify()
+                else:
+                    member.skip()
             if member.kept is not None:
                 layout.see(member.path, member.kept)
         # A split bundle's parts are checked whole, the tar's end padding included.
