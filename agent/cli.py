@@ -33,98 +33,158 @@ from agent.durable import fsync_dir, write_atomic, write_json
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout, root_from_env
 from agent.lock import AgentLock
+from agent.sinks import SINK_TYPES
 from airlock.console import (
     Parser,
     add_command,
+    apply_output_options,
     emit,
+    fail_with,
     human_size,
     progress,
     read_input,
     run,
     say,
+    tool_parser,
 )
 from airlock.errors import LockedError, PreconditionError, RejectedError, UsageError
 from airlock.parts import open_media
 from keys.keyfile import generate_keypair
 from keys.trust import TrustRoot
 
-__all__ = ["main"]
+__all__ = ["main", "parser"]
+
+
+_DESCRIPTION = """\
+airlock-agent: the device's side of Airlock. It verifies a bundle's signatures
+and every blob, installs it beside the running release, health-checks the
+models with ONNX Runtime, switches atomically and rolls back by itself when a
+check fails. State lives under ROOT: --root, else $AIRLOCK_ROOT, else
+/var/lib/airlock. Commands that change ROOT take its lock (a second one exits 5)
+and first repair what a crash left behind.
+"""
+
+_TOUR = (
+    "airlock-agent --root /var/lib/airlock init --trust root.json --device-id cam-7 --ring canary",
+    "airlock-agent install /media/usb/vision-1.3.0.airlock",
+    "airlock-agent status",
+    "airlock-agent history --verify",
+    "airlock-agent rollback",
+    "airlock-agent config --ring prod",
+)
+
+
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object (a failure too: {error, exit})")
+
+
+def _sink_args(p: argparse.ArgumentParser, default: str | None) -> None:
+    p.add_argument("--sink", default=default, choices=SINK_TYPES, metavar="TYPE",
+                   help=f"where container images go: {', '.join(SINK_TYPES)} "
+                   "(settings in docs/REGISTRIES.md)")
+    p.add_argument("--sink-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an image sink setting, e.g. registry=10.0.0.5:5000 (repeatable; "
+                   "KEY= removes one)")
+
+
+def _root_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--root", type=Path, default=argparse.SUPPRESS, metavar="ROOT",
+                   help="agent root (default: $AIRLOCK_ROOT or /var/lib/airlock)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    common = Parser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    common.add_argument("--root", type=Path, default=argparse.SUPPRESS,
-                        help="agent root (default $AIRLOCK_ROOT or /var/lib/airlock)")
-    p = Parser(prog="airlock-agent", description=__doc__, parents=[common],
-                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+    p, common = tool_parser("airlock-agent", _DESCRIPTION, _TOUR, _root_arg)
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=Parser)
 
-    def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
-        return add_command(sub, name, help, example, [common])
+    def cmd(name: str, help: str, example: str | tuple[str, ...],
+            description: str | None = None) -> argparse.ArgumentParser:
+        return add_command(sub, name, help, example, [common], description)
 
     i = cmd("init", "lay out ROOT, store the trust root, create the device key",
             "airlock-agent --root /var/lib/airlock init --trust root.json --device-id cam-7 "
-            "--ring canary")
-    i.add_argument("--trust", type=Path, required=True, help="trust root (root.json)")
-    i.add_argument("--device-id", help="device name (default: the host name)")
-    i.add_argument("--ring", help="deployment ring this device belongs to")
-    i.add_argument("--sink", default="oci-dir", help="image sink type (default oci-dir)")
-    i.add_argument("--sink-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="image sink setting (repeatable)")
-    i.add_argument("--json", action="store_true")
+            "--ring canary",
+            "Lay out ROOT, store the trust root, create the device key. The image sink and\n"
+            "its settings are checked here: a bad one is exit 2 now, not at the first install.")
+    i.add_argument("--trust", type=Path, required=True, metavar="ROOT.json",
+                   help="the trust root this device will trust (from 'airlock keys init')")
+    i.add_argument("--device-id", metavar="NAME", help="device name (default: the host name)")
+    i.add_argument("--ring", metavar="RING",
+                   help="deployment ring this device belongs to (default: none; then only "
+                   "releases for every ring install)")
+    _sink_args(i, "oci-dir")
+    _json_arg(i)
+
+    k = cmd("config", "show or change the device's ring, image sink and trust root",
+            ("airlock-agent config --ring prod",
+             "airlock-agent config --sink registry --sink-option registry=10.0.0.5:5000",
+             "airlock-agent config --trust-root root-v2.json"),
+            "Show the device's settings, or change them: its ring, its image sink (checked\n"
+            "as at init) and its trust root. A trust root only moves forward: the new one\n"
+            "must be the next version, signed by the current root keys and the new ones\n"
+            "(as 'airlock keys rotate' makes it). Changes are journaled.")
+    ring = k.add_mutually_exclusive_group()
+    ring.add_argument("--ring", metavar="RING", help="move the device to this ring")
+    ring.add_argument("--no-ring", action="store_true",
+                      help="take the device out of every ring")
+    _sink_args(k, None)
+    k.add_argument("--trust-root", type=Path, metavar="ROOT.json",
+                   help="rotate to this trust root (the next version, signed by the current one)")
+    _json_arg(k)
 
     n = cmd("install", "verify, store, health-check and switch to a bundle ('-' reads stdin)",
             "airlock-agent install /media/usb/vision-1.3.0.airlock.part001 --json")
-    n.add_argument("bundle", help="bundle file; or its parts: BUNDLE.part001, BUNDLE.parts.json "
-                                  "or their directory; or - for standard input")
+    n.add_argument("bundle", metavar="BUNDLE",
+                   help="the bundle file; or its parts: BUNDLE.part001, BUNDLE.parts.json "
+                   "or their directory; or - to read it from standard input")
     n.add_argument("--no-switch", action="store_true",
                    help="install and health-check, but keep the active release")
     n.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for another agent command to finish")
-    n.add_argument("--json", action="store_true")
+    _json_arg(n)
 
     s = cmd("status", "show the active and previous release, agent state and disk use",
             "airlock-agent status --json")
-    s.add_argument("--json", action="store_true")
+    _json_arg(s)
 
     h = cmd("history", "show the journal of every action", "airlock-agent history --verify")
     h.add_argument("--verify", action="store_true", help="check the journal's hash chain")
-    h.add_argument("--last", type=int, default=0, metavar="N", help="only the last N entries")
-    h.add_argument("--json", action="store_true")
+    h.add_argument("--last", type=int, default=0, metavar="N",
+                   help="only the last N entries (0: all)")
+    _json_arg(h)
 
     r = cmd("rollback", "switch back to the previous release (health-checked first)",
             "airlock-agent rollback --json")
-    r.add_argument("--json", action="store_true")
+    _json_arg(r)
 
     c = cmd("check", "re-run the health check of the active release",
             "airlock-agent check --rollback-on-failure")
     c.add_argument("--rollback-on-failure", action="store_true",
                    help="roll back when the check fails")
-    c.add_argument("--json", action="store_true")
+    _json_arg(c)
 
     g = cmd("gc", "remove old releases and unused blobs (never current or previous)",
             "airlock-agent gc --keep 2")
     g.add_argument("--keep", type=int, default=2, metavar="N",
-                   help="installed releases to keep besides current and previous (default 2)")
-    g.add_argument("--json", action="store_true")
+                   help="installed releases to keep besides current and previous")
+    _json_arg(g)
 
     v = cmd("inventory", "what this device holds, signed with its device key (for delta bundles)",
             "airlock-agent inventory -o /media/usb/cam-7.inventory.json")
     v.add_argument("-o", "--output", metavar="FILE",
                    help="write the signed inventory to FILE ('-' for standard output)")
-    v.add_argument("--json", action="store_true")
+    _json_arg(v)
 
     f = cmd("fsck", "check the store, releases, links and journal; --repair fixes what it can",
             "airlock-agent fsck --repair --json")
     f.add_argument("--repair", action="store_true",
                    help="undo unfinished work, remove corrupt blobs and broken releases")
-    f.add_argument("--json", action="store_true")
+    _json_arg(f)
 
     w = cmd("serve", "run until stopped: /metrics, drop-folder installs, scheduled checks",
             "airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m")
     w.add_argument("--listen", default="127.0.0.1:9400", metavar="HOST:PORT",
-                   help="where /metrics, /healthz and /status answer (default 127.0.0.1:9400)")
+                   help="where /metrics, /healthz and /status answer")
     w.add_argument("--watch", type=Path, action="append", default=[], metavar="DIR",
                    help="drop folder: install bundles that appear here (repeatable)")
     w.add_argument("--check-every", default="15m", metavar="DURATION",
@@ -134,34 +194,42 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--settle", type=float, default=2.0, metavar="SECONDS",
                    help="a dropped file must stay unchanged this long before it is read")
     w.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
-                   help="how often drop folders and samples are looked at (default 1)")
+                   help="how often drop folders and samples are looked at")
     w.add_argument("--log", type=Path, metavar="FILE",
                    help="append one JSON line per event here (default: stderr)")
 
     o = cmd("report", "write a report signed with the device key, to carry home",
             "airlock-agent report -o /media/usb/airlock-reports/cam-7.report.json")
-    o.add_argument("-o", "--output", type=Path, help="report file (default: standard output)")
+    o.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help="report file (default: standard output)")
     o.add_argument("--since", default="last", metavar="LAST",
                    help="journal entries since: 'last' report (default), 'all', an ISO time, "
                         "or an earlier report file")
-    o.add_argument("--json", action="store_true")
+    _json_arg(o)
+
+    comp = cmd("completion", "print a shell completion script for airlock-agent",
+               "airlock-agent completion bash > /etc/bash_completion.d/airlock-agent")
+    comp.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete for")
     return p
 
 
-def _sink_config(kind: str, options: list[str]) -> dict[str, Any]:
-    config: dict[str, Any] = {"type": kind}
-    for opt in options:
-        key, eq, value = opt.partition("=")
-        if not eq or not key:
-            raise UsageError(f"--sink-option {opt!r} must be KEY=VALUE")
-        config[key] = value
-    return config
+def parser() -> argparse.ArgumentParser:
+    """The whole ``airlock-agent`` command line (for completion scripts and man pages)."""
+    return _parser()
 
 
 def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.configure import check_ring, check_sink, sink_settings
+
     if layout.is_initialised():
-        raise UsageError(f"{layout.root} is already initialised; use another --root")
-    trust = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
+        raise UsageError(f"{layout.root} is already initialised; use another --root "
+                         "('airlock-agent config' changes its settings)")
+    trust = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
+    if a.ring is not None:
+        check_ring(a.ring)
+    # Before anything is written: a sink the first install could not use is refused now.
+    sink = sink_settings(a.sink, a.sink_option)
+    check_sink(sink, layout.images)
     for d in layout.directories():
         try:
             d.mkdir(parents=True, exist_ok=True)
@@ -175,8 +243,7 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
                 p.unlink()
         generate_keypair("device", layout.root)
         fsync_dir(layout.root)
-        config = AgentConfig(a.device_id or socket.gethostname(), a.ring,
-                             _sink_config(a.sink, a.sink_option))
+        config = AgentConfig(a.device_id or socket.gethostname(), a.ring, sink)
         Journal(layout.journal).append("initialised", device_id=config.device_id,
                                        ring=config.ring, trust_version=trust.version)
         import yaml
@@ -190,6 +257,36 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
             "trust_version": trust.version, "device_key": str(layout.device_pub),
             "device_keyid": key.keyid, "device_public_key": layout.device_pub.read_text(),
             "sink": config.sink}
+
+
+def _config(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.configure import KEEP, check_ring, configure, sink_settings
+
+    layout.require_initialised()
+    ring: Any = KEEP
+    if a.no_ring:
+        ring = None
+    elif a.ring is not None:
+        ring = check_ring(a.ring)
+    trust_root = None
+    if a.trust_root is not None:
+        data = read_input(a.trust_root, "trust root")
+        TrustRoot.given(data, f"--trust-root {a.trust_root}")  # a root at all, before the lock
+        trust_root = data
+    changing = ring is not KEEP or a.sink or a.sink_option or trust_root is not None
+
+    def work() -> dict[str, Any]:
+        sink = None
+        if a.sink or a.sink_option:
+            current = layout.load_config().sink
+            sink = sink_settings(a.sink or current.get("type", "oci-dir"), a.sink_option,
+                                 base=current)
+        return configure(layout, Journal(layout.journal), ring=ring, sink=sink,
+                         trust_root=trust_root)
+
+    if not changing:  # show only: no lock, so it answers while an install runs
+        return configure(layout, Journal(layout.journal), sink=None, trust_root=None)
+    return _mutating(layout, 0.0, work)
 
 
 def _say_recovered(actions: list[str]) -> None:
@@ -316,12 +413,12 @@ def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         result = fsck(layout, repair=a.repair, done_before=before)
     if not result["ok"]:
         # The report goes to stdout, the verdict to stderr with exit 3.
-        emit(result, a.json, _human("fsck"))
         first = result["problems"][0]
         hint = "" if a.repair else "; run 'airlock-agent fsck --repair'"
         n = len(result["problems"])
-        raise RejectedError(f"{n} inconsistenc{'y remains' if n == 1 else 'ies remain'} "
-                            f"(first: {first['path']}: {first['detail']}){hint}")
+        fail_with(result, RejectedError(
+            f"{n} inconsistenc{'y remains' if n == 1 else 'ies remain'} "
+            f"(first: {first['path']}: {first['detail']}){hint}"), _human("fsck"))
     return result
 
 
@@ -373,6 +470,21 @@ def _release_line(label: str, r: dict[str, Any] | None) -> str:
 
 
 _SHOWN = 5  # damage lines status prints before "and N more"
+_HOOK_LINES = 5  # lines of a hook's output install shows (the journal keeps its tail)
+
+
+def _activation_lines(activation: dict[str, Any] | None) -> list[str]:
+    """What the post-switch hook and the probe said, as the person at the site should see it."""
+    lines: list[str] = []
+    for key, label in (("hook", "post-switch hook"), ("probe", "probe")):
+        step = (activation or {}).get(key)
+        if not step or step.get("reason", "").startswith("no "):
+            continue
+        lines.append(f"{label}: {'ok' if step['ok'] else 'FAILED'} in {step['seconds']:.1f} s")
+        # The text is already inert: its line breaks arrive escaped, as two characters.
+        output = [ln for ln in str(step.get("output_tail") or "").split("\\n") if ln.strip()]
+        lines += [f"  | {ln}" for ln in output[-_HOOK_LINES:]]
+    return lines
 
 
 def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
@@ -409,9 +521,11 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             if not d["installed"]:
                 return str(d["message"])
             where = "active" if d["switched"] else "installed, not switched to"
-            return (f"installed {d['name']} {d['version']} (sequence {d['sequence']}), {where}; "
-                    f"{d['blobs_stored']} blob(s) stored, {d['blobs_skipped']} already present, "
-                    f"health ok in {d['health_s']:.1f} s; total {d['seconds']:.1f} s")
+            return "\n".join([
+                f"installed {d['name']} {d['version']} (sequence {d['sequence']}), {where}; "
+                f"{d['blobs_stored']} blob(s) stored, {d['blobs_skipped']} already present, "
+                f"health ok in {d['health_s']:.1f} s; total {d['seconds']:.1f} s",
+                *_activation_lines(d.get("activation"))])
         if cmd == "status":
             last = d["last_notable_event"]
             device = d["device_id"] or "unknown (agent.yaml is damaged)"
@@ -452,6 +566,15 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             if d["verified"]:
                 out.append(f"journal hash chain verified: {d['lines']} lines")
             return "\n".join(out)
+        if cmd == "config":
+            sink = d["sink"]
+            options = ", ".join(f"{k}={v}" for k, v in sorted(sink.items()) if k != "type")
+            lines = [f"changed   {c}" for c in d["changed"]]
+            lines += [f"device    {d['device_id']}",
+                      f"ring      {d['ring'] or '(none: only releases for every ring)'}",
+                      f"sink      {sink.get('type', 'oci-dir')}" + (f" ({options})" if options else ""),
+                      f"trust     root version {d['trust_version']}"]
+            return "\n".join(lines)
         if cmd == "rollback":
             return (f"rolled back from {d['from']} to {d['name']} {d['version']} "
                     f"(sequence {d['sequence']})")
@@ -472,12 +595,29 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
     return fmt
 
 
+def _completion(a: argparse.Namespace) -> None:
+    try:
+        import shtab
+    except ImportError:
+        raise PreconditionError("shell completion needs the shtab package: "
+                                "pip install 'airlock-edge[agent]'") from None
+    print(shtab.complete(parser(), shell=a.shell), end="")
+
+
 def _main(argv: list[str]) -> int:
-    a = _parser().parse_args(argv)
+    top = _parser()
+    a = top.parse_args(argv)
+    apply_output_options(a)
+    if a.cmd is None:  # a bare 'airlock-agent' is asking what there is
+        print(top.format_help(), end="")
+        return 0
+    if a.cmd == "completion":
+        _completion(a)
+        return 0
     layout = Layout(root_from_env(getattr(a, "root", None)))
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any] | None]] = {
-        "init": _init, "install": _install, "status": _status, "history": _history,
-        "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
+        "init": _init, "config": _config, "install": _install, "status": _status,
+        "history": _history, "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
         "serve": _serve, "report": _report, "inventory": _inventory,
     }
     result = handlers[a.cmd](layout, a)

@@ -1,11 +1,26 @@
-r"""What both command-line tools share: exit codes, one-line errors, output, progress.
+r"""What both command-line tools share: parsers, exit codes, one-line errors, output, progress.
+
+    parser, common = tool_parser("airlock", "carry signed ML releases across an air gap")
+    build = add_command(sub, "build", "build a signed bundle", ["airlock build airlock.yaml ..."],
+                        [common])
 
     def main(argv: list[str] | None = None) -> NoReturn:
         run(_main, argv, prog="airlock")
 
+Every command of both tools has ``--help`` ending with an example and the
+exit codes (:data:`~airlock.errors.EXIT_CODES`), and the options of
+:func:`tool_parser`: ``--version``, ``-q/--quiet`` (errors only),
+``-v/--verbose`` (each step as it starts), ``--no-progress`` and
+``--debug``. Progress bars go to stderr only when both stdout and stderr are
+terminals.
+
 ``run`` turns an :class:`~airlock.errors.AirlockError` into its message on one
 line of stderr and its documented exit code; any other exception becomes
-exit 1 with one line, and a traceback only with ``--debug``.
+exit 1 with one line, and a traceback only with ``--debug``. With ``--json``
+a failure also prints one JSON object on stdout, ``{"error": ..., "exit":
+N}`` (merged into the command's own result when it has one). A reader that
+closes the pipe early (``airlock-agent status | head -1``) ends the command
+quietly, exit 0.
 
 Everything printed goes through here, and much of it was read from unsigned
 media (member names, key ids, version strings, the bundle's own file name).
@@ -25,19 +40,24 @@ import json
 import os
 import stat
 import sys
-from collections.abc import Callable, Iterator
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, NoReturn
 
-from airlock.errors import AirlockError, UsageError
+from airlock.errors import EXIT_CODES, AirlockError, UsageError
 from airlock.limits import MAX_MESSAGE_CHARS
 
 __all__ = [
     "Parser",
     "Progress",
     "add_command",
+    "apply_output_options",
     "emit",
+    "exit_codes_text",
+    "fail_with",
     "human_size",
     "inert",
     "inert_data",
@@ -48,6 +68,8 @@ __all__ = [
     "read_input",
     "run",
     "say",
+    "tool_parser",
+    "tool_version",
 ]
 
 
@@ -58,19 +80,110 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions and epilogs as written; every option's default shown where it has one."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if ("%(default)" not in text and action.default not in (None, False, [], argparse.SUPPRESS)
+                and action.option_strings and action.nargs != 0 and "default" not in text):
+            text += " (default: %(default)s)"
+        return text
+
+
+@dataclass
+class _Output:
+    """How this run prints: set once from the command line by :func:`apply_output_options`."""
+
+    quiet: bool = False
+    verbose: bool = False
+    progress: bool = True
+    as_json: bool = False
+
+
+_OUT = _Output()
+
+
+def tool_version(distribution: str = "airlock-edge") -> str:
+    """The installed version of Airlock (the checkout's when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def exit_codes_text() -> str:
+    """The exit-code table, as every ``--help`` ends."""
+    return "exit codes:\n" + "\n".join(
+        textwrap.fill(meaning, width=79, initial_indent=f"  {code}  ", subsequent_indent="     ")
+        for code, meaning in EXIT_CODES)
+
+
+def tool_parser(prog: str, description: str, examples: Sequence[str],
+                common_args: Callable[[argparse.ArgumentParser], None] | None = None,
+                ) -> tuple[Parser, Parser]:
+    """The top-level parser of a tool and the parent every subcommand takes its common options from.
+
+    ``common_args`` adds the tool's own options that every command takes (``--root``).
+    """
+    common = Parser(add_help=False)
+    common.add_argument("--debug", action="store_true",
+                        help="show a traceback for unexpected errors (exit 1)")
+    common.add_argument("-q", "--quiet", action="store_true",
+                        help="print only errors (and --json output)")
+    common.add_argument("-v", "--verbose", action="store_true",
+                        help="say each step as it starts, on stderr")
+    common.add_argument("--no-progress", action="store_true",
+                        help="no progress bars (never shown when stdout or stderr is not a "
+                        "terminal)")
+    if common_args is not None:
+        common_args(common)
+    parser = Parser(prog=prog, description=description, parents=[common],
+                    epilog=_epilog(examples), formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"{prog} {tool_version()}",
+                        help="print the version and exit")
+    return parser, common
+
+
+def _epilog(examples: str | Sequence[str]) -> str:
+    lines = [examples] if isinstance(examples, str) else list(examples)
+    return "example" + ("s" if len(lines) > 1 else "") + ":\n" + "\n".join(
+        f"  {line}" for line in lines) + "\n\n" + exit_codes_text()
+
+
 def add_command(
-    sub: Any, name: str, help: str, example: str, parents: list[argparse.ArgumentParser]
+    sub: Any, name: str, help: str, example: str | Sequence[str],
+    parents: list[argparse.ArgumentParser], description: str | None = None,
 ) -> argparse.ArgumentParser:
-    """A subcommand whose --help ends with an example, as every command's does."""
+    """A subcommand whose --help ends with an example and the exit codes, as every command's does."""
     parser: argparse.ArgumentParser = sub.add_parser(
         name,
         help=help,
         parents=parents,
-        description=help,
-        epilog=f"example:\n  {example}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=description or help[:1].upper() + help[1:] + ".",
+        epilog=_epilog(example),
+        formatter_class=_Formatter,
     )
     return parser
+
+
+def apply_output_options(a: argparse.Namespace) -> None:
+    """Take ``-q``, ``-v``, ``--no-progress`` and ``--json`` from parsed arguments."""
+    _OUT.quiet = bool(getattr(a, "quiet", False))
+    _OUT.verbose = bool(getattr(a, "verbose", False)) and not _OUT.quiet
+    _OUT.progress = not getattr(a, "no_progress", False) and not _OUT.quiet
+    _OUT.as_json = bool(getattr(a, "json", False))
+
+
+def fail_with(result: Any, error: AirlockError, human: Callable[[Any], str] | None) -> NoReturn:
+    """Fail with ``error`` after showing ``result``: printed for people, merged into the JSON object."""
+    if _OUT.as_json:
+        error.result = result  # type: ignore[attr-defined]
+    else:
+        emit(result, False, human)
+    raise error
 
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -179,7 +292,12 @@ def inert_data(value: Any, limit: int = MAX_MESSAGE_CHARS) -> Any:
 
 
 def say(prog: str, kind: str, message: object) -> None:
-    """One inert line on stderr: ``PROG: KIND: MESSAGE`` (an error, a warning, a note)."""
+    """One inert line on stderr: ``PROG: KIND: MESSAGE`` (an error, a warning, a note).
+
+    ``-q`` keeps everything but errors off stderr; ``kind="step"`` lines show only with ``-v``.
+    """
+    if kind != "error" and (_OUT.quiet or (kind == "step" and not _OUT.verbose)):
+        return
     print(f"{prog}: {kind}: {inert(message)}", file=sys.stderr)
 
 
@@ -193,25 +311,49 @@ def _never_fail_to_print() -> None:
 def run(main: Callable[[list[str]], int], argv: list[str] | None, prog: str) -> NoReturn:
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    # Known before parsing, so that a usage error is a JSON object too.
+    _OUT.as_json = "--json" in args
     _never_fail_to_print()
     try:
-        code = main(args)
-    except AirlockError as e:
-        if debug:
+        try:
+            code = main(args)
+        except AirlockError as e:
+            if debug:
+                raise
+            say(prog, "error", e)
+            code = e.exit_code
+            _json_failure(str(e), code, getattr(e, "result", None))
+        except KeyboardInterrupt:
+            print(f"{prog}: interrupted", file=sys.stderr)
+            code = 130
+        except BrokenPipeError:
             raise
-        say(prog, "error", e)
-        code = e.exit_code
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        code = 130
-    except Exception as e:
-        if debug:
-            raise
-        first = str(e).splitlines()[0] if str(e) else ""
-        say(prog, "unexpected error",
-            f"{type(e).__name__}: {first} (rerun with --debug for details)")
-        code = 1
+        except Exception as e:
+            if debug:
+                raise
+            first = str(e).splitlines()[0] if str(e) else ""
+            message = f"{type(e).__name__}: {first} (rerun with --debug for details)"
+            say(prog, "unexpected error", message)
+            code = 1
+            _json_failure(message, code, None)
+        sys.stdout.flush()  # here, so that a closed pipe is met while it can be handled
+    except BrokenPipeError:
+        # The reader has what it wanted (``| head -1``): stop quietly, as cat and ls do;
+        # stdout goes to /dev/null so the interpreter's own last flush cannot fail either.
+        with contextlib.suppress(OSError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        code = 0
     sys.exit(code)
+
+
+def _json_failure(message: str, code: int, result: Any) -> None:
+    """With ``--json``, a failure is one JSON object on stdout too (the result's, if it has one)."""
+    if not _OUT.as_json:
+        return
+    failure = {**(result if isinstance(result, dict) else {}), "error": inert(message),
+               "exit": code}
+    print(json.dumps(failure, indent=2, sort_keys=True, default=str, ensure_ascii=True))
 
 
 def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:
@@ -222,33 +364,43 @@ def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) 
     """
     if as_json:
         print(json.dumps(result, indent=2, sort_keys=True, default=str, ensure_ascii=True))
-    elif human is not None:
+    elif human is not None and not _OUT.quiet:
         text = human(inert_data(result))
         if text:
             print(text)
 
 
 def _bar(total: int, desc: str) -> Any:
-    """A byte bar on stderr; tqdm hides it when stderr is not a terminal."""
+    """A byte bar on stderr, only when stdout and stderr are both terminals (and not -q)."""
     # Imported here: the journal and other library code import this module for
     # ``inert`` and must not pay for tqdm's import (about 50 ms) on every start.
     from tqdm import tqdm
 
+    shown = _OUT.progress and _isatty(sys.stdout) and _isatty(sys.stderr)
     return tqdm(
         total=total,
         desc=desc,
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
-        disable=None,
+        disable=not shown,
         file=sys.stderr,
         leave=False,
     )
 
 
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 @contextmanager
 def progress(total: int, desc: str) -> Iterator[Callable[[int], None]]:
     """A byte progress bar on stderr, shown only on a terminal."""
+    if _OUT.verbose:
+        print(f"{desc}" + (f" ({human_size(total)})" if total else ""), file=sys.stderr)
     bar = _bar(total, desc)
 
     def tick(n: int) -> None:
@@ -280,6 +432,8 @@ def phase_bars() -> Iterator[Progress]:
             for old in bars.values():
                 old.close()
             bars.clear()
+            if _OUT.verbose:
+                print(f"{phase} ({human_size(total)})", file=sys.stderr)
             bar = bars[phase] = _bar(total, phase)
         bar.update(nbytes)
 

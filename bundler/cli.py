@@ -1,24 +1,30 @@
-"""``airlock``: the host-side command line (keys, build, verify, inspect).
+"""``airlock``: the host-side command line (keys, check, build, verify, inspect, completion).
 
-airlock keys generate release --dir keys
-airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json
-airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock
-airlock verify vision-1.2.0.airlock --trust root.json
-airlock inspect vision-1.2.0.airlock --json
-airlock report enroll cam-7.pub --device-id cam-7 --site north
-airlock report ingest /media/usb/airlock-reports/ --textfile fleet.prom
-airlock inventory show cam-7.inventory.json --device-key keys/cam-7.pub
-airlock build airlock.yaml --key keys/release.key --delta-from cam-7.inventory.json -o v-delta.airlock
-airlock diff cam-7.inventory.json vision-1.3.0.airlock
-airlock fleet push vision-1.3.0.airlock cam-7 --user airlock --identity site.key --known-hosts kh
-airlock split vision-1.2.0.airlock --max-size 4000MiB
-airlock join vision-1.2.0.airlock.part001 -o vision-1.2.0.airlock
+    airlock keys generate release --dir keys --passphrase-env AIRLOCK_PASS
+    airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json
+    airlock check airlock.yaml
+    airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock
+    airlock verify vision-1.2.0.airlock --trust root.json
+    airlock inspect vision-1.2.0.airlock --json
+    airlock report enroll cam-7.pub --device-id cam-7 --site north
+    airlock report ingest /media/usb/airlock-reports/ --textfile fleet.prom
+    airlock inventory show cam-7.inventory.json --device-key keys/cam-7.pub
+    airlock build airlock.yaml --key keys/release.key --delta-from cam-7.inventory.json -o v-delta.airlock
+    airlock diff cam-7.inventory.json vision-1.3.0.airlock
+    airlock fleet push vision-1.3.0.airlock cam-7 --user airlock --identity site.key --known-hosts kh
+    airlock split vision-1.2.0.airlock --max-size 4000MiB
+    airlock join vision-1.2.0.airlock.part001 -o vision-1.2.0.airlock
+    airlock completion bash > /etc/bash_completion.d/airlock
+
+The only module on this side that prints. Every command's ``--help`` ends with
+an example and the exit codes; ``parser()`` is also what the completion
+scripts (shtab) and the man pages in docs/man/ (scripts/manpages.py) are made
+from, so they cannot drift from the options.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import sys
 from pathlib import Path
@@ -26,25 +32,27 @@ from typing import Any, NoReturn
 
 from securesystemslib.signer import CryptoSigner
 
-from airlock.bundle import BundleReader
 from airlock.console import (
     Parser,
     add_command,
+    apply_output_options,
     emit,
+    fail_with,
     human_size,
     phase_bars,
     progress,
     read_input,
     run,
     say,
+    tool_parser,
 )
-from airlock.errors import AirlockError, UsageError
+from airlock.errors import AirlockError, PreconditionError, UsageError
 from airlock.limits import MAX_METADATA_BYTES
+from airlock.oci import BLOB_PREFIX
 from airlock.parts import open_media, parse_size
 from bundler.output import check_output, exclusive_partial
 from bundler.report_cli import add_report_command, run_report
 from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
-from keys.release import Release, parse_metadata
 from keys.trust import (
     RingSigner,
     TrustRoot,
@@ -53,48 +61,95 @@ from keys.trust import (
     rotate_root,
 )
 
-__all__ = ["main"]
+__all__ = ["main", "parser"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    common = Parser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    p = Parser(
-        prog="airlock",
-        description=__doc__,
-        parents=[common],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    sub = p.add_subparsers(dest="cmd", required=True, parser_class=Parser)
+_DESCRIPTION = """\
+airlock: the connected host's side of Airlock. It checks ONNX models with the
+devices' own health check, signs them and container images into one offline
+bundle (NAME-VERSION.airlock), and verifies and inspects bundles.
+airlock-agent on each device installs them.
+"""
 
-    def cmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
-        return add_command(sub, name, help, example, [common])
+_TOUR = (
+    "airlock keys generate root --dir keys --passphrase-env AIRLOCK_PASS",
+    "airlock keys generate release --dir keys --passphrase-env AIRLOCK_PASS",
+    "airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json",
+    "airlock check airlock.yaml",
+    "airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock",
+    "airlock verify vision-1.2.0.airlock --trust root.json",
+    "airlock inspect vision-1.2.0.airlock",
+)
 
-    keys = cmd("keys", "manage signing keys and the trust root", "airlock keys generate release")
-    ksub = keys.add_subparsers(dest="keys_cmd", required=True, parser_class=Parser)
 
-    def kcmd(name: str, help: str, example: str) -> argparse.ArgumentParser:
-        return add_command(ksub, name, help, example, [common])
+def _json_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object (a failure too: {error, exit})")
+
+
+def _registry_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--registry-auth", type=Path, metavar="CONFIG.json",
+                   help="docker config.json with registry credentials (default: "
+                   "~/.docker/config.json)")
+    p.add_argument("--insecure", action="append", default=[], metavar="HOST:PORT",
+                   help="talk plain HTTP to this registry (repeatable)")
+    p.add_argument("--cache", type=Path, metavar="DIR",
+                   help="pull cache directory (default: ~/.cache/airlock)")
+
+
+def _spec_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", type=Path, metavar="SPEC",
+                   help="the release spec, airlock.yaml (fields in docs/spec.md)")
+    p.add_argument("--min-validity", default="1d", metavar="DURATION",
+                   help="refuse a spec whose 'expires' is closer than this to the build time, "
+                   "like 12h, 1d or 2w: the release must outlive its trip to the site")
+    _registry_args(p)
+    p.add_argument("--enforce-budgets", action="store_true",
+                   help="fail on the models' latency and memory budgets too (default: report "
+                   "them; this host is not the device)")
+
+
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
+    """The whole command line, and the parsers of the commands that have subcommands."""
+    p, common = tool_parser("airlock", _DESCRIPTION, _TOUR)
+    sub = p.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=Parser)
+
+    def cmd(name: str, help: str, example: str | tuple[str, ...],
+            description: str | None = None) -> argparse.ArgumentParser:
+        return add_command(sub, name, help, example, [common], description)
+
+    keys = cmd("keys", "make signing keys and trust roots (generate, init, rotate)",
+               ("airlock keys generate release --dir keys --passphrase-env AIRLOCK_PASS",
+                "airlock keys init --root-key keys/root.key --release-key keys/release.pub "
+                "-o root.json"))
+    ksub = keys.add_subparsers(dest="keys_cmd", metavar="KEYS-COMMAND", parser_class=Parser)
+
+    def kcmd(name: str, help: str, example: str,
+             description: str | None = None) -> argparse.ArgumentParser:
+        return add_command(ksub, name, help, example, [common], description)
 
     g = kcmd(
         "generate",
-        "make an Ed25519 key pair NAME.key (0600) and NAME.pub; say how to protect it: "
-        "--passphrase-env VAR or --no-passphrase",
+        "make an Ed25519 key pair NAME.key (mode 0600) and NAME.pub",
         "AIRLOCK_PASS=secret airlock keys generate release --dir keys --passphrase-env AIRLOCK_PASS",
+        "Make an Ed25519 key pair NAME.key (mode 0600) and NAME.pub. Say how the private key\n"
+        "is protected: --passphrase-env VAR (encrypted) or --no-passphrase (not).",
     )
-    g.add_argument("name")
-    g.add_argument("--dir", type=Path, default=Path("."))
+    g.add_argument("name", metavar="NAME",
+                   help="key name: the files are NAME.key and NAME.pub, e.g. root or release")
+    g.add_argument("--dir", type=Path, default=Path("."), metavar="DIR",
+                   help="directory to write the key pair in")
     protect = g.add_mutually_exclusive_group()
     protect.add_argument("--passphrase-env", metavar="VAR",
                          help="encrypt with the passphrase in $VAR (must not be empty)")
     protect.add_argument("--no-passphrase", action="store_true",
                          help="write the private key unencrypted (guard the file yourself)")
     g.add_argument("--force", action="store_true", help="overwrite an existing key pair")
-    g.add_argument("--json", action="store_true")
+    _json_arg(g)
 
     i = kcmd(
         "init",
-        "create a trust root (root.json) for devices",
+        "create a trust root (root.json) for devices; never over an existing one without --force",
         "airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json",
     )
     _root_args(i, first=True)
@@ -105,45 +160,44 @@ def _parser() -> argparse.ArgumentParser:
         "airlock keys rotate --trust root.json --root-key keys/root.key "
         "--new-root-key keys/root2.key -o root-v2.json",
     )
-    r.add_argument("--trust", type=Path, required=True, help="the current root.json")
+    r.add_argument("--trust", type=Path, required=True, metavar="ROOT.json",
+                   help="the current trust root")
     _root_args(r, first=False)
+
+    c = cmd(
+        "check",
+        "run the devices' health check on a spec's models, here; sign and write nothing",
+        "airlock check airlock.yaml --enforce-budgets",
+        "Run the devices' health check on every model of a spec, on this host: the same\n"
+        "isolated child, time and memory limits and golden comparison as airlock-agent.\n"
+        "Latency and memory budgets are reported, and enforced with --enforce-budgets.\n"
+        "Nothing is signed or written; 'airlock build' runs the same check before it signs.",
+    )
+    _spec_args(c)
+    _json_arg(c)
 
     b = cmd(
         "build",
-        "build a signed bundle from a release spec",
+        "check a spec's models, then sign them and its images into one bundle",
         "airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock",
+        "Build a signed bundle from a release spec. Every model first runs the devices'\n"
+        "health check on this host (see 'airlock check'); a model that fails to load or\n"
+        "misses its golden outputs is refused (exit 4) and nothing is signed or written.",
     )
-    b.add_argument("spec", type=Path)
-    b.add_argument(
-        "--key",
-        type=Path,
-        action="append",
-        required=True,
-        help="private key to sign with; repeat to meet a threshold",
-    )
-    b.add_argument("--passphrase-env", metavar="VAR", help="passphrase of the keys is in $VAR")
+    _spec_args(b)
+    b.add_argument("--key", type=Path, action="append", required=True, metavar="KEY",
+                   help="private release key to sign with; repeat to meet a threshold")
+    b.add_argument("--passphrase-env", metavar="VAR", help="the keys' passphrase is in $VAR")
     _strict_arg(b)
-    b.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        help="bundle path (default NAME-VERSION.airlock); never one of the build's inputs",
-    )
-    b.add_argument(
-        "--force", action="store_true", help="replace an existing -o file that is not a bundle"
-    )
-    b.add_argument("--root", type=Path, help="a rotated root.json to carry to devices")
-    b.add_argument(
-        "--registry-auth", type=Path, help="docker config.json with registry credentials"
-    )
-    b.add_argument(
-        "--insecure",
-        action="append",
-        default=[],
-        metavar="HOST:PORT",
-        help="plain-HTTP registry (repeatable)",
-    )
-    b.add_argument("--cache", type=Path, help="pull cache directory (default ~/.cache/airlock)")
+    b.add_argument("-o", "--output", type=Path, metavar="BUNDLE",
+                   help="bundle path (default: NAME-VERSION.airlock); never one of the build's "
+                   "inputs")
+    b.add_argument("--force", action="store_true",
+                   help="replace an existing -o file that is not a bundle")
+    b.add_argument("--root", type=Path, metavar="ROOT.json",
+                   help="a rotated trust root to carry to devices")
+    b.add_argument("--no-check", action="store_true",
+                   help="sign without running the models' health check (the summary says so)")
     b.add_argument("--delta-from", type=Path, action="append", default=[], metavar="INVENTORY",
                    help="a device's signed inventory (airlock-agent inventory -o); leave out "
                         "every blob present on all the devices given (repeatable)")
@@ -152,30 +206,44 @@ def _parser() -> argparse.ArgumentParser:
     b.add_argument("--max-size", metavar="SIZE",
                    help="write the bundle as parts of at most SIZE (e.g. 4000MiB) and a "
                         "parts.json, never whole")
-    b.add_argument("--json", action="store_true")
+    _json_arg(b)
 
     v = cmd(
         "verify",
-        "check a bundle's signatures, expiry and every blob",
+        "check a bundle's signatures, expiry and every blob, as a device would",
         "airlock verify vision-1.2.0.airlock --trust root.json",
     )
-    v.add_argument("bundle", type=Path,
-                   help="bundle, or its parts (BUNDLE.part001, BUNDLE.parts.json or their directory)")
-    v.add_argument("--trust", type=Path, required=True, help="trust root (root.json)")
-    v.add_argument("--ring", help="check it as a device in this ring would (default: for the "
-                   "rings the release names)")
-    v.add_argument("--json", action="store_true")
+    v.add_argument("bundle", type=Path, metavar="BUNDLE",
+                   help="the bundle, or its parts (BUNDLE.part001, BUNDLE.parts.json or their "
+                   "directory)")
+    v.add_argument("--trust", type=Path, required=True, metavar="ROOT.json",
+                   help="the trust root devices have")
+    v.add_argument("--ring", metavar="RING",
+                   help="check it as a device in this ring would (default: for the rings the "
+                   "release names)")
+    _json_arg(v)
 
     n = cmd(
         "inspect",
-        "show what a bundle holds (metadata only, fast)",
-        "airlock inspect vision-1.2.0.airlock --json",
+        "show what a bundle holds and will run: models, images, hooks, signers, expiry, sizes",
+        "airlock inspect vision-1.2.0.airlock --trust root.json",
+        "Show what a bundle holds and what it will run on a device: models and their\n"
+        "budgets, images, flags, hooks and probe commands, rings, a carried trust root,\n"
+        "signers and expiry (warned when near or past), full and shipped sizes. The whole\n"
+        "archive is read: its structure and length always, every blob's hash unless\n"
+        "--fast, so a truncated or damaged copy is exit 3.",
     )
-    n.add_argument("bundle", type=Path)
-    n.add_argument("--trust", type=Path, help="also verify the metadata signatures")
-    n.add_argument("--json", action="store_true")
+    n.add_argument("bundle", type=Path, metavar="BUNDLE",
+                   help="the bundle, or its parts (BUNDLE.part001, BUNDLE.parts.json or their "
+                   "directory)")
+    n.add_argument("--trust", type=Path, metavar="ROOT.json",
+                   help="also verify the signatures, and name the signing roles")
+    n.add_argument("--fast", action="store_true",
+                   help="skip hashing the blobs (the archive's structure and length are still "
+                   "checked)")
+    _json_arg(n)
 
-    add_report_command(cmd)
+    add_report_command(cmd, common)
     df = cmd(
         "diff",
         "what changed between two bundles, or between a device inventory and a bundle",
@@ -183,7 +251,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     df.add_argument("old", type=Path, help="bundle (or its parts) or device inventory")
     df.add_argument("new", type=Path, help="bundle (or its parts)")
-    df.add_argument("--json", action="store_true")
+    _json_arg(df)
 
     inv = cmd("inventory", "read device inventories", "airlock inventory show cam-7.inventory.json")
     isub = inv.add_subparsers(dest="inventory_cmd", required=True, parser_class=Parser)
@@ -197,7 +265,7 @@ def _parser() -> argparse.ArgumentParser:
     ish.add_argument("file", type=Path)
     ish.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
                      help="it must be signed by this device key (repeatable: one of these)")
-    ish.add_argument("--json", action="store_true")
+    _json_arg(ish)
 
     fl = cmd("fleet", "reach site devices over SSH",
              "airlock fleet push vision-1.3.0.airlock cam-7 --user airlock --identity site.key "
@@ -223,7 +291,7 @@ def _parser() -> argparse.ArgumentParser:
                          "always refused)")
     fp.add_argument("--dest", default=".", help="directory on the devices (default: the "
                     "login's home)")
-    fp.add_argument("--json", action="store_true")
+    _json_arg(fp)
 
     sp = cmd(
         "split",
@@ -234,7 +302,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--max-size", default=None, metavar="SIZE",
                     help="largest part: bytes or K/M/G (1000s) or KiB/MiB/GiB (1024s); "
                          "default 4000MiB")
-    sp.add_argument("--json", action="store_true")
+    _json_arg(sp)
 
     j = cmd(
         "join",
@@ -243,8 +311,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     j.add_argument("part", type=Path, help="BUNDLE.part001, BUNDLE.parts.json or their directory")
     j.add_argument("-o", "--output", type=Path, required=True)
-    j.add_argument("--json", action="store_true")
-    return p
+    _json_arg(j)
+
+    comp = cmd("completion", "print a shell completion script for airlock",
+               ("airlock completion bash > /etc/bash_completion.d/airlock",
+                "airlock completion zsh > ~/.zfunc/_airlock"))
+    comp.add_argument("shell", choices=("bash", "zsh", "tcsh"),
+                      help="the shell to complete for")
+    return p, {"keys": keys}
 
 
 def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
@@ -253,6 +327,7 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
         type=Path,
         action="append",
         required=True,
+        metavar="KEY",
         help="private root key that signs (repeat for a threshold)",
     )
     if not first:
@@ -261,6 +336,7 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
             type=Path,
             action="append",
             default=[],
+            metavar="KEY",
             help="private key of the new root role (repeat); default: keep the keys",
         )
     p.add_argument(
@@ -268,26 +344,34 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
         type=Path,
         action="append",
         required=first,
+        metavar="KEY.pub",
         help="public key allowed to sign releases for every ring (repeat)",
     )
-    p.add_argument("--root-threshold", type=int, default=None if not first else 1)
-    p.add_argument("--release-threshold", type=int, default=None if not first else 1)
+    p.add_argument("--root-threshold", type=int, default=None if not first else 1, metavar="N",
+                   help="root signatures a rotation needs" + ("" if first else
+                                                               " (default: unchanged)"))
+    p.add_argument("--release-threshold", type=int, default=None if not first else 1,
+                   metavar="N", help="release signatures a bundle needs"
+                   + ("" if first else " (default: unchanged)"))
     p.add_argument(
         "--ring-signer",
         action="append",
         default=None,
         metavar="NAME:RINGS:KEYS[:N]",
         help="a signer limited to rings, e.g. canary:canary:keys/canary.pub or "
-        "eu:eu-1,eu-2:a.pub,b.pub:2",
+        "eu:eu-1,eu-2:a.pub,b.pub:2 (repeatable)",
     )
-    p.add_argument("--expires", default="365d", help="root lifetime (default 365d)")
-    p.add_argument("--passphrase-env", metavar="VAR", help="passphrase of the root keys is in $VAR")
+    p.add_argument("--expires", default="365d", metavar="DURATION",
+                   help="root lifetime, like 365d or 2y")
+    p.add_argument("--passphrase-env", metavar="VAR", help="the root keys' passphrase is in $VAR")
     _strict_arg(p)
-    p.add_argument("-o", "--output", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="ROOT.json",
+                   help="where to write the trust root")
     p.add_argument(
-        "--force", action="store_true", help="replace an existing -o file that is not a trust root"
+        "--force", action="store_true",
+        help="replace an existing -o file, even a trust root"
     )
-    p.add_argument("--json", action="store_true")
+    _json_arg(p)
 
 
 def _strict_arg(p: argparse.ArgumentParser) -> None:
@@ -337,6 +421,10 @@ def _write_root(a: argparse.Namespace, data: bytes) -> None:
     reads = [*a.root_key, *getattr(a, "new_root_key", []), *(a.release_key or [])]
     reads += [Path(k) for t in a.ring_signer or [] for k in _ring_parts(t)[2].split(",")]
     check_output(a.output, reads, force=a.force, kind="a trust root", is_ours=_is_trust_root)
+    if a.keys_cmd == "init" and not a.force and a.output.is_file() and _is_trust_root(a.output):
+        # Devices may already trust it: a new root in its place would orphan them.
+        raise UsageError(f"refusing to replace {a.output}: it is a trust root already; "
+                         "'airlock keys rotate' makes its successor (or --force replaces it)")
     with exclusive_partial(a.output) as (partial, out):
         out.write(data)
         os.replace(partial, a.output)
@@ -370,7 +458,7 @@ def _keys(a: argparse.Namespace) -> dict[str, Any]:
             ring_signers=rings or (),
         )
     else:
-        old = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
+        old = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
         md = rotate_root(
             old,
             root_signers,
@@ -395,12 +483,12 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
     from bundler.inventory import load_inventory
     from bundler.spec import load_spec
 
-    spec = load_spec(a.spec)
+    spec = load_spec(a.spec, min_validity=parse_duration(a.min_validity))
     passphrase = passphrase_from_env(a.passphrase_env)
     signers = [_signer(p, passphrase, a) for p in a.key]
     root_json = None
     if a.root is not None:
-        root_json = TrustRoot.from_bytes(read_input(a.root, "trust root")).to_bytes()
+        root_json = TrustRoot.given(read_input(a.root, "trust root"), f"--root {a.root}").to_bytes()
     output = a.output or Path(f"{spec.name}-{spec.version}.airlock")
     options = {"auth": a.registry_auth, "insecure": a.insecure, "cache": a.cache}
     reads = [*a.key, *(p for p in (a.root, a.registry_auth) if p is not None),
@@ -420,12 +508,34 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
             force=a.force,
             max_size=max_size,
             delta_from=inventories,
+            check=not a.no_check,
+            enforce_budgets=a.enforce_budgets,
         )
     return result.to_dict()
 
 
+def _check(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.build import assemble, refuse_unhealthy
+    from bundler.host_check import check_models
+    from bundler.spec import load_spec
+
+    spec = load_spec(a.spec, min_validity=parse_duration(a.min_validity))
+    options = {"auth": a.registry_auth, "insecure": a.insecure, "cache": a.cache}
+    with phase_bars() as bars:
+        assembled = assemble(spec, registry_options=options, progress=bars)
+        report = check_models(assembled.contents, assembled.models,
+                              enforce_budgets=a.enforce_budgets, progress=bars)
+    result = {"spec": str(a.spec), "name": spec.name, "version": spec.version,
+              "enforce_budgets": a.enforce_budgets, **report.to_dict()}
+    try:
+        refuse_unhealthy(report, "fix the model or its golden data before you build")
+    except AirlockError as e:
+        fail_with(result, e, _human("check"))
+    return result
+
+
 def _verify(a: argparse.Namespace) -> dict[str, Any]:
-    trust = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
+    trust = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
     f, size = open_media(str(a.bundle))
     from bundler.verify import verify_bundle
 
@@ -442,77 +552,23 @@ def _verify(a: argparse.Namespace) -> dict[str, Any]:
         "signers": list(verified.signers),
         "rings": list(verified.rings) if verified.rings is not None else None,
         "files": len(r.files),
+        "blobs": sum(1 for p in r.files if p.startswith(BLOB_PREFIX)),
     }
 
 
 def _inspect(a: argparse.Namespace) -> dict[str, Any]:
-    from tuf.api.metadata import Targets
+    from bundler.inspection import inspect_bundle
 
-    f, _ = open_media(str(a.bundle))
-    with f:
-        head = BundleReader(f).head()
-    verified_role = None
+    trust = None
     if a.trust is not None:
-        trust = TrustRoot.from_bytes(read_input(a.trust, "trust root"))
-        _, verified = trust.verify_head(head.release_json, head.root_json, any_ring=True)
-        verified_role = verified.role
-    md = parse_metadata(head.release_json, Targets, "release metadata")
-    r = Release.from_metadata(md)
-    size = sum(i.length for i in r.files.values())
-    return {
-        "bundle": str(a.bundle),
-        "name": r.name,
-        "version": r.version,
-        "sequence": r.sequence,
-        "expires": r.expires.isoformat(),
-        "signers": sorted(md.signatures),
-        "verified_role": verified_role,
-        "carries_root": head.root_json is not None,
-        "metadata_sha256": hashlib.sha256(head.release_json).hexdigest(),
-        "models": [
-            {
-                "name": m.name,
-                "file": m.file_name,
-                "size": m.size,
-                "blob": m.blob,
-                "golden": m.health.inputs is not None,
-                "data": [name for name, _ in m.data],
-                "max_p95_ms": m.health.max_p95_ms,
-                "max_memory_mb": m.health.max_memory_mb,
-            }
-            for m in r.models
-        ],
-        "images": [
-            {
-                "ref": i.ref,
-                "platform": i.platform,
-                "manifest": i.manifest,
-                "size": sum(
-                    r.files[f"blobs/sha256/{d[7:]}"].length
-                    for d in i.blobs
-                    if f"blobs/sha256/{d[7:]}" in r.files
-                ),
-            }
-            for i in r.images
-        ],
-        "flags": r.flags,
-        "rings": r.rings,
-        "files": len(r.files),
-        "size": size,
-        "full_size": size,
-        "shipped_size": sum(i.length for i in r.shipped.values()),
-        "delta": None
-        if r.delta is None
-        else {
-            "base_sequence": r.delta.base_sequence,
-            "expects": len(r.delta.expects),
-            "expected_bytes": size - sum(i.length for i in r.shipped.values()),
-            "inventories": [
-                {"device_id": i.device_id, "keyid": i.keyid, "sha256": i.sha256, "time": i.time}
-                for i in r.delta.inventories
-            ],
-        },
-    }
+        trust = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
+    f, size = open_media(str(a.bundle))
+    with f:
+        info = inspect_bundle(f, trust=trust, fast=a.fast, size=size)
+    info["bundle"] = str(a.bundle)
+    if info["expires_warning"]:
+        _warn(f"{a.bundle}: {info['expires_warning']}")
+    return info
 
 
 def _inventory(a: argparse.Namespace) -> dict[str, Any]:
@@ -580,19 +636,23 @@ def _parts_lines(d: dict[str, Any]) -> list[str]:
 def _human(cmd: str) -> Any:
     def fmt(d: dict[str, Any]) -> str:
         if cmd == "build":
-            text = (
+            lines = [
                 f"built {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}), "
-                f"{human_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)\n"
-                f"metadata sha256 {d['metadata_sha256']}"
-            )
+                f"{human_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)",
+                f"metadata sha256 {d['metadata_sha256']}",
+                *_health_lines(d["health"]),
+            ]
             if d["delta"]:
-                text += (f"\ndelta against {', '.join(d['delta']['inventories'])}: ships "
-                         f"{human_size(d['shipped_size'])} of {human_size(d['full_size'])}; "
-                         f"{d['delta']['expects']} blob(s) left out, expected on the device")
+                lines.append(f"delta against {', '.join(d['delta']['inventories'])}: ships "
+                             f"{human_size(d['shipped_size'])} of {human_size(d['full_size'])}; "
+                             f"{d['delta']['expects']} blob(s) left out, expected on the device")
             if d["parts"]:
-                text += f"\nwritten as {len(d['parts']['parts'])} part(s) and " \
-                        f"{d['parts']['manifest']}:\n" + "\n".join(_parts_lines(d["parts"]))
-            return text
+                lines.append(f"written as {len(d['parts']['parts'])} part(s) and "
+                             f"{d['parts']['manifest']}:")
+                lines += _parts_lines(d["parts"])
+            return "\n".join(lines)
+        if cmd == "check":
+            return "\n".join(_health_lines(d))
         if cmd == "diff":
             from bundler.diff import diff_text
 
@@ -614,50 +674,109 @@ def _human(cmd: str) -> Any:
         if cmd == "verify":
             return (
                 f"OK {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}) "
-                f"signed by role '{d['role']}', {d['files']} files checked"
+                f"signed by role '{d['role']}', {d['blobs']} blobs in {d['files']} files checked"
             )
         if cmd == "inspect":
-            lines = [
-                f"{d['name']} {d['version']}  sequence {d['sequence']}  expires {d['expires']}",
-                f"size {human_size(d['size'])} in {d['files']} files; signers: "
-                + ", ".join(k[:16] for k in d["signers"]),
-            ]
-            if d["delta"]:
-                delta = d["delta"]
-                lines.append(
-                    f"delta: ships {human_size(d['shipped_size'])} of {human_size(d['full_size'])};"
-                    f" {delta['expects']} blob(s) ({human_size(delta['expected_bytes'])}) must "
-                    f"already be on the device; built against:"
-                )
-                lines += [
-                    f"  inventory of {i['device_id']} ({i['time']}, key {i['keyid'][:16]}…, "
-                    f"sha256 {i['sha256'][:16]}…)"
-                    for i in delta["inventories"]
-                ]
-            if d["verified_role"]:
-                lines.append(f"signatures verified for role '{d['verified_role']}'")
-            for m in d["models"]:
-                lines.append(
-                    f"  model {m['name']}: {m['file']} {human_size(m['size'])}"
-                    + (f" + {len(m['data'])} external data file(s)" if m["data"] else "")
-                    + (" + golden data" if m["golden"] else "")
-                )
-            for i in d["images"]:
-                lines.append(f"  image {i['ref']} ({i['platform']}) {human_size(i['size'])}")
-            if d["flags"]:
-                lines.append("  flags: " + ", ".join(f"{k}={v}" for k, v in d["flags"].items()))
-            if d["rings"]:
-                lines.append("  rings: " + ", ".join(d["rings"]))
-            return "\n".join(lines)
+            return _inspect_text(d)
         return "\n".join(f"{k}: {v}" for k, v in d.items())
 
     return fmt
 
 
+def _inspect_text(d: dict[str, Any]) -> str:
+    lines = [
+        f"{d['name']} {d['version']}  sequence {d['sequence']}  expires {d['expires']}"
+        + (f"  ({d['expires_warning']})" if d["expires_warning"] else ""),
+        f"size      {human_size(d['size'])} in {d['blobs']} blobs ({d['files']} files)"
+        + (f"; shipped {human_size(d['shipped'])}" if d["shipped"] != d["size"] else "")
+        + (f"; archive {human_size(d['archive_bytes'])}" if d["archive_bytes"] else ""),
+        f"checked   {d['checked']}",
+        "signers   " + ", ".join(k[:16] for k in d["signers"])
+        + (f"  (verified: role '{d['verified_role']}'"
+           + (f", may deploy only to rings {', '.join(d['signer_rings'])}"
+              if d["signer_rings"] is not None else "") + ")"
+           if d["verified_role"] else "  (not verified: give --trust ROOT.json)"),
+        "rings     " + (", ".join(d["rings"]) if d["rings"] else "every ring"),
+    ]
+    rot = d["root_rotation"]
+    if rot:
+        lines.append(f"trust     carries a new trust root: version {rot['version']}, "
+                     f"expires {rot['expires']}, {rot['signatures']} signature(s)")
+    for m in d["models"]:
+        budgets = ", ".join(x for x in (
+            f"p95 <= {m['max_p95_ms']:g} ms" if m["max_p95_ms"] is not None else "",
+            f"memory <= {m['max_memory_mb']:g} MB" if m["max_memory_mb"] is not None else "",
+            f"timeout {m['timeout_s']:g} s", f"{m['runs']} runs",
+            f"rtol {m['rtol']:g} atol {m['atol']:g}" if m["golden"] else "no golden data",
+            "providers " + ", ".join(m["providers"])) if x)
+        lines.append(
+            f"model     {m['name']}: {m['file']} {human_size(m['size'])}"
+            + (f" + {len(m['data'])} external data file(s)" if m["data"] else "")
+            + (" + golden data" if m["golden"] else ""))
+        lines.append(f"          check: {budgets}")
+    for i in d["images"]:
+        lines.append(f"image     {i['ref']} ({i['platform']}) {human_size(i['size'])}")
+    if d["flags"]:
+        lines.append("flags     " + ", ".join(f"{k}={v}" for k, v in d["flags"].items()))
+    hooks = d["hooks"]
+    lines.append("runs      post-switch hook: " + (hooks["post_switch"] or "none"))
+    lines.append("          probe: " + (f"{hooks['probe']} (within {hooks['probe_window_s']:g} s)"
+                                        if hooks["probe"] else "none"))
+    if d["delta"]:
+        lines.append(f"delta     applies on sequence {d['delta']['base_sequence']}; expects "
+                     f"{d['delta']['expects']} blob(s) already on the device")
+    return "\n".join(lines)
+
+
+def _health_lines(report: dict[str, Any] | None) -> list[str]:
+    """The host check in a few lines: one per model, budgets missed but not enforced flagged."""
+    if report is None:
+        return ["health check: SKIPPED (--no-check): the models were not run on this host"]
+    lines = []
+    for m in report["models"]:
+        figures = ", ".join(x for x in (
+            f"p95 {m['p95_ms']:.3g} ms" if m["p95_ms"] is not None else "",
+            f"peak {m['peak_rss_mb']:.0f} MB" if m["peak_rss_mb"] is not None else "",
+            f"{m['seconds']:.1f} s" if m.get("seconds") is not None else "") if x)
+        verdict = "ok" if m["ok"] else f"FAILED: {m['reason']}"
+        lines.append(f"health check of model {m['name']}: {verdict} ({figures})")
+        if m.get("over_budget"):
+            lines.append(f"  over budget on this host (not enforced; --enforce-budgets): "
+                         f"{m['over_budget']}")
+        if m.get("note"):
+            lines.append(f"  note: {m['note']}")
+    return lines
+
+
+def parser() -> argparse.ArgumentParser:
+    """The whole ``airlock`` command line (for completion scripts and man pages)."""
+    return _parser()[0]
+
+
+def _completion(a: argparse.Namespace) -> None:
+    try:
+        import shtab
+    except ImportError:
+        raise PreconditionError("shell completion needs the shtab package: "
+                                "pip install 'airlock-edge[bundler]'") from None
+    print(shtab.complete(parser(), shell=a.shell), end="")
+
+
 def _main(argv: list[str]) -> int:
-    a = _parser().parse_args(argv)
-    handlers = {"keys": _keys, "build": _build, "verify": _verify, "inspect": _inspect,
-                "report": run_report, "split": _split, "join": _join,
+    top, groups = _parser()
+    a = top.parse_args(argv)
+    apply_output_options(a)
+    if a.cmd is None:  # a bare 'airlock' is asking what there is
+        print(top.format_help(), end="")
+        return 0
+    if a.cmd == "keys" and a.keys_cmd is None:
+        print(groups["keys"].format_help(), end="")
+        return 0
+    if a.cmd == "completion":
+        _completion(a)
+        return 0
+    handlers = {"keys": _keys, "build": _build, "check": _check, "verify": _verify,
+                "inspect": _inspect, "report": run_report, "split": _split, "join": _join,
                 "inventory": _inventory, "diff": _diff, "fleet": _fleet}
     result = handlers[a.cmd](a)
     if result is None:

@@ -27,18 +27,23 @@ __all__ = ["add_report_command", "run_report"]
 _DEFAULT_FLEET = "airlock-fleet"
 
 
-def add_report_command(cmd: Callable[[str, str, str], argparse.ArgumentParser]) -> None:
-    """Add ``report enroll`` and ``report ingest`` through the CLI's ``cmd`` factory."""
+def add_report_command(cmd: Callable[[str, str, str], argparse.ArgumentParser],
+                       tool_common: argparse.ArgumentParser) -> None:
+    """Add ``report enroll`` and ``report ingest`` through the CLI's ``cmd`` factory.
+
+    ``tool_common`` is the parent every ``airlock`` command takes its shared
+    options from (``-q``, ``-v``, ``--debug``).
+    """
     from airlock.console import Parser
 
     report = cmd("report", "enroll device keys and read the reports devices send home",
                  "airlock report ingest /media/usb/airlock-reports/")
-    common = Parser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
+    common = Parser(add_help=False, parents=[tool_common])
     common.add_argument("--fleet", type=Path,
                         default=Path(os.environ.get("AIRLOCK_FLEET", _DEFAULT_FLEET)),
                         help=f"fleet directory (default $AIRLOCK_FLEET or ./{_DEFAULT_FLEET})")
-    common.add_argument("--json", action="store_true")
+    common.add_argument("--json", action="store_true",
+                        help="print the result as one JSON object (a failure too: {error, exit})")
     rsub = report.add_subparsers(dest="report_cmd", required=True, parser_class=Parser)
     e = add_command(rsub, "enroll", "record a device's public key (printed at airlock-agent init)",
                     "airlock report enroll cam-7.pub --device-id cam-7 --site north", [common])

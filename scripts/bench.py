@@ -3,6 +3,7 @@
     python scripts/bench.py                  # all sections, 500 MB model, 3 repeats
     python scripts/bench.py --mb 100 --repeats 5 --only build
     python scripts/bench.py --mb 240 --repeats 1 --only sneakernet   # needs root (sshd)
+    python scripts/bench.py --only health    # the host's check before signing beside the agent's
 
 Results are medians over repeats (machines here are noisy) and are printed as a
 Markdown table to paste into docs/BENCHMARKS.md. Files are read from the page
@@ -101,13 +102,17 @@ def bench_build(work: Path, mb: int, repeats: int) -> list[Row]:
     t_tar = _median(
         lambda: _tool("tar", "cf", work / "plain.tar", "-C", model_dir, "model.onnx"), repeats
     )
+    # Without the host's health check: this row compares hashing and writing with their
+    # limits; the "health" section times the check on its own.
     t_build = _median(
-        lambda: _tool(py, "-m", "bundler", "build", spec, "--key", rel_key, "-o", bundle), repeats
+        lambda: _tool(py, "-m", "bundler", "build", spec, "--key", rel_key, "-o", bundle,
+                      "--no-check"), repeats
     )
     t_verify = _median(
         lambda: _tool(py, "-m", "bundler", "verify", bundle, "--trust", trust), repeats
     )
-    rss_build = _peak_rss_mb(py, "-m", "bundler", "build", spec, "--key", rel_key, "-o", bundle)
+    rss_build = _peak_rss_mb(py, "-m", "bundler", "build", spec, "--key", rel_key, "-o", bundle,
+                             "--no-check")
     rss_verify = _peak_rss_mb(py, "-m", "bundler", "verify", bundle, "--trust", trust)
 
     def mbs(t: float) -> str:
@@ -117,7 +122,7 @@ def bench_build(work: Path, mb: int, repeats: int) -> list[Row]:
         (f"hashlib sha256 of the {size_mb:.0f} MB model (hashing limit)", t_hash, mbs(t_hash)),
         ("`tar cf` of the model (copy limit)", t_tar, mbs(t_tar)),
         (
-            "`airlock build` (hash + signed tar write)",
+            "`airlock build --no-check` (hash + signed tar write)",
             t_build,
             f"{mbs(t_build)}; {t_build / (t_hash + t_tar):.2f}× hash+tar; peak RSS {rss_build:.0f} MB",
         ),
@@ -221,6 +226,58 @@ def bench_install(work: Path, mb: int, repeats: int) -> list[Row]:
             "independent of size: two symlink renames",
         ),
     ]
+
+
+def bench_health(work: Path, mb: int, repeats: int) -> list[Row]:
+    """The health check on the host (airlock check, before signing) beside the device's."""
+    from bundler.build import build_bundle
+    from bundler.spec import load_spec
+    from keys.keyfile import generate_keypair, load_public_key, load_signer
+    from keys.trust import create_root
+
+    root_key, _ = generate_keypair("root", work)
+    rel_key, rel_pub = generate_keypair("release", work)
+    trust = work / "root.json"
+    trust.write_bytes(create_root([load_signer(root_key)], [load_public_key(rel_pub)]).to_bytes())
+    rows: list[Row] = []
+    for pad in (0, mb):
+        d = work / f"m{pad}"
+        _tool(sys.executable, REPO / "scripts" / "modelkit.py", d, "--pad-mb", pad)
+        spec = d / "airlock.yaml"
+        spec.write_text(
+            "name: h\nversion: '1'\nsequence: 1\nmodels:\n  - name: m\n    path: model.onnx\n"
+            "    health:\n      inputs: inputs.npz\n      outputs: outputs.npz\n"
+        )
+        bundle = work / f"h{pad}.airlock"
+        build_bundle(load_spec(spec), [load_signer(rel_key)], bundle, check=False)
+        size = (d / "model.onnx").stat().st_size / 1e6
+        what = "the demo model" if pad == 0 else f"a {size:.0f} MB model"
+        _hashlib(d / "model.onnx")  # page cache
+        host: list[dict[str, Any]] = []
+        walls: list[float] = []
+        agent: list[float] = []
+        for i in range(repeats):
+            t = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "bundler", "check", str(spec), "--json"],
+                                 check=True, capture_output=True, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(REPO)})
+            walls.append(time.perf_counter() - t)
+            host.append(json.loads(out.stdout)["models"][0])
+            root = work / f"device-{pad}-{i}"
+            _agent(root, "init", "--trust", trust)
+            agent.append(float(_agent(root, "install", bundle)["health_s"]))
+            shutil.rmtree(root)
+        check = statistics.median(float(m["seconds"]) for m in host)
+        peak = statistics.median(float(m["peak_rss_mb"]) for m in host)
+        rows += [
+            (f"`airlock check` of {what}, wall (start, hash, check)", statistics.median(walls),
+             ""),
+            (f"…of which the host's health check of {what}", check,
+             f"child peak RSS {peak:.0f} MB"),
+            (f"the agent's health check of {what} (install)", statistics.median(agent),
+             f"host/agent {check / statistics.median(agent):.2f}"),
+        ]
+    return rows
 
 
 def bench_registry(work: Path, mb: int, repeats: int) -> list[Row]:
@@ -444,6 +501,7 @@ def bench_sneakernet(work: Path, mb: int, repeats: int) -> list[Row]:
 SECTIONS: dict[str, Callable[[Path, int, int], list[Row]]] = {
     "build": bench_build,
     "install": bench_install,
+    "health": bench_health,
     "registry": bench_registry,
     "sneakernet": bench_sneakernet,
 }
