@@ -576,8 +576,9 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                       f"trust     root version {d['trust_version']}"]
             return "\n".join(lines)
         if cmd == "rollback":
-            return (f"rolled back from {d['from']} to {d['name']} {d['version']} "
-                    f"(sequence {d['sequence']})")
+            # Releases named as status names them: NAME VERSION (sequence N).
+            return (f"rolled back from {d.get('from_release') or d['from']} to {d['name']} "
+                    f"{d['version']} (sequence {d['sequence']})")
         if cmd == "check":
             return f"{d['release']}: health check ok"
         if cmd == "fsck":

@@ -36,6 +36,17 @@ def _candidates(layout: Layout, current: str | None, previous: str | None) -> li
     return ([previous] if previous else []) + [rid for _, rid in sorted(others, reverse=True)]
 
 
+def _described(layout: Layout, rid: str | None) -> str | None:
+    """A release as status names it: ``vision 1.2.0 (sequence 2)``; its id if it cannot be read."""
+    if rid is None:
+        return None
+    try:
+        r = layout.load_release(rid)
+    except Exception:  # a damaged release is still named, by its id
+        return rid
+    return f"{r.name} {r.version} (sequence {r.sequence})"
+
+
 def rollback(layout: Layout, *, reason: str = "manual") -> dict[str, Any]:
     journal = Journal(layout.journal)
     current = read_link(layout, "current")
@@ -65,6 +76,7 @@ def rollback(layout: Layout, *, reason: str = "manual") -> dict[str, Any]:
             seconds = round(time.monotonic() - start, 4)
             journal.append("rolled-back", release=current, to=rid, reason=reason)
             return {"active": rid, "previous": read_link(layout, "previous"), "from": current,
+                    "from_release": _described(layout, current),
                     "name": release.name, "version": release.version,
                     "sequence": release.sequence, "health": report.to_dict(),
                     "health_s": round(health_s, 3), "switch_s": outcome.switch_s,

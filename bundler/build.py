@@ -33,7 +33,9 @@ total)`` callback; only the command line draws bars.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,7 +46,7 @@ from tuf.api.serialization import SerializationError
 
 from airlock.bundle import FileInfo, write_bundle
 from airlock.console import Progress, no_progress
-from airlock.errors import FormatError, HealthCheckError, UsageError
+from airlock.errors import FormatError, HealthCheckError, NoSpaceError, UsageError
 from airlock.health import HealthReport
 from airlock.oci import ANNOTATION_TITLE, digest_of
 from airlock.parts import PartSet, PartsWriter
@@ -68,6 +70,10 @@ from keys.release import (
 )
 
 __all__ = ["Assembled", "BuildResult", "assemble", "build_bundle", "refuse_unhealthy"]
+
+# Bytes a bundle takes beyond its files' data: 512-byte headers and padding per
+# member, the end-of-archive blocks, the 10 KiB record tarfile pads to.
+_TAR_OVERHEAD = 64 * 1024
 
 
 @dataclass
@@ -186,6 +192,19 @@ def assemble(spec: Spec, *, registry_options: object | None = None,
     return Assembled(contents, models, images)
 
 
+def _require_space(output: Path, need: int) -> None:
+    """Refuse (exit 5) before writing when the output's filesystem cannot hold the bundle."""
+    try:
+        free = shutil.disk_usage(output.parent if str(output.parent) else Path(".")).free
+    except OSError:
+        return  # no such directory yet: exclusive_partial creates it, and errors say why
+    # Tar headers and padding: a few KiB per blob at most, on top of the data.
+    if free < need + _TAR_OVERHEAD:
+        raise NoSpaceError(f"no space left to write {output}: the bundle needs "
+                           f"{need / 1e6:.1f} MB and {output.parent} has {free / 1e6:.1f} MB "
+                           "free; nothing was written: free space there or choose another -o")
+
+
 def refuse_unhealthy(report: HealthReport, what: str) -> None:
     """Exit 4 with the agent's own words when a model fails its check on the host."""
     if not report.ok:
@@ -264,25 +283,35 @@ def build_bundle(
     def writing(n: int) -> None:
         progress("writing", n, total)
 
+    _require_space(output, total)
     parts = None
-    if max_size is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        writer = PartsWriter(output, max_size)
-        try:
-            write_bundle(cast(BinaryIO, writer), release_json, files, root_json=root_json,
-                         progress=writing)
-            parts = writer.publish()
-        except BaseException:
-            writer.discard()
-            raise
-        size = parts.size
-    else:
-        with exclusive_partial(output) as (partial, out):
-            write_bundle(out, release_json, files, root_json=root_json, progress=writing)
-            out.flush()
-            os.fsync(out.fileno())
-            os.replace(partial, output)
-        size = output.stat().st_size
+    try:
+        if max_size is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            writer = PartsWriter(output, max_size)
+            try:
+                write_bundle(cast(BinaryIO, writer), release_json, files, root_json=root_json,
+                             progress=writing)
+                parts = writer.publish()
+            except BaseException:
+                writer.discard()
+                raise
+            size = parts.size
+        else:
+            with exclusive_partial(output) as (partial, out):
+                write_bundle(out, release_json, files, root_json=root_json, progress=writing)
+                out.flush()
+                os.fsync(out.fileno())
+                os.replace(partial, output)
+            size = output.stat().st_size
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpaceError(f"no space left to write {output} (the bundle needs "
+                               f"{total / 1e6:.1f} MB); nothing was written: free space there "
+                               "or choose another -o") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UsageError(f"cannot write {output}: {e.strerror}; choose another -o") from None
+        raise
     return BuildResult(
         path=output,
         size=size,

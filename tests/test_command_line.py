@@ -18,7 +18,7 @@ import struct
 import subprocess
 import sys
 import termios
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -207,3 +207,17 @@ def test_progress_bars_only_when_stdout_and_stderr_are_terminals(keyset: Keys,
     assert "verifying" in _bars(bundle, keyset, stdout_tty=True)
     assert "verifying" not in _bars(bundle, keyset, stdout_tty=False)
     assert "verifying" not in _bars(bundle, keyset, stdout_tty=True, extra=("--no-progress",))
+
+
+def test_rollback_names_releases_as_status_does(keyset: Keys, tmp_path: Path,
+                                                make_bundle: Callable[..., Path]) -> None:
+    root = init_device(tmp_path / "device", keyset)
+    for sequence in (1, 2):
+        bundle = make_bundle(sequence=sequence, version=f"1.{sequence}.0")
+        assert run_agent("--root", root, "install", bundle).returncode == 0
+    status = run_agent("--root", root, "status").stdout
+    assert "active    vision 1.2.0 (sequence 2)" in status
+    r = run_agent("--root", root, "rollback")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("rolled back from vision 1.2.0 (sequence 2) to "
+                                "vision 1.1.0 (sequence 1)")

@@ -134,3 +134,26 @@ def test_keys_init_never_overwrites_a_trust_root_without_force(keyset: Keys,
     assert "airlock keys rotate" in r.stderr and out.read_bytes() == first
     assert run_airlock(*args, "--force").returncode == 0
     assert out.read_bytes() != first
+
+
+def test_a_full_disk_on_the_host_is_exit_5_naming_the_path(keyset: Keys, tmp_path: Path) -> None:
+    import os
+    import subprocess
+
+    small = tmp_path / "stick"
+    small.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)],
+                             capture_output=True, text=True)
+    if mounted.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but a small tmpfs cannot be mounted: {mounted.stderr}")
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        spec = write_spec(tmp_path, pad_mb=1)
+        out = small / "v1.airlock"
+        r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out)
+        assert r.returncode == 5, r.stderr
+        assert f"no space left to write {out}" in r.stderr and r.stderr.count("\n") == 1
+        assert list(small.iterdir()) == []  # not even a partial file
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
