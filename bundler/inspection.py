@@ -20,6 +20,7 @@ length, so a truncated copy is exit 3 and never reported as fine. With
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
@@ -73,9 +74,11 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
         "expires": r.expires.isoformat(),
         "expires_in_days": round(left.total_seconds() / 86400, 2),
         "expires_warning": _expiry_warning(left),
+        "metadata_sha256": hashlib.sha256(head.release_json).hexdigest(),
         "signers": sorted(md.signatures),
         "verified_role": verified.role if verified else None,
         "signer_rings": list(verified.rings) if verified and verified.rings is not None else None,
+        "carries_root": head.root_json is not None,
         "root_rotation": _rotation(head.root_json),
         "checked": "structure and lengths (--fast)" if fast else "every blob hashed",
         "models": [

@@ -238,6 +238,7 @@ def test_keys_init_never_writes_over_a_key(tmp_path: Path, keys: Keys) -> None:
     assert "is not a trust root" in _error(run_airlock(*init, stray))
     assert stray.read_bytes() == keys.release_key.read_bytes()
 
-    # An existing trust root is replaced, as re-running init does.
-    assert run_airlock(*init, keys.trust).returncode == 0
+    # An existing trust root is kept too (devices may trust it): replaced only with --force.
+    assert "it is a trust root already" in _error(run_airlock(*init, keys.trust))
+    assert run_airlock(*init, keys.trust, "--force").returncode == 0
     assert run_airlock(*init, stray, "--force").returncode == 0
