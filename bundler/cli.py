@@ -687,8 +687,9 @@ def _inspect_text(d: dict[str, Any]) -> str:
     lines = [
         f"{d['name']} {d['version']}  sequence {d['sequence']}  expires {d['expires']}"
         + (f"  ({d['expires_warning']})" if d["expires_warning"] else ""),
-        f"size      {human_size(d['size'])} in {d['blobs']} blobs ({d['files']} files)"
-        + (f"; shipped {human_size(d['shipped'])}" if d["shipped"] != d["size"] else "")
+        f"size      {human_size(d['full_size'])} in {d['blobs']} blobs ({d['files']} files)"
+        + (f"; shipped {human_size(d['shipped_size'])}"
+           if d["shipped_size"] != d["full_size"] else "")
         + (f"; archive {human_size(d['archive_bytes'])}" if d["archive_bytes"] else ""),
         f"checked   {d['checked']}",
         "signers   " + ", ".join(k[:16] for k in d["signers"])
@@ -723,8 +724,13 @@ def _inspect_text(d: dict[str, Any]) -> str:
     lines.append("          probe: " + (f"{hooks['probe']} (within {hooks['probe_window_s']:g} s)"
                                         if hooks["probe"] else "none"))
     if d["delta"]:
-        lines.append(f"delta     applies on sequence {d['delta']['base_sequence']}; expects "
-                     f"{d['delta']['expects']} blob(s) already on the device")
+        delta = d["delta"]
+        lines.append(f"delta     applies on sequence {delta['base_sequence']}; expects "
+                     f"{delta['expects']} blob(s) ({human_size(delta['expected_bytes'])}) "
+                     "already on the device; built against:")
+        lines += [f"          inventory of {i['device_id']} ({i['time']}, key "
+                  f"{i['keyid'][:16]}…, sha256 {i['sha256'][:16]}…)"
+                  for i in delta["inventories"]]
     return "\n".join(lines)
 
 

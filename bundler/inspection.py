@@ -63,8 +63,7 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
                           f"{_TAR_END_BYTES} zero bytes (an incomplete copy?)")
 
     full = sum(i.length for i in r.files.values())
-    left_out = {f"{BLOB_PREFIX}{d[7:]}" for d in expected}
-    shipped = sum(i.length for p, i in r.files.items() if p not in left_out)
+    shipped = sum(i.length for i in r.shipped.values())
     left = r.expires - now
     return {
         "bundle": None,  # the caller names it
@@ -116,11 +115,18 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
         "rings": r.rings,
         "files": len(r.files),
         "blobs": sum(1 for p in r.files if p.startswith(BLOB_PREFIX)),
-        "size": full,
-        "shipped": shipped,
+        "full_size": full,
+        "shipped_size": shipped,
         "archive_bytes": size or None,
-        "delta": None if r.delta is None
-        else {"base_sequence": r.delta.base_sequence, "expects": len(r.delta.expects)},
+        "delta": None if r.delta is None else {
+            "base_sequence": r.delta.base_sequence,
+            "expects": len(r.delta.expects),
+            "expected_bytes": full - shipped,
+            "inventories": [
+                {"device_id": i.device_id, "keyid": i.keyid, "sha256": i.sha256, "time": i.time}
+                for i in r.delta.inventories
+            ],
+        },
     }
 
 

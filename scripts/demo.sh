@@ -59,9 +59,17 @@ hooks:
 YAML
 
 step "host: build, verify, inspect"
-for v in 1 2 3 4; do
+for v in 1 2 4; do
   airlock build "vision-$v.yaml" --key keys/release.key -o "vision-1.$v.0.airlock"
 done
+
+step "host: v3's model misses its goldens: the host check refuses to sign it (exit 4)"
+code=0
+airlock build vision-3.yaml --key keys/release.key -o vision-1.3.0.airlock || code=$?
+echo "build vision-3.yaml exited $code (4 = the model failed the devices' check; nothing written)"
+[ "$code" = 4 ] && [ ! -e vision-1.3.0.airlock ] || { echo "demo: expected exit 4"; exit 1; }
+# Signed anyway, to show what a device does with a release that fails on it.
+airlock build vision-3.yaml --key keys/release.key -o vision-1.3.0.airlock --no-check
 airlock verify vision-1.1.0.airlock --trust root.json
 airlock inspect vision-1.1.0.airlock
 

@@ -48,7 +48,7 @@ def test_inspect_shows_what_will_run_and_who_signed(keyset: Keys, tmp_path: Path
     verified = json.loads(r.stdout)
     assert info["blobs"] == built["blobs"] == verified["blobs"]
     assert info["files"] == built["files"] == verified["files"]
-    assert info["size"] == info["shipped"] and info["archive_bytes"] == bundle.stat().st_size
+    assert info["full_size"] == info["shipped_size"] and info["archive_bytes"] == bundle.stat().st_size
 
     text = run_airlock("inspect", bundle).stdout
     for words in ("post-switch hook: systemctl restart vision",
