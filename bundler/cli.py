@@ -262,7 +262,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "airlock inventory show cam-7.inventory.json --device-key keys/cam-7.pub",
         [common],
     )
-    ish.add_argument("file", type=Path)
+    ish.add_argument("file", type=Path, metavar="INVENTORY",
+                     help="a device's signed inventory (airlock-agent inventory -o)")
     ish.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
                      help="it must be signed by this device key (repeatable: one of these)")
     _json_arg(ish)
@@ -281,8 +282,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     fp.add_argument("bundle", type=Path, help="bundle, or its parts (BUNDLE.part001, "
                     "BUNDLE.parts.json or their directory)")
-    fp.add_argument("hosts", nargs="+", metavar="HOST[:PORT]")
-    fp.add_argument("--user", required=True)
+    fp.add_argument("hosts", nargs="+", metavar="HOST[:PORT]",
+                    help="the devices to copy to (port 22 unless given)")
+    fp.add_argument("--user", required=True, help="SSH login name on the devices")
     fp.add_argument("--identity", type=Path, required=True, help="SSH private key")
     fp.add_argument("--known-hosts", type=Path, required=True,
                     help="OpenSSH known_hosts file the device keys are checked against")
@@ -298,7 +300,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "cut a bundle into parts for FAT32 media (BUNDLE.part001… and BUNDLE.parts.json)",
         "airlock split vision-1.2.0.airlock --max-size 4000MiB",
     )
-    sp.add_argument("bundle", type=Path)
+    sp.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle file to cut")
     sp.add_argument("--max-size", default=None, metavar="SIZE",
                     help="largest part: bytes or K/M/G (1000s) or KiB/MiB/GiB (1024s); "
                          "default 4000MiB")
@@ -310,7 +312,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "airlock join vision-1.2.0.airlock.part001 -o vision-1.2.0.airlock",
     )
     j.add_argument("part", type=Path, help="BUNDLE.part001, BUNDLE.parts.json or their directory")
-    j.add_argument("-o", "--output", type=Path, required=True)
+    j.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE",
+                   help="where the joined bundle is written")
     _json_arg(j)
 
     comp = cmd("completion", "print a shell completion script for airlock",
@@ -725,7 +728,9 @@ def _inspect_text(d: dict[str, Any]) -> str:
                                         if hooks["probe"] else "none"))
     if d["delta"]:
         delta = d["delta"]
-        lines.append(f"delta     applies on sequence {delta['base_sequence']}; expects "
+        lines.append(f"delta     ships {human_size(d['shipped_size'])} of "
+                     f"{human_size(d['full_size'])}; applies on sequence "
+                     f"{delta['base_sequence']}; expects "
                      f"{delta['expects']} blob(s) ({human_size(delta['expected_bytes'])}) "
                      "already on the device; built against:")
         lines += [f"          inventory of {i['device_id']} ({i['time']}, key "

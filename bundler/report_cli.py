@@ -47,7 +47,8 @@ def add_report_command(cmd: Callable[[str, str, str], argparse.ArgumentParser],
     rsub = report.add_subparsers(dest="report_cmd", required=True, parser_class=Parser)
     e = add_command(rsub, "enroll", "record a device's public key (printed at airlock-agent init)",
                     "airlock report enroll cam-7.pub --device-id cam-7 --site north", [common])
-    e.add_argument("device_pub", type=Path, metavar="DEVICE_PUB")
+    e.add_argument("device_pub", type=Path, metavar="DEVICE_PUB",
+                   help="the device's public key (DEVICE.pub, printed by airlock-agent init)")
     e.add_argument("--device-id", required=True, help="the device id it was initialised with")
     e.add_argument("--site", help="where the device is")
     e.add_argument("--force", action="store_true", help="replace the device's enrolled key")

@@ -218,7 +218,7 @@ def test_inspect_text_names_sizes_and_inventories(site: Site, tmp_path: Path) ->
     assert _build_delta(site, delta, "A", "B").returncode == 0
     p = run_airlock("inspect", delta)
     assert p.returncode == 0, p.stderr
-    assert "delta: ships" in p.stdout and p.stdout.count("inventory of test-dev") == 2
+    assert "delta     ships" in p.stdout and p.stdout.count("inventory of test-dev") == 2
 
 
 # -- diff -----------------------------------------------------------------------------

@@ -132,7 +132,12 @@ def test_keys_init_never_overwrites_a_trust_root_without_force(keyset: Keys,
     r = run_airlock(*args)
     assert r.returncode == 2 and "it is a trust root already" in r.stderr
     assert "airlock keys rotate" in r.stderr and out.read_bytes() == first
-    assert run_airlock(*args, "--force").returncode == 0
+    # With --force it is replaced: a second release key makes a root that differs from
+    # the first even when both are signed in the same second.
+    assert run_airlock("keys", "generate", "second", "--dir", tmp_path,
+                       "--no-passphrase").returncode == 0
+    assert run_airlock(*args, "--release-key", tmp_path / "second.pub",
+                       "--force").returncode == 0
     assert out.read_bytes() != first
 
 

@@ -20,6 +20,10 @@ def test_demo_runs_the_whole_job() -> None:
     out = r.stdout
     assert "OK vision-1.1.0.airlock" in out  # host verify
     assert "installed vision 1.2.0 (sequence 2), active" in out
-    assert out.count("exited 4") == 2  # bad model, then failing probe: both rolled back
+    # v3's bad model is refused at the desk (exit 4, nothing written) before it is
+    # signed with --no-check; then the bad model and the failing probe both roll back.
+    assert "build vision-3.yaml exited 4" in out
+    assert out.count("install vision-1.3.0.airlock exited 4") == 1
+    assert out.count("install vision-1.4.0.airlock exited 4") == 1
     assert "active    vision 1.2.0 (sequence 2)" in out
     assert "journal hash chain verified" in out
