@@ -2,7 +2,7 @@
 
 ::
 
-    report = health_check(layout, journal, release)     # writes releases/ID/health.json
+    report = health_check(layout, journal, release, replacing="vision-2")  # writes health.json
     tx = Transaction.begin(layout, "install", release.id)
     outcome = activate(layout, journal, tx, release, previous="vision-2")
     if not outcome.ok:            # links already restored, old hook re-run
@@ -10,17 +10,23 @@
 
 The health check itself (ONNX Runtime in a child process) lives in
 ``agent.health``; it is imported lazily so that ``status`` and ``history``
-work without loading onnxruntime.
+work without loading onnxruntime. The check uses the device's ONNX Runtime
+setup (``agent.yaml`` ``runtime``, see ``agent.runtime``). Relative
+evaluation thresholds compare with the evaluation recorded in the
+``health.json`` of the release being ``replacing`` (install); a re-check
+(``check``, ``rollback``) compares with the baseline its own ``health.json``
+recorded when it was installed, so the verdict does not drift.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.durable import write_json
+from agent.durable import read_json, write_json
 from agent.faults import crash_point
 from agent.hooks import HookResult, run_post_switch, run_probe
 from agent.journal import Journal
@@ -29,24 +35,37 @@ from agent.switch import Transaction, point_links
 from keys.release import Release
 
 if TYPE_CHECKING:
-    from airlock.health import HealthReport
+    from airlock.health import Baseline, HealthReport
 
 __all__ = ["INSTALL_POINTS", "ROLLBACK_POINTS", "Activation", "activate", "health_check",
-           "rerun_hook"]
+           "recorded_evaluations", "rerun_hook"]
 
 INSTALL_POINTS = ("before-previous-update", "after-previous-update", "after-switch")
 ROLLBACK_POINTS = ("rollback-before-switch", "mid-rollback", "rollback-after-switch")
 
 
-def health_check(layout: Layout, journal: Journal, release: Release) -> HealthReport:
-    """Run the model health check on an installed release and record the result."""
+def health_check(layout: Layout, journal: Journal, release: Release, *,
+                 replacing: str | None = None) -> HealthReport:
+    """Run the model health check on an installed release and record the result.
+
+    ``replacing``: the release an install replaces (its recorded evaluation is
+    the baseline of relative thresholds); None re-uses the baselines this
+    release recorded when it was installed.
+    """
     from agent.health import check_release
 
     rdir = layout.release_dir(release.id)
     journal.append("health-started", release=release.id)
     crash_point("mid-health-check")
+    if replacing is not None:
+        baselines = recorded_evaluations(layout, replacing)
+        why = f"{replacing} recorded no evaluation of this model"
+    else:
+        baselines = recorded_evaluations(layout, release.id, own_baseline=True)
+        why = "no release was running to compare with when it was installed"
     start = time.monotonic()
-    report = check_release(rdir, release)
+    report = check_release(rdir, release, runtime=layout.load_config().runtime,
+                           baselines=baselines, no_baseline=why)
     seconds = round(time.monotonic() - start, 3)
     result = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "ok": report.ok,
               "reason": report.reason, "seconds": seconds, "report": report.to_dict()}
@@ -54,6 +73,42 @@ def health_check(layout: Layout, journal: Journal, release: Release) -> HealthRe
     journal.append("health-result", release=release.id, ok=report.ok, reason=report.reason,
                    seconds=seconds, report=report.to_dict())
     return report
+
+
+def recorded_evaluations(layout: Layout, release_id: str, *,
+                         own_baseline: bool = False) -> dict[str, Baseline]:
+    """Per model, the evaluation recorded in ``releases/ID/health.json`` (or the baseline it used).
+
+    A record that is missing, damaged or from a check that failed gives no
+    baseline: a relative threshold is then not applied, and the result says so.
+    """
+    from airlock.health import Baseline
+
+    try:
+        record = read_json(layout.release_dir(release_id) / "health.json")
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(record, dict) or (not own_baseline and record.get("ok") is not True):
+        return {}
+    report = record.get("report")
+    models = report.get("models") if isinstance(report, dict) else None
+    out: dict[str, Baseline] = {}
+    for m in models if isinstance(models, list) else []:
+        ev = m.get("evaluation") if isinstance(m, dict) else None
+        source = release_id
+        if own_baseline and isinstance(ev, dict):
+            ev = ev.get("baseline")
+            source = str(ev.get("release")) if isinstance(ev, dict) else source
+        if not isinstance(ev, dict) or not isinstance(m.get("name"), str):
+            continue
+        data, labels, samples, metrics = (ev.get(k) for k in ("data", "labels", "samples",
+                                                              "metrics"))
+        if (isinstance(data, str) and isinstance(labels, str) and type(samples) is int
+                and isinstance(metrics, dict)):
+            out[m["name"]] = Baseline(source, data, labels, samples, {
+                str(k): float(v) for k, v in metrics.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)})
+    return out
 
 
 @dataclass

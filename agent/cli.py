@@ -465,8 +465,13 @@ def _release_line(label: str, r: dict[str, Any] | None) -> str:
         return f"{label:<9} {r['id']}: {r['error']}"
     h = r.get("health")
     health = "not checked" if h is None else "ok" if h.get("ok") else f"FAILED ({h.get('reason')})"
-    return (f"{label:<9} {r['name']} {r['version']} (sequence {r['sequence']})  "
+    line = (f"{label:<9} {r['name']} {r['version']} (sequence {r['sequence']})  "
             f"installed {r.get('installed_at') or '?'}  health: {health}")
+    for model, values in (r.get("metrics") or {}).items():
+        shown = ", ".join(f"{k} {values[k]:.4g}" for k in values.get("checked") or []
+                          if isinstance(values.get(k), int | float))
+        line += f"\n{'':<9} {model}: {shown} on {values.get('samples')} evaluation samples"
+    return line
 
 
 _SHOWN = 5  # damage lines status prints before "and N more"

@@ -351,7 +351,7 @@ class _Job:
 
         self.tx.step("health")
         health_start = time.monotonic()
-        report = health_check(layout, journal, release)
+        report = health_check(layout, journal, release, replacing=active)
         health_s = time.monotonic() - health_start
         if not report.ok:
             still = active or "no release"

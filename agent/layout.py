@@ -38,6 +38,7 @@ from typing import Any
 import yaml
 
 from agent.durable import read_bounded, read_json
+from agent.runtime import DeviceRuntime
 from airlock.errors import (
     AirlockError,
     DamagedRootError,
@@ -75,10 +76,15 @@ class AgentConfig:
     sink: dict[str, Any] = field(default_factory=lambda: {"type": "oci-dir"})
     #: Free space kept on top of what an install writes (bytes).
     reserve_bytes: int = RESERVE_BYTES
+    #: The ONNX Runtime setup of the device's application (``airlock-agent config``).
+    runtime: DeviceRuntime = field(default_factory=DeviceRuntime)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"device_id": self.device_id, "ring": self.ring, "sink": self.sink,
-                "reserve_bytes": self.reserve_bytes}
+        out = {"device_id": self.device_id, "ring": self.ring, "sink": self.sink,
+               "reserve_bytes": self.reserve_bytes}
+        if not self.runtime.is_empty():
+            out["runtime"] = self.runtime.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, raw: Any, where: Path) -> AgentConfig:
@@ -93,7 +99,8 @@ class AgentConfig:
         reserve = raw.get("reserve_bytes", RESERVE_BYTES)
         if not isinstance(reserve, int) or reserve < 0:
             raise UsageError(f"{where}: 'reserve_bytes' must be a non-negative integer")
-        return cls(raw["device_id"], ring, dict(sink), reserve)
+        return cls(raw["device_id"], ring, dict(sink), reserve,
+                   DeviceRuntime.from_config(raw.get("runtime"), str(where)))
 
 
 class Layout:

@@ -55,8 +55,30 @@ def release_info(layout: Layout, release_id: str | None) -> dict[str, Any] | Non
         "flags": release.flags,
         "health": None if health is None else {
             k: health.get(k) for k in ("ok", "reason", "time", "seconds", "report")},
+        "metrics": _metrics(health),
     })
     return info
+
+
+def _metrics(health: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+    """Per model, the evaluation metrics of its last check and the ones thresholds name first.
+
+    ``{"classifier": {"accuracy": 0.953, ..., "checked": ["accuracy", "f1_macro"]}}``; a
+    model without an evaluation is absent.
+    """
+    report = (health or {}).get("report")
+    models = report.get("models") if isinstance(report, dict) else None
+    out: dict[str, dict[str, Any]] = {}
+    for m in models if isinstance(models, list) else []:
+        ev = m.get("evaluation") if isinstance(m, dict) else None
+        if not isinstance(ev, dict) or not isinstance(ev.get("metrics"), dict):
+            continue
+        values = {k: v for k, v in ev["metrics"].items() if isinstance(v, int | float)}
+        checks = ev.get("checks")
+        checks = checks if isinstance(checks, list) else []
+        checked = list(dict.fromkeys(c.get("metric") for c in checks if isinstance(c, dict)))
+        out[str(m.get("name"))] = {**values, "samples": ev.get("samples"), "checked": checked}
+    return out
 
 
 def _record(path: Path) -> dict[str, Any] | None:

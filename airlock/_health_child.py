@@ -3,23 +3,35 @@
     python -I /path/to/airlock/_health_child.py '<job JSON>'
 
 Run by absolute path in isolated mode (airlock.health builds the command line
-with airlock.spawn), so it imports nothing of ours: only the standard
-library, numpy and onnxruntime, from the interpreter's own site-packages.
-The agent runs it on a staged release, the bundler on the spec's files
-before it signs: the same process, the same comparisons.
+with airlock.spawn), so it imports nothing of ours by name: only the
+standard library, numpy and onnxruntime, from the interpreter's own
+site-packages, and the two pure-numpy modules of the shared ground that sit
+beside it (``evaluation.py``, ``npz_batches.py``), loaded with importlib by
+the absolute path of this file, never from the release directory or the
+caller's. The agent runs it on a staged release, the bundler on the spec's
+files before it signs: the same process, the same comparisons.
 
-Loads one model with ONNX Runtime, builds its feed (the golden inputs, or
+Loads one model with ONNX Runtime, with the execution providers and session
+options the job names (a provider that is not available fails the check
+unless the job allows falling back), builds its feed (the golden inputs, or
 zeros of the declared shapes when there are none), then runs the
 :data:`STEPS` in order, each adding its measurements to one JSON object::
 
-    STEPS = (_golden_outputs, _latency)   # a new kind of check is one more step
+    STEPS = (_golden_outputs, _node_providers, _latency, _evaluate)
+    # a new kind of check is one more step
 
 ``_golden_outputs`` runs the feed once (the untimed warm-up) and compares
-every golden output with numpy ``allclose`` semantics; ``_latency`` times
-``runs`` inferences. Policy (budgets, wording of reasons, what is enforced
-where) lives in the parent; this side only measures, and refuses golden
-data it cannot measure against: outputs that hold no array or name what the
-model does not output (the bundler refuses both at build, exit 2).
+every golden output with numpy ``allclose`` semantics; ``_node_providers``
+reads which provider ran which nodes from ONNX Runtime's profile of that
+run (profiling is on only when more than one provider is in the session);
+``_latency`` times ``runs`` inferences; ``_evaluate`` streams the
+evaluation set through the model a batch at a time into the metric tally.
+Policy (budgets, thresholds, wording of reasons, what is enforced where)
+lives in the parent; this side only measures, and refuses data it cannot
+measure against: golden outputs that hold no array or name what the model
+does not output, an evaluation set that does not fit the model (the
+bundler refuses all of them at build, exit 2). A check that fails still
+reports what it measured before (the provider report).
 
 File descriptor 1 is kept for the result alone: before ONNX Runtime is
 imported it is duplicated and then pointed at stderr, so whatever ONNX Runtime or a custom op prints to
@@ -34,15 +46,21 @@ as a native library loaded at start-up could, to prove the result survives.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import json
 import os
 import re
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 _TEST_FAULT = "AIRLOCK_TEST_FAULT"
@@ -154,22 +172,86 @@ class _Run:
     out: dict[str, Any]
 
 
-def _load(job: dict[str, Any], out: dict[str, Any]) -> Any:
-    import onnxruntime as ort
+def _sibling(name: str) -> ModuleType:
+    """One of our pure-numpy modules beside this file, by absolute path (see the docstring)."""
+    path = Path(__file__).resolve().with_name(f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_airlock_{name}", path)
+    if spec is None or spec.loader is None:
+        raise _Fail(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
 
-    available = ort.get_available_providers()
-    wanted = list(job["providers"])
-    usable = [p for p in wanted if p in available]
-    if not usable:
-        raise _Fail(f"none of the providers {wanted} is available here "
-                    f"(available: {', '.join(available)})")
+
+_OPT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+_EXEC_MODES = {"sequential": "ORT_SEQUENTIAL", "parallel": "ORT_PARALLEL"}
+
+
+def _session_options(ort: Any, options: dict[str, Any], profile_dir: str | None) -> Any:
     opts = ort.SessionOptions()
     opts.log_severity_level = 3  # errors only: warnings are noise in a check
+    if options.get("graph_optimization_level"):
+        opts.graph_optimization_level = getattr(
+            ort.GraphOptimizationLevel, _OPT_LEVELS[options["graph_optimization_level"]])
+    if options.get("execution_mode"):
+        opts.execution_mode = getattr(ort.ExecutionMode, _EXEC_MODES[options["execution_mode"]])
+    if options.get("intra_op_threads") is not None:
+        opts.intra_op_num_threads = int(options["intra_op_threads"])
+    if options.get("inter_op_threads") is not None:
+        opts.inter_op_num_threads = int(options["inter_op_threads"])
+    if profile_dir is not None:
+        # Only the first (warm-up) run is profiled: it says which provider ran each node.
+        # Profiling keeps an event per node run in memory, so it is used only when
+        # there is a split to report (more than one provider).
+        opts.enable_profiling = True
+        opts.profile_file_prefix = os.path.join(profile_dir, "profile")
+    return opts
+
+
+def _open_session(job: dict[str, Any], out: dict[str, Any], profile_dir: str) -> Any:
+    """The session on the job's providers; ``out["providers"]``: what was asked, available, used.
+
+    A provider not available here fails the check unless ``provider_fallback``;
+    with it, the missing ones are left out and the report says so. ONNX
+    Runtime may also drop a provider it lists but cannot start (a GPU
+    provider without its libraries): the session's own list tells.
+    """
+    import onnxruntime as ort
+
+    available = list(ort.get_available_providers())
+    wanted = list(job["providers"])
+    fallback = bool(job.get("provider_fallback"))
+    missing = [p for p in wanted if p not in available]
+    report: dict[str, Any] = {"requested": wanted, "source": job.get("providers_from"),
+                              "fallback_allowed": fallback, "available": available,
+                              "missing": missing, "session": None, "nodes": None}
+    out["providers"] = report
+    if missing and not fallback:
+        raise _Fail(f"execution provider {', '.join(missing)} is not available on this device "
+                    f"(available: {', '.join(available)}); install it, or allow "
+                    "provider_fallback to check on the others")
+    usable = [p for p in wanted if p in available]
+    if not usable:
+        raise _Fail(f"none of the providers {', '.join(wanted)} is available here "
+                    f"(available: {', '.join(available)})")
+    opts = _session_options(ort, job.get("session") or {},
+                            profile_dir if len(usable) > 1 else None)
     try:
         session = ort.InferenceSession(job["model"], sess_options=opts, providers=usable)
     except Exception as e:  # ORT raises its own (non-Exception-subclass-specific) types
         raise _Fail(f"ONNX Runtime cannot load the model: {_first_line(e)}") from e
-    out["providers"] = session.get_providers()
+    report["session"] = session.get_providers()
+    dropped = [p for p in usable if p not in report["session"]]
+    if dropped and not fallback:
+        raise _Fail(f"execution provider {', '.join(dropped)} could not be started (ONNX Runtime "
+                    f"fell back to {', '.join(report['session'])}); allow provider_fallback to "
+                    "accept that")
+    report["missing"] = missing + dropped
+    if report["missing"]:
+        out["notes"].append(f"fell back: {', '.join(report['missing'])} not available, ran on "
+                            f"{', '.join(report['session'])}")
     if os.environ.get(_TEST_FAULT) == "health-crash":
         os.kill(os.getpid(), signal.SIGSEGV)
     return session
@@ -241,23 +323,126 @@ def _latency(run: _Run) -> None:
     run.out["p95_ms"] = float(np.percentile(times, 95))
 
 
+def _node_providers(run: _Run) -> None:
+    """Which provider ran which nodes of the warm-up run: ONNX Runtime's profile, when it was on.
+
+    With one provider in the session every node ran on it; profiling (on only
+    with more than one) is ended here, so the timed runs are not profiled.
+    """
+    report = run.out["providers"]
+    if run.session.get_session_options().enable_profiling:
+        report["nodes"] = _profiled_nodes(run.session, int(run.job["max_profile_bytes"]))
+    else:
+        report["nodes"] = {report["session"][0]: "all"}
+
+
+def _profiled_nodes(session: Any, limit: int) -> dict[str, int] | None:
+    """Nodes per execution provider, from the profile of the runs so far (then profiling stops)."""
+    path = session.end_profiling()
+    try:
+        if not path or os.path.getsize(path) > limit:
+            return None
+        with open(path, encoding="utf-8") as f:
+            events = json.load(f)
+    except (OSError, ValueError):
+        return None
+    finally:
+        if path:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+    nodes: dict[str, set[str]] = {}
+    for e in events if isinstance(events, list) else []:
+        args = e.get("args") if isinstance(e, dict) else None
+        if e.get("cat") == "Node" and isinstance(args, dict) and "provider" in args:
+            name = str(e.get("name", "")).removesuffix("_kernel_time")
+            nodes.setdefault(str(args["provider"]), set()).add(name)
+    return {p: len(names) for p, names in sorted(nodes.items())}
+
+
+def _evaluate(run: _Run) -> None:
+    """Stream the evaluation set through the model ``batch`` rows at a time into the tally."""
+    ev = run.job.get("evaluate")
+    if not ev:
+        return
+    session = run.session
+    inputs = {i.name for i in session.get_inputs()}
+    outputs = {o.name for o in session.get_outputs()}
+    evaluation = _sibling("evaluation")
+    npz = _sibling("npz_batches")
+    try:
+        metrics = [evaluation.parse_metric(n, max_k=ev["max_k"], max_classes=ev["max_classes"])
+                   for n in ev["metrics"]]
+        tally = evaluation.new_tally(metrics, max_classes=ev["max_classes"])
+    except evaluation.EvaluationError as e:
+        raise _Fail(f"evaluation: {e}") from e
+    start_time = time.perf_counter()
+    batch, limit = int(ev["batch"]), ev.get("max_samples")
+    try:
+        with npz.NpzRows(ev["data"]) as data, npz.NpzRows(ev["labels"]) as labels:
+            missing, extra = sorted(inputs - set(data.arrays)), sorted(set(data.arrays) - inputs)
+            if missing or extra:
+                raise _Fail(f"evaluation set lacks input(s) {missing} or names others {extra}")
+            if len(labels.arrays) != 1 or next(iter(labels.arrays)) not in outputs:
+                raise _Fail(f"evaluation labels must hold one array named after a model output "
+                            f"(they hold {sorted(labels.arrays)})")
+            output = next(iter(labels.arrays))
+            if labels.count != data.count:
+                raise _Fail(f"evaluation labels have {labels.count} rows for {data.count} samples")
+            rows = data.batches(batch, limit=limit, max_batch_bytes=ev["max_batch_bytes"])
+            truth = labels.batches(batch, limit=limit, max_batch_bytes=ev["max_batch_bytes"])
+            for (start, feed), (_, expected) in zip(rows, truth, strict=True):
+                try:
+                    (got,) = session.run([output], feed)
+                except Exception as e:
+                    raise _Fail(f"inference failed on evaluation samples {start}.."
+                                f"{start + len(expected[output]) - 1}: {_first_line(e)}") from e
+                try:
+                    tally.add(got, expected[output])
+                except evaluation.EvaluationError as e:
+                    raise _Fail(f"evaluation at samples {start}..: {e}") from e
+    except npz.NpzRowsError as e:
+        raise _Fail(f"evaluation set: {e}") from e
+    try:
+        result: dict[str, Any] = tally.result(metrics, detailed_classes=ev["detailed_classes"])
+    except evaluation.EvaluationError as e:
+        raise _Fail(f"evaluation: {e}") from e
+    result["output"] = output
+    result["batch"] = batch
+    result["seconds"] = round(time.perf_counter() - start_time, 4)
+    result["metrics"] = {k: _metric(v) for k, v in result["metrics"].items()}
+    run.out["evaluation"] = result
+
+
+def _metric(v: Any) -> float | None:
+    """A metric as JSON carries it: NaN and infinities (no value) become null."""
+    if v is None:
+        return None
+    f = float(v)
+    return f if f == f and abs(f) != float("inf") else None
+
+
 #: The checks, in order, after the model is loaded and its feed built. A step
 #: that finds the model wrong raises _Fail; otherwise it adds measurements.
-STEPS: tuple[Callable[[_Run], None], ...] = (_golden_outputs, _latency)
+STEPS: tuple[Callable[[_Run], None], ...] = (_golden_outputs, _node_providers, _latency,
+                                             _evaluate)
 
 
-def _check(job: dict[str, Any]) -> dict[str, Any]:
+def _check(job: dict[str, Any], out: dict[str, Any]) -> None:
+    """Run the check into ``out``; what it holds when a step fails is reported with the failure."""
     # Imported first so that runtime_rss_mb is the runtime's own weight, before the model.
     import numpy  # noqa: F401
     import onnxruntime  # noqa: F401
 
-    out: dict[str, Any] = {"runtime_rss_mb": _hwm_mb(), "notes": []}
-    session = _load(job, out)
-    run = _Run(session, _feed(session, job, out), job, out)
-    for step in STEPS:
-        step(run)
+    out.update(runtime_rss_mb=_hwm_mb(), notes=[])
+    profile_dir = tempfile.mkdtemp(prefix="airlock-health-")
+    try:
+        session = _open_session(job, out, profile_dir)
+        run = _Run(session, _feed(session, job, out), job, out)
+        for step in STEPS:
+            step(run)
+    finally:
+        shutil.rmtree(profile_dir, ignore_errors=True)
     out["peak_rss_mb"] = _hwm_mb()
-    return out
 
 
 def _first_line(e: BaseException) -> str:
@@ -274,12 +459,13 @@ def main() -> None:
     os.dup2(2, 1)
     job = json.loads(sys.argv[1])
     threading.Thread(target=_watchdog, args=(float(job["watchdog_s"]),), daemon=True).start()
+    result: dict[str, Any] = {}
     try:
-        result = _check(job)
+        _check(job, result)
     except _Fail as e:
-        result = {"error": str(e), "peak_rss_mb": _hwm_mb()}
+        result.update(error=str(e), peak_rss_mb=_hwm_mb())
     except Exception as e:  # anything else is still a failed check, worded by the parent
-        result = {"error": f"{type(e).__name__}: {_first_line(e)}", "peak_rss_mb": _hwm_mb()}
+        result.update(error=f"{type(e).__name__}: {_first_line(e)}", peak_rss_mb=_hwm_mb())
     result_out.write(RESULT_MARKER + json.dumps(result) + "\n")
     result_out.flush()
 

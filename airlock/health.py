@@ -7,7 +7,8 @@ one model per isolated child process::
 
     files = ModelFiles(model=mdir / "detector.onnx", inputs=mdir / "inputs.npz",
                        outputs=mdir / "outputs.npz")
-    result = check_model("detector", files, entry.health, cwd=release_dir)
+    result = check_model("detector", files, entry.health, cwd=release_dir,
+                         evaluation=entry.evaluation)      # None: no labelled set
     report = HealthReport.of([result])
     if not report.ok:
         raise HealthCheckError(report.reason)   # "health check of model 'detector' failed: ..."
@@ -20,8 +21,12 @@ data files (``ModelFiles.data``) must be beside it.
 What a check does, with the model's budgets (any object with the fields of
 :class:`Budgets`, such as ``keys.release.HealthSpec``):
 
-1. load the model with ONNX Runtime (providers from the budgets, CPU by
-   default; the ``providers`` argument overrides);
+1. load the model with ONNX Runtime, with the execution providers and
+   session options the application uses (:class:`Runtime`: the budgets' own,
+   CPU by default; a device's ``runtime`` argument, ``agent.runtime``; the
+   ``providers`` argument over both); a provider that is not available fails
+   the check unless fallback is allowed, and the result says which providers
+   ran which nodes (``ModelResult.providers``);
 2. run the golden inputs and compare every golden output with numpy
    ``allclose`` semantics (``|got - expected| <= atol + rtol * |expected|``),
    naming the worst element; without golden data, run zeros of the declared
@@ -29,15 +34,24 @@ What a check does, with the model's budgets (any object with the fields of
    that hold no array, or name anything the model does not output, fail the
    check: a check that compares nothing must not pass;
 3. time ``runs`` inferences and compare their p95 with ``max_p95_ms``;
-4. compare the child's peak RSS with ``max_memory_mb`` (or a hard cap).
+4. stream the evaluation set (``evaluation``, ``ModelFiles.eval_data`` and
+   ``eval_labels``) through the model a batch at a time and judge its
+   metrics against the thresholds (:mod:`airlock.evaluation`); relative
+   ones (``min_delta``) against ``baseline``, the running release's result
+   on the same set, when there is one, and otherwise say why not;
+5. compare the child's peak RSS with ``max_memory_mb`` (or a hard cap): the
+   evaluation runs in the same child, under the same budget and timeout.
 
 The child measures (its ``STEPS``); this side judges, through :data:`JUDGES`,
 a list of functions from the child's measurements to findings. A finding is
-either about the model (wrong outputs: always a failure) or about a budget of
-the target hardware (latency, memory): those fail the check where
+either about the model (wrong outputs, a metric below its threshold: always
+a failure), about the target hardware (latency, memory, an execution
+provider the application needs): those fail the check where
 ``enforce_budgets`` (the device; ``airlock build --enforce-budgets``) and are
-otherwise reported in ``over_budget`` (the host, whose hardware differs). A
-new kind of check is one step in the child and one judge here.
+otherwise reported in ``over_budget`` (the host, whose hardware differs; its
+child falls back to the providers it has), or a note (a relative threshold
+with nothing to compare with). A new kind of check is one step in the child
+and one judge here.
 
 Isolation: each model is checked by ``python -I /path/to/airlock/_health_child.py``
 (isolated mode, by absolute path) in a new session (its own process group),
@@ -74,7 +88,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any, Protocol
 
@@ -82,16 +96,28 @@ import psutil
 
 from airlock import _health_child
 from airlock._health_child import RESULT_MARKER
-from airlock.limits import MAX_CHILD_OUTPUT_BYTES
+from airlock.evaluation import Threshold, judge
+from airlock.limits import (
+    MAX_CHILD_OUTPUT_BYTES,
+    MAX_DETAILED_CLASSES,
+    MAX_EVAL_BATCH_BYTES,
+    MAX_EVAL_CLASSES,
+    MAX_EVAL_SAMPLES,
+    MAX_PROFILE_BYTES,
+    MAX_TOP_K,
+)
 from airlock.spawn import child_env, python_argv
 
 __all__ = [
     "JUDGES",
+    "Baseline",
     "Budgets",
+    "Evaluation",
     "Finding",
     "HealthReport",
     "ModelFiles",
     "ModelResult",
+    "Runtime",
     "check_model",
 ]
 
@@ -106,6 +132,10 @@ _WATCHDOG_GRACE_S = 10.0
 # own out of sys.path, so this file is the one that runs, and imports only
 # the standard library, numpy and onnxruntime.
 _CHILD_SCRIPT = Path(_health_child.__file__).resolve()
+
+
+class _JsonOptions(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
 
 
 class Budgets(Protocol):
@@ -125,16 +155,69 @@ class Budgets(Protocol):
     def timeout_s(self) -> float: ...
     @property
     def providers(self) -> tuple[str, ...]: ...
+    @property
+    def provider_fallback(self) -> bool: ...
+    @property
+    def session(self) -> _JsonOptions: ...
+
+
+class Evaluation(Protocol):
+    """A labelled set and its thresholds (``keys.release.EvaluationSpec`` has it)."""
+
+    @property
+    def data(self) -> str: ...  # digests of the set and its labels: what a baseline must match
+    @property
+    def labels(self) -> str: ...
+    @property
+    def metrics(self) -> tuple[Threshold, ...]: ...
+    @property
+    def batch(self) -> int: ...
+    @property
+    def max_samples(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The ONNX Runtime setup a check runs with: the application's, so the check sees what it will."""
+
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    #: False: every provider must be usable, or the check fails (on the host: is over budget).
+    provider_fallback: bool = False
+    session: Mapping[str, Any] = field(default_factory=dict)  # keys.release.SessionOptions JSON
+    source: str = "release"  # where the providers came from: "release", "device" or "caller"
+
+    @classmethod
+    def of(cls, budgets: Budgets) -> Runtime:
+        """The release's own setup for a model."""
+        return cls(tuple(budgets.providers) or ("CPUExecutionProvider",),
+                   budgets.provider_fallback, budgets.session.to_json())
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A model's recorded evaluation in the release being replaced: what ``min_delta`` compares with."""
+
+    release: str
+    data: str  # digests of the set and labels it was measured on
+    labels: str
+    samples: int
+    metrics: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
 class ModelFiles:
-    """The files one check reads: the model, its external data beside it, its golden data."""
+    """The files one check reads: the model, its external data beside it, its golden data,
+    its evaluation set and labels."""
 
     model: Path
     inputs: Path | None = None
     outputs: Path | None = None
     data: tuple[Path, ...] = ()
+    eval_data: Path | None = None
+    eval_labels: Path | None = None
 
 
 @dataclass
@@ -151,6 +234,8 @@ class ModelResult:
     runtime_rss_mb: float | None = None  # RSS of the child before loading the model
     over_budget: str | None = None  # budgets missed but not enforced here (the host)
     seconds: float | None = None  # the whole check, spawn to verdict
+    providers: dict[str, Any] | None = None  # requested, available, used, nodes per provider
+    evaluation: dict[str, Any] | None = None  # metrics, threshold checks, baseline used
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -178,33 +263,69 @@ class HealthReport:
 
 @dataclass(frozen=True)
 class Finding:
-    """One thing a judge found wrong; ``budget`` findings are enforced only where asked."""
+    """One thing a judge found wrong; ``budget`` findings are enforced only where asked.
+
+    A ``note`` is said in the result's note and fails nothing.
+    """
 
     text: str
     budget: bool = False
+    note: bool = False
 
 
 @dataclass(frozen=True)
 class _Measured:
-    """What a judge reads: the child's result and what the parent saw of it."""
+    """What a judge reads: the child's result, what the parent saw of it, what it was asked.
+
+    ``evaluation`` is the record of the child's evaluation that the metrics
+    judge completes (its checks, the baseline it used) for the result.
+    """
 
     result: Mapping[str, Any]
     peak_mb: float | None
     memory_budget_mb: float
     memory_budget_text: str
+    runtime: Runtime
+    plan: Evaluation | None = None
+    baseline: Baseline | None = None
+    no_baseline: str = ""
+    evaluation: dict[str, Any] | None = None
 
 
 Judge = Callable[[_Measured, Budgets], list[Finding]]
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What one check was asked beyond the files and budgets."""
+
+    runtime: Runtime
+    enforce_budgets: bool
+    evaluation: Evaluation | None
+    baseline: Baseline | None
+    no_baseline: str
+
+
 def check_model(name: str, files: ModelFiles, budgets: Budgets, *, cwd: Path,
-                providers: Sequence[str] | None = None,
-                enforce_budgets: bool = True) -> ModelResult:
-    """Check one model in its own child process, run in ``cwd``; never raises for the model's sake."""
+                providers: Sequence[str] | None = None, runtime: Runtime | None = None,
+                enforce_budgets: bool = True, evaluation: Evaluation | None = None,
+                baseline: Baseline | None = None,
+                no_baseline: str = "no release is running to compare with") -> ModelResult:
+    """Check one model in its own child process, run in ``cwd``; never raises for the model's sake.
+
+    ``runtime`` is the ONNX Runtime setup (the budgets' own by default),
+    ``providers`` overrides its providers; ``evaluation`` the model's
+    labelled set (its files in ``files``), ``baseline`` the running
+    release's recorded result for relative thresholds (``no_baseline``
+    says why there is none).
+    """
     start = time.monotonic()
+    chosen = runtime or Runtime.of(budgets)
+    if providers:
+        chosen = replace(chosen, providers=tuple(providers), source="caller")
+    asked = _Asked(chosen, enforce_budgets, evaluation, baseline, no_baseline)
     try:
-        result = _check_model(name, files, budgets, Path(cwd).absolute(), providers,
-                              enforce_budgets)
+        result = _check_model(name, files, budgets, Path(cwd).absolute(), asked)
     except Exception as e:  # cannot fork, /tmp full...: a failed check, not a dead caller
         result = ModelResult(name, False, f"check could not run: {e}", None, None, None)
     result.seconds = round(time.monotonic() - start, 3)
@@ -212,7 +333,7 @@ def check_model(name: str, files: ModelFiles, budgets: Budgets, *, cwd: Path,
 
 
 def _check_model(name: str, files: ModelFiles, spec: Budgets, cwd: Path,
-                 providers: Sequence[str] | None, enforce_budgets: bool) -> ModelResult:
+                 asked: _Asked) -> ModelResult:
     def failed(reason: str, **kw: Any) -> ModelResult:
         return ModelResult(name, False, reason, kw.pop("p95_ms", None),
                            kw.pop("peak_rss_mb", None), kw.pop("worst", None), **kw)
@@ -225,8 +346,24 @@ def _check_model(name: str, files: ModelFiles, spec: Budgets, cwd: Path,
     for data in files.data:
         if not data.is_file():
             return failed(f"external data file {_rel(data, cwd)} is missing")
+    evaluate = None
+    if asked.evaluation is not None:
+        for path in (files.eval_data, files.eval_labels):
+            if path is None or not path.is_file():
+                what = _rel(path, cwd) if path is not None else "not given"
+                return failed(f"evaluation file {what} is missing")
+        assert files.eval_data is not None and files.eval_labels is not None
+        ev = asked.evaluation
+        evaluate = {
+            "data": str(files.eval_data.absolute()), "labels": str(files.eval_labels.absolute()),
+            "batch": ev.batch, "max_samples": ev.max_samples or MAX_EVAL_SAMPLES,
+            "metrics": [t.metric for t in ev.metrics], "max_k": MAX_TOP_K,
+            "max_classes": MAX_EVAL_CLASSES, "detailed_classes": MAX_DETAILED_CLASSES,
+            "max_batch_bytes": MAX_EVAL_BATCH_BYTES,
+        }
 
-    budget, budget_text = _memory_budget(spec, enforce_budgets)
+    budget, budget_text = _memory_budget(spec, asked.enforce_budgets)
+    rt = asked.runtime
     job = {
         "model": str(files.model.absolute()),
         "inputs": str(files.inputs.absolute()) if files.inputs else None,
@@ -234,7 +371,14 @@ def _check_model(name: str, files: ModelFiles, spec: Budgets, cwd: Path,
         "rtol": spec.rtol,
         "atol": spec.atol,
         "runs": spec.runs,
-        "providers": list(providers or spec.providers or ("CPUExecutionProvider",)),
+        "providers": list(rt.providers),
+        "providers_from": rt.source,
+        # Where budgets are not enforced (the host), the child runs on the providers it has
+        # and the _providers judge reports the missing ones.
+        "provider_fallback": rt.provider_fallback or not asked.enforce_budgets,
+        "session": dict(rt.session),
+        "max_profile_bytes": MAX_PROFILE_BYTES,
+        "evaluate": evaluate,
         "watchdog_s": spec.timeout_s + _WATCHDOG_GRACE_S,
     }
     run = _run_child(job, cwd, spec.timeout_s, budget)
@@ -252,20 +396,26 @@ def _check_model(name: str, files: ModelFiles, spec: Budgets, cwd: Path,
         return failed(f"{what}{run.stderr_hint()}", peak_rss_mb=run.peak_mb)
 
     r = run.result
-    notes = "; ".join(r.get("notes") or []) or None
-    common: dict[str, Any] = {"peak_rss_mb": run.peak_mb, "note": notes,
-                              "runtime_rss_mb": r.get("runtime_rss_mb")}
+    notes = [str(n) for n in r.get("notes") or []]
+    providers = r.get("providers") if isinstance(r.get("providers"), dict) else None
+    common: dict[str, Any] = {"peak_rss_mb": run.peak_mb,
+                              "runtime_rss_mb": r.get("runtime_rss_mb"), "providers": providers}
     if "error" in r:
-        return failed(str(r["error"]), **common)
+        return failed(str(r["error"]), note="; ".join(notes) or None, **common)
 
-    measured = _Measured(r, run.peak_mb, budget, budget_text)
-    findings = [f for judge in JUDGES for f in judge(measured, spec)]
-    problems = [f.text for f in findings if enforce_budgets or not f.budget]
-    unenforced = [f.text for f in findings if f.budget and not enforce_budgets]
+    evaluation = r.get("evaluation")
+    measured = _Measured(r, run.peak_mb, budget, budget_text, rt, asked.evaluation,
+                         asked.baseline, asked.no_baseline,
+                         dict(evaluation) if isinstance(evaluation, dict) else None)
+    findings = [f for j in JUDGES for f in j(measured, spec)]
+    enforce = asked.enforce_budgets
+    problems = [f.text for f in findings if not f.note and (enforce or not f.budget)]
+    unenforced = [f.text for f in findings if f.budget and not enforce]
+    notes += [f.text for f in findings if f.note]
     worst = dict(r.get("outputs") or {}) or None
     return ModelResult(name, not problems, "; ".join(problems) or None,
-                       float(r["p95_ms"]), **common, worst=worst,
-                       over_budget="; ".join(unenforced) or None)
+                       float(r["p95_ms"]), **common, worst=worst, note="; ".join(notes) or None,
+                       over_budget="; ".join(unenforced) or None, evaluation=measured.evaluation)
 
 
 def _golden(m: _Measured, spec: Budgets) -> list[Finding]:
@@ -281,6 +431,52 @@ def _latency(m: _Measured, spec: Budgets) -> list[Finding]:
     return []
 
 
+def _providers(m: _Measured, spec: Budgets) -> list[Finding]:
+    """A provider the application needs that was not here: over budget where not enforced.
+
+    (Where budgets are enforced the child itself fails on it, unless fallback is allowed.)
+    """
+    report = m.result.get("providers")
+    missing = report.get("missing") if isinstance(report, dict) else None
+    if not missing or m.runtime.provider_fallback:
+        return []
+    return [Finding(f"execution provider {', '.join(map(str, missing))} is not available here "
+                    f"(checked on {', '.join(map(str, report.get('session') or []))}); "
+                    "the device must have it", budget=True)]
+
+
+def _metrics(m: _Measured, spec: Budgets) -> list[Finding]:
+    """The evaluation's metrics against the thresholds; records the checks in ``m.evaluation``."""
+    plan = m.plan
+    if plan is None:
+        return []
+    ev = m.evaluation
+    if ev is None:
+        return [Finding("the evaluation did not run")]
+    samples = int(ev.get("samples") or 0)
+    ev.update(data=plan.data, labels=plan.labels, baseline=None)
+    why, base_metrics, base = m.no_baseline, None, m.baseline
+    if base is not None:
+        if (base.data, base.labels) != (plan.data, plan.labels):
+            why = f"{base.release} was evaluated on another set"
+        elif base.samples != samples:
+            why = (f"{base.release} was evaluated on {base.samples} samples of this "
+                   f"set, this release on {samples}")
+        else:
+            base_metrics = base.metrics
+            ev["baseline"] = base.to_dict()
+    checks = judge(plan.metrics, ev.get("metrics") or {}, baseline=base_metrics,
+                   baseline_name=base.release if base else "the running release",
+                   no_baseline=why)
+    ev["checks"] = checks
+    findings = [Finding(str(n), note=True) for n in ev.get("notes") or []]
+    findings += [Finding(c["reason"], note=True) for c in checks if c["ok"] is None]
+    failed = [c["reason"] for c in checks if c["ok"] is False]
+    if failed:
+        findings.append(Finding(f"{'; '.join(failed)} (on {samples} evaluation samples)"))
+    return findings
+
+
 def _memory(m: _Measured, spec: Budgets) -> list[Finding]:
     if spec.max_memory_mb is not None and m.peak_mb is not None and m.peak_mb > spec.max_memory_mb:
         return [Finding(f"used {m.peak_mb:.0f} MB > max_memory_mb {spec.max_memory_mb:g}",
@@ -292,7 +488,7 @@ def _memory(m: _Measured, spec: Budgets) -> list[Finding]:
 
 #: The judges, in the order their findings are worded; each reads the child's
 #: measurements (its ``STEPS``) and the budgets.
-JUDGES: tuple[Judge, ...] = (_golden, _latency, _memory)
+JUDGES: tuple[Judge, ...] = (_golden, _providers, _latency, _metrics, _memory)
 
 
 def _describe_mismatch(name: str, cmp: dict[str, Any], spec: Budgets) -> str:

@@ -21,12 +21,19 @@ __all__ = [
     "CHUNK",
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
+    "MAX_CONTRACT_VALUES",
+    "MAX_DETAILED_CLASSES",
     "MAX_DEVICE_DOCUMENT_BYTES",
     "MAX_DRIFT_FEATURES",
     "MAX_DRIFT_FILE_BYTES",
     "MAX_DRIFT_ROWS",
     "MAX_DRIFT_SAMPLE_FILES",
     "MAX_DROP_MEMORY",
+    "MAX_EVAL_BATCH",
+    "MAX_EVAL_BATCH_BYTES",
+    "MAX_EVAL_CLASSES",
+    "MAX_EVAL_METRICS",
+    "MAX_EVAL_SAMPLES",
     "MAX_EXTENDED_HEADERS_PER_MEMBER",
     "MAX_EXTENDED_HEADER_BYTES",
     "MAX_EXTENDED_HEADER_TOTAL_BYTES",
@@ -43,11 +50,16 @@ __all__ = [
     "MAX_OUTPUT_TAIL_BYTES",
     "MAX_PARTS",
     "MAX_PARTS_MANIFEST_BYTES",
+    "MAX_PROFILE_BYTES",
     "MAX_REPORT_FIELD_CHARS",
     "MAX_REPORT_JOURNAL_ENTRIES",
+    "MAX_SAMPLE_FILES",
+    "MAX_SAMPLE_FILE_BYTES",
     "MAX_SEQUENCE",
     "MAX_SPEC_ALIAS_EXPANSION",
     "MAX_STATE_FILE_BYTES",
+    "MAX_THREADS",
+    "MAX_TOP_K",
     "PROBE_ATTEMPT_S",
     "RESERVE_BYTES",
 ]
@@ -221,3 +233,54 @@ MAX_PARTS: Final = 999
 #: ``BUNDLE.parts.json`` is unsigned (anyone holding the stick can edit it) and
 #: read whole before any part: endless data. 999 entries need about 150 KB.
 MAX_PARTS_MANIFEST_BYTES: Final = 1024 * 1024
+
+#: Samples one evaluation reads (``evaluate.max_samples`` may ask for fewer).
+#: CPU exhaustion by a signed but careless release, as ``MAX_HEALTH_RUNS``:
+#: the whole check still answers to ``timeout_s``, this keeps the build-time
+#: contract check of the set bounded too.
+MAX_EVAL_SAMPLES: Final = 10_000_000
+
+#: Rows per inference of an evaluation (``evaluate.batch``), and the bytes one
+#: batch of all inputs may take. The set is streamed one batch at a time, so a
+#: batch is what memory holds; a header claiming huge rows must not make the
+#: child (or the build) allocate gigabytes before the budget can kill it.
+MAX_EVAL_BATCH: Final = 65_536
+MAX_EVAL_BATCH_BYTES: Final = 256 * 1024 * 1024
+
+#: Classes a classifier's confusion matrix may have (it is classes² integers:
+#: 8 MiB at this bound). A label or output of a million classes must not
+#: allocate a terabyte.
+MAX_EVAL_CLASSES: Final = 1024
+
+#: Classes whose per-class precision, recall, F1 and confusion-matrix row the
+#: result carries (the metrics themselves are computed for every class). The
+#: result goes into the journal and ``status``: 1024 classes of detail would
+#: make each health entry hundreds of kilobytes.
+MAX_DETAILED_CLASSES: Final = 64
+
+#: Largest k of a ``topK_accuracy`` metric, and metrics one model may name.
+#: Both only bound work and result size for a careless spec.
+MAX_TOP_K: Final = 100
+MAX_EVAL_METRICS: Final = 64
+
+#: Allowed values one categorical input contract may list. They are compared
+#: with every element of every sample (``numpy.isin``); the list is signed, so
+#: only carelessness makes it long.
+MAX_CONTRACT_VALUES: Final = 4096
+
+#: ONNX Runtime thread counts a spec or device config may ask for (intra-op,
+#: inter-op). Thousands of threads would take a small device down before the
+#: memory budget sees it.
+MAX_THREADS: Final = 256
+
+#: Newest sample files (``ROOT/samples/MODEL/``) an input-contract count reads,
+#: and the bytes of each. The application fills that folder; a folder that
+#: grows without end, or one huge file, must not make ``check`` slow or big.
+MAX_SAMPLE_FILES: Final = 64
+MAX_SAMPLE_FILE_BYTES: Final = 64 * 1024 * 1024
+
+#: ONNX Runtime's profile of the first inference, read back by the health
+#: child to learn which execution provider ran each node (only when a check
+#: uses more than one). A model of very many nodes must not make the child
+#: parse hundreds of megabytes; past this the split is not reported.
+MAX_PROFILE_BYTES: Final = 16 * 1024 * 1024

@@ -11,9 +11,11 @@ model whatever its source::
     files = contents.source_files()   # oci-layout, index.json, blobs/sha256/…
 
 A model artifact's layers are the model, its ONNX external data files (a
-model over 2 GB keeps its weights there) and its golden data. Before it is
-wrapped, ``bundler.model_check`` reads the model and the golden data: what
-would fail a device's health check fails the build instead (exit 2).
+model over 2 GB keeps its weights there), its golden data and its evaluation
+set and labels. Before it is wrapped, ``bundler.model_check`` reads the
+model and the golden data, and ``bundler.evaluation_check`` the evaluation
+set and the input contract: what would fail a device's health check fails
+the build instead (exit 2).
 
 A blob added twice (a layer shared by two images) is stored once: the
 builder is keyed by digest. Files are hashed here, once; the bundle writer
@@ -45,17 +47,25 @@ from airlock.oci import (
     oci_layout,
     oci_manifest,
 )
+from bundler.evaluation_check import (
+    check_contract_signature,
+    check_data_contract,
+    check_evaluation,
+)
 from bundler.model_check import (
     ModelCheckError,
+    ModelFacts,
     check_external_sizes,
     check_golden,
     read_model,
 )
 from bundler.spec import ModelSpec, Spec
-from keys.release import ModelEntry
+from keys.release import EvaluationSpec, ModelEntry
 
 __all__ = [
     "DRIFT_REFERENCE_TYPE",
+    "EVAL_DATA_TYPE",
+    "EVAL_LABELS_TYPE",
     "GOLDEN_INPUTS_TYPE",
     "GOLDEN_OUTPUTS_TYPE",
     "MODEL_ARTIFACT_TYPE",
@@ -73,6 +83,8 @@ GOLDEN_INPUTS_TYPE = "application/vnd.airlock.golden.inputs.v1+npz"
 GOLDEN_OUTPUTS_TYPE = "application/vnd.airlock.golden.outputs.v1+npz"
 MODEL_DATA_TYPE = "application/vnd.airlock.model.external-data.v1"
 DRIFT_REFERENCE_TYPE = "application/vnd.airlock.drift.reference.v1+npz"
+EVAL_DATA_TYPE = "application/vnd.airlock.eval.data.v1+npz"
+EVAL_LABELS_TYPE = "application/vnd.airlock.eval.labels.v1+npz"
 
 
 @dataclass
@@ -198,6 +210,10 @@ def add_model_artifact(
                              field_name)
         check_golden(facts, contents.opener(inputs) if inputs else None,
                      contents.opener(outputs) if outputs else None)
+        check_contract_signature(facts, m.contract)
+        if inputs is not None and m.contract:
+            check_data_contract(m.contract, contents.opener(inputs), "health.inputs")
+        evaluation, eval_layers = _add_evaluation(contents, m, facts)
     except ModelCheckError as e:
         raise m.origin.error(e.field, str(e)) from None
     reference = None
@@ -208,7 +224,8 @@ def add_model_artifact(
             m.health.reference,
             annotations={ANNOTATION_TITLE: m.health.reference.name},
         )
-    layers = [model, *data] + [d for d in (inputs, outputs, reference) if d is not None]
+    layers = ([model, *data] + [d for d in (inputs, outputs, reference) if d is not None]
+              + eval_layers)
     config = contents.add_bytes(OCI_EMPTY, b"{}")
     manifest = contents.add_bytes(
         OCI_MANIFEST,
@@ -232,7 +249,23 @@ def add_model_artifact(
             outputs=outputs.digest if outputs else None,
             reference=reference.digest if reference else None,
         ),
+        evaluation=evaluation,
+        contract=m.contract,
     )
+
+
+def _add_evaluation(contents: LayoutBuilder, m: ModelSpec,
+                    facts: ModelFacts) -> tuple[EvaluationSpec | None, list[Descriptor]]:
+    """The evaluation set and labels (local files, for local and registry models alike)."""
+    ev = m.evaluate
+    if ev is None:
+        return None, []
+    data = contents.add_file(EVAL_DATA_TYPE, ev.data, annotations={ANNOTATION_TITLE: ev.data.name})
+    labels = contents.add_file(EVAL_LABELS_TYPE, ev.labels,
+                               annotations={ANNOTATION_TITLE: ev.labels.name})
+    check_evaluation(facts, ev, m.contract, contents.opener(data), contents.opener(labels))
+    spec = EvaluationSpec(data.digest, labels.digest, ev.metrics, ev.batch, ev.max_samples)
+    return spec, [data, labels]
 
 
 def _tag(version: str) -> str:

@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO
 
+from airlock.contract import ONNX_DTYPES
 from keys.signed_fields import FieldError, valid_model_files
 
 __all__ = ["ModelCheckError", "ModelFacts", "check_external_sizes", "check_golden", "read_model"]
@@ -49,12 +50,18 @@ class ModelCheckError(ValueError):
         self.field = field
 
 
+#: A graph input's or output's dtype (numpy name; None if not a plain tensor type we name)
+#: and dims (ints, names, None where unknown; None when the model gives no shape).
+Signature = tuple[str | None, tuple[int | str | None, ...] | None]
+
+
 @dataclass(frozen=True)
 class ModelFacts:
     inputs: frozenset[str]  # graph inputs a caller must feed (initializers excluded)
     outputs: frozenset[str]
     external: tuple[str, ...]  # external data file names, in order of first use
     needs: Mapping[str, int]  # external file name -> bytes the model reads from it, at least
+    types: Mapping[str, Signature] = field(default_factory=dict)  # inputs and outputs by name
 
 
 def read_model(open_model: Opener, file_name: str, where: str = "path") -> ModelFacts:
@@ -95,6 +102,7 @@ def read_model(open_model: Opener, file_name: str, where: str = "path") -> Model
         outputs=frozenset(scan.outputs),
         external=tuple(needs),
         needs=needs,
+        types=scan.types,
     )
 
 
@@ -152,7 +160,11 @@ class _Scan:
     NODE_ATTR, FUNCTION_NODE = 5, 7  # NodeProto.attribute, FunctionProto.node
     ATTR_TENSORS, ATTR_GRAPHS, ATTR_SPARSE = (5, 10), (6, 11), (22, 23)  # t/tensors, g/graphs
     SPARSE_PARTS = (1, 2)  # SparseTensorProto.values, .indices
-    VALUE_NAME = 1  # ValueInfoProto.name
+    VALUE_NAME, VALUE_TYPE = 1, 2  # ValueInfoProto.name, .type
+    TYPE_TENSOR = 1  # TypeProto.tensor_type
+    TENSOR_ELEM, TENSOR_SHAPE = 1, 2  # TypeProto.Tensor.elem_type, .shape
+    SHAPE_DIM = 1  # TensorShapeProto.dim
+    DIM_VALUE, DIM_PARAM = 1, 2  # TensorShapeProto.Dimension.dim_value, .dim_param
     T_DIMS, T_TYPE, T_NAME, T_EXTERNAL, T_LOCATION = 1, 2, 8, 13, 14  # TensorProto
     EXTERNAL = 1  # TensorProto.DataLocation.EXTERNAL
     ENTRY_KEY, ENTRY_VALUE = 1, 2  # StringStringEntryProto
@@ -163,6 +175,7 @@ class _Scan:
         self.outputs: list[str] = []
         self.initializers: list[str] = []
         self.external: list[_Tensor] = []
+        self.types: dict[str, Signature] = {}
         self.depth = 0
 
     # -- the wire format -------------------------------------------------------------------------
@@ -237,8 +250,9 @@ class _Scan:
             elif number == self.GRAPH_SPARSE:
                 self.sparse(self._end(v))
             elif top and number in (self.GRAPH_INPUT, self.GRAPH_OUTPUT):
-                name = self.value_name(self._end(v))
+                name, signature = self.value_info(self._end(v))
                 (self.inputs if number == self.GRAPH_INPUT else self.outputs).append(name)
+                self.types[name] = signature
         self.depth -= 1
 
     def nodes_of(self, end: int, node_field: int) -> None:
@@ -267,12 +281,37 @@ class _Scan:
             if wire == _LEN and number in self.SPARSE_PARTS:
                 self.tensor(self._end(v))
 
-    def value_name(self, end: int) -> str:
+    def value_info(self, end: int) -> tuple[str, Signature]:
+        """A ValueInfoProto's name and, for a tensor, its dtype and dims."""
         name = ""
+        signature: Signature = (None, None)
         for number, wire, v in self._fields(end):
             if wire == _LEN and number == self.VALUE_NAME:
                 name = self._text(v)
-        return name
+            elif wire == _LEN and number == self.VALUE_TYPE:
+                for n2, w2, v2 in self._fields(self._end(v)):
+                    if w2 == _LEN and n2 == self.TYPE_TENSOR:
+                        signature = self.tensor_type(self._end(v2))
+        return name, signature
+
+    def tensor_type(self, end: int) -> Signature:
+        elem: int | None = None
+        dims: list[int | str | None] | None = None
+        for number, wire, v in self._fields(end):
+            if number == self.TENSOR_ELEM and wire == _VARINT:
+                elem = v
+            elif number == self.TENSOR_SHAPE and wire == _LEN:
+                dims = []
+                for n2, w2, v2 in self._fields(self._end(v)):
+                    if n2 == self.SHAPE_DIM and w2 == _LEN:
+                        dim: int | str | None = None
+                        for n3, w3, v3 in self._fields(self._end(v2)):
+                            if n3 == self.DIM_VALUE and w3 == _VARINT:
+                                dim = v3
+                            elif n3 == self.DIM_PARAM and w3 == _LEN:
+                                dim = self._text(v3) or None
+                        dims.append(dim)
+        return ONNX_DTYPES.get(elem or 0), None if dims is None else tuple(dims)
 
     def tensor(self, end: int) -> str:
         """Reads a TensorProto's name, shape, type and external data; returns its name."""

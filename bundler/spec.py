@@ -27,8 +27,18 @@ from typing import Any, TypeVar
 
 import yaml
 
+from airlock.contract import InputRule
 from airlock.errors import FormatError, SpecError
+from airlock.evaluation import Threshold
 from airlock.limits import MAX_JSON_DEPTH, MAX_SPEC_ALIAS_EXPANSION
+from keys.evaluation_fields import (
+    valid_batch,
+    valid_contract,
+    valid_max_samples,
+    valid_metrics,
+    valid_providers,
+    valid_session,
+)
 from keys.release import HealthSpec, Hooks
 from keys.signed_fields import (
     FieldError,
@@ -44,7 +54,8 @@ from keys.signed_fields import (
 )
 from keys.trust import parse_duration
 
-__all__ = ["HealthFiles", "ImageSpec", "ModelSpec", "Origin", "Spec", "load_spec"]
+__all__ = ["EvaluateFiles", "HealthFiles", "ImageSpec", "ModelSpec", "Origin", "Spec",
+           "load_spec"]
 
 _T = TypeVar("_T")
 
@@ -77,12 +88,25 @@ class HealthFiles:
 
 
 @dataclass(frozen=True)
+class EvaluateFiles:
+    """A model's labelled evaluation set (local files) and the thresholds it must meet."""
+
+    data: Path
+    labels: Path
+    metrics: tuple[Threshold, ...]
+    batch: int = 32
+    max_samples: int | None = None
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     path: Path | None = None
     ref: str | None = None
     health: HealthFiles = field(default_factory=HealthFiles)
     origin: Origin = Origin("airlock.yaml", "models")
+    evaluate: EvaluateFiles | None = None
+    contract: tuple[InputRule, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -410,7 +434,8 @@ def _span(d: timedelta) -> str:
 
 
 def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
-    f = _Fields(spec, node, f"models[{i}]", {"name", "path", "ref", "health"})
+    f = _Fields(spec, node, f"models[{i}]",
+                {"name", "path", "ref", "health", "evaluate", "inputs_contract"})
     name = _plain_name(f, "name")
     if ("path" in f.nodes) == ("ref" in f.nodes):
         raise SpecError(str(spec), f"models[{i}]", "give exactly one of 'path' or 'ref'", f.line)
@@ -436,6 +461,8 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
             "providers",
             "reference",
             "drift_warn",
+            "provider_fallback",
+            "session",
         },
     )
     if h is not None:
@@ -454,11 +481,9 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
         if (inputs or inputs_ref) and not (outputs or outputs_ref):
             raise h.error("outputs", "golden inputs need golden outputs")
         runs = h.check("runs", valid_runs, h.value("runs", (int,), "an integer", 20))
-        providers = h.value(
+        providers = h.check("providers", valid_providers, h.value(
             "providers", (list,), "a list of provider names", ["CPUExecutionProvider"]
-        )
-        for n, provider in enumerate(providers):
-            h.check("providers", _at(n, valid_line), provider)
+        ))
         timeout = h.number("timeout_s", 60.0, positive=True)
         health = HealthFiles(
             inputs=inputs,
@@ -473,15 +498,45 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
                 max_p95_ms=h.number("max_p95_ms", None),
                 max_memory_mb=h.number("max_memory_mb", None),
                 timeout_s=timeout,
-                providers=tuple(str(p) for p in providers),
+                providers=providers,
                 drift_warn=h.number("drift_warn", None),
+                provider_fallback=h.value("provider_fallback", (bool,), "true or false", False),
+                session=h.check("session", valid_session,
+                                h.value("session", (dict,), "a mapping of session options", {})),
             ),
         )
-    lines = [(k, _line(f.nodes.get(k))) for k in ("path", "ref")]
+    evaluate, e = _evaluate(f)
+    contract: tuple[InputRule, ...] = ()
+    if "inputs_contract" in f.nodes:
+        contract = f.check("inputs_contract", valid_contract, f.value(
+            "inputs_contract", (dict,), "a mapping of input name to its contract"))
+    lines = [(k, _line(f.nodes.get(k))) for k in ("path", "ref", "inputs_contract")]
     if h is not None:
         lines += [(f"health.{k}", _line(h.nodes.get(k))) for k in ("inputs", "outputs")]
+    if e is not None:
+        lines += [(f"evaluate.{k}", _line(e.nodes.get(k)))
+                  for k in ("data", "labels", "metrics", "batch")]
     origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
-    return ModelSpec(name, model_path, ref, health, origin)
+    return ModelSpec(name, model_path, ref, health, origin, evaluate, contract)
+
+
+def _evaluate(f: _Fields) -> tuple[EvaluateFiles | None, _Fields | None]:
+    """``evaluate:``: the set, its labels (local ``.npz`` files) and the metric thresholds."""
+    e = f.sub("evaluate", {"data", "labels", "metrics", "batch", "max_samples"})
+    if e is None:
+        return None, None
+    data, labels = e.path("data"), e.path("labels")
+    assert data is not None and labels is not None
+    max_samples = e.value("max_samples", (int,), "an integer", None)
+    return EvaluateFiles(
+        data=data,
+        labels=labels,
+        metrics=e.check("metrics", valid_metrics, e.value(
+            "metrics", (dict,), "a mapping of metric to thresholds, e.g. accuracy: {min: 0.9}")),
+        batch=e.check("batch", valid_batch, e.value("batch", (int,), "an integer", 32)),
+        max_samples=None if max_samples is None
+        else e.check("max_samples", valid_max_samples, max_samples),
+    ), e
 
 
 def _reference(h: _Fields) -> Path | None:

@@ -10,8 +10,9 @@ A release is a TUF ``targets`` document (``tuf.api.metadata.Targets``):
   length and sha256;
 * the field ``airlock`` carries what TUF has no words for: the user's name and
   version string, models with their health-check budgets (and the external
-  data files a model loads beside it), images, feature flags, hooks, target
-  rings and, for a delta bundle, its base.
+  data files a model loads beside it, its evaluation set and thresholds, its
+  input contract), images, feature flags, hooks, target rings and, for a
+  delta bundle, its base.
 
 Every field is read strictly, by the rules of ``keys.signed_fields`` that the
 bundler also applies to a spec before it signs.
@@ -41,15 +42,28 @@ from tuf.api.metadata import Metadata, Root, Signed, TargetFile, Targets
 from tuf.api.serialization import DeserializationError, SerializationError, SignedSerializer
 
 from airlock.bundle import FileInfo
+from airlock.contract import InputRule
 from airlock.errors import FormatError
+from airlock.evaluation import Threshold
 from airlock.limits import (
     MAX_METADATA_BYTES,
     MAX_METADATA_VALUES,
     MAX_NAME_LENGTH,
 )
 from airlock.oci import BLOB_PREFIX, blob_path, digest_hex
+from keys.evaluation_fields import (
+    SessionOptions,
+    valid_batch,
+    valid_contract,
+    valid_max_samples,
+    valid_metrics,
+    valid_providers,
+    valid_session,
+)
 from keys.signed_fields import (
     DRIFT_REFERENCE_FILE,
+    EVAL_DATA_FILE,
+    EVAL_LABELS_FILE,
     GOLDEN_INPUTS_FILE,
     GOLDEN_OUTPUTS_FILE,
     FieldError,
@@ -68,6 +82,7 @@ from keys.signed_fields import (
 
 __all__ = [
     "Delta",
+    "EvaluationSpec",
     "HealthSpec",
     "Hooks",
     "ImageEntry",
@@ -75,6 +90,7 @@ __all__ = [
     "ModelEntry",
     "Release",
     "ReleaseSerializer",
+    "SessionOptions",
     "check_metadata_bounds",
     "is_plain_name",
     "parse_metadata",
@@ -164,6 +180,27 @@ class HealthSpec:
     providers: tuple[str, ...] = ("CPUExecutionProvider",)
     reference: str | None = None  # digest of the drift reference sample .npz
     drift_warn: float | None = None  # PSI above which drift is a warning (agent default 0.2)
+    # False: every listed provider must be usable on the device, or the check fails.
+    provider_fallback: bool = False
+    session: SessionOptions = field(default_factory=SessionOptions)
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """A labelled set the model must score well on (``evaluate:`` in the spec)."""
+
+    data: str  # digest of the .npz of inputs, one row per sample
+    labels: str  # digest of the .npz holding one array, named after the output it scores
+    metrics: tuple[Threshold, ...]
+    batch: int = 32
+    max_samples: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"data": self.data, "labels": self.labels, "batch": self.batch,
+                               "metrics": {t.metric: t.rules() for t in self.metrics}}
+        if self.max_samples is not None:
+            out["max_samples"] = self.max_samples
+        return out
 
 
 @dataclass(frozen=True)
@@ -178,12 +215,15 @@ class ModelEntry:
     source: str | None = None  # where the bundler took it from (path or OCI ref)
     # ONNX external data: (file name, digest) of each file the model loads beside it.
     data: tuple[tuple[str, str], ...] = ()
+    evaluation: EvaluationSpec | None = None
+    contract: tuple[InputRule, ...] = ()
 
     def linked_files(self) -> list[tuple[str, str]]:
         """(file name, digest) of every file the agent links into ``models/NAME/``.
 
-        The model, its external data, and its golden data under the fixed
-        names the health check reads; the release rules keep them distinct.
+        The model, its external data, its golden data and evaluation set
+        under the fixed names the health check reads; the release rules keep
+        them distinct.
         """
         files = [(self.file_name, self.blob), *self.data]
         if self.health.inputs is not None:
@@ -192,6 +232,9 @@ class ModelEntry:
             files.append((GOLDEN_OUTPUTS_FILE, self.health.outputs))
         if self.health.reference is not None:
             files.append((DRIFT_REFERENCE_FILE, self.health.reference))
+        if self.evaluation is not None:
+            files.append((EVAL_DATA_FILE, self.evaluation.data))
+            files.append((EVAL_LABELS_FILE, self.evaluation.labels))
         return files
 
 
@@ -432,10 +475,24 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
 
 def _model_dict(m: ModelEntry) -> dict[str, Any]:
     d = _drop_none(asdict(m))
-    d["health"] = _drop_none(asdict(m.health))
-    del d["data"]
-    if m.data:  # absent when empty: releases without external data sign as before
+    health = _drop_none(asdict(m.health))
+    # Absent when unset, so releases that use none of them sign as before.
+    if not m.health.provider_fallback:
+        del health["provider_fallback"]
+    session = m.health.session.to_json()
+    if session:
+        health["session"] = session
+    else:
+        del health["session"]
+    d["health"] = health
+    for key in ("data", "evaluation", "contract"):
+        d.pop(key, None)
+    if m.data:
         d["data"] = dict(m.data)
+    if m.evaluation is not None:
+        d["evaluate"] = m.evaluation.to_json()
+    if m.contract:
+        d["inputs_contract"] = {rule.name: rule.to_json() for rule in m.contract}
     return d
 
 
@@ -543,6 +600,25 @@ def _model_from(r: _Reader) -> ModelEntry:
     data = r.file_digests("data")
     r.check("data", valid_model_files, file_name, [n for n, _ in data])
     providers = h.texts("providers") or ["CPUExecutionProvider"]
+    h.check("providers", valid_providers, providers)
+    evaluation = None
+    if "evaluate" in r.raw:
+        e = r.sub("evaluate")
+        max_samples = e.value("max_samples", None)
+        evaluation = EvaluationSpec(
+            data=e.digest("data"),
+            labels=e.digest("labels"),
+            metrics=e.check("metrics", valid_metrics, e.value("metrics", None)),
+            batch=e.check("batch", valid_batch, e.value("batch", 32)),
+            max_samples=None if max_samples is None
+            else e.check("max_samples", valid_max_samples, max_samples),
+        )
+    contract: tuple[InputRule, ...] = ()
+    if "inputs_contract" in r.raw:
+        contract = r.check("inputs_contract", valid_contract, r.value("inputs_contract", None))
+    fallback = h.value("provider_fallback", False)
+    if not isinstance(fallback, bool):
+        raise FormatError(f"release field '{h.where}.provider_fallback' must be true or false")
     return ModelEntry(
         name=name,
         manifest=r.digest("manifest"),
@@ -564,7 +640,11 @@ def _model_from(r: _Reader) -> ModelEntry:
             providers=tuple(providers),
             reference=h.digest("reference", optional=True),
             drift_warn=h.number("drift_warn", None),
+            provider_fallback=fallback,
+            session=h.check("session", valid_session, h.value("session", {})),
         ),
+        evaluation=evaluation,
+        contract=contract,
     )
 
 

@@ -53,6 +53,8 @@ from airlock.limits import (
 
 __all__ = [
     "DRIFT_REFERENCE_FILE",
+    "EVAL_DATA_FILE",
+    "EVAL_LABELS_FILE",
     "FLAGS_DEPTH",
     "GOLDEN_INPUTS_FILE",
     "GOLDEN_OUTPUTS_FILE",
@@ -75,6 +77,9 @@ __all__ = [
 GOLDEN_INPUTS_FILE = "inputs.npz"
 GOLDEN_OUTPUTS_FILE = "outputs.npz"
 DRIFT_REFERENCE_FILE = "reference.npz"
+#: Likewise the evaluation set and its labels (``evaluate:``, keys.evaluation_fields).
+EVAL_DATA_FILE = "eval_data.npz"
+EVAL_LABELS_FILE = "eval_labels.npz"
 
 #: Nesting of the ``flags`` object inside the signed ``airlock`` section (and
 #: inside a spec): the depth bound counts from the section, on both sides.
@@ -244,12 +249,13 @@ def valid_unique(names: Sequence[str], what: str) -> None:
 
 
 def valid_model_files(file_name: object, data_names: Sequence[object] = ()) -> None:
-    """The files of ``models/NAME/``: the model, its external data, and the golden data.
+    """The files of ``models/NAME/``: the model, its external data, golden and evaluation data.
 
     All are plain names and distinct, so linking one never replaces another.
     """
     taken = {GOLDEN_INPUTS_FILE: "golden inputs", GOLDEN_OUTPUTS_FILE: "golden outputs",
-             DRIFT_REFERENCE_FILE: "the drift reference"}
+             DRIFT_REFERENCE_FILE: "the drift reference",
+             EVAL_DATA_FILE: "evaluation set", EVAL_LABELS_FILE: "evaluation labels"}
     for i, name in enumerate([file_name, *data_names]):
         what = "model file name" if i == 0 else "external data file name"
         try:

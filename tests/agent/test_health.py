@@ -213,7 +213,7 @@ def test_providers_argument_overrides_the_spec(tmp_path: Path) -> None:
     rel = release(entry(providers=("NoSuchExecutionProvider",)))
     m = check_release(tmp_path, rel).models[0]
     assert not m.ok and m.reason is not None
-    assert m.reason.startswith("none of the providers ['NoSuchExecutionProvider'] is available")
+    assert m.reason.startswith("execution provider NoSuchExecutionProvider is not available")
     assert "CPUExecutionProvider" in m.reason  # says what would work
     assert check_release(tmp_path, rel, providers=["CPUExecutionProvider"]).ok
 
