@@ -134,7 +134,8 @@ def make(out_dir: Path, kind: str = "classifier", *, samples: int = 2000,
     x, labels = eval_set(kind, samples)
     output = "probs" if kind == "classifier" else "y"
     np.savez(out_dir / "eval_data.npz", x=x)
-    np.savez(out_dir / "eval_labels.npz", **{output: labels})
+    named: dict[str, Any] = {output: labels}
+    np.savez(out_dir / "eval_labels.npz", **named)
     _golden(path, out_dir, x[:4], output)
     return path
 
@@ -145,7 +146,8 @@ def _golden(model: Path, out_dir: Path, x: np.ndarray, output: str) -> None:
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     (y,) = session.run([output], {"x": x})
     np.savez(out_dir / "inputs.npz", x=x)
-    np.savez(out_dir / "outputs.npz", **{output: y})
+    named: dict[str, Any] = {output: y}
+    np.savez(out_dir / "outputs.npz", **named)
 
 
 def weights(model: Path) -> dict[str, Any]:
