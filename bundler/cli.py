@@ -718,6 +718,7 @@ def _inspect_text(d: dict[str, Any]) -> str:
             + (f" + {len(m['data'])} external data file(s)" if m["data"] else "")
             + (" + golden data" if m["golden"] else ""))
         lines.append(f"          check: {budgets}")
+        lines.extend(_quality_lines(m))
     for i in d["images"]:
         lines.append(f"image     {i['ref']} ({i['platform']}) {human_size(i['size'])}")
     if d["flags"]:
@@ -737,6 +738,29 @@ def _inspect_text(d: dict[str, Any]) -> str:
                   f"{i['keyid'][:16]}…, sha256 {i['sha256'][:16]}…)"
                   for i in delta["inventories"]]
     return "\n".join(lines)
+
+
+def _quality_lines(m: dict[str, Any]) -> list[str]:
+    """What a model's check enforces beyond golden data: evaluation, input contract, runtime."""
+    from airlock.contract import InputRule
+    from airlock.evaluation import Threshold
+
+    lines = []
+    ev = m.get("evaluate")
+    if ev:
+        samples = f", at most {ev['max_samples']} samples" if ev["max_samples"] else ""
+        rules = "; ".join(Threshold(name, **bounds).describe()
+                          for name, bounds in ev["metrics"].items())
+        lines.append(f"          evaluation ({human_size(ev['data_bytes'] or 0)} set, batch "
+                     f"{ev['batch']}{samples}): {rules}")
+    for name, rule in (m.get("inputs_contract") or {}).items():
+        lines.append(f"          contract {name}: {InputRule(name, **rule).describe()}")
+    if len(m.get("providers") or []) > 1 or m.get("session"):
+        session = ", ".join(f"{k}={v}" for k, v in (m.get("session") or {}).items())
+        lines.append("          runtime: "
+                     + ("fallback allowed" if m["provider_fallback"] else "every provider required")
+                     + (f"; session {session}" if session else ""))
+    return lines
 
 
 def _health_lines(report: dict[str, Any] | None) -> list[str]:

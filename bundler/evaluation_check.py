@@ -25,12 +25,13 @@ the input and the rule)::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from airlock.contract import ContractCheck, InputRule, check_signature
 from airlock.evaluation import CLASSIFICATION, Metric, parse_metric, task_of
 from airlock.limits import MAX_EVAL_BATCH_BYTES, MAX_EVAL_CLASSES, MAX_TOP_K
-from airlock.npz_batches import NpzRows, NpzRowsError
+from airlock.npz_batches import ArrayHeader, NpzRows, NpzRowsError
 from bundler.model_check import ModelCheckError, ModelFacts, Opener
 from bundler.spec import EvaluateFiles
 
@@ -98,7 +99,7 @@ def check_evaluation(facts: ModelFacts, ev: EvaluateFiles, rules: Sequence[Input
         raise ModelCheckError("evaluate.batch", f"{ev.batch} rows are {per_row * ev.batch} bytes "
                               f"of input; at most {MAX_EVAL_BATCH_BYTES} per batch")
     for name, a in sorted(arrays.items()):
-        _fits_model(name, a.shape, facts, ev.batch)
+        _fits_model(name, str(a.dtype), a.shape, facts, ev.batch)
     check_data_contract(rules, open_data, "evaluate.data", batch=ev.batch)
 
     try:
@@ -116,17 +117,20 @@ def check_evaluation(facts: ModelFacts, ev: EvaluateFiles, rules: Sequence[Input
                                       f"{count} samples of evaluate.data")
             if task == CLASSIFICATION:
                 _check_class_labels(facts, label.name, labels, metrics)
-            elif label.dtype.kind not in "iuf":
-                raise ModelCheckError("evaluate.labels", f"regression labels must be numbers, not "
-                                      f"{label.dtype}")
+            else:
+                _check_regression_labels(facts, label)
     except NpzRowsError as e:
         raise ModelCheckError("evaluate.labels", str(e)) from None
     return count if ev.max_samples is None else min(count, ev.max_samples)
 
 
-def _fits_model(name: str, shape: tuple[int, ...], facts: ModelFacts, batch: int) -> None:
+def _fits_model(name: str, dtype: str, shape: tuple[int, ...], facts: ModelFacts,
+                batch: int) -> None:
     """The set's rows fed ``batch`` at a time fit the model's declared input."""
-    _, dims = facts.types.get(name, (None, None))
+    want_dtype, dims = facts.types.get(name, (None, None))
+    if want_dtype is not None and dtype != want_dtype:
+        raise ModelCheckError("evaluate.data", f"array {name!r} is {dtype}; the model takes "
+                              f"{want_dtype}")
     if dims is None:
         return
     if len(dims) != len(shape):
@@ -166,6 +170,20 @@ def _check_class_labels(facts: ModelFacts, output: str, labels: NpzRows,
                      else f"0..{MAX_EVAL_CLASSES - 1}")
             raise ModelCheckError("evaluate.labels", f"label {int(values[at])} of sample "
                                   f"{start + at} is not one of {limit}")
+
+
+def _check_regression_labels(facts: ModelFacts, label: ArrayHeader) -> None:
+    if label.dtype.kind not in "iuf":
+        raise ModelCheckError("evaluate.labels", f"regression labels must be numbers, not "
+                              f"{label.dtype}")
+    _, dims = facts.types.get(label.name, (None, None))
+    if dims is None or not all(isinstance(d, int) for d in dims[1:]):
+        return
+    per_sample = math.prod(label.shape[1:])
+    gives = math.prod(d for d in dims[1:] if isinstance(d, int))
+    if per_sample != gives:
+        raise ModelCheckError("evaluate.labels", f"hold {per_sample} value(s) per sample; output "
+                              f"{label.name!r} gives {gives}")
 
 
 def _list(names: list[str]) -> str:

@@ -29,7 +29,7 @@ from tuf.api.metadata import Root, Targets
 from airlock.bundle import BundleReader
 from airlock.errors import FormatError
 from airlock.oci import BLOB_PREFIX
-from keys.release import Release, parse_metadata
+from keys.release import ModelEntry, Release, parse_metadata
 from keys.trust import TrustRoot
 
 __all__ = ["EXPIRY_WARNING", "inspect_bundle"]
@@ -96,6 +96,7 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
                 "max_memory_mb": m.health.max_memory_mb,
                 "timeout_s": m.health.timeout_s,
                 "providers": list(m.health.providers),
+                **_quality(r, m),
             }
             for m in r.models
         ],
@@ -127,6 +128,25 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
                 for i in r.delta.inventories
             ],
         },
+    }
+
+
+def _quality(r: Release, m: ModelEntry) -> dict[str, Any]:
+    """What a model's check will enforce beyond golden data: evaluation, contract, runtime."""
+    ev = m.evaluation
+
+    def size(digest: str) -> int | None:
+        info = r.files.get(f"{BLOB_PREFIX}{digest[7:]}")
+        return info.length if info else None
+
+    return {
+        "evaluate": None if ev is None else {
+            "metrics": {t.metric: t.rules() for t in ev.metrics}, "batch": ev.batch,
+            "max_samples": ev.max_samples, "data_bytes": size(ev.data),
+            "labels_bytes": size(ev.labels)},
+        "inputs_contract": {rule.name: rule.to_json() for rule in m.contract},
+        "provider_fallback": m.health.provider_fallback,
+        "session": m.health.session.to_json(),
     }
 
 

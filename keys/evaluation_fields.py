@@ -123,9 +123,12 @@ def valid_metrics(value: object) -> tuple[Threshold, ...]:
     out, parsed = [], []
     for name, rules in raw.items():
         try:
-            parsed.append(parse_metric(valid_line(name), max_k=MAX_TOP_K,
-                                       max_classes=MAX_EVAL_CLASSES))
-        except (EvaluationError, FieldError) as e:
+            valid_line(name)
+        except FieldError as e:
+            raise FieldError(f"has a metric name that {e}") from None
+        try:
+            parsed.append(parse_metric(name, max_k=MAX_TOP_K, max_classes=MAX_EVAL_CLASSES))
+        except EvaluationError as e:
             raise FieldError(str(e), (name,)) from None
         if not isinstance(rules, dict) or not rules:
             raise FieldError("must be a mapping with at least one of min, max, min_delta, "
