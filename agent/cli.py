@@ -6,6 +6,7 @@
     airlock-agent history --verify
     airlock-agent rollback
     airlock-agent check --rollback-on-failure
+    airlock-agent config --providers OpenVINOExecutionProvider,CPUExecutionProvider
     airlock-agent gc --keep 2
     airlock-agent fsck --repair
     airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m
@@ -115,14 +116,20 @@ def _parser() -> argparse.ArgumentParser:
     _sink_args(i, "oci-dir")
     _json_arg(i)
 
-    k = cmd("config", "show or change the device's ring, image sink and trust root",
+    k = cmd("config", "show or change the device's ring, image sink, trust root and how its "
+            "application runs models",
             ("airlock-agent config --ring prod",
              "airlock-agent config --sink registry --sink-option registry=10.0.0.5:5000",
-             "airlock-agent config --trust-root root-v2.json"),
+             "airlock-agent config --trust-root root-v2.json",
+             "airlock-agent config --providers OpenVINOExecutionProvider,CPUExecutionProvider "
+             "--no-provider-fallback --intra-op-threads 2"),
             "Show the device's settings, or change them: its ring, its image sink (checked\n"
-            "as at init) and its trust root. A trust root only moves forward: the new one\n"
-            "must be the next version, signed by the current root keys and the new ones\n"
-            "(as 'airlock keys rotate' makes it). Changes are journaled.")
+            "as at init), its trust root, and the ONNX Runtime setup its application uses\n"
+            "(execution providers, fallback policy, session options), which every health\n"
+            "check and evaluation then uses instead of each release's. A trust root only\n"
+            "moves forward: the new one must be the next version, signed by the current\n"
+            "root keys and the new ones (as 'airlock keys rotate' makes it). Changes are\n"
+            "journaled.")
     ring = k.add_mutually_exclusive_group()
     ring.add_argument("--ring", metavar="RING", help="move the device to this ring")
     ring.add_argument("--no-ring", action="store_true",
@@ -130,6 +137,26 @@ def _parser() -> argparse.ArgumentParser:
     _sink_args(k, None)
     k.add_argument("--trust-root", type=Path, metavar="ROOT.json",
                    help="rotate to this trust root (the next version, signed by the current one)")
+    k.add_argument("--providers", metavar="P1,P2",
+                   help="ONNX Runtime execution providers the application uses, in order "
+                   "(instead of each release's)")
+    fallback = k.add_mutually_exclusive_group()
+    fallback.add_argument("--provider-fallback", dest="fallback", action="store_true",
+                          default=None,
+                          help="a provider this device lacks is skipped (and reported)")
+    fallback.add_argument("--no-provider-fallback", dest="fallback", action="store_false",
+                          help="a provider this device lacks fails the check")
+    k.add_argument("--graph-optimization-level", metavar="LEVEL",
+                   help="ONNX Runtime graph optimisation: disable, basic, extended or all")
+    k.add_argument("--execution-mode", metavar="MODE",
+                   help="ONNX Runtime execution mode: sequential or parallel")
+    k.add_argument("--intra-op-threads", type=int, metavar="N",
+                   help="threads within an operator (0: ONNX Runtime's default)")
+    k.add_argument("--inter-op-threads", type=int, metavar="N",
+                   help="threads across operators (0: ONNX Runtime's default)")
+    k.add_argument("--reset-runtime", action="store_true",
+                   help="forget the providers, fallback and session options set here: each "
+                   "release decides again")
     _json_arg(k)
 
     n = cmd("install", "verify, store, health-check and switch to a bundle ('-' reads stdin)",
@@ -260,7 +287,7 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _config(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
-    from agent.configure import KEEP, check_ring, configure, sink_settings
+    from agent.configure import KEEP, check_ring, configure, runtime_settings, sink_settings
 
     layout.require_initialised()
     ring: Any = KEEP
@@ -273,16 +300,29 @@ def _config(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         data = read_input(a.trust_root, "trust root")
         TrustRoot.given(data, f"--trust-root {a.trust_root}")  # a root at all, before the lock
         trust_root = data
-    changing = ring is not KEEP or a.sink or a.sink_option or trust_root is not None
+    session = {k: v for k, v in (("graph_optimization_level", a.graph_optimization_level),
+                                 ("execution_mode", a.execution_mode),
+                                 ("intra_op_threads", a.intra_op_threads),
+                                 ("inter_op_threads", a.inter_op_threads)) if v is not None}
+    providers = None if a.providers is None else [p.strip() for p in a.providers.split(",")]
+    runtime_change = (a.reset_runtime or providers is not None or a.fallback is not None
+                      or bool(session))
+    changing = (ring is not KEEP or a.sink or a.sink_option or trust_root is not None
+                or runtime_change)
 
     def work() -> dict[str, Any]:
+        current = layout.load_config()
         sink = None
         if a.sink or a.sink_option:
-            current = layout.load_config().sink
-            sink = sink_settings(a.sink or current.get("type", "oci-dir"), a.sink_option,
-                                 base=current)
+            sink = sink_settings(a.sink or current.sink.get("type", "oci-dir"), a.sink_option,
+                                 base=current.sink)
+        runtime = None
+        if runtime_change:
+            runtime = runtime_settings(current.runtime, providers=providers,
+                                       fallback=a.fallback, session=session,
+                                       reset=a.reset_runtime)
         return configure(layout, Journal(layout.journal), ring=ring, sink=sink,
-                         trust_root=trust_root)
+                         trust_root=trust_root, runtime=runtime)
 
     if not changing:  # show only: no lock, so it answers while an install runs
         return configure(layout, Journal(layout.journal), sink=None, trust_root=None)
@@ -575,10 +615,19 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             sink = d["sink"]
             options = ", ".join(f"{k}={v}" for k, v in sorted(sink.items()) if k != "type")
             lines = [f"changed   {c}" for c in d["changed"]]
+            runtime = d.get("runtime") or {}
+            session = ", ".join(f"{k}={v}" for k, v in (runtime.get("session") or {}).items())
             lines += [f"device    {d['device_id']}",
                       f"ring      {d['ring'] or '(none: only releases for every ring)'}",
                       f"sink      {sink.get('type', 'oci-dir')}" + (f" ({options})" if options else ""),
-                      f"trust     root version {d['trust_version']}"]
+                      f"trust     root version {d['trust_version']}",
+                      "providers " + (", ".join(runtime["providers"]) if runtime.get("providers")
+                                      else "as each release says"),
+                      "fallback  " + ("as each release says"
+                                      if runtime.get("provider_fallback") is None
+                                      else "allowed" if runtime["provider_fallback"]
+                                      else "refused"),
+                      "session   " + (session or "as each release says")]
             return "\n".join(lines)
         if cmd == "rollback":
             # Releases named as status names them: NAME VERSION (sequence N).

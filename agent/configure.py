@@ -1,4 +1,5 @@
-"""A device's settings, checked when they are given and changed later: ring, image sink, trust root.
+"""A device's settings, checked when they are given and changed later: ring, image sink, trust
+root, and the ONNX Runtime setup of its application (``agent.runtime``).
 
 ``airlock-agent init`` checks its sink settings here before it writes
 anything, so ``--sink docker`` is a one-line usage error (exit 2) at the
@@ -8,6 +9,9 @@ config`` changes them afterwards, under the agent's lock, journaled::
     check_sink(sink_settings("registry", ["registry=10.0.0.5:5000"]), layout.images)
     changed = configure(layout, journal, ring="prod", sink=None, trust_root=None)
     changed["changed"]   # ["ring: canary -> prod"]
+    runtime = runtime_settings(config.runtime, providers=["OpenVINOExecutionProvider",
+                               "CPUExecutionProvider"], fallback=False, session={}, reset=False)
+    configure(layout, journal, sink=None, trust_root=None, runtime=runtime)
 
 The trust root moves only forward: a new root is taken only as a rotation
 the current root signs (``TrustRoot.rotate``: the threshold of the old and
@@ -25,11 +29,12 @@ import yaml
 from agent.durable import write_atomic
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout
+from agent.runtime import DeviceRuntime
 from agent.sinks import SINK_TYPES, make_sink
 from airlock.errors import UsageError
 from keys.signed_fields import FieldError, valid_name
 
-__all__ = ["check_ring", "check_sink", "configure", "sink_settings"]
+__all__ = ["check_ring", "check_sink", "configure", "runtime_settings", "sink_settings"]
 
 #: ``ring`` argument of :func:`configure` that leaves the ring as it is.
 KEEP = object()
@@ -69,9 +74,23 @@ def check_ring(ring: str) -> str:
         raise UsageError(f"--ring {ring!r}: {e}") from None
 
 
+def runtime_settings(base: DeviceRuntime, *, providers: list[str] | None, fallback: bool | None,
+                     session: dict[str, Any], reset: bool) -> DeviceRuntime:
+    """``--providers``, ``--[no-]provider-fallback`` and session options over ``base`` (or over
+    nothing with ``reset``), held to the release's own rules: UsageError (exit 2) naming the rule."""
+    raw = {} if reset else base.to_dict()
+    if providers is not None:
+        raw["providers"] = providers
+    if fallback is not None:
+        raw["provider_fallback"] = fallback
+    raw["session"] = {**raw.get("session", {}), **session}
+    return DeviceRuntime.from_config(raw, "airlock-agent config")
+
+
 def configure(layout: Layout, journal: Journal, *, ring: Any = KEEP, sink: dict[str, Any] | None,
-              trust_root: bytes | None) -> dict[str, Any]:
-    """Apply what is given (``ring=None`` leaves no ring); report the settings and what changed."""
+              trust_root: bytes | None, runtime: DeviceRuntime | None = None) -> dict[str, Any]:
+    """Apply what is given (``ring=None`` leaves no ring, ``runtime=None`` the runtime as it is);
+    report the settings and what changed."""
     config = layout.load_config()
     changed: list[str] = []
     new_ring = config.ring if ring is KEEP else ring
@@ -90,13 +109,31 @@ def configure(layout: Layout, journal: Journal, *, ring: Any = KEEP, sink: dict[
     if new_trust is not trust:
         write_atomic(layout.trust_root, new_trust.to_bytes())
         journal.append("trust-rotated", version=new_trust.version)
-    updated = AgentConfig(config.device_id, new_ring, new_sink, config.reserve_bytes)
+    new_runtime = config.runtime if runtime is None else runtime
+    if new_runtime != config.runtime:
+        changed.append(f"runtime: {_runtime_text(config.runtime)} -> "
+                       f"{_runtime_text(new_runtime)}")
+    updated = AgentConfig(config.device_id, new_ring, new_sink, config.reserve_bytes, new_runtime)
     if updated != config:
         write_atomic(layout.config, yaml.safe_dump(updated.to_dict(), sort_keys=True).encode())
         journal.append("configured", ring=updated.ring, sink=updated.sink.get("type"),
-                       changed=changed)
-    return {"root": str(layout.root), "device_id": updated.device_id, "ring": updated.ring,
-            "sink": updated.sink, "trust_version": new_trust.version, "changed": changed}
+                       runtime=updated.runtime.to_dict() or None, changed=changed)
+    out = {"root": str(layout.root), "device_id": updated.device_id, "ring": updated.ring,
+           "sink": updated.sink, "trust_version": new_trust.version, "changed": changed}
+    if not updated.runtime.is_empty():
+        out["runtime"] = updated.runtime.to_dict()
+    return out
+
+
+def _runtime_text(runtime: DeviceRuntime) -> str:
+    if runtime.is_empty():
+        return "as each release says"
+    d = runtime.to_dict()
+    parts = [", ".join(d["providers"])] if "providers" in d else []
+    if "provider_fallback" in d:
+        parts.append("fallback " + ("allowed" if d["provider_fallback"] else "refused"))
+    parts += [f"{k}={v}" for k, v in (d.get("session") or {}).items()]
+    return "; ".join(parts)
 
 
 def _sink_text(sink: dict[str, Any]) -> str:
