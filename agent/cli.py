@@ -532,6 +532,17 @@ def _activation_lines(activation: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _inputs_line(model: str, seen: dict[str, Any]) -> str:
+    """``inputs    classifier: 12 contract violation(s) in 960 rows of 3 file(s): x max 12``."""
+    broken = ", ".join(f"{name} {rule} {n}" for name, rules in seen["violations"].items()
+                       for rule, n in rules.items())
+    line = (f"inputs    {model}: {seen['total']} contract violation(s) in {seen['rows']} rows of "
+            f"{seen['files']} sample file(s) in {seen['folder']}" + (f": {broken}" if broken else ""))
+    if seen["unreadable"]:
+        line += f"; {len(seen['unreadable'])} unreadable (first: {seen['unreadable'][0]})"
+    return line
+
+
 def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
     def fmt(d: dict[str, Any]) -> str:
         if cmd == "init":
@@ -590,6 +601,8 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             if last:
                 what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
                 lines.append(f"last      {last['time']} {what}: {last.get('reason') or ''}")
+            for model, seen in (d.get("inputs") or {}).items():
+                lines.append(_inputs_line(model, seen))
             if d["read_only"]:
                 lines.append("read-only ROOT is mounted read-only: nothing can be installed")
             damage = d["damage"]
@@ -634,7 +647,8 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             return (f"rolled back from {d.get('from_release') or d['from']} to {d['name']} "
                     f"{d['version']} (sequence {d['sequence']})")
         if cmd == "check":
-            return f"{d['release']}: health check ok"
+            return "\n".join([f"{d['release']}: health check ok",
+                              *(_inputs_line(m, seen) for m, seen in d["inputs"].items())])
         if cmd == "fsck":
             c = d["checked"]
             out = [f"repaired: {line}" for line in d["repaired"]]

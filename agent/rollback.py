@@ -16,6 +16,7 @@ from typing import Any
 
 from agent.activation import ROLLBACK_POINTS, activate, health_check
 from agent.faults import crash_point
+from agent.input_contract import sample_violations
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link
@@ -99,7 +100,8 @@ def check(layout: Layout, *, rollback_on_failure: bool = False) -> dict[str, Any
     result: dict[str, Any] = {"release": current, "name": release.name,
                               "version": release.version, "sequence": release.sequence,
                               "ok": report.ok, "reason": report.reason,
-                              "health": report.to_dict(), "rolled_back_to": None}
+                              "health": report.to_dict(), "rolled_back_to": None,
+                              "inputs": sample_violations(layout, release)}
     if report.ok:
         return result
     if not rollback_on_failure:

@@ -8,6 +8,7 @@
     info["state"]      # "idle", "busy" (another command holds the lock) or "interrupted"
     info["drift"]      # agent.drift.release_drift: PSI per model of the active release
     info["damage"]     # ["releases: a file where a directory belongs; ...", ...] or []
+    info["inputs"]     # agent.input_contract: contract violations in dropped samples, per model
 
 Status only reads, so it answers on any ROOT that was initialised: damaged
 (each flaw of ``agent.shape`` is listed, and ``fsck --repair`` is the cure),
@@ -81,6 +82,16 @@ def _metrics(health: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
     return out
 
 
+def _inputs(layout: Layout, current: str | None) -> dict[str, Any]:
+    from agent.input_contract import sample_violations
+
+    try:
+        release = layout.load_release(current) if current else None
+    except AirlockError:
+        return {}  # reported with the active release
+    return sample_violations(layout, release)
+
+
 def _record(path: Path) -> dict[str, Any] | None:
     """A small JSON object the agent wrote, or None when it is absent or damaged."""
     try:
@@ -115,6 +126,7 @@ def status(layout: Layout) -> dict[str, Any]:
         pass  # listed in damage
     current, previous = read_link(layout, "current"), read_link(layout, "previous")
     return {
+        "inputs": _inputs(layout, current),
         "root": str(layout.root),
         "device_id": device_id,
         "ring": ring,

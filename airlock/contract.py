@@ -196,8 +196,8 @@ class ContractCheck:
                         self._add(rule.name, "shape", 1, f"has {want} = {have} (dimension {i}) "
                                   f"but input {first[1]!r} has {want} = {first[0]}")
 
-    def rows(self, batch: Mapping[str, Any], start: int = 0) -> None:
-        """Check the values of one batch of rows (row ``start`` is the batch's first)."""
+    def rows(self, batch: Mapping[str, Any], start: int = 0, source: str = "") -> None:
+        """Check the values of one batch of rows (row ``start`` of ``source`` is its first)."""
         import numpy as np
 
         for rule in self.rules:
@@ -210,9 +210,10 @@ class ContractCheck:
                 nan = np.isnan(a)
                 inf = np.isinf(a)
                 if not rule.nan:
-                    self._count(rule, "nan", nan, a, start, "{n} NaN value(s), not allowed")
+                    self._count(rule, "nan", nan, a, start, source, "{n} NaN value(s), not allowed")
                 if not rule.inf:
-                    self._count(rule, "inf", inf, a, start, "{n} infinite value(s), not allowed")
+                    self._count(rule, "inf", inf, a, start, source,
+                                "{n} infinite value(s), not allowed")
                 finite = ~(nan | inf)
             else:
                 finite = None
@@ -220,19 +221,21 @@ class ContractCheck:
                 if rule.min is not None and a.dtype.kind in "iufb":
                     low = a < rule.min
                     self._count(rule, "min", low if finite is None else low & finite, a, start,
+                                source,
                                 "{n} value(s) < min " + f"{rule.min:g}")
                 if rule.max is not None and a.dtype.kind in "iufb":
                     high = a > rule.max
                     self._count(rule, "max", high if finite is None else high & finite, a, start,
+                                source,
                                 "{n} value(s) > max " + f"{rule.max:g}")
             if rule.values is not None:
                 outside = ~np.isin(a, np.asarray(rule.values))
                 shown = ", ".join(map(str, rule.values[:8])) + (", …" if len(rule.values) > 8
                                                                  else "")
-                self._count(rule, "values", outside, a, start,
+                self._count(rule, "values", outside, a, start, source,
                             "{n} value(s) not one of {{" + shown + "}}")
 
-    def _count(self, rule: InputRule, what: str, mask: Any, a: Any, start: int,
+    def _count(self, rule: InputRule, what: str, mask: Any, a: Any, start: int, source: str,
                says: str) -> None:
         """Count ``mask``'s hits; ``says`` words them, ``{n}`` standing for the count."""
         import numpy as np
@@ -243,4 +246,5 @@ class ContractCheck:
         at = np.unravel_index(int(np.argmax(mask)), a.shape)
         index = (start + int(at[0]), *(int(i) for i in at[1:]))
         where = f"{rule.name}[{', '.join(map(str, index))}]"
-        self._add(rule.name, what, n, says, f" (first: row {index[0]}, {where} = {a[at].item()!r})")
+        row = f"{source} row {index[0]}" if source else f"row {index[0]}"
+        self._add(rule.name, what, n, says, f" (first: {row}, {where} = {a[at].item()!r})")

@@ -1,0 +1,90 @@
+"""Input contracts on the device: the samples an application drops, counted against the contract.
+
+The application (or an operator) drops recent model inputs as ``.npz``
+files, keyed by input name, one row per sample, into the folder the drift
+check of the observe issue reads too; a half-written file must never be
+seen, so it is written under a hidden name and renamed::
+
+    ROOT/samples/<model>/batch-0042.npz
+
+    np.savez(tmp := folder / ".batch-0042.npz.tmp", x=batch)
+    os.replace(tmp, folder / "batch-0042.npz")
+
+Then, for every model of a release that declares ``inputs_contract``::
+
+    counts = sample_violations(layout, release)
+    counts["classifier"]  # {"files": 3, "rows": 960, "violations": {"x": {"max": 12}},
+                          #  "total": 12, "first": ["input 'x': 12 value(s) > max 10 (first: ...)"],
+                          #  "unreadable": []}
+
+Violations are counted, not acted on: bad inputs are the application's
+data, not the release's fault, and ``status`` and ``check`` show them.
+The newest ``MAX_SAMPLE_FILES`` files are read, each at most
+``MAX_SAMPLE_FILE_BYTES``, streamed (``airlock.npz_batches``); links,
+hidden and other non-``.npz`` names are skipped, and a file that cannot
+be read is listed, never an error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from agent.layout import Layout
+from airlock.contract import ContractCheck
+from airlock.limits import MAX_EVAL_BATCH_BYTES, MAX_SAMPLE_FILE_BYTES, MAX_SAMPLE_FILES
+from airlock.npz_batches import NpzRows, NpzRowsError
+from keys.release import ModelEntry, Release
+
+__all__ = ["sample_violations"]
+
+_ROWS = 4096  # rows per read; memory stays one such batch
+_SHOWN = 5  # violations and unreadable files listed by name
+
+
+def _sample_files(folder: Path) -> list[os.DirEntry[str]]:
+    """The newest sample files, newest first (hidden names are still being written)."""
+    try:
+        with os.scandir(folder) as it:
+            entries = [e for e in it if e.name.endswith(".npz") and not e.name.startswith(".")
+                       and e.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
+    entries.sort(key=lambda e: (e.stat(follow_symlinks=False).st_mtime_ns, e.name), reverse=True)
+    return entries[:MAX_SAMPLE_FILES]
+
+
+def model_violations(layout: Layout, model: ModelEntry) -> dict[str, Any]:
+    """The contract violations in ``model``'s dropped samples (see the module docstring)."""
+    check = ContractCheck(model.contract)
+    files, rows = _sample_files(layout.samples / model.name), 0
+    unreadable: list[str] = []
+    for entry in files:
+        try:
+            size = entry.stat(follow_symlinks=False).st_size
+            if size > MAX_SAMPLE_FILE_BYTES:
+                unreadable.append(f"{entry.name}: {size} bytes, more than "
+                                  f"{MAX_SAMPLE_FILE_BYTES} are read")
+                continue
+            fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd, "rb") as f, NpzRows(f) as npz:
+                check.shapes({n: (a.dtype, a.shape) for n, a in npz.arrays.items()})
+                names = [r.name for r in model.contract if r.name in npz.arrays]
+                for start, batch in npz.batches(_ROWS, names=names,
+                                                max_batch_bytes=MAX_EVAL_BATCH_BYTES):
+                    check.rows(batch, start, source=entry.name)
+                rows += npz.count
+        except (OSError, NpzRowsError) as e:
+            unreadable.append(f"{entry.name}: {e}")
+    return {"folder": layout.rel(layout.samples / model.name), "files": len(files), "rows": rows,
+            "violations": check.counts(), "total": sum(v.count for v in check.violations),
+            "first": [v.describe() for v in check.violations[:_SHOWN]],
+            "unreadable": unreadable[:_SHOWN]}
+
+
+def sample_violations(layout: Layout, release: Release | None) -> dict[str, dict[str, Any]]:
+    """Per model with a contract, what its dropped samples break; {} without a release."""
+    if release is None:
+        return {}
+    return {m.name: model_violations(layout, m) for m in release.models if m.contract}
