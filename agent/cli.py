@@ -602,7 +602,8 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                 what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
                 lines.append(f"last      {last['time']} {what}: {last.get('reason') or ''}")
             for model, seen in (d.get("inputs") or {}).items():
-                lines.append(_inputs_line(model, seen))
+                if seen["files"]:  # nothing dropped yet: nothing to say
+                    lines.append(_inputs_line(model, seen))
             if d["read_only"]:
                 lines.append("read-only ROOT is mounted read-only: nothing can be installed")
             damage = d["damage"]

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 
 from airlock.contract import ContractCheck, InputRule, check_signature
 from airlock.evaluation import CLASSIFICATION, Metric, parse_metric, task_of
-from airlock.limits import MAX_EVAL_BATCH_BYTES, MAX_EVAL_CLASSES, MAX_TOP_K
+from airlock.limits import MAX_EVAL_BATCH_BYTES, MAX_EVAL_CLASSES, MAX_EVAL_SAMPLES, MAX_TOP_K
 from airlock.npz_batches import ArrayHeader, NpzRows, NpzRowsError
 from bundler.model_check import ModelCheckError, ModelFacts, Opener
 from bundler.spec import EvaluateFiles
@@ -95,6 +95,9 @@ def check_evaluation(facts: ModelFacts, ev: EvaluateFiles, rules: Sequence[Input
                               f"take (its inputs: {_list(sorted(facts.inputs)) or 'none'})")
     if count == 0:
         raise ModelCheckError("evaluate.data", "holds no samples")
+    if count > MAX_EVAL_SAMPLES and ev.max_samples is None:
+        raise ModelCheckError("evaluate.data", f"holds {count} samples; devices score at most "
+                              f"{MAX_EVAL_SAMPLES}: set evaluate.max_samples")
     if per_row * ev.batch > MAX_EVAL_BATCH_BYTES:
         raise ModelCheckError("evaluate.batch", f"{ev.batch} rows are {per_row * ev.batch} bytes "
                               f"of input; at most {MAX_EVAL_BATCH_BYTES} per batch")
