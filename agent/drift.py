@@ -36,8 +36,8 @@ from airlock.errors import AirlockError
 from airlock.limits import MAX_DRIFT_ROWS, MAX_DRIFT_SAMPLE_FILES
 from keys.release import ModelEntry, Release
 
-__all__ = ["DEFAULT_WARN", "MIN_ROWS", "DriftWatch", "fingerprint", "model_drift",
-           "release_drift"]
+__all__ = ["DEFAULT_WARN", "MIN_ROWS", "DriftWatch", "Fingerprint", "fingerprint", "model_drift",
+           "release_drift", "sample_files"]
 
 #: PSI above which drift is a warning when the spec does not say (the usual rule of thumb).
 DEFAULT_WARN = 0.2
@@ -47,8 +47,9 @@ MIN_ROWS = 50
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
-def _sample_files(folder: Path) -> list[os.DirEntry[str]]:
-    """The newest sample files, newest first; hidden (still being written) names skipped."""
+def sample_files(folder: Path) -> list[os.DirEntry[str]]:
+    """The newest sample files, newest first; hidden (still being written) names and links
+    skipped. The input-contract count (``agent.input_contract``) reads the same files."""
     try:
         with os.scandir(folder) as it:
             entries = [e for e in it if e.name.endswith(".npz") and not e.name.startswith(".")
@@ -62,7 +63,7 @@ def _sample_files(folder: Path) -> list[os.DirEntry[str]]:
 def fingerprint(layout: Layout, model: str) -> Fingerprint:
     """What the samples of ``model`` are now (names, sizes, mtimes): recompute when it changes."""
     return tuple((e.name, e.stat().st_size, e.stat().st_mtime_ns)
-                 for e in _sample_files(layout.samples / model))
+                 for e in sample_files(layout.samples / model))
 
 
 def model_drift(layout: Layout, release_id: str, model: ModelEntry) -> dict[str, Any] | None:
@@ -74,7 +75,7 @@ def model_drift(layout: Layout, release_id: str, model: ModelEntry) -> dict[str,
     threshold = model.health.drift_warn if model.health.drift_warn is not None else DEFAULT_WARN
     out: dict[str, Any] = {"threshold": threshold, "psi": None, "warn": False, "files": 0,
                            "rows": 0, "inputs": {}, "note": None}
-    files = _sample_files(layout.samples / model.name)
+    files = sample_files(layout.samples / model.name)
     if not files:
         out["note"] = f"no samples in {layout.samples / model.name}"
         return out

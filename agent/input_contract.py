@@ -12,60 +12,53 @@ seen, so it is written under a hidden name and renamed::
 
 Then, for every model of a release that declares ``inputs_contract``::
 
-    counts = sample_violations(layout, release)
+    counts = sample_violations(layout, release)        # status, check
+    watch = ContractWatch(layout); watch.update()       # serve: recounted when files change
     counts["classifier"]  # {"files": 3, "rows": 960, "violations": {"x": {"max": 12}},
                           #  "total": 12, "first": ["input 'x': 12 value(s) > max 10 (first: ...)"],
                           #  "unreadable": []}
 
 Violations are counted, not acted on: bad inputs are the application's
 data, not the release's fault, and ``status`` and ``check`` show them.
-The newest ``MAX_SAMPLE_FILES`` files are read, each at most
-``MAX_SAMPLE_FILE_BYTES``, streamed (``airlock.npz_batches``); links,
-hidden and other non-``.npz`` names are skipped, and a file that cannot
-be read is listed, never an error.
+The newest ``MAX_DRIFT_SAMPLE_FILES`` files are read (the ones drift reads,
+``agent.drift.sample_files``), each at most ``MAX_DRIFT_FILE_BYTES``,
+streamed (``airlock.npz_batches``); links, hidden and other non-``.npz``
+names are skipped, and a file that cannot be read is listed, never an
+error.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-from pathlib import Path
 from typing import Any
 
+from agent.drift import Fingerprint, fingerprint, sample_files
 from agent.layout import Layout
+from agent.switch import read_link
 from airlock.contract import ContractCheck
-from airlock.limits import MAX_EVAL_BATCH_BYTES, MAX_SAMPLE_FILE_BYTES, MAX_SAMPLE_FILES
+from airlock.errors import AirlockError
+from airlock.limits import MAX_DRIFT_FILE_BYTES, MAX_EVAL_BATCH_BYTES
 from airlock.npz_batches import NpzRows, NpzRowsError
 from keys.release import ModelEntry, Release
 
-__all__ = ["sample_violations"]
+__all__ = ["ContractWatch", "model_violations", "sample_violations"]
 
 _ROWS = 4096  # rows per read; memory stays one such batch
 _SHOWN = 5  # violations and unreadable files listed by name
 
 
-def _sample_files(folder: Path) -> list[os.DirEntry[str]]:
-    """The newest sample files, newest first (hidden names are still being written)."""
-    try:
-        with os.scandir(folder) as it:
-            entries = [e for e in it if e.name.endswith(".npz") and not e.name.startswith(".")
-                       and e.is_file(follow_symlinks=False)]
-    except OSError:
-        return []
-    entries.sort(key=lambda e: (e.stat(follow_symlinks=False).st_mtime_ns, e.name), reverse=True)
-    return entries[:MAX_SAMPLE_FILES]
-
-
 def model_violations(layout: Layout, model: ModelEntry) -> dict[str, Any]:
     """The contract violations in ``model``'s dropped samples (see the module docstring)."""
     check = ContractCheck(model.contract)
-    files, rows = _sample_files(layout.samples / model.name), 0
+    files, rows = sample_files(layout.samples / model.name), 0
     unreadable: list[str] = []
     for entry in files:
         try:
             size = entry.stat(follow_symlinks=False).st_size
-            if size > MAX_SAMPLE_FILE_BYTES:
+            if size > MAX_DRIFT_FILE_BYTES:
                 unreadable.append(f"{entry.name}: {size} bytes, more than "
-                                  f"{MAX_SAMPLE_FILE_BYTES} are read")
+                                  f"{MAX_DRIFT_FILE_BYTES} are read")
                 continue
             fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW)
             with os.fdopen(fd, "rb") as f, NpzRows(f) as npz:
@@ -88,3 +81,37 @@ def sample_violations(layout: Layout, release: Release | None) -> dict[str, dict
     if release is None:
         return {}
     return {m.name: model_violations(layout, m) for m in release.models if m.contract}
+
+
+class ContractWatch:
+    """``sample_violations`` of the active release for ``serve`` (its ``/metrics``): counted
+    again only when the release or a model's sample files change (``agent.drift.fingerprint``)."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        self._cache: dict[tuple[str, str], tuple[Fingerprint, dict[str, Any]]] = {}
+        self.last: dict[str, Any] = {"release": None, "models": {}}
+
+    def update(self) -> dict[str, Any]:
+        rid = read_link(self.layout, "current")
+        release = None
+        if rid is not None:
+            with contextlib.suppress(AirlockError):  # status says what is wrong with it
+                release = self.layout.load_release(rid)
+        if rid is None or release is None:
+            self._cache.clear()
+            self.last = {"release": rid, "models": {}}
+            return self.last
+        cache, models = {}, {}
+        for m in release.models:
+            if not m.contract:
+                continue
+            key, fp = (rid, m.name), fingerprint(self.layout, m.name)
+            hit = self._cache.get(key)
+            if hit is None or hit[0] != fp:
+                hit = (fp, model_violations(self.layout, m))
+            cache[key] = hit
+            models[m.name] = hit[1]
+        self._cache = cache
+        self.last = {"release": rid, "models": models}
+        return self.last

@@ -22,6 +22,10 @@ Prometheus conventions (base units: seconds, bytes; ``_total`` counters):
     airlock_model_health_last_check_timestamp_seconds{release,model}
     airlock_model_latency_p95_seconds{release,model}      from the last check
     airlock_model_peak_memory_bytes{release,model}        of the check's child process
+    airlock_model_metric{release,model,metric}            evaluation metrics of the last check
+    airlock_model_input_violations{release,model,input,rule}  input-contract violations in the
+                                                          newest dropped samples
+    airlock_model_input_rows{release,model}               sample rows they were counted in
     airlock_installs_total{result}                        installed, already_active, failed,
                                                           rejected, refused
     airlock_rollbacks_total{result,trigger}               ok|failed x manual|check|install
@@ -79,6 +83,7 @@ class Observed:
     """What ``serve`` saw that ROOT does not record: updated by its loop, read by scrapes."""
 
     drift: dict[str, Any] = field(default_factory=lambda: {"release": None, "models": {}})
+    inputs: dict[str, Any] = field(default_factory=lambda: {"release": None, "models": {}})
     drops: Counter[str] = field(default_factory=Counter)
     checks: Counter[str] = field(default_factory=Counter)
 
@@ -104,6 +109,7 @@ class _AgentCollector(Collector):
         yield from self._counters()
         yield from self._storage()
         yield from self._drift()
+        yield from self._inputs()
 
     def _releases(self) -> Iterator[Metric]:
         layout = self.layout
@@ -129,6 +135,9 @@ class _AgentCollector(Collector):
         m_mem = GaugeMetricFamily("airlock_model_peak_memory_bytes",
                                   "Peak memory of the last health check's child process.",
                                   labels=["release", "model"])
+        m_metric = GaugeMetricFamily("airlock_model_metric",
+                                     "Evaluation metric of the model on its labelled set in the "
+                                     "last health check.", labels=["release", "model", "metric"])
         for slot in ("active", "previous"):
             rid = read_link(layout, "current" if slot == "active" else "previous")
             if rid is None:
@@ -159,7 +168,12 @@ class _AgentCollector(Collector):
                     m_p95.add_metric(labels, float(m["p95_ms"]) / 1000)
                 if isinstance(m.get("peak_rss_mb"), int | float):
                     m_mem.add_metric(labels, float(m["peak_rss_mb"]) * _MiB)
-        yield from (rinfo, seq, ok, dur, m_ok, m_time, m_p95, m_mem)
+                ev = m.get("evaluation")
+                values = ev.get("metrics") if isinstance(ev, dict) else None
+                for name, value in sorted((values if isinstance(values, dict) else {}).items()):
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        m_metric.add_metric([*labels, str(name)], float(value))
+        yield from (rinfo, seq, ok, dur, m_ok, m_time, m_p95, m_mem, m_metric)
 
     def _counters(self) -> Iterator[Metric]:
         with self._lock:
@@ -235,6 +249,24 @@ class _AgentCollector(Collector):
                 thr.add_metric([rid, model], float(d["threshold"]))
             rows.add_metric([rid, model], float(d.get("rows") or 0))
         yield from (psi, warn, thr, rows)
+
+
+    def _inputs(self) -> Iterator[Metric]:
+        inputs = self.observed.inputs
+        rid = inputs.get("release") or ""
+        bad = GaugeMetricFamily("airlock_model_input_violations",
+                                "Values breaking the model's input contract in the newest "
+                                "sample files the application dropped, per input and rule.",
+                                labels=["release", "model", "input", "rule"])
+        rows = GaugeMetricFamily("airlock_model_input_rows",
+                                 "Sample rows the input contract was checked against.",
+                                 labels=["release", "model"])
+        for model, seen in sorted((inputs.get("models") or {}).items()):
+            for name, rules in sorted((seen.get("violations") or {}).items()):
+                for rule, count in sorted(rules.items()):
+                    bad.add_metric([rid, model, name, rule], float(count))
+            rows.add_metric([rid, model], float(seen.get("rows") or 0))
+        yield from (bad, rows)
 
 
 def _read_health(path: Any) -> dict[str, Any] | None:

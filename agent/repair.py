@@ -99,8 +99,7 @@ def relink(layout: Layout, store: ContentStore, digests: Iterable[str]) -> list[
             mdir = layout.release_dir(rid) / "models" / m.name
             if not mdir.is_dir():
                 continue
-            for name, digest in ((m.file_name, m.blob), ("inputs.npz", m.health.inputs),
-                                 ("outputs.npz", m.health.outputs)):
+            for name, digest in m.linked_files():
                 if digest in wanted:
                     tmp = layout.staging / f"relink-{rid}-{m.name}-{name}"
                     with contextlib.suppress(FileNotFoundError):

@@ -16,7 +16,8 @@ What it does, in one loop on the main thread (every ``--poll`` seconds):
    rolls back (as ``check --rollback-on-failure`` does);
 3. **drift**: when the sample files or the active release change, drift is
    computed again (``agent.drift``); a model crossing its threshold is logged
-   and journaled once.
+   and journaled once. The input-contract violations in the same files are
+   counted again then too (``agent.input_contract``), for ``/metrics``.
 
 Each install and check takes the same lock as the command line (a manual
 ``airlock-agent install`` and ``serve`` never collide: whoever comes second
@@ -60,6 +61,7 @@ from agent.dropfolder import (
     Outcome,
     outcome_of_error,
 )
+from agent.input_contract import ContractWatch
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import AgentLock
@@ -144,6 +146,7 @@ class _Server:
         self.observed = Observed()
         self.registry = metrics_registry(layout, self.observed)
         self.drift = DriftWatch(layout)
+        self.contracts = ContractWatch(layout)
         self.drops = DropFolder(options.watch, options.settle_s, DropMemory.load(layout.drops))
         self.stop = threading.Event()
         self.busy: str | None = None  # "installing NAME" or "checking" while it happens
@@ -311,6 +314,10 @@ class _Server:
 
     # -- drift -----------------------------------------------------------------
     def update_drift(self) -> None:
+        try:
+            self.observed.inputs = self.contracts.update()
+        except Exception as e:  # counted for people to look at; never stops the loop
+            self.log("input-contract-error", reason=str(e)[:200])
         try:
             drift = self.drift.update()
         except Exception as e:  # drift is advice; it never stops the loop

@@ -36,7 +36,8 @@ within them), used only when that release's recorded result was measured on
 the same set (same digests, same number of samples).
 
 Imports only the standard library and numpy (lazily): the health child loads
-this file by absolute path, and keys/ imports its metric grammar.
+this file by absolute path from beside itself (``airlock/_health_child.py``),
+and keys/ imports its metric grammar.
 """
 
 from __future__ import annotations

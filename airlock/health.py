@@ -437,12 +437,11 @@ def _providers(m: _Measured, spec: Budgets) -> list[Finding]:
     (Where budgets are enforced the child itself fails on it, unless fallback is allowed.)
     """
     report = m.result.get("providers")
-    missing = report.get("missing") if isinstance(report, dict) else None
-    if not missing or m.runtime.provider_fallback:
+    if not isinstance(report, dict) or not report.get("missing") or m.runtime.provider_fallback:
         return []
-    return [Finding(f"execution provider {', '.join(map(str, missing))} is not available here "
-                    f"(checked on {', '.join(map(str, report.get('session') or []))}); "
-                    "the device must have it", budget=True)]
+    return [Finding(f"execution provider {', '.join(map(str, report['missing']))} is not "
+                    f"available here (checked on {', '.join(map(str, report.get('session') or []))}"
+                    "); the device must have it", budget=True)]
 
 
 def _metrics(m: _Measured, spec: Budgets) -> list[Finding]:

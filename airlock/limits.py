@@ -53,8 +53,6 @@ __all__ = [
     "MAX_PROFILE_BYTES",
     "MAX_REPORT_FIELD_CHARS",
     "MAX_REPORT_JOURNAL_ENTRIES",
-    "MAX_SAMPLE_FILES",
-    "MAX_SAMPLE_FILE_BYTES",
     "MAX_SEQUENCE",
     "MAX_SPEC_ALIAS_EXPANSION",
     "MAX_STATE_FILE_BYTES",
@@ -204,12 +202,15 @@ MAX_DRIFT_FEATURES: Final = 64
 #: Bytes (uncompressed) one drift sample or reference ``.npz`` may hold; each
 #: array's header is checked against it before the array is allocated. A
 #: compression bomb or a header that lies about its shape in the samples folder
-#: must not exhaust the long-running agent's memory.
+#: must not exhaust the long-running agent's memory. The input-contract count
+#: (``agent.input_contract``) streams the same files and skips one larger than
+#: this on disk, so one huge file cannot make ``status`` or ``check`` slow.
 MAX_DRIFT_FILE_BYTES: Final = 64 * 1024 * 1024
 
-#: Newest sample files, and rows across them, one drift computation reads. A
-#: folder the application fills without end must not make each computation
-#: slower and larger than the last.
+#: Newest sample files, and rows across them, one drift computation reads (the
+#: input-contract count reads the same newest files). A folder the application
+#: fills without end must not make each computation slower and larger than the
+#: last.
 MAX_DRIFT_SAMPLE_FILES: Final = 64
 MAX_DRIFT_ROWS: Final = 100_000
 
@@ -272,12 +273,6 @@ MAX_CONTRACT_VALUES: Final = 4096
 #: inter-op). Thousands of threads would take a small device down before the
 #: memory budget sees it.
 MAX_THREADS: Final = 256
-
-#: Newest sample files (``ROOT/samples/MODEL/``) an input-contract count reads,
-#: and the bytes of each. The application fills that folder; a folder that
-#: grows without end, or one huge file, must not make ``check`` slow or big.
-MAX_SAMPLE_FILES: Final = 64
-MAX_SAMPLE_FILE_BYTES: Final = 64 * 1024 * 1024
 
 #: ONNX Runtime's profile of the first inference, read back by the health
 #: child to learn which execution provider ran each node (only when a check

@@ -210,20 +210,22 @@ def add_model_artifact(
                              field_name)
         check_golden(facts, contents.opener(inputs) if inputs else None,
                      contents.opener(outputs) if outputs else None)
+        reference = None
+        if m.health.reference is not None:
+            # The drift reference sample, a local file for local and registry models alike.
+            reference = contents.add_file(
+                DRIFT_REFERENCE_TYPE,
+                m.health.reference,
+                annotations={ANNOTATION_TITLE: m.health.reference.name},
+            )
         check_contract_signature(facts, m.contract)
-        if inputs is not None and m.contract:
-            check_data_contract(m.contract, contents.opener(inputs), "health.inputs")
+        if m.contract:
+            for where, sample in (("health.inputs", inputs), ("health.reference", reference)):
+                if sample is not None:
+                    check_data_contract(m.contract, contents.opener(sample), where)
         evaluation, eval_layers = _add_evaluation(contents, m, facts)
     except ModelCheckError as e:
         raise m.origin.error(e.field, str(e)) from None
-    reference = None
-    if m.health.reference is not None:
-        # The drift reference sample, a local file for local and registry models alike.
-        reference = contents.add_file(
-            DRIFT_REFERENCE_TYPE,
-            m.health.reference,
-            annotations={ANNOTATION_TITLE: m.health.reference.name},
-        )
     layers = ([model, *data] + [d for d in (inputs, outputs, reference) if d is not None]
               + eval_layers)
     config = contents.add_bytes(OCI_EMPTY, b"{}")

@@ -105,8 +105,9 @@ def _spec_args(p: argparse.ArgumentParser) -> None:
                    "like 12h, 1d or 2w: the release must outlive its trip to the site")
     _registry_args(p)
     p.add_argument("--enforce-budgets", action="store_true",
-                   help="fail on the models' latency and memory budgets too (default: report "
-                   "them; this host is not the device)")
+                   help="fail on the models' latency and memory budgets and on execution "
+                   "providers this host lacks too (default: report them; this host is not the "
+                   "device)")
 
 
 def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
@@ -169,9 +170,11 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "run the devices' health check on a spec's models, here; sign and write nothing",
         "airlock check airlock.yaml --enforce-budgets",
         "Run the devices' health check on every model of a spec, on this host: the same\n"
-        "isolated child, time and memory limits and golden comparison as airlock-agent.\n"
-        "Latency and memory budgets are reported, and enforced with --enforce-budgets.\n"
-        "Nothing is signed or written; 'airlock build' runs the same check before it signs.",
+        "isolated child, time and memory limits, golden comparison and evaluation on the\n"
+        "labelled set (absolute thresholds; min_delta needs the device's running release)\n"
+        "as airlock-agent. Latency and memory budgets and execution providers this host\n"
+        "lacks are reported, and enforced with --enforce-budgets. Nothing is signed or\n"
+        "written; 'airlock build' runs the same check before it signs.",
     )
     _spec_args(c)
     _json_arg(c)
@@ -775,6 +778,13 @@ def _health_lines(report: dict[str, Any] | None) -> list[str]:
             f"{m['seconds']:.1f} s" if m.get("seconds") is not None else "") if x)
         verdict = "ok" if m["ok"] else f"FAILED: {m['reason']}"
         lines.append(f"health check of model {m['name']}: {verdict} ({figures})")
+        ev = m.get("evaluation")
+        if ev:
+            checked = list(dict.fromkeys(c["metric"] for c in ev.get("checks") or []))
+            values = ", ".join(f"{k} {ev['metrics'][k]:.4g}" for k in checked
+                               if isinstance(ev["metrics"].get(k), int | float))
+            lines.append(f"  evaluation: {values or 'no metric'} on {ev.get('samples')} "
+                         f"samples ({ev.get('seconds', 0):.2f} s)")
         if m.get("over_budget"):
             lines.append(f"  over budget on this host (not enforced; --enforce-budgets): "
                          f"{m['over_budget']}")

@@ -113,12 +113,16 @@ def _models(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, A
         health = {k: [a["health"].get(k), b["health"].get(k)]
                   for k in sorted(set(a["health"]) | set(b["health"]))
                   if a["health"].get(k) != b["health"].get(k)}
-        if a["blob"] != b["blob"] or health or a["file"] != b["file"] or (
+        quality = [what for key, what in (("evaluate", "evaluation"),
+                                          ("inputs_contract", "input contract"))
+                   if a.get(key) != b.get(key)]
+        if a["blob"] != b["blob"] or health or a["file"] != b["file"] or quality or (
                 a.get("golden") != b.get("golden")):
             changed.append({"name": name, "size": [a["size"], b["size"]],
                             "file": [a["file"], b["file"]],
                             "blob_changed": a["blob"] != b["blob"],
                             "golden_changed": a.get("golden") != b.get("golden"),
+                            "quality_changed": quality,
                             "health": health})
     return {
         "added": [{"name": k, "size": after[k]["size"], "file": after[k]["file"]}
@@ -192,6 +196,7 @@ def diff_text(d: dict[str, Any]) -> str:
                 + (" (new blob)" if x["blob_changed"] else "")]
         if x["golden_changed"]:
             what.append("golden data changed")
+        what += [f"{q} changed" for q in x["quality_changed"]]
         what += [f"{k} {v[0]} -> {v[1]}" for k, v in x["health"].items()]
         lines.append(f"  ~ {x['name']}: " + "; ".join(what))
     i = d["images"]

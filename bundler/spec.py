@@ -512,7 +512,8 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
             "inputs_contract", (dict,), "a mapping of input name to its contract"))
     lines = [(k, _line(f.nodes.get(k))) for k in ("path", "ref", "inputs_contract")]
     if h is not None:
-        lines += [(f"health.{k}", _line(h.nodes.get(k))) for k in ("inputs", "outputs")]
+        lines += [(f"health.{k}", _line(h.nodes.get(k))) for k in ("inputs", "outputs",
+                                                                     "reference")]
     if e is not None:
         lines += [(f"evaluate.{k}", _line(e.nodes.get(k)))
                   for k in ("data", "labels", "metrics", "batch")]

@@ -453,9 +453,10 @@ class Release:
             "models": [
                 {"name": m.name, "file": m.file_name, "blob": m.blob, "size": m.size,
                  "media_type": m.media_type,
-                 "health": _drop_none({k: v for k, v in asdict(m.health).items()
-                                       if k not in ("inputs", "outputs")}),
-                 "golden": [d for d in (m.health.inputs, m.health.outputs) if d]}
+                 "health": {k: v for k, v in _health_dict(m.health).items()
+                            if k not in ("inputs", "outputs")},
+                 "golden": [d for d in (m.health.inputs, m.health.outputs) if d],
+                 **_quality_dict(m)}
                 for m in self.models
             ],
             "images": [
@@ -473,26 +474,37 @@ def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items() if v is not None}
 
 
-def _model_dict(m: ModelEntry) -> dict[str, Any]:
-    d = _drop_none(asdict(m))
-    health = _drop_none(asdict(m.health))
-    # Absent when unset, so releases that use none of them sign as before.
-    if not m.health.provider_fallback:
+def _health_dict(h: HealthSpec) -> dict[str, Any]:
+    health = _drop_none(asdict(h))
+    # Absent when unset, so releases that use none of them sign (and summarise) as before.
+    if not h.provider_fallback:
         del health["provider_fallback"]
-    session = m.health.session.to_json()
+    session = h.session.to_json()
     if session:
         health["session"] = session
     else:
         del health["session"]
-    d["health"] = health
-    for key in ("data", "evaluation", "contract"):
-        d.pop(key, None)
-    if m.data:
-        d["data"] = dict(m.data)
+    return health
+
+
+def _quality_dict(m: ModelEntry) -> dict[str, Any]:
+    """``evaluate`` and ``inputs_contract`` as signed; absent when the model has none."""
+    d: dict[str, Any] = {}
     if m.evaluation is not None:
         d["evaluate"] = m.evaluation.to_json()
     if m.contract:
         d["inputs_contract"] = {rule.name: rule.to_json() for rule in m.contract}
+    return d
+
+
+def _model_dict(m: ModelEntry) -> dict[str, Any]:
+    d = _drop_none(asdict(m))
+    d["health"] = _health_dict(m.health)
+    for key in ("data", "evaluation", "contract"):
+        d.pop(key, None)
+    if m.data:
+        d["data"] = dict(m.data)
+    d.update(_quality_dict(m))
     return d
 
 

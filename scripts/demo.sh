@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Airlock's main job from a fresh clone, offline, with no arguments:
 # keys -> trust root -> a real ONNX model -> signed bundle -> verify -> inspect
-# -> (device) init -> install v1, v2 -> v3 with a bad model rolls back by itself.
+# -> (device) init -> install v1, v2 -> v3 with a bad model rolls back by itself
+# -> v5 adds a classifier scored on a labelled set; v6's lost accuracy and is refused.
 # Everything lands in ./demo (removed and remade on every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -73,6 +74,40 @@ airlock build vision-3.yaml --key keys/release.key -o vision-1.3.0.airlock --no-
 airlock verify vision-1.1.0.airlock --trust root.json
 airlock inspect vision-1.1.0.airlock
 
+step "host: v5 adds a classifier with a labelled evaluation set; v6's classifier lost accuracy"
+# Weights fitted with numpy (scripts/evalkit.py); v6's are perturbed, as a bad quantisation
+# would: it still passes its golden check (its goldens come from it) and its absolute
+# threshold, but is more than a point below v5. The host cannot know what a device runs,
+# so only the device applies min_delta.
+"$PY" "$REPO/scripts/evalkit.py" models/c5 --kind classifier --samples 2000 >/dev/null
+"$PY" "$REPO/scripts/evalkit.py" models/c6 --kind classifier --samples 2000 --perturb 0.3 >/dev/null
+for v in 5 6; do
+  cat > "vision-$v.yaml" <<YAML
+name: vision
+version: "1.$v.0"
+sequence: $v
+expires: 30d
+models:
+  - name: detector
+    path: models/v2/model.onnx
+    health: {inputs: models/v2/inputs.npz, outputs: models/v2/outputs.npz, runs: 20}
+  - name: classifier
+    path: models/c$v/model.onnx
+    health: {inputs: models/c$v/inputs.npz, outputs: models/c$v/outputs.npz, runs: 20}
+    evaluate:
+      data: models/c$v/eval_data.npz
+      labels: models/c$v/eval_labels.npz
+      batch: 64
+      metrics:
+        accuracy: {min: 0.92, min_delta: -0.01}   # and at most a point below what runs
+        f1_macro: {min: 0.90}
+    inputs_contract:
+      x: {dtype: float32, shape: [batch, 16], min: -10, max: 10}
+YAML
+  airlock build "vision-$v.yaml" --key keys/release.key -o "vision-1.$v.0.airlock"
+done
+airlock inspect vision-1.6.0.airlock | grep -E '^model|evaluation|contract'
+
 if ! command -v airlock-agent >/dev/null || ! airlock-agent --help >/dev/null 2>&1; then
   echo; echo "demo: the device agent is not in this build; stopping after the host side."
   exit 0
@@ -99,6 +134,10 @@ install_expect_4 vision-1.3.0.airlock
 
 step "device: install v4: passes its check, switches, but its probe fails -> switched back"
 install_expect_4 vision-1.4.0.airlock
+
+step "device: install v5 (scored on its set), then v6: golden check passes, accuracy does not"
+airlock-agent install vision-1.5.0.airlock
+install_expect_4 vision-1.6.0.airlock
 
 step "device: status"
 airlock-agent status

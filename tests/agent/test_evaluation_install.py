@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from agent.layout import Layout
+from agent.metrics import Observed, metrics_registry
 from tests.support.cli import run_agent
 from tests.support.device import active_id, agent_json, assert_consistent, init_device
 from tests.support.evalsets import eval_model, numpy_metrics
@@ -53,6 +55,9 @@ def test_accuracy_loss_is_refused_on_the_device(tmp_path: Path, keyset: Keys) ->
     assert shown["checked"] == ["accuracy", "f1_macro", "top5_accuracy"]
     human = run_agent("--root", root, "status").stdout
     assert f"classifier: accuracy {accuracy:.4g}, f1_macro" in human
+    registry = metrics_registry(Layout(root), Observed())  # what serve's /metrics exposes
+    assert registry.get_sample_value("airlock_model_metric", {
+        "release": "vision-1", "model": "classifier", "metric": "accuracy"}) == accuracy
 
     worse, worse_dir = _bundle(tmp_path, keyset, 2, 0.5)
     r = run_agent("--root", root, "install", worse)
@@ -108,6 +113,10 @@ def test_the_device_providers_are_used_and_reported(tmp_path: Path, keyset: Keys
                        "OpenVINOExecutionProvider,CPUExecutionProvider", "--intra-op-threads", "1")
     assert shown["runtime"] == {"providers": ["OpenVINOExecutionProvider", "CPUExecutionProvider"],
                                 "session": {"intra_op_threads": 1}}
+    # One config command for every device setting: the ring and sink stay as they were.
+    assert shown["changed"] == ["runtime: as each release says -> OpenVINOExecutionProvider, "
+                                "CPUExecutionProvider; intra_op_threads=1"]
+    assert shown["sink"] == {"type": "oci-dir"}
     bundle, _ = _bundle(tmp_path, keyset, 1, 0.0)
     r = run_agent("--root", root, "install", bundle)
     assert r.returncode == 4, r.stderr

@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from agent.input_contract import ContractWatch
+from agent.layout import Layout
+from agent.metrics import Observed, metrics_registry
 from tests.support.cli import run_agent
 from tests.support.device import agent_json, init_device
 from tests.support.evalsets import eval_model
@@ -55,3 +58,18 @@ def test_violations_in_dropped_samples_are_counted(tmp_path: Path, keyset: Keys)
 
     checked = agent_json(root, "check")
     assert checked["inputs"]["classifier"]["violations"] == seen["violations"]
+
+    # serve counts them for /metrics, again only when the sample files change.
+    layout = Layout(root)
+    watch = ContractWatch(layout)
+    first = watch.update()
+    assert first["models"]["classifier"]["violations"] == seen["violations"]
+    assert watch.update()["models"]["classifier"] is first["models"]["classifier"]
+    registry = metrics_registry(layout, Observed(inputs=first))
+    assert registry.get_sample_value("airlock_model_input_violations", {
+        "release": "vision-1", "model": "classifier", "input": "x", "rule": "max"}) == 2
+    assert registry.get_sample_value("airlock_model_input_rows", {
+        "release": "vision-1", "model": "classifier"}) == 208
+    (folder / "b-bad.npz").unlink()
+    assert watch.update()["models"]["classifier"]["violations"] == {
+        "x": {"shape": 1, "dtype": 1}}

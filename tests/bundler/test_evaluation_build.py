@@ -8,6 +8,7 @@ for a contract the input and the rule); no bundle is written.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -235,3 +236,71 @@ def test_a_compressed_set_builds_and_inspect_shows_what_will_be_enforced(
     assert "evaluates on eval_data.npz" not in human  # file names are not signed; digests are
     assert "accuracy >= 0.92, accuracy >= running - 0.01; f1_macro >= 0.9" in human
     assert "x: float32 [batch, 16] in [-10, 10]" in human
+
+
+def test_the_host_check_scores_the_set_before_signing(tmp_path: Path, keyset: Keys) -> None:
+    """``airlock build`` runs the device's evaluation: a model below an absolute threshold is
+    refused before it is signed (exit 4), in the words a device would use."""
+    d = tmp_path / "worse"
+    model = eval_model(d, samples=300, perturb=0.5)
+    out = tmp_path / "worse.airlock"
+    r = run_airlock("build", write_spec(tmp_path, models=[model]), "--key", keyset.release_key,
+                    "-o", out)
+    assert r.returncode == 4, r.stderr
+    (line,) = r.stderr.strip().splitlines()
+    assert re.search(r"health check of model 'classifier' failed: accuracy 0\.\d+ < min 0\.92 "
+                     r"\(on 300 evaluation samples\); nothing was signed or written", line), line
+    assert not out.exists()
+
+
+def test_on_the_host_relative_thresholds_and_providers_are_reported_not_enforced(
+        tmp_path: Path, keyset: Keys) -> None:
+    d = tmp_path / "m"
+    model = eval_model(d, samples=300,
+                       metrics={"accuracy": {"min": 0.9, "min_delta": -0.01}},
+                       health={"providers": ["OpenVINOExecutionProvider",
+                                             "CPUExecutionProvider"]})
+    spec = write_spec(tmp_path, models=[model])
+    r = run_airlock("check", spec, "--json")
+    assert r.returncode == 0, r.stderr
+    (m,) = json.loads(r.stdout)["models"]
+    assert m["ok"] and m["evaluation"]["samples"] == 300
+    assert m["evaluation"]["metrics"]["accuracy"] > 0.9
+    assert ("accuracy min_delta not applied: the host knows no running release to compare with"
+            in m["note"])
+    assert m["over_budget"] == ("execution provider OpenVINOExecutionProvider is not available "
+                                "here (checked on CPUExecutionProvider); the device must have it")
+    assert m["providers"]["missing"] == ["OpenVINOExecutionProvider"]
+    human = run_airlock("check", spec).stdout
+    assert re.search(r"\n  evaluation: accuracy 0\.\d+ on 300 samples \(", human), human
+
+    strict = run_airlock("check", spec, "--enforce-budgets")
+    assert strict.returncode == 4
+    assert "execution provider OpenVINOExecutionProvider is not available" in strict.stderr
+
+
+def test_a_drift_reference_breaking_the_contract_is_refused(
+        kit_dir: Path, tmp_path: Path, keyset: Keys) -> None:
+    d = tmp_path / "m"
+    model = eval_model(d, samples=300, contract={"x": {"shape": ["batch", 16], "max": 50}},
+                       health={"reference": str(d / "ref.npz")})
+    x = np.load(d / "eval_data.npz")["x"][:100]
+    x[7, 2] = 99.0
+    np.savez(d / "ref.npz", x=x)
+    message = _refused(tmp_path, keyset, model)
+    assert ("field 'models[0].health.reference': breaks the input contract: input 'x': 1 "
+            "value(s) > max 50 (first: row 7, x[7, 2] = 99") in message
+
+
+def test_diff_names_a_changed_evaluation_or_contract(tmp_path: Path, keyset: Keys) -> None:
+    d = tmp_path / "m"
+    model = eval_model(d, samples=300)
+    old = build(write_spec(tmp_path, models=[model]), tmp_path / "old.airlock",
+                [keyset.release_key])
+    model["evaluate"]["metrics"] = {"accuracy": {"min": 0.93}}
+    model["inputs_contract"] = {"x": {"dtype": "float32"}}
+    new = build(write_spec(tmp_path, sequence=2, models=[model]), tmp_path / "new.airlock",
+                [keyset.release_key])
+    r = run_airlock("diff", old, new)
+    assert r.returncode == 0, r.stderr
+    assert "~ classifier: " in r.stdout and "evaluation changed; input contract changed" in r.stdout

@@ -25,5 +25,11 @@ def test_demo_runs_the_whole_job() -> None:
     assert "build vision-3.yaml exited 4" in out
     assert out.count("install vision-1.3.0.airlock exited 4") == 1
     assert out.count("install vision-1.4.0.airlock exited 4") == 1
-    assert "active    vision 1.2.0 (sequence 2)" in out
+    # v6's classifier passes its golden check and the host check (min_delta needs the
+    # running release), then the device refuses it for losing accuracy against v5.
+    assert "accuracy min_delta not applied: the host knows no running release" in out
+    assert out.count("install vision-1.6.0.airlock exited 4") == 1
+    assert "with min_delta -0.01) (on 2000 evaluation samples); vision-5 stays active" in r.stderr
+    assert "active    vision 1.5.0 (sequence 5)" in out
+    assert "classifier: accuracy 0.9" in out  # status shows the checked metrics
     assert "journal hash chain verified" in out
