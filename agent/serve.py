@@ -25,7 +25,8 @@ waits, or retries next poll) and first repairs what a crash left behind.
 
 HTTP, on threads beside the loop (bind it to 127.0.0.1 or a site network):
 ``/metrics`` (``agent.metrics``), ``/healthz`` (the loop is alive), ``/status``
-(the ``status --json`` document) and ``/`` (links to those).
+(the ``status --json`` document) and ``/`` (the status page a technician opens,
+``agent.statuspage``).
 
 Shutdown: SIGTERM or SIGINT lets an install in progress finish, then exits
 0; a second signal aborts it, and the install undoes itself before the
@@ -78,6 +79,8 @@ __all__ = ["REPORTS_DIR", "ServeOptions", "serve"]
 
 #: Folder on a writable stick where serve leaves the device's signed report.
 REPORTS_DIR = "airlock-reports"
+_PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'; "
+                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 # How long an install or check waits for a manual command's lock before the next poll.
 _LOCK_WAIT_S = 0.5
 
@@ -356,6 +359,11 @@ class _Server:
                 self.send_response(code)
                 self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.send_header("Cache-Control", "no-store")
+                if content_type.startswith("text/html"):
+                    # The page's own policy, also as a header: it loads and runs nothing.
+                    self.send_header("Content-Security-Policy", _PAGE_POLICY)
                 self.end_headers()
                 if self.command != "HEAD":
                     self.wfile.write(body)
@@ -390,10 +398,9 @@ class _Server:
             body_s = json.dumps(status(self.layout), indent=2, sort_keys=True, default=str)
             return 200, (body_s + "\n").encode(), "application/json"
         if path == "/":
-            links = "".join(f'<li><a href="{p}">{p}</a></li>'
-                            for p in ("/metrics", "/status", "/healthz"))
-            page = (f"<!doctype html><title>airlock-agent {self.config.device_id}</title>"
-                    f"<h1>airlock-agent {self.config.device_id}</h1><ul>{links}</ul>\n")
+            from agent.statuspage import status_page
+
+            page = status_page(self.layout, watch=self.options.watch)
             return 200, page.encode(), "text/html; charset=utf-8"
         return 404, b"not found\n", "text/plain; charset=utf-8"
 

@@ -53,6 +53,8 @@ def release_info(layout: Layout, release_id: str | None) -> dict[str, Any] | Non
         "name": release.name, "version": release.version, "sequence": release.sequence,
         "installed_at": installed.get("installed_at"), "expires": release.expires.isoformat(),
         "models": [m.name for m in release.models], "images": [i.ref for i in release.images],
+        "budgets": {m.name: {"max_p95_ms": m.health.max_p95_ms,
+                             "max_memory_mb": m.health.max_memory_mb} for m in release.models},
         "flags": release.flags,
         "health": None if health is None else {
             k: health.get(k) for k in ("ok", "reason", "time", "seconds", "report")},

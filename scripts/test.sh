@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests use (real registry, skopeo, umoci, sshd,
-# promtool from prometheus to lint the agent's /metrics).
+# promtool from prometheus to lint the agent's /metrics, chromium for the HTML pages).
 # Installed when we may (root) or must (CI); otherwise those tests skip with a reason.
 need_pkgs=()
 command -v skopeo >/dev/null || need_pkgs+=(skopeo)
@@ -14,6 +14,9 @@ command -v umoci >/dev/null || need_pkgs+=(umoci)
 [ -x /usr/bin/docker-registry ] || need_pkgs+=(docker-registry)
 [ -x /usr/sbin/sshd ] || need_pkgs+=(openssh-server)
 command -v promtool >/dev/null || need_pkgs+=(prometheus)
+# The status page and the fleet report are opened in a real headless Chromium (Playwright
+# drives Debian's browser; Playwright's own browser download is never used).
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium chromium-driver)
 if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ]; }; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

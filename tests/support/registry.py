@@ -26,7 +26,7 @@ from tests.support.cli import run_airlock
 from tests.support.keyset import Keys
 
 TOOLS = {"docker-registry": ocikit.REGISTRY_BIN, "skopeo": "skopeo", "umoci": "umoci",
-         "promtool": "promtool"}
+         "promtool": "promtool", "chromium": "chromium"}
 
 
 def need_tools(*names: str) -> None:
