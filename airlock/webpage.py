@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Sequence
 from html import escape
 
-__all__ = ["SORT_SCRIPT", "esc", "page", "section", "state_word", "table"]
+__all__ = ["SORT_SCRIPT", "Cell", "esc", "page", "section", "state_word", "table"]
 
 _CSS = """
 :root{--fg:#1a1a1a;--muted:#5a5a5a;--line:#c8c8c8;--ok:#1e6b2a;--bad:#b00020;--warn:#8a5a00}
@@ -103,17 +103,29 @@ def state_word(ok: bool | None, yes: str = "OK", no: str = "FAILED", unknown: st
             else f'<span class="bad">✗ {esc(no)}</span>')
 
 
-def table(head: Sequence[str], rows: Sequence[Sequence[str]], *, sortable: bool = False,
+Cell = str | tuple[str, str]
+
+
+def _cell(c: Cell, numeric: bool) -> str:
+    html, key = (c, None) if isinstance(c, str) else c
+    attrs = (' class="num"' if numeric else "") + (f' data-sort="{esc(key)}"' if key else "")
+    return f"<td{attrs}>{html}</td>"
+
+
+def table(head: Sequence[str], rows: Sequence[Sequence[Cell]], *, sortable: bool = False,
           numeric: Sequence[int] = (), caption: str | None = None) -> str:
-    """A table; cells are HTML already (escape with ``esc``), headers are escaped here."""
+    """A table; cells are HTML already (escape with ``esc``), headers are escaped here.
+
+    A cell may be ``(html, sort_key)``: the key ``SORT_SCRIPT`` sorts by (an age in
+    seconds rather than its text "2h").
+    """
     if sortable:
         ths = "".join(f'<th scope="col"><button type="button">{esc(h)}</button></th>'
                       for h in head)
     else:
         ths = "".join(f'<th scope="col">{esc(h)}</th>' for h in head)
-    body = "".join("<tr>" + "".join(
-        f'<td class="num">{c}</td>' if i in numeric else f"<td>{c}</td>"
-        for i, c in enumerate(r)) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(_cell(c, i in numeric) for i, c in enumerate(r)) + "</tr>"
+                   for r in rows)
     cap = f"<caption class='sub'>{esc(caption)}</caption>" if caption else ""
     cls = ' class="sortable"' if sortable else ""
     return (f'<div class="wrap"><table{cls}>{cap}<thead><tr>{ths}</tr></thead>'

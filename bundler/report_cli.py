@@ -3,6 +3,7 @@
     airlock report enroll cam-7.pub --device-id cam-7 --site north
     airlock report ingest /media/usb/airlock-reports/ --textfile /var/lib/node_exporter/airlock.prom
     airlock report ingest cam-7.report.json --json
+    airlock report ingest /media/usb/airlock-reports/ --html fleet.html   # tables and plots
 
 ``ingest`` prints the fleet table (every enrolled device, its newest report)
 on stdout; each refused report is one line on stderr saying why, and the
@@ -17,10 +18,13 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airlock.console import add_command, emit
-from airlock.errors import RejectedError
+
+if TYPE_CHECKING:
+    from bundler.reports import FleetRecords
+from airlock.errors import RejectedError, UsageError
 
 __all__ = ["add_report_command", "run_report"]
 
@@ -59,6 +63,8 @@ def add_report_command(cmd: Callable[[str, str, str], argparse.ArgumentParser],
                    help="report files, or folders of *.report.json")
     i.add_argument("--textfile", type=Path, metavar="FILE.prom",
                    help="also write the fleet figures for node_exporter's textfile collector")
+    i.add_argument("--html", type=Path, metavar="FILE.html",
+                   help="also write the fleet report: one self-contained HTML file with plots")
 
 
 def run_report(a: argparse.Namespace) -> dict[str, Any] | None:
@@ -76,9 +82,12 @@ def run_report(a: argparse.Namespace) -> dict[str, Any] | None:
     rows = fleet.table()
     if a.textfile is not None:
         fleet_textfile(rows, a.textfile)
+    if a.html is not None:
+        _write_html(fleet, a.html)
     out = {"accepted": [r.__dict__ for r in results if not r.reason],
            "refused": [{"file": r.file, "reason": r.reason} for r in refused],
-           "devices": rows, "fleet": str(a.fleet)}
+           "devices": rows, "fleet": str(a.fleet),
+           "html": None if a.html is None else str(a.html.absolute())}
     for r in refused:
         print(f"airlock: refused {r.file}: {r.reason}", file=sys.stderr)
     emit(out, a.json, _table)
@@ -86,6 +95,21 @@ def run_report(a: argparse.Namespace) -> dict[str, Any] | None:
         raise RejectedError(f"{len(refused)} of {len(results)} report(s) refused and not "
                             "counted (see above)")
     return None
+
+
+def _write_html(fleet: FleetRecords, path: Path) -> None:
+    """The fleet report, replaced atomically (a browser never shows half of it)."""
+    from bundler.fleet_report import fleet_html
+
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--html {path}: give a file name ending in .html")
+    if path.is_dir():
+        raise UsageError(f"--html {path} is a directory; give a file name ending in .html")
+    html = fleet_html(fleet)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def _table(d: dict[str, Any]) -> str:
@@ -107,4 +131,6 @@ def _table(d: dict[str, Any]) -> str:
     accepted = len(d["accepted"])
     text.append(f"{accepted} report(s) taken in, {len(d['refused'])} refused; "
                 f"fleet {d['fleet']}")
+    if d.get("html"):
+        text.append(f"fleet report: {d['html']}")
     return "\n".join(text)

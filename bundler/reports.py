@@ -188,6 +188,21 @@ class FleetRecords:
                 continue
         return None
 
+    def reports(self, device: str) -> list[dict[str, Any]]:
+        """Every stored report body of ``device``, oldest first (for the report's plots)."""
+        folder = self.root / "reports" / device
+        try:
+            names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".report.json"))
+        except OSError:
+            return []
+        bodies = []
+        for name in names:
+            try:
+                bodies.append(verify_document((folder / name).read_bytes(), REPORT_TYPE).body)
+            except (OSError, AirlockError):
+                continue
+        return bodies
+
     # -- the table -----------------------------------------------------------
     def table(self, now: datetime | None = None) -> list[dict[str, Any]]:
         now = now or datetime.now(UTC)

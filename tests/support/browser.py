@@ -15,7 +15,7 @@ request (the pages must be self-contained: the site is air-gapped).
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,13 +62,14 @@ def chromium() -> Iterator[Any]:
 
 
 def load(browser: Any, url: str, shot: Path, *, width: int = 1100, height: int = 900,
-         click: str | None = None, media: str = "screen") -> Seen:
+         click: Sequence[str] = (), media: str = "screen", js: bool = True) -> Seen:
     """Open ``url`` in a fresh context, note console errors and requests, screenshot the page.
 
     ``media="print"`` lays the page out as for printing (a width of 710 px is
     A4 with 12 mm margins at 96 dpi).
     """
-    context = browser.new_context(viewport={"width": width, "height": height})
+    context = browser.new_context(viewport={"width": width, "height": height},
+                                  java_script_enabled=js)
     page = context.new_page()
     page.emulate_media(media=media)
     errors: list[str] = []
@@ -79,8 +80,8 @@ def load(browser: Any, url: str, shot: Path, *, width: int = 1100, height: int =
     page.on("request", lambda r: requests.append(r.url))
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
     page.goto(url, wait_until="load")
-    if click is not None:
-        page.click(click)
+    for selector in click:
+        page.click(selector)
     page.wait_for_timeout(200)
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
