@@ -171,8 +171,10 @@ def _parser() -> argparse.ArgumentParser:
     _json_arg(n)
 
     s = cmd("status", "show the active and previous release, agent state and disk use",
-            "airlock-agent status --json")
+            ("airlock-agent status --json", "airlock-agent status --html /media/usb/cam-7.html"))
     _json_arg(s)
+    s.add_argument("--html", type=Path, metavar="FILE.html",
+                   help="also write the status page serve shows at / (one self-contained file)")
 
     h = cmd("history", "show the journal of every action", "airlock-agent history --verify")
     h.add_argument("--verify", action="store_true", help="check the journal's hash chain")
@@ -378,7 +380,22 @@ def _status(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     if sound and needs_recovery(layout):
         with contextlib.suppress(PreconditionError, PermissionError), AgentLock(layout.lock):
             _say_recovered(recover(layout))
-    return status(layout)
+    st = status(layout)
+    if getattr(a, "html", None) is not None:
+        st["html"] = _status_html(layout, st, a.html)
+    return st
+
+
+def _status_html(layout: Layout, st: dict[str, Any], path: Path) -> str:
+    """The status page as a file (for a laptop without network, or the stick)."""
+    from agent.statuspage import drop_results, journal_tail, render
+
+    if path.suffix.lower() not in (".html", ".htm") or path.is_dir():
+        raise UsageError(f"--html {path}: give a file name ending in .html")
+    page = render(st, journal_tail(layout), drops=drop_results(layout), watch=[], refresh_s=0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, page.encode())
+    return str(path.absolute())
 
 
 def _history(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
@@ -614,6 +631,8 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             if damage:
                 lines.append("          run 'airlock-agent fsck --repair' (it says what it "
                              "cannot fix)")
+            if d.get("html"):
+                lines.append(f"page      {d['html']}")
             return "\n".join(lines)
         if cmd == "history":
             out = []

@@ -306,7 +306,9 @@ def render(st: dict[str, Any], events: list[dict[str, Any]], *, drops: list[dict
               "<p class='notice'>Read-only page: nothing can be changed from here. Use "
               "<code>airlock-agent</code> on the device, or drop a bundle on the stick. "
               f"Shown {esc(now.strftime('%Y-%m-%d %H:%M:%S'))} UTC; "
-              f"<span class='noprint'>refreshes every {refresh_s} s.</span></p></header>")
+              + (f"<span class='noprint'>refreshes every {refresh_s} s.</span>" if refresh_s
+                 else "a snapshot (<code>airlock-agent status --html</code>).")
+              + "</p></header>")
     damage = st.get("damage") or []
     body = [header]
     if damage:

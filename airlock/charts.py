@@ -145,7 +145,10 @@ def lines(series: Mapping[str, Sequence[tuple[datetime, float]]], *, title: str,
     t0 = min(t for t, _ in points).timestamp()
     t1 = max(t for t, _ in points).timestamp()
     span = (t1 - t0) or 1.0
+    counts = all(float(v).is_integer() for _, v in points)
     vmax = max([v for _, v in points] + [threshold or 0.0]) * 1.1 or 1.0
+    if counts:  # devices, rollbacks: whole-number ticks
+        vmax = float(math.ceil(vmax / 4) * 4) or 4.0
 
     def x(t: datetime) -> float:
         return left + (width - left - right) * ((t.timestamp() - t0) / span if t1 > t0 else 0.5)
@@ -164,10 +167,12 @@ def lines(series: Mapping[str, Sequence[tuple[datetime, float]]], *, title: str,
                    f'class="tick">{number(v)}{escape(unit)}</text>')
     base = top_pad + plot_h
     stamps = sorted({t for t, _ in points})
+    # Minutes apart or more: dates; a burst within the hour (a test, a site visit): seconds.
+    fmt = "%Y-%m-%d %H:%M" if t1 - t0 >= 3600 else "%Y-%m-%d %H:%M:%S"
     for t in (stamps[0], stamps[-1]) if len(stamps) > 1 else stamps[:1]:
         anchor = "start" if t == stamps[0] and len(stamps) > 1 else "end"
         out.append(f'<text x="{x(t):.1f}" y="{base + 16:.1f}" text-anchor="{anchor}" '
-                   f'class="tick">{escape(t.strftime("%Y-%m-%d %H:%M"))}</text>')
+                   f'class="tick">{escape(t.strftime(fmt))} UTC</text>')
     if threshold is not None:
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{y(threshold):.1f}" '
                    f'y2="{y(threshold):.1f}" class="limit"/><text x="{width - right}" '

@@ -229,15 +229,17 @@ def _health(f: _Fleet) -> str:
         for metric, series in sorted(plots["metrics"].items()):
             parts.append(charts.lines(dict(series), title=f"{model}: {metric} (evaluation)"))
         out.append(f"<h3>Model {esc(model)}</h3><p class='sub'>One line per device; ✗ marks a "
-                   "failed check.</p>" + "".join(parts))
+                   "failed check.</p><div class='cards'>"
+                   + "".join(f"<div class='card'>{p}</div>" for p in parts) + "</div>")
     return "".join(out) or '<p class="none">No health check in any report yet.</p>'
 
 
 def _drift(f: _Fleet) -> str:
-    out = [charts.lines(series, title=f"{model}: input drift (PSI of the worst input)",
-                        threshold=threshold)
-           for model, (series, threshold) in f.drift().items()]
-    return "".join(out) or '<p class="none">No model reports drift.</p>'
+    out = ["<div class='card'>" + charts.lines(
+        series, title=f"{model}: input drift (PSI of the worst input)", threshold=threshold)
+        + "</div>" for model, (series, threshold) in f.drift().items()]
+    return (f"<div class='cards'>{''.join(out)}</div>" if out
+            else '<p class="none">No model reports drift.</p>')
 
 
 def _problems(f: _Fleet) -> str:

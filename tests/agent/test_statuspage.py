@@ -142,3 +142,17 @@ def test_page_from_a_hostile_status_document_is_valid_and_inert() -> None:
     empty = render({"state": "idle"}, [], drops=[], watch=[])
     parse_strict(empty)
     assert "No release is active" in empty and "unknown device" in empty
+
+
+def test_status_html_writes_the_same_page_as_a_file(device: dict[str, Path],
+                                                    tmp_path: Path) -> None:
+    out = tmp_path / "stick" / "cam-7.html"
+    p = run_agent("--root", device["root"], "status", "--html", out)
+    assert p.returncode == 0, p.stderr
+    assert f"page      {out}" in p.stdout
+    page = out.read_text()
+    parse_strict(page)
+    assert "a snapshot" in page and 'http-equiv="refresh"' not in page
+    assert "DRIFT WARNING" in page and "&lt;script&gt;alert(2)&lt;/script&gt;" in page
+    p = run_agent("--root", device["root"], "status", "--html", tmp_path / "cam-7.txt")
+    assert p.returncode == 2 and "ending in .html" in p.stderr
