@@ -31,8 +31,10 @@ _STYLES = [("#1f5fa8", "", "circle"), ("#b35900", "6 3", "square"), ("#2e7d32", 
 
 def number(value: float) -> str:
     """A value written short: 3 significant digits, no exponent for everyday sizes."""
-    if value == 0 or not math.isfinite(value):
-        return str(value if math.isfinite(value) else "-")
+    if not math.isfinite(value):
+        return "-"
+    if float(value).is_integer() and abs(value) < 1000:
+        return str(int(value))
     if abs(value) >= 1000:
         return f"{value:,.0f}"
     return f"{value:.3g}"
@@ -66,7 +68,9 @@ def meter(value: float | None, limit: float | None, label: str, *, unit: str = "
         parts.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="0" y2="{h}" class="limit"/>')
     parts.append("</svg>")
     verdict = "OVER" if over and not higher_is_better else "UNDER" if over else "within"
-    suffix = "" if limit is None else f' <b class="{"bad" if over else "ok"}">{verdict}</b>'
+    # A budget or threshold is judged in words; a capacity ("of 252 GiB") is not.
+    suffix = ("" if limit is None or limit_word else
+              f' <b class="{"bad" if over else "ok"}">{verdict}</b>')
     return (f'<span class="meter-row">{"".join(parts)} '
             f'<span class="meter-text">{escape(text)}</span>{suffix}</span>')
 
@@ -102,7 +106,7 @@ def bars(counts: Mapping[str, float], *, title: str, unit: str = "", width: int 
     row, label_w = 22, 150
     top = max(counts.values()) or 1.0
     height = row * len(counts) + 24
-    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" '
+    out = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" role="img" '
            f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
            f'<text x="0" y="14" class="title">{escape(title)}</text>']
     for i, (name, v) in enumerate(counts.items()):
@@ -157,7 +161,7 @@ def lines(series: Mapping[str, Sequence[tuple[datetime, float]]], *, title: str,
         return top_pad + plot_h * (1 - v / vmax)
 
     total_h = height + legend_h
-    out = [f'<svg class="chart" viewBox="0 0 {width} {total_h}" role="img" '
+    out = [f'<svg class="chart" viewBox="0 0 {width} {total_h}" width="{width}" role="img" '
            f'aria-label="{escape(title)}"><title>{escape(title)}</title>',
            f'<text x="0" y="14" class="title">{escape(title)}</text>']
     for i in range(5):  # horizontal grid with values

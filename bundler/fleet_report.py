@@ -44,6 +44,8 @@ __all__ = ["fleet_html"]
 _PROBLEM_EVENTS = {"rejected", "refused", "install-failed", "rolled-back", "rollback-failed",
                    "probe-failed", "drift-warning"}
 _SHOWN_PROBLEMS = 25
+# Charts two to a row on a laptop, one on a phone: drawn at the size they are shown.
+_CARD_W = 460
 Series = dict[str, list[tuple[datetime, float]]]
 
 
@@ -214,7 +216,7 @@ def _adoption(f: _Fleet) -> str:
                    + charts.bars(dict(now.most_common()), title="devices per release now",
                                  width=420)
                    + charts.lines(series, title="devices per release over time", step=True,
-                                  width=420, height=180)
+                                  width=_CARD_W, height=180)
                    + "</div>")
     return f'<div class="cards">{"".join(out)}</div>'
 
@@ -223,11 +225,12 @@ def _health(f: _Fleet) -> str:
     out = []
     for model, plots in f.health().items():
         parts = [charts.lines(dict(plots["p95"]), title=f"{model}: p95 latency per check",
-                              unit=" ms", failed=plots["failed_p95"]),
+                              unit=" ms", failed=plots["failed_p95"], width=_CARD_W),
                  charts.lines(dict(plots["mem"]), title=f"{model}: peak memory per check",
-                              unit=" MB", failed=plots["failed_mem"])]
+                              unit=" MB", failed=plots["failed_mem"], width=_CARD_W)]
         for metric, series in sorted(plots["metrics"].items()):
-            parts.append(charts.lines(dict(series), title=f"{model}: {metric} (evaluation)"))
+            parts.append(charts.lines(dict(series), title=f"{model}: {metric} (evaluation)",
+                                      width=_CARD_W))
         out.append(f"<h3>Model {esc(model)}</h3><p class='sub'>One line per device; ✗ marks a "
                    "failed check.</p><div class='cards'>"
                    + "".join(f"<div class='card'>{p}</div>" for p in parts) + "</div>")
@@ -236,7 +239,8 @@ def _health(f: _Fleet) -> str:
 
 def _drift(f: _Fleet) -> str:
     out = ["<div class='card'>" + charts.lines(
-        series, title=f"{model}: input drift (PSI of the worst input)", threshold=threshold)
+        series, title=f"{model}: input drift (PSI of the worst input)", threshold=threshold,
+        width=_CARD_W)
         + "</div>" for model, (series, threshold) in f.drift().items()]
     return (f"<div class='cards'>{''.join(out)}</div>" if out
             else '<p class="none">No model reports drift.</p>')
