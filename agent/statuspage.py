@@ -35,6 +35,7 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.status import status
 from airlock import charts
+from airlock.console import human_size
 from airlock.errors import AirlockError
 from airlock.webpage import esc, page, section, state_word, table
 
@@ -97,14 +98,9 @@ def _num(v: object) -> float | None:
 
 
 def _size(n: object) -> str:
-    if not isinstance(n, int | float):
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return "-"
+    """Bytes as ``status`` prints them (``airlock.console.human_size``), or ``-``."""
+    value = _num(n)
+    return "-" if value is None else esc(human_size(value))
 
 
 def _when(text: object) -> str:

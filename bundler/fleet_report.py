@@ -37,7 +37,7 @@ from typing import Any
 
 from airlock import charts
 from airlock.webpage import SORT_SCRIPT, Cell, esc, page, section, state_word, table
-from bundler.reports import FleetRecords, age_text
+from bundler.reports import FleetRecords, age_text, parse_time
 
 __all__ = ["fleet_html"]
 
@@ -47,14 +47,6 @@ _SHOWN_PROBLEMS = 25
 # Charts two to a row on a laptop, one on a phone: drawn at the size they are shown.
 _CARD_W = 460
 Series = dict[str, list[tuple[datetime, float]]]
-
-
-def _time(text: object) -> datetime | None:
-    try:
-        t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def _obj(d: object, key: str) -> dict[str, Any]:
@@ -82,7 +74,7 @@ class _Fleet:
             for body in bodies:  # reports overlap (a stick's report repeats the journal)
                 entries = _obj(body, "journal").get("entries")
                 for e in entries if isinstance(entries, list) else []:
-                    if isinstance(e, dict) and _time(e.get("time")) is not None:
+                    if isinstance(e, dict) and parse_time(e.get("time")) is not None:
                         seen[(str(e.get("time")), str(e.get("event")), str(e.get("release")))] = e
             self.events[device] = sorted(seen.values(), key=lambda e: str(e.get("time")))
 
@@ -99,12 +91,12 @@ class _Fleet:
             checks: dict[str, tuple[datetime, dict[str, Any]]] = {}
             for e in self.events[device]:
                 if e.get("event") == "health-result":
-                    t = _time(e.get("time"))
+                    t = parse_time(e.get("time"))
                     if t is not None:
                         checks[t.isoformat(timespec="seconds")] = (t, _obj(e, "report"))
             for body in self.bodies[device]:  # a check whose journal line was not carried
                 h = _obj(_obj(_obj(body, "status"), "active"), "health")
-                t = _time(h.get("time"))
+                t = parse_time(h.get("time"))
                 if t is not None:
                     checks.setdefault(t.isoformat(timespec="seconds"), (t, _obj(h, "report")))
             for t, report in checks.values():
@@ -133,7 +125,7 @@ class _Fleet:
         for device, bodies in self.bodies.items():
             points: dict[tuple[str, datetime], float] = {}
             for body in bodies:
-                t = _time(body.get("time"))
+                t = parse_time(body.get("time"))
                 models = _obj(_obj(_obj(body, "status"), "drift"), "models")
                 for model in models:
                     d = _obj(models, model)
@@ -144,7 +136,7 @@ class _Fleet:
                         if th is not None:
                             thresholds[str(model)] = th
             for e in self.events[device]:
-                t, psi = _time(e.get("time")), _num(e.get("psi"))
+                t, psi = parse_time(e.get("time")), _num(e.get("psi"))
                 if e.get("event") == "drift-warning" and t is not None and psi is not None:
                     points.setdefault((str(e.get("model")), t), psi)
             for (model, t), psi in points.items():
@@ -160,7 +152,7 @@ class _Fleet:
         timeline: list[tuple[datetime, str, str]] = []
         for d in devices:
             for body in self.bodies[d]:
-                t = _time(body.get("time"))
+                t = parse_time(body.get("time"))
                 if t is not None:
                     active = _obj(_obj(body, "status"), "active")
                     timeline.append((t, d, str(active.get("id") or "no release")))

@@ -100,16 +100,18 @@ def run_report(a: argparse.Namespace) -> dict[str, Any] | None:
 def _write_html(fleet: FleetRecords, path: Path) -> None:
     """The fleet report, replaced atomically (a browser never shows half of it)."""
     from bundler.fleet_report import fleet_html
+    from bundler.output import exclusive_partial
 
     if path.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--html {path}: give a file name ending in .html")
     if path.is_dir():
         raise UsageError(f"--html {path} is a directory; give a file name ending in .html")
-    html = fleet_html(fleet)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    os.replace(tmp, path)
+    html = fleet_html(fleet).encode()
+    with exclusive_partial(path) as (partial, out):  # the bundler's one way beside an output
+        out.write(html)
+        out.flush()
+        os.fsync(out.fileno())
+        os.replace(partial, path)
 
 
 def _table(d: dict[str, Any]) -> str:

@@ -39,7 +39,7 @@ from keys.device import INVENTORY_TYPE, REPORT_TYPE, DeviceDocument, verify_docu
 from keys.keyfile import load_public_key
 from keys.release import is_plain_name
 
-__all__ = ["FleetRecords", "Ingested", "age_text", "fleet_textfile"]
+__all__ = ["FleetRecords", "Ingested", "age_text", "fleet_textfile", "parse_time"]
 
 
 @dataclass
@@ -61,7 +61,8 @@ def _write(path: Path, data: bytes) -> None:
         os.replace(partial, path)
 
 
-def _time(text: object) -> datetime | None:
+def parse_time(text: object) -> datetime | None:
+    """A report's ISO time (``Z`` or an offset; naive is UTC), or None when it is not one."""
     try:
         t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
@@ -161,13 +162,13 @@ class FleetRecords:
                 continue
             device = str(doc.body["device_id"])
             item.device_id = device
-            when = _time(doc.body.get("time")) or datetime.now(UTC)
+            when = parse_time(doc.body.get("time")) or datetime.now(UTC)
             stamp = when.strftime("%Y%m%dT%H%M%SZ")
             stored = self.root / "reports" / device / f"{stamp}.report.json"
             _write(stored, data)
             item.stored = str(stored)
             latest = self.latest(device)
-            if latest is None or (_time(latest.get("time")) or when) <= when:
+            if latest is None or (parse_time(latest.get("time")) or when) <= when:
                 _write(self.inventory_path(device), inv_bytes)
         return out
 
@@ -233,7 +234,7 @@ def _row(device: str, site: Any, body: dict[str, Any] | None, now: datetime) -> 
     status = _obj(body, "status")
     active = _obj(status, "active") or None
     health = _obj(active or {}, "health") or None
-    when = _time(body.get("time"))
+    when = parse_time(body.get("time"))
     rollbacks = sum(int(r.get("count") or 0) for r in _obj(body, "counts").get("rollbacks") or []
                     if isinstance(r, dict) and r.get("result") == "ok")
     drift_models = _obj(_obj(status, "drift"), "models")
@@ -310,7 +311,7 @@ def fleet_textfile(rows: list[dict[str, Any]], path: Path) -> None:
                 if r["health_ok"] is not None:
                     ok.add_metric(dev, 1.0 if r["health_ok"] else 0.0)
                 for fam, key in ((checked, "last_check"), (reported, "report_time")):
-                    t = _time(r.get(key)) if r.get(key) else None
+                    t = parse_time(r.get(key)) if r.get(key) else None
                     if t is not None:
                         fam.add_metric(dev, t.timestamp())
                 if r["rollbacks"] is not None:
