@@ -2,7 +2,8 @@
 # Airlock's main job from a fresh clone, offline, with no arguments:
 # keys -> trust root -> a real ONNX model -> signed bundle -> verify -> inspect
 # -> (device) init -> install v1, v2 -> v3 with a bad model rolls back by itself
-# -> v5 adds a classifier scored on a labelled set; v6's lost accuracy and is refused.
+# -> v5 adds a classifier scored on a labelled set; v6 lost accuracy and is refused
+# -> the device's status page and, from its signed report, the fleet report (HTML).
 # Everything lands in ./demo (removed and remade on every run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -142,3 +143,14 @@ install_expect_4 vision-1.6.0.airlock
 step "device: status"
 airlock-agent status
 airlock-agent history --verify | tail -n 5
+
+step "device: the status page (serve answers the same at /) and a signed report for the stick"
+airlock-agent status --html pages/device.html >/dev/null
+airlock-agent report -o stick/airlock-reports/demo-1.report.json --since all
+
+step "host: enrol the device, take its report in, write the fleet report"
+airlock report enroll device/device.pub --device-id demo-1 --site demo --fleet fleet
+airlock report ingest stick/airlock-reports --fleet fleet --html pages/fleet.html
+echo
+echo "device page:  $PWD/pages/device.html   (live: airlock-agent serve, then http://127.0.0.1:9400/)"
+echo "fleet report: $PWD/pages/fleet.html"
