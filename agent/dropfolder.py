@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agent.durable import read_json, write_atomic, write_json
-from airlock.bundle import BundleReader
+from airlock.bundle import BundleReader, ShortFrontError
 from airlock.errors import AirlockError, FormatError, UsageError
 from airlock.limits import MAX_DROP_MEMORY, MAX_PARTS_MANIFEST_BYTES
 from airlock.parts import PartSet, open_media, resolve_media
@@ -138,11 +138,13 @@ class Candidate:
     size: int = 0  # of the bundle file when it settled
 
 
-def metadata_digest(drop: Drop) -> tuple[str, int] | None:
+def metadata_digest(drop: Drop) -> tuple[str | None, int] | None:
     """The sha256 of the drop's signed metadata and the least size its tar can have.
 
-    None while the metadata at the front is not all there. Nothing here is
-    trusted: the install checks the signature; this only says whether to wait.
+    The digest is None while the file ends inside the metadata at its front
+    (a copy under way); None in all when the front is not a bundle's. Nothing
+    here is trusted: the install checks the signature; this only says whether
+    to wait.
     """
     from keys.release import Release
 
@@ -151,9 +153,12 @@ def metadata_digest(drop: Drop) -> tuple[str, int] | None:
     try:
         with drop.path.open("rb") as f:
             head = BundleReader(f).head()
+    except ShortFrontError as e:
+        return None, e.needed
     except (AirlockError, OSError, EOFError):
         return None
-    least = 2 * _TAR_BLOCK + _TAR_BLOCK + _padded(len(head.release_json))
+    # The metadata's member is its padded slot (airlock.bundle), not just the JSON.
+    least = 2 * _TAR_BLOCK + _TAR_BLOCK + _padded(head.slot_size)
     if head.root_json is not None:
         least += _TAR_BLOCK + _padded(len(head.root_json))
     try:

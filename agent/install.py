@@ -68,6 +68,7 @@ from airlock.errors import (
 from airlock.oci import BLOB_PREFIX, blob_path
 from airlock.parts import explain
 from keys.release import Release
+from keys.signatures import same_signed
 from keys.trust import TrustRoot
 
 __all__ = ["install", "load_sequences"]
@@ -180,7 +181,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
 
     active = read_link(layout, "current")
     if active == release.id:
-        if (layout.release_dir(active) / "release.json").read_bytes() != head.release_json:
+        if not same_signed((layout.release_dir(active) / "release.json").read_bytes(),
+                           head.release_json):
             e2 = RollbackError(f"a different release already claims {release.id}; "
                                "bump the sequence and rebuild")
             journal.append("rejected", bundle=label, reason=str(e2), error=type(e2).__name__)
@@ -334,7 +336,7 @@ class _Job:
 
         rdir = layout.release_dir(release.id)
         if rdir.exists():
-            if (rdir / "release.json").read_bytes() != self.head.release_json:
+            if not same_signed((rdir / "release.json").read_bytes(), self.head.release_json):
                 raise RollbackError(f"a different release already claims {release.id}; "
                                     "bump the sequence and rebuild")
         else:

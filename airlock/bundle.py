@@ -12,6 +12,25 @@ Metadata comes first so a reader checks signatures before it reads any blob.
 Writing is reproducible: members have fixed owners, modes and mtimes, and a
 fixed order, so the same inputs and keys give the same bytes.
 
+**The metadata slot.** ``airlock/release.json`` is written into a padded
+slot: the JSON document, then spaces and one newline (JSON whitespace, which
+every JSON reader skips) up to a whole number of tar blocks with at least
+``SLOT_SPARE`` bytes to spare. A signature added after the build (``airlock
+sign``) rewrites only the slot's bytes, so the tar header (whose size field
+would change) and every blob after it stay byte for byte where they were::
+
+    slot = metadata_slot(release_json)          # padded: len(slot) % 512 == 0
+    head = BundleReader(f).head()               # head.release_json: padding stripped
+    head.slot_offset, head.slot_size            # where the slot's bytes are in the archive
+    fitted = metadata_slot(new_json, head.slot_size)   # same size, or SlotFullError
+
+The slot's size depends only on the JSON's length, so builds stay
+reproducible; a bundle written before the slot existed is a slot with no
+spare room. ``bundler.slot_rewrite`` rewrites a slot in place (crash-safe)
+or copies the bundle around a bigger one. A writer that learns the metadata
+only after the blobs (one pass) can reserve a slot of a size it chooses and
+fill it last.
+
 Reading is one forward pass that works from a pipe::
 
     reader = BundleReader(stream)
@@ -57,12 +76,18 @@ from airlock.oci import BLOB_PREFIX, INDEX_TYPES
 __all__ = [
     "RELEASE_PATH",
     "ROOT_PATH",
+    "SLOT_BLOCK",
+    "SLOT_SPARE",
     "BundleFile",
     "BundleHead",
     "BundleReader",
     "FileInfo",
     "LayoutCheck",
+    "ShortFrontError",
+    "SlotFullError",
     "SourceFile",
+    "member_header",
+    "metadata_slot",
     "starts_like_bundle",
     "write_bundle",
 ]
@@ -70,6 +95,55 @@ __all__ = [
 ROOT_PATH = "airlock/root.json"
 RELEASE_PATH = "airlock/release.json"
 _FIXED_MTIME = 0
+
+#: A tar block: the slot ends on one, so its member needs no tar padding.
+SLOT_BLOCK = 512
+#: Room a slot keeps beyond its JSON for signatures added after the build:
+#: about 30 Ed25519 or ECDSA signatures, or 7 RSA-4096 ones (a KMS key).
+SLOT_SPARE = 8 * 1024
+_JSON_SPACE = b" \t\r\n"
+
+
+class SlotFullError(FormatError):
+    """New metadata does not fit the bundle's metadata slot; the bundle must be copied."""
+
+
+class ShortFrontError(FormatError):
+    """The archive ends inside the metadata at its front: a copy cut short, or still going.
+
+    ``needed`` is the least size the archive has (through that member, and
+    the end blocks): a drop folder waits for it. The metadata slot makes the
+    front several KiB, so half a copied bundle can end there.
+    """
+
+    def __init__(self, message: str, needed: int) -> None:
+        super().__init__(message)
+        self.needed = needed
+
+
+def metadata_slot(release_json: bytes, size: int | None = None) -> bytes:
+    """``release_json`` padded to a slot: spaces and a final newline, ``size`` bytes in all.
+
+    ``size=None`` chooses the build's size: the JSON, ``SLOT_SPARE`` and the
+    newline, rounded up to a whole tar block, but no more than a reader takes
+    (``MAX_METADATA_BYTES``) when the JSON fits that. Raises SlotFullError
+    when the JSON (and its newline) does not fit ``size``.
+    """
+    body = release_json.rstrip(_JSON_SPACE)
+    if size is None:
+        least = -(-(len(body) + 1) // SLOT_BLOCK) * SLOT_BLOCK
+        roomy = -(-(len(body) + 1 + SLOT_SPARE) // SLOT_BLOCK) * SLOT_BLOCK
+        size = max(least, min(roomy, MAX_METADATA_BYTES))
+    if len(body) + 1 > size:
+        raise SlotFullError(
+            f"the metadata ({len(body)} bytes) no longer fits its {size}-byte slot"
+        )
+    return body + b" " * (size - len(body) - 1) + b"\n"
+
+
+def member_header(name: str, size: int) -> bytes:
+    """The tar header :func:`write_bundle` writes for a member (for a copy around a slot)."""
+    return _tarinfo(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
 @dataclass(frozen=True)
@@ -139,7 +213,8 @@ def write_bundle(
     ) as tar:
         if root_json is not None:
             tar.addfile(_tarinfo(ROOT_PATH, len(root_json)), io.BytesIO(root_json))
-        tar.addfile(_tarinfo(RELEASE_PATH, len(release_json)), io.BytesIO(release_json))
+        slot = metadata_slot(release_json)
+        tar.addfile(_tarinfo(RELEASE_PATH, len(slot)), io.BytesIO(slot))
         for f in ordered:
             with f.open() as src:
                 reader = _HashingReader(src, progress)
@@ -182,8 +257,11 @@ class _Window:
 class BundleHead:
     """The metadata at the front of a bundle, not yet verified."""
 
-    release_json: bytes
+    release_json: bytes  # the slot's JSON, padding stripped
     root_json: bytes | None = None
+    slot_header: int = 0  # where release.json's tar header (any extended header) starts
+    slot_offset: int = 0  # where the metadata slot's bytes start in the archive
+    slot_size: int = 0  # the slot's bytes: the JSON and its padding
 
 
 class BundleFile:
@@ -356,10 +434,17 @@ class BundleReader:
         assert f is not None  # regular files always have a file object
         try:
             data = f.read()
-        except (tarfile.TarError, OSError, EOFError) as e:
-            raise FormatError(f"bundle is truncated inside {m.name}: {e}") from None
+        except OSError as e:
+            raise FormatError(f"cannot read the bundle inside {m.name}: {e}") from None
+        except (tarfile.TarError, EOFError):
+            data = b""
         if len(data) != m.size:
-            raise FormatError(f"bundle is truncated inside {m.name}")
+            needed = m.offset_data + -(-m.size // _BLOCK) * _BLOCK + 2 * _BLOCK
+            kind, have = self._have()
+            raise ShortFrontError(
+                f"bundle is truncated inside {m.name}: the {kind} has {have} bytes, its "
+                f"metadata needs at least {needed}; a short copy: copy it again from the "
+                "source media", needed)
         return data
 
     def head(self) -> BundleHead:
@@ -377,7 +462,9 @@ class BundleReader:
         if m is None or m.name != RELEASE_PATH:
             found = "the end" if m is None else repr(m.name)
             raise FormatError(f"bundle must start with {RELEASE_PATH}, found {found}")
-        self._head = BundleHead(self._read_small(m), root_json)
+        slot = self._read_small(m)
+        self._head = BundleHead(slot.rstrip(_JSON_SPACE), root_json, m.offset, m.offset_data,
+                                m.size)
         return self._head
 
     def files(

@@ -22,6 +22,7 @@ __all__ = [
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
     "MAX_CONTRACT_VALUES",
+    "MAX_DETACHED_SIGNATURE_BYTES",
     "MAX_DETAILED_CLASSES",
     "MAX_DEVICE_DOCUMENT_BYTES",
     "MAX_DRIFT_FEATURES",
@@ -279,3 +280,8 @@ MAX_THREADS: Final = 256
 #: uses more than one). A model of very many nodes must not make the child
 #: parse hundreds of megabytes; past this the split is not reported.
 MAX_PROFILE_BYTES: Final = 16 * 1024 * 1024
+#: A detached signature (``airlock sign --detached``) travels from a signer's
+#: machine to a coordinator, who reads it whole before checking it. One holds
+#: a signature and its public key (an RSA-4096 one is under 3 KiB); a file
+#: passed by mistake (a bundle, a disk image) must not be read into memory.
+MAX_DETACHED_SIGNATURE_BYTES: Final = 64 * 1024

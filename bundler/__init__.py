@@ -4,7 +4,8 @@ Reads a release spec, pulls what it names from registries, signs, and
 writes one bundle; verifies bundles the way devices do. The modules are named for what they do: spec (``airlock.yaml``),
 model_check (a model and its golden data, read before signing),
 artifacts (the OCI layout being assembled), pull (registry models and
-images), cache (the pull cache), build (sign and write), verify, cli.
+images), cache (the pull cache), build (sign and write), verify, sign
+and slot_rewrite (signatures added to a built bundle), cli and signing_cli.
 
     from bundler.build import build_bundle
     from bundler.spec import load_spec

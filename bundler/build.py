@@ -68,6 +68,8 @@ from keys.release import (
     ReleaseSerializer,
     check_metadata_bounds,
 )
+from keys.signatures import Signable
+from keys.signers import sign_checked
 
 __all__ = ["Assembled", "BuildResult", "assemble", "build_bundle", "refuse_unhealthy"]
 
@@ -86,6 +88,7 @@ class BuildResult:
     release: Release
     parts: PartSet | None = None  # when written split (max_size)
     health: HealthReport | None = None  # None: the host check was skipped (--no-check)
+    signed_sha256: str = ""  # what every signature covers; stays as signatures are added
 
     def to_dict(self) -> dict[str, object]:
         r = self.release
@@ -105,6 +108,7 @@ class BuildResult:
             "blobs": self.blobs,
             "files": len(r.files),
             "metadata_sha256": self.metadata_sha256,
+            "signed_sha256": self.signed_sha256,
             "signers": self.signers,
             "name": r.name,
             "version": r.version,
@@ -136,10 +140,13 @@ def _sign(release: Release, signers: Sequence[Signer]) -> tuple[bytes, list[str]
     """
     md = release.to_metadata()
     try:
-        for signer in signers:
-            md.sign(signer, append=True, signed_serializer=ReleaseSerializer())
+        payload = ReleaseSerializer().serialize(md.signed)
     except SerializationError as e:
         raise UsageError(f"the release cannot be signed as JSON: {e}") from None
+    for signer in signers:
+        # A token or KMS that fails (wrong PIN, no network) is one line naming it.
+        sig = sign_checked(signer, payload)
+        md.signatures[sig.keyid] = sig
     release_json = md.to_bytes()
     try:
         check_metadata_bounds(release_json, "the release metadata")
@@ -228,6 +235,9 @@ def build_bundle(
 ) -> BuildResult:
     """Assemble, check, sign and write the bundle for ``spec`` at ``output`` (atomically).
 
+    ``signers`` may be fewer than a threshold, or none: the rest sign later
+    (``bundler.sign``) without the bundle being built again.
+
     ``inputs`` are the other files the build reads (key files, a carried root):
     ``output`` may never be one of them, nor the spec or a file it names;
     ``force`` lets ``output`` replace an existing file that is not a bundle.
@@ -239,9 +249,6 @@ def build_bundle(
     is a HealthCheckError, exit 4, and nothing is signed or written);
     ``enforce_budgets`` makes latency and memory budgets fail it too.
     """
-    if not signers:
-        raise UsageError("give at least one --key to sign the release")
-
     def guard(read: Sequence[Path]) -> None:
         check_output(output, [spec.path, *inputs, *read], force=force,
                      kind="an Airlock bundle", is_ours=is_bundle_file)
@@ -321,4 +328,5 @@ def build_bundle(
         release=release,
         parts=parts,
         health=health,
+        signed_sha256=Signable.from_bytes(release_json, "release").signed_sha256,
     )

@@ -4,6 +4,7 @@
     airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json
     airlock check airlock.yaml
     airlock build airlock.yaml --key keys/release.key -o vision-1.2.0.airlock
+    airlock sign vision-1.2.0.airlock --key 'hsm:2?label=airlock' --trust root.json
     airlock verify vision-1.2.0.airlock --trust root.json
     airlock inspect vision-1.2.0.airlock --json
     airlock report enroll cam-7.pub --device-id cam-7 --site north
@@ -19,18 +20,17 @@
 The only module on this side that prints. Every command's ``--help`` ends with
 an example and the exit codes; ``parser()`` is also what the completion
 scripts (shtab) and the man pages in docs/man/ (scripts/manpages.py) are made
-from, so they cannot drift from the options.
+from, so they cannot drift from the options. Signing with keys held anywhere
+and the root ceremony: ``bundler/signing_cli.py``.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import hashlib
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
-
-from securesystemslib.signer import CryptoSigner
 
 from airlock.console import (
     Parser,
@@ -47,17 +47,26 @@ from airlock.console import (
     tool_parser,
 )
 from airlock.errors import AirlockError, PreconditionError, UsageError
-from airlock.limits import MAX_METADATA_BYTES
 from airlock.oci import BLOB_PREFIX
 from airlock.parts import open_media, parse_size
-from bundler.output import check_output, exclusive_partial
+from bundler.output import check_output, replace_file
 from bundler.report_cli import add_report_command, run_report
-from keys.keyfile import generate_keypair, load_public_key, load_signer, passphrase_from_env
+from bundler.signing_cli import (
+    add_key_args,
+    add_sign_commands,
+    human,
+    is_trust_root,
+    secrets_from,
+    signer_for,
+)
+from keys.keyfile import generate_keypair, load_public_key, passphrase_from_env
+from keys.signers import key_files, open_public_key
 from keys.trust import (
     RingSigner,
     TrustRoot,
     create_root,
     parse_duration,
+    role_label,
     rotate_root,
 )
 
@@ -164,6 +173,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     r.add_argument("--trust", type=Path, required=True, metavar="ROOT.json",
                    help="the current trust root")
     _root_args(r, first=False)
+    handlers = add_sign_commands(cmd, kcmd)
+    p.set_defaults(signing=handlers)
 
     c = cmd(
         "check",
@@ -188,10 +199,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "misses its golden outputs is refused (exit 4) and nothing is signed or written.",
     )
     _spec_args(b)
-    b.add_argument("--key", type=Path, action="append", required=True, metavar="KEY",
-                   help="private release key to sign with; repeat to meet a threshold")
-    b.add_argument("--passphrase-env", metavar="VAR", help="the keys' passphrase is in $VAR")
-    _strict_arg(b)
+    b.add_argument("--key", action="append", default=[], metavar="KEY",
+                   help="key to sign with: a key file, a .pub recorded by 'keys import-public', "
+                   "or a URI (hsm:, envvar:, awskms:, gcpkms:, azurekms:); repeat for a "
+                   "threshold, or add signatures later with 'airlock sign'")
+    b.add_argument("--unsigned", action="store_true",
+                   help="sign with no key now; every signature comes from 'airlock sign'")
+    add_key_args(b)
     b.add_argument("-o", "--output", type=Path, metavar="BUNDLE",
                    help="bundle path (default: NAME-VERSION.airlock); never one of the build's "
                    "inputs")
@@ -330,29 +344,30 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
 def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
     p.add_argument(
         "--root-key",
-        type=Path,
         action="append",
-        required=True,
+        default=[],
         metavar="KEY",
-        help="private root key that signs (repeat for a threshold)",
+        help="root key that signs: a key file, a recorded .pub or a URI (repeat for a "
+        "threshold); with --unsigned, root public keys (.pub or URI) that sign later",
     )
     if not first:
         p.add_argument(
             "--new-root-key",
-            type=Path,
             action="append",
             default=[],
             metavar="KEY",
-            help="private key of the new root role (repeat); default: keep the keys",
+            help="key of the new root role (repeat), as --root-key; default: keep the keys",
         )
     p.add_argument(
         "--release-key",
-        type=Path,
         action="append",
         required=first,
         metavar="KEY.pub",
-        help="public key allowed to sign releases for every ring (repeat)",
+        help="public key allowed to sign releases for every ring: a .pub file or a URI (repeat)",
     )
+    p.add_argument("--unsigned", action="store_true",
+                   help="sign nothing here: write the root for 'airlock keys sign-root' to collect "
+                   "its signatures one by one (a root ceremony)")
     p.add_argument("--root-threshold", type=int, default=None if not first else 1, metavar="N",
                    help="root signatures a rotation needs" + ("" if first else
                                                                " (default: unchanged)"))
@@ -369,8 +384,7 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
     )
     p.add_argument("--expires", default="365d", metavar="DURATION",
                    help="root lifetime, like 365d or 2y")
-    p.add_argument("--passphrase-env", metavar="VAR", help="the root keys' passphrase is in $VAR")
-    _strict_arg(p)
+    add_key_args(p)
     p.add_argument("-o", "--output", type=Path, required=True, metavar="ROOT.json",
                    help="where to write the trust root")
     p.add_argument(
@@ -378,32 +392,6 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
         help="replace an existing -o file, even a trust root"
     )
     _json_arg(p)
-
-
-def _strict_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="refuse a private key file that group or others can access (default: warn)",
-    )
-
-
-def _warn(message: str) -> None:
-    say("airlock", "warning", message)
-
-
-def _signer(path: Path, passphrase: bytes | None, a: argparse.Namespace) -> CryptoSigner:
-    return load_signer(path, passphrase, strict=a.strict, warn=_warn)
-
-
-def _is_trust_root(path: Path) -> bool:
-    with path.open("rb") as f:
-        data = f.read(MAX_METADATA_BYTES + 1)
-    try:
-        TrustRoot.from_bytes(data)
-    except AirlockError:
-        return False
-    return True
 
 
 def _ring_parts(text: str) -> list[str]:
@@ -424,16 +412,16 @@ def _ring_signer(text: str) -> RingSigner:
 
 def _write_root(a: argparse.Namespace, data: bytes) -> None:
     # The key files this command read are what a mistyped -o would destroy.
-    reads = [*a.root_key, *getattr(a, "new_root_key", []), *(a.release_key or [])]
+    reads = key_files([*a.root_key, *getattr(a, "new_root_key", []), *(a.release_key or [])])
     reads += [Path(k) for t in a.ring_signer or [] for k in _ring_parts(t)[2].split(",")]
-    check_output(a.output, reads, force=a.force, kind="a trust root", is_ours=_is_trust_root)
-    if a.keys_cmd == "init" and not a.force and a.output.is_file() and _is_trust_root(a.output):
+    if getattr(a, "trust", None) is not None:
+        reads.append(a.trust)
+    check_output(a.output, reads, force=a.force, kind="a trust root", is_ours=is_trust_root)
+    if a.keys_cmd == "init" and not a.force and a.output.is_file() and is_trust_root(a.output):
         # Devices may already trust it: a new root in its place would orphan them.
         raise UsageError(f"refusing to replace {a.output}: it is a trust root already; "
                          "'airlock keys rotate' makes its successor (or --force replaces it)")
-    with exclusive_partial(a.output) as (partial, out):
-        out.write(data)
-        os.replace(partial, a.output)
+    replace_file(a.output, data)
 
 
 def _keys(a: argparse.Namespace) -> dict[str, Any]:
@@ -451,37 +439,62 @@ def _keys(a: argparse.Namespace) -> dict[str, Any]:
             "keyid": load_public_key(pub).keyid,
             "encrypted": passphrase is not None,
         }
-    passphrase = passphrase_from_env(a.passphrase_env)
-    root_signers = [_signer(p, passphrase, a) for p in a.root_key]
+    if a.keys_cmd in a.signing:
+        return a.signing[a.keys_cmd](a)  # type: ignore[no-any-return]
+    secrets = secrets_from(a)
+    if a.unsigned:
+        # A ceremony's first step: keys named, nothing signed; the holders sign one by one.
+        root_signers, root_keys = [], [open_public_key(k, secrets) for k in a.root_key]
+        new_signers, new_keys = [], [open_public_key(k, secrets)
+                                     for k in getattr(a, "new_root_key", [])]
+    else:
+        if a.keys_cmd == "init" and not a.root_key:
+            raise UsageError("give --root-key (repeat for a threshold), or --unsigned to collect "
+                             "root signatures one by one")
+        root_signers = [signer_for(k, secrets, a) for k in a.root_key]
+        new_signers = [signer_for(k, secrets, a) for k in getattr(a, "new_root_key", [])]
+        root_keys, new_keys = [], []
+    release_keys = [open_public_key(k, secrets) for k in a.release_key or []]
     rings = [_ring_signer(t) for t in a.ring_signer] if a.ring_signer is not None else None
     if a.keys_cmd == "init":
         md = create_root(
             root_signers,
-            [load_public_key(p) for p in a.release_key],
+            release_keys,
             root_threshold=a.root_threshold,
             release_threshold=a.release_threshold,
             expires=parse_duration(a.expires),
             ring_signers=rings or (),
+            root_keys=root_keys,
         )
     else:
         old = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
+        if not a.root_key and not a.unsigned:
+            raise UsageError("give --root-key (a key of the current root), or --unsigned to "
+                             "collect the signatures one by one with 'airlock keys sign-root'")
         md = rotate_root(
             old,
             root_signers,
-            [_signer(p, passphrase, a) for p in a.new_root_key],
+            new_signers,
             root_threshold=a.root_threshold,
-            release_keys=[load_public_key(p) for p in a.release_key] if a.release_key else None,
+            release_keys=release_keys or None,
             release_threshold=a.release_threshold,
             ring_signers=rings,
             expires=parse_duration(a.expires),
+            new_root_keys=new_keys,
+            complete=not a.unsigned,
         )
     _write_root(a, md.to_bytes())
-    return {
+    result = {
         "root": str(a.output),
         "version": md.signed.version,
         "expires": md.signed.expires.isoformat(),
         "signatures": len(md.signatures),
+        "signed_sha256": hashlib.sha256(md.signed_bytes).hexdigest(),
     }
+    if a.unsigned:
+        result["next"] = (f"each root key holder: airlock keys sign-root {a.output} --key KEY"
+                          + (f" --trust {a.trust}" if a.keys_cmd == "rotate" else ""))
+    return result
 
 
 def _build(a: argparse.Namespace) -> dict[str, Any]:
@@ -490,14 +503,19 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
     from bundler.spec import load_spec
 
     spec = load_spec(a.spec, min_validity=parse_duration(a.min_validity))
-    passphrase = passphrase_from_env(a.passphrase_env)
-    signers = [_signer(p, passphrase, a) for p in a.key]
+    if not a.key and not a.unsigned:
+        raise UsageError("give --key to sign the release (repeat for a threshold), or "
+                         "--unsigned to collect every signature later with 'airlock sign'")
+    if a.key and a.unsigned:
+        raise UsageError("--unsigned signs with no key; drop --key or --unsigned")
+    secrets = secrets_from(a)
+    signers = [signer_for(k, secrets, a) for k in a.key]
     root_json = None
     if a.root is not None:
         root_json = TrustRoot.given(read_input(a.root, "trust root"), f"--root {a.root}").to_bytes()
     output = a.output or Path(f"{spec.name}-{spec.version}.airlock")
     options = {"auth": a.registry_auth, "insecure": a.insecure, "cache": a.cache}
-    reads = [*a.key, *(p for p in (a.root, a.registry_auth) if p is not None),
+    reads = [*key_files(a.key), *(p for p in (a.root, a.registry_auth) if p is not None),
              *a.delta_from, *a.device_key]
     max_size = None if a.max_size is None else parse_size(a.max_size)
     device_keys = [load_public_key(p) for p in a.device_key]
@@ -556,6 +574,7 @@ def _verify(a: argparse.Namespace) -> dict[str, Any]:
         "sequence": r.sequence,
         "role": verified.role,
         "signers": list(verified.signers),
+        "threshold": verified.threshold,
         "rings": list(verified.rings) if verified.rings is not None else None,
         "files": len(r.files),
         "blobs": sum(1 for p in r.files if p.startswith(BLOB_PREFIX)),
@@ -573,7 +592,7 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
         info = inspect_bundle(f, trust=trust, fast=a.fast, size=size)
     info["bundle"] = str(a.bundle)
     if info["expires_warning"]:
-        _warn(f"{a.bundle}: {info['expires_warning']}")
+        say("airlock", "warning", f"{a.bundle}: {info['expires_warning']}")
     return info
 
 
@@ -641,11 +660,17 @@ def _parts_lines(d: dict[str, Any]) -> list[str]:
 
 def _human(cmd: str) -> Any:
     def fmt(d: dict[str, Any]) -> str:
+        text = human(cmd, d)
+        if text is not None:
+            return text
         if cmd == "build":
             lines = [
                 f"built {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}), "
-                f"{human_size(d['size'])}, {d['blobs']} blobs, signed by {len(d['signers'])} key(s)",
+                f"{human_size(d['size'])}, {d['blobs']} blobs, "
+                + (f"signed by {len(d['signers'])} key(s)" if d["signers"] else
+                   "unsigned (add signatures with 'airlock sign')"),
                 f"metadata sha256 {d['metadata_sha256']}",
+                f"signed sha256 {d['signed_sha256']} (what every signer signs)",
                 *_health_lines(d["health"]),
             ]
             if d["delta"]:
@@ -680,7 +705,8 @@ def _human(cmd: str) -> Any:
         if cmd == "verify":
             return (
                 f"OK {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}) "
-                f"signed by role '{d['role']}', {d['blobs']} blobs in {d['files']} files checked"
+                f"signed by role '{role_label(d['role'])}' ({len(d['signers'])} of "
+                f"{d['threshold']} signatures), {d['blobs']} blobs in {d['files']} files checked"
             )
         if cmd == "inspect":
             return _inspect_text(d)
@@ -699,7 +725,7 @@ def _inspect_text(d: dict[str, Any]) -> str:
         + (f"; archive {human_size(d['archive_bytes'])}" if d["archive_bytes"] else ""),
         f"checked   {d['checked']}",
         "signers   " + ", ".join(k[:16] for k in d["signers"])
-        + (f"  (verified: role '{d['verified_role']}'"
+        + (f"  (verified: role '{role_label(d['verified_role'])}'"
            + (f", may deploy only to rings {', '.join(d['signer_rings'])}"
               if d["signer_rings"] is not None else "") + ")"
            if d["verified_role"] else "  (not verified: give --trust ROOT.json)"),
@@ -822,11 +848,11 @@ def _main(argv: list[str]) -> int:
         return 0
     handlers = {"keys": _keys, "build": _build, "check": _check, "verify": _verify,
                 "inspect": _inspect, "report": run_report, "split": _split, "join": _join,
-                "inventory": _inventory, "diff": _diff, "fleet": _fleet}
+                "inventory": _inventory, "diff": _diff, "fleet": _fleet, **a.signing}
     result = handlers[a.cmd](a)
     if result is None:
         return 0
-    emit(result, a.json, _human(a.cmd))
+    emit(result, a.json, _human(a.keys_cmd if a.cmd == "keys" else a.cmd))
     if a.cmd == "fleet" and not result["ok"]:
         # The table went to stdout; each failed host is one line on stderr.
         for h in result["hosts"]:

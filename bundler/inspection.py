@@ -30,6 +30,7 @@ from airlock.bundle import BundleReader
 from airlock.errors import FormatError
 from airlock.oci import BLOB_PREFIX
 from keys.release import ModelEntry, Release, parse_metadata
+from keys.signatures import Signable
 from keys.trust import TrustRoot
 
 __all__ = ["EXPIRY_WARNING", "inspect_bundle"]
@@ -74,6 +75,7 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
         "expires_in_days": round(left.total_seconds() / 86400, 2),
         "expires_warning": _expiry_warning(left),
         "metadata_sha256": hashlib.sha256(head.release_json).hexdigest(),
+        "signed_sha256": Signable.from_bytes(head.release_json, "release").signed_sha256,
         "signers": sorted(md.signatures),
         "verified_role": verified.role if verified else None,
         "signer_rings": list(verified.rings) if verified and verified.rings is not None else None,

@@ -29,7 +29,7 @@ from typing import BinaryIO
 from airlock.bundle import starts_like_bundle
 from airlock.errors import UsageError
 
-__all__ = ["check_output", "exclusive_partial", "is_bundle_file"]
+__all__ = ["check_output", "exclusive_partial", "is_bundle_file", "replace_file"]
 
 
 def is_bundle_file(path: Path) -> bool:
@@ -97,3 +97,12 @@ def exclusive_partial(output: Path) -> Iterator[tuple[Path, BinaryIO]]:
             yield partial, out
     finally:
         partial.unlink(missing_ok=True)
+
+
+def replace_file(output: Path, data: bytes) -> None:
+    """``data`` to ``output`` whole: a fresh partial file, fsynced, renamed into place."""
+    with exclusive_partial(output) as (partial, out):
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+        os.replace(partial, output)

@@ -24,7 +24,6 @@ same device's. The fleet directory::
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +33,7 @@ from securesystemslib.signer import Key
 
 from airlock.errors import AirlockError, FormatError, SignatureError, UsageError
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
-from bundler.output import exclusive_partial
+from bundler.output import replace_file
 from keys.device import INVENTORY_TYPE, REPORT_TYPE, DeviceDocument, verify_document
 from keys.keyfile import load_public_key
 from keys.release import is_plain_name
@@ -54,11 +53,7 @@ class Ingested:
 
 def _write(path: Path, data: bytes) -> None:
     """Replace ``path`` whole, through the bundler's one way of writing beside an output."""
-    with exclusive_partial(path) as (partial, out):
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-        os.replace(partial, path)
+    replace_file(path, data)
 
 
 def parse_time(text: object) -> datetime | None:

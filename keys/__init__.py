@@ -9,6 +9,8 @@ from one (``airlock.bundle``) and answers with a verdict or a
 * ``trust``    the TUF root, rotation, thresholds, ring signers, expiry, anti-rollback
 * ``release``  the signed release metadata (a TUF ``targets`` document)
 * ``signed_fields``  what each release field may hold; the bundler checks specs by the same rules
+* ``signers``  a signer from a key file, a recorded ``.pub`` or a URI (``hsm:``, ``envvar:``, KMS)
+* ``signatures``  signatures collected one at a time: add, detach, merge, count a root's
 
 Example::
 

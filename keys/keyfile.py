@@ -9,6 +9,15 @@ the public key, with its key id)::
     key = load_public_key(pub)
     assert signer.public_key.keyid == key.keyid
 
+A ``.pub`` file may also record where its private key lives when that is
+not a file: ``airlock keys import-public`` writes the public half of an HSM
+or KMS key with its private-key URI (``x-airlock-private-key-uri``), and
+``--key keys/hsm-release.pub`` then signs through that URI
+(``keys.signers``)::
+
+    write_public_key(Path("keys/hsm-release.pub"), key, uri="hsm:2?label=airlock")
+    key, uri = load_public_record(Path("keys/hsm-release.pub"))
+
 Keys are hard to lose by accident: an empty passphrase is refused (``None``
 is the explicit "unencrypted"; ``airlock keys generate`` asks for
 ``--no-passphrase`` to pass it), and a private key file that group or others
@@ -30,7 +39,18 @@ from securesystemslib.signer import CryptoSigner, Key, SSlibKey
 
 from airlock.errors import UsageError
 
-__all__ = ["generate_keypair", "load_public_key", "load_signer", "passphrase_from_env"]
+__all__ = [
+    "URI_FIELD",
+    "generate_keypair",
+    "load_public_key",
+    "load_public_record",
+    "load_signer",
+    "passphrase_from_env",
+    "write_public_key",
+]
+
+#: The field of a ``.pub`` file naming its private key's URI (not part of the key).
+URI_FIELD = "x-airlock-private-key-uri"
 
 
 def passphrase_from_env(var: str | None) -> bytes | None:
@@ -82,8 +102,7 @@ def generate_keypair(
     fd = os.open(priv_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:
         f.write(pem)
-    public = SSlibKey.from_crypto(private.public_key())
-    pub_path.write_text(json.dumps(_public_dict(public), indent=2, sort_keys=True) + "\n")
+    write_public_key(pub_path, SSlibKey.from_crypto(private.public_key()), force=True)
     return priv_path, pub_path
 
 
@@ -133,14 +152,33 @@ def load_signer(
 
 
 def load_public_key(path: Path) -> Key:
-    """Load a ``.pub`` file written by :func:`generate_keypair` (or a ``.key`` file)."""
+    """Load a ``.pub`` file written by :func:`generate_keypair` or :func:`write_public_key`."""
+    return load_public_record(path)[0]
+
+
+def load_public_record(path: Path) -> tuple[Key, str | None]:
+    """A ``.pub`` file's key and the private-key URI it records (None for a key file's)."""
     if path.suffix == ".key":
         raise UsageError(f"{path} is a private key; give the matching .pub file")
     try:
         raw = json.loads(path.read_text())
+        uri = raw.pop(URI_FIELD, None)
         keyid = raw.pop("keyid")
-        return Key.from_dict(keyid, raw)
+        if uri is not None and not isinstance(uri, str):
+            raise TypeError(URI_FIELD)
+        return Key.from_dict(keyid, raw), uri
     except OSError as e:
         raise UsageError(f"cannot read public key {path}: {e.strerror}") from e
-    except (ValueError, KeyError, TypeError) as e:
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
         raise UsageError(f"{path} is not an Airlock public key file") from e
+
+
+def write_public_key(path: Path, key: Key, uri: str | None = None, *, force: bool = False) -> None:
+    """Write ``key`` as a ``.pub`` file, with the URI of its private key when it has one."""
+    if not force and path.exists():
+        raise UsageError(f"{path} already exists; choose another name or remove it")
+    record = _public_dict(key)
+    if uri is not None:
+        record[URI_FIELD] = uri
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -25,6 +25,10 @@ acceptable lives in :meth:`TrustRoot.verify_release` and
     root.verify_release(release_json_bytes, ring=None)     # a device in no ring
     root.verify_release(release_json_bytes, any_ring=True) # the host: for the rings it names
     print(verified.release.name, verified.role, verified.rings)
+    print(root.tally(release_json_bytes))                  # 2 of 3 signatures for role 'release'
+
+Messages call TUF's ``targets`` role what it is here, the *release* role
+(:func:`role_label`).
 """
 
 from __future__ import annotations
@@ -52,11 +56,14 @@ from keys.identify import describe
 from keys.release import Release, ReleaseSerializer, parse_metadata
 
 __all__ = [
+    "RELEASE_ROLE",
     "RingSigner",
+    "Tally",
     "TrustRoot",
     "VerifiedRelease",
     "create_root",
     "parse_duration",
+    "role_label",
     "rotate_root",
 ]
 
@@ -79,6 +86,36 @@ def _utc_now() -> datetime:
     return datetime.now(UTC).replace(microsecond=0)
 
 
+def role_label(role: str) -> str:
+    """The name people read for a role: TUF's ``targets`` is Airlock's release role."""
+    return "release" if role == RELEASE_ROLE else role
+
+
+def _release_payload(md: Metadata[Any]) -> bytes:
+    try:
+        return ReleaseSerializer().serialize(md.signed)
+    except SerializationError as e:
+        raise FormatError(f"release metadata cannot be signed as JSON: {e}") from None
+
+
+@dataclass(frozen=True)
+class Tally:
+    """Valid signatures of one role over some metadata, against its threshold."""
+
+    role: str
+    valid: tuple[str, ...]  # key ids whose signatures verify
+    threshold: int
+    rings: tuple[str, ...] | None  # a ring signer's rings; None for the release role
+
+    @property
+    def complete(self) -> bool:
+        return len(self.valid) >= self.threshold
+
+    def __str__(self) -> str:
+        return (f"{len(self.valid)} of {self.threshold} signatures required for role "
+                f"'{role_label(self.role)}'")
+
+
 @dataclass(frozen=True)
 class RingSigner:
     """A delegated release signer limited to some rings."""
@@ -97,6 +134,7 @@ class VerifiedRelease:
     role: str  # "release" (TUF's targets role) or the delegated signer's name
     signers: tuple[str, ...]  # key ids whose valid signatures counted
     rings: tuple[str, ...] | None  # rings it may land on; None = any
+    threshold: int = 1  # of the role that signed
 
 
 def create_root(
@@ -109,9 +147,15 @@ def create_root(
     ring_signers: Sequence[RingSigner] = (),
     version: int = 1,
     now: datetime | None = None,
+    root_keys: Sequence[Key] = (),
 ) -> Metadata[Root]:
-    """A new trust root signed by every given root signer."""
-    root_keys = [s.public_key for s in root_signers]
+    """A new trust root signed by every given root signer.
+
+    ``root_keys`` are root keys that do not sign here: their holders add
+    their signatures later, one at a time (``keys.signatures``), as in a root
+    ceremony whose keys are on separate offline machines.
+    """
+    root_keys = _unique([s.public_key for s in root_signers] + list(root_keys))
     _check_threshold("root", root_threshold, len(root_keys))
     _check_threshold("release", release_threshold, len(release_keys))
     root = Root(version=version, expires=(now or _utc_now()) + expires, consistent_snapshot=False)
@@ -133,6 +177,13 @@ def create_root(
     return md
 
 
+def _unique(keys: Sequence[Key]) -> list[Key]:
+    seen: dict[str, Key] = {}
+    for k in keys:
+        seen.setdefault(k.keyid, k)
+    return list(seen.values())
+
+
 def _check_threshold(role: str, threshold: int, keys: int) -> None:
     if threshold < 1 or threshold > keys:
         raise UsageError(f"{role} threshold {threshold} needs between 1 and {keys} keys")
@@ -145,7 +196,7 @@ def _set_ring_signers(root: Root, ring_signers: Sequence[RingSigner]) -> None:
     keys: dict[str, Key] = {}
     roles: dict[str, DelegatedRole] = {}
     for rs in ring_signers:
-        if rs.name in (RELEASE_ROLE, "root", "snapshot", "timestamp") or not rs.rings:
+        if rs.name in (RELEASE_ROLE, RELEASE_ROLE_WORD, "root", "snapshot", "timestamp") or not rs.rings:
             raise UsageError(f"ring signer {rs.name!r} needs a new name and at least one ring")
         _check_threshold(f"ring signer {rs.name}", rs.threshold, len(rs.keys))
         for k in rs.keys:
@@ -256,12 +307,8 @@ class TrustRoot:
                 "carry a bundle with a rotated root ('airlock keys rotate')"
             )
         md = parse_metadata(data, Targets, "release metadata")
-
-        try:
-            payload = ReleaseSerializer().serialize(md.signed)
-        except SerializationError as e:
-            raise FormatError(f"release metadata cannot be signed as JSON: {e}") from None
-        role, signers, rings = self._signing_role(payload, md)
+        tally = self._signing_role(_release_payload(md), md)
+        role, signers, rings = tally.role, tally.valid, tally.rings
         if md.signed.is_expired(now):
             raise ExpiredError(
                 f"release metadata (sequence {md.signed.version}) expired at "
@@ -269,7 +316,7 @@ class TrustRoot:
             )
         release = Release.from_metadata(md)
         _check_rings(role, rings, release.rings, ring, device=not any_ring)
-        return VerifiedRelease(release, role, signers, rings)
+        return VerifiedRelease(release, role, signers, rings, tally.threshold)
 
     def verify_head(
         self,
@@ -298,26 +345,45 @@ class TrustRoot:
                 f"sequence {highest_seen} already accepted on this device"
             )
 
-    def _signing_role(
-        self, payload: bytes, md: Metadata[Any]
-    ) -> tuple[str, tuple[str, ...], tuple[str, ...] | None]:
+    def tally(self, release_json: bytes) -> Tally:
+        """How far a release's signatures are from a role's threshold; decides nothing.
+
+        The release role when it has its threshold, else the role (release or
+        ring signer) that comes closest: what ``airlock sign`` reports after
+        each signature ("2 of 3 signatures for role 'release'").
+        """
+        md = parse_metadata(release_json, Targets, "release metadata")
+        return self._tally(_release_payload(md), md)
+
+    def _tally(self, payload: bytes, md: Metadata[Any]) -> Tally:
         result = self.md.signed.get_verification_result(RELEASE_ROLE, payload, md.signatures)
+        best = Tally(RELEASE_ROLE_WORD, tuple(sorted(result.signed)),
+                     self.md.signed.roles[RELEASE_ROLE].threshold, None)
         if result.verified:
-            return RELEASE_ROLE_WORD, tuple(sorted(result.signed)), None
-        best = (RELEASE_ROLE_WORD, len(result.signed),
-                self.md.signed.roles[RELEASE_ROLE].threshold)
+            return best
         for name, rings in self.ring_signers().items():
             sub = self._delegator.get_verification_result(name, payload, md.signatures)
+            found = Tally(name, tuple(sorted(sub.signed)),
+                          self._delegator.get_delegated_role(name).threshold, rings)
             if sub.verified:
-                return name, tuple(sorted(sub.signed)), rings
-            if len(sub.signed) > best[1]:
-                best = (name, len(sub.signed), self._delegator.get_delegated_role(name).threshold)
+                return found
+            if len(found.valid) > len(best.valid):
+                best = found
+        return best
+
+    def _signing_role(self, payload: bytes, md: Metadata[Any]) -> Tally:
+        tally = self._tally(payload, md)
+        if tally.complete:
+            return tally
         unknown = [k for k in md.signatures if not self._knows_key(k)]
         hint = f"; signed by unknown key {unknown[0][:16]}" if unknown else ""
-        raise SignatureError(
-            f"release metadata has {best[1]} valid signature(s) of the {best[2]} "
-            f"required for role '{best[0]}'{hint}"
-        )
+        raise SignatureError(f"release metadata has {tally}{hint}")
+
+    def signs_releases(self, keyid: str) -> bool:
+        """Whether ``keyid`` is a key of the release role or of a ring signer."""
+        d = self._delegator.delegations
+        return keyid in self.md.signed.roles[RELEASE_ROLE].keyids or (
+            d is not None and any(keyid in r.keyids for r in (d.roles or {}).values()))
 
     def _knows_key(self, keyid: str) -> bool:
         d = self._delegator.delegations
@@ -407,20 +473,25 @@ def rotate_root(
     ring_signers: Sequence[RingSigner] | None = None,
     expires: timedelta = timedelta(days=365),
     now: datetime | None = None,
+    new_root_keys: Sequence[Key] = (),
+    complete: bool = True,
 ) -> Metadata[Root]:
     """The next root version; signed by ``old_signers`` and ``new_signers``.
 
-    Without ``new_signers`` the root role keeps its keys; release keys and ring
-    signers are kept unless replaced.
+    Without ``new_signers`` or ``new_root_keys`` (new root keys that sign
+    later) the root role keeps its keys; release keys and ring signers are
+    kept unless replaced. ``complete=False`` allows a root still short of
+    signatures, which a ceremony collects one at a time; by default a root
+    a device would refuse is refused here.
     """
     new = copy.deepcopy(old.md.signed)
     new.version += 1
     new.expires = (now or _utc_now()) + expires
-    if new_signers:
+    if new_signers or new_root_keys:
         for keyid in list(new.roles["root"].keyids):
             new.revoke_key(keyid, "root")
-        for s in new_signers:
-            new.add_key(s.public_key, "root")
+        for key in _unique([s.public_key for s in new_signers] + list(new_root_keys)):
+            new.add_key(key, "root")
     if root_threshold is not None:
         new.roles["root"].threshold = root_threshold
     _check_threshold("root", new.roles["root"].threshold, len(new.roles["root"].keyids))
@@ -444,6 +515,6 @@ def rotate_root(
         if s.public_key.keyid not in seen:
             md.sign(s, append=True)
             seen.add(s.public_key.keyid)
-    # Refuse to write a root a device would reject.
-    old.rotate(md.to_bytes())
+    if complete:
+        old.rotate(md.to_bytes())  # refuse to write a root a device would reject
     return md

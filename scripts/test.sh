@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the integration tests use (real registry, skopeo, umoci, sshd,
-# promtool from prometheus to lint the agent's /metrics, chromium for the HTML pages).
+# promtool from prometheus to lint the agent's /metrics, chromium for the HTML pages;
+# a SoftHSM2 token made with OpenSC's pkcs11-tool and an openssl-made CI key for docs/KEYS.md).
 # Installed when we may (root) or must (CI); otherwise those tests skip with a reason.
 need_pkgs=()
 command -v skopeo >/dev/null || need_pkgs+=(skopeo)
@@ -17,6 +18,9 @@ command -v promtool >/dev/null || need_pkgs+=(prometheus)
 # The status page and the fleet report are opened in a real headless Chromium (Playwright
 # drives Debian's browser; Playwright's own browser download is never used).
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium chromium-driver)
+command -v softhsm2-util >/dev/null || need_pkgs+=(softhsm2)
+command -v pkcs11-tool >/dev/null || need_pkgs+=(opensc)
+command -v openssl >/dev/null || need_pkgs+=(openssl)
 if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ]; }; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive

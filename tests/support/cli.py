@@ -35,8 +35,12 @@ def run_tool(
     input: bytes | None = None,
     timeout: float = 300,
     cwd: Path | None = None,
+    stdin: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m MODULE ARGS...``; text output unless ``input`` bytes are fed to stdin."""
+    """``python -m MODULE ARGS...``; text output unless ``input`` bytes are fed to stdin.
+
+    ``stdin`` is a file descriptor to read instead (``tests.support.terminal``).
+    """
     return subprocess.run(
         [sys.executable, "-m", module, *map(str, args)],
         capture_output=True,
@@ -45,6 +49,7 @@ def run_tool(
         timeout=timeout,
         cwd=cwd,
         input=input,
+        **({"stdin": stdin} if stdin is not None else {}),
     )
 
 

@@ -187,7 +187,7 @@ def _split(bundle: bytes) -> tuple[bytes, list[tuple[str, bytes]]]:
             assert f is not None
             data = f.read()
             if m.name == "airlock/release.json":
-                release_json = data
+                release_json = data.rstrip(b" \n")  # the JSON, without its slot's padding
             else:
                 files.append((m.name, data))
     return release_json, files
