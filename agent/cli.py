@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import socket
 import sys
 from collections.abc import Callable
@@ -166,9 +167,27 @@ def _parser() -> argparse.ArgumentParser:
                    "or their directory; or - to read it from standard input")
     n.add_argument("--no-switch", action="store_true",
                    help="install and health-check, but keep the active release")
+    n.add_argument("--hold", type=float, metavar="SECONDS",
+                   help="switch, but go back to the previous release unless 'commit' comes "
+                        "within SECONDS")
     n.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for another agent command to finish")
     _json_arg(n)
+
+    cm = cmd("commit", "make a held install (install --hold) final",
+             "airlock-agent commit --json")
+    cm.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object (a failure too: {error, exit})")
+
+    fl = cmd("flags", "show effective feature flags; apply or roll back a signed flags set",
+             "airlock-agent flags apply /media/usb/site-flags.airlock")
+    fl.add_argument("action", nargs="?", choices=("show", "apply", "rollback"), default="show",
+                    help="show the effective flags (default), apply a flags bundle, or go back "
+                    "to the previous flags set of a name")
+    fl.add_argument("target", nargs="?", metavar="FILE|NAME",
+                    help="flags bundle to apply, or the name of the set to roll back")
+    fl.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object (a failure too: {error, exit})")
 
     s = cmd("status", "show the active and previous release, agent state and disk use",
             ("airlock-agent status --json", "airlock-agent status --html /media/usb/cam-7.html"))
@@ -337,6 +356,7 @@ def _say_recovered(actions: list[str]) -> None:
 
 
 def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    from agent.hold import enforce
     from agent.recovery import recover
     from agent.shape import require_sound
 
@@ -346,6 +366,9 @@ def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -
     require_sound(layout)
     with AgentLock(layout.lock, wait=wait):
         _say_recovered(recover(layout))
+        reverted = enforce(layout)
+        if reverted is not None:
+            say("airlock-agent", "reverted", reverted["reason"])
         result = work()
     return result
 
@@ -362,7 +385,7 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         def work() -> dict[str, Any]:
             with progress(size, "installing") as tick:
                 return install(layout, stream, label=a.bundle, switch=not a.no_switch,
-                               progress=tick)
+                               progress=tick, hold=a.hold)
 
         return _mutating(layout, a.wait, work)
 
@@ -412,6 +435,33 @@ def _rollback(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.rollback import rollback
 
     return _mutating(layout, 0.0, lambda: rollback(layout))
+
+
+def _commit(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.hold import commit
+
+    return _mutating(layout, 0.0, lambda: commit(layout))
+
+
+def _flags(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.flags import rollback_flags, show_flags
+
+    layout.require_initialised()
+    if a.action == "show":
+        return show_flags(layout)
+    if not a.target:
+        raise UsageError(f"flags {a.action} needs a {'FILE' if a.action == 'apply' else 'NAME'}")
+    if a.action == "rollback":
+        return _mutating(layout, 0.0, lambda: rollback_flags(layout, a.target))
+    from agent.flags import apply_flags, flags_bytes
+    from airlock.bundle import BundleReader
+
+    stream, _ = open_media(a.target)
+    with stream:  # the reader bounds the metadata and refuses any member after it
+        got = flags_bytes(BundleReader(stream))
+    if got is None:
+        raise UsageError(f"{a.target} is a release bundle, not flags; use 'airlock-agent install'")
+    return _mutating(layout, 0.0, lambda: apply_flags(layout, got, a.target))
 
 
 def _check(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
@@ -590,10 +640,16 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             return (f"wrote the signed report of {d['device_id']} to {d['output']}: "
                     f"{d['entries']} journal entr{'y' if d['entries'] == 1 else 'ies'} "
                     f"(since {d['since']}), {human_size(d['bytes'])}")
+        if cmd == "install" and d.get("applied") is True:
+            return (f"applied flags {d['name']} sequence {d['sequence']} (models untouched): "
+                    + ", ".join(f"{k}={json.dumps(v['value'])}" for k, v in d["flags"].items()))
         if cmd == "install":
             if not d["installed"]:
                 return str(d["message"])
             where = "active" if d["switched"] else "installed, not switched to"
+            if d.get("held_until"):
+                where += (f", held until {d['held_until']} ('airlock-agent commit' makes it "
+                          f"final, else {d['previous']} comes back)")
             return "\n".join([
                 f"installed {d['name']} {d['version']} (sequence {d['sequence']}), {where}; "
                 f"{d['blobs_stored']} blob(s) stored, {d['blobs_skipped']} already present, "
@@ -666,6 +722,19 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             # Releases named as status names them: NAME VERSION (sequence N).
             return (f"rolled back from {d.get('from_release') or d['from']} to {d['name']} "
                     f"{d['version']} (sequence {d['sequence']})")
+        if cmd == "flags":
+            if "flags" not in d:
+                return "\n".join(f"{k}: {v}" for k, v in d.items())
+            head = (f"flags {d['name']} sequence {d['sequence']} applied\n" if d.get("applied")
+                    is True else f"flags {d['name']}: back from #{d['from']} to "
+                    f"{'#' + str(d['to']) if d['to'] else 'release defaults'}\n"
+                    if "from" in d else "")
+            return head + "\n".join(
+                f"{k:<20} {json.dumps(v['value']):<12} {v['source']}"
+                + (f" ({v['note']})" if v.get("note") else "") for k, v in d["flags"].items())
+        if cmd == "commit":
+            return (f"committed {d['committed']}: it is final; "
+                    f"{d['previous'] or 'no release'} is no longer armed to come back")
         if cmd == "check":
             return "\n".join([f"{d['release']}: health check ok",
                               *(_inputs_line(m, seen) for m, seen in d["inputs"].items())])
@@ -706,7 +775,7 @@ def _main(argv: list[str]) -> int:
     layout = Layout(root_from_env(getattr(a, "root", None)))
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any] | None]] = {
         "init": _init, "config": _config, "install": _install, "status": _status,
-        "history": _history, "rollback": _rollback, "check": _check, "gc": _gc, "fsck": _fsck,
+        "history": _history, "rollback": _rollback, "commit": _commit, "flags": _flags, "check": _check, "gc": _gc, "fsck": _fsck,
         "serve": _serve, "report": _report, "inventory": _inventory,
     }
     result = handlers[a.cmd](layout, a)

@@ -50,6 +50,8 @@ import psutil
 from agent.activation import activate, health_check
 from agent.durable import fsync_dir, remove_tree, write_atomic, write_json
 from agent.faults import crash_point
+from agent.flags import apply_flags, effective, flags_bytes, plain
+from agent.hold import arm, disarm
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.recovery import undo
@@ -62,6 +64,7 @@ from airlock.errors import (
     AirlockError,
     HealthCheckError,
     NoSpaceError,
+    PreconditionError,
     RejectedError,
     RollbackError,
 )
@@ -140,7 +143,8 @@ def _write_file(path: Path, data: bytes) -> None:
 
 
 def _build_release_dir(staged: Path, release: Release, head: BundleHead,
-                       meta: dict[str, bytes], store: ContentStore, info: dict[str, Any]) -> None:
+                       meta: dict[str, bytes], store: ContentStore, info: dict[str, Any],
+                       flags: dict[str, Any]) -> None:
     with contextlib.suppress(FileNotFoundError):
         remove_tree(staged, staged.parent)
     staged.mkdir()
@@ -155,7 +159,7 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
     fsync_dir(models)
     _write_file(staged / "release.json", head.release_json)
     _write_file(staged / "flags.json",
-                (json.dumps(release.flags, indent=2, sort_keys=True) + "\n").encode())
+                (json.dumps(flags, indent=2, sort_keys=True) + "\n").encode())
     _write_file(staged / "installed.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
     if "index.json" in meta:
         _write_file(staged / "index.json", meta["index.json"])
@@ -163,23 +167,35 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
 
 
 def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool = True,
-            progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Install the bundle read from ``stream``; the caller holds the lock and has recovered."""
+            progress: Callable[[int], None] | None = None,
+            hold: float | None = None) -> dict[str, Any]:
+    """Install the bundle read from ``stream``; the caller holds the lock and has recovered.
+
+    ``hold`` (seconds) switches but keeps the previous release armed until
+    ``airlock-agent commit`` (``agent.hold``).
+    """
     started = time.monotonic()
     config = layout.load_config()
     journal = Journal(layout.journal)
     store = ContentStore(layout)
     try:
         reader = BundleReader(stream)
-        head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
+        flags_data = flags_bytes(reader)
+        if flags_data is None:
+            head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
     except RejectedError as e:
         why = explain(stream, e)
         journal.append("rejected", bundle=label, reason=str(why), error=type(why).__name__)
         raise why from None
+    if flags_data is not None:
+        # A flags bundle: applied on its own; models, images and links are not touched.
+        return apply_flags(layout, flags_data, label)
     release: Release = verified.release
     crash_point("after-head-verified")
 
     active = read_link(layout, "current")
+    if hold is not None and active is None and switch:
+        raise PreconditionError("--hold needs a release to go back to; none is active yet")
     if active == release.id:
         if not same_signed((layout.release_dir(active) / "release.json").read_bytes(),
                            head.release_json):
@@ -219,7 +235,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                    version=release.version, sequence=release.sequence, bundle=label,
                    role=verified.role, signers=list(verified.signers), bytes_needed=need)
     job = _Job(layout, journal, store, tx, release, head, label, verified.role,
-               list(verified.signers), active)
+               list(verified.signers), active, hold)
     try:
         result = job.run(reader, switch, progress)
         _commit(layout, journal, tx, release, trust, new_trust, switch, result)
@@ -246,10 +262,20 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         "version": release.version, "sequence": release.sequence,
         "active": read_link(layout, "current"), "previous": read_link(layout, "previous"),
         "switched": switch, "seconds": round(time.monotonic() - started, 3),
+        "held_until": _held_until(layout, release.id) if hold is not None else None,
         # The agent's own high-water mark; the health child is measured in "health".
         "agent_peak_rss_mb": _peak_rss_mb(),
     })
     return result
+
+
+def _held_until(layout: Layout, release_id: str) -> str | None:
+    from agent.hold import held
+
+    h = held(layout)
+    if h is None or h["release"] != release_id:
+        return None
+    return datetime.fromtimestamp(h["deadline"], UTC).isoformat(timespec="seconds")
 
 
 def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
@@ -275,8 +301,9 @@ class _Job:
 
     def __init__(self, layout: Layout, journal: Journal, store: ContentStore, tx: Transaction,
                  release: Release, head: BundleHead, label: str, role: str,
-                 signers: list[str], active: str | None) -> None:
+                 signers: list[str], active: str | None, hold: float | None = None) -> None:
         self.layout, self.journal, self.store, self.tx = layout, journal, store, tx
+        self.hold = hold
         self.release, self.head, self.label = release, head, label
         self.role, self.signers, self.active = role, signers, active
         self.staged: dict[str, Path] = {}
@@ -343,7 +370,9 @@ class _Job:
             staged = layout.staged_release(release.id)
             info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "bundle": self.label, "role": self.role, "signers": self.signers}
-            _build_release_dir(staged, release, self.head, meta, self.store, info)
+            # The release's defaults with the flags sets already applied here (agent.flags).
+            flags = plain(effective(layout, release.flags))
+            _build_release_dir(staged, release, self.head, meta, self.store, info, flags)
             crash_point("before-release-rename")
             self.tx.step("renaming", created=True)
             self.created = True
@@ -375,8 +404,14 @@ class _Job:
         outcome = None
         if switch:
             crash_point("before-switch")
+            # Armed before the switch: a crash after it still finds the hold (agent.hold).
+            if self.hold is not None:
+                arm(layout, journal, release.id, active, self.hold)
+            else:
+                disarm(layout)
             outcome = activate(layout, journal, self.tx, release, previous=active)
             if not outcome.ok:
+                disarm(layout)
                 raise self.fail(outcome.reason, HealthCheckError(
                     f"{release.id} failed after the switch: {outcome.reason}; "
                     f"{active or 'no release'} is active again"))

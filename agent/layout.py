@@ -18,6 +18,8 @@
     ROOT/samples/MODEL/      recent input samples (.npz) the application drops for drift
     ROOT/drops.json          drop-folder bundles already handled by ``serve``
     ROOT/last-report.json    where the last signed report ended in the journal
+    ROOT/hold.json           an install held until ``commit`` (agent.hold), with its deadline
+    ROOT/flags/              applied flags sets: state.json, history/NAME.SEQ.json (agent.flags)
     ROOT/serve.lock          flock(2) held by the one running ``serve``
 
 Example::
@@ -126,6 +128,9 @@ class Layout:
         self.samples = self.root / "samples"
         self.drops = self.root / "drops.json"
         self.last_report = self.root / "last-report.json"
+        self.hold = self.root / "hold.json"
+        self.flags_dir = self.root / "flags"
+        self.flags_state = self.flags_dir / "state.json"
         self.serve_lock = self.root / "serve.lock"
 
     # -- paths -------------------------------------------------------------

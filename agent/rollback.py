@@ -76,6 +76,9 @@ def rollback(layout: Layout, *, reason: str = "manual") -> dict[str, Any]:
         if outcome.ok:
             seconds = round(time.monotonic() - start, 4)
             journal.append("rolled-back", release=current, to=rid, reason=reason)
+            from agent.hold import disarm
+
+            disarm(layout)  # whatever was held is left now
             return {"active": rid, "previous": read_link(layout, "previous"), "from": current,
                     "from_release": _described(layout, current),
                     "name": release.name, "version": release.version,

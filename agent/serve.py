@@ -33,7 +33,10 @@ Shutdown: SIGTERM or SIGINT lets an install in progress finish, then exits
 process exits (the device is left as it was before that install). A kill -9
 is a crash like any other: the next agent command recovers. One JSON object
 per line goes to ``--log`` or stderr for every event (``serve-started``,
-``drop-result``, ``check-result``, ``drift-warning``, ``serve-stopped``...).
+``drop-result``, ``check-result``, ``drift-warning``, ``hold-expired``, ``serve-stopped``...).
+
+4. **holds**: an ``install --hold`` not committed by its deadline is rolled
+   back (``agent.hold``), checked every poll.
 """
 
 from __future__ import annotations
@@ -182,6 +185,7 @@ class _Server:
                 self.guarded(self.handle, c)
             if self.next_check is not None and time.monotonic() >= self.next_check:
                 self.guarded(self.scheduled_check)
+            self.guarded(self.hold_deadline)
             self.update_drift()
             self.stop.wait(self.options.poll_s)
 
@@ -314,6 +318,20 @@ class _Server:
                 self.observed.checks["ok"] += 1
                 self.log("check-result", ok=True, release=result["release"],
                          seconds=round(time.monotonic() - start, 3))
+
+    # -- confirm or revert -----------------------------------------------------
+    def hold_deadline(self) -> None:
+        """A held install whose deadline passed goes back (``agent.hold``), checked each poll."""
+        from agent.hold import enforce, held
+
+        hold = held(self.layout)
+        if hold is not None and time.time() < hold["deadline"]:
+            return  # cheap: no lock taken while the hold runs
+        if hold is None and not self.layout.hold.exists():
+            return
+        with self.locked("reverting a hold") as got:
+            if got and (done := enforce(self.layout)) is not None:
+                self.log("hold-expired", **done)
 
     # -- drift -----------------------------------------------------------------
     def update_drift(self) -> None:

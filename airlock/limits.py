@@ -285,3 +285,18 @@ MAX_PROFILE_BYTES: Final = 16 * 1024 * 1024
 #: a signature and its public key (an RSA-4096 one is under 3 KiB); a file
 #: passed by mistake (a bundle, a disk image) must not be read into memory.
 MAX_DETACHED_SIGNATURE_BYTES: Final = 64 * 1024
+
+#: A site inventory (Ansible YAML) is read whole by the host tool; a file that
+#: is not an inventory (an image picked by mistake) must not be parsed for long.
+MAX_INVENTORY_BYTES: Final = 4 * 1024 * 1024
+#: Hosts one inventory may list: every one of them gets a thread's worth of
+#: bookkeeping and a row in the report.
+MAX_SITE_HOSTS: Final = 10_000
+
+#: What ``airlock-agent … --json`` may print back to a rollout; more is a
+#: misbehaving device and is cut (an install or status answer is a few KB).
+MAX_REMOTE_OUTPUT_BYTES: Final = 1024 * 1024
+
+#: Longest ``install --hold``: a held release keeps the previous one armed and
+#: any agent command may revert it; a week is plenty for a site to confirm.
+MAX_HOLD_SECONDS: Final = 7 * 24 * 3600

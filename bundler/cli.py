@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -49,7 +50,14 @@ from airlock.console import (
 from airlock.errors import AirlockError, PreconditionError, UsageError
 from airlock.oci import BLOB_PREFIX
 from airlock.parts import open_media, parse_size
-from bundler.output import check_output, replace_file
+from bundler.fleet_cli import (
+    add_fleet_commands,
+    hosts_text,
+    rollout_text,
+    run_hosts,
+    run_rollout,
+)
+from bundler.output import check_output, is_bundle_file, replace_file
 from bundler.report_cli import add_report_command, run_report
 from bundler.signing_cli import (
     add_key_args,
@@ -285,6 +293,34 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                      help="it must be signed by this device key (repeatable: one of these)")
     _json_arg(ish)
 
+    fg = cmd("flags", "build a signed feature-flags bundle",
+             "airlock flags set night_mode=true --name site --sequence 3 --percent 10 "
+             "--key keys/release.key -o site-flags-3.airlock")
+    fgs = fg.add_subparsers(dest="flags_cmd", required=True, parser_class=Parser)
+    fset = add_command(fgs, "set", "sign NAME=VALUE flags into a flags bundle",
+                       "airlock flags set night_mode=true threshold=0.4 --name site "
+                       "--sequence 3 --percent 10 --expires 30d --key keys/release.key "
+                       "-o site-flags-3.airlock", [common])
+    fset.add_argument("assignments", nargs="+", metavar="NAME=VALUE",
+                      help="a flag and its value (JSON when it parses, else a string)")
+    fset.add_argument("--name", default="site", help="the flags set's name: its own "
+                      "anti-rollback sequence on each device (default site)")
+    fset.add_argument("--sequence", type=int, required=True,
+                      help="higher than the last flags set of this name")
+    fset.add_argument("--percent", type=float, default=100.0,
+                      help="share of devices that take these values (stable per device)")
+    fset.add_argument("--ring", action="append", default=[], help="only devices of RING "
+                      "(repeatable; a ring signer must name its rings)")
+    fset.add_argument("--expires", default="30d", help="lifetime (default 30d); after it "
+                      "devices fall back to the release's values")
+    fset.add_argument("--key", action="append", required=True, metavar="KEY",
+                      help="key to sign with: a key file, a recorded .pub or a URI (hsm:, "
+                      "envvar:, KMS); repeat for a threshold")
+    add_key_args(fset)
+    fset.add_argument("-o", "--output", type=Path, required=True, metavar="FLAGS.airlock",
+                      help="where the flags bundle is written")
+    _json_arg(fset)
+
     fl = cmd("fleet", "reach site devices over SSH",
              "airlock fleet push vision-1.3.0.airlock cam-7 --user airlock --identity site.key "
              "--known-hosts site/known_hosts")
@@ -311,6 +347,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     fp.add_argument("--dest", default=".", help="directory on the devices (default: the "
                     "login's home)")
     _json_arg(fp)
+    add_fleet_commands(fsub, common, add_command)
 
     sp = cmd(
         "split",
@@ -615,7 +652,23 @@ def _diff(a: argparse.Namespace) -> dict[str, Any]:
     return diff(load_side(a.old), load_side(a.new))
 
 
+def _flags(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.flagset import build_flags, parse_assignments
+
+    secrets = secrets_from(a)
+    signers = [signer_for(k, secrets, a) for k in a.key]
+    check_output(a.output, key_files(a.key), force=False, kind="an Airlock bundle",
+                 is_ours=is_bundle_file)
+    return build_flags(parse_assignments(a.assignments), name=a.name, sequence=a.sequence,
+                       expires=parse_duration(a.expires), percent=a.percent, rings=a.ring,
+                       signers=signers, output=a.output)
+
+
 def _fleet(a: argparse.Namespace) -> dict[str, Any]:
+    if a.fleet_cmd == "hosts":
+        return run_hosts(a)
+    if a.fleet_cmd == "rollout":
+        return run_rollout(a)
     from bundler.push import files_of, push_all
     from bundler.ssh import Login, Target
 
@@ -688,6 +741,16 @@ def _human(cmd: str) -> Any:
             from bundler.diff import diff_text
 
             return diff_text(d)
+        if cmd == "flags":
+            return (f"wrote {d['bundle']}: flags {d['name']} sequence {d['sequence']}, "
+                    f"{d['percent']:g}% of devices"
+                    + (f" in rings {', '.join(d['rings'])}" if d["rings"] else "")
+                    + f", expires {d['expires']}: "
+                    + ", ".join(f"{k}={json.dumps(v)}" for k, v in d["flags"].items()))
+        if cmd == "fleet" and "hosts" in d and "inventory" in d:
+            return hosts_text(d)
+        if cmd == "fleet" and "waves" in d:
+            return rollout_text(d)
         if cmd == "fleet":
             from bundler.push import push_text
 
@@ -848,12 +911,21 @@ def _main(argv: list[str]) -> int:
         return 0
     handlers = {"keys": _keys, "build": _build, "check": _check, "verify": _verify,
                 "inspect": _inspect, "report": run_report, "split": _split, "join": _join,
-                "inventory": _inventory, "diff": _diff, "fleet": _fleet, **a.signing}
+                "inventory": _inventory, "diff": _diff, "fleet": _fleet, "flags": _flags,
+                **a.signing}
     result = handlers[a.cmd](a)
     if result is None:
         return 0
     emit(result, a.json, _human(a.keys_cmd if a.cmd == "keys" else a.cmd))
-    if a.cmd == "fleet" and not result["ok"]:
+    if a.cmd == "fleet" and a.fleet_cmd == "rollout":
+        for r in result["devices"]:
+            if not r["ok"]:
+                say("airlock", "error", f"{r['device']}: {r['reason']}")
+        if result["halted"]:
+            say("airlock", "error", f"rollout halted after wave {result['halted_after_wave']}: "
+                "too many failures")
+        return int(result["exit_code"])
+    if a.cmd == "fleet" and a.fleet_cmd == "push" and not result["ok"]:
         # The table went to stdout; each failed host is one line on stderr.
         for h in result["hosts"]:
             if not h["ok"]:

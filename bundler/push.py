@@ -40,7 +40,8 @@ from airlock.limits import CHUNK
 from airlock.parts import PartSet, resolve_media
 from bundler.ssh import Login, Target, connect, run
 
-__all__ = ["FileSent", "HostResult", "files_of", "push_all", "push_files", "push_text"]
+__all__ = ["FileSent", "HostResult", "files_of", "push_all", "push_files", "push_text",
+           "send_files"]
 
 #: ``progress(host, bytes)``: more bytes of the current file reached ``host``.
 PushProgress = Callable[[str, int], None]
@@ -187,19 +188,31 @@ def _send(device: _Device, local: Path, dest: str, sent: FileSent,
     device.sftp.posix_rename(partial, final)
 
 
+def send_files(client: paramiko.SSHClient, files: Sequence[Path], dest: str,
+               sent: list[FileSent], progress: Callable[[int], None]) -> str:
+    """Copy ``files`` in order over an open connection; the absolute ``dest`` on the device.
+
+    ``sent`` gets one entry per file as it starts, so it tells what travelled even when
+    the copy breaks off. ``airlock fleet rollout`` calls this on the connection it then
+    runs the agent over.
+    """
+    device = _Device(client)
+    device.makedirs(dest)
+    for local in files:
+        one = FileSent(local.name, local.stat().st_size)
+        sent.append(one)
+        _send(device, local, dest, one, progress)
+    return device.sftp.normalize(dest)
+
+
 def push_files(target: Target, files: Sequence[Path], login: Login, dest: str = ".",
                progress: PushProgress | None = None) -> HostResult:
     """Copy ``files`` in order to ``dest`` on one device; never raises for that device's errors."""
     result = HostResult(str(target))
     try:
         with connect(target, login, result.recorded_host_keys) as client:
-            device = _Device(client)
-            device.makedirs(dest)
-            for local in files:
-                sent = FileSent(local.name, local.stat().st_size)
-                result.files.append(sent)
-                _send(device, local, dest, sent,
-                      lambda n: progress(str(target), n) if progress else None)
+            send_files(client, files, dest, result.files,
+                       lambda n: progress(str(target), n) if progress else None)
         result.ok = True
     except AirlockError as e:
         result.error, result.exit_code = str(e), e.exit_code

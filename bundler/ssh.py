@@ -13,8 +13,10 @@ user's own: an unknown host is refused unless ``accept_new`` (then its key
 is recorded, like OpenSSH's ``StrictHostKeyChecking accept-new``); a key
 that differs from the recorded one is always refused. Both errors are one
 line naming the host and the SHA256 fingerprint it offered, exit 3.
-Authentication is by the given private key only (no agent, no ~/.ssh keys),
-so what a command does never depends on who runs it.
+Authentication is by the given private key only (no ~/.ssh keys), so what a
+command does never depends on who runs it; a login without a key file (a site
+inventory host with no ``ansible_ssh_private_key_file``) uses the keys of the
+running SSH agent instead.
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ class Login:
     """Who logs in, with which key, trusting which host keys."""
 
     user: str
-    identity: Path
+    identity: Path | None  # None: the SSH agent's keys
     known_hosts: Path
     accept_new: bool = False
     timeout: float = 15.0
@@ -118,7 +120,7 @@ def connect(target: Target, login: Login,
                              "(ssh-keyscan, checked) or pass --accept-new-hosts")
         login.known_hosts.parent.mkdir(parents=True, exist_ok=True)
         login.known_hosts.touch(mode=0o600)
-    if not login.identity.is_file():
+    if login.identity is not None and not login.identity.is_file():
         raise UsageError(f"identity {login.identity} is not a readable private key file")
     client = paramiko.SSHClient()
     try:
@@ -130,7 +132,8 @@ def connect(target: Target, login: Login,
     try:
         client.connect(
             target.host, port=target.port, username=login.user,
-            key_filename=str(login.identity), allow_agent=False, look_for_keys=False,
+            key_filename=str(login.identity) if login.identity else None,
+            allow_agent=login.identity is None, look_for_keys=False,
             timeout=login.timeout, banner_timeout=login.timeout, auth_timeout=login.timeout,
         )
     except paramiko.BadHostKeyException as e:
@@ -142,8 +145,9 @@ def connect(target: Target, login: Login,
             "known_hosts)") from None
     except paramiko.AuthenticationException:
         client.close()
-        raise UsageError(f"{login.user}@{target} refused the key {login.identity}; check "
-                         "--user and --identity") from None
+        raise UsageError(f"{login.user}@{target} refused the key "
+                         f"{login.identity or '(from the SSH agent)'}; check the user and "
+                         "key") from None
     except HostKeyError:
         client.close()
         raise

@@ -61,6 +61,7 @@ __all__ = [
     "Tally",
     "TrustRoot",
     "VerifiedRelease",
+    "check_rings",
     "create_root",
     "parse_duration",
     "role_label",
@@ -300,23 +301,34 @@ class TrustRoot:
         """
         if any_ring and ring is not None:
             raise UsageError("check for one device ring or for any ring, not both")
+        md, tally = self.verify_signed(data, "release metadata", now)
+        release = Release.from_metadata(md)
+        _check_rings(tally.role, tally.rings, release.rings, ring, device=not any_ring)
+        return VerifiedRelease(release, tally.role, tally.valid, tally.rings, tally.threshold)
+
+    def verify_signed(
+        self, data: bytes, what: str, now: datetime | None = None
+    ) -> tuple[Metadata[Any], Tally]:
+        """Signatures, threshold and expiry of release-role metadata (a release or a flags set).
+
+        Returns the metadata and the signing role's tally (its key ids and, for
+        a ring signer, its rings); the caller reads the body and applies the ring policy
+        (:func:`check_rings`).
+        """
         now = now or datetime.now(UTC)
         if self.md.signed.is_expired(now):
             raise ExpiredError(
                 f"the trust root expired at {_fmt(self.expires)}; "
                 "carry a bundle with a rotated root ('airlock keys rotate')"
             )
-        md = parse_metadata(data, Targets, "release metadata")
+        md = parse_metadata(data, Targets, what)
         tally = self._signing_role(_release_payload(md), md)
-        role, signers, rings = tally.role, tally.valid, tally.rings
         if md.signed.is_expired(now):
             raise ExpiredError(
-                f"release metadata (sequence {md.signed.version}) expired at "
+                f"{what} (sequence {md.signed.version}) expired at "
                 f"{_fmt(md.signed.expires)}; rebuild the bundle with a later 'expires'"
             )
-        release = Release.from_metadata(md)
-        _check_rings(role, rings, release.rings, ring, device=not any_ring)
-        return VerifiedRelease(release, role, signers, rings, tally.threshold)
+        return md, tally
 
     def verify_head(
         self,
@@ -388,6 +400,12 @@ class TrustRoot:
     def _knows_key(self, keyid: str) -> bool:
         d = self._delegator.delegations
         return keyid in self.md.signed.keys or (d is not None and keyid in d.keys)
+
+
+def check_rings(role: str, signer_rings: tuple[str, ...] | None, targets: Sequence[str],
+                ring: str | None) -> None:
+    """The ring policy for something a device in ``ring`` would apply (a flags set)."""
+    _check_rings(role, signer_rings, targets, ring, device=True)
 
 
 def _check_rings(role: str, signer_rings: tuple[str, ...] | None, release_rings: Sequence[str],

@@ -1,0 +1,113 @@
+"""Confirm or revert: an install held until ``airlock-agent commit``, undone by itself after.
+
+::
+
+    airlock-agent install vision-3.airlock --hold 600   # switches; vision-2 stays armed
+    airlock-agent commit                                # vision-3 is final
+    # no commit within 600 s: the next agent command that takes the lock (install,
+    # rollback, check, gc, fsck --repair, commit), or the serve loop, rolls back to vision-2
+
+``ROOT/hold.json`` says what is held (``{"release": "vision-3", "previous":
+"vision-2", "deadline": <unix time>, "seconds": 600, "since": ISO}``). It is
+written durably *before* the switch, so a kill -9 at any point leaves either
+no switch (recovery puts the old links back; the hold names a release that
+is not active and is dropped) or a switched, held release the deadline will
+revert. A hold acts only while ``current`` is the release it names, so a
+stale file never reverts anything else; an install without ``--hold`` and a
+manual rollback drop it. A damaged ``hold.json`` is dropped with a journal
+entry: what it held is unknown, so nothing is reverted on its say-so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from agent.durable import read_json, write_json
+from agent.journal import Journal
+from agent.layout import Layout
+from agent.switch import read_link
+from airlock.errors import AirlockError, PreconditionError, UsageError
+from airlock.limits import MAX_HOLD_SECONDS
+
+__all__ = ["arm", "commit", "disarm", "enforce", "held"]
+
+
+def held(layout: Layout) -> dict[str, Any] | None:
+    """The hold in force (or a stale one), None without one; a damaged one is None too."""
+    try:
+        raw = read_json(layout.hold)
+    except (OSError, ValueError):
+        return None
+    ok = (isinstance(raw, dict) and isinstance(raw.get("release"), str)
+          and isinstance(raw.get("deadline"), (int, float)))
+    return raw if ok else None
+
+
+def arm(layout: Layout, journal: Journal, release: str, previous: str | None,
+        seconds: float) -> None:
+    """Before the switch: hold ``release`` for ``seconds``, ``previous`` armed to come back."""
+    if not 0 < seconds <= MAX_HOLD_SECONDS:
+        raise UsageError(f"--hold must be 1 to {MAX_HOLD_SECONDS} seconds, not {seconds:g}")
+    if previous is None:
+        raise PreconditionError("--hold needs a release to go back to; none is active yet")
+    write_json(layout.hold, {
+        "release": release, "previous": previous, "seconds": seconds,
+        "deadline": time.time() + seconds,
+        "since": datetime.now(UTC).isoformat(timespec="seconds")})
+    journal.append("hold-armed", release=release, previous=previous, seconds=seconds)
+
+
+def disarm(layout: Layout) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        layout.hold.unlink()
+
+
+def commit(layout: Layout) -> dict[str, Any]:
+    """Make the held release final (the caller holds the lock and has enforced deadlines)."""
+    hold = held(layout)
+    current = read_link(layout, "current")
+    if hold is None or hold["release"] != current:
+        disarm(layout)
+        raise PreconditionError(f"nothing is held: {current or 'no release'} is active and "
+                                "already final (a hold that ran out has been reverted; see "
+                                "'airlock-agent history')")
+    disarm(layout)
+    Journal(layout.journal).append("committed", release=current,
+                                   held_for=round(time.time() - hold["deadline"]
+                                                  + float(hold.get("seconds", 0)), 1))
+    return {"committed": current, "previous": read_link(layout, "previous")}
+
+
+def enforce(layout: Layout) -> dict[str, Any] | None:
+    """Revert a held release whose deadline passed (the caller holds the lock); what it did."""
+    path = layout.hold
+    if not path.exists():
+        return None
+    journal = Journal(layout.journal)
+    hold = held(layout)
+    current = read_link(layout, "current")
+    if hold is None:
+        disarm(layout)
+        journal.append("hold-dropped", reason="hold.json is damaged; nothing reverted")
+        return None
+    if hold["release"] != current:
+        disarm(layout)  # the switch never happened, or the release was left since
+        return None
+    if time.time() < hold["deadline"]:
+        return None
+    from agent.rollback import rollback
+
+    reason = (f"hold expired: {current} was not committed within {hold.get('seconds')} s "
+              f"(since {hold.get('since')})")
+    journal.append("hold-expired", release=current, previous=hold.get("previous"))
+    try:
+        result = rollback(layout, reason=reason)
+    except AirlockError as e:
+        disarm(layout)
+        journal.append("hold-revert-failed", release=current, reason=str(e))
+        return {"reverted": False, "release": current, "reason": f"{reason}; {e}"}
+    disarm(layout)
+    return {"reverted": True, "release": current, "to": result["active"], "reason": reason}
