@@ -12,6 +12,10 @@
     airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m
     airlock-agent report -o /media/usb/airlock-reports/cam-7.report.json
     airlock-agent inventory -o /media/usb/cam-7.inventory.json
+    airlock-agent --version --json
+
+An agent installed from a kit (install.sh) updates itself when a release
+carries a newer kit for its platform: see docs/BOOTSTRAP.md.
 
 ROOT is --root, else $AIRLOCK_ROOT, else /var/lib/airlock. Every command that
 changes ROOT takes its lock (a second one exits 5) and first repairs whatever
@@ -35,6 +39,7 @@ from agent.durable import fsync_dir, write_atomic, write_json
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout, root_from_env
 from agent.lock import AgentLock
+from agent.rootformat import check_format, write_format
 from agent.sinks import SINK_TYPES
 from airlock.console import (
     Parser,
@@ -43,6 +48,7 @@ from airlock.console import (
     emit,
     fail_with,
     human_size,
+    phase_bars,
     progress,
     read_input,
     run,
@@ -227,6 +233,9 @@ def _parser() -> argparse.ArgumentParser:
             "airlock-agent fsck --repair --json")
     f.add_argument("--repair", action="store_true",
                    help="undo unfinished work, remove corrupt blobs and broken releases")
+    f.add_argument("--read-only", action="store_true",
+                   help="check without taking the lock and never repair (a new agent's "
+                        "self-check while the running one holds the lock)")
     _json_arg(f)
 
     w = cmd("serve", "run until stopped: /metrics, drop-folder installs, scheduled checks",
@@ -258,6 +267,22 @@ def _parser() -> argparse.ArgumentParser:
     comp = cmd("completion", "print a shell completion script for airlock-agent",
                "airlock-agent completion bash > /etc/bash_completion.d/airlock-agent")
     comp.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete for")
+
+    k = cmd("self-install", "finish installing this agent from a kit (run by the kit's "
+            "install.sh)", "sh install.sh --trust root.json   # runs: airlock-agent "
+            "self-install --kit DIR --prefix /opt/airlock")
+    k.add_argument("--kit", type=Path, required=True, help="the unpacked kit directory")
+    k.add_argument("--prefix", type=Path, default=Path("/opt/airlock"),
+                   help="where agents live (default /opt/airlock)")
+    k.add_argument("--trust", type=Path, help="trust root, for a ROOT not initialised yet")
+    k.add_argument("--bin-dir", type=Path, default=Path("/usr/local/bin"),
+                   help="where to link airlock-agent (default /usr/local/bin)")
+    k.add_argument("--systemd-dir", type=Path, default=Path("/etc/systemd/system"),
+                   help="where the agent's systemd unit is written (default /etc/systemd/system)")
+    k.add_argument("--device-id", help="device name for init (default: the host name)")
+    k.add_argument("--ring", help="deployment ring for init")
+    k.add_argument("--no-init", action="store_true", help="do not run init on a new ROOT")
+    _json_arg(k)
     return p
 
 
@@ -292,6 +317,7 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         generate_keypair("device", layout.root)
         fsync_dir(layout.root)
         config = AgentConfig(a.device_id or socket.gethostname(), a.ring, sink)
+        write_format(layout)
         Journal(layout.journal).append("initialised", device_id=config.device_id,
                                        ring=config.ring, trust_version=trust.version)
         import yaml
@@ -366,11 +392,21 @@ def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -
     require_sound(layout)
     with AgentLock(layout.lock, wait=wait):
         _say_recovered(recover(layout))
+        _migrate(layout)
         reverted = enforce(layout)
         if reverted is not None:
             say("airlock-agent", "reverted", reverted["reason"])
         result = work()
     return result
+
+
+def _migrate(layout: Layout) -> None:
+    from agent.rootformat import migrate
+    from agent.selfupdate import may_migrate
+
+    if may_migrate():
+        for line in migrate(layout, Journal(layout.journal)):
+            say("airlock-agent", "note", line)
 
 
 def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
@@ -384,8 +420,16 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     with stream:
         def work() -> dict[str, Any]:
             with progress(size, "installing") as tick:
-                return install(layout, stream, label=a.bundle, switch=not a.no_switch,
-                               progress=tick, hold=a.hold)
+                result = install(layout, stream, label=a.bundle, switch=not a.no_switch,
+                                 progress=tick, hold=a.hold)
+            if result["active"] == result["release"] and not result.get("held_until"):
+                # The release is committed; now the agent it carries, if any (exit 4 on failure).
+                from agent.selfupdate import update_from_release
+
+                with phase_bars() as bars:
+                    result["agent"] = update_from_release(layout, result["release"],
+                                                          progress=bars)
+            return result
 
         return _mutating(layout, a.wait, work)
 
@@ -504,6 +548,12 @@ def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.shape import lock_is_debris, repair_shape
 
     layout.require_initialised()
+    if a.read_only and a.repair:
+        raise UsageError("--read-only and --repair exclude each other")
+    if a.read_only:
+        # A new agent's self-check while the running agent holds the lock: no lock, no repair.
+        result = fsck(layout, repair=False)
+        return _fsck_verdict(result, a)
     before: list[str] = []
     if a.repair and lock_is_debris(layout):
         # No command can hold a lock that is not a file, so this one step goes unlocked.
@@ -518,6 +568,10 @@ def _fsck(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
                 raise
             # Read-only ROOT, or a lock that is not a file: a check only reads, so it goes on.
         result = fsck(layout, repair=a.repair, done_before=before)
+    return _fsck_verdict(result, a)
+
+
+def _fsck_verdict(result: dict[str, Any], a: argparse.Namespace) -> dict[str, Any]:
     if not result["ok"]:
         # The report goes to stdout, the verdict to stderr with exit 3.
         first = result["problems"][0]
@@ -563,6 +617,12 @@ def _serve(layout: Layout, a: argparse.Namespace) -> dict[str, Any] | None:
     serve(layout, ServeOptions.from_args(a.listen, a.watch, a.check_every,
                                          a.revert_on_failed_check, a.settle, a.poll, a.log))
     return None
+def _agent_line(agent: dict[str, Any] | None) -> str:
+    if not agent:
+        return ""
+    if agent.get("updated"):
+        return f"\nagent updated to {agent['version']} (was {agent['previous_version']})"
+    return f"\nagent not updated: {agent['reason']}"
 
 
 def _release_line(label: str, r: dict[str, Any] | None) -> str:
@@ -644,8 +704,9 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             return (f"applied flags {d['name']} sequence {d['sequence']} (models untouched): "
                     + ", ".join(f"{k}={json.dumps(v['value'])}" for k, v in d["flags"].items()))
         if cmd == "install":
+            agent = _agent_line(d.get("agent"))
             if not d["installed"]:
-                return str(d["message"])
+                return str(d["message"]) + agent
             where = "active" if d["switched"] else "installed, not switched to"
             if d.get("held_until"):
                 where += (f", held until {d['held_until']} ('airlock-agent commit' makes it "
@@ -654,11 +715,28 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
                 f"installed {d['name']} {d['version']} (sequence {d['sequence']}), {where}; "
                 f"{d['blobs_stored']} blob(s) stored, {d['blobs_skipped']} already present, "
                 f"health ok in {d['health_s']:.1f} s; total {d['seconds']:.1f} s",
-                *_activation_lines(d.get("activation"))])
+                *_activation_lines(d.get("activation"))]) + agent
+        if cmd == "version":
+            where = (f"kit {d['kit']} in {d['home']}" if d["kit"] else "installed with pip")
+            return (f"airlock-agent {d['version']} ({d['platform']}, Python "
+                    f"{d['python_full']}; {where})")
+        if cmd == "self-install":
+            done = (f"agent {d['version']} is active in {d['prefix']}" if d["updated"] else
+                    f"agent {d['version']} was already active in {d['prefix']}; checked")
+            said = [done, f"airlock-agent linked at {d['linked']}"]
+            if d["initialised"]:
+                said.append(f"initialised {d['root']}")
+            if d["unit"]:
+                said.append(f"systemd unit {d['unit']} "
+                            f"(systemctl enable --now {Path(d['unit']).name})")
+            return "\n".join([*said, *(f"recovered: {r}" for r in d["recovered"])])
         if cmd == "status":
             last = d["last_notable_event"]
             device = d["device_id"] or "unknown (agent.yaml is damaged)"
             lines = [f"device    {device}" + (f" (ring {d['ring']})" if d["ring"] else ""),
+                     f"agent     {d['agent']['version']} ({d['agent']['platform']}, Python "
+                     f"{d['agent']['python']}, "
+                     + (f"kit {d['agent']['kit']})" if d["agent"]["kit"] else "pip)"),
                      _release_line("active", d["active"]),
                      _release_line("previous", d["previous"]),
                      f"state     {d['state']}"
@@ -762,7 +840,31 @@ def _completion(a: argparse.Namespace) -> None:
     print(shtab.complete(parser(), shell=a.shell), end="")
 
 
+def _version_only(argv: list[str]) -> bool:
+    """``airlock-agent --version [--json]``, without a command."""
+    pre = Parser(add_help=False)
+    for flag in ("--version", "--json", "--debug"):
+        pre.add_argument(flag, action="store_true")
+    pre.add_argument("--root")
+    known, rest = pre.parse_known_args(argv)
+    return bool(known.version) and not rest
+
+
+def _self_install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.selfupdate import self_install
+
+    return self_install(a.kit.absolute(), a.prefix.absolute(), layout,
+                        trust_file=a.trust.absolute() if a.trust else None,
+                        bin_dir=a.bin_dir.absolute(), systemd_dir=a.systemd_dir,
+                        device_id=a.device_id, ring=a.ring, init=not a.no_init)
+
+
 def _main(argv: list[str]) -> int:
+    if _version_only(argv):
+        from agent.identity import identity
+
+        emit(identity(), "--json" in argv, _human("version"))
+        return 0
     top = _parser()
     a = top.parse_args(argv)
     apply_output_options(a)
@@ -773,10 +875,13 @@ def _main(argv: list[str]) -> int:
         _completion(a)
         return 0
     layout = Layout(root_from_env(getattr(a, "root", None)))
+    if a.cmd != "init" and layout.is_initialised():
+        check_format(layout)  # an agent older than ROOT's format refuses it, in one line
     handlers: dict[str, Callable[[Layout, argparse.Namespace], dict[str, Any] | None]] = {
         "init": _init, "config": _config, "install": _install, "status": _status,
         "history": _history, "rollback": _rollback, "commit": _commit, "flags": _flags, "check": _check, "gc": _gc, "fsck": _fsck,
         "serve": _serve, "report": _report, "inventory": _inventory,
+        "self-install": _self_install,
     }
     result = handlers[a.cmd](layout, a)
     if a.cmd == "inventory" and a.output == "-":

@@ -26,7 +26,7 @@ from typing import Any
 from airlock.limits import MAX_STATE_FILE_BYTES
 
 __all__ = ["fsync_dir", "kind_of", "read_bounded", "read_json", "remove_entry", "remove_tree",
-           "write_atomic", "write_json"]
+           "replace_symlink", "write_atomic", "write_json"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -54,6 +54,19 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def replace_symlink(path: Path, target: str) -> None:
+    """Point the symlink ``path`` at ``target``: a temporary link renamed over the old one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    if tmp.is_dir() and not tmp.is_symlink():
+        shutil.rmtree(tmp)  # our temporary name; a directory there is debris (as write_atomic)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    os.symlink(target, tmp)
     os.replace(tmp, path)
     fsync_dir(path.parent)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["CRASH_POINTS", "POINTS_BY_COMMAND", "crash_point"]
+__all__ = ["AGENT_UPDATE_POINTS", "CRASH_POINTS", "POINTS_BY_COMMAND", "crash_point"]
 
 CRASH_POINTS: tuple[str, ...] = (
     # install
@@ -48,6 +48,20 @@ CRASH_POINTS: tuple[str, ...] = (
     "mid-recovery",
 )
 
+#: The agent updating itself (agent.selfupdate), after the release's own commit.
+#: Kept apart from CRASH_POINTS: they need a device whose agent came from a kit,
+#: and tests/kit/test_selfupdate.py kills the agent at each of them.
+AGENT_UPDATE_POINTS: tuple[str, ...] = (
+    "agent-update-started",
+    "agent-kit-unpacked",
+    "agent-mid-venv",  # venv made, the kit's wheels not installed yet
+    "agent-venv-built",
+    "agent-before-switch",
+    "agent-after-switch",
+    "agent-before-commit",
+    "agent-after-commit",
+)
+
 #: Which command reaches which point. ``install`` reaches "mid-auto-rollback" only when
 #: the probe or hook fails; "mid-recovery" is reached by any command (``status``
 #: included) that starts after a crash left a transaction behind.
@@ -65,7 +79,7 @@ _hits: dict[str, int] = {}
 
 def crash_point(name: str) -> None:
     """SIGKILL this process if ``AIRLOCK_CRASH_AT`` names ``name`` (and its count)."""
-    assert name in CRASH_POINTS, name
+    assert name in CRASH_POINTS or name in AGENT_UPDATE_POINTS, name
     wanted = os.environ.get("AIRLOCK_CRASH_AT")
     if not wanted:
         return

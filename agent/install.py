@@ -56,6 +56,7 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.recovery import undo
 from agent.repair import relink, reverify, store_copy_intact
+from agent.selfupdate import check_release_kit
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
 from airlock.bundle import BundleHead, BundleReader
@@ -129,6 +130,7 @@ def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
     new_trust, verified = trust.verify_head(head.release_json, head.root_json, ring=ring)
     release = verified.release
     new_trust.check_sequence(release, load_sequences(layout).get(release.name))
+    check_release_kit(layout, release)  # an older agent kit is refused like an older sequence
     _check_references(release, store)
     return head, trust, new_trust, verified
 

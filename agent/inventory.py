@@ -14,13 +14,12 @@ It reads the store and the release directories only; it changes nothing.
 
 from __future__ import annotations
 
-import platform
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from agent.durable import write_atomic
+from agent.identity import identity
 from agent.install import load_sequences
 from agent.layout import Layout
 from agent.store import ContentStore
@@ -29,15 +28,7 @@ from airlock.errors import AirlockError
 from keys.device import INVENTORY_TYPE, sign_document
 from keys.keyfile import load_signer
 
-__all__ = ["agent_version", "inventory", "signed_inventory", "write_inventory"]
-
-
-def agent_version() -> str:
-    """The installed airlock-edge version ("unknown" when run from a bare checkout)."""
-    try:
-        return metadata.version("airlock-edge")
-    except metadata.PackageNotFoundError:
-        return "unknown"
+__all__ = ["inventory", "signed_inventory", "write_inventory"]
 
 
 def inventory(layout: Layout) -> dict[str, Any]:
@@ -63,7 +54,7 @@ def inventory(layout: Layout) -> dict[str, Any]:
         "kind": "inventory",
         "device_id": config.device_id,
         "ring": config.ring,
-        "agent": {"version": agent_version(), "platform": _platform()},
+        "agent": identity(),  # version, platform, Python, kit: which kit this site needs
         "time": datetime.now(UTC).isoformat(timespec="seconds"),
         "active": read_link(layout, "current"),
         "previous": read_link(layout, "previous"),
@@ -89,9 +80,3 @@ def write_inventory(layout: Layout, output: Path) -> tuple[bytes, dict[str, Any]
     output.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(output, data)
     return data, body
-
-
-def _platform() -> str:
-    machine = platform.machine().lower()
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
-    return f"{platform.system().lower()}/{arch}"

@@ -4,7 +4,9 @@
 
     ROOT/agent.yaml          device config (device id, ring, image sink); written last by init
     ROOT/device.key|.pub     the device's Ed25519 key (signed reports)
-    ROOT/trust/root.json     the trust root; trust/sequences.json: highest sequence per name
+    ROOT/trust/root.json     the trust root; trust/sequences.json: highest sequence per name;
+                             trust/agent.json: newest agent version accepted (anti-rollback)
+    ROOT/format.json         which ROOT format this is (agent.rootformat; absent: format 1)
     ROOT/blobs/sha256/<hex>  content store, shared by all releases (read-only files)
     ROOT/releases/ID/        models/<model>/<file> (hard links into the store: the model,
                              its ONNX external data, inputs.npz|outputs.npz), flags.json,
@@ -116,6 +118,8 @@ class Layout:
         self.trust_dir = self.root / "trust"
         self.trust_root = self.trust_dir / "root.json"
         self.sequences = self.trust_dir / "sequences.json"
+        self.agent_record = self.trust_dir / "agent.json"
+        self.format_file = self.root / "format.json"
         self.blobs = self.root / "blobs" / "sha256"
         self.releases = self.root / "releases"
         self.current = self.root / "current"

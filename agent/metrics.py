@@ -63,7 +63,7 @@ from prometheus_client.metrics_core import (
 from prometheus_client.registry import Collector
 
 from agent.durable import read_json
-from agent.inventory import agent_version
+from agent.identity import agent_version
 from agent.layout import Layout
 from agent.lock import lock_holder
 from agent.store import ContentStore

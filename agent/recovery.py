@@ -15,7 +15,9 @@ that says what happened. Recovery, in order:
    directories that were being deleted);
 4. repairs a link left pointing at nothing, outside ROOT or at something
    that is not an installed release: ``current`` goes to the release the
-   journal last recorded as active, else ``previous``, else the newest one.
+   journal last recorded as active, else ``previous``, else the newest one;
+5. undoes an agent self-update that did not commit (``agent.selfupdate``):
+   the agent's own links are put back and the half-made agent removed.
 
 Every step is idempotent, so a crash during recovery is repaired by the next
 start. Recovery assumes ROOT has the right shape (``agent.shape``): callers
@@ -109,6 +111,10 @@ def needs_recovery(layout: Layout) -> bool:
     for which in ("current", "previous"):
         if os.path.lexists(layout.link(which)) and read_link(layout, which) is None:
             return True
+    from agent.selfupdate import agent_update_pending
+
+    if agent_update_pending():
+        return True
     try:
         with layout.journal.open("rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -180,4 +186,7 @@ def recover(layout: Layout) -> list[str]:
             journal.append("recovered", op="repair-link", link=which, active=fallback,
                            reason=what)
             actions.append(what)
+    from agent.selfupdate import recover_agent
+
+    actions += recover_agent(layout)
     return actions

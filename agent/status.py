@@ -25,6 +25,7 @@ import psutil
 
 from agent.drift import release_drift
 from agent.durable import read_json
+from agent.identity import identity
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import lock_holder
@@ -132,6 +133,7 @@ def status(layout: Layout) -> dict[str, Any]:
         "root": str(layout.root),
         "device_id": device_id,
         "ring": ring,
+        "agent": identity(),  # which kit a site needs: version, platform, Python
         "state": state,
         "read_only": is_read_only(layout),
         "damage": damage,

@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "AGENT_VENV_TIMEOUT_S",
     "CHUNK",
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
@@ -42,6 +43,8 @@ __all__ = [
     "MAX_JOURNAL_TEXT_CHARS",
     "MAX_JSON_DEPTH",
     "MAX_JSON_INTEGER",
+    "MAX_KIT_FILES",
+    "MAX_KIT_METADATA_BYTES",
     "MAX_LAYOUT_DOC_BYTES",
     "MAX_MESSAGE_CHARS",
     "MAX_METADATA_BYTES",
@@ -61,6 +64,7 @@ __all__ = [
     "MAX_TOP_K",
     "PROBE_ATTEMPT_S",
     "RESERVE_BYTES",
+    "SELF_CHECK_TIMEOUT_S",
 ]
 
 #: Read and write buffer for streaming blobs. Not a security bound: memory
@@ -300,3 +304,22 @@ MAX_REMOTE_OUTPUT_BYTES: Final = 1024 * 1024
 #: Longest ``install --hold``: a held release keeps the previous one armed and
 #: any agent command may revert it; a week is plenty for a site to confirm.
 MAX_HOLD_SECONDS: Final = 7 * 24 * 3600
+
+#: An agent kit's signed list (``kit.json``) is read whole before its
+#: signature is checked, by the agent and by the standard-library verifier a
+#: kit carries (``keys/kitverify.py`` keeps a copy of this number). Endless
+#: data; a kit's list of a few dozen wheels is a few kilobytes.
+MAX_KIT_METADATA_BYTES: Final = 1024 * 1024
+
+#: Files in an agent kit. Endless data of another shape: a kit is its wheels
+#: (about twenty), an installer, a README and a requirements file.
+MAX_KIT_FILES: Final = 1000
+
+#: Wall-clock limit of each command of a new agent's self-check (``--version``,
+#: ``fsck --read-only``, ``status``) and of its first start. A new agent that
+#: hangs cannot hold the device's lock for ever; it fails its check instead.
+SELF_CHECK_TIMEOUT_S: Final = 300.0
+
+#: Installing a kit's wheels into a new agent's venv (pip, offline). Generous:
+#: a small board unpacks and byte-compiles numpy and onnxruntime slowly.
+AGENT_VENV_TIMEOUT_S: Final = 1800.0

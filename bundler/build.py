@@ -265,6 +265,11 @@ def build_bundle(
         refuse_unhealthy(health, "nothing was signed or written "
                                  "(--no-check signs it unchecked)")
 
+    kits = []
+    if spec.agent_kits:
+        from bundler.agentkit import add_kit_artifact
+
+        kits = [add_kit_artifact(contents, path) for path in spec.agent_kits]
     files = contents.source_files()
     release = Release(
         name=spec.name,
@@ -277,6 +282,7 @@ def build_bundle(
         flags=dict(spec.flags),
         hooks=spec.hooks,
         rings=list(spec.rings),
+        agent_kits=kits,
     )
     if delta_from:
         release.delta = plan_delta(release, delta_from)

@@ -15,6 +15,7 @@
     airlock fleet push vision-1.3.0.airlock cam-7 --user airlock --identity site.key --known-hosts kh
     airlock split vision-1.2.0.airlock --max-size 4000MiB
     airlock join vision-1.2.0.airlock.part001 -o vision-1.2.0.airlock
+    airlock agent-kit --platform linux/arm64 --python 3.11 --key keys/release.key
     airlock completion bash > /etc/bash_completion.d/airlock
 
 The only module on this side that prints. Every command's ``--help`` ends with
@@ -231,6 +232,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     b.add_argument("--max-size", metavar="SIZE",
                    help="write the bundle as parts of at most SIZE (e.g. 4000MiB) and a "
                         "parts.json, never whole")
+    b.add_argument("--agent-kit", type=Path, action="append", default=[], metavar="KIT",
+                   help="an agent kit (airlock agent-kit) for devices to update themselves "
+                        "with; repeat for more platforms")
     _json_arg(b)
 
     v = cmd(
@@ -370,6 +374,39 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                    help="where the joined bundle is written")
     _json_arg(j)
 
+    k = cmd(
+        "agent-kit",
+        "build the signed offline installer of the agent for one device platform",
+        "airlock agent-kit --platform linux/arm64 --python 3.11 --key keys/release.key",
+    )
+    k.add_argument("--platform", default=None, metavar="linux/amd64|linux/arm64",
+                   help="the device's platform (default: this machine's)")
+    k.add_argument("--python", default=None, metavar="3.11",
+                   help="the device's python3 version (default: this Python's)")
+    k.add_argument("--glibc", default=None, metavar="2.28",
+                   help="the oldest glibc the wheels may need (default 2.28)")
+    k.add_argument("--extra", action="append", default=[], metavar="REQUIREMENT",
+                   help="another package to carry and install beside the agent (repeatable)")
+    k.add_argument("--key", action="append", required=True, metavar="KEY",
+                   help="release key to sign kit.json with: a key file, a recorded .pub or a "
+                   "URI (hsm:, envvar:, KMS); repeat to meet a threshold")
+    add_key_args(k)
+    k.add_argument("-o", "--output", type=Path, metavar="KIT",
+                   help="kit path (default airlock-agent-kit-VERSION-PLATFORM-pyX.Y.tar)")
+    k.add_argument("--force", action="store_true",
+                   help="replace an existing -o file that is not an agent kit")
+    k.add_argument("--expires", default="365d", metavar="DURATION",
+                   help="kit lifetime (default 365d)")
+    k.add_argument("--project", type=Path, metavar="DIR", help="airlock-edge source checkout (default: this one)")
+    k.add_argument("--lock", type=Path, metavar="LOCK.json",
+                   help="the lock of exact wheels (default PROJECT/packaging/agent-kit-lock.json)")
+    k.add_argument("--update-lock", action="store_true",
+                   help="resolve this target again against the index and record it in the lock")
+    k.add_argument("--cache", type=Path, metavar="DIR", help="download cache (default ~/.cache/airlock)")
+    k.add_argument("--index-url", metavar="URL", help="package index for pip (a mirror)")
+    k.add_argument("--find-links", action="append", default=[], metavar="DIR|URL",
+                   help="more places pip may take wheels from (repeatable)")
+    _json_arg(k)
     comp = cmd("completion", "print a shell completion script for airlock",
                ("airlock completion bash > /etc/bash_completion.d/airlock",
                 "airlock completion zsh > ~/.zfunc/_airlock"))
@@ -545,6 +582,10 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
                          "--unsigned to collect every signature later with 'airlock sign'")
     if a.key and a.unsigned:
         raise UsageError("--unsigned signs with no key; drop --key or --unsigned")
+    for kit in a.agent_kit:
+        if not kit.is_file():
+            raise UsageError(f"--agent-kit {kit}: no such file")
+        spec.agent_kits.append(kit)
     secrets = secrets_from(a)
     signers = [signer_for(k, secrets, a) for k in a.key]
     root_json = None
@@ -593,6 +634,26 @@ def _check(a: argparse.Namespace) -> dict[str, Any]:
     except AirlockError as e:
         fail_with(result, e, _human("check"))
     return result
+
+
+def _agent_kit(a: argparse.Namespace) -> dict[str, Any]:
+    from bundler.agentkit import DEFAULT_GLIBC, KitTarget, build_agent_kit
+    from bundler.spec import build_time
+    from keys.kitverify import host_platform
+
+    target = KitTarget(a.platform or host_platform(),
+                       a.python or f"{sys.version_info.major}.{sys.version_info.minor}",
+                       a.glibc or DEFAULT_GLIBC, tuple(a.extra))
+    secrets = secrets_from(a)
+    signers = [signer_for(k, secrets, a) for k in a.key]
+    index = (["--index-url", a.index_url] if a.index_url else []) + [
+        arg for link in a.find_links for arg in ("--find-links", link)]
+    with phase_bars() as bars:
+        result = build_agent_kit(
+            target, signers, a.output, expires=build_time() + parse_duration(a.expires),
+            project=a.project, lock=a.lock, update_lock=a.update_lock, cache=a.cache,
+            index=index, progress=bars, force=a.force, reads=key_files(a.key))
+    return result.to_dict()
 
 
 def _verify(a: argparse.Namespace) -> dict[str, Any]:
@@ -765,6 +826,13 @@ def _human(cmd: str) -> Any:
                     f"joined {len(d['parts'])} part(s) into {d['output']} "
                     f"({human_size(d['size'])}), every sha256 checked")
             return "\n".join([head, *(_parts_lines(d) if cmd == "split" else [])])
+        if cmd == "agent-kit":
+            return (
+                f"built {d['kit']}: agent {d['version']} for {d['platform']} Python "
+                f"{d['python']} (glibc {d['glibc']}+), {len(d['wheels'])} wheels, "
+                f"{human_size(d['size'])}\nsha256 {d['sha256']}  (read it to the site to check "
+                "the copy)" + ("\nlock updated" if d["lock_updated"] else "")
+            )
         if cmd == "verify":
             return (
                 f"OK {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}) "
@@ -813,6 +881,9 @@ def _inspect_text(d: dict[str, Any]) -> str:
         lines.extend(_quality_lines(m))
     for i in d["images"]:
         lines.append(f"image     {i['ref']} ({i['platform']}) {human_size(i['size'])}")
+    for k in d["agent_kits"]:
+        lines.append(f"agent kit {k['version']} for {k['platform']} Python {k['python']}: "
+                     f"{k['file']} {human_size(k['size'])}")
     if d["flags"]:
         lines.append("flags     " + ", ".join(f"{k}={v}" for k, v in d["flags"].items()))
     hooks = d["hooks"]
@@ -912,6 +983,7 @@ def _main(argv: list[str]) -> int:
     handlers = {"keys": _keys, "build": _build, "check": _check, "verify": _verify,
                 "inspect": _inspect, "report": run_report, "split": _split, "join": _join,
                 "inventory": _inventory, "diff": _diff, "fleet": _fleet, "flags": _flags,
+                "agent-kit": _agent_kit,
                 **a.signing}
     result = handlers[a.cmd](a)
     if result is None:

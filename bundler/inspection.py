@@ -121,6 +121,11 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
         "full_size": full,
         "shipped_size": shipped,
         "archive_bytes": size or None,
+        "agent_kits": [
+            {"file": k.file_name, "version": k.version, "platform": k.platform,
+             "python": k.python, "size": k.size}
+            for k in r.agent_kits
+        ],
         "delta": None if r.delta is None else {
             "base_sequence": r.delta.base_sequence,
             "expects": len(r.delta.expects),

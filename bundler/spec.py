@@ -127,6 +127,7 @@ class Spec:
     flags: dict[str, Any] = field(default_factory=dict)
     hooks: Hooks = field(default_factory=Hooks)
     rings: list[str] = field(default_factory=list)
+    agent_kits: list[Path] = field(default_factory=list)  # agent: {kit: …}, docs/BOOTSTRAP.md
 
 
 def build_time() -> datetime:
@@ -340,7 +341,8 @@ def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> 
         path,
         root,
         "",
-        {"name", "version", "sequence", "expires", "models", "images", "flags", "hooks", "rings"},
+        {"name", "version", "sequence", "expires", "models", "images", "flags", "hooks", "rings",
+         "agent"},
     )
     name = _plain_name(top, "name")
     version = _version(top)
@@ -366,7 +368,8 @@ def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> 
         raise SpecError(
             str(path), "models", "a release needs at least one model or image", top.line
         )
-    return Spec(path, name, version, sequence, expires, models, images, flags, hooks, rings)
+    return Spec(path, name, version, sequence, expires, models, images, flags, hooks, rings,
+                _agent_kits(top))
 
 
 def _at(index: int, rule: Callable[[Any], _T]) -> Callable[[Any], _T]:
@@ -431,6 +434,26 @@ def _span(d: timedelta) -> str:
     if seconds >= 3600:
         return f"{seconds / 3600:.1f}h"
     return f"{seconds}s"
+
+
+def _agent_kits(top: _Fields) -> list[Path]:
+    """``agent: {kit: FILE}`` or ``agent: {kit: [FILE, …]}``: agent kits the release carries."""
+    a = top.sub("agent", {"kit"})
+    if a is None:
+        return []
+    if "kit" in a.nodes and isinstance(a.nodes["kit"], yaml.SequenceNode):
+        names = a.value("kit", (list,), "a kit file or a list of kit files")
+    else:
+        names = [a.text("kit")]
+    kits = []
+    for n in names:
+        if not isinstance(n, str):
+            raise a.error("kit", "must name kit files (strings)")
+        p = Path(n) if Path(n).is_absolute() else top.spec.parent / n
+        if not p.is_file():
+            raise a.error("kit", f"file {n} does not exist")
+        kits.append(p)
+    return kits
 
 
 def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:

@@ -11,8 +11,9 @@ A release is a TUF ``targets`` document (``tuf.api.metadata.Targets``):
 * the field ``airlock`` carries what TUF has no words for: the user's name and
   version string, models with their health-check budgets (and the external
   data files a model loads beside it, its evaluation set and thresholds, its
-  input contract), images, feature flags, hooks, target rings and, for a
-  delta bundle, its base.
+  input contract), images, feature flags, hooks, target rings, agent kits
+  (``agent.kits``: the agent for each device platform, see docs/BOOTSTRAP.md)
+  and, for a delta bundle, its base.
 
 Every field is read strictly, by the rules of ``keys.signed_fields`` that the
 bundler also applies to a spec before it signs.
@@ -81,6 +82,7 @@ from keys.signed_fields import (
 )
 
 __all__ = [
+    "AgentKitEntry",
     "Delta",
     "EvaluationSpec",
     "HealthSpec",
@@ -274,6 +276,19 @@ class Delta:
     inventories: tuple[InventoryRef, ...] = ()
 
 
+@dataclass(frozen=True)
+class AgentKitEntry:
+    """An agent kit a release carries: the agent a device of ``platform`` and ``python`` runs."""
+
+    blob: str  # digest of the kit tar
+    manifest: str  # digest of its OCI artifact manifest
+    file_name: str  # airlock-agent-kit-0.2.0-linux-amd64-py3.11.tar
+    size: int
+    version: str  # the agent version inside, a final release like 0.2.0
+    platform: str  # linux/amd64
+    python: str  # 3.11
+
+
 @dataclass
 class Release:
     name: str
@@ -287,6 +302,7 @@ class Release:
     hooks: Hooks = field(default_factory=Hooks)
     rings: list[str] = field(default_factory=list)
     delta: Delta | None = None
+    agent_kits: list[AgentKitEntry] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -313,6 +329,8 @@ class Release:
                 "expects": list(self.delta.expects),
                 "inventories": [asdict(i) for i in self.delta.inventories],
             }
+        if self.agent_kits:  # absent otherwise, so releases without kits keep their bytes
+            body["agent"] = {"kits": [asdict(k) for k in self.agent_kits]}
         signed = Targets(
             version=self.sequence,
             expires=self.expires,
@@ -379,6 +397,7 @@ class Release:
             rings=[r.check(f"rings[{i}]", valid_name, ring)
                    for i, ring in enumerate(r.texts("rings"))],
             delta=delta,
+            agent_kits=[_kit_from(k) for k in r.sub("agent").subs("kits")],
         )
         release._check_references()
         return release
@@ -416,6 +435,15 @@ class Release:
                         f"image '{i.ref}' names blob {digest[:23]}… that is not in the bundle "
                         "nor expected on the device"
                     )
+        for k in self.agent_kits:
+            for digest in (k.manifest, k.blob):
+                if digest not in have:
+                    raise FormatError(f"agent kit '{k.file_name}' names blob {digest[:23]}… "
+                                      "that is not in the bundle nor expected on the device")
+            info = self.files.get(blob_path(k.blob))
+            if info is not None and info.length != k.size:
+                raise FormatError(f"agent kit '{k.file_name}' says {k.size} bytes but its "
+                                  f"blob is {info.length} bytes")
 
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, carried or expected on the device.
@@ -671,6 +699,20 @@ def _inventory_from(r: _Reader) -> InventoryRef:
     if not time.isprintable() or len(time) > 64:
         raise FormatError(f"release field '{r.where}.time' is not a time")
     return InventoryRef(device_id, keyid, sha, time)
+
+
+def _kit_from(r: _Reader) -> AgentKitEntry:
+    from keys.kitverify import KitError, version_key
+
+    file_name = r.name("file_name")
+    version = r.text("version")
+    try:
+        version_key(version)
+    except KitError as e:
+        raise FormatError(str(e)) from None
+    return AgentKitEntry(blob=r.digest("blob"), manifest=r.digest("manifest"),
+                         file_name=file_name, size=r.integer("size"), version=version,
+                         platform=r.text("platform"), python=r.text("python"))
 
 
 def _image_from(r: _Reader) -> ImageEntry:

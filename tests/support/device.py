@@ -67,11 +67,16 @@ def assert_consistent(root: Path) -> dict[str, Any]:
     return status
 
 
-def copy_device(root: Path, to: Path) -> Path:
-    """A copy of a device root with its hard links kept (``cp -a``), to change at will."""
+def copy_device(root: Path, to: Path, *, link: bool = False) -> Path:
+    """A copy of a device root with its hard links kept (``cp -a``), to change at will.
+
+    ``link``: hard links to the files of ``root`` instead of copies (``cp -al``), for
+    trees whose files are only ever replaced by rename, never written in place (a
+    kit-installed agent's PREFIX).
+    """
     import subprocess
 
-    subprocess.run(["cp", "-a", str(root), str(to)], check=True)
+    subprocess.run(["cp", "-al" if link else "-a", str(root), str(to)], check=True)
     return to
 
 
