@@ -422,7 +422,8 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
             with progress(size, "installing") as tick:
                 result = install(layout, stream, label=a.bundle, switch=not a.no_switch,
                                  progress=tick, hold=a.hold)
-            if result["active"] == result["release"] and not result.get("held_until"):
+            if (result.get("release") and result.get("active") == result["release"]
+                    and not result.get("held_until")):
                 # The release is committed; now the agent it carries, if any (exit 4 on failure).
                 from agent.selfupdate import update_from_release
 

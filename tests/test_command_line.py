@@ -76,7 +76,8 @@ def test_version_on_both_tools() -> None:
     for run, prog in ((run_airlock, "airlock"), (run_agent, "airlock-agent")):
         r = run("--version")
         assert r.returncode == 0
-        assert re.fullmatch(rf"{prog} \d+\.\d+\S*\n", r.stdout), r.stdout
+        # The agent adds what it runs on (platform, Python, kit or pip): issue 17.
+        assert re.fullmatch(rf"{prog} \d+\.\d+\S*( \(.*\))?\n", r.stdout), r.stdout
 
 
 @pytest.mark.parametrize("args", [("bundler",), ("bundler", "keys"), ("agent",)])
