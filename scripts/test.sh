@@ -43,4 +43,6 @@ echo "== ruff"
 echo "== mypy"
 .venv/bin/mypy
 echo "== pytest"
-.venv/bin/pytest -q -p no:cacheprovider "$@"   # pyproject sets the import root; no PYTHONPATH
+# One worker per core (AIRLOCK_TEST_WORKERS to change; 0 runs in this process). A test
+# file stays on one worker, so its module fixtures (a built site, a kit) are made once.
+.venv/bin/pytest -q -p no:cacheprovider -n "${AIRLOCK_TEST_WORKERS:-2}" --dist loadfile "$@"   # pyproject sets the import root; no PYTHONPATH
