@@ -64,10 +64,13 @@ def _events(root: Path) -> list[str]:
 
 def test_a_hold_not_committed_reverts_at_the_next_command(device: tuple[Path, Path]) -> None:
     root, v2 = device
-    result = agent_json(root, "install", v2, "--hold", HOLD)
+    # Three agent commands must run before the deadline: on a loaded 2-core runner each
+    # start can take a second or more, so this hold is longer than the others.
+    hold = "10"
+    result = agent_json(root, "install", v2, "--hold", hold)
     assert result["active"] == "vision-2" and result["held_until"]
     deadline = _deadline(root)
-    text = run_agent("--root", root, "install", v2, "--hold", HOLD)  # already active: no-op
+    text = run_agent("--root", root, "install", v2, "--hold", hold)  # already active: no-op
     assert text.returncode == 0
     # Before the deadline nothing happens.
     assert agent_json(root, "check")["release"] == "vision-2"

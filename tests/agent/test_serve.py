@@ -42,8 +42,9 @@ def bundles(keyset: Keys, tmp_path_factory: pytest.TempPathFactory) -> dict[str,
                            ("v2", {"sequence": 2, "scale": 3.0}, [keyset.release_key]),
                            ("rogue", {"sequence": 3, "scale": 4.0}, [rogue_key]),
                            ("v5", {"sequence": 5, "scale": 6.0}, [keyset.release_key]),
-                           # 50k timed runs: a health check of a few seconds to signal into.
-                           ("slow", {"sequence": 4, "scale": 5.0, "runs": 50_000},
+                           # 100k timed runs (the bound): a health check of several seconds to signal
+                           # into, long enough for a second agent to start on a loaded runner.
+                           ("slow", {"sequence": 4, "scale": 5.0, "runs": 100_000},
                             [keyset.release_key])):
         spec = write_spec(d, **kw)  # type: ignore[arg-type]
         out[name] = build(spec, d / f"{name}.airlock", keys)
