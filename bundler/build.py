@@ -23,11 +23,15 @@ parts ``OUTPUT.part001``… and ``OUTPUT.parts.json``, never whole on disk:
 ``airlock.parts``); with ``delta_from``, the blobs every given device holds
 are left out.
 
-Each input file is read twice: once to hash it, because its digest names the
-blob and must be signed before the first blob is written (the metadata comes
-first in the tar so devices check signatures before reading blobs), and once
-to copy it, hashed again so a file that changes mid-build fails the build.
-Memory stays flat. Progress goes to the caller's ``progress(phase, bytes,
+Each input file is hashed once, before anything is written: its digest names
+the blob, orders the members and is signed in the metadata that comes first in
+the tar (devices check signatures before reading blobs). The writer then
+copies it in the kernel (``os.copy_file_range``), unhashed, while its stamp
+(device, inode, size, mtime) is the one it had when hashed, checked before and
+after the copy; a file whose stamp moved is hashed again as it is copied, so a
+file that changes mid-build fails the build. A pulled blob the cache verified
+is copied the same way. Split output (``max_size``) goes through Python, as
+the part writer hashes every part for ``parts.json``. Memory stays flat. Progress goes to the caller's ``progress(phase, bytes,
 total)`` callback; only the command line draws bars.
 """
 
