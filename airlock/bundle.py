@@ -231,11 +231,14 @@ def write_bundle(
     root_json: bytes | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> None:
-    """Write a bundle to a seekable binary file; every source is hashed again as it is copied.
+    """Write a bundle to a seekable binary file; every source is checked as it is copied.
 
-    A source whose bytes differ from its declared digest (a file that changed
-    during the build) aborts with a DigestError rather than making a bundle
-    whose signature lies.
+    A source is hashed as it is copied, unless it still has the ``stamp`` it
+    had when its caller hashed it (then it is copied unhashed, in the kernel
+    when ``out`` is a file). A source whose bytes differ from its declared
+    digest, or whose stamp moves during the copy (a file that changed during
+    the build), aborts with a DigestError rather than making a bundle whose
+    signature lies.
     """
     order = {"oci-layout": 0, "index.json": 1}
     ordered = sorted(files, key=lambda f: (order.get(f.path, 2), f.size, f.path))
