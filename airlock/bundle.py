@@ -166,11 +166,13 @@ class FileStamp:
 
     Recorded when the file's bytes were hashed, it lets a later reader trust
     those bytes unread while the file still stamps the same (git's index does
-    the same). Any write moves the mtime, so a changed file stamps
-    differently; a stamp is recorded only when the mtime is older than the
-    clock's granularity at hashing time ("racily clean" files are hashed
-    again). ctime is left out on purpose: the host health check hard-links
-    cached blobs, and a link moves the ctime of bytes that did not change.
+    the same). A write moves the mtime (through a shared mapping, at the
+    first write after each writeback: the hole git's index has too), so a
+    changed file stamps differently; a stamp is recorded only when the mtime
+    is older than the clock's granularity at hashing time ("racily clean"
+    files are hashed again). ctime is left out on purpose: the host health
+    check hard-links cached blobs, and a link moves the ctime of bytes that
+    did not change.
     """
 
     dev: int
