@@ -43,7 +43,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from securesystemslib.signer import Signer
 from tuf.api.serialization import SerializationError
@@ -51,7 +51,6 @@ from tuf.api.serialization import SerializationError
 from airlock.bundle import FileInfo, write_bundle
 from airlock.console import Progress, no_progress
 from airlock.errors import FormatError, HealthCheckError, NoSpaceError, UsageError
-from airlock.health import HealthReport
 from airlock.oci import ANNOTATION_TITLE, digest_of
 from airlock.parts import PartSet, PartsWriter
 from bundler.artifacts import (
@@ -61,7 +60,6 @@ from bundler.artifacts import (
     local_data,
     local_golden,
 )
-from bundler.host_check import check_models
 from bundler.inventory import Inventory, plan_delta
 from bundler.output import check_output, exclusive_partial, is_bundle_file
 from bundler.spec import ModelSpec, Spec
@@ -74,6 +72,9 @@ from keys.release import (
 )
 from keys.signatures import Signable
 from keys.signers import sign_checked
+
+if TYPE_CHECKING:  # the health check (and what it imports) only when a build runs it
+    from airlock.health import HealthReport
 
 __all__ = ["Assembled", "BuildResult", "assemble", "build_bundle", "refuse_unhealthy"]
 
@@ -264,6 +265,8 @@ def build_bundle(
     contents, models, images = assembled.contents, assembled.models, assembled.images
     health = None
     if check:
+        from bundler.host_check import check_models
+
         health = check_models(contents, models, enforce_budgets=enforce_budgets,
                               progress=progress)
         refuse_unhealthy(health, "nothing was signed or written "
