@@ -63,6 +63,7 @@ __all__ = [
     "MAX_THREADS",
     "MAX_TOP_K",
     "PROBE_ATTEMPT_S",
+    "RACY_STAMP_NS",
     "RESERVE_BYTES",
     "SELF_CHECK_TIMEOUT_S",
 ]
@@ -70,6 +71,11 @@ __all__ = [
 #: Read and write buffer for streaming blobs. Not a security bound: memory
 #: stays flat at about one chunk per stream whatever the bundle size.
 CHUNK: Final = 1024 * 1024
+
+#: A file stamp (``airlock.bundle.FileStamp``) whose mtime is this close to
+#: the time it was taken is not trusted: a write in the same clock tick
+#: (jiffies, or 2 s on FAT) would leave the mtime as it was. 2 s covers both.
+RACY_STAMP_NS: Final = 2 * 1_000_000_000
 
 #: Signed metadata (``airlock/release.json``, ``airlock/root.json``) is read
 #: whole and parsed before its signature is checked. Endless-data and memory

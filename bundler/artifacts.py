@@ -18,22 +18,30 @@ set and the input contract: what would fail a device's health check fails
 the build instead (exit 2).
 
 A blob added twice (a layer shared by two images) is stored once: the
-builder is keyed by digest. Files are hashed here, once; the bundle writer
-hashes them again as it copies, so a file that changes mid-build fails the
-build instead of making a bundle whose signature lies.
+builder is keyed by digest. Files are hashed here, once, and stamped
+(:class:`~airlock.bundle.FileStamp`: device, inode, size, mtime, from the
+open file before and after hashing); the bundle writer copies a file whose
+stamp still matches without hashing it again, and hashes as it copies one
+whose stamp moved, so a file that changes mid-build fails the build instead
+of making a bundle whose signature lies.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import io
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import IO
 
-from airlock.bundle import SourceFile
+from airlock.bundle import FileStamp, SourceFile
+from airlock.limits import CHUNK, RACY_STAMP_NS
 from airlock.oci import (
     ANNOTATION_REF_NAME,
     ANNOTATION_TITLE,
@@ -42,7 +50,6 @@ from airlock.oci import (
     Descriptor,
     blob_path,
     digest_of,
-    hash_file,
     oci_index,
     oci_layout,
     oci_manifest,
@@ -73,6 +80,7 @@ __all__ = [
     "MODEL_LAYER_TYPE",
     "LayoutBuilder",
     "add_model_artifact",
+    "hash_stamped",
     "local_data",
     "local_golden",
 ]
@@ -110,15 +118,22 @@ class LayoutBuilder:
         size: int | None = None,
         tick: Callable[[int], None] | None = None,
         annotations: dict[str, str] | None = None,
+        stamp: FileStamp | None = None,
     ) -> Descriptor:
-        """Add a file; hashes it unless the caller already knows digest and size."""
+        """Add a file; hashes it unless the caller already knows digest and size.
+
+        ``stamp``: the file's stamp when the caller verified ``digest``
+        against these bytes itself (the pull cache), so the bundle writer
+        need not hash them again.
+        """
         if digest is None or size is None:
-            hexdigest, size = hash_file(path, tick)
+            hexdigest, size, stamp = hash_stamped(path, tick)
             digest = "sha256:" + hexdigest
         self.local_paths.append(path)
         self.paths.setdefault(digest, path)
         self.blobs.setdefault(
-            digest, SourceFile(blob_path(digest), size, digest[7:], partial(_open_binary, path))
+            digest, SourceFile(blob_path(digest), size, digest[7:], partial(_open_binary, path),
+                               stamp)
         )
         return Descriptor(media_type, digest, size, annotations or {})
 
@@ -133,6 +148,35 @@ class LayoutBuilder:
             _memory_source("index.json", index),
             *self.blobs.values(),
         ]
+
+
+def hash_stamped(path: Path, tick: Callable[[int], None] | None = None
+                 ) -> tuple[str, int, FileStamp | None]:
+    """``(sha256 hex, size, stamp)`` of a file, read once in chunks (memory stays flat).
+
+    The stamp is None when the bytes hashed cannot be tied to it: the file
+    changed while it was hashed, or its mtime is so recent that a write in
+    the same clock tick would leave it unchanged (git's "racily clean"):
+    such a file is hashed again wherever it is read.
+    """
+    h, size = hashlib.sha256(), 0
+    buf = bytearray(CHUNK)
+    view = memoryview(buf)
+    started = time.time_ns()
+    with path.open("rb") as f:
+        before = os.fstat(f.fileno())
+        with contextlib.suppress(AttributeError, OSError):  # a hint: read ahead further
+            os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_SEQUENTIAL)
+        while n := f.readinto(buf):
+            h.update(view[:n])
+            size += n
+            if tick:
+                tick(n)
+        after = os.fstat(f.fileno())
+    stamp = FileStamp.of(after)
+    steady = FileStamp.of(before) == stamp and stamp.size == size
+    settled = stamp.mtime_ns < started - RACY_STAMP_NS
+    return h.hexdigest(), size, stamp if steady and settled else None
 
 
 def _open_binary(path: Path) -> IO[bytes]:

@@ -23,11 +23,15 @@ parts ``OUTPUT.part001``… and ``OUTPUT.parts.json``, never whole on disk:
 ``airlock.parts``); with ``delta_from``, the blobs every given device holds
 are left out.
 
-Each input file is read twice: once to hash it, because its digest names the
-blob and must be signed before the first blob is written (the metadata comes
-first in the tar so devices check signatures before reading blobs), and once
-to copy it, hashed again so a file that changes mid-build fails the build.
-Memory stays flat. Progress goes to the caller's ``progress(phase, bytes,
+Each input file is hashed once, before anything is written: its digest names
+the blob, orders the members and is signed in the metadata that comes first in
+the tar (devices check signatures before reading blobs). The writer then
+copies it in the kernel (``os.copy_file_range``), unhashed, while its stamp
+(device, inode, size, mtime) is the one it had when hashed, checked before and
+after the copy; a file whose stamp moved is hashed again as it is copied, so a
+file that changes mid-build fails the build. A pulled blob the cache verified
+is copied the same way. Split output (``max_size``) goes through Python, as
+the part writer hashes every part for ``parts.json``. Memory stays flat. Progress goes to the caller's ``progress(phase, bytes,
 total)`` callback; only the command line draws bars.
 """
 
@@ -39,7 +43,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, cast
+from typing import TYPE_CHECKING, BinaryIO, cast
 
 from securesystemslib.signer import Signer
 from tuf.api.serialization import SerializationError
@@ -47,7 +51,6 @@ from tuf.api.serialization import SerializationError
 from airlock.bundle import FileInfo, write_bundle
 from airlock.console import Progress, no_progress
 from airlock.errors import FormatError, HealthCheckError, NoSpaceError, UsageError
-from airlock.health import HealthReport
 from airlock.oci import ANNOTATION_TITLE, digest_of
 from airlock.parts import PartSet, PartsWriter
 from bundler.artifacts import (
@@ -57,7 +60,6 @@ from bundler.artifacts import (
     local_data,
     local_golden,
 )
-from bundler.host_check import check_models
 from bundler.inventory import Inventory, plan_delta
 from bundler.output import check_output, exclusive_partial, is_bundle_file
 from bundler.spec import ModelSpec, Spec
@@ -70,6 +72,9 @@ from keys.release import (
 )
 from keys.signatures import Signable
 from keys.signers import sign_checked
+
+if TYPE_CHECKING:  # the health check (and what it imports) only when a build runs it
+    from airlock.health import HealthReport
 
 __all__ = ["Assembled", "BuildResult", "assemble", "build_bundle", "refuse_unhealthy"]
 
@@ -260,6 +265,8 @@ def build_bundle(
     contents, models, images = assembled.contents, assembled.models, assembled.images
     health = None
     if check:
+        from bundler.host_check import check_models
+
         health = check_models(contents, models, enforce_budgets=enforce_budgets,
                               progress=progress)
         refuse_unhealthy(health, "nothing was signed or written "

@@ -15,7 +15,9 @@ is recorded in the signed metadata, and each platform's manifest is indexed
 in the bundle's ``index.json`` under ``org.opencontainers.image.ref.name`` =
 the reference as written in the spec, with its ``platform``. Layers shared by
 images are stored once (the layout is keyed by digest). Blobs go through the
-pull cache (``bundler.cache``) and are verified while they download.
+pull cache (``bundler.cache``) and are verified while they download; a cache
+hit is vouched for by the stamp recorded when it was verified, and the
+bundle writer copies a verified blob without hashing it again.
 
 Model artifacts are what ``oras push`` makes: the layer whose title ends in
 ``.onnx`` (or whose media type is the ONNX one) is the model; golden data
@@ -127,7 +129,10 @@ class _Fetcher:
     def add(self, contents: LayoutBuilder, ref: Ref, desc: Mapping[str, Any], **kw: Any) -> Descriptor:
         digest, size, media_type = _descriptor(ref, desc)
         path = self.blob(ref, digest, size)
-        return contents.add_file(media_type, path, digest=digest, size=size, **kw)
+        # The cache verified these bytes (hashed, or vouched for by its record): the
+        # bundle writer copies them unhashed while they still stamp the same.
+        return contents.add_file(media_type, path, digest=digest, size=size,
+                                 stamp=self.cache.verified.get(digest), **kw)
 
 
 def _descriptor(ref: Ref, desc: Mapping[str, Any]) -> tuple[str, int, str]:
