@@ -39,8 +39,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
 
 MiB = 1024 * 1024
 DOCS = REPO / "docs" / "BENCHMARKS.md"
@@ -834,6 +832,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help=f"refresh the generated part of {DOCS.relative_to(REPO)}")
     p.add_argument("--workdir", type=Path, help="where the scratch files go (default: $TMPDIR)")
     a = p.parse_args(argv)
+    # The sections import this checkout's packages and scripts/ helpers (modelkit, ocikit).
+    sys.path[:0] = [str(REPO), str(REPO / "scripts")]
     size = a.mb * MiB if a.mb else a.size
     repeats = a.repeats
     sections = a.only or list(SECTIONS)
