@@ -141,19 +141,28 @@ def _hashlib(path: Path) -> None:
 
 
 _RSS_WRAPPER = (
-    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-    "capture_output=True); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    "import json, resource, subprocess, sys, time; t = time.perf_counter(); "
+    "r = subprocess.run(sys.argv[1:], check=True, capture_output=True, text=True); "
+    "print(r.stdout); print(json.dumps({'wall': time.perf_counter() - t, "
+    "'maxrss_kb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}))"
 )
 
 
-def _peak_rss_mib(*args: object) -> float:
-    """Peak RSS of a command, from the kernel's rusage accounting.
+def _measured(*args: object) -> tuple[str, float, float]:
+    """A command's stdout, wall seconds and peak RSS (MiB), from the kernel's rusage.
 
-    Measured through a small wrapper process: a child forked from this
-    (large) process would count the parent's pages in its own peak.
+    Through a small wrapper process: a child started straight from this (large)
+    process would count this process's pages in its own peak (exec keeps the
+    high-water mark of the memory it replaces).
     """
-    out = _run(sys.executable, "-c", _RSS_WRAPPER, *args)
-    return int(out.strip().splitlines()[-1]) / 1024
+    out = _run(sys.executable, "-c", _RSS_WRAPPER, *args).rstrip("\n")
+    stdout, _, last = out.rpartition("\n")
+    m = json.loads(last)
+    return stdout, float(m["wall"]), int(m["maxrss_kb"]) / 1024
+
+
+def _peak_rss_mib(*args: object) -> float:
+    return _measured(*args)[2]
 
 
 def _agent(root: Path, *args: object) -> dict[str, Any]:
@@ -402,7 +411,7 @@ def bench_install(ctx: Ctx) -> list[Row]:
 
 
 _BARE_ORT = """
-import json, resource, sys, time
+import json, sys, time
 import numpy as np
 import onnxruntime as ort
 t = time.perf_counter()
@@ -410,8 +419,7 @@ s = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
 feed = dict(np.load(sys.argv[2]))
 for _ in range(21):
     s.run(None, feed)
-print(json.dumps({"load_run_s": time.perf_counter() - t,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+print(json.dumps({"load_run_s": time.perf_counter() - t}))
 """
 
 
@@ -445,10 +453,10 @@ def bench_health(ctx: Ctx) -> list[Row]:
             shutil.rmtree(root)
             # The same model in bare ONNX Runtime, default session options: a child process
             # that imports, loads and runs the golden inputs 21 times, as the check does.
-            t = time.perf_counter()
-            bare.append(json.loads(_run(sys.executable, "-c", _BARE_ORT, model,
-                                        model.parent / "inputs.npz").strip().splitlines()[-1]))
-            bare_wall.append(time.perf_counter() - t)
+            _, wall, peak = _measured(sys.executable, "-c", _BARE_ORT, model,
+                                     model.parent / "inputs.npz")
+            bare.append({"peak_rss_mb": peak})
+            bare_wall.append(wall)
         med = statistics.median
         t_host = med(float(m["seconds"]) for m in host)
         t_agent = med(float(r["health_s"]) for r in agent)
@@ -607,7 +615,9 @@ def bench_profile(ctx: Ctx) -> list[Row]:
 
     text = ConsoleRenderer(unicode=False, color=False,
                            processor_options={"filter_threshold": 0.02}).render(session)
-    ctx.notes["profile"] = "\n".join(line.rstrip() for line in text.splitlines()[:60]).strip()
+    # The call tree only: not pyinstrument's banner, nor the scratch paths of the command.
+    tree = [line.rstrip() for line in text.splitlines() if re.match(r"[\d|` ]", line)]
+    ctx.notes["profile"] = "\n".join(line for line in tree if line.strip())[:6000]
     rows = [Row(f"profile of `airlock build --no-check`, {model.stat().st_size / 1e6:,.0f} MB",
                 total, f"of which imports {imports:.3f} s", "pyinstrument, self time below")]
     rows += [Row(f"…{name}", t, f"{t / total:.0%} of the build") for name, t in top]
