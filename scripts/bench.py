@@ -377,6 +377,12 @@ def bench_install(ctx: Ctx) -> list[Row]:
             back = _agent(root, "rollback")
             rollbacks[pad].append((time.perf_counter() - t, back))
             shutil.rmtree(root)
+    # What every command pays before its first byte: the interpreter, then our imports.
+    start = _interleaved({
+        "python": lambda: _run(sys.executable, "-c", "pass"),
+        "agent": lambda: _run(sys.executable, "-m", "agent", "--version"),
+        "airlock": lambda: _airlock("--version"),
+    }, max(3, ctx.repeats))
     med = statistics.median
     t_verify, t_install = med(verify), med(walls)
     t_health = med(float(r.get("health_s") or 0) for r in installs)
@@ -401,6 +407,14 @@ def bench_install(ctx: Ctx) -> list[Row]:
             f"{t_bare / t_verify:.2f}× verify", _judge(t_bare <= 1.3 * t_verify, "≤ 1.3× verify")),
         Row("**peak RSS** of `airlock-agent install` (the agent itself)", None, f"{rss:.0f} MiB",
             f"bundle {n / MiB:,.0f} MiB", _judge(rss <= 100, "≤ 100 MiB")),
+    ]
+    py_start = start["python"] or 0.0
+    rows += [
+        Row("start-up: `python -c pass`", start["python"], "", "the interpreter's floor"),
+        Row("start-up: `airlock-agent --version`", start["agent"], "",
+            f"+{(start['agent'] or 0) - py_start:.3f} s of imports"),
+        Row("start-up: `airlock --version`", start["airlock"], "",
+            f"+{(start['airlock'] or 0) - py_start:.3f} s of imports"),
     ]
     rows += [rollback(pad) for pad in sizes]
     if len(sizes) == 2:
