@@ -630,8 +630,10 @@ def bench_profile(ctx: Ctx) -> list[Row]:
     text = ConsoleRenderer(unicode=False, color=False,
                            processor_options={"filter_threshold": 0.02}).render(session)
     # The call tree only: not pyinstrument's banner, nor the scratch paths of the command.
-    tree = [line.rstrip() for line in text.splitlines() if re.match(r"[\d|` ]", line)]
-    ctx.notes["profile"] = "\n".join(line for line in tree if line.strip())[:6000]
+    lines = [line.rstrip() for line in text.splitlines()]
+    first = next((i for i, line in enumerate(lines) if re.match(r"\d", line)), len(lines))
+    tree = [line for line in lines[first:] if re.match(r"[\d|` ]", line) and line.strip()]
+    ctx.notes["profile"] = "\n".join(tree)[:6000]
     rows = [Row(f"profile of `airlock build --no-check`, {model.stat().st_size / 1e6:,.0f} MB",
                 total, f"of which imports {imports:.3f} s", "pyinstrument, self time below")]
     rows += [Row(f"…{name}", t, f"{t / total:.0%} of the build") for name, t in top]
@@ -896,7 +898,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parts = [
             f"`{cmd.strip()}` on {started:%Y-%m-%d %H:%M} UTC, checkout {_git_head()}.",
             f"Machine: {mach}. Load average {load[0]:.1f} at the start, {load_end[0]:.1f} at "
-            f"the end. Medians of {repeats} interleaved runs; large files of "
+            f"the end. Medians of {repeats} interleaved run{'s' * (repeats > 1)}; large files of "
             f"{size / MiB:,.0f} MiB." + (f" Peers missing: {', '.join(missing)}." if missing
                                          else ""),
             "\n".join(lines),
