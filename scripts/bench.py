@@ -587,56 +587,77 @@ def _ensure_pyinstrument() -> bool:
     return True
 
 
-def bench_profile(ctx: Ctx) -> list[Row]:
-    """Where the build's time goes: pyinstrument over `airlock build --no-check` of SIZE."""
-    if not _ensure_pyinstrument():
-        return [Row("profile of `airlock build`", None, "n/a: pip install pyinstrument failed")]
+def _profile(work: Path, name: str, *args: object) -> tuple[Any, float, list[tuple[str, float]], str]:
+    """pyinstrument over ``python -m ARGS``: its session, import time, self time, call tree."""
+    from pyinstrument.renderers import ConsoleRenderer
     from pyinstrument.session import Session
 
-    work = ctx.work
-    key, _ = _trust(work)
-    model = _model(work / "model", ctx.mib)
-    spec = _spec(work / "airlock.yaml", "bench", 1, [model])
-    _hashlib(model)
-    session_file = work / "build.pyisession"
+    session_file = work / f"{name}.pyisession"
     _run(sys.executable, "-m", "pyinstrument", "-i", "0.0005", "-r", "pyisession", "-o",
-         session_file, "-m", "bundler", "build", spec, "--key", key, "-o",
-         work / "bench.airlock", "--no-check", "-q")
+         session_file, "-m", *args)
     session = Session.load(str(session_file))
-    root = session.root_frame()
-    assert root is not None
-    total = session.duration
     self_time: dict[str, float] = {}
     imports = 0.0
 
-    def walk(frame: Any, in_import: bool) -> None:
+    def walk(frame: Any, in_import: bool, caller: str = "") -> None:
         nonlocal imports
         children = [c for c in frame.children if not c.is_synthetic]
         is_import = frame.function == "_find_and_load" and not in_import
         if is_import:
             imports += frame.time
         own = frame.time - sum(c.time for c in children)
-        where = f"{frame.function} ({frame.file_path_short}:{frame.line_no})"
+        here = f"{frame.function} ({frame.file_path_short}:{frame.line_no})"
+        # A C function (sha256, read, fsync, sleep) is named with its Python caller.
+        where = f"{frame.function} in {caller}" if frame.file_path_short == "<built-in>" else here
         if in_import or is_import:
             where = "imports (start-up)"
         self_time[where] = self_time.get(where, 0.0) + own
         for c in children:
-            walk(c, in_import or is_import)
+            walk(c, in_import or is_import, here)
 
-    walk(root, False)
-    top = sorted(self_time.items(), key=lambda kv: -kv[1])[:10]
-    from pyinstrument.renderers import ConsoleRenderer
-
+    root = session.root_frame()
+    if root is not None:
+        walk(root, False)
+    top = sorted(self_time.items(), key=lambda kv: -kv[1])
     text = ConsoleRenderer(unicode=False, color=False,
                            processor_options={"filter_threshold": 0.02}).render(session)
     # The call tree only: not pyinstrument's banner, nor the scratch paths of the command.
     lines = [line.rstrip() for line in text.splitlines()]
     first = next((i for i, line in enumerate(lines) if re.match(r"\d", line)), len(lines))
     tree = [line for line in lines[first:] if re.match(r"[\d|` ]", line) and line.strip()]
-    ctx.notes["profile"] = "\n".join(tree)[:6000]
-    rows = [Row(f"profile of `airlock build --no-check`, {model.stat().st_size / 1e6:,.0f} MB",
-                total, f"of which imports {imports:.3f} s", "pyinstrument, self time below")]
-    rows += [Row(f"…{name}", t, f"{t / total:.0%} of the build") for name, t in top]
+    return session, imports, top, "\n".join(tree[:80])
+
+
+def bench_profile(ctx: Ctx) -> list[Row]:
+    """Where the time goes: pyinstrument over build, verify and install of SIZE."""
+    if not _ensure_pyinstrument():
+        return [Row("profile of `airlock build`", None, "n/a: pip install pyinstrument failed")]
+    work = ctx.work
+    key, trust = _trust(work)
+    model = _model(work / "model", ctx.mib)
+    spec = _spec(work / "airlock.yaml", "bench", 1, [model])
+    bundle = work / "bench.airlock"
+    _hashlib(model)
+    device = work / "device"
+    _agent(device, "init", "--trust", trust)
+    mb = model.stat().st_size / 1e6
+    runs: list[tuple[str, str, int, tuple[object, ...]]] = [
+        ("build", f"`airlock build --no-check` of {mb:,.0f} MB", 8,
+         ("bundler", "build", spec, "--key", key, "-o", bundle, "--no-check", "-q")),
+        ("verify", "`airlock verify`", 5, ("bundler", "verify", bundle, "--trust", trust, "-q")),
+        ("install", "`airlock-agent install` (the agent; its health child is not sampled)", 5,
+         ("agent", "--root", device, "install", bundle, "-q")),
+    ]
+    rows: list[Row] = []
+    trees: list[str] = []
+    for name, what, keep, args in runs:
+        session, imports, top, tree = _profile(work, name, *args)
+        total = session.duration
+        rows.append(Row(f"profile of {what}", total, f"of which imports {imports:.3f} s",
+                        "pyinstrument; self time below"))
+        rows += [Row(f"…{where}", t, f"{t / total:.0%} of {name}") for where, t in top[:keep]]
+        trees.append(f"{name}:\n{tree}")
+    ctx.notes["profile"] = "\n\n".join(trees)
     return rows
 
 
@@ -904,7 +925,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "\n".join(lines),
         ]
         if "profile" in notes:
-            parts.append("Call tree of the profiled build (pyinstrument, frames over 2 %):\n\n"
+            parts.append("Call trees of the profiled commands (pyinstrument, frames over 2 %):\n\n"
                          "```text\n" + notes["profile"] + "\n```")
         write_docs("\n\n".join(parts))
         print(f"\nwrote {DOCS.relative_to(REPO)}", file=sys.stderr)

@@ -33,7 +33,8 @@ ROWS = {
     "health": ["bare ONNX Runtime", "**health check** of", "`airlock check` of"],
     "registry": ["`skopeo copy`", "`curl` of the same blobs", "**registry build, cold**",
                  "**registry build, warm cache**", "local model of the same size"],
-    "profile": ["profile of `airlock build", "…imports (start-up)"],
+    "profile": ["profile of `airlock build", "profile of `airlock verify`",
+                "profile of `airlock-agent install`", "…imports (start-up)"],
 }
 
 
