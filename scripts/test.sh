@@ -21,6 +21,11 @@ command -v promtool >/dev/null || need_pkgs+=(prometheus)
 command -v softhsm2-util >/dev/null || need_pkgs+=(softhsm2)
 command -v pkcs11-tool >/dev/null || need_pkgs+=(opensc)
 command -v openssl >/dev/null || need_pkgs+=(openssl)
+# The peers scripts/bench.py measures beside Airlock (its --quick smoke run is a test).
+command -v mender-artifact >/dev/null || need_pkgs+=(mender-artifact)
+command -v rauc >/dev/null || need_pkgs+=(rauc)
+command -v mksquashfs >/dev/null || need_pkgs+=(squashfs-tools)
+command -v curl >/dev/null || need_pkgs+=(curl)
 if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ]; }; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
