@@ -48,6 +48,7 @@ from airlock.console import (
     emit,
     fail_with,
     human_size,
+    json_option,
     phase_bars,
     progress,
     read_input,
@@ -81,10 +82,6 @@ _TOUR = (
     "airlock-agent config --ring prod",
 )
 
-
-def _json_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true",
-                   help="print the result as one JSON object (a failure too: {error, exit})")
 
 
 def _sink_args(p: argparse.ArgumentParser, default: str | None) -> None:
@@ -121,7 +118,7 @@ def _parser() -> argparse.ArgumentParser:
                    help="deployment ring this device belongs to (default: none; then only "
                    "releases for every ring install)")
     _sink_args(i, "oci-dir")
-    _json_arg(i)
+    json_option(i)
 
     k = cmd("config", "show or change the device's ring, image sink, trust root and how its "
             "application runs models",
@@ -164,7 +161,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--reset-runtime", action="store_true",
                    help="forget the providers, fallback and session options set here: each "
                    "release decides again")
-    _json_arg(k)
+    json_option(k)
 
     n = cmd("install", "verify, store, health-check and switch to a bundle ('-' reads stdin)",
             "airlock-agent install /media/usb/vision-1.3.0.airlock.part001 --json")
@@ -178,7 +175,7 @@ def _parser() -> argparse.ArgumentParser:
                         "within SECONDS")
     n.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for another agent command to finish")
-    _json_arg(n)
+    json_option(n)
 
     cm = cmd("commit", "make a held install (install --hold) final",
              "airlock-agent commit --json")
@@ -197,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = cmd("status", "show the active and previous release, agent state and disk use",
             ("airlock-agent status --json", "airlock-agent status --html /media/usb/cam-7.html"))
-    _json_arg(s)
+    json_option(s)
     s.add_argument("--html", type=Path, metavar="FILE.html",
                    help="also write the status page serve shows at / (one self-contained file)")
 
@@ -205,29 +202,29 @@ def _parser() -> argparse.ArgumentParser:
     h.add_argument("--verify", action="store_true", help="check the journal's hash chain")
     h.add_argument("--last", type=int, default=0, metavar="N",
                    help="only the last N entries (0: all)")
-    _json_arg(h)
+    json_option(h)
 
     r = cmd("rollback", "switch back to the previous release (health-checked first)",
             "airlock-agent rollback --json")
-    _json_arg(r)
+    json_option(r)
 
     c = cmd("check", "re-run the health check of the active release",
             "airlock-agent check --rollback-on-failure")
     c.add_argument("--rollback-on-failure", action="store_true",
                    help="roll back when the check fails")
-    _json_arg(c)
+    json_option(c)
 
     g = cmd("gc", "remove old releases and unused blobs (never current or previous)",
             "airlock-agent gc --keep 2")
     g.add_argument("--keep", type=int, default=2, metavar="N",
                    help="installed releases to keep besides current and previous")
-    _json_arg(g)
+    json_option(g)
 
     v = cmd("inventory", "what this device holds, signed with its device key (for delta bundles)",
             "airlock-agent inventory -o /media/usb/cam-7.inventory.json")
     v.add_argument("-o", "--output", metavar="FILE",
                    help="write the signed inventory to FILE ('-' for standard output)")
-    _json_arg(v)
+    json_option(v)
 
     f = cmd("fsck", "check the store, releases, links and journal; --repair fixes what it can",
             "airlock-agent fsck --repair --json")
@@ -236,7 +233,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--read-only", action="store_true",
                    help="check without taking the lock and never repair (a new agent's "
                         "self-check while the running one holds the lock)")
-    _json_arg(f)
+    json_option(f)
 
     w = cmd("serve", "run until stopped: /metrics, drop-folder installs, scheduled checks",
             "airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m")
@@ -262,7 +259,7 @@ def _parser() -> argparse.ArgumentParser:
     o.add_argument("--since", default="last", metavar="LAST",
                    help="journal entries since: 'last' report (default), 'all', an ISO time, "
                         "or an earlier report file")
-    _json_arg(o)
+    json_option(o)
 
     comp = cmd("completion", "print a shell completion script for airlock-agent",
                "airlock-agent completion bash > /etc/bash_completion.d/airlock-agent")
@@ -282,7 +279,7 @@ def _parser() -> argparse.ArgumentParser:
     k.add_argument("--device-id", help="device name for init (default: the host name)")
     k.add_argument("--ring", help="deployment ring for init")
     k.add_argument("--no-init", action="store_true", help="do not run init on a new ROOT")
-    _json_arg(k)
+    json_option(k)
     return p
 
 

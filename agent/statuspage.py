@@ -23,7 +23,6 @@ come from media nobody vouched for.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -37,7 +36,7 @@ from agent.status import status
 from airlock import charts
 from airlock.console import human_size
 from airlock.errors import AirlockError
-from airlock.webpage import esc, page, section, state_word, table
+from airlock.webpage import esc, finite, obj_field, page, section, state_word, table
 
 __all__ = ["REFRESH_S", "drop_results", "journal_tail", "render", "status_page"]
 
@@ -85,21 +84,11 @@ def status_page(layout: Layout, *, watch: Sequence[Path] = (),
                   watch=watch, refresh_s=refresh_s)
 
 
-def _obj(d: object, key: str) -> dict[str, Any]:
-    """``d[key]`` when it is an object, else an empty one (documents are checked, not trusted)."""
-    value = d.get(key) if isinstance(d, dict) else None
-    return value if isinstance(value, dict) else {}
-
-
-def _num(v: object) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        return None
-    return float(v)
 
 
 def _size(n: object) -> str:
     """Bytes as ``status`` prints them (``airlock.console.human_size``), or ``-``."""
-    value = _num(n)
+    value = finite(n)
     return "-" if value is None else esc(human_size(value))
 
 
@@ -133,7 +122,7 @@ def _models(active: dict[str, Any] | None) -> str:
     health = active.get("health") if isinstance(active.get("health"), dict) else None
     report = (health or {}).get("report")
     results = report.get("models") if isinstance(report, dict) else None
-    budgets = _obj(active, "budgets")
+    budgets = obj_field(active, "budgets")
     if not isinstance(results, list) or not results:
         return '<p class="none">The active release has no health check on record.</p>'
     cards = []
@@ -141,12 +130,12 @@ def _models(active: dict[str, Any] | None) -> str:
         if not isinstance(m, dict):
             continue
         name = str(m.get("name"))
-        budget = _obj(budgets, name)
+        budget = obj_field(budgets, name)
         body = [f"<h3>{esc(name)} {state_word(m.get('ok') is True)}</h3>",
-                charts.meter(_num(m.get("p95_ms")), _num(budget.get("max_p95_ms")),
+                charts.meter(finite(m.get("p95_ms")), finite(budget.get("max_p95_ms")),
                              "p95 latency", unit=" ms"),
                 "<br>",
-                charts.meter(_num(m.get("peak_rss_mb")), _num(budget.get("max_memory_mb")),
+                charts.meter(finite(m.get("peak_rss_mb")), finite(budget.get("max_memory_mb")),
                              "peak memory", unit=" MB")]
         body.append(_evaluation(m.get("evaluation")))
         if m.get("reason"):
@@ -172,7 +161,7 @@ def _evaluation(ev: object) -> str:
         rule = str(c.get("rule"))
         label = f"{c.get('metric')} ({rule})"
         if rule in ("min", "max") and isinstance(bound, int | float):
-            out.append(charts.meter(_num(value), float(bound), label,
+            out.append(charts.meter(finite(value), float(bound), label,
                                     higher_is_better=rule == "min"))
         else:
             ok = c.get("ok")
@@ -221,19 +210,19 @@ def _drift(drift: object) -> str:
     for name, d in models.items():
         if not isinstance(d, dict):
             continue
-        threshold = _num(d.get("threshold"))
+        threshold = finite(d.get("threshold"))
         psi = d.get("psi")
         head = (f'<span class="warn">! DRIFT WARNING: PSI {esc(psi)} above {esc(threshold)}'
                 "</span>" if d.get("warn") else
                 '<span class="muted">no score yet</span>' if psi is None else
                 f'<span class="ok">✓ no drift: PSI {esc(psi)} within {esc(threshold)}</span>')
         rows = []
-        inputs = _obj(d, "inputs")
+        inputs = obj_field(d, "inputs")
         for inp, i in inputs.items():
             if not isinstance(i, dict):
                 continue
-            feats = _obj(i, "features")
-            values = [x for v in feats.values() if (x := _num(v)) is not None]
+            feats = obj_field(i, "features")
+            values = [x for v in feats.values() if (x := finite(v)) is not None]
             rows.append([f'<span class="mono">{esc(inp)}</span>', esc(i.get("psi")),
                          f'<span class="mono">{esc(i.get("feature"))}</span>',
                          charts.spark(values, threshold=threshold,
@@ -247,8 +236,8 @@ def _drift(drift: object) -> str:
 
 
 def _disk(st: dict[str, Any]) -> str:
-    disk = _obj(st, "disk")
-    store = _obj(st, "store")
+    disk = obj_field(st, "disk")
+    store = obj_field(st, "store")
     total, used = disk.get("total"), disk.get("used")
     gib = 1024 ** 3
     bar = ""

@@ -61,6 +61,7 @@ __all__ = [
     "human_size",
     "inert",
     "inert_data",
+    "json_option",
     "no_progress",
     "open_bundle",
     "phase_bars",
@@ -167,6 +168,12 @@ def add_command(
         formatter_class=_Formatter,
     )
     return parser
+
+
+def json_option(p: argparse.ArgumentParser) -> None:
+    """``--json`` as every command of both tools spells and explains it."""
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one JSON object (a failure too: {error, exit})")
 
 
 def apply_output_options(a: argparse.Namespace) -> None:

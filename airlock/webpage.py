@@ -20,10 +20,28 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from collections.abc import Sequence
 from html import escape
+from typing import Any
 
-__all__ = ["SORT_SCRIPT", "Cell", "esc", "page", "section", "state_word", "table"]
+__all__ = [
+    "SORT_SCRIPT", "Cell", "esc", "finite", "obj_field", "page", "section", "state_word", "table",
+]
+
+def obj_field(d: object, key: str) -> dict[str, Any]:
+    """``d[key]`` when it is an object, else an empty one: the documents a page draws
+    (status, the journal, device reports) are read, never trusted to have a shape."""
+    value = d.get(key) if isinstance(d, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def finite(v: object) -> float | None:
+    """A number a chart may draw: not a bool, not NaN or infinite; else None."""
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        return None
+    return float(v)
+
 
 _CSS = """
 :root{--fg:#1a1a1a;--muted:#5a5a5a;--line:#c8c8c8;--ok:#1e6b2a;--bad:#b00020;--warn:#8a5a00}

@@ -41,6 +41,7 @@ from airlock.console import (
     emit,
     fail_with,
     human_size,
+    json_option,
     phase_bars,
     progress,
     read_input,
@@ -99,10 +100,6 @@ _TOUR = (
     "airlock inspect vision-1.2.0.airlock",
 )
 
-
-def _json_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", action="store_true",
-                   help="print the result as one JSON object (a failure too: {error, exit})")
 
 
 def _registry_args(p: argparse.ArgumentParser) -> None:
@@ -164,7 +161,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     protect.add_argument("--no-passphrase", action="store_true",
                          help="write the private key unencrypted (guard the file yourself)")
     g.add_argument("--force", action="store_true", help="overwrite an existing key pair")
-    _json_arg(g)
+    json_option(g)
 
     i = kcmd(
         "init",
@@ -197,7 +194,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
         "written; 'airlock build' runs the same check before it signs.",
     )
     _spec_args(c)
-    _json_arg(c)
+    json_option(c)
 
     b = cmd(
         "build",
@@ -235,7 +232,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     b.add_argument("--agent-kit", type=Path, action="append", default=[], metavar="KIT",
                    help="an agent kit (airlock agent-kit) for devices to update themselves "
                         "with; repeat for more platforms")
-    _json_arg(b)
+    json_option(b)
 
     v = cmd(
         "verify",
@@ -250,7 +247,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     v.add_argument("--ring", metavar="RING",
                    help="check it as a device in this ring would (default: for the rings the "
                    "release names)")
-    _json_arg(v)
+    json_option(v)
 
     n = cmd(
         "inspect",
@@ -270,7 +267,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     n.add_argument("--fast", action="store_true",
                    help="skip hashing the blobs (the archive's structure and length are still "
                    "checked)")
-    _json_arg(n)
+    json_option(n)
 
     add_report_command(cmd, common)
     df = cmd(
@@ -280,7 +277,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     df.add_argument("old", type=Path, help="bundle (or its parts) or device inventory")
     df.add_argument("new", type=Path, help="bundle (or its parts)")
-    _json_arg(df)
+    json_option(df)
 
     inv = cmd("inventory", "read device inventories", "airlock inventory show cam-7.inventory.json")
     isub = inv.add_subparsers(dest="inventory_cmd", required=True, parser_class=Parser)
@@ -295,7 +292,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                      help="a device's signed inventory (airlock-agent inventory -o)")
     ish.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
                      help="it must be signed by this device key (repeatable: one of these)")
-    _json_arg(ish)
+    json_option(ish)
 
     fg = cmd("flags", "build a signed feature-flags bundle",
              "airlock flags set night_mode=true --name site --sequence 3 --percent 10 "
@@ -323,7 +320,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     add_key_args(fset)
     fset.add_argument("-o", "--output", type=Path, required=True, metavar="FLAGS.airlock",
                       help="where the flags bundle is written")
-    _json_arg(fset)
+    json_option(fset)
 
     fl = cmd("fleet", "reach site devices over SSH",
              "airlock fleet push vision-1.3.0.airlock cam-7 --user airlock --identity site.key "
@@ -350,7 +347,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
                          "always refused)")
     fp.add_argument("--dest", default=".", help="directory on the devices (default: the "
                     "login's home)")
-    _json_arg(fp)
+    json_option(fp)
     add_fleet_commands(fsub, common, add_command)
 
     sp = cmd(
@@ -362,7 +359,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     sp.add_argument("--max-size", default=None, metavar="SIZE",
                     help="largest part: bytes or K/M/G (1000s) or KiB/MiB/GiB (1024s); "
                          "default 4000MiB")
-    _json_arg(sp)
+    json_option(sp)
 
     j = cmd(
         "join",
@@ -372,7 +369,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     j.add_argument("part", type=Path, help="BUNDLE.part001, BUNDLE.parts.json or their directory")
     j.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE",
                    help="where the joined bundle is written")
-    _json_arg(j)
+    json_option(j)
 
     k = cmd(
         "agent-kit",
@@ -406,7 +403,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     k.add_argument("--index-url", metavar="URL", help="package index for pip (a mirror)")
     k.add_argument("--find-links", action="append", default=[], metavar="DIR|URL",
                    help="more places pip may take wheels from (repeatable)")
-    _json_arg(k)
+    json_option(k)
     comp = cmd("completion", "print a shell completion script for airlock",
                ("airlock completion bash > /etc/bash_completion.d/airlock",
                 "airlock completion zsh > ~/.zfunc/_airlock"))
@@ -465,7 +462,7 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
         "--force", action="store_true",
         help="replace an existing -o file, even a trust root"
     )
-    _json_arg(p)
+    json_option(p)
 
 
 def _ring_parts(text: str) -> list[str]:

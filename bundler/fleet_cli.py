@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airlock.console import inert
+from airlock.console import inert, json_option
 from airlock.errors import UsageError
 from bundler.output import check_output, exclusive_partial
 
@@ -39,8 +39,7 @@ def add_fleet_commands(fsub: Any, common: argparse.ArgumentParser, add_command: 
                     "airlock fleet hosts --inventory site.yml --ring canary --limit 'cams:!cam-9'",
                     [common])
     _select_args(h)
-    h.add_argument("--json", action="store_true",
-                  help="print the result as one JSON object (a failure too: {error, exit})")
+    json_option(h)
 
     r = add_command(
         fsub, "rollout",
@@ -72,8 +71,7 @@ def add_fleet_commands(fsub: Any, common: argparse.ArgumentParser, add_command: 
     r.add_argument("--dry-run", action="store_true",
                    help="connect and check every device; change nothing")
     r.add_argument("--report", type=Path, metavar="FILE", help="also write the JSON report here")
-    r.add_argument("--json", action="store_true",
-                  help="print the result as one JSON object (a failure too: {error, exit})")
+    json_option(r)
 
 
 def _select_args(p: argparse.ArgumentParser) -> None:

@@ -30,13 +30,22 @@ carry journal text from sticks nobody vouched for.
 
 from __future__ import annotations
 
-import math
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
 from airlock import charts
-from airlock.webpage import SORT_SCRIPT, Cell, esc, page, section, state_word, table
+from airlock.webpage import (
+    SORT_SCRIPT,
+    Cell,
+    esc,
+    finite,
+    obj_field,
+    page,
+    section,
+    state_word,
+    table,
+)
 from bundler.reports import FleetRecords, age_text, parse_time
 
 __all__ = ["fleet_html"]
@@ -49,15 +58,6 @@ _CARD_W = 460
 Series = dict[str, list[tuple[datetime, float]]]
 
 
-def _obj(d: object, key: str) -> dict[str, Any]:
-    value = d.get(key) if isinstance(d, dict) else None
-    return value if isinstance(value, dict) else {}
-
-
-def _num(v: object) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-        return None
-    return float(v)
 
 
 class _Fleet:
@@ -72,14 +72,14 @@ class _Fleet:
         for device, bodies in self.bodies.items():
             seen: dict[tuple[str, str, str], dict[str, Any]] = {}
             for body in bodies:  # reports overlap (a stick's report repeats the journal)
-                entries = _obj(body, "journal").get("entries")
+                entries = obj_field(body, "journal").get("entries")
                 for e in entries if isinstance(entries, list) else []:
                     if isinstance(e, dict) and parse_time(e.get("time")) is not None:
                         seen[(str(e.get("time")), str(e.get("event")), str(e.get("release")))] = e
             self.events[device] = sorted(seen.values(), key=lambda e: str(e.get("time")))
 
     def site(self, device: str) -> str:
-        return str(_obj(self.devices, device).get("site") or "(no site)")
+        return str(obj_field(self.devices, device).get("site") or "(no site)")
 
     # -- health over time ----------------------------------------------------
     def health(self) -> dict[str, dict[str, Any]]:
@@ -93,12 +93,12 @@ class _Fleet:
                 if e.get("event") == "health-result":
                     t = parse_time(e.get("time"))
                     if t is not None:
-                        checks[t.isoformat(timespec="seconds")] = (t, _obj(e, "report"))
+                        checks[t.isoformat(timespec="seconds")] = (t, obj_field(e, "report"))
             for body in self.bodies[device]:  # a check whose journal line was not carried
-                h = _obj(_obj(_obj(body, "status"), "active"), "health")
+                h = obj_field(obj_field(obj_field(body, "status"), "active"), "health")
                 t = parse_time(h.get("time"))
                 if t is not None:
-                    checks.setdefault(t.isoformat(timespec="seconds"), (t, _obj(h, "report")))
+                    checks.setdefault(t.isoformat(timespec="seconds"), (t, obj_field(h, "report")))
             for t, report in checks.values():
                 models = report.get("models")
                 for m in models if isinstance(models, list) else []:
@@ -106,14 +106,14 @@ class _Fleet:
                         continue
                     plots = out[str(m.get("name"))]
                     for key, field in (("p95", "p95_ms"), ("mem", "peak_rss_mb")):
-                        v = _num(m.get(field))
+                        v = finite(m.get(field))
                         if v is not None:
                             plots[key][device].append((t, v))
                             if m.get("ok") is False:
                                 plots[f"failed_{key}"].append((t, v))
-                    metrics = _obj(_obj(m, "evaluation"), "metrics")
+                    metrics = obj_field(obj_field(m, "evaluation"), "metrics")
                     for metric, value in metrics.items():
-                        v = _num(value)
+                        v = finite(value)
                         if v is not None:
                             plots["metrics"][str(metric)][device].append((t, v))
         return dict(sorted(out.items()))
@@ -126,17 +126,17 @@ class _Fleet:
             points: dict[tuple[str, datetime], float] = {}
             for body in bodies:
                 t = parse_time(body.get("time"))
-                models = _obj(_obj(_obj(body, "status"), "drift"), "models")
+                models = obj_field(obj_field(obj_field(body, "status"), "drift"), "models")
                 for model in models:
-                    d = _obj(models, model)
-                    psi = _num(d.get("psi"))
+                    d = obj_field(models, model)
+                    psi = finite(d.get("psi"))
                     if t is not None and psi is not None:
                         points[(str(model), t)] = psi
-                        th = _num(d.get("threshold"))
+                        th = finite(d.get("threshold"))
                         if th is not None:
                             thresholds[str(model)] = th
             for e in self.events[device]:
-                t, psi = parse_time(e.get("time")), _num(e.get("psi"))
+                t, psi = parse_time(e.get("time")), finite(e.get("psi"))
                 if e.get("event") == "drift-warning" and t is not None and psi is not None:
                     points.setdefault((str(e.get("model")), t), psi)
             for (model, t), psi in points.items():
@@ -154,7 +154,7 @@ class _Fleet:
             for body in self.bodies[d]:
                 t = parse_time(body.get("time"))
                 if t is not None:
-                    active = _obj(_obj(body, "status"), "active")
+                    active = obj_field(obj_field(body, "status"), "active")
                     timeline.append((t, d, str(active.get("id") or "no release")))
         timeline.sort()
         releases = sorted({r for _, _, r in timeline})
@@ -243,14 +243,14 @@ def _problems(f: _Fleet) -> str:
     rollbacks: Counter[str] = Counter()
     for r in f.rows:
         body = f.bodies[r["device"]][-1] if f.bodies[r["device"]] else {}
-        counts = _obj(body, "counts")
-        for why, n in _obj(counts, "rejected").items():
-            rejected[str(why)] += int(_num(n) or 0)
+        counts = obj_field(body, "counts")
+        for why, n in obj_field(counts, "rejected").items():
+            rejected[str(why)] += int(finite(n) or 0)
         rb = counts.get("rollbacks")
         for item in rb if isinstance(rb, list) else []:
             if isinstance(item, dict):
                 key = f"{item.get('trigger')} ({item.get('result')})"
-                rollbacks[key] += int(_num(item.get("count")) or 0)
+                rollbacks[key] += int(finite(item.get("count")) or 0)
     events = [(str(e.get("time")), d, e) for d in f.devices for e in f.events[d]
               if e.get("event") in _PROBLEM_EVENTS]
     events.sort(key=lambda x: x[0], reverse=True)

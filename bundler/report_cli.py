@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from airlock.console import add_command, emit
+from airlock.console import add_command, emit, json_option
 
 if TYPE_CHECKING:
     from bundler.reports import FleetRecords
@@ -46,8 +46,7 @@ def add_report_command(cmd: Callable[[str, str, str], argparse.ArgumentParser],
     common.add_argument("--fleet", type=Path,
                         default=Path(os.environ.get("AIRLOCK_FLEET", _DEFAULT_FLEET)),
                         help=f"fleet directory (default $AIRLOCK_FLEET or ./{_DEFAULT_FLEET})")
-    common.add_argument("--json", action="store_true",
-                        help="print the result as one JSON object (a failure too: {error, exit})")
+    json_option(common)
     rsub = report.add_subparsers(dest="report_cmd", required=True, parser_class=Parser)
     e = add_command(rsub, "enroll", "record a device's public key (printed at airlock-agent init)",
                     "airlock report enroll cam-7.pub --device-id cam-7 --site north", [common])

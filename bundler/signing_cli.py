@@ -27,7 +27,7 @@ from typing import Any
 from securesystemslib.signer import Key, Signature, Signer
 from tuf.api.metadata import Root
 
-from airlock.console import human_size, inert, inert_data, phase_bars, read_input, say
+from airlock.console import human_size, inert, inert_data, json_option, phase_bars, read_input, say
 from airlock.errors import AirlockError, SignatureError, UsageError
 from airlock.limits import MAX_DETACHED_SIGNATURE_BYTES
 from bundler.output import check_output, is_bundle_file, replace_file
@@ -359,8 +359,7 @@ def _signing_flags(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--force", action="store_true",
                    help="let -o replace an existing file of another kind")
     add_key_args(p)
-    p.add_argument("--json", action="store_true",
-                   help="print the result as one JSON object (a failure too: {error, exit})")
+    json_option(p)
 
 
 def add_sign_commands(cmd: Command, kcmd: Command) -> dict[str, Callable[[argparse.Namespace],
@@ -385,8 +384,7 @@ def add_sign_commands(cmd: Command, kcmd: Command) -> dict[str, Callable[[argpar
     i.add_argument("--force", action="store_true", help="overwrite an existing NAME.pub")
     i.add_argument("--pin-env", metavar="VAR", help="PIN of the HSM, if reading asks for it")
     i.add_argument("--passphrase-env", metavar="VAR", help="passphrase of an envvar: key")
-    i.add_argument("--json", action="store_true",
-                   help="print the result as one JSON object (a failure too: {error, exit})")
+    json_option(i)
 
     r = kcmd("sign-root", "add one root key's signature to a trust root (a root ceremony step)",
              "airlock keys sign-root root-v2.json --key keys/root-a.key --trust root.json")
@@ -398,8 +396,7 @@ def add_sign_commands(cmd: Command, kcmd: Command) -> dict[str, Callable[[argpar
              "airlock keys verify-root root-v2.json --trust root.json")
     v.add_argument("root", type=Path, metavar="ROOT.json", help="the trust root to check")
     v.add_argument("--trust", type=Path, help="the root devices hold now (for a rotation)")
-    v.add_argument("--json", action="store_true",
-                   help="print the result as one JSON object (a failure too: {error, exit})")
+    json_option(v)
     return {"sign": _sign, "import-public": _import_public, "sign-root": _sign_root,
             "verify-root": _verify_root}
 
