@@ -142,9 +142,18 @@ def tool_parser(prog: str, description: str, examples: Sequence[str],
         common_args(common)
     parser = Parser(prog=prog, description=description, parents=[common],
                     epilog=_epilog(examples), formatter_class=_Formatter)
-    parser.add_argument("--version", action="version", version=f"{prog} {tool_version()}",
-                        help="print the version and exit")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        default=argparse.SUPPRESS, help="print the version and exit")
     return parser, common
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked: importlib.metadata costs every start ~15 ms."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"{parser.prog} {tool_version()}")
+        parser.exit()
 
 
 def _epilog(examples: str | Sequence[str]) -> str:
