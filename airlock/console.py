@@ -379,20 +379,30 @@ def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) 
             print(text)
 
 
+class _NoBar:
+    """The bar nobody sees: what ``_bar`` gives off a terminal, without importing tqdm."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _bar(total: int, desc: str) -> Any:
     """A byte bar on stderr, only when stdout and stderr are both terminals (and not -q)."""
-    # Imported here: the journal and other library code import this module for
-    # ``inert`` and must not pay for tqdm's import (about 50 ms) on every start.
+    if not (_OUT.progress and _isatty(sys.stdout) and _isatty(sys.stderr)):
+        return _NoBar()
+    # Imported here, and only for a bar that shows: tqdm's import (about 50 ms with the
+    # importlib.metadata it pulls in) is paid by no script, pipe or journal reader.
     from tqdm import tqdm
 
-    shown = _OUT.progress and _isatty(sys.stdout) and _isatty(sys.stderr)
     return tqdm(
         total=total,
         desc=desc,
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
-        disable=not shown,
         file=sys.stderr,
         leave=False,
     )
