@@ -302,8 +302,12 @@ def _skeleton_tensor(buf: Any, start: int, end: int, location: bytes) -> bytes |
     return bytes(rest)
 
 
-def _skeleton(buf: Any, location: bytes) -> tuple[bytes, int]:
-    """The model's bytes with its large initializers made external; and how many bytes moved."""
+def _skeleton(buf: Any, location: bytes, limit: int) -> tuple[bytes, int]:
+    """The model's bytes with its large initializers made external; and how many bytes moved.
+
+    More than ``limit`` bytes left inline (weights kept as float_data, big Constant
+    nodes) would make the skeleton a copy of its own: the file is loaded instead.
+    """
     out = bytearray()
     moved = 0
     for field, wire, first, begin, stop in _fields(buf, 0, len(buf)):
@@ -319,7 +323,11 @@ def _skeleton(buf: Any, location: bytes) -> tuple[bytes, int]:
             else:
                 graph += _message(5, tensor)
                 moved += gstop - gbegin
+            if len(out) + len(graph) > limit:
+                raise _NotSkeletal("too much of the model would stay inline")
         out += _message(7, bytes(graph))
+        if len(out) > limit:
+            raise _NotSkeletal("too much of the model would stay inline")
     return bytes(out), moved
 
 
@@ -328,7 +336,8 @@ def _model_skeleton(path: str) -> bytes | None:
     try:
         with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
             # Only field headers are read through the map; the weights' pages are skipped.
-            skeleton, moved = _skeleton(m, os.path.basename(path).encode())
+            skeleton, moved = _skeleton(m, os.path.basename(path).encode(),
+                                        max(16 << 20, len(m) // 4))
     except (OSError, ValueError, _NotSkeletal):
         return None
     return skeleton if moved else None

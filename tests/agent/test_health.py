@@ -166,6 +166,14 @@ def test_the_child_holds_a_models_weights_once(tmp_path: Path, used: bool) -> No
     assert weights < (1.3 * 80 if used else 20), (weights, m.peak_rss_mb)
 
 
+def test_a_model_with_external_data_is_loaded_from_its_files(tmp_path: Path) -> None:
+    # Its weights are already external (ONNX Runtime maps them): the child loads it as it is.
+    mdir = put_model(tmp_path, pad_mb=8, external=True)
+    assert (mdir / "model.onnx.data").is_file()
+    m = check_release(tmp_path, release(entry())).models[0]
+    assert m.ok, m.reason
+
+
 def test_crashing_runtime_is_a_failed_check(tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     put_model(tmp_path)
