@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import stat
@@ -114,6 +115,7 @@ def tool_version(distribution: str = "airlock-edge") -> str:
         return "0+unknown"
 
 
+@functools.cache  # every command's epilog ends with it: wrapped once, not once per command
 def exit_codes_text() -> str:
     """The exit-code table, as every ``--help`` ends."""
     return "exit codes:\n" + "\n".join(
