@@ -57,9 +57,6 @@ from airlock.console import (
     tool_parser,
 )
 from airlock.errors import LockedError, PreconditionError, RejectedError, UsageError
-from airlock.parts import open_media
-from keys.keyfile import generate_keypair
-from keys.trust import TrustRoot
 
 __all__ = ["main", "parser"]
 
@@ -204,8 +201,16 @@ def _parser() -> argparse.ArgumentParser:
                    help="only the last N entries (0: all)")
     json_option(h)
 
-    r = cmd("rollback", "switch back to the previous release (health-checked first)",
-            "airlock-agent rollback --json")
+    r = cmd("rollback", "switch back to the previous release at once",
+            ("airlock-agent rollback", "airlock-agent rollback --check --json"),
+            "Switch back to the previous release, run its post-switch hook and probe. Its\n"
+            "model health check is not run again: it passed when the release was installed,\n"
+            "and its files are the same content-addressed blobs (checked with stat, so a\n"
+            "rollback takes as long for a 10 GiB model as for a 1 MiB one). --check runs it\n"
+            "again before the switch, e.g. after 'config --providers' changed how models run.")
+    r.add_argument("--check", action="store_true",
+                   help="health-check the release before switching to it; if it fails, try "
+                   "the other installed releases, newest first")
     json_option(r)
 
     c = cmd("check", "re-run the health check of the active release",
@@ -290,6 +295,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.configure import check_ring, check_sink, sink_settings
+    from keys.keyfile import generate_keypair
+    from keys.trust import TrustRoot
 
     if layout.is_initialised():
         raise UsageError(f"{layout.root} is already initialised; use another --root "
@@ -332,6 +339,7 @@ def _init(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 def _config(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.configure import KEEP, check_ring, configure, runtime_settings, sink_settings
+    from keys.trust import TrustRoot
 
     layout.require_initialised()
     ring: Any = KEEP
@@ -398,7 +406,10 @@ def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -
 
 
 def _migrate(layout: Layout) -> None:
-    from agent.rootformat import migrate
+    from agent.rootformat import ROOT_FORMAT, migrate, root_format
+
+    if root_format(layout) >= ROOT_FORMAT:
+        return  # nothing to migrate, so no need to import selfupdate to ask who may
     from agent.selfupdate import may_migrate
 
     if may_migrate():
@@ -408,6 +419,7 @@ def _migrate(layout: Layout) -> None:
 
 def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.install import install
+    from airlock.parts import open_media
 
     layout.require_initialised()
     # Opened before the lock is taken: a path that is not a bundle file (a FIFO nobody
@@ -476,7 +488,7 @@ def _history(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 def _rollback(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.rollback import rollback
 
-    return _mutating(layout, 0.0, lambda: rollback(layout))
+    return _mutating(layout, 0.0, lambda: rollback(layout, check=a.check))
 
 
 def _commit(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
@@ -497,6 +509,7 @@ def _flags(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         return _mutating(layout, 0.0, lambda: rollback_flags(layout, a.target))
     from agent.flags import apply_flags, flags_bytes
     from airlock.bundle import BundleReader
+    from airlock.parts import open_media
 
     stream, _ = open_media(a.target)
     with stream:  # the reader bounds the metadata and refuses any member after it
@@ -796,8 +809,13 @@ def _human(cmd: str) -> Callable[[dict[str, Any]], str]:
             return "\n".join(lines)
         if cmd == "rollback":
             # Releases named as status names them: NAME VERSION (sequence N).
-            return (f"rolled back from {d.get('from_release') or d['from']} to {d['name']} "
+            done = (f"rolled back from {d.get('from_release') or d['from']} to {d['name']} "
                     f"{d['version']} (sequence {d['sequence']})")
+            if d.get("checked"):
+                why = "" if d.get("check_reason") == "asked to" else f"; {d.get('check_reason')}"
+                return done + f"\nhealth check passed just now ({d['health_s']} s{why})"
+            return done + (f"\nhealth check passed at {d.get('health_time')} and its files "
+                           "are unchanged: not re-run ('rollback --check' re-runs it first)")
         if cmd == "flags":
             if "flags" not in d:
                 return "\n".join(f"{k}: {v}" for k, v in d.items())

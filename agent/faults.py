@@ -64,11 +64,14 @@ AGENT_UPDATE_POINTS: tuple[str, ...] = (
 
 #: Which command reaches which point. ``install`` reaches "mid-auto-rollback" only when
 #: the probe or hook fails; "mid-recovery" is reached by any command (``status``
-#: included) that starts after a crash left a transaction behind.
+#: included) that starts after a crash left a transaction behind. ``rollback`` re-runs
+#: the health check only as ``rollback --check`` (``rollback-check`` here).
 POINTS_BY_COMMAND: dict[str, tuple[str, ...]] = {
     "install": CRASH_POINTS[: CRASH_POINTS.index("mid-auto-rollback") + 1],
-    "rollback": ("mid-health-check", "rollback-before-switch", "mid-rollback",
-                 "rollback-after-switch", "after-post-switch-hook"),
+    "rollback": ("rollback-before-switch", "mid-rollback", "rollback-after-switch",
+                 "after-post-switch-hook"),
+    "rollback-check": ("mid-health-check", "rollback-before-switch", "mid-rollback",
+                       "rollback-after-switch", "after-post-switch-hook"),
     "check": ("mid-health-check",),
     "gc": ("gc-mid-delete", "gc-after-releases"),
     "recovery": ("mid-recovery",),

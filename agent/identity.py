@@ -17,17 +17,16 @@ and leaves a release's agent kit alone.
 from __future__ import annotations
 
 import sys
-from importlib import metadata
 from pathlib import Path
 from typing import Any
-
-from keys.kitverify import MARKER, host_platform
 
 __all__ = ["agent_home", "agent_version", "identity", "running_agent_id"]
 
 
 def agent_version() -> str:
     """The installed airlock-edge version ("unknown" when run from a bare checkout)."""
+    from importlib import metadata  # ~15 ms: only for commands that show the version
+
     try:
         return metadata.version("airlock-edge")
     except metadata.PackageNotFoundError:
@@ -37,7 +36,11 @@ def agent_version() -> str:
 def running_agent_id() -> str | None:
     """``VERSION-ID`` of the kit-installed agent this process runs from, else None."""
     venv = Path(sys.prefix).resolve()  # PREFIX/current/bin/python runs agents/ID too
-    if (venv / MARKER).is_file() and venv.parent.name == "agents":
+    if venv.parent.name != "agents":
+        return None  # a pip install: decided without importing kitverify (pure-Python Ed25519)
+    from keys.kitverify import MARKER
+
+    if (venv / MARKER).is_file():
         return venv.name
     return None
 
@@ -48,6 +51,8 @@ def agent_home() -> Path | None:
 
 
 def identity() -> dict[str, Any]:
+    from keys.kitverify import host_platform
+
     home = agent_home()
     kit = running_agent_id()
     return {

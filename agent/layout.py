@@ -37,9 +37,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import TYPE_CHECKING, Any
 
 from agent.durable import read_bounded, read_json
 from agent.runtime import DeviceRuntime
@@ -52,8 +50,10 @@ from airlock.errors import (
 )
 from airlock.limits import MAX_METADATA_BYTES, MAX_SEQUENCE, RESERVE_BYTES
 from airlock.oci import digest_hex
-from keys.release import Release
-from keys.trust import TrustRoot
+
+if TYPE_CHECKING:  # python-tuf and PyYAML load with the first release, trust root or config
+    from keys.release import Release
+    from keys.trust import TrustRoot
 
 __all__ = ["DEFAULT_ROOT", "AgentConfig", "Layout", "is_real_dir", "root_from_env"]
 
@@ -200,6 +200,8 @@ class Layout:
 
     def load_config(self) -> AgentConfig:
         """``agent.yaml``; any fault in it is a UsageError (exit 2) of one line."""
+        import yaml
+
         try:
             text = read_bounded(self.config).decode()
             raw = yaml.safe_load(text)
@@ -249,6 +251,8 @@ class Layout:
 
     def load_release(self, release_id: str) -> Release:
         """The release metadata of an installed release (verified when it was installed)."""
+        from keys.release import Release
+
         path = self.release_dir(release_id) / "release.json"
         try:
             data = path.read_bytes()
@@ -257,6 +261,8 @@ class Layout:
         return Release.from_bytes(data)
 
     def _read_trust(self) -> TrustRoot | str:
+        from keys.trust import TrustRoot
+
         try:
             return TrustRoot.from_bytes(read_bounded(self.trust_root, MAX_METADATA_BYTES))
         except (OSError, ValueError, AirlockError) as e:

@@ -111,10 +111,13 @@ def needs_recovery(layout: Layout) -> bool:
     for which in ("current", "previous"):
         if os.path.lexists(layout.link(which)) and read_link(layout, which) is None:
             return True
-    from agent.selfupdate import agent_update_pending
+    from agent.identity import agent_home
 
-    if agent_update_pending():
-        return True
+    if agent_home() is not None:  # only a kit-installed agent switches itself
+        from agent.selfupdate import agent_update_pending
+
+        if agent_update_pending():
+            return True
     try:
         with layout.journal.open("rb") as f:
             size = f.seek(0, os.SEEK_END)
@@ -186,7 +189,10 @@ def recover(layout: Layout) -> list[str]:
             journal.append("recovered", op="repair-link", link=which, active=fallback,
                            reason=what)
             actions.append(what)
-    from agent.selfupdate import recover_agent
+    from agent.identity import agent_home
 
-    actions += recover_agent(layout)
+    if agent_home() is not None:  # only a kit-installed agent switches itself
+        from agent.selfupdate import recover_agent
+
+        actions += recover_agent(layout)
     return actions

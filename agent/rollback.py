@@ -1,28 +1,43 @@
 """Manual rollback and re-checking the active release.
 
-``rollback`` goes back to ``previous``: it health-checks it first, switches
-atomically, runs its post-switch hook and probe. If ``previous`` fails, the
-other installed releases are tried newest first; if none passes, nothing
-changes and the error says so (exit 4)::
+``rollback`` goes back to ``previous`` at once: it switches atomically and
+runs its post-switch hook and probe. It does not run the model health check
+again, because nothing it checks can have changed: ``previous`` passed that
+check when it was installed (its ``health.json`` says so) and its files are
+hard links to content-addressed blobs, so they are the very bytes that passed
+(a few ``stat`` calls confirm each file is its store blob, with the signed
+length). So a rollback costs the same for a 1 MiB and a 10 GiB model. When
+either is not so (no passing check recorded, a model file that is not its
+blob), or when asked (``check=True``, ``rollback --check``: after the
+device's runtime setup changed, say), the target is health-checked before
+the switch, as an install does. If ``previous`` fails, the other installed
+releases are tried newest first; if none passes, nothing changes and the
+error says so (exit 4)::
 
-    result = rollback(layout)                 # {"active": "vision-2", "previous": "vision-3", ...}
+    result = rollback(layout)                 # {"active": "vision-2", "checked": False, ...}
+    result = rollback(layout, check=True)     # health-checks vision-2 first
     result = check(layout, rollback_on_failure=True)
 """
 
 from __future__ import annotations
 
+import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.activation import ROLLBACK_POINTS, activate, health_check
+from agent.durable import read_json
 from agent.faults import crash_point
-from agent.input_contract import sample_violations
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link
 from airlock.errors import HealthCheckError, PreconditionError
+from airlock.oci import blob_path
 
-__all__ = ["check", "rollback"]
+if TYPE_CHECKING:
+    from keys.release import Release
+
+__all__ = ["check", "recorded_pass", "rollback"]
 
 
 def _candidates(layout: Layout, current: str | None, previous: str | None) -> list[str]:
@@ -48,7 +63,42 @@ def _described(layout: Layout, rid: str | None) -> str | None:
     return f"{r.name} {r.version} (sequence {r.sequence})"
 
 
-def rollback(layout: Layout, *, reason: str = "manual") -> dict[str, Any]:
+def recorded_pass(layout: Layout, release: Release) -> tuple[dict[str, Any] | None, str]:
+    """The passing health record of ``release`` if it still holds; else (None, why not).
+
+    It holds when ``health.json`` records a passing check and every file the
+    check reads is still its store blob (same inode) with its signed length:
+    then the files are the bytes that passed, and only a change of the
+    device's runtime setup (``rollback --check``) could change the verdict.
+    Only ``stat``: no byte is read, whatever the size of the models.
+    """
+    rdir = layout.release_dir(release.id)
+    try:
+        record = read_json(rdir / "health.json")
+    except (OSError, ValueError):
+        record = None
+    if not isinstance(record, dict) or record.get("ok") is not True:
+        return None, "no passing health check is recorded for it"
+    for m in release.models:
+        for name, digest in m.linked_files():
+            info = release.files.get(blob_path(digest))
+            try:
+                st = os.lstat(rdir / "models" / m.name / name)
+                blob = os.stat(layout.blob(digest))
+            except OSError:
+                return None, f"models/{m.name}/{name} or its blob is missing"
+            if (st.st_ino, st.st_dev) != (blob.st_ino, blob.st_dev) or (
+                    info is not None and st.st_size != info.length):
+                return None, f"models/{m.name}/{name} is no longer its store blob"
+    return record, ""
+
+
+def rollback(layout: Layout, *, reason: str = "manual", check: bool = False) -> dict[str, Any]:
+    """Switch back to ``previous`` (else the newest other release that qualifies).
+
+    ``check``: health-check the target before switching even when its passing
+    check still holds (see :func:`recorded_pass`).
+    """
     journal = Journal(layout.journal)
     current = read_link(layout, "current")
     previous = read_link(layout, "previous")
@@ -58,16 +108,25 @@ def rollback(layout: Layout, *, reason: str = "manual") -> dict[str, Any]:
             f"there is no other installed release to roll back to; {current or 'nothing'} "
             "stays active"
         )
-    journal.append("rollback-started", current=current, previous=previous, reason=reason)
+    journal.append("rollback-started", current=current, previous=previous, reason=reason,
+                   check=check)
     failures: list[str] = []
     for rid in candidates:
         release = layout.load_release(rid)
+        record, why_check = (None, "asked to") if check else recorded_pass(layout, release)
         health_start = time.monotonic()
-        report = health_check(layout, journal, release)
+        if record is None:
+            report = health_check(layout, journal, release)
+            if not report.ok:
+                failures.append(f"{rid}: {report.reason}")
+                continue
+            health = {"checked": True, "why": why_check, "ok": True, "time": None,
+                      "report": report.to_dict()}
+        else:
+            health = {"checked": False, "why": "it passed when installed and its files are "
+                      "unchanged", "ok": True, "time": record.get("time"),
+                      "report": record.get("report")}
         health_s = time.monotonic() - health_start
-        if not report.ok:
-            failures.append(f"{rid}: {report.reason}")
-            continue
         crash_point("rollback-before-switch")
         start = time.monotonic()
         tx = Transaction.begin(layout, "rollback", rid)
@@ -75,16 +134,18 @@ def rollback(layout: Layout, *, reason: str = "manual") -> dict[str, Any]:
         tx.commit()
         if outcome.ok:
             seconds = round(time.monotonic() - start, 4)
-            journal.append("rolled-back", release=current, to=rid, reason=reason)
+            journal.append("rolled-back", release=current, to=rid, reason=reason,
+                           checked=health["checked"])
             from agent.hold import disarm
 
             disarm(layout)  # whatever was held is left now
             return {"active": rid, "previous": read_link(layout, "previous"), "from": current,
                     "from_release": _described(layout, current),
                     "name": release.name, "version": release.version,
-                    "sequence": release.sequence, "health": report.to_dict(),
-                    "health_s": round(health_s, 3), "switch_s": outcome.switch_s,
-                    "seconds_without_health": seconds}
+                    "sequence": release.sequence, "checked": health["checked"],
+                    "check_reason": health["why"], "health_time": health["time"],
+                    "health": health["report"], "health_s": round(health_s, 3),
+                    "switch_s": outcome.switch_s, "seconds_without_health": seconds}
         failures.append(f"{rid}: {outcome.reason}")
     journal.append("rollback-failed", current=current, reasons=failures)
     raise HealthCheckError(
@@ -94,6 +155,8 @@ def rollback(layout: Layout, *, reason: str = "manual") -> dict[str, Any]:
 
 
 def check(layout: Layout, *, rollback_on_failure: bool = False) -> dict[str, Any]:
+    from agent.input_contract import sample_violations  # numpy: only a check reads samples
+
     current = read_link(layout, "current")
     if current is None:
         raise PreconditionError("no release is active; install one with 'airlock-agent install'")
@@ -112,7 +175,9 @@ def check(layout: Layout, *, rollback_on_failure: bool = False) -> dict[str, Any
             f"health check of active release {current} failed: {report.reason}; run "
             "'airlock-agent rollback' or 'check --rollback-on-failure'"
         )
-    done = rollback(layout, reason=f"check failed: {report.reason}")
+    # The active release just failed on this device as it is now: its cause (a changed
+    # runtime, a driver) may fail the target too, so the target is checked before the switch.
+    done = rollback(layout, reason=f"check failed: {report.reason}", check=True)
     raise HealthCheckError(
         f"health check of {current} failed: {report.reason}; rolled back to {done['active']}"
     )

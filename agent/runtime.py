@@ -26,11 +26,11 @@ from typing import TYPE_CHECKING, Any
 
 from airlock.errors import UsageError
 from keys.evaluation_fields import SessionOptions, valid_providers, valid_session
-from keys.release import HealthSpec
 from keys.signed_fields import FieldError
 
 if TYPE_CHECKING:  # airlock.health (psutil) is loaded only by commands that check
     from airlock.health import Runtime
+    from keys.release import HealthSpec  # python-tuf: not for reading agent.yaml
 
 __all__ = ["DeviceRuntime"]
 

@@ -18,10 +18,9 @@ busy, or mounted read-only (``read_only``).
 from __future__ import annotations
 
 import contextlib
+import shutil
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 from agent.drift import release_drift
 from agent.durable import read_json
@@ -119,7 +118,9 @@ def status(layout: Layout) -> dict[str, Any]:
     # A pending transaction with no lock holder is a crash that recovery has not seen yet.
     state = "busy" if holder else "idle" if tx is None else "interrupted"
     count, size = ContentStore(layout).usage()
-    disk = psutil.disk_usage(str(layout.root))
+    # shutil's statvfs gives what psutil.disk_usage does, without psutil's ~15 ms import.
+    disk = shutil.disk_usage(layout.root)
+    percent = round(100 * disk.used / (disk.used + disk.free), 1) if disk.used + disk.free else 0.0
     last_event = None
     try:
         for entry in Journal(layout.journal).entries():
@@ -144,7 +145,7 @@ def status(layout: Layout) -> dict[str, Any]:
         "releases": layout.release_ids(),
         "store": {"blobs": count, "bytes": size},
         "disk": {"total": disk.total, "used": disk.used, "free": disk.free,
-                 "percent": disk.percent},
+                 "percent": percent},
         "last_notable_event": None if last_event is None else {
             k: last_event.get(k) for k in ("time", "event", "release", "reason", "active")},
         "drift": release_drift(layout, current),

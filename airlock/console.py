@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import stat
@@ -115,6 +116,7 @@ def tool_version(distribution: str = "airlock-edge") -> str:
         return "0+unknown"
 
 
+@functools.cache  # every command's epilog ends with it: wrapped once, not once per command
 def exit_codes_text() -> str:
     """The exit-code table, as every ``--help`` ends."""
     return "exit codes:\n" + "\n".join(
@@ -143,9 +145,18 @@ def tool_parser(prog: str, description: str, examples: Sequence[str],
         common_args(common)
     parser = Parser(prog=prog, description=description, parents=[common],
                     epilog=_epilog(examples), formatter_class=_Formatter)
-    parser.add_argument("--version", action="version", version=f"{prog} {tool_version()}",
-                        help="print the version and exit")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        default=argparse.SUPPRESS, help="print the version and exit")
     return parser, common
+
+
+class _VersionAction(argparse.Action):
+    """``--version``, looked up only when asked: importlib.metadata costs every start ~15 ms."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        print(f"{parser.prog} {tool_version()}")
+        parser.exit()
 
 
 def _epilog(examples: str | Sequence[str]) -> str:
@@ -377,20 +388,30 @@ def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) 
             print(text)
 
 
+class _NoBar:
+    """The bar nobody sees: what ``_bar`` gives off a terminal, without importing tqdm."""
+
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 def _bar(total: int, desc: str) -> Any:
     """A byte bar on stderr, only when stdout and stderr are both terminals (and not -q)."""
-    # Imported here: the journal and other library code import this module for
-    # ``inert`` and must not pay for tqdm's import (about 50 ms) on every start.
+    if not (_OUT.progress and _isatty(sys.stdout) and _isatty(sys.stderr)):
+        return _NoBar()
+    # Imported here, and only for a bar that shows: tqdm's import (about 50 ms with the
+    # importlib.metadata it pulls in) is paid by no script, pipe or journal reader.
     from tqdm import tqdm
 
-    shown = _OUT.progress and _isatty(sys.stdout) and _isatty(sys.stderr)
     return tqdm(
         total=total,
         desc=desc,
         unit="B",
         unit_scale=True,
         unit_divisor=1024,
-        disable=not shown,
         file=sys.stderr,
         leave=False,
     )

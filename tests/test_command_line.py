@@ -220,5 +220,6 @@ def test_rollback_names_releases_as_status_does(keyset: Keys, tmp_path: Path,
     assert "active    vision 1.2.0 (sequence 2)" in status
     r = run_agent("--root", root, "rollback")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == ("rolled back from vision 1.2.0 (sequence 2) to "
-                                "vision 1.1.0 (sequence 1)")
+    first, second = r.stdout.strip().splitlines()
+    assert first == "rolled back from vision 1.2.0 (sequence 2) to vision 1.1.0 (sequence 1)"
+    assert "not re-run" in second and "rollback --check" in second

@@ -24,10 +24,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airlock.errors import UsageError
-from keys.release import Release
+
+if TYPE_CHECKING:
+    from keys.release import Release
 
 __all__ = ["SINK_TYPES", "ImageSink", "config_bool", "config_number", "make_sink"]
 

@@ -262,6 +262,57 @@ def test_manual_rollback_and_back_again(device: Path, make_bundle: Bundle) -> No
     assert agent_json(device, "check")["ok"] is True
 
 
+def _events_since_rollback(root: Path) -> list[str]:
+    entries = [json.loads(line) for line in (root / "journal.jsonl").read_text().splitlines()]
+    last = max(i for i, e in enumerate(entries) if e["event"] == "rollback-started")
+    return [e["event"] for e in entries[last:]]
+
+
+def test_rollback_switches_without_rerunning_a_check_that_still_holds(
+        device: Path, make_bundle: Bundle) -> None:
+    assert install(device, make_bundle(sequence=1)).returncode == 0
+    assert install(device, make_bundle(sequence=2, scale=3.0)).returncode == 0
+    installed = json.loads((device / "releases/vision-1/health.json").read_text())
+    # A health check that would crash is never started: vision-1 passed when installed.
+    crash = {"AIRLOCK_TEST_FAULT": "health-crash"}
+    done = agent_json(device, "rollback", env=crash)
+    assert (done["active"], done["checked"]) == ("vision-1", False)
+    assert done["health_time"] == installed["time"] and done["health"] == installed["report"]
+    assert _events_since_rollback(device) == ["rollback-started", "switched", "rolled-back"]
+    assert assert_consistent(device)["active"]["health"]["ok"] is True
+    # --check runs it before the switch: under the fault both fail, nothing changes.
+    p = run_agent("--root", device, "rollback", "--check", env=crash)
+    assert p.returncode == 4 and "stays active" in p.stderr
+    assert active_id(device) == "vision-1"
+    again = agent_json(device, "rollback", "--check")
+    assert (again["active"], again["checked"], again["check_reason"]) == (
+        "vision-2", True, "asked to")
+    assert "health-started" in _events_since_rollback(device)
+
+
+@pytest.mark.parametrize("damage", ["failed-check", "no-record", "copied-model"])
+def test_rollback_checks_first_when_the_recorded_pass_does_not_hold(
+        device: Path, make_bundle: Bundle, damage: str) -> None:
+    assert install(device, make_bundle(sequence=1)).returncode == 0
+    assert install(device, make_bundle(sequence=2, scale=3.0)).returncode == 0
+    rdir = device / "releases/vision-1"
+    if damage == "failed-check":
+        record = json.loads((rdir / "health.json").read_text())
+        (rdir / "health.json").write_text(json.dumps({**record, "ok": False}))
+    elif damage == "no-record":
+        (rdir / "health.json").unlink()
+    else:  # same bytes, but no longer the store's blob: nothing says they are what passed
+        model = next((rdir / "models/detector").glob("*.onnx"))
+        data = model.read_bytes()
+        model.unlink()
+        model.write_bytes(data)
+    p = run_agent("--root", device, "rollback", env={"AIRLOCK_TEST_FAULT": "health-crash"})
+    assert p.returncode == 4 and active_id(device) == "vision-2"
+    done = agent_json(device, "rollback")
+    assert (done["active"], done["checked"]) == ("vision-1", True)
+    assert "health-started" in _events_since_rollback(device)
+
+
 def test_check_failure_rolls_back_when_asked(device: Path, make_bundle: Bundle) -> None:
     assert install(device, make_bundle(sequence=1)).returncode == 0
     assert install(device, make_bundle(sequence=2, scale=3.0)).returncode == 0

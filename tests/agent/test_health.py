@@ -110,10 +110,39 @@ def test_tiny_memory_budget_kills_the_child(tmp_path: Path) -> None:
     assert m.peak_rss_mb is not None and m.peak_rss_mb > 20
 
 
+def _use_padding(mdir: Path, parts: int = 8) -> None:
+    """Make modelkit's padding weights the model reads, as ``parts`` MatMul weights.
+
+    The child never loads a weight no node uses, so the padding alone would cost nothing.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(mdir / "model.onnx"))
+    g = model.graph
+    pad = next(t for t in g.initializer if t.name == "padding")
+    weights = numpy_helper.to_array(pad)
+    g.initializer.remove(pad)
+    cols = weights.size // (modelkit.WIDTH * parts)
+    g.node[-1].output[0] = "y0"  # the last Add; y becomes y0 + 0 * sum(x @ W_i)
+    total = "y0"
+    for i, w in enumerate(np.split(weights[: cols * modelkit.WIDTH * parts], parts)):
+        g.initializer.append(numpy_helper.from_array(w.reshape(modelkit.WIDTH, cols), f"w{i}"))
+        g.node.extend([helper.make_node("MatMul", ["x", f"w{i}"], [f"h{i}"]),
+                       helper.make_node("ReduceSum", [f"h{i}"], [f"s{i}"], keepdims=1),
+                       helper.make_node("Mul", [f"s{i}", "zero"], [f"z{i}"]),
+                       helper.make_node("Add", [total, f"z{i}"], [f"t{i}"])])
+        total = f"t{i}"
+    g.node[-1].output[0] = "y"
+    g.initializer.append(numpy_helper.from_array(np.zeros((1, 1), np.float32), "zero"))
+    onnx.save(model, str(mdir / "model.onnx"))
+    modelkit.golden(mdir / "model.onnx", mdir)
+
+
 def test_memory_budget_tells_a_big_model_from_a_small_one(tmp_path: Path) -> None:
-    # ~60 MB for interpreter + ONNX Runtime + a tiny model; the 64 MB of weights push past 100.
+    # ~60 MB for interpreter + ONNX Runtime + a tiny model; the 80 MB of weights push past 100.
     put_model(tmp_path, "small")
-    put_model(tmp_path, "big", pad_mb=64)
+    _use_padding(put_model(tmp_path, "big", pad_mb=80))
     report = check_release(tmp_path, release(entry("small", max_memory_mb=100),
                                              entry("big", max_memory_mb=100)))
     small, big = report.models
@@ -122,6 +151,27 @@ def test_memory_budget_tells_a_big_model_from_a_small_one(tmp_path: Path) -> Non
     assert big.peak_rss_mb is not None and big.peak_rss_mb > 100
     assert report.reason is not None
     assert report.reason.startswith("health check of model 'big' failed: used ")
+
+
+@pytest.mark.parametrize("used", [True, False])
+def test_the_child_holds_a_models_weights_once(tmp_path: Path, used: bool) -> None:
+    # ONNX Runtime alone peaks at twice the weights (the parsed file and its copy of each);
+    # the child maps them from the file instead, and never reads one no node uses.
+    mdir = put_model(tmp_path, pad_mb=80)
+    if used:
+        _use_padding(mdir)
+    m = check_release(tmp_path, release(entry())).models[0]
+    assert m.ok and m.peak_rss_mb is not None and m.runtime_rss_mb is not None, m.reason
+    weights = m.peak_rss_mb - m.runtime_rss_mb
+    assert weights < (1.3 * 80 if used else 20), (weights, m.peak_rss_mb)
+
+
+def test_a_model_with_external_data_is_loaded_from_its_files(tmp_path: Path) -> None:
+    # Its weights are already external (ONNX Runtime maps them): the child loads it as it is.
+    mdir = put_model(tmp_path, pad_mb=8, external=True)
+    assert (mdir / "model.onnx.data").is_file()
+    m = check_release(tmp_path, release(entry())).models[0]
+    assert m.ok, m.reason
 
 
 def test_crashing_runtime_is_a_failed_check(tmp_path: Path,
@@ -270,7 +320,7 @@ def test_unset_memory_budget_still_has_a_hard_cap(tmp_path: Path,
     # The real cap is 3/4 of available memory (at least 256 MB); shrink it to see it bite.
     monkeypatch.setattr(airlock.health, "_CAP_FLOOR_MB", 100.0)
     monkeypatch.setattr(airlock.health, "_CAP_SHARE_OF_AVAILABLE", 0.0)
-    put_model(tmp_path, pad_mb=64)
+    _use_padding(put_model(tmp_path, pad_mb=80))
     m = check_release(tmp_path, release(entry())).models[0]
     assert not m.ok and m.reason is not None
     assert m.reason.startswith("used ")

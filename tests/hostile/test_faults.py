@@ -73,6 +73,8 @@ SCENARIOS = {
     "install": Scenario("v1", ("install", "v2"), frozenset({"vision-1", "vision-2"})),
     "install-probe-fails": Scenario("v1", ("install", "v2-probe-fails"), frozenset({"vision-1"})),
     "rollback": Scenario("v12", ("rollback",), frozenset({"vision-1", "vision-2"})),
+    "rollback-check": Scenario("v12", ("rollback", "--check"),
+                               frozenset({"vision-1", "vision-2"})),
     "check": Scenario("v12", ("check",), frozenset({"vision-2"})),
     "gc": Scenario("v123", ("gc", "--keep", "0"), frozenset({"vision-3"})),
 }
@@ -247,7 +249,8 @@ def test_kill_minus_nine_everywhere(fleet: Fleet) -> None:
         durations[name] = time.monotonic() - t
         _remove(root)
     rng = random.Random(SEED)
-    names = ["install"] * 6 + ["install-probe-fails"] * 2 + ["rollback"] * 2 + ["gc", "check"]
+    names = (["install"] * 6 + ["install-probe-fails"] * 2 + ["rollback"] * 2
+             + ["rollback-check", "gc", "check"])
     i = 0
     with ThreadPoolExecutor(WORKERS) as pool:
         while stats["kills at crash points"] + stats["random kills"] < FAULT_KILLS:
