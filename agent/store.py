@@ -41,33 +41,42 @@ class ContentStore:
         return self.path(digest).is_file()
 
     def stage(self, member: BundleFile, progress: Callable[[int], None] | None = None) -> Path:
-        """Stream ``member`` into ``staging/``; returns the fsynced, verified file.
+        """Stream ``member`` into ``staging/``; the file it names is verified and fsynced
+        once the reader's loop has settled the member (``BundleReader.files``).
 
-        ``BundleFile.chunks`` hashes as it reads and raises DigestError after
-        the last chunk if the bytes differ from the signed digest, so a file
-        this returns is known good; anything else is deleted on the way out.
+        ``BundleFile.deliver`` hashes as it writes and fails the member if the
+        bytes differ from the signed digest; a reader of a regular file does
+        this on a background thread, with the fsync, while it reads on. A file
+        that failed is deleted on the way out; so does ``drop_staged`` for
+        those the loop did not settle.
         """
         tmp = self.layout.staged_blob(member.digest)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            with os.fdopen(fd, "wb", closefd=False) as out:
-                first = True
-                for chunk in member.chunks(progress):
-                    out.write(chunk)
-                    if first:
-                        out.flush()
-                        crash_point("mid-blob")
-                        first = False
-                out.flush()
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        os.close(fd)
+        first = True
+
+        def write(chunk: memoryview) -> None:
+            nonlocal first
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+            if first:
+                crash_point("mid-blob")
+                first = False
+
+        def finish(error: BaseException | None) -> None:
+            kept = False
+            try:
+                if error is None:
+                    os.fsync(fd)  # durable before commit() renames it into the store
+                    kept = True
+            finally:
+                os.close(fd)
+                if not kept:
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()
+
+        member.deliver(write, progress, finish)
         return tmp
 
     def commit(self, staged: dict[str, Path]) -> None:
