@@ -39,6 +39,14 @@ Reading is one forward pass that works from a pipe::
     for member in reader.files(verified.release.files):
         member.copy_to(out)                   # hashes while copying; raises on mismatch
 
+From a regular file, ``member.verify()`` and ``member.deliver(write)`` hand
+the blob to one of ``HASH_THREADS`` threads (positioned reads, so they share
+no file offset) and return; the loop settles them in archive order, raising
+the first bad member's error before anything found further on, and ends only
+when every one has matched. A blob of ``PIPELINE_MIN_BYTES`` or more is
+hashed on a thread beside the one that reads (and writes) it, over
+``PIPELINE_BUFFERS`` fixed chunks: both cores work and memory stays flat.
+
 The reader refuses, with a :class:`~airlock.errors.FormatError` naming the
 member: any non-regular member (links, devices, directories, sparse files),
 absolute or ``..`` paths, duplicates, unlisted members, wrong lengths or
@@ -68,7 +76,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import IO, Any, BinaryIO, Protocol, cast
 
-from airlock.errors import DigestError, FormatError
+from airlock.errors import DigestError, FormatError, RejectedError
 from airlock.limits import (
     CHUNK,
     HASH_JOBS_IN_FLIGHT,
@@ -590,10 +598,11 @@ class BundleReader:
         self._seen: set[str] = set()
         self._head: BundleHead | None = None
         self._source = stream
-        # A regular file read through the OS (not split parts, which hash themselves
-        # as they stream, nor a pipe) can have its blobs read by several threads.
+        # A regular file opened plainly (not split parts, which hash themselves as they
+        # stream, nor a pipe) can have its blobs read by several threads: its tar
+        # offsets are the file descriptor's own.
         self._fd: int | None = None
-        if self._stream is not None and not hasattr(stream, "verify_rest"):
+        if isinstance(stream, io.BufferedReader | io.FileIO):
             with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
                 fd = stream.fileno()
                 if stat.S_ISREG(os.fstat(fd).st_mode):
@@ -714,14 +723,13 @@ class BundleReader:
             yield from self._files(listed, expected, hash_unread, jobs)
             if jobs is not None:
                 jobs.drain()
-        except GeneratorExit:
-            raise  # the caller left the loop; ``finally`` stops what still runs
-        except BaseException:
+        except RejectedError:
             if jobs is not None:
                 # An earlier member's failure comes first, as in a one-thread read.
                 jobs.drain()
             raise
         finally:
+            # Anything else (the caller left the loop, an interrupt): stop what still runs.
             if jobs is not None:
                 jobs.close()
 

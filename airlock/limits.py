@@ -69,6 +69,7 @@ __all__ = [
     "PROBE_ATTEMPT_S",
     "RESERVE_BYTES",
     "SELF_CHECK_TIMEOUT_S",
+    "WRITEBACK_BYTES",
 ]
 
 #: Read and write buffer for streaming blobs. Not a security bound: memory
@@ -86,6 +87,10 @@ HASH_JOBS_IN_FLIGHT: Final = 8
 #: Chunks one stream has in flight between its reader and its hashing thread.
 #: Memory: ``HASH_THREADS * PIPELINE_BUFFERS * CHUNK`` (8 MiB), flat for any size.
 PIPELINE_BUFFERS: Final = 4
+#: A blob being installed is flushed to disk on a thread of its own each time
+#: this much more has been written, so its final fsync (before it enters the
+#: store) waits only for the tail instead of the whole blob.
+WRITEBACK_BYTES: Final = 64 * 1024 * 1024
 #: A blob smaller than this is hashed by the thread that reads it: starting a
 #: hashing thread costs more than it saves.
 PIPELINE_MIN_BYTES: Final = 4 * 1024 * 1024
