@@ -12,8 +12,9 @@ The order is what makes it safe:
 1. the signed metadata at the front of the tar is verified (signature,
    threshold, expiry, ring, anti-rollback) before any blob is read;
 2. the free space for the blobs not yet in the store is checked;
-3. every blob is hashed while it is written to ``staging/``; blobs already
-   stored are only read past; once the whole bundle has been read and every
+3. every blob is hashed while it is written to ``staging/`` and fsynced (on
+   the reader's threads, several blobs at once); blobs already stored are
+   only read past; once the whole bundle has been read and every
    blob matched, the staged blobs are renamed into the store (a rejected or
    truncated bundle leaves ROOT as it was, journal aside);
 4. the release directory is built in ``staging/`` (hard links into the
@@ -334,19 +335,24 @@ class _Job:
         # Installing a release the device already has (re-activating it): store copies are
         # hashed too, and a damaged one is replaced from the bundle like a missing one.
         again = self.layout.release_dir(self.release.id).exists()
-        for member in reader.files(self.release.files, delta.expects if delta else ()):
-            if member.path.startswith(BLOB_PREFIX):
-                if self.store.has(member.digest) and (not again or store_copy_intact(
-                        self.store, member.digest, member.info.length)):
-                    member.verify(progress)
-                    skipped += 1
+        # Blobs are hashed, written and fsynced on the reader's threads while it reads on;
+        # the loop ends once every one has matched. closing(): a failure stops those
+        # threads before the staged files are dropped.
+        with contextlib.closing(reader.files(self.release.files,
+                                             delta.expects if delta else ())) as members:
+            for member in members:
+                if member.path.startswith(BLOB_PREFIX):
+                    if self.store.has(member.digest) and (not again or store_copy_intact(
+                            self.store, member.digest, member.info.length)):
+                        member.verify(progress)
+                        skipped += 1
+                    else:
+                        self.staged[member.digest] = self.store.stage(member, progress)
+                        written += member.info.length
                 else:
-                    self.staged[member.digest] = self.store.stage(member, progress)
-                    written += member.info.length
-            else:
-                meta[member.path] = member.read_all()
-                if progress:
-                    progress(len(meta[member.path]))
+                    meta[member.path] = member.read_all()
+                    if progress:
+                        progress(len(meta[member.path]))
         self.store.commit(self.staged)
         if again:
             relink(self.layout, self.store, self.staged)

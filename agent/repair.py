@@ -55,13 +55,15 @@ def reverify(layout: Layout, journal: Journal, store: ContentStore, release: Rel
     checked = 0
     expects = release.delta.expects if release.delta else ()
     try:
-        for member in reader.files(release.files, expects):
-            checked += 1
-            if member.path.startswith(BLOB_PREFIX) and not store_copy_intact(
-                    store, member.digest, member.info.length):
-                staged[member.digest] = store.stage(member, progress)
-            else:
-                member.verify(progress)
+        # closing(): a failure stops the reader's threads before staged files are dropped.
+        with contextlib.closing(reader.files(release.files, expects)) as members:
+            for member in members:
+                checked += 1
+                if member.path.startswith(BLOB_PREFIX) and not store_copy_intact(
+                        store, member.digest, member.info.length):
+                    staged[member.digest] = store.stage(member, progress)
+                else:
+                    member.verify(progress)
     except BaseException:
         for path in staged.values():
             with contextlib.suppress(FileNotFoundError):

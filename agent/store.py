@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from agent.durable import fsync_dir
 from agent.faults import crash_point
 from agent.layout import Layout, is_real_dir
 from airlock.bundle import BundleFile
+from airlock.limits import WRITEBACK_BYTES
 
 __all__ = ["ContentStore"]
 
@@ -41,33 +43,47 @@ class ContentStore:
         return self.path(digest).is_file()
 
     def stage(self, member: BundleFile, progress: Callable[[int], None] | None = None) -> Path:
-        """Stream ``member`` into ``staging/``; returns the fsynced, verified file.
+        """Stream ``member`` into ``staging/``; the file it names is verified and fsynced
+        once the reader's loop has settled the member (``BundleReader.files``).
 
-        ``BundleFile.chunks`` hashes as it reads and raises DigestError after
-        the last chunk if the bytes differ from the signed digest, so a file
-        this returns is known good; anything else is deleted on the way out.
+        ``BundleFile.deliver`` hashes as it writes and fails the member if the
+        bytes differ from the signed digest; a reader of a regular file does
+        this on a background thread, with the fsync, while it reads on. A file
+        that failed is deleted on the way out; so does ``drop_staged`` for
+        those the loop did not settle.
         """
         tmp = self.layout.staged_blob(member.digest)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
-        try:
-            with os.fdopen(fd, "wb", closefd=False) as out:
-                first = True
-                for chunk in member.chunks(progress):
-                    out.write(chunk)
-                    if first:
-                        out.flush()
-                        crash_point("mid-blob")
-                        first = False
-                out.flush()
-                os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            raise
-        os.close(fd)
+        first = True
+        flusher = _Writeback(fd)
+
+        def write(chunk: memoryview) -> None:
+            nonlocal first
+            n = len(chunk)
+            while chunk:
+                chunk = chunk[os.write(fd, chunk):]
+            if first:
+                crash_point("mid-blob")
+                first = False
+            flusher.wrote(n)
+
+        def finish(error: BaseException | None) -> None:
+            kept = False
+            try:
+                flusher.join()
+                if error is None:
+                    flusher.raise_error()
+                    os.fsync(fd)  # durable before commit() renames it into the store
+                    kept = True
+            finally:
+                os.close(fd)
+                if not kept:
+                    with contextlib.suppress(FileNotFoundError):
+                        tmp.unlink()
+
+        member.deliver(write, progress, finish)
         return tmp
 
     def commit(self, staged: dict[str, Path]) -> None:
@@ -112,3 +128,39 @@ class ContentStore:
         if count:
             fsync_dir(self.layout.blobs)
         return count, size
+
+
+class _Writeback:
+    """Flushes a file being written on a thread of its own, ``WRITEBACK_BYTES`` at a time.
+
+    The disk then writes a blob while it is still being hashed, and the fsync
+    that makes it durable waits only for the tail. A flush's error is kept
+    for that fsync: the kernel reports a writeback error to an open file once.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd, self.unflushed = fd, 0
+        self.thread: threading.Thread | None = None
+        self.error: OSError | None = None
+
+    def wrote(self, n: int) -> None:
+        self.unflushed += n
+        if self.unflushed >= WRITEBACK_BYTES and not (self.thread and self.thread.is_alive()):
+            self.unflushed = 0
+            self.thread = threading.Thread(target=self._flush, name="airlock-writeback",
+                                           daemon=True)
+            self.thread.start()
+
+    def _flush(self) -> None:
+        try:
+            os.fdatasync(self.fd)
+        except OSError as e:
+            self.error = self.error or e
+
+    def join(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            raise self.error

@@ -39,6 +39,14 @@ Reading is one forward pass that works from a pipe::
     for member in reader.files(verified.release.files):
         member.copy_to(out)                   # hashes while copying; raises on mismatch
 
+From a regular file, ``member.verify()`` and ``member.deliver(write)`` hand
+the blob to one of ``HASH_THREADS`` threads (positioned reads, so they share
+no file offset) and return; the loop settles them in archive order, raising
+the first bad member's error before anything found further on, and ends only
+when every one has matched. A blob of ``PIPELINE_MIN_BYTES`` or more is
+hashed on a thread beside the one that reads (and writes) it, over
+``PIPELINE_BUFFERS`` fixed chunks: both cores work and memory stays flat.
+
 The reader refuses, with a :class:`~airlock.errors.FormatError` naming the
 member: any non-regular member (links, devices, directories, sparse files),
 absolute or ``..`` paths, duplicates, unlisted members, wrong lengths or
@@ -58,20 +66,29 @@ import io
 import json
 import os
 import posixpath
+import queue
+import stat
 import tarfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import threading
+from collections import deque
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from typing import IO, Any, BinaryIO, Protocol, cast
 
-from airlock.errors import DigestError, FormatError
+from airlock.errors import DigestError, FormatError, RejectedError
 from airlock.limits import (
     CHUNK,
+    HASH_JOBS_IN_FLIGHT,
+    HASH_THREADS,
     MAX_EXTENDED_HEADER_BYTES,
     MAX_EXTENDED_HEADER_TOTAL_BYTES,
     MAX_EXTENDED_HEADERS_PER_MEMBER,
     MAX_LAYOUT_DOC_BYTES,
     MAX_METADATA_BYTES,
+    PIPELINE_BUFFERS,
+    PIPELINE_MIN_BYTES,
 )
 from airlock.oci import BLOB_PREFIX, INDEX_TYPES
 
@@ -368,6 +385,131 @@ class _Window:
         return int(n or 0)
 
 
+class _PreadWindow:
+    """``size`` bytes of a file descriptor from ``offset``, read with ``preadv``.
+
+    Positioned reads share no file offset, so blobs of one bundle file are
+    read by several threads at once while the reader walks the tar headers.
+    """
+
+    def __init__(self, fd: int, offset: int, size: int) -> None:
+        self.fd, self.at, self.left = fd, offset, size
+
+    def readinto(self, buffer: memoryview) -> int:
+        n = os.preadv(self.fd, [buffer[: self.left]], self.at)
+        self.at += n
+        self.left -= n
+        return n
+
+
+def _hashed_chunks(readinto: Callable[[memoryview], int | None], length: int,
+                   stop: threading.Event | None = None) -> Generator[memoryview, None, tuple[int, str]]:
+    """Yield up to ``length`` bytes read by ``readinto``; return (bytes read, sha256 hex).
+
+    From ``PIPELINE_MIN_BYTES`` on, a second thread hashes each chunk while
+    the next one is read and the caller writes this one (reads, writes and
+    hashlib's updates all release the GIL), over ``PIPELINE_BUFFERS`` chunks
+    of ``CHUNK`` bytes: memory is flat however large the blob. A yielded view
+    stays valid until the next one is asked for.
+    """
+    h = hashlib.sha256()
+    seen = 0
+    if length < PIPELINE_MIN_BYTES:
+        view = memoryview(bytearray(max(1, min(CHUNK, length))))
+        while seen < length:
+            n = readinto(view[: min(CHUNK, length - seen)])
+            if not n:
+                break
+            seen += n
+            h.update(view[:n])
+            yield view[:n]
+        return seen, h.hexdigest()
+    free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+    todo: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
+    for _ in range(PIPELINE_BUFFERS):
+        free.put(memoryview(bytearray(CHUNK)))
+
+    def hash_loop() -> None:
+        while (item := todo.get()) is not None:
+            whole, n = item
+            h.update(whole[:n])
+            free.put(whole)
+
+    hasher = threading.Thread(target=hash_loop, name="airlock-hash", daemon=True)
+    hasher.start()
+    try:
+        while seen < length:
+            if stop is not None and stop.is_set():
+                raise _Abandoned
+            whole = free.get()
+            n = readinto(whole[: min(CHUNK, length - seen)])
+            if not n:
+                break
+            seen += n
+            todo.put((whole, n))
+            yield whole[:n]
+    finally:
+        todo.put(None)
+        hasher.join()
+    return seen, h.hexdigest()
+
+
+class _Abandoned(Exception):
+    """A background read stopped because the loop that started it was left."""
+
+
+class _Jobs:
+    """Blobs of one bundle file hashed (and written) on ``HASH_THREADS`` threads.
+
+    Their verdicts are taken in archive order: the first failing member is
+    the one reported, as a one-thread read would report it, and a failure
+    the reader finds further on (a bad header, truncation) is raised only
+    after every member before it has been settled.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.stop = threading.Event()
+        self.progress_lock = threading.Lock()  # callbacks one at a time, as from one thread
+        self._pool = ThreadPoolExecutor(max_workers=HASH_THREADS,
+                                        thread_name_prefix="airlock-blob")
+        self._pending: deque[Future[None]] = deque()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        while len(self._pending) >= HASH_JOBS_IN_FLIGHT:
+            self._settle_oldest()
+        self._pending.append(self._pool.submit(job))
+
+    def reap(self) -> None:
+        """Raise the error of the oldest finished members, if any failed."""
+        while self._pending and self._pending[0].done():
+            self._settle_oldest()
+
+    def drain(self) -> None:
+        """Wait for every member handed out; raise the first failure in archive order."""
+        while self._pending:
+            self._settle_oldest()
+
+    def _settle_oldest(self) -> None:
+        future = self._pending.popleft()
+        try:
+            future.result()
+        except BaseException:
+            self.abandon()
+            raise
+
+    def abandon(self) -> None:
+        """Stop and wait for every member still running: no thread writes after this."""
+        self.stop.set()
+        while self._pending:
+            with contextlib.suppress(BaseException):
+                self._pending.popleft().result()
+
+    def close(self) -> None:
+        self.abandon()
+        self._pool.shutdown(wait=True)
+
+
 @dataclass(frozen=True)
 class BundleHead:
     """The metadata at the front of a bundle, not yet verified."""
@@ -380,12 +522,22 @@ class BundleHead:
 
 
 class BundleFile:
-    """One OCI-layout file of a bundle, readable once, checked against its signed entry."""
+    """One OCI-layout file of a bundle, readable once, checked against its signed entry.
+
+    Reading it (``chunks``, ``copy_to``, ``read_all``) hashes it as it goes.
+    When the bundle is a regular file, ``verify`` and ``deliver`` hand it to
+    a background thread and return at once; :meth:`BundleReader.files`
+    settles each such member in archive order before it yields a later
+    failure, and has settled them all when it ends.
+    """
 
     def __init__(self, path: str, info: FileInfo, stream: _Readable, *, keep: bool = False,
-                 short: Callable[[str], FormatError] | None = None) -> None:
+                 short: Callable[[str], FormatError] | None = None,
+                 jobs: _Jobs | None = None) -> None:
         self.path, self.info, self._stream = path, info, stream
-        self.done = False
+        self.done = False  # read whole, or handed to a thread that reads it whole
+        self._started = False
+        self._jobs = jobs
         self._short = short or (lambda what: FormatError(f"bundle is truncated inside {what}"))
         # The layout check needs index.json and manifests whole; they are small.
         if keep and info.length > MAX_LAYOUT_DOC_BYTES:
@@ -401,51 +553,119 @@ class BundleFile:
     def chunks(self, progress: Callable[[int], None] | None = None) -> Iterator[memoryview]:
         """Yield the file's bytes; raises DigestError at the end if they do not match.
 
-        Each chunk is a view of one reused buffer, valid until the next is
+        Each chunk is a view of a reused buffer, valid until the next is
         requested: write it or hash it, do not keep it (copy with ``bytes()``).
         """
-        if self.done:
+        if self._started or self.done:
             raise RuntimeError(f"{self.path} was already read")
-        h, seen = hashlib.sha256(), 0
-        buf = bytearray(CHUNK)
-        view = memoryview(buf)
+        self._started = True
+        if self._jobs is not None:
+            # Members handed to threads come first: a failure among them is reported
+            # before anything this read finds, as a one-thread read would.
+            self._jobs.drain()
+        return self._chunks(progress, None)
+
+    def _chunks(self, progress: Callable[[int], None] | None,
+                stop: threading.Event | None) -> Iterator[memoryview]:
+        reading = _hashed_chunks(self._stream.readinto, self.info.length, stop)
         try:
-            while seen < self.info.length:
-                n = self._stream.readinto(view[: min(CHUNK, self.info.length - seen)])
-                if not n:
+            while True:
+                try:
+                    chunk = next(reading)
+                except StopIteration as end:
+                    seen, digest = cast(tuple[int, str], end.value)
                     break
-                seen += n
-                h.update(view[:n])
                 if self._kept is not None:
-                    self._kept += view[:n]
+                    self._kept += chunk
                 if progress:
-                    progress(n)
-                yield view[:n]
+                    progress(len(chunk))
+                yield chunk
         except (tarfile.TarError, EOFError):
             # Member data is not parsed: tarfile fails inside it only at an early end.
             raise self._short(self.path) from None
         except OSError as e:
             raise FormatError(f"cannot read the bundle inside {self.path}: {e}") from None
-        self.done = True
+        finally:
+            reading.close()
         if seen != self.info.length:
             raise self._short(self.path)
-        if h.hexdigest() != self.info.sha256:
+        if digest != self.info.sha256:
             raise DigestError(
-                f"{self.path}: sha256 is {h.hexdigest()[:16]}…, signed metadata says "
+                f"{self.path}: sha256 is {digest[:16]}…, signed metadata says "
                 f"{self.info.sha256[:16]}…"
             )
+        self.done = True
 
     def copy_to(self, out: IO[bytes], progress: Callable[[int], None] | None = None) -> None:
         for chunk in self.chunks(progress):
             out.write(chunk)
 
     def verify(self, progress: Callable[[int], None] | None = None) -> None:
+        """Read and hash the file, on a background thread when the reader has them."""
+        if self._jobs is not None and self._kept is None:
+            self.deliver(None, progress)
+            return
         for _ in self.chunks(progress):
             pass
 
+    def deliver(self, write: Callable[[memoryview], object] | None,
+                progress: Callable[[int], None] | None = None,
+                finish: Callable[[BaseException | None], None] | None = None) -> None:
+        """Hash the file while ``write`` takes each chunk, then call ``finish(error)``.
+
+        ``finish`` runs once, on the same thread, with None when every byte
+        matched (it may still raise, e.g. a failed fsync, which becomes this
+        member's error) or with the error. With background threads this
+        returns at once and the error, if any, is raised by the reader's
+        loop in archive order; without them it is raised here.
+        """
+        jobs = self._jobs
+        if jobs is None or self._kept is not None:
+            self._run(write, progress, finish, None, self.chunks)
+            return
+        if self._started or self.done:
+            raise RuntimeError(f"{self.path} was already read")
+        self._started = self.done = True
+        lock = jobs.progress_lock
+
+        def locked(n: int) -> None:
+            assert progress is not None
+            with lock:
+                progress(n)
+
+        def job() -> None:
+            self._run(write, locked if progress else None, finish, jobs.stop,
+                      lambda p: self._chunks(p, jobs.stop))
+
+        try:
+            jobs.submit(job)
+        except BaseException as e:
+            # An earlier member failed while this one waited for room: it is never read.
+            if finish is not None:
+                finish(e)
+            raise
+
+    def _run(self, write: Callable[[memoryview], object] | None,
+             progress: Callable[[int], None] | None,
+             finish: Callable[[BaseException | None], None] | None,
+             stop: threading.Event | None,
+             chunks: Callable[[Callable[[int], None] | None], Iterator[memoryview]]) -> None:
+        try:
+            if stop is not None and stop.is_set():
+                raise _Abandoned
+            for chunk in chunks(progress):
+                if write is not None:
+                    write(chunk)
+        except BaseException as e:
+            if finish is not None:
+                finish(e)
+            raise
+        if finish is not None:
+            finish(None)
+
     def skip(self) -> None:
         """Leave the data unread and unhashed: the reader's next header read passes over it."""
-        self.done = True
+        self._started = self.done = True
 
     @property
     def kept_wanted(self) -> bool:
@@ -492,6 +712,15 @@ class BundleReader:
         self._seen: set[str] = set()
         self._head: BundleHead | None = None
         self._source = stream
+        # A regular file opened plainly (not split parts, which hash themselves as they
+        # stream, nor a pipe) can have its blobs read by several threads: its tar
+        # offsets are the file descriptor's own.
+        self._fd: int | None = None
+        if isinstance(stream, io.BufferedReader | io.FileIO):
+            with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
+                fd = stream.fileno()
+                if stat.S_ISREG(os.fstat(fd).st_mode):
+                    self._fd = fd
 
     @property
     def end_offset(self) -> int:
@@ -527,10 +756,8 @@ class BundleReader:
             f"need at least {needed}; a short copy: copy it again from the source media"
         )
 
-    def _short_inside(self, m: tarfile.TarInfo, rest: Mapping[str, FileInfo],
-                      path: str) -> FormatError:
-        end = m.offset_data + -(-m.size // _BLOCK) * _BLOCK
-        return self._short_copy(f"inside {path}", self._needed(end, rest))
+    def _short_copy_in(self, needed: int, path: str) -> FormatError:
+        return self._short_copy(f"inside {path}", needed)
 
     def _data(self, m: tarfile.TarInfo) -> _Readable:
         if self._stream is not None:
@@ -585,7 +812,7 @@ class BundleReader:
     def files(
         self, listed: Mapping[str, FileInfo], expected: Sequence[str] = (), *,
         hash_unread: bool = True,
-    ) -> Iterator[BundleFile]:
+    ) -> Generator[BundleFile, None, None]:
         """Yield each listed file in archive order; refuse anything else.
 
         This is the one loop that reads a bundle's body, for ``airlock verify``
@@ -605,10 +832,32 @@ class BundleReader:
         archive that ends inside a member).
         """
         self.head()
+        jobs = _Jobs(self._fd) if self._fd is not None else None
+        try:
+            yield from self._files(listed, expected, hash_unread, jobs)
+            if jobs is not None:
+                jobs.drain()
+        except RejectedError:
+            if jobs is not None:
+                # An earlier member's failure comes first, as in a one-thread read.
+                jobs.drain()
+            raise
+        finally:
+            # Anything else (the caller left the loop, an interrupt): stop what still runs.
+            if jobs is not None:
+                jobs.close()
+
+    def _files(self, listed: Mapping[str, FileInfo], expected: Sequence[str],
+               hash_unread: bool, jobs: _Jobs | None) -> Iterator[BundleFile]:
         layout = LayoutCheck(listed, expected)
         left_out = {BLOB_PREFIX + d[7:] for d in expected}
         remaining = {p: i for p, i in listed.items() if p not in left_out}
+        # What the files not read yet take in the archive, kept as a running sum so a
+        # short-copy message can say what the archive needs without a pass per file.
+        rest = sum(_BLOCK + -(-i.length // _BLOCK) * _BLOCK for i in remaining.values())
         while True:
+            if jobs is not None:
+                jobs.reap()
             m = self._next()
             if m is None:
                 break
@@ -624,8 +873,13 @@ class BundleReader:
                 raise DigestError(
                     f"{m.name} is {m.size} bytes; signed metadata says {info.length} bytes"
                 )
-            member = BundleFile(m.name, info, self._data(m), keep=layout.wants(m.name),
-                                short=partial(self._short_inside, m, remaining))
+            rest -= _BLOCK + -(-info.length // _BLOCK) * _BLOCK
+            end = m.offset_data + -(-m.size // _BLOCK) * _BLOCK
+            data = (_PreadWindow(self._fd, m.offset_data, m.size) if self._fd is not None
+                    else self._data(m))
+            member = BundleFile(m.name, info, data, keep=layout.wants(m.name),
+                                short=partial(self._short_copy_in, end + rest + 2 * _BLOCK),
+                                jobs=jobs)
             yield member
             if not member.done:
                 if hash_unread or member.kept_wanted:
@@ -638,6 +892,8 @@ class BundleReader:
         verify_rest = getattr(self._source, "verify_rest", None)
         if callable(verify_rest):
             verify_rest()
+        if jobs is not None:
+            jobs.drain()  # a member's own failure comes before "missing"
         missing = sorted(remaining)
         if missing:
             lacks = (f"bundle lacks {missing[0]}"

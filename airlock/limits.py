@@ -20,6 +20,8 @@ from typing import Final
 __all__ = [
     "AGENT_VENV_TIMEOUT_S",
     "CHUNK",
+    "HASH_JOBS_IN_FLIGHT",
+    "HASH_THREADS",
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
     "MAX_CONTRACT_VALUES",
@@ -62,10 +64,13 @@ __all__ = [
     "MAX_STATE_FILE_BYTES",
     "MAX_THREADS",
     "MAX_TOP_K",
+    "PIPELINE_BUFFERS",
+    "PIPELINE_MIN_BYTES",
     "PROBE_ATTEMPT_S",
     "RACY_STAMP_NS",
     "RESERVE_BYTES",
     "SELF_CHECK_TIMEOUT_S",
+    "WRITEBACK_BYTES",
 ]
 
 #: Read and write buffer for streaming blobs. Not a security bound: memory
@@ -76,6 +81,24 @@ CHUNK: Final = 1024 * 1024
 #: the time it was taken is not trusted: a write in the same clock tick
 #: (jiffies, or 2 s on FAT) would leave the mtime as it was. 2 s covers both.
 RACY_STAMP_NS: Final = 2 * 1_000_000_000
+#: Threads that hash (and write) independent blobs of a bundle file at once:
+#: hashlib releases the GIL, so each is a core; two cores is the machine we
+#: measure on. Not a security bound: each holds ``PIPELINE_BUFFERS`` chunks.
+HASH_THREADS: Final = 2
+#: Blobs handed to those threads and not yet settled, in archive order: the
+#: reader waits for the oldest beyond this, so the work queued stays bounded
+#: whatever the number of blobs.
+HASH_JOBS_IN_FLIGHT: Final = 8
+#: Chunks one stream has in flight between its reader and its hashing thread.
+#: Memory: ``HASH_THREADS * PIPELINE_BUFFERS * CHUNK`` (8 MiB), flat for any size.
+PIPELINE_BUFFERS: Final = 4
+#: A blob being installed is flushed to disk on a thread of its own each time
+#: this much more has been written, so its final fsync (before it enters the
+#: store) waits only for the tail instead of the whole blob.
+WRITEBACK_BYTES: Final = 64 * 1024 * 1024
+#: A blob smaller than this is hashed by the thread that reads it: starting a
+#: hashing thread costs more than it saves.
+PIPELINE_MIN_BYTES: Final = 4 * 1024 * 1024
 
 #: Signed metadata (``airlock/release.json``, ``airlock/root.json``) is read
 #: whole and parsed before its signature is checked. Endless-data and memory

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO, Any, cast
 
 import pytest
 
+from airlock.bundle import BundleReader, FileInfo
+from airlock.errors import DigestError
+from airlock.limits import PIPELINE_MIN_BYTES
 from tests.support.cli import run_airlock
 from tests.support.keyset import Keys
 from tests.support.spec import write_spec
@@ -287,3 +293,87 @@ def test_errors_are_one_line(tmp_path: Path) -> None:
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
     r = run_airlock("frobnicate")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+# -- the reader's threads: several blobs at once, verdicts in archive order ----------
+
+
+def _tar_of_blobs(path: Path, blobs: list[bytes]) -> dict[str, FileInfo]:
+    """A bundle-shaped tar (unsigned metadata, then ``blobs``) and its listing."""
+    listed: dict[str, FileInfo] = {}
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        slot = b"{}" + b" " * 509 + b"\n"
+        ti = tarfile.TarInfo("airlock/release.json")
+        ti.size = len(slot)
+        tar.addfile(ti, io.BytesIO(slot))
+        for data in blobs:
+            hexd = hashlib.sha256(data).hexdigest()
+            ti = tarfile.TarInfo(f"blobs/sha256/{hexd}")
+            ti.size = len(data)
+            tar.addfile(ti, io.BytesIO(data))
+            listed[ti.name] = FileInfo(len(data), hexd)
+    return listed
+
+
+def _lie(listed: dict[str, FileInfo], index: int) -> str:
+    name = list(listed)[index]
+    listed[name] = FileInfo(listed[name].length, "0" * 64)
+    return name
+
+
+@pytest.mark.parametrize("source", ["file", "pipe"])
+def test_first_bad_blob_is_reported_whichever_thread_finds_it(tmp_path: Path,
+                                                              source: str) -> None:
+    """Blobs hashed at once are judged in archive order: the first bad one is named,
+    though a later, smaller one fails first; a truncation further on comes after it."""
+    big = PIPELINE_MIN_BYTES + 12345  # hashed on a thread beside its reader
+    blobs = [os.urandom(n) for n in (3 * big, 2 * big, 4096, big)]
+    bundle = tmp_path / "b.tar"
+    listed = _tar_of_blobs(bundle, blobs)
+    first = _lie(listed, 1)
+    _lie(listed, 2)
+    data = bundle.read_bytes()
+    bundle.write_bytes(data[: len(data) - 1024 - big // 2])  # cut inside the last blob
+    with bundle.open("rb") as f:
+        stream: io.IOBase = f if source == "file" else _Pipe(f)
+        reader = BundleReader(cast(IO[bytes], stream))
+        reader.head()
+        with pytest.raises(DigestError, match=first.rsplit("/", 1)[1]):
+            for member in reader.files(listed):
+                member.verify()
+
+
+def test_blobs_delivered_by_threads_are_whole_and_settled_when_the_loop_ends(
+        tmp_path: Path) -> None:
+    blobs = [os.urandom(n) for n in (PIPELINE_MIN_BYTES * 2 + 1, 100, PIPELINE_MIN_BYTES, 7)]
+    bundle = tmp_path / "b.tar"
+    listed = _tar_of_blobs(bundle, blobs)
+    got: dict[str, io.BytesIO] = {}
+    finished: list[tuple[str, BaseException | None]] = []
+    progress: list[int] = []
+    with bundle.open("rb") as f:
+        reader = BundleReader(f)
+        reader.head()
+        for member in reader.files(listed):
+            out = got.setdefault(member.path, io.BytesIO())
+
+            def finish(error: BaseException | None, path: str = member.path) -> None:
+                finished.append((path, error))
+
+            member.deliver(out.write, progress.append, finish)
+    assert sorted(finished) == sorted((p, None) for p in listed)
+    assert [got[p].getvalue() for p in listed] == blobs
+    assert sum(progress) == sum(map(len, blobs))
+
+
+class _Pipe(io.RawIOBase):
+    """A file seen as a pipe: readable, not seekable."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f = f
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        return self.f.readinto(b)  # type: ignore[attr-defined, no-any-return]
