@@ -5,7 +5,17 @@
 # -> v5 adds a classifier scored on a labelled set; v6 lost accuracy and is refused
 # -> the device's status page and, from its signed report, the fleet report (HTML).
 # Everything lands in ./demo (removed and remade on every run).
+#
+#   ./scripts/demo.sh                   # the device part runs the agent installed with pip
+#   ./scripts/demo.sh --agent-from-kit  # ... or an agent installed only from a signed agent
+#                                       # kit (docs/BOOTSTRAP.md), as an offline site does
 set -euo pipefail
+agent_from_kit=0
+case "${1:-}" in
+  "") ;;
+  --agent-from-kit) agent_from_kit=1 ;;
+  *) echo "usage: $0 [--agent-from-kit]" >&2; exit 2 ;;
+esac
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
@@ -108,6 +118,19 @@ YAML
   airlock build "vision-$v.yaml" --key keys/release.key -o "vision-1.$v.0.airlock"
 done
 airlock inspect vision-1.6.0.airlock | grep -E '^model|evaluation|contract'
+
+if [ "$agent_from_kit" = 1 ]; then
+  step "host: an agent kit for this machine's platform (every wheel pinned, kit.json signed)"
+  airlock agent-kit --key keys/release.key -o agent-kit.tar
+  step "device: the agent installed from the kit alone (no package index, no checkout)"
+  mkdir -p media && tar -xf agent-kit.tar -C media
+  env -u PYTHONPATH PIP_NO_INDEX=1 PIP_INDEX_URL=http://127.0.0.1:9/none \
+    sh media/*/install.sh --prefix "$PWD/opt" --bin-dir "$PWD/bin" --systemd-dir "$PWD/systemd" \
+    --no-init
+  PATH="$PWD/bin:$PATH"   # from here on, airlock-agent is the kit's
+  unset PYTHONPATH
+  airlock-agent --version
+fi
 
 if ! command -v airlock-agent >/dev/null || ! airlock-agent --help >/dev/null 2>&1; then
   echo; echo "demo: the device agent is not in this build; stopping after the host side."

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 from tests.support.cli import REPO
 
 
 def test_demo_runs_the_whole_job() -> None:
+    # The device part runs an agent installed only from a signed agent kit (issue 17):
+    # the pip-installed agent is what every other test runs.
     r = subprocess.run(
-        [str(REPO / "scripts" / "demo.sh")],
+        [str(REPO / "scripts" / "demo.sh"), "--agent-from-kit"],
         capture_output=True,
         text=True,
         timeout=600,
@@ -19,6 +22,8 @@ def test_demo_runs_the_whole_job() -> None:
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     out = r.stdout
     assert "OK vision-1.1.0.airlock" in out  # host verify
+    assert re.search(r"^airlock-agent \S+ \(linux/\S+, Python [^;]+; kit ", out, re.M), out
+    assert (REPO / "demo" / "bin" / "airlock-agent").is_symlink()
     assert "installed vision 1.2.0 (sequence 2), active" in out
     # v3's bad model is refused at the desk (exit 4, nothing written) before it is
     # signed with --no-check; then the bad model and the failing probe both roll back.
