@@ -23,6 +23,9 @@ if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv"
   python3 -m venv .venv
 fi
+# A current pip: 'airlock agent-kit' checks a kit's offline install for another
+# platform with --dry-run, which older pips refuse.
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
 .venv/bin/pip install -q -e '.[bundler,agent]'
 PATH="$REPO/.venv/bin:$PATH"
 PY="$REPO/.venv/bin/python"
@@ -126,7 +129,7 @@ if [ "$agent_from_kit" = 1 ]; then
   mkdir -p media && tar -xf agent-kit.tar -C media
   env -u PYTHONPATH PIP_NO_INDEX=1 PIP_INDEX_URL=http://127.0.0.1:9/none \
     sh media/*/install.sh --prefix "$PWD/opt" --bin-dir "$PWD/bin" --systemd-dir "$PWD/systemd" \
-    --no-init
+    --trust root.json --no-init
   PATH="$PWD/bin:$PATH"   # from here on, airlock-agent is the kit's
   unset PYTHONPATH
   airlock-agent --version
