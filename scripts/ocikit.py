@@ -153,7 +153,15 @@ def random_layer(size: int, seed: int, name: str | None = None) -> Layer:
 
 
 def _random_bytes(size: int, seed: int) -> bytes:
-    return random.Random(seed).randbytes(size)
+    # randbytes makes one integer of size*8 bits: past 256 MiB that overflows a C int,
+    # so larger layers are drawn in pieces (sizes up to one piece are unchanged).
+    rng, piece = random.Random(seed), 64 * 1024 * 1024
+    if size <= piece:
+        return rng.randbytes(size)
+    out = bytearray()
+    while len(out) < size:
+        out += rng.randbytes(min(piece, size - len(out)))
+    return bytes(out)
 
 
 def _write_blob(layout: Path, data: bytes) -> dict[str, Any]:
