@@ -387,8 +387,8 @@ def _say_recovered(actions: list[str]) -> None:
 
 
 def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    from agent.hold import enforce
     from agent.recovery import recover
+    from agent.rollback import enforce_hold
     from agent.shape import require_sound
 
     layout.require_initialised()
@@ -398,7 +398,7 @@ def _mutating(layout: Layout, wait: float, work: Callable[[], dict[str, Any]]) -
     with AgentLock(layout.lock, wait=wait):
         _say_recovered(recover(layout))
         _migrate(layout)
-        reverted = enforce(layout)
+        reverted = enforce_hold(layout)
         if reverted is not None:
             say("airlock-agent", "reverted", reverted["reason"])
         result = work()

@@ -16,6 +16,9 @@ revert. A hold acts only while ``current`` is the release it names, so a
 stale file never reverts anything else; an install without ``--hold`` and a
 manual rollback drop it. A damaged ``hold.json`` is dropped with a journal
 entry: what it held is unknown, so nothing is reverted on its say-so.
+
+This module is the hold's record only; going back when the deadline has passed
+is a rollback (``agent.rollback.enforce_hold``), which stands on it.
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ from agent.durable import read_json, write_json
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import read_link
-from airlock.errors import AirlockError, PreconditionError, UsageError
+from airlock.errors import PreconditionError, UsageError
 from airlock.limits import MAX_HOLD_SECONDS
 
-__all__ = ["arm", "commit", "disarm", "enforce", "held"]
+__all__ = ["arm", "commit", "disarm", "held"]
 
 
 def held(layout: Layout) -> dict[str, Any] | None:
@@ -79,35 +82,3 @@ def commit(layout: Layout) -> dict[str, Any]:
                                    held_for=round(time.time() - hold["deadline"]
                                                   + float(hold.get("seconds", 0)), 1))
     return {"committed": current, "previous": read_link(layout, "previous")}
-
-
-def enforce(layout: Layout) -> dict[str, Any] | None:
-    """Revert a held release whose deadline passed (the caller holds the lock); what it did."""
-    path = layout.hold
-    if not path.exists():
-        return None
-    journal = Journal(layout.journal)
-    hold = held(layout)
-    current = read_link(layout, "current")
-    if hold is None:
-        disarm(layout)
-        journal.append("hold-dropped", reason="hold.json is damaged; nothing reverted")
-        return None
-    if hold["release"] != current:
-        disarm(layout)  # the switch never happened, or the release was left since
-        return None
-    if time.time() < hold["deadline"]:
-        return None
-    from agent.rollback import rollback
-
-    reason = (f"hold expired: {current} was not committed within {hold.get('seconds')} s "
-              f"(since {hold.get('since')})")
-    journal.append("hold-expired", release=current, previous=hold.get("previous"))
-    try:
-        result = rollback(layout, reason=reason)
-    except AirlockError as e:
-        disarm(layout)
-        journal.append("hold-revert-failed", release=current, reason=str(e))
-        return {"reverted": False, "release": current, "reason": f"{reason}; {e}"}
-    disarm(layout)
-    return {"reverted": True, "release": current, "to": result["active"], "reason": reason}

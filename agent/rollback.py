@@ -28,16 +28,17 @@ from typing import TYPE_CHECKING, Any
 from agent.activation import ROLLBACK_POINTS, activate, health_check
 from agent.durable import read_json
 from agent.faults import crash_point
+from agent.hold import disarm, held
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link
-from airlock.errors import HealthCheckError, PreconditionError
+from airlock.errors import AirlockError, HealthCheckError, PreconditionError
 from airlock.oci import blob_path
 
 if TYPE_CHECKING:
     from keys.release import Release
 
-__all__ = ["check", "recorded_pass", "rollback"]
+__all__ = ["check", "enforce_hold", "recorded_pass", "rollback"]
 
 
 def _candidates(layout: Layout, current: str | None, previous: str | None) -> list[str]:
@@ -136,8 +137,6 @@ def rollback(layout: Layout, *, reason: str = "manual", check: bool = False) -> 
             seconds = round(time.monotonic() - start, 4)
             journal.append("rolled-back", release=current, to=rid, reason=reason,
                            checked=health["checked"])
-            from agent.hold import disarm
-
             disarm(layout)  # whatever was held is left now
             return {"active": rid, "previous": read_link(layout, "previous"), "from": current,
                     "from_release": _described(layout, current),
@@ -152,6 +151,39 @@ def rollback(layout: Layout, *, reason: str = "manual", check: bool = False) -> 
         f"no release to roll back to passes its checks ({'; '.join(failures)}); "
         f"{current or 'nothing'} stays active"
     )
+
+
+def enforce_hold(layout: Layout) -> dict[str, Any] | None:
+    """Revert a held release whose deadline passed (the caller holds the lock); what it did.
+
+    The hold's record is ``agent.hold``; ``None`` when nothing was due.
+    """
+    path = layout.hold
+    if not path.exists():
+        return None
+    journal = Journal(layout.journal)
+    hold = held(layout)
+    current = read_link(layout, "current")
+    if hold is None:
+        disarm(layout)
+        journal.append("hold-dropped", reason="hold.json is damaged; nothing reverted")
+        return None
+    if hold["release"] != current:
+        disarm(layout)  # the switch never happened, or the release was left since
+        return None
+    if time.time() < hold["deadline"]:
+        return None
+    reason = (f"hold expired: {current} was not committed within {hold.get('seconds')} s "
+              f"(since {hold.get('since')})")
+    journal.append("hold-expired", release=current, previous=hold.get("previous"))
+    try:
+        result = rollback(layout, reason=reason)
+    except AirlockError as e:
+        disarm(layout)
+        journal.append("hold-revert-failed", release=current, reason=str(e))
+        return {"reverted": False, "release": current, "reason": f"{reason}; {e}"}
+    disarm(layout)
+    return {"reverted": True, "release": current, "to": result["active"], "reason": reason}
 
 
 def check(layout: Layout, *, rollback_on_failure: bool = False) -> dict[str, Any]:

@@ -322,7 +322,8 @@ class _Server:
     # -- confirm or revert -----------------------------------------------------
     def hold_deadline(self) -> None:
         """A held install whose deadline passed goes back (``agent.hold``), checked each poll."""
-        from agent.hold import enforce, held
+        from agent.hold import held
+        from agent.rollback import enforce_hold
 
         hold = held(self.layout)
         if hold is not None and time.time() < hold["deadline"]:
@@ -330,7 +331,7 @@ class _Server:
         if hold is None and not self.layout.hold.exists():
             return
         with self.locked("reverting a hold") as got:
-            if got and (done := enforce(self.layout)) is not None:
+            if got and (done := enforce_hold(self.layout)) is not None:
                 self.log("hold-expired", **done)
 
     # -- drift -----------------------------------------------------------------

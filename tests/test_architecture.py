@@ -45,6 +45,7 @@ class Import:
     line: int
     target: str  # the module imported, resolved, e.g. "keys.trust"
     at_import_time: bool  # module level (not in a function, not under TYPE_CHECKING)
+    type_only: bool  # under TYPE_CHECKING: never runs
 
     @property
     def where(self) -> str:
@@ -85,7 +86,8 @@ class _Collector(ast.NodeVisitor):
 
     def _add(self, node: ast.stmt | ast.expr, target: str) -> None:
         self.found.append(Import(self.module, self.path, node.lineno, target,
-                                 self.depth == 0 and self.type_checking == 0))
+                                 self.depth == 0 and self.type_checking == 0,
+                                 self.type_checking > 0))
 
     def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         self.depth += 1
@@ -209,12 +211,14 @@ def test_cycle_finder_reports_the_circle() -> None:
 
 
 def test_no_import_cycles_among_product_modules() -> None:
+    # Imports inside functions count: one that closes a circle only defers it, and the
+    # two modules are still one design. Only TYPE_CHECKING imports, which never run, do not.
     graph: dict[str, set[str]] = {name: set() for name in _modules()}
     for i in _product_imports():
-        if i.at_import_time and i.target in graph and i.target != i.importer:
+        if not i.type_only and i.target in graph and i.target != i.importer:
             graph[i.importer].add(i.target)
     cycles = _cycles(graph)
-    assert not cycles, "module-level import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
 
 
 def test_every_product_module_has_a_docstring() -> None:

@@ -31,7 +31,7 @@ from airlock.errors import UsageError
 if TYPE_CHECKING:
     from keys.release import Release
 
-__all__ = ["SINK_TYPES", "ImageSink", "config_bool", "config_number", "make_sink"]
+__all__ = ["SINK_TYPES", "ImageSink", "make_sink"]
 
 
 class ImageSink(Protocol):
@@ -48,31 +48,6 @@ _KEYS = {
 }
 #: The image sink types, as ``--sink`` takes them.
 SINK_TYPES: tuple[str, ...] = tuple(_KEYS)
-
-
-def config_bool(config: dict[str, Any], key: str, default: bool) -> bool:
-    """A boolean setting; ``--sink-option KEY=VALUE`` gives strings."""
-    value = config.get(key, default)
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise UsageError(f"image sink setting {key!r} must be true or false, got {value!r}")
-
-
-def config_number(config: dict[str, Any], key: str, default: float) -> float:
-    """A positive number setting, given as a number or a string."""
-    value = config.get(key, default)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = -1.0
-    if isinstance(value, bool) or not number > 0:
-        raise UsageError(f"image sink setting {key!r} must be a positive number, got {value!r}")
-    return number
 
 
 def make_sink(config: dict[str, Any], images_dir: Path) -> ImageSink:

@@ -31,8 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from agent.sinks import config_number
 from agent.sinks.oci_dir import image_blobs, index_entries
+from agent.sinks.settings import config_number
 from airlock import oci
 from airlock.errors import DeliveryError, UsageError
 from airlock.spawn import child_env, run_contained

@@ -25,8 +25,8 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
-from agent.sinks import config_bool, config_number
 from agent.sinks.oci_dir import image_blobs
+from agent.sinks.settings import config_bool, config_number
 from airlock.errors import AirlockError, DeliveryError, UsageError
 from keys.release import Release
 
