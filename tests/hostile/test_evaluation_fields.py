@@ -24,7 +24,7 @@ from bundler.spec import load_spec
 from keys.trust import TrustRoot
 from scripts import modelkit
 from tests.support.kit import Kit
-from tests.support.spec import write_spec
+from tests.support.spec import spec_doc, write_spec
 from tests.support.tarsurgery import sign_dict
 
 Doc = dict[str, Any]
@@ -33,15 +33,6 @@ Doc = dict[str, Any]
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return modelkit.make(tmp_path_factory.mktemp("model") / "m").parent
-
-
-def _doc(model_dir: Path) -> Doc:
-    return {
-        "name": "vision", "version": "1.0", "sequence": 7, "expires": "30d",
-        "models": [{"name": "detector", "path": str(model_dir / "model.onnx"),
-                    "health": {"inputs": str(model_dir / "inputs.npz"),
-                               "outputs": str(model_dir / "outputs.npz"), "runs": 3}}],
-    }
 
 
 def _model(d: Doc) -> Doc:
@@ -139,7 +130,7 @@ def test_build_and_device_refuse_by_one_rule(
     kit: Kit, model_dir: Path, tmp_path: Path,
 ) -> None:
     _id, field, on_device, edit, message = rule
-    doc = _doc(model_dir)
+    doc = spec_doc(model_dir)
     edit(doc)
     spec = write_spec(tmp_path, text=yaml.safe_dump(doc, allow_unicode=True),
                       file_name="airlock.yaml")

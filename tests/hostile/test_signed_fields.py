@@ -38,7 +38,7 @@ from tests.support.cli import run_agent, run_airlock
 from tests.support.device import agent_json, init_device
 from tests.support.keyset import Keys
 from tests.support.kit import Kit
-from tests.support.spec import write_spec
+from tests.support.spec import spec_doc, write_spec
 from tests.support.tarsurgery import sign_dict
 
 Doc = dict[str, Any]
@@ -48,15 +48,6 @@ Doc = dict[str, Any]
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return modelkit.make(tmp_path_factory.mktemp("model") / "m").parent
 
-
-def _doc(model_dir: Path) -> Doc:
-    """A good spec, as a dict: one real model with golden data."""
-    return {
-        "name": "vision", "version": "1.0", "sequence": 7, "expires": "30d",
-        "models": [{"name": "detector", "path": str(model_dir / "model.onnx"),
-                    "health": {"inputs": str(model_dir / "inputs.npz"),
-                               "outputs": str(model_dir / "outputs.npz"), "runs": 3}}],
-    }
 
 
 def _build(keyset: Keys, spec: Path, out: Path) -> Any:
@@ -170,7 +161,7 @@ def test_build_and_device_refuse_by_one_rule(
     keyset: Keys, kit: Kit, model_dir: Path, tmp_path: Path,
 ) -> None:
     _id, spec_field, release_field, edit, message = rule
-    doc = _doc(model_dir)
+    doc = spec_doc(model_dir)
     edit(doc)
     spec = write_spec(tmp_path, text=yaml.safe_dump(doc), file_name="airlock.yaml")
     out = tmp_path / "out.airlock"
@@ -220,7 +211,7 @@ YAML_ONLY = [
 def test_yaml_values_json_cannot_carry(case: tuple[str, str, str, str], keyset: Keys,
                                        model_dir: Path, tmp_path: Path) -> None:
     _id, line, field, message = case
-    doc = _doc(model_dir)
+    doc = spec_doc(model_dir)
     key = line.split(":")[0]
     doc.pop(key, None)
     text = yaml.safe_dump(doc) + line + "\n"
@@ -250,7 +241,7 @@ SHAPES = [
 def test_yaml_shapes_are_bounded(case: tuple[str, str, str, str], keyset: Keys,
                                  model_dir: Path, tmp_path: Path) -> None:
     _id, text, field, message = case
-    doc = _doc(model_dir)
+    doc = spec_doc(model_dir)
     spec = write_spec(tmp_path, text=yaml.safe_dump(doc) + text + "\n", file_name="airlock.yaml")
     out = tmp_path / "out.airlock"
     started = time.monotonic()
@@ -261,7 +252,7 @@ def test_yaml_shapes_are_bounded(case: tuple[str, str, str, str], keyset: Keys,
 
 def test_spec_that_is_not_utf8(keyset: Keys, model_dir: Path, tmp_path: Path) -> None:
     spec = tmp_path / "airlock.yaml"
-    spec.write_bytes(yaml.safe_dump(_doc(model_dir)).encode() + b"flags: {x: \"\xff\xfe\"}\n")
+    spec.write_bytes(yaml.safe_dump(spec_doc(model_dir)).encode() + b"flags: {x: \"\xff\xfe\"}\n")
     r = _build(keyset, spec, tmp_path / "out.airlock")
     assert r.returncode == 2 and "field '(file)': is not UTF-8 text" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -279,7 +270,7 @@ def test_model_file_names_the_device_could_not_link(
     """The model file's name is signed and becomes models/NAME/FILE beside the golden data."""
     odd = tmp_path / file_name
     odd.write_bytes((model_dir / "model.onnx").read_bytes())
-    doc = _doc(model_dir)
+    doc = spec_doc(model_dir)
     doc["models"][0]["path"] = str(odd)
     spec = write_spec(tmp_path, text=yaml.safe_dump(doc), file_name="airlock.yaml")
     out = tmp_path / "out.airlock"

@@ -84,6 +84,16 @@ def write_spec(
     return path
 
 
+def spec_doc(model_dir: Path) -> dict[str, Any]:
+    """A good spec, as a dict to edit: one real model (``modelkit.make``) with golden data."""
+    return {
+        "name": "vision", "version": "1.0", "sequence": 7, "expires": "30d",
+        "models": [{"name": "detector", "path": str(model_dir / "model.onnx"),
+                    "health": {"inputs": str(model_dir / "inputs.npz"),
+                               "outputs": str(model_dir / "outputs.npz"), "runs": 3}}],
+    }
+
+
 def build(spec: Path, out: Path, keys: Sequence[Path], *, root_json: bytes | None = None,
           check: bool = False) -> Path:
     """``airlock build`` in-process: ``spec`` signed with the key files ``keys``, to ``out``.
