@@ -9,7 +9,7 @@
         ...
 
 The health check itself (ONNX Runtime in a child process) lives in
-``agent.health``; it is imported lazily so that ``status`` and ``history``
+``agent.release_health``; it is imported lazily so that ``status`` and ``history``
 work without loading onnxruntime. The check uses the device's ONNX Runtime
 setup (``agent.yaml`` ``runtime``, see ``agent.runtime``). Relative
 evaluation thresholds compare with the evaluation recorded in the
@@ -26,16 +26,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from agent.durable import read_json, write_json
 from agent.faults import crash_point
 from agent.hooks import HookResult, run_post_switch, run_probe
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, point_links
+from airlock.files import read_json, write_json
 from keys.release import Release
 
 if TYPE_CHECKING:
-    from airlock.health import Baseline, HealthReport
+    from airlock.quality.health import Baseline, HealthReport
 
 __all__ = ["INSTALL_POINTS", "ROLLBACK_POINTS", "Activation", "activate", "health_check",
            "recorded_evaluations", "rerun_hook"]
@@ -52,7 +52,7 @@ def health_check(layout: Layout, journal: Journal, release: Release, *,
     the baseline of relative thresholds); None re-uses the baselines this
     release recorded when it was installed.
     """
-    from agent.health import check_release
+    from agent.release_health import check_release
 
     rdir = layout.release_dir(release.id)
     journal.append("health-started", release=release.id)
@@ -82,7 +82,7 @@ def recorded_evaluations(layout: Layout, release_id: str, *,
     A record that is missing, damaged or from a check that failed gives no
     baseline: a relative threshold is then not applied, and the result says so.
     """
-    from airlock.health import Baseline
+    from airlock.quality.health import Baseline
 
     try:
         record = read_json(layout.release_dir(release_id) / "health.json")

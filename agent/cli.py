@@ -35,7 +35,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from agent.durable import fsync_dir, write_atomic, write_json
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout, root_from_env
 from agent.lock import AgentLock
@@ -57,6 +56,7 @@ from airlock.console import (
     tool_parser,
 )
 from airlock.errors import LockedError, PreconditionError, RejectedError, UsageError
+from airlock.files import fsync_dir, write_atomic, write_json
 
 __all__ = ["main", "parser"]
 
@@ -410,7 +410,7 @@ def _migrate(layout: Layout) -> None:
 
     if root_format(layout) >= ROOT_FORMAT:
         return  # nothing to migrate, so no need to import selfupdate to ask who may
-    from agent.selfupdate import may_migrate
+    from agent.self.selfupdate import may_migrate
 
     if may_migrate():
         for line in migrate(layout, Journal(layout.journal)):
@@ -419,7 +419,7 @@ def _migrate(layout: Layout) -> None:
 
 def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
     from agent.install import install
-    from airlock.parts import open_media
+    from airlock.format.parts import open_media
 
     layout.require_initialised()
     # Opened before the lock is taken: a path that is not a bundle file (a FIFO nobody
@@ -434,7 +434,7 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
             if (result.get("release") and result.get("active") == result["release"]
                     and not result.get("held_until")):
                 # The release is committed; now the agent it carries, if any (exit 4 on failure).
-                from agent.selfupdate import update_from_release
+                from agent.self.selfupdate import update_from_release
 
                 with phase_bars() as bars:
                     result["agent"] = update_from_release(layout, result["release"],
@@ -445,9 +445,9 @@ def _install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _status(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
+    from agent.observe.status import status
     from agent.recovery import needs_recovery, recover
     from agent.shape import find_flaws, is_read_only
-    from agent.status import status
 
     layout.require_initialised()
     # Repair first when a crash left work behind and no one else is working; a plain
@@ -465,7 +465,7 @@ def _status(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 def _status_html(layout: Layout, st: dict[str, Any], path: Path) -> str:
     """The status page as a file (for a laptop without network, or the stick)."""
-    from agent.statuspage import drop_results, journal_tail, render
+    from agent.observe.statuspage import drop_results, journal_tail, render
 
     if path.suffix.lower() not in (".html", ".htm") or path.is_dir():
         raise UsageError(f"--html {path}: give a file name ending in .html")
@@ -498,7 +498,7 @@ def _commit(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _flags(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
-    from agent.flags import rollback_flags, show_flags
+    from agent.feature_flags import rollback_flags, show_flags
 
     layout.require_initialised()
     if a.action == "show":
@@ -507,9 +507,9 @@ def _flags(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
         raise UsageError(f"flags {a.action} needs a {'FILE' if a.action == 'apply' else 'NAME'}")
     if a.action == "rollback":
         return _mutating(layout, 0.0, lambda: rollback_flags(layout, a.target))
-    from agent.flags import apply_flags, flags_bytes
-    from airlock.bundle import BundleReader
-    from airlock.parts import open_media
+    from agent.feature_flags import apply_flags, flags_bytes
+    from airlock.format.bundle import BundleReader
+    from airlock.format.parts import open_media
 
     stream, _ = open_media(a.target)
     with stream:  # the reader bounds the metadata and refuses any member after it
@@ -533,7 +533,7 @@ def _gc(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _inventory(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
-    from agent.inventory import inventory, write_inventory
+    from agent.observe.inventory import inventory, write_inventory
     from keys.device import INVENTORY_TYPE, sign_document
     from keys.keyfile import load_signer
 
@@ -595,7 +595,7 @@ def _fsck_verdict(result: dict[str, Any], a: argparse.Namespace) -> dict[str, An
 
 
 def _report(layout: Layout, a: argparse.Namespace) -> dict[str, Any] | None:
-    from agent.report import signed_report
+    from agent.observe.report import signed_report
 
     layout.require_initialised()
     data = signed_report(layout, a.since)
@@ -622,7 +622,7 @@ def _payload(data: bytes) -> dict[str, Any]:
 
 
 def _serve(layout: Layout, a: argparse.Namespace) -> dict[str, Any] | None:
-    from agent.serve import ServeOptions, serve
+    from agent.observe.serve import ServeOptions, serve
 
     layout.require_initialised()
     serve(layout, ServeOptions.from_args(a.listen, a.watch, a.check_every,
@@ -867,7 +867,7 @@ def _version_only(argv: list[str]) -> bool:
 
 
 def _self_install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
-    from agent.selfupdate import self_install
+    from agent.self.selfupdate import self_install
 
     return self_install(a.kit.absolute(), a.prefix.absolute(), layout,
                         trust_file=a.trust.absolute() if a.trust else None,
@@ -877,7 +877,7 @@ def _self_install(layout: Layout, a: argparse.Namespace) -> dict[str, Any]:
 
 def _main(argv: list[str]) -> int:
     if _version_only(argv):
-        from agent.identity import identity
+        from agent.self.identity import identity
 
         emit(identity(), "--json" in argv, _human("version"))
         return 0

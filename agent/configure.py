@@ -26,12 +26,12 @@ from typing import Any
 
 import yaml
 
-from agent.durable import write_atomic
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout
 from agent.runtime import DeviceRuntime
 from agent.sinks import SINK_TYPES, make_sink
 from airlock.errors import UsageError
+from airlock.files import write_atomic
 from keys.signed_fields import FieldError, valid_name
 
 __all__ = ["check_ring", "check_sink", "configure", "runtime_settings", "sink_settings"]

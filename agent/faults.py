@@ -48,7 +48,7 @@ CRASH_POINTS: tuple[str, ...] = (
     "mid-recovery",
 )
 
-#: The agent updating itself (agent.selfupdate), after the release's own commit.
+#: The agent updating itself (agent.self.selfupdate), after the release's own commit.
 #: Kept apart from CRASH_POINTS: they need a device whose agent came from a kit,
 #: and tests/kit/test_selfupdate.py kills the agent at each of them.
 AGENT_UPDATE_POINTS: tuple[str, ...] = (

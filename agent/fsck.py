@@ -40,13 +40,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.durable import fsync_dir, remove_tree
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.shape import find_flaws, repair_shape
 from agent.switch import Transaction, read_link, set_link
 from airlock.errors import AirlockError
-from airlock.oci import hash_file
+from airlock.files import fsync_dir, remove_tree
+from airlock.format.oci import hash_file
 
 __all__ = ["Problem", "fsck"]
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from agent.durable import remove_tree
 from agent.faults import crash_point
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.store import ContentStore
 from agent.switch import read_link
 from airlock.errors import UsageError
+from airlock.files import remove_tree
 
 __all__ = ["gc"]
 

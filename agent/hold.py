@@ -28,11 +28,11 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.durable import read_json, write_json
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import read_link
 from airlock.errors import PreconditionError, UsageError
+from airlock.files import read_json, write_json
 from airlock.limits import MAX_HOLD_SECONDS
 
 __all__ = ["arm", "commit", "disarm", "held"]

@@ -49,18 +49,16 @@ from typing import IO, Any
 import psutil
 
 from agent.activation import activate, health_check
-from agent.durable import fsync_dir, remove_tree, write_atomic, write_json
 from agent.faults import crash_point
-from agent.flags import apply_flags, effective, flags_bytes, plain
+from agent.feature_flags import apply_flags, effective, flags_bytes, plain
 from agent.hold import arm, disarm
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.recovery import undo
 from agent.repair import relink, reverify, store_copy_intact
-from agent.selfupdate import check_release_kit
+from agent.self.selfupdate import check_release_kit
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
-from airlock.bundle import BundleHead, BundleReader
 from airlock.console import human_size
 from airlock.errors import (
     AirlockError,
@@ -70,8 +68,10 @@ from airlock.errors import (
     RejectedError,
     RollbackError,
 )
-from airlock.oci import BLOB_PREFIX, blob_path
-from airlock.parts import explain
+from airlock.files import fsync_dir, remove_tree, write_atomic, write_json
+from airlock.format.bundle import BundleHead, BundleReader
+from airlock.format.oci import BLOB_PREFIX, blob_path
+from airlock.format.parts import explain
 from keys.release import Release
 from keys.signatures import same_signed
 from keys.trust import TrustRoot
@@ -378,7 +378,7 @@ class _Job:
             staged = layout.staged_release(release.id)
             info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
                     "bundle": self.label, "role": self.role, "signers": self.signers}
-            # The release's defaults with the flags sets already applied here (agent.flags).
+            # The release's defaults with the flags sets already applied here (agent.feature_flags).
             flags = plain(effective(layout, release.flags))
             _build_release_dir(staged, release, self.head, meta, self.store, info, flags)
             crash_point("before-release-rename")

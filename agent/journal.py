@@ -36,9 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from agent.durable import fsync_dir
 from airlock.console import inert, inert_data
 from airlock.errors import DamagedRootError, DigestError
+from airlock.files import fsync_dir
 from airlock.limits import MAX_JOURNAL_TEXT_CHARS
 
 __all__ = ["GENESIS", "Journal"]

@@ -21,7 +21,7 @@
     ROOT/drops.json          drop-folder bundles already handled by ``serve``
     ROOT/last-report.json    where the last signed report ended in the journal
     ROOT/hold.json           an install held until ``commit`` (agent.hold), with its deadline
-    ROOT/flags/              applied flags sets: state.json, history/NAME.SEQ.json (agent.flags)
+    ROOT/flags/              applied flags sets: state.json, history/NAME.SEQ.json (agent.feature_flags)
     ROOT/serve.lock          flock(2) held by the one running ``serve``
 
 Example::
@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.durable import read_bounded, read_json
 from agent.runtime import DeviceRuntime
 from airlock.errors import (
     AirlockError,
@@ -48,8 +47,9 @@ from airlock.errors import (
     NotInitialisedError,
     UsageError,
 )
+from airlock.files import read_bounded, read_json
+from airlock.format.oci import digest_hex
 from airlock.limits import MAX_METADATA_BYTES, MAX_SEQUENCE, RESERVE_BYTES
-from airlock.oci import digest_hex
 
 if TYPE_CHECKING:  # python-tuf and PyYAML load with the first release, trust root or config
     from keys.release import Release

@@ -16,7 +16,7 @@ that says what happened. Recovery, in order:
 4. repairs a link left pointing at nothing, outside ROOT or at something
    that is not an installed release: ``current`` goes to the release the
    journal last recorded as active, else ``previous``, else the newest one;
-5. undoes an agent self-update that did not commit (``agent.selfupdate``):
+5. undoes an agent self-update that did not commit (``agent.self.selfupdate``):
    the agent's own links are put back and the half-made agent removed.
 
 Every step is idempotent, so a crash during recovery is repaired by the next
@@ -35,12 +35,12 @@ import os
 import shutil
 
 from agent.activation import rerun_hook
-from agent.durable import fsync_dir, remove_entry, remove_tree
 from agent.faults import crash_point
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link, set_link
 from airlock.errors import AirlockError
+from airlock.files import fsync_dir, remove_entry, remove_tree
 
 __all__ = ["last_active", "lost_current", "needs_recovery", "newest_release", "recover", "undo"]
 
@@ -111,10 +111,10 @@ def needs_recovery(layout: Layout) -> bool:
     for which in ("current", "previous"):
         if os.path.lexists(layout.link(which)) and read_link(layout, which) is None:
             return True
-    from agent.identity import agent_home
+    from agent.self.identity import agent_home
 
     if agent_home() is not None:  # only a kit-installed agent switches itself
-        from agent.selfupdate import agent_update_pending
+        from agent.self.selfupdate import agent_update_pending
 
         if agent_update_pending():
             return True
@@ -189,10 +189,10 @@ def recover(layout: Layout) -> list[str]:
             journal.append("recovered", op="repair-link", link=which, active=fallback,
                            reason=what)
             actions.append(what)
-    from agent.identity import agent_home
+    from agent.self.identity import agent_home
 
     if agent_home() is not None:  # only a kit-installed agent switches itself
-        from agent.selfupdate import recover_agent
+        from agent.self.selfupdate import recover_agent
 
         actions += recover_agent(layout)
     return actions

@@ -24,13 +24,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from agent.durable import fsync_dir
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.store import ContentStore
-from airlock.bundle import BundleReader
 from airlock.errors import AirlockError
-from airlock.oci import BLOB_PREFIX, hash_file
+from airlock.files import fsync_dir
+from airlock.format.bundle import BundleReader
+from airlock.format.oci import BLOB_PREFIX, hash_file
 from keys.release import Release
 
 __all__ = ["relink", "reverify", "store_copy_intact"]

@@ -26,14 +26,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from agent.activation import ROLLBACK_POINTS, activate, health_check
-from agent.durable import read_json
 from agent.faults import crash_point
 from agent.hold import disarm, held
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, read_link
 from airlock.errors import AirlockError, HealthCheckError, PreconditionError
-from airlock.oci import blob_path
+from airlock.files import read_json
+from airlock.format.oci import blob_path
 
 if TYPE_CHECKING:
     from keys.release import Release
@@ -187,7 +187,7 @@ def enforce_hold(layout: Layout) -> dict[str, Any] | None:
 
 
 def check(layout: Layout, *, rollback_on_failure: bool = False) -> dict[str, Any]:
-    from agent.input_contract import sample_violations  # numpy: only a check reads samples
+    from agent.observe.input_contract import sample_violations  # numpy: only a check reads samples
 
     current = read_link(layout, "current")
     if current is None:

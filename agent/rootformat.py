@@ -10,7 +10,7 @@ replaced. ``ROOT/format.json`` says which layout ROOT is in (absent: format
 Each migration step takes ROOT from format ``n`` to ``n + 1``, must be
 idempotent (a crash mid-step runs it again) and writes nothing an agent of
 format ``n`` could misread before ``format.json`` says ``n + 1``. Only the
-agent installed as current migrates (``agent.selfupdate.may_migrate``): an
+agent installed as current migrates (``agent.self.selfupdate.may_migrate``): an
 agent whose update is not committed yet must leave ROOT readable by the one
 it may be rolled back to. Reading commands of a newer agent work on an older
 ROOT without migrating it, which is what an update's self-check relies on.
@@ -21,10 +21,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final
 
-from agent.durable import read_json, write_json
 from agent.journal import Journal
 from agent.layout import Layout
 from airlock.errors import PreconditionError
+from airlock.files import read_json, write_json
 
 __all__ = ["MIGRATIONS", "ROOT_FORMAT", "check_format", "migrate", "root_format", "write_format"]
 
@@ -53,7 +53,7 @@ def check_format(layout: Layout) -> int:
     """ROOT's format, or a one-line refusal when this agent is too old to read it."""
     fmt = root_format(layout)
     if fmt > ROOT_FORMAT:
-        from agent.identity import agent_version
+        from agent.self.identity import agent_version
 
         raw = read_json(layout.format_file) or {}
         by = raw.get("written_by") if isinstance(raw, dict) else None
@@ -66,7 +66,7 @@ def check_format(layout: Layout) -> int:
 
 
 def write_format(layout: Layout, fmt: int = ROOT_FORMAT) -> None:
-    from agent.identity import agent_version
+    from agent.self.identity import agent_version
 
     write_json(layout.format_file, {"format": fmt, "written_by": agent_version()})
 

@@ -9,7 +9,7 @@ says so once, in ``agent.yaml``, and every check on it uses that instead::
         --no-provider-fallback --intra-op-threads 2
 
     runtime = DeviceRuntime.from_config(raw.get("runtime"))   # strict: UsageError (exit 2)
-    chosen = runtime.choose(model.health)    # airlock.health.Runtime: providers, fallback, session
+    chosen = runtime.choose(model.health)    # airlock.quality.health.Runtime: providers, fallback, session
     chosen.source                            # "device" or "release"
 
 The device's settings win key by key: providers (and the fallback policy)
@@ -28,8 +28,8 @@ from airlock.errors import UsageError
 from keys.evaluation_fields import SessionOptions, valid_providers, valid_session
 from keys.signed_fields import FieldError
 
-if TYPE_CHECKING:  # airlock.health (psutil) is loaded only by commands that check
-    from airlock.health import Runtime
+if TYPE_CHECKING:  # airlock.quality.health (psutil) is loaded only by commands that check
+    from airlock.quality.health import Runtime
     from keys.release import HealthSpec  # python-tuf: not for reading agent.yaml
 
 __all__ = ["DeviceRuntime"]
@@ -80,8 +80,8 @@ class DeviceRuntime:
         return cls(providers, fallback, session)
 
     def choose(self, health: HealthSpec) -> Runtime:
-        """What a check of a model with ``health`` runs with (``airlock.health.check_model``)."""
-        from airlock.health import Runtime
+        """What a check of a model with ``health`` runs with (``airlock.quality.health.check_model``)."""
+        from airlock.quality.health import Runtime
 
         session = replace(health.session, **self.session.to_json()).to_json()
         fallback = (self.provider_fallback if self.provider_fallback is not None

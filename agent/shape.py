@@ -34,10 +34,10 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.durable import fsync_dir, kind_of, read_json, write_json
 from agent.journal import Journal
 from agent.layout import RESTORE_TRUST, Layout
 from airlock.errors import AirlockError, DamagedRootError
+from airlock.files import fsync_dir, kind_of, read_json, write_json
 from airlock.limits import MAX_SEQUENCE
 
 __all__ = ["Flaw", "find_flaws", "is_read_only", "lock_is_debris", "repair_shape",

@@ -9,7 +9,7 @@ Releases reference blobs through hard links, which cost no space::
 
     store = ContentStore(layout)
     if not store.has(member.digest):
-        staged[member.digest] = store.stage(member)   # member: airlock.bundle.BundleFile
+        staged[member.digest] = store.stage(member)   # member: airlock.format.bundle.BundleFile
     store.commit(staged)           # after the last member was read and checked
     store.link(digest, release_dir / "models" / "detector" / "model.onnx")
     store.gc(keep={...})           # delete blobs no kept release uses
@@ -23,10 +23,10 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from agent.durable import fsync_dir
 from agent.faults import crash_point
 from agent.layout import Layout, is_real_dir
-from airlock.bundle import BundleFile
+from airlock.files import fsync_dir
+from airlock.format.bundle import BundleFile
 from airlock.limits import WRITEBACK_BYTES
 
 __all__ = ["ContentStore"]

@@ -25,9 +25,9 @@ import shutil
 from dataclasses import dataclass
 from typing import Any
 
-from agent.durable import fsync_dir, read_json, write_json
 from agent.faults import crash_point
 from agent.layout import Layout, is_real_dir
+from airlock.files import fsync_dir, read_json, write_json
 
 __all__ = ["Transaction", "point_links", "read_link", "set_link"]
 

@@ -14,7 +14,7 @@ and ``agent`` (device) stand on both:
 
 Example::
 
-    from airlock.bundle import BundleReader
+    from airlock.format.bundle import BundleReader
 
     reader = BundleReader(open("vision-1.2.0.airlock", "rb"))
     head = reader.head()          # signed metadata, not yet verified; keys.trust decides

@@ -77,7 +77,7 @@ __all__ = [
 #: stays flat at about one chunk per stream whatever the bundle size.
 CHUNK: Final = 1024 * 1024
 
-#: A file stamp (``airlock.bundle.FileStamp``) whose mtime is this close to
+#: A file stamp (``airlock.format.bundle.FileStamp``) whose mtime is this close to
 #: the time it was taken is not trusted: a write in the same clock tick
 #: (jiffies, or 2 s on FAT) would leave the mtime as it was. 2 s covers both.
 RACY_STAMP_NS: Final = 2 * 1_000_000_000
@@ -237,7 +237,7 @@ MAX_DRIFT_FEATURES: Final = 64
 #: array's header is checked against it before the array is allocated. A
 #: compression bomb or a header that lies about its shape in the samples folder
 #: must not exhaust the long-running agent's memory. The input-contract count
-#: (``agent.input_contract``) streams the same files and skips one larger than
+#: (``agent.observe.input_contract``) streams the same files and skips one larger than
 #: this on disk, so one huge file cannot make ``status`` or ``check`` slow.
 MAX_DRIFT_FILE_BYTES: Final = 64 * 1024 * 1024
 

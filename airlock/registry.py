@@ -1,6 +1,6 @@
 """One OCI registry client for both sides, built on oras-py's ``Registry``.
 
-The bundler pulls with it (``bundler.pull``) and the agent's ``registry``
+The bundler pulls with it (``bundler.build.pull``) and the agent's ``registry``
 image sink pushes with it; it lives beside the bundle format because both
 packages use it and neither may import the other. ``oras`` (and with it
 ``requests``) is imported when a client is made, so the agent installs and
@@ -77,8 +77,15 @@ from airlock.errors import (
     RegistryError,
     RegistryUnavailableError,
 )
+from airlock.format.oci import (
+    INDEX_TYPES,
+    MANIFEST_TYPES,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    digest_of,
+    is_digest,
+)
 from airlock.limits import CHUNK
-from airlock.oci import INDEX_TYPES, MANIFEST_TYPES, OCI_INDEX, OCI_MANIFEST, digest_of, is_digest
 from airlock.spawn import child_env
 
 if TYPE_CHECKING:

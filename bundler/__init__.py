@@ -7,6 +7,6 @@ artifacts (the OCI layout being assembled), pull (registry models and
 images), cache (the pull cache), build (sign and write), verify, sign
 and slot_rewrite (signatures added to a built bundle), cli and signing_cli.
 
-    from bundler.build import build_bundle
-    from bundler.spec import load_spec
+    from bundler.build.assemble import build_bundle
+    from bundler.build.spec import load_spec
 """

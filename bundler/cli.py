@@ -50,8 +50,9 @@ from airlock.console import (
     tool_parser,
 )
 from airlock.errors import AirlockError, PreconditionError, UsageError
-from airlock.oci import BLOB_PREFIX
-from airlock.parts import open_media, parse_size
+from airlock.format.oci import BLOB_PREFIX
+from airlock.format.parts import open_media, parse_size
+from bundler.build.output import check_output, is_bundle_file, replace_file
 from bundler.fleet_cli import (
     add_fleet_commands,
     hosts_text,
@@ -59,7 +60,6 @@ from bundler.fleet_cli import (
     run_hosts,
     run_rollout,
 )
-from bundler.output import check_output, is_bundle_file, replace_file
 from bundler.report_cli import add_report_command, run_report
 from bundler.signing_cli import (
     add_key_args,
@@ -569,9 +569,9 @@ def _keys(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _build(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.build import build_bundle
-    from bundler.inventory import load_inventory
-    from bundler.spec import load_spec
+    from bundler.build.assemble import build_bundle
+    from bundler.build.spec import load_spec
+    from bundler.sneakernet.device_inventories import load_inventory
 
     spec = load_spec(a.spec, min_validity=parse_duration(a.min_validity))
     if not a.key and not a.unsigned:
@@ -614,9 +614,9 @@ def _build(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _check(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.build import assemble, refuse_unhealthy
-    from bundler.host_check import check_models
-    from bundler.spec import load_spec
+    from bundler.build.assemble import assemble, refuse_unhealthy
+    from bundler.build.host_check import check_models
+    from bundler.build.spec import load_spec
 
     spec = load_spec(a.spec, min_validity=parse_duration(a.min_validity))
     options = {"auth": a.registry_auth, "insecure": a.insecure, "cache": a.cache}
@@ -634,8 +634,8 @@ def _check(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _agent_kit(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.agentkit import DEFAULT_GLIBC, KitTarget, build_agent_kit
-    from bundler.spec import build_time
+    from bundler.build.agentkit import DEFAULT_GLIBC, KitTarget, build_agent_kit
+    from bundler.build.spec import build_time
     from keys.kitverify import host_platform
 
     target = KitTarget(a.platform or host_platform(),
@@ -656,7 +656,7 @@ def _agent_kit(a: argparse.Namespace) -> dict[str, Any]:
 def _verify(a: argparse.Namespace) -> dict[str, Any]:
     trust = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
     f, size = open_media(str(a.bundle))
-    from bundler.verify import verify_bundle
+    from bundler.examine.verify import verify_bundle
 
     with f, progress(size, "verifying") as tick:
         verified = verify_bundle(f, trust, ring=a.ring, progress=tick)
@@ -677,7 +677,7 @@ def _verify(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _inspect(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.inspection import inspect_bundle
+    from bundler.examine.inspection import inspect_bundle
 
     trust = None
     if a.trust is not None:
@@ -692,7 +692,7 @@ def _inspect(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _inventory(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.inventory import load_inventory
+    from bundler.sneakernet.device_inventories import load_inventory
 
     inv = load_inventory(a.file, [load_public_key(p) for p in a.device_key])
     return {
@@ -705,13 +705,13 @@ def _inventory(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _diff(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.diff import diff, load_side
+    from bundler.examine.diff import diff, load_side
 
     return diff(load_side(a.old), load_side(a.new))
 
 
 def _flags(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.flagset import build_flags, parse_assignments
+    from bundler.fleet.flagset import build_flags, parse_assignments
 
     secrets = secrets_from(a)
     signers = [signer_for(k, secrets, a) for k in a.key]
@@ -727,8 +727,8 @@ def _fleet(a: argparse.Namespace) -> dict[str, Any]:
         return run_hosts(a)
     if a.fleet_cmd == "rollout":
         return run_rollout(a)
-    from bundler.push import files_of, push_all
-    from bundler.ssh import Login, Target
+    from bundler.fleet.push import files_of, push_all
+    from bundler.fleet.ssh import Login, Target
 
     targets = [Target.parse(h) for h in a.hosts]
     login = Login(a.user, a.identity, a.known_hosts, accept_new=a.accept_new_hosts)
@@ -747,7 +747,7 @@ def _fleet(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _split(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.split import DEFAULT_MAX_SIZE, split_bundle
+    from bundler.sneakernet.split import DEFAULT_MAX_SIZE, split_bundle
 
     max_size = parse_size(a.max_size or DEFAULT_MAX_SIZE)
     total = a.bundle.stat().st_size if a.bundle.is_file() else 0
@@ -757,7 +757,7 @@ def _split(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def _join(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.split import join_parts
+    from bundler.sneakernet.split import join_parts
 
     with progress(0, "joining") as tick:
         parts = join_parts(a.part, a.output, tick)
@@ -796,7 +796,7 @@ def _human(cmd: str) -> Any:
         if cmd == "check":
             return "\n".join(_health_lines(d))
         if cmd == "diff":
-            from bundler.diff import diff_text
+            from bundler.examine.diff import diff_text
 
             return diff_text(d)
         if cmd == "flags":
@@ -810,11 +810,11 @@ def _human(cmd: str) -> Any:
         if cmd == "fleet" and "waves" in d:
             return rollout_text(d)
         if cmd == "fleet":
-            from bundler.push import push_text
+            from bundler.fleet.push import push_text
 
             return push_text(d)
         if cmd == "inventory":
-            from bundler.inventory import inventory_text
+            from bundler.sneakernet.device_inventories import inventory_text
 
             return inventory_text(d)
         if cmd in ("split", "join"):
@@ -902,8 +902,8 @@ def _inspect_text(d: dict[str, Any]) -> str:
 
 def _quality_lines(m: dict[str, Any]) -> list[str]:
     """What a model's check enforces beyond golden data: evaluation, input contract, runtime."""
-    from airlock.contract import InputRule
-    from airlock.evaluation import Threshold
+    from airlock.quality.contract import InputRule
+    from airlock.quality.evaluation import Threshold
 
     lines = []
     ev = m.get("evaluate")

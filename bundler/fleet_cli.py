@@ -6,7 +6,7 @@
     airlock fleet rollout vision-1.3.0.airlock --inventory site.yml --known-hosts site/kh \\
         --waves 1,25%,100% --max-failures 0 --parallel 4 --report rollout.json
 
-The work is in ``bundler.site`` (the inventory) and ``bundler.rollout`` (the
+The work is in ``bundler.fleet.ansible_inventory`` (the inventory) and ``bundler.fleet.rollout`` (the
 waves); this module only turns arguments into a plan and results into text.
 On a terminal each device's row is printed as it finishes (the live table);
 the full table and summary follow at the end, or JSON with ``--json``.
@@ -24,11 +24,11 @@ from typing import TYPE_CHECKING, Any
 
 from airlock.console import inert, json_option
 from airlock.errors import UsageError
-from bundler.output import check_output, exclusive_partial
+from bundler.build.output import check_output, exclusive_partial
 
 if TYPE_CHECKING:
-    from bundler.rollout import DeviceResult
-    from bundler.site import Device
+    from bundler.fleet.ansible_inventory import Device
+    from bundler.fleet.rollout import DeviceResult
 
 __all__ = ["add_fleet_commands", "hosts_text", "rollout_text", "run_hosts", "run_rollout"]
 
@@ -83,9 +83,9 @@ def _select_args(p: argparse.ArgumentParser) -> None:
 
 
 def _devices(a: argparse.Namespace) -> list[Device]:
-    # Imported here, as 'fleet push' imports bundler.push: paramiko (about 0.2 s) is paid
+    # Imported here, as 'fleet push' imports bundler.fleet.push: paramiko (about 0.2 s) is paid
     # by the fleet commands only, not by every 'airlock' start that builds the parser.
-    from bundler.site import load_site
+    from bundler.fleet.ansible_inventory import load_site
 
     return load_site(a.inventory).select(ring=a.ring, limit=a.limit)
 
@@ -131,7 +131,7 @@ def _write_report(path: Path, report: dict[str, Any]) -> None:
 
 
 def run_rollout(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.rollout import Plan, parse_budget, parse_waves, roll_out
+    from bundler.fleet.rollout import Plan, parse_budget, parse_waves, roll_out
 
     if a.parallel < 1:
         raise UsageError("--parallel must be 1 or more")

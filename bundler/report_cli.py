@@ -7,7 +7,7 @@
 
 ``ingest`` prints the fleet table (every enrolled device, its newest report)
 on stdout; each refused report is one line on stderr saying why, and the
-command then exits 3. The work is ``bundler.reports``; this module only
+command then exits 3. The work is ``bundler.hq.ingest``; this module only
 parses and prints.
 """
 
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from airlock.console import add_command, emit, json_option
 
 if TYPE_CHECKING:
-    from bundler.reports import FleetRecords
+    from bundler.hq.ingest import FleetRecords
 from airlock.errors import RejectedError, UsageError
 
 __all__ = ["add_report_command", "run_report"]
@@ -67,7 +67,7 @@ def add_report_command(cmd: Callable[[str, str, str], argparse.ArgumentParser],
 
 
 def run_report(a: argparse.Namespace) -> dict[str, Any] | None:
-    from bundler.reports import FleetRecords, fleet_textfile
+    from bundler.hq.ingest import FleetRecords, fleet_textfile
 
     fleet = FleetRecords(a.fleet)
     if a.report_cmd == "enroll":
@@ -98,8 +98,8 @@ def run_report(a: argparse.Namespace) -> dict[str, Any] | None:
 
 def _write_html(fleet: FleetRecords, path: Path) -> None:
     """The fleet report, replaced atomically (a browser never shows half of it)."""
-    from bundler.fleet_report import fleet_html
-    from bundler.output import exclusive_partial
+    from bundler.build.output import exclusive_partial
+    from bundler.hq.fleet_page import fleet_html
 
     if path.suffix.lower() not in (".html", ".htm"):
         raise UsageError(f"--html {path}: give a file name ending in .html")
@@ -114,7 +114,7 @@ def _write_html(fleet: FleetRecords, path: Path) -> None:
 
 
 def _table(d: dict[str, Any]) -> str:
-    from bundler.reports import age_text
+    from bundler.hq.ingest import age_text
 
     head = ("device", "site", "ring", "release", "health", "last check", "rollbacks", "drift",
             "report age")

@@ -30,7 +30,7 @@ from tuf.api.metadata import Root
 from airlock.console import human_size, inert, inert_data, json_option, phase_bars, read_input, say
 from airlock.errors import AirlockError, SignatureError, UsageError
 from airlock.limits import MAX_DETACHED_SIGNATURE_BYTES
-from bundler.output import check_output, is_bundle_file, replace_file
+from bundler.build.output import check_output, is_bundle_file, replace_file
 from keys.keyfile import passphrase_from_env, write_public_key
 from keys.signatures import DetachedSignature, Signable, check_root_signer, root_tallies
 from keys.signers import Secrets, import_public, is_key_uri, key_files, open_signer
@@ -203,7 +203,7 @@ def _read_trust(path: Path | None) -> TrustRoot | None:
 
 
 def _sign(a: argparse.Namespace) -> dict[str, Any]:
-    from bundler.sign import SigningSession
+    from bundler.signing.sign import SigningSession
 
     bundle, sig_files = _sign_files(a)
     trust = _read_trust(a.trust)

@@ -2,7 +2,7 @@
 
 Trust decides; callers do the I/O (python-tuf's ``trusted_metadata_set``
 split). Nothing here opens a bundle: it is handed the bytes a reader took
-from one (``airlock.bundle``) and answers with a verdict or a
+from one (``airlock.format.bundle``) and answers with a verdict or a
 :class:`~airlock.errors.RejectedError`:
 
 * ``keyfile``  Ed25519 key files (0600, optionally passphrase-encrypted)

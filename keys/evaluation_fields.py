@@ -13,13 +13,13 @@ returns the typed one::
 
 The rules:
 
-* ``evaluate.metrics``: a mapping of metric name (``airlock.evaluation``'s
+* ``evaluate.metrics``: a mapping of metric name (``airlock.quality.evaluation``'s
   grammar) to a mapping of ``min``, ``max``, ``min_delta``, ``max_delta``
   (finite numbers, any sign; at least one); all of one task; at most
   ``MAX_EVAL_METRICS``. ``batch`` in 1..``MAX_EVAL_BATCH``, ``max_samples``
   in 1..``MAX_EVAL_SAMPLES``.
 * ``inputs_contract``: input name (signed text) to a mapping of ``dtype``
-  (one of ``airlock.contract.DTYPES``), ``shape`` (a list of integers ≥ 0 and
+  (one of ``airlock.quality.contract.DTYPES``), ``shape`` (a list of integers ≥ 0 and
   plain names, at most ``MAX_JSON_DEPTH`` long), ``min``/``max`` (finite,
   min ≤ max), ``nan``/``inf`` (booleans), ``values`` (distinct integers
   within ``MAX_JSON_INTEGER``, at most ``MAX_CONTRACT_VALUES``, for integer
@@ -36,8 +36,6 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from airlock.contract import DTYPES, InputRule
-from airlock.evaluation import EvaluationError, Threshold, parse_metric, task_of
 from airlock.limits import (
     MAX_CONTRACT_VALUES,
     MAX_EVAL_BATCH,
@@ -49,6 +47,8 @@ from airlock.limits import (
     MAX_THREADS,
     MAX_TOP_K,
 )
+from airlock.quality.contract import DTYPES, InputRule
+from airlock.quality.evaluation import EvaluationError, Threshold, parse_metric, task_of
 from keys.signed_fields import FieldError, is_plain_name, valid_line
 
 __all__ = [

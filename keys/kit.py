@@ -26,8 +26,8 @@ from typing import Any
 from tuf.api.metadata import Metadata, TargetFile, Targets
 from tuf.api.serialization import SerializationError
 
-from airlock.bundle import FileInfo
 from airlock.errors import ExpiredError, FormatError, SignatureError
+from airlock.format.bundle import FileInfo
 from airlock.limits import MAX_KIT_METADATA_BYTES
 from keys.kitverify import KIT_NAME, KIT_SECTION, KitDocument, KitError, parse_kit
 from keys.release import ReleaseSerializer, parse_metadata

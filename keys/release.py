@@ -42,16 +42,16 @@ from typing import Any, TypeVar
 from tuf.api.metadata import Metadata, Root, Signed, TargetFile, Targets
 from tuf.api.serialization import DeserializationError, SerializationError, SignedSerializer
 
-from airlock.bundle import FileInfo
-from airlock.contract import InputRule
 from airlock.errors import FormatError
-from airlock.evaluation import Threshold
+from airlock.format.bundle import FileInfo
+from airlock.format.oci import BLOB_PREFIX, blob_path, digest_hex
 from airlock.limits import (
     MAX_METADATA_BYTES,
     MAX_METADATA_VALUES,
     MAX_NAME_LENGTH,
 )
-from airlock.oci import BLOB_PREFIX, blob_path, digest_hex
+from airlock.quality.contract import InputRule
+from airlock.quality.evaluation import Threshold
 from keys.evaluation_fields import (
     SessionOptions,
     valid_batch,

@@ -667,8 +667,8 @@ def bench_sneakernet(ctx: Ctx) -> list[Row]:
     import modelkit
     import ocikit
 
-    from bundler.push import push_files
-    from bundler.ssh import Login, Target
+    from bundler.fleet.push import push_files
+    from bundler.fleet.ssh import Login, Target
     from keys.release import Release
     from tests.support.sshd import Sshd
 
@@ -706,7 +706,7 @@ def bench_sneakernet(ctx: Ctx) -> list[Row]:
     full, delta = (work / "v2.airlock").stat().st_size, (work / "v2-delta.airlock").stat().st_size
 
     def files(path: Path) -> dict[str, int]:
-        from airlock.bundle import BundleReader
+        from airlock.format.bundle import BundleReader
 
         with path.open("rb") as f:
             release = Release.from_bytes(BundleReader(f).head().release_json)

@@ -125,7 +125,7 @@ class _Collector(ast.NodeVisitor):
             self._add(node, sub if sub in _modules() else module)
 
     def visit_Call(self, node: ast.Call) -> None:
-        # importlib.import_module("bundler.spec") and __import__("bundler") count too.
+        # importlib.import_module("bundler.build.spec") and __import__("bundler") count too.
         func = node.func
         name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
         if (name in ("import_module", "__import__") and node.args
@@ -316,9 +316,9 @@ def test_the_import_collector_sees_every_kind_of_import(tmp_path: Path) -> None:
         "from . import sinks\n"
         "from .sinks import make_sink\n"
         "if TYPE_CHECKING:\n"
-        "    from bundler.spec import Spec\n"
+        "    from bundler.build.spec import Spec\n"
         "def later():\n"
-        "    from bundler.build import build_bundle\n"
+        "    from bundler.build.assemble import build_bundle\n"
         "    importlib.import_module('bundler.cli')\n"
     )
     found = [(i.target, i.at_import_time) for i in _imports_of(source, "agent.fake")]
@@ -327,7 +327,7 @@ def test_the_import_collector_sees_every_kind_of_import(tmp_path: Path) -> None:
         ("typing", True),
         ("agent.sinks", True),
         ("agent.sinks", True),
-        ("bundler.spec", False),
-        ("bundler.build", False),
+        ("bundler.build.spec", False),
+        ("bundler.build.assemble", False),
         ("bundler.cli", False),
     ]

@@ -33,8 +33,8 @@ from typing import Any
 
 from agent.sinks.oci_dir import image_blobs, index_entries
 from agent.sinks.settings import config_number
-from airlock import oci
 from airlock.errors import DeliveryError, UsageError
+from airlock.format import oci
 from airlock.spawn import child_env, run_contained
 from keys.release import ImageEntry, Release
 

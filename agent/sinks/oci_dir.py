@@ -32,10 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from agent.durable import write_atomic
 from airlock.errors import DeliveryError
-from airlock.limits import CHUNK
-from airlock.oci import (
+from airlock.files import write_atomic
+from airlock.format.oci import (
     ANNOTATION_CONTAINERD_NAME,
     ANNOTATION_REF_NAME,
     OCI_INDEX,
@@ -43,6 +42,7 @@ from airlock.oci import (
     oci_layout,
     platform_of,
 )
+from airlock.limits import CHUNK
 from keys.release import ImageEntry, Release
 
 __all__ = ["OciDirSink", "image_blobs", "index_entries", "link_or_copy"]

@@ -490,8 +490,8 @@ def test_help_has_examples() -> None:
 
 def test_inventory_lists_every_stored_blob_and_verifies(device: Path, make_bundle: Bundle) -> None:
     """The signed inventory names the device and every stored blob with its size."""
-    from agent.inventory import inventory, signed_inventory
     from agent.layout import Layout
+    from agent.observe.inventory import inventory, signed_inventory
     from keys.device import INVENTORY_TYPE, verify_document
     from keys.keyfile import load_public_key
 

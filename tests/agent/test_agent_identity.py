@@ -32,7 +32,7 @@ def test_version_status_and_inventory_name_the_agent(keyset: Keys, tmp_path: Pat
     r = run_agent("--root", root, "status")
     assert f"agent     {me['version']} ({host_platform()}, Python {python}, pip)" in r.stdout
 
-    from agent.inventory import inventory
+    from agent.observe.inventory import inventory
 
     assert inventory(Layout(root))["agent"] == me
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from airlock.drift import feature_psi, features, load_sample, psi
 from airlock.errors import FormatError
+from airlock.quality.drift import feature_psi, features, load_sample, psi
 from tests.support.cli import run_airlock
 from tests.support.device import agent_json, assert_consistent, init_device
 from tests.support.keyset import Keys

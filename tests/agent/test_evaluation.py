@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.health import check_release
+from agent.release_health import check_release
 from agent.runtime import DeviceRuntime
-from airlock.evaluation import Threshold
-from airlock.health import Baseline, ModelResult
+from airlock.quality.evaluation import Threshold
+from airlock.quality.health import Baseline, ModelResult
 from keys.release import EvaluationSpec, HealthSpec, ModelEntry, Release, SessionOptions
 from scripts import evalkit
 from tests.support.evalsets import numpy_metrics, write_tiled_npz

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent.layout import Layout
-from agent.metrics import Observed, metrics_registry
+from agent.observe.metrics import Observed, metrics_registry
 from tests.support.cli import run_agent
 from tests.support.device import active_id, agent_json, assert_consistent, init_device
 from tests.support.evalsets import eval_model, numpy_metrics

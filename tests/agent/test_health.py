@@ -18,7 +18,7 @@ import numpy as np
 import psutil
 import pytest
 
-from agent.health import check_release
+from agent.release_health import check_release
 from keys.release import HealthSpec, ModelEntry, Release
 from scripts import modelkit
 from tests.support.cli import REPO
@@ -201,7 +201,7 @@ def test_orphaned_check_dies_with_the_agent(tmp_path: Path) -> None:
     script = textwrap.dedent(f"""
         from datetime import UTC, datetime
         from pathlib import Path
-        from agent.health import check_release
+        from agent.release_health import check_release
         from keys.release import HealthSpec, ModelEntry, Release
         d = {DIGEST!r}
         spec = HealthSpec(inputs=d, outputs=d, timeout_s=60)
@@ -281,7 +281,7 @@ def test_result_survives_noise_on_stdout_and_stderr(tmp_path: Path,
 
 def test_release_from_a_real_bundle(tmp_path: Path, make_bundle: Callable[..., Path],
                                     keyset: Any) -> None:
-    from airlock.bundle import BundleReader
+    from airlock.format.bundle import BundleReader
     from keys.trust import TrustRoot
 
     def installed(bundle: Path, where: Path) -> Release:
@@ -315,11 +315,11 @@ def test_release_from_a_real_bundle(tmp_path: Path, make_bundle: Callable[..., P
 
 def test_unset_memory_budget_still_has_a_hard_cap(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import airlock.health
+    import airlock.quality.health
 
     # The real cap is 3/4 of available memory (at least 256 MB); shrink it to see it bite.
-    monkeypatch.setattr(airlock.health, "_CAP_FLOOR_MB", 100.0)
-    monkeypatch.setattr(airlock.health, "_CAP_SHARE_OF_AVAILABLE", 0.0)
+    monkeypatch.setattr(airlock.quality.health, "_CAP_FLOOR_MB", 100.0)
+    monkeypatch.setattr(airlock.quality.health, "_CAP_SHARE_OF_AVAILABLE", 0.0)
     _use_padding(put_model(tmp_path, pad_mb=80))
     m = check_release(tmp_path, release(entry())).models[0]
     assert not m.ok and m.reason is not None

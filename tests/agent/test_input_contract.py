@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.input_contract import ContractWatch
 from agent.layout import Layout
-from agent.metrics import Observed, metrics_registry
+from agent.observe.input_contract import ContractWatch
+from agent.observe.metrics import Observed, metrics_registry
 from tests.support.cli import run_agent
 from tests.support.device import agent_json, init_device
 from tests.support.evalsets import eval_model

@@ -269,9 +269,9 @@ def test_bad_arguments_exit_2_and_a_second_serve_exits_5(tmp_path: Path, keyset:
 
 def _exposed_names(tmp_path: Path, keyset: Keys) -> set[str]:
     """Every sample name a device with a release, a health result and drift exposes."""
-    from agent.drift import release_drift
     from agent.layout import Layout
-    from agent.metrics import Observed, metrics_registry, sample_names
+    from agent.observe.metrics import Observed, metrics_registry, sample_names
+    from agent.observe.sample_drift import release_drift
 
     ref = np.random.default_rng(1).standard_normal((200, 16)).astype(np.float32)
     np.savez(tmp_path / "ref.npz", x=ref)
@@ -344,9 +344,9 @@ class _PulledStick(io.RawIOBase):
 
 def test_a_stick_pulled_mid_install_is_a_clean_rejection(tmp_path: Path, keyset: Keys,
                                                          bundles: dict[str, Path]) -> None:
-    from agent.dropfolder import Candidate, Drop
     from agent.layout import Layout
-    from agent.serve import EventLog, ServeOptions, _Server
+    from agent.observe.dropfolder import Candidate, Drop
+    from agent.observe.serve import EventLog, ServeOptions, _Server
 
     root = init_device(tmp_path / "dev", keyset)
     agent_json(root, "install", bundles["v1"])

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from agent.statuspage import render
+from agent.observe.statuspage import render
 from tests.support.browser import chromium, elements, load, parse_strict, tag_names
 from tests.support.cli import run_agent
 from tests.support.device import agent_json

@@ -13,8 +13,8 @@ from typing import IO, Any, cast
 
 import pytest
 
-from airlock.bundle import BundleReader, FileInfo
 from airlock.errors import DigestError
+from airlock.format.bundle import BundleReader, FileInfo
 from airlock.limits import PIPELINE_MIN_BYTES
 from tests.support.cli import run_airlock
 from tests.support.keyset import Keys

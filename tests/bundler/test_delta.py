@@ -260,7 +260,7 @@ def test_diff_inventory_to_bundle_says_what_a_delta_would_ship(site: Site,
 
 def test_diff_names_image_layers_added_removed_and_kept() -> None:
     """Images compare by reference: a new manifest lists its blobs added, removed and kept."""
-    from bundler.diff import Side, diff, diff_text
+    from bundler.examine.diff import Side, diff, diff_text
 
     def summary(seq: int, layers: dict[str, int], images: bool = True) -> dict[str, Any]:
         return {"name": "site", "version": str(seq), "sequence": seq, "expires": "2030",

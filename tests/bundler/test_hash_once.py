@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-import bundler.cache
-from airlock.bundle import SourceFile, write_bundle
+import bundler.build.cache
 from airlock.errors import DigestError
-from bundler.artifacts import LayoutBuilder, hash_stamped
-from bundler.cache import BlobCache
+from airlock.format.bundle import SourceFile, write_bundle
+from bundler.build.artifacts import LayoutBuilder, hash_stamped
+from bundler.build.cache import BlobCache
 
 _OLD = time.time() - 3600
 
@@ -96,7 +96,7 @@ def test_cache_hit_trusts_its_record(tmp_path: Path, monkeypatch: pytest.MonkeyP
     first = BlobCache(tmp_path)
     path = first.fetch(digest, len(data), _download(data, calls))
     assert len(calls) == 1 and digest in first.verified
-    monkeypatch.setattr(bundler.cache, "hash_stamped", _no_hashing)
+    monkeypatch.setattr(bundler.build.cache, "hash_stamped", _no_hashing)
     second = BlobCache(tmp_path)
     assert second.fetch(digest, len(data), _download(data, calls)) == path
     assert len(calls) == 1 and second.hits == 1 and second.hashed_bytes == 0

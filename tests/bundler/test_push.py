@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from bundler.push import push_files
-from bundler.ssh import Login, Target
+from bundler.fleet.push import push_files
+from bundler.fleet.ssh import Login, Target
 from scripts.ocikit import free_port
 from tests.support.cli import run_airlock
 from tests.support.keyset import Keys

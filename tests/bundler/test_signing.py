@@ -22,8 +22,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from airlock.bundle import BundleReader
-from bundler.slot_rewrite import intent_path
+from airlock.format.bundle import BundleReader
+from bundler.signing.slot_rewrite import intent_path
 from tests.support.cli import run_agent, run_airlock, tool_env
 from tests.support.device import agent_json
 from tests.support.spec import write_spec
@@ -233,7 +233,7 @@ def test_sign_to_a_new_file_gives_the_bundle_built_with_both_keys(
 
 def test_a_split_bundle_is_signed_detached_never_in_place(team: dict[str, Path],
                                                           tmp_path: Path) -> None:
-    from bundler.split import split_bundle
+    from bundler.sneakernet.split import split_bundle
 
     bundle = _build(tmp_path, team["a"])
     parts = split_bundle(bundle, bundle.stat().st_size // 3 + 1)
@@ -254,7 +254,7 @@ def test_a_split_bundle_is_signed_detached_never_in_place(team: dict[str, Path],
 
 
 def test_a_slot_keeps_its_spare_room_only_while_readers_take_it() -> None:
-    from airlock.bundle import SLOT_BLOCK, SLOT_SPARE, metadata_slot
+    from airlock.format.bundle import SLOT_BLOCK, SLOT_SPARE, metadata_slot
     from airlock.limits import MAX_METADATA_BYTES
 
     small = metadata_slot(b"{}")
@@ -298,8 +298,8 @@ def test_a_bundle_carrying_a_root_keeps_it_when_copied(team: dict[str, Path],
 _CRASHING_SIGNER = """
 import os, signal, sys
 from pathlib import Path
-from airlock.bundle import BundleReader
-from bundler.slot_rewrite import locked_bundle, rewrite_in_place
+from airlock.format.bundle import BundleReader
+from bundler.signing.slot_rewrite import locked_bundle, rewrite_in_place
 from keys.keyfile import load_signer
 from keys.signatures import Signable
 

@@ -30,8 +30,8 @@ from typing import IO
 import pytest
 
 from agent.journal import Journal
-from airlock.bundle import BundleHead, BundleReader
 from airlock.errors import FormatError
+from airlock.format.bundle import BundleHead, BundleReader
 from airlock.limits import MAX_EXTENDED_HEADER_BYTES, MAX_METADATA_BYTES, MAX_METADATA_VALUES
 from keys.release import check_metadata_bounds
 from tests.hostile.cases import CASES

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from agent.sinks.command import CommandSink
-from airlock.oci import OCI_MANIFEST
+from airlock.format.oci import OCI_MANIFEST
 from airlock.registry import docker_credentials
 from keys.release import ImageEntry, Release
 from tests.support.cli import REPO, tool_env

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from airlock.errors import AirlockError
-from bundler.verify import verify_bundle
+from bundler.examine.verify import verify_bundle
 from keys.trust import TrustRoot
 from tests.hostile.cases import CASES, THREATS, Case
 from tests.support.cli import run_airlock

@@ -399,7 +399,7 @@ def test_bundle_path_that_is_not_a_file_is_refused_before_the_lock(
         r = run_agent("--root", root, "install", path, timeout=30)
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.splitlines()) == 1
-    if kind == "directory":  # a directory may hold a split bundle's parts (airlock.parts)
+    if kind == "directory":  # a directory may hold a split bundle's parts (airlock.format.parts)
         assert "holds no bundle, no parts and no .parts.json" in r.stderr
     else:
         assert "not a file" in r.stderr and "'-'" in r.stderr

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from agent.drift import model_drift
-from agent.dropfolder import Drop, DropFolder, DropMemory, Outcome, write_results
 from agent.layout import Layout
+from agent.observe.dropfolder import Drop, DropFolder, DropMemory, Outcome, write_results
+from agent.observe.sample_drift import model_drift
 from tests.support.device import agent_json, init_device
 from tests.support.keyset import Keys
 from tests.support.spec import build, write_spec

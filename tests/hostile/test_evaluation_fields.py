@@ -20,7 +20,7 @@ import yaml
 
 from agent.runtime import DeviceRuntime
 from airlock.errors import FormatError, SpecError, UsageError
-from bundler.spec import load_spec
+from bundler.build.spec import load_spec
 from keys.trust import TrustRoot
 from scripts import modelkit
 from tests.support.kit import Kit

@@ -176,7 +176,7 @@ def test_signed_model_reaching_outside_its_directory_fails_its_check(
 
 
 def test_the_model_scan_reads_what_onnx_reads(tmp_path: Path) -> None:
-    """bundler.model_check scans the protobuf without onnx; it must agree with onnx itself.
+    """bundler.build.model_check scans the protobuf without onnx; it must agree with onnx itself.
 
     Its field numbers are onnx.proto's; the external data of a Loop body (a subgraph)
     counts like the main graph's.
@@ -184,7 +184,7 @@ def test_the_model_scan_reads_what_onnx_reads(tmp_path: Path) -> None:
     import onnx
     from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
 
-    from bundler.model_check import _Scan, read_model
+    from bundler.build.model_check import _Scan, read_model
 
     def number(message: type, name: str) -> int:
         return int(message.DESCRIPTOR.fields_by_name[name].number)  # type: ignore[attr-defined]

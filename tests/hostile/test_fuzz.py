@@ -49,7 +49,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airlock.errors import RejectedError
-from bundler.verify import verify_bundle
+from bundler.examine.verify import verify_bundle
 from keys.trust import TrustRoot, VerifiedRelease
 from tests.support.cli import run_airlock
 from tests.support.device import copy_device

@@ -28,8 +28,8 @@ import pytest
 
 from agent.sinks.command import CommandSink
 from airlock.errors import DeliveryError
+from airlock.format.oci import OCI_MANIFEST
 from airlock.limits import MAX_JOURNAL_TEXT_CHARS, MAX_OUTPUT_SPOOL_BYTES, MAX_OUTPUT_TAIL_BYTES
-from airlock.oci import OCI_MANIFEST
 from airlock.spawn import child_env, run_contained
 from keys.release import ImageEntry, Release
 from tests.support.cli import run_agent

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from airlock.errors import FormatError
+from airlock.format.parts import PartSet, PartsReader, resolve_media
 from airlock.limits import MAX_PARTS, MAX_PARTS_MANIFEST_BYTES
-from airlock.parts import PartSet, PartsReader, resolve_media
 from tests.support.cli import run_agent
 from tests.support.device import init_device
 from tests.support.keyset import Keys

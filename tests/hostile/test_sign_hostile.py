@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from airlock.errors import AirlockError
-from bundler.sign import SigningSession
-from bundler.slot_rewrite import intent_path
-from bundler.verify import verify_bundle
+from bundler.examine.verify import verify_bundle
+from bundler.signing.sign import SigningSession
+from bundler.signing.slot_rewrite import intent_path
 from keys.trust import TrustRoot
 from tests.hostile.cases import CASES, Case
 from tests.support.kit import Kit

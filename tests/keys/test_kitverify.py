@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from airlock import limits
-from airlock.bundle import FileInfo
 from airlock.errors import AirlockError
+from airlock.format.bundle import FileInfo
 from keys import kitverify
 from keys.keyfile import load_signer
 from keys.kit import kit_metadata, verify_kit

@@ -191,9 +191,9 @@ def test_umoci_unpacks_an_image_from_the_bundle(
 def test_rebuild_downloads_nothing(
     content: Content, keyset: Keys, tmp_path: Path, registry: ocikit.Registry
 ) -> None:
-    from bundler.artifacts import LayoutBuilder
-    from bundler.pull import add_remote_content
-    from bundler.spec import load_spec
+    from bundler.build.artifacts import LayoutBuilder
+    from bundler.build.pull import add_remote_content
+    from bundler.build.spec import load_spec
 
     spec = load_spec(_full_spec(tmp_path, content))
     options = {"auth": None, "insecure": [content.host], "cache": tmp_path / "cache"}
@@ -218,9 +218,9 @@ def test_unknown_platform_names_what_the_index_has(
 
 
 def test_damaged_cache_entry_is_downloaded_again(content: Content, tmp_path: Path) -> None:
-    from bundler.artifacts import LayoutBuilder
-    from bundler.pull import add_remote_content
-    from bundler.spec import load_spec
+    from bundler.build.artifacts import LayoutBuilder
+    from bundler.build.pull import add_remote_content
+    from bundler.build.spec import load_spec
 
     spec = load_spec(_spec(tmp_path, content.app))
     options = {"auth": None, "insecure": [content.host], "cache": tmp_path / "cache"}

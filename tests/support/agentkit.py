@@ -1,6 +1,6 @@
 """Agent kits for tests: this checkout at a chosen version, built into a real kit, installed offline.
 
-    project = project_copy(tmp / "proj-b", "1.1.0", patches=[("agent/status.py", old, new)])
+    project = project_copy(tmp / "proj-b", "1.1.0", patches=[("agent/observe/status.py", old, new)])
     kit = build_kit(project, keys, tmp / "kit-b.tar")       # `airlock agent-kit`, real wheels
     device = KitDevice(tmp / "site")
     r = device.install_sh(kit, "--trust", keys.trust)       # `sh install.sh`, pip with no index

@@ -6,7 +6,7 @@
     write_tiled_npz(big / "eval_data.npz", {"x": x}, repeat=2500)    # never whole in memory
 
 ``numpy_metrics`` computes what the device should report straight from the
-model's weights and the set, without ONNX Runtime or airlock.evaluation,
+model's weights and the set, without ONNX Runtime or airlock.quality.evaluation,
 so a test compares two independent computations.
 """
 

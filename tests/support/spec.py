@@ -101,8 +101,8 @@ def build(spec: Path, out: Path, keys: Sequence[Path], *, root_json: bytes | Non
     Without the host's health check unless ``check``: these bundles are made for
     devices, bad models included, and a device's check is what they test.
     """
-    from bundler.build import build_bundle
-    from bundler.spec import load_spec
+    from bundler.build.assemble import build_bundle
+    from bundler.build.spec import load_spec
     from keys.keyfile import load_signer
 
     # Any validity left will do: fixtures include releases that expire while a test runs.

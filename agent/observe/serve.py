@@ -1,0 +1,463 @@
+"""``airlock-agent serve``: one long-running process that watches, installs and reports.
+
+::
+
+    airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m \\
+        --revert-on-failed-check --log /var/log/airlock/serve.jsonl
+
+What it does, in one loop on the main thread (every ``--poll`` seconds):
+
+1. **drop folders**: a bundle that appears in a ``--watch`` folder is installed
+   once it is complete and stable, exactly once (``agent.observe.dropfolder``); its
+   result is written beside it, and a fresh signed report into
+   ``airlock-reports/DEVICE.report.json`` on the same stick when it is writable;
+2. **scheduled check**: right after start and then every ``--check-every``
+   the active release is health-checked again; with ``--revert-on-failed-check`` a failed check
+   rolls back (as ``check --rollback-on-failure`` does);
+3. **drift**: when the sample files or the active release change, drift is
+   computed again (``agent.observe.sample_drift``); a model crossing its threshold is logged
+   and journaled once. The input-contract violations in the same files are
+   counted again then too (``agent.observe.input_contract``), for ``/metrics``.
+
+Each install and check takes the same lock as the command line (a manual
+``airlock-agent install`` and ``serve`` never collide: whoever comes second
+waits, or retries next poll) and first repairs what a crash left behind.
+
+HTTP, on threads beside the loop (bind it to 127.0.0.1 or a site network):
+``/metrics`` (``agent.observe.metrics``), ``/healthz`` (the loop is alive), ``/status``
+(the ``status --json`` document) and ``/`` (the status page a technician opens,
+``agent.observe.statuspage``).
+
+Shutdown: SIGTERM or SIGINT lets an install in progress finish, then exits
+0; a second signal aborts it, and the install undoes itself before the
+process exits (the device is left as it was before that install). A kill -9
+is a crash like any other: the next agent command recovers. One JSON object
+per line goes to ``--log`` or stderr for every event (``serve-started``,
+``drop-result``, ``check-result``, ``drift-warning``, ``hold-expired``, ``serve-stopped``...).
+
+4. **holds**: an ``install --hold`` not committed by its deadline is rolled
+   back (``agent.hold``), checked every poll.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+from agent.journal import Journal
+from agent.layout import Layout
+from agent.lock import AgentLock
+from agent.observe.dropfolder import (
+    RETRY_S,
+    Candidate,
+    DropFolder,
+    DropMemory,
+    Outcome,
+    outcome_of_error,
+)
+from agent.observe.input_contract import ContractWatch
+from agent.observe.metrics import Observed, metrics_registry
+from agent.observe.sample_drift import DriftWatch
+from airlock.errors import (
+    AirlockError,
+    HealthCheckError,
+    LockedError,
+    PreconditionError,
+    UsageError,
+)
+
+__all__ = ["REPORTS_DIR", "ServeOptions", "serve"]
+
+#: Folder on a writable stick where serve leaves the device's signed report.
+REPORTS_DIR = "airlock-reports"
+_PAGE_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src 'none'; "
+                "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# How long an install or check waits for a manual command's lock before the next poll.
+_LOCK_WAIT_S = 0.5
+
+
+@dataclass
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 9400
+    watch: list[Path] = field(default_factory=list)
+    check_every_s: float = 900.0  # 0: never
+    revert: bool = False
+    settle_s: float = 2.0
+    poll_s: float = 1.0
+    log: Path | None = None
+
+    @classmethod
+    def from_args(cls, listen: str, watch: list[Path], check_every: str, revert: bool,
+                  settle: float, poll: float, log: Path | None) -> ServeOptions:
+        from keys.trust import parse_duration
+
+        host, sep, port = listen.rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise UsageError(f"--listen {listen!r} must be HOST:PORT, e.g. 127.0.0.1:9400")
+        every = 0.0 if check_every.strip() == "0" else parse_duration(check_every).total_seconds()
+        if settle < 0 or poll <= 0:
+            raise UsageError("--settle must be 0 or more and --poll more than 0 seconds")
+        for d in watch:
+            if d.exists() and not d.is_dir():
+                raise UsageError(f"--watch {d} is not a directory")
+        return cls(host.strip("[]") or "127.0.0.1", int(port), [d.absolute() for d in watch],
+                   every, revert, settle, poll, log)
+
+
+class EventLog:
+    """One JSON object per line, to a file (appended, flushed per line) or stderr."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._out: IO[str] = (open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+                              if path is not None else sys.stderr)
+        self._owned = path is not None
+        self._lock = threading.Lock()
+
+    def __call__(self, event: str, **fields: Any) -> None:
+        entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event,
+                 **fields}
+        line = json.dumps(entry, sort_keys=True, default=str, ensure_ascii=True)
+        with self._lock, contextlib.suppress(OSError, ValueError):
+            self._out.write(line + "\n")
+            self._out.flush()
+
+    def close(self) -> None:
+        if self._owned:
+            self._out.close()
+
+
+class _Abort(BaseException):
+    """A second stop signal: unwind the install in progress (it undoes itself)."""
+
+
+class _Server:
+    """The state of one ``serve`` run."""
+
+    def __init__(self, layout: Layout, options: ServeOptions, log: EventLog) -> None:
+        self.layout, self.options, self.log = layout, options, log
+        self.config = layout.load_config()
+        self.observed = Observed()
+        self.registry = metrics_registry(layout, self.observed)
+        self.drift = DriftWatch(layout)
+        self.contracts = ContractWatch(layout)
+        self.drops = DropFolder(options.watch, options.settle_s, DropMemory.load(layout.drops))
+        self.stop = threading.Event()
+        self.busy: str | None = None  # "installing NAME" or "checking" while it happens
+        self.started = time.monotonic()
+        self.heartbeat = time.monotonic()
+        self.warned: set[tuple[str, str]] = set()  # (release, model) over their drift threshold
+        # The first check comes right after start: after a reboot or an upgrade of the
+        # runtime, whether the active model still works is the first thing to know.
+        self.next_check = time.monotonic() if options.check_every_s else None
+
+    # -- signals ---------------------------------------------------------------
+    def on_signal(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if not self.stop.is_set():
+            self.stop.set()
+            self.log("serve-stopping", signal=name,
+                     waiting_for=self.busy or None)
+            return
+        if self.busy:
+            self.log("serve-aborting", signal=name, aborting=self.busy)
+            raise _Abort(f"stopped by a second {name}")
+
+    # -- the loop --------------------------------------------------------------
+    def run(self) -> None:
+        while not self.stop.is_set():
+            self.heartbeat = time.monotonic()
+            for c in self.drops.ready():
+                if self.stop.is_set():
+                    break
+                self.guarded(self.handle, c)
+            if self.next_check is not None and time.monotonic() >= self.next_check:
+                self.guarded(self.scheduled_check)
+            self.guarded(self.hold_deadline)
+            self.update_drift()
+            self.stop.wait(self.options.poll_s)
+
+    def guarded(self, step: Callable[..., None], *args: Any) -> None:
+        """Run one step; an unexpected error is logged, never the end of serve.
+
+        Otherwise one bad drop would stop serve, systemd would restart it, and
+        the same drop would stop it again. A drop that failed so is tried again
+        only after ``RETRY_S``.
+        """
+        try:
+            step(*args)
+        except Exception as e:
+            what = {"drop": str(args[0].drop.path)} if args else {"step": step.__name__}
+            self.log("error", **what, reason=f"{type(e).__name__}: {str(e)[:300]}")
+            if args:
+                outcome = Outcome("error", f"unexpected error: {type(e).__name__}: "
+                                  f"{str(e)[:200]}", 1, retry_after_s=RETRY_S)
+                with contextlib.suppress(Exception):
+                    self.drops.finish(args[0].drop, outcome, self.config.device_id)
+            if step == self.scheduled_check:
+                self.next_check = time.monotonic() + self.options.check_every_s
+
+    @contextlib.contextmanager
+    def locked(self, what: str) -> Iterator[bool]:
+        """The agent lock with recovery done (True), or False when a manual command holds it."""
+        from agent.recovery import recover
+
+        lock = AgentLock(self.layout.lock, wait=_LOCK_WAIT_S)
+        try:
+            lock.__enter__()
+        except LockedError:
+            self.log("lock-busy", waiting=what)
+            yield False
+            return
+        try:
+            for line in recover(self.layout):
+                self.log("recovered", action=line)
+            self.busy = what
+            yield True
+        finally:
+            self.busy = None
+            lock.__exit__(None, None, None)
+
+    # -- drop folder -----------------------------------------------------------
+    def handle(self, c: Candidate) -> None:
+        drop = c.drop
+        outcome = (self.drops.incomplete(c) if not c.complete
+                   else self.drops.skipped(c) or self.install(c))
+        if outcome is None:
+            return  # lock busy: tried again next poll
+        self.observed.drops[outcome.outcome] += 1
+        problems = self.drops.finish(drop, outcome, self.config.device_id)
+        self.log("drop-result", drop=str(drop.path), outcome=outcome.outcome,
+                 exit_code=outcome.exit_code, release=outcome.release, message=outcome.message,
+                 results_written=not problems, problems=problems or None)
+        if outcome.outcome != "incomplete" and not problems:
+            self.report_to(drop.folder)
+
+    def install(self, c: Candidate) -> Outcome | None:
+        from agent.install import install
+
+        with self.locked(f"installing {c.drop.path.name}") as held:
+            if not held:
+                return None
+            self.log("drop-install", drop=str(c.drop.path), metadata_sha256=c.digest)
+            identity = c.drop.identity()
+            try:
+                stream, _ = c.drop.open()
+                with stream:
+                    result = install(self.layout, stream, label=str(c.drop.path))
+            except _Abort:
+                self.log("drop-aborted", drop=str(c.drop.path))
+                raise
+            except (AirlockError, OSError) as e:
+                outcome = outcome_of_error(e)
+                outcome.digest = c.digest
+                if c.drop.identity() != identity:
+                    outcome.message += ("; the stick was removed or the file changed while it "
+                                        "was read: nothing changed, copy it again")
+                return outcome
+        if result.get("installed"):
+            return Outcome("installed", f"installed {result['name']} {result['version']} "
+                           f"(sequence {result['sequence']}); {result['active']} is active", 0,
+                           digest=c.digest, release=result["release"], active=result["active"],
+                           remember_digest=True,
+                           detail={"seconds": result.get("seconds"),
+                                   "health_s": result.get("health_s")})
+        return Outcome("already_active", str(result.get("message")), 0, digest=c.digest,
+                       release=result.get("release"), active=result.get("active"),
+                       remember_digest=True)
+
+    def report_to(self, folder: Path) -> None:
+        """A fresh signed report on the stick (the newest journal entries), if it is writable."""
+        from agent.observe.report import signed_report
+        from airlock.files import write_atomic
+
+        target = folder / REPORTS_DIR / f"{self.config.device_id}.report.json"
+        try:
+            data = signed_report(self.layout, since="all", remember=False)
+            target.parent.mkdir(exist_ok=True)
+            write_atomic(target, data)
+        except Exception as e:  # the stick may be full, gone or read-only: the install stands
+            self.log("report-not-written", path=str(target), reason=str(e)[:200])
+            return
+        self.log("report-written", path=str(target), bytes=len(data))
+
+    # -- scheduled check -------------------------------------------------------
+    def scheduled_check(self) -> None:
+        from agent.rollback import check
+        from agent.switch import read_link
+
+        if read_link(self.layout, "current") is None:
+            self.next_check = time.monotonic() + self.options.check_every_s
+            return
+        with self.locked("checking") as held:
+            if not held:
+                return
+            self.next_check = time.monotonic() + self.options.check_every_s
+            start = time.monotonic()
+            try:
+                result = check(self.layout, rollback_on_failure=self.options.revert)
+            except HealthCheckError as e:
+                self.observed.checks["failed"] += 1
+                self.log("check-result", ok=False, reason=str(e), reverted=self.options.revert,
+                         seconds=round(time.monotonic() - start, 3))
+            except PreconditionError as e:
+                self.log("check-skipped", reason=str(e))
+            else:
+                self.observed.checks["ok"] += 1
+                self.log("check-result", ok=True, release=result["release"],
+                         seconds=round(time.monotonic() - start, 3))
+
+    # -- confirm or revert -----------------------------------------------------
+    def hold_deadline(self) -> None:
+        """A held install whose deadline passed goes back (``agent.hold``), checked each poll."""
+        from agent.hold import held
+        from agent.rollback import enforce_hold
+
+        hold = held(self.layout)
+        if hold is not None and time.time() < hold["deadline"]:
+            return  # cheap: no lock taken while the hold runs
+        if hold is None and not self.layout.hold.exists():
+            return
+        with self.locked("reverting a hold") as got:
+            if got and (done := enforce_hold(self.layout)) is not None:
+                self.log("hold-expired", **done)
+
+    # -- drift -----------------------------------------------------------------
+    def update_drift(self) -> None:
+        try:
+            self.observed.inputs = self.contracts.update()
+        except Exception as e:  # counted for people to look at; never stops the loop
+            self.log("input-contract-error", reason=str(e)[:200])
+        try:
+            drift = self.drift.update()
+        except Exception as e:  # drift is advice; it never stops the loop
+            self.log("drift-error", reason=str(e)[:200])
+            return
+        self.observed.drift = drift
+        rid = drift.get("release") or ""
+        over = {(rid, m) for m, d in drift["models"].items() if d.get("warn")}
+        for rid_, model in sorted(over - self.warned):
+            d = drift["models"][model]
+            self.log("drift-warning", release=rid_, model=model, psi=d["psi"],
+                     threshold=d["threshold"], rows=d["rows"])
+            self._journal("drift-warning", release=rid_, model=model, psi=d["psi"],
+                          threshold=d["threshold"], rows=d["rows"])
+        for rid_, model in sorted(self.warned - over):
+            self.log("drift-cleared", release=rid_, model=model)
+        self.warned = over
+
+    def _journal(self, event: str, **fields: Any) -> None:
+        """A journal line, under the lock (the hash chain needs one writer at a time)."""
+        with contextlib.suppress(LockedError, OSError), AgentLock(self.layout.lock,
+                                                                  wait=_LOCK_WAIT_S):
+            Journal(self.layout.journal).append(event, **fields)
+
+    # -- HTTP --------------------------------------------------------------------
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class _AgentHTTPHandler(BaseHTTPRequestHandler):
+            server_version = "airlock-agent"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass  # scrapes every 15 s would drown the event log
+
+            def _send(self, code: int, body: bytes, content_type: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Content-Type-Options", "nosniff")
+                self.send_header("Cache-Control", "no-store")
+                if content_type.startswith("text/html"):
+                    # The page's own policy, also as a header: it loads and runs nothing.
+                    self.send_header("Content-Security-Policy", _PAGE_POLICY)
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                try:
+                    code, body, ctype = server.route(path)
+                except Exception as e:  # a scrape must never take serve down
+                    code, ctype = 500, "text/plain; charset=utf-8"
+                    body = f"error: {type(e).__name__}: {str(e)[:200]}\n".encode()
+                self._send(code, body, ctype)
+
+            do_HEAD = do_GET
+
+        return _AgentHTTPHandler
+
+    def route(self, path: str) -> tuple[int, bytes, str]:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        if path == "/metrics":
+            return 200, generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if path == "/healthz":
+            stale = time.monotonic() - self.heartbeat > max(60.0, 5 * self.options.poll_s)
+            ok = not stale or self.busy is not None
+            body = {"ok": ok, "busy": self.busy, "stopping": self.stop.is_set(),
+                    "uptime_s": round(time.monotonic() - self.started, 1)}
+            return (200 if ok else 503), (json.dumps(body) + "\n").encode(), "application/json"
+        if path == "/status":
+            from agent.observe.status import status
+
+            body_s = json.dumps(status(self.layout), indent=2, sort_keys=True, default=str)
+            return 200, (body_s + "\n").encode(), "application/json"
+        if path == "/":
+            from agent.observe.statuspage import status_page
+
+            page = status_page(self.layout, watch=self.options.watch)
+            return 200, page.encode(), "text/html; charset=utf-8"
+        return 404, b"not found\n", "text/plain; charset=utf-8"
+
+
+def serve(layout: Layout, options: ServeOptions) -> None:
+    """Run until SIGTERM or SIGINT; see the module docstring."""
+    one = AgentLock(layout.serve_lock)  # two loops on one ROOT would race for every drop
+    try:
+        one.__enter__()
+    except LockedError as e:
+        raise LockedError(str(e).replace("agent lock", "serve lock")
+                          .replace("wait for it to finish and retry",
+                                   "serve already runs on this ROOT")) from None
+    log = EventLog(options.log)
+    state = _Server(layout, options, log)
+    try:
+        httpd = ThreadingHTTPServer((options.host, options.port), state.handler())
+    except OSError as e:
+        log.close()
+        one.__exit__(None, None, None)
+        raise PreconditionError(f"cannot listen on {options.host}:{options.port}: "
+                                f"{e.strerror}") from None
+    httpd.daemon_threads = True
+    http_thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
+    http_thread.start()
+    old = {s: signal.signal(s, state.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    log("serve-started", pid=os.getpid(), listen=f"{options.host}:{httpd.server_port}",
+        watch=[str(d) for d in options.watch], check_every_s=options.check_every_s,
+        revert_on_failed_check=options.revert, device_id=state.config.device_id)
+    try:
+        state.run()
+    except _Abort:
+        pass  # the install undid itself on the way out
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        for s, h in old.items():
+            signal.signal(s, h)
+        log("serve-stopped", pid=os.getpid())
+        log.close()
+        one.__exit__(None, None, None)

@@ -1,0 +1,18 @@
+"""The model check both sides run: health, evaluation, input contracts, drift.
+
+The agent runs it before it switches, the bundler before it signs, with the
+same code and the same words:
+
+* ``health``       one isolated child per model, time and memory limits, the judges
+* ``_health_child`` the child: load with ONNX Runtime, goldens, latency, evaluation
+* ``evaluation``   metrics on a labelled set, streamed, and their thresholds
+* ``contract``     input contracts against a model's signature and against data
+* ``npz_batches``  an ``.npz`` read a batch of rows at a time
+* ``drift``        the population stability index of samples against a reference
+
+Example::
+
+    from airlock.quality.health import check_model
+
+    result = check_model("detector", files, budgets, cwd=release_dir)
+"""

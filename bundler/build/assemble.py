@@ -1,0 +1,345 @@
+"""Build a signed bundle from a release spec.
+
+    spec = load_spec(Path("airlock.yaml"))
+    result = build_bundle(spec, [load_signer(Path("release.key"))], Path("vision-1.2.0.airlock"))
+    print(result.size, result.metadata_sha256, result.health.ok)
+
+    assembled = assemble(spec)                       # what ``airlock check`` stops after
+    report = check_models(assembled.contents, assembled.models)
+
+The steps: the output path is checked (``bundler.build.output``: never one of the
+build's inputs, never an existing file that is not a bundle unless
+``force``); local models, their external data and golden data are hashed
+into a :class:`~bundler.build.artifacts.LayoutBuilder` and checked as a device's
+health check would use them (``bundler.build.model_check``); registry models and
+images are pulled into it (``bundler.build.pull``, only when the spec names any, so
+a host without oras can still build from files); every model runs the
+device's health check (``bundler.build.host_check``; a failure is exit 4, nothing
+signed or written; ``check=False`` skips it); the release metadata listing
+every file is signed and read back with the device's reader (a release a
+device would refuse is exit 2, nothing written); the bundle is written to a
+new partial file beside the output and renamed over it (or, with ``max_size``, straight into
+parts ``OUTPUT.part001``… and ``OUTPUT.parts.json``, never whole on disk:
+``airlock.format.parts``); with ``delta_from``, the blobs every given device holds
+are left out.
+
+Each input file is hashed once, before anything is written: its digest names
+the blob, orders the members and is signed in the metadata that comes first in
+the tar (devices check signatures before reading blobs). The writer then
+copies it in the kernel (``os.copy_file_range``), unhashed, while its stamp
+(device, inode, size, mtime) is the one it had when hashed, checked before and
+after the copy; a file whose stamp moved is hashed again as it is copied, so a
+file that changes mid-build fails the build. A pulled blob the cache verified
+is copied the same way. Split output (``max_size``) goes through Python, as
+the part writer hashes every part for ``parts.json``. Memory stays flat. Progress goes to the caller's ``progress(phase, bytes,
+total)`` callback; only the command line draws bars.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, BinaryIO, cast
+
+from securesystemslib.signer import Signer
+from tuf.api.serialization import SerializationError
+
+from airlock.format.bundle import FileInfo, write_bundle
+from airlock.console import Progress, no_progress
+from airlock.errors import FormatError, HealthCheckError, NoSpaceError, UsageError
+from airlock.format.oci import ANNOTATION_TITLE, digest_of
+from airlock.format.parts import PartSet, PartsWriter
+from bundler.build.artifacts import (
+    MODEL_LAYER_TYPE,
+    LayoutBuilder,
+    add_model_artifact,
+    local_data,
+    local_golden,
+)
+from bundler.sneakernet.device_inventories import Inventory, plan_delta
+from bundler.build.output import check_output, exclusive_partial, is_bundle_file
+from bundler.build.spec import ModelSpec, Spec
+from keys.release import (
+    ImageEntry,
+    ModelEntry,
+    Release,
+    ReleaseSerializer,
+    check_metadata_bounds,
+)
+from keys.signatures import Signable
+from keys.signers import sign_checked
+
+if TYPE_CHECKING:  # the health check (and what it imports) only when a build runs it
+    from airlock.quality.health import HealthReport
+
+__all__ = ["Assembled", "BuildResult", "assemble", "build_bundle", "refuse_unhealthy"]
+
+# Bytes a bundle takes beyond its files' data: 512-byte headers and padding per
+# member, the end-of-archive blocks, the 10 KiB record tarfile pads to.
+_TAR_OVERHEAD = 64 * 1024
+
+
+@dataclass
+class BuildResult:
+    path: Path
+    size: int
+    blobs: int
+    metadata_sha256: str
+    signers: list[str]
+    release: Release
+    parts: PartSet | None = None  # when written split (max_size)
+    health: HealthReport | None = None  # None: the host check was skipped (--no-check)
+    signed_sha256: str = ""  # what every signature covers; stays as signatures are added
+
+    def to_dict(self) -> dict[str, object]:
+        r = self.release
+        return {
+            "health": self.health.to_dict() if self.health is not None else None,
+            "checked": self.health is not None,
+            "bundle": str(self.path),
+            "size": self.size,
+            "parts": None if self.parts is None else self.parts.to_dict(),
+            "full_size": sum(i.length for i in r.files.values()),
+            "shipped_size": sum(i.length for i in r.shipped.values()),
+            "delta": None if r.delta is None else {
+                "base_sequence": r.delta.base_sequence,
+                "expects": len(r.delta.expects),
+                "inventories": [i.device_id for i in r.delta.inventories],
+            },
+            "blobs": self.blobs,
+            "files": len(r.files),
+            "metadata_sha256": self.metadata_sha256,
+            "signed_sha256": self.signed_sha256,
+            "signers": self.signers,
+            "name": r.name,
+            "version": r.version,
+            "sequence": r.sequence,
+            "expires": r.expires.isoformat(),
+        }
+
+
+def _add_local_model(
+    contents: LayoutBuilder, spec: Spec, m: ModelSpec, tick: Callable[[int], None]
+) -> ModelEntry:
+    assert m.path is not None
+    model = contents.add_file(
+        MODEL_LAYER_TYPE, m.path, tick=tick, annotations={ANNOTATION_TITLE: m.path.name}
+    )
+    inputs, outputs = local_golden(contents, m, tick)
+    return add_model_artifact(contents, spec, m, model, inputs, outputs, source=str(m.path),
+                              find_data=local_data(contents, m))
+
+
+def _sign(release: Release, signers: Sequence[Signer]) -> tuple[bytes, list[str]]:
+    """The signed metadata, read back as a device reads it before anything is written.
+
+    The spec already held every value to the device's rules; reading the
+    signed bytes back with the device's own reader (size bound, every field
+    rule) makes sure no bundle leaves the host that a device would refuse for
+    its metadata, whatever the spec checks missed (a pulled artifact's
+    file name, a source path with a control character).
+    """
+    md = release.to_metadata()
+    try:
+        payload = ReleaseSerializer().serialize(md.signed)
+    except SerializationError as e:
+        raise UsageError(f"the release cannot be signed as JSON: {e}") from None
+    for signer in signers:
+        # A token or KMS that fails (wrong PIN, no network) is one line naming it.
+        sig = sign_checked(signer, payload)
+        md.signatures[sig.keyid] = sig
+    release_json = md.to_bytes()
+    try:
+        check_metadata_bounds(release_json, "the release metadata")
+    except FormatError as e:
+        raise UsageError(f"{e}; devices would refuse it: carry fewer images or models "
+                         "per release") from None
+    try:
+        Release.from_bytes(release_json)
+    except FormatError as e:
+        raise UsageError(f"devices would refuse this release: {e}") from None
+    return release_json, sorted(md.signatures)
+
+
+@dataclass
+class Assembled:
+    """A spec's contents, hashed and pulled, not yet signed."""
+
+    contents: LayoutBuilder
+    models: list[ModelEntry]
+    images: list[ImageEntry]
+
+
+def assemble(spec: Spec, *, registry_options: object | None = None,
+             progress: Progress = no_progress) -> Assembled:
+    """Hash the spec's local files and pull its registry content into one layout.
+
+    Every model is read as a device's check will use it (``bundler.build.model_check``):
+    what it would refuse is a SpecError naming the field (exit 2).
+    """
+    contents = LayoutBuilder()
+    local_bytes = sum(m.path.stat().st_size for m in spec.models if m.path is not None)
+    models: list[ModelEntry] = []
+    images: list[ImageEntry] = []
+
+    def hashing(n: int) -> None:
+        progress("hashing", n, local_bytes)
+
+    for m in spec.models:
+        if m.path is not None:
+            models.append(_add_local_model(contents, spec, m, hashing))
+    if spec.images or any(m.ref for m in spec.models):
+        # Imported here: only a host that pulls from registries needs oras.
+        from bundler.build.pull import add_remote_content
+
+        pulled = add_remote_content(contents, spec, registry_options, progress)
+        models.extend(pulled.models)
+        images.extend(pulled.images)
+        order = {m.name: i for i, m in enumerate(spec.models)}
+        models.sort(key=lambda e: order[e.name])
+    return Assembled(contents, models, images)
+
+
+def _require_space(output: Path, need: int) -> None:
+    """Refuse (exit 5) before writing when the output's filesystem cannot hold the bundle."""
+    try:
+        free = shutil.disk_usage(output.parent if str(output.parent) else Path(".")).free
+    except OSError:
+        return  # no such directory yet: exclusive_partial creates it, and errors say why
+    # Tar headers and padding: a few KiB per blob at most, on top of the data.
+    if free < need + _TAR_OVERHEAD:
+        raise NoSpaceError(f"no space left to write {output}: the bundle needs "
+                           f"{need / 1e6:.1f} MB and {output.parent} has {free / 1e6:.1f} MB "
+                           "free; nothing was written: free space there or choose another -o")
+
+
+def refuse_unhealthy(report: HealthReport, what: str) -> None:
+    """Exit 4 with the agent's own words when a model fails its check on the host."""
+    if not report.ok:
+        raise HealthCheckError(f"{report.reason}; {what}")
+
+
+def build_bundle(
+    spec: Spec,
+    signers: Sequence[Signer],
+    output: Path,
+    *,
+    root_json: bytes | None = None,
+    registry_options: object | None = None,
+    progress: Progress = no_progress,
+    inputs: Sequence[Path] = (),
+    force: bool = False,
+    max_size: int | None = None,
+    delta_from: Sequence[Inventory] = (),
+    check: bool = True,
+    enforce_budgets: bool = False,
+) -> BuildResult:
+    """Assemble, check, sign and write the bundle for ``spec`` at ``output`` (atomically).
+
+    ``signers`` may be fewer than a threshold, or none: the rest sign later
+    (``bundler.signing.sign``) without the bundle being built again.
+
+    ``inputs`` are the other files the build reads (key files, a carried root):
+    ``output`` may never be one of them, nor the spec or a file it names;
+    ``force`` lets ``output`` replace an existing file that is not a bundle.
+    With ``max_size`` the bundle is written as parts of at most that many
+    bytes. With ``delta_from`` (checked device inventories) it leaves out the
+    blobs every one of those devices holds; the signed metadata still lists
+    the whole release and marks those blobs as expected on the device.
+    ``check`` runs the device's health check on every model first (a failure
+    is a HealthCheckError, exit 4, and nothing is signed or written);
+    ``enforce_budgets`` makes latency and memory budgets fail it too.
+    """
+    def guard(read: Sequence[Path]) -> None:
+        check_output(output, [spec.path, *inputs, *read], force=force,
+                     kind="an Airlock bundle", is_ours=is_bundle_file)
+
+    # Before the long part, with what the spec names; again before writing, with every
+    # file the bundle is actually copied from (pulled blobs in the cache included).
+    guard([p for m in spec.models for p in (m.path, m.health.inputs, m.health.outputs) if p])
+    assembled = assemble(spec, registry_options=registry_options, progress=progress)
+    contents, models, images = assembled.contents, assembled.models, assembled.images
+    health = None
+    if check:
+        from bundler.build.host_check import check_models
+
+        health = check_models(contents, models, enforce_budgets=enforce_budgets,
+                              progress=progress)
+        refuse_unhealthy(health, "nothing was signed or written "
+                                 "(--no-check signs it unchecked)")
+
+    kits = []
+    if spec.agent_kits:
+        from bundler.build.agentkit import add_kit_artifact
+
+        kits = [add_kit_artifact(contents, path) for path in spec.agent_kits]
+    files = contents.source_files()
+    release = Release(
+        name=spec.name,
+        version=spec.version,
+        sequence=spec.sequence,
+        expires=spec.expires,
+        files={f.path: FileInfo(f.size, f.sha256) for f in files},
+        models=models,
+        images=images,
+        flags=dict(spec.flags),
+        hooks=spec.hooks,
+        rings=list(spec.rings),
+        agent_kits=kits,
+    )
+    if delta_from:
+        release.delta = plan_delta(release, delta_from)
+        shipped = release.shipped
+        files = [f for f in files if f.path in shipped]
+    release_json, keyids = _sign(release, signers)
+
+    guard(contents.local_paths)
+    total = sum(f.size for f in files)
+
+    def writing(n: int) -> None:
+        progress("writing", n, total)
+
+    _require_space(output, total)
+    parts = None
+    try:
+        if max_size is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            writer = PartsWriter(output, max_size)
+            try:
+                write_bundle(cast(BinaryIO, writer), release_json, files, root_json=root_json,
+                             progress=writing)
+                parts = writer.publish()
+            except BaseException:
+                writer.discard()
+                raise
+            size = parts.size
+        else:
+            with exclusive_partial(output) as (partial, out):
+                write_bundle(out, release_json, files, root_json=root_json, progress=writing)
+                out.flush()
+                os.fsync(out.fileno())
+                os.replace(partial, output)
+            size = output.stat().st_size
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpaceError(f"no space left to write {output} (the bundle needs "
+                               f"{total / 1e6:.1f} MB); nothing was written: free space there "
+                               "or choose another -o") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UsageError(f"cannot write {output}: {e.strerror}; choose another -o") from None
+        raise
+    return BuildResult(
+        path=output,
+        size=size,
+        blobs=len(contents.blobs),
+        metadata_sha256=digest_of(release_json)[7:],
+        signers=keyids,
+        release=release,
+        parts=parts,
+        health=health,
+        signed_sha256=Signable.from_bytes(release_json, "release").signed_sha256,
+    )

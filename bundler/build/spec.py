@@ -1,0 +1,600 @@
+"""The release spec, ``airlock.yaml``: loaded safely, validated strictly.
+
+Every error names the field and its line, and exits 2::
+
+    spec = load_spec(Path("airlock.yaml"))
+    print(spec.name, spec.version, [m.name for m in spec.models])
+
+The fields are documented in docs/spec.md. Every value is held to the rules
+a device applies to the signed release (``keys.signed_fields``), so a spec
+that loads makes a release devices accept. YAML that JSON cannot say is
+refused, not converted: dates, binary, sets, non-text keys, ``.inf`` and
+``.nan``, integers beyond ``MAX_JSON_INTEGER``. Before anything walks the
+document, one pass over its YAML events bounds its nesting (twice
+``MAX_JSON_DEPTH``) and what its aliases expand to
+(``MAX_SPEC_ALIAS_EXPANSION``; billion laughs).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from airlock.quality.contract import InputRule
+from airlock.errors import FormatError, SpecError
+from airlock.quality.evaluation import Threshold
+from airlock.limits import MAX_JSON_DEPTH, MAX_SPEC_ALIAS_EXPANSION
+from keys.evaluation_fields import (
+    valid_batch,
+    valid_contract,
+    valid_max_samples,
+    valid_metrics,
+    valid_providers,
+    valid_session,
+)
+from keys.release import HealthSpec, Hooks
+from keys.signed_fields import (
+    FieldError,
+    valid_command,
+    valid_flags,
+    valid_line,
+    valid_model_files,
+    valid_name,
+    valid_number,
+    valid_runs,
+    valid_sequence,
+    valid_unique,
+)
+from keys.trust import parse_duration
+
+__all__ = ["EvaluateFiles", "HealthFiles", "ImageSpec", "ModelSpec", "Origin", "Spec",
+           "load_spec"]
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a part of the spec was written, for errors found later (at build)."""
+
+    file: str
+    field: str
+    line: int | None = None
+    lines: tuple[tuple[str, int | None], ...] = ()  # sub-field -> its line
+
+    def error(self, suffix: str, message: str) -> SpecError:
+        """A SpecError naming ``field.suffix`` (or the field itself for an empty suffix)."""
+        return SpecError(self.file, f"{self.field}.{suffix}" if suffix else self.field, message,
+                         dict(self.lines).get(suffix, self.line))
+
+
+@dataclass(frozen=True)
+class HealthFiles:
+    """Where the golden data comes from, and the budgets that go into the release as they are."""
+
+    inputs: Path | None = None
+    outputs: Path | None = None
+    inputs_ref: str | None = None  # golden data inside the model's OCI artifact
+    outputs_ref: str | None = None
+    reference: Path | None = None  # drift reference sample, a local .npz
+    limits: HealthSpec = field(default_factory=HealthSpec)  # its inputs/outputs stay None here
+
+
+@dataclass(frozen=True)
+class EvaluateFiles:
+    """A model's labelled evaluation set (local files) and the thresholds it must meet."""
+
+    data: Path
+    labels: Path
+    metrics: tuple[Threshold, ...]
+    batch: int = 32
+    max_samples: int | None = None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    path: Path | None = None
+    ref: str | None = None
+    health: HealthFiles = field(default_factory=HealthFiles)
+    origin: Origin = Origin("airlock.yaml", "models")
+    evaluate: EvaluateFiles | None = None
+    contract: tuple[InputRule, ...] = ()
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    ref: str
+    platforms: tuple[str, ...] = ("linux/amd64",)
+
+
+@dataclass
+class Spec:
+    path: Path
+    name: str
+    version: str
+    sequence: int
+    expires: datetime
+    models: list[ModelSpec] = field(default_factory=list)
+    images: list[ImageSpec] = field(default_factory=list)
+    flags: dict[str, Any] = field(default_factory=dict)
+    hooks: Hooks = field(default_factory=Hooks)
+    rings: list[str] = field(default_factory=list)
+    agent_kits: list[Path] = field(default_factory=list)  # agent: {kit: …}, docs/BOOTSTRAP.md
+
+
+def build_time() -> datetime:
+    """Now, or SOURCE_DATE_EPOCH when set, so builds can be reproduced byte for byte."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    if epoch:
+        try:
+            return datetime.fromtimestamp(int(epoch), UTC)
+        except ValueError:
+            raise SpecError(
+                "SOURCE_DATE_EPOCH", "SOURCE_DATE_EPOCH", "must be an integer"
+            ) from None
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+class _Fields:
+    """Typed access to one YAML mapping, with the line of every key for errors."""
+
+    def __init__(self, spec: Path, node: yaml.Node, where: str, allowed: set[str]) -> None:
+        self.spec, self.where = spec, where
+        if not isinstance(node, yaml.MappingNode):
+            raise SpecError(str(spec), where or "(top)", "must be a mapping", _line(node))
+        self.line = _line(node)
+        self.nodes: dict[str, yaml.Node] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError(str(spec), where or "(top)", "field names must be plain words",
+                                _line(key_node))
+            key = key_node.value
+            if key not in allowed:
+                near = difflib.get_close_matches(key, sorted(allowed), n=1)
+                hint = (f"; did you mean '{near[0]}'?" if near
+                        else f"; expected one of: {', '.join(sorted(allowed))}")
+                raise SpecError(str(spec), self._name(key), "unknown field" + hint, _line(key_node))
+            if key in self.nodes:
+                raise SpecError(str(spec), self._name(key), "given twice", _line(key_node))
+            self.nodes[key] = value_node
+
+    def _name(self, key: str) -> str:
+        return f"{self.where}.{key}" if self.where else key
+
+    def error(self, key: str, message: str) -> SpecError:
+        node = self.nodes.get(key)
+        return SpecError(
+            str(self.spec), self._name(key), message, _line(node) if node else self.line
+        )
+
+    def value(self, key: str, types: tuple[type, ...], what: str, default: Any = ...) -> Any:
+        if key not in self.nodes:
+            if default is ...:
+                raise SpecError(str(self.spec), self._name(key), "is required", self.line)
+            return default
+        try:
+            value = yaml.safe_load(yaml.serialize(self.nodes[key]))
+        except yaml.YAMLError as e:  # a tag the safe loader refuses (!!python/object, !custom)
+            raise self.error(key, f"cannot be read: {getattr(e, 'problem', None) or e}") from None
+        except ValueError as e:  # int() of more than 4300 digits (CVE-2020-10735's limit)
+            raise self.error(key, f"cannot be read: {str(e).split(';')[0]}") from None
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise self.error(key, f"must be {what}, got {type(value).__name__}")
+        return value
+
+    def check(self, key: str, rule: Callable[..., _T], *args: Any, **kw: Any) -> _T:
+        """``rule(*args)`` of keys.signed_fields; a broken rule names the field and its line."""
+        try:
+            return rule(*args, **kw)
+        except FieldError as e:
+            node = _node_at(self.nodes.get(key), e.at)
+            raise SpecError(str(self.spec), e.where(self._name(key)), str(e),
+                            _line(node) if node is not None else self.line) from None
+
+    def text(self, key: str, default: Any = ...) -> Any:
+        v = self.value(key, (str,), "a string", default)
+        return v if v is None else self.check(key, valid_line, v)
+
+    def command(self, key: str, default: Any = ...) -> Any:
+        v = self.value(key, (str,), "a string", default)
+        return v if v is None else self.check(key, valid_command, v)
+
+    def number(self, key: str, default: Any = ..., *, positive: bool = False) -> Any:
+        v = self.value(key, (int, float), "a number", default)
+        return None if v is None else self.check(key, valid_number, v, positive=positive)
+
+    def path(self, key: str, default: Any = ...) -> Path | None:
+        v = self.text(key, default)
+        if v is None:
+            return None
+        p = Path(v) if Path(v).is_absolute() else self.spec.parent / v
+        if not p.is_file():
+            raise self.error(key, f"file {v} does not exist")
+        return p
+
+    def sub(self, key: str, allowed: set[str]) -> _Fields | None:
+        if key not in self.nodes:
+            return None
+        return _Fields(self.spec, self.nodes[key], self._name(key), allowed)
+
+    def items(self, key: str) -> list[yaml.Node]:
+        if key not in self.nodes:
+            return []
+        node = self.nodes[key]
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.error(key, "must be a list")
+        return list(node.value)
+
+
+def _line(node: yaml.Node | None) -> int | None:
+    return node.start_mark.line + 1 if node is not None else None
+
+
+def _node_at(node: yaml.Node | None, at: tuple[str | int, ...]) -> yaml.Node | None:
+    """The node a FieldError's ``at`` points into, as far as it can be followed (for its line)."""
+    for part in at:
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        elif isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value
+                         if isinstance(k, yaml.ScalarNode) and k.value == str(part)), node)
+        else:
+            break
+    return node
+
+
+def _plain_name(f: _Fields, key: str) -> str:
+    return f.check(key, valid_name, f.value(key, (str,), "a string"))
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> SpecError:
+    mark = getattr(e, "problem_mark", None)
+    return SpecError(
+        str(path),
+        "(yaml)",
+        f"not valid YAML: {getattr(e, 'problem', None) or e}",
+        mark.line + 1 if mark else None,
+    )
+
+
+# Composing and constructing recurse per level: this keeps them far from Python's
+# recursion limit, and leaves the field rules (MAX_JSON_DEPTH) to name the field.
+_MAX_YAML_NESTING = 2 * MAX_JSON_DEPTH
+
+
+def _check_shape(path: Path, text: str) -> None:
+    """Bound nesting and alias expansion in one pass over the YAML events, before composing.
+
+    Composing and every later walk recurse into the document and expand
+    aliases; here nothing does: a stack of open collections and the
+    expanded weight of each anchor finished so far.
+    """
+    open_weights: list[int] = []
+    open_anchors: list[str | None] = []
+    anchors: dict[str, int] = {}
+    expanded = 0
+
+    def finish(weight: int, anchor: str | None) -> None:
+        if anchor is not None:
+            anchors[anchor] = weight
+        if open_weights:
+            open_weights[-1] += weight
+
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark else None
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            if len(open_weights) >= _MAX_YAML_NESTING:
+                raise SpecError(str(path), "(yaml)",
+                                f"nests collections more than {_MAX_YAML_NESTING} deep "
+                                f"(signed values may nest {MAX_JSON_DEPTH})", line)
+            open_weights.append(1)
+            open_anchors.append(event.anchor)
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            finish(open_weights.pop(), open_anchors.pop())
+        elif isinstance(event, yaml.ScalarEvent):
+            finish(1 + len(event.value), event.anchor)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in anchors:  # undefined, or inside the node it names (a loop)
+                raise SpecError(str(path), "(yaml)",
+                                f"alias *{event.anchor} refers to no finished anchor "
+                                "(undefined, or a node containing itself)", line)
+            expanded += anchors[event.anchor]
+            if expanded > MAX_SPEC_ALIAS_EXPANSION:
+                raise SpecError(str(path), "(yaml)",
+                                f"aliases expand to more than {MAX_SPEC_ALIAS_EXPANSION} "
+                                "characters (billion laughs?); write the values out", line)
+            finish(anchors[event.anchor], None)
+
+
+#: How long a release must stay valid after its build by default: the media
+#: takes time to reach the site, and a device refuses an expired release.
+DEFAULT_MIN_VALIDITY = timedelta(days=1)
+
+
+def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> Spec:
+    """Read and validate a release spec; SpecError (exit 2) names the field and line.
+
+    ``expires`` must lie at least ``min_validity`` after the build time.
+    """
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise SpecError(str(path), "(file)", f"cannot read: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise SpecError(str(path), "(file)", f"is not UTF-8 text (byte {e.start})") from None
+    try:
+        _check_shape(path, text)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        raise _yaml_error(path, e) from None
+    if root is None:
+        raise SpecError(str(path), "(top)", "the spec is empty")
+    top = _Fields(
+        path,
+        root,
+        "",
+        {"name", "version", "sequence", "expires", "models", "images", "flags", "hooks", "rings",
+         "agent"},
+    )
+    name = _plain_name(top, "name")
+    version = _version(top)
+    sequence = top.check("sequence", valid_sequence, top.value("sequence", (int,), "an integer"))
+    expires = _expires(top, min_validity)
+
+    models = [_model(path, node, i) for i, node in enumerate(top.items("models"))]
+    top.check("models", valid_unique, [m.name for m in models], "model")
+    images = [_image(path, node, i) for i, node in enumerate(top.items("images"))]
+    flags = top.check("flags", valid_flags,
+                      top.value("flags", (dict,), "a mapping of name to value", {}))
+    hooks = Hooks()
+    h = top.sub("hooks", {"post_switch", "probe", "probe_window_s"})
+    if h is not None:
+        hooks = Hooks(
+            h.command("post_switch", None), h.command("probe", None),
+            h.number("probe_window_s", 30.0)
+        )
+    rings = top.value("rings", (list,), "a list of ring names", [])
+    for i, ring in enumerate(rings):
+        top.check("rings", _at(i, valid_name), ring)
+    if not models and not images:
+        raise SpecError(
+            str(path), "models", "a release needs at least one model or image", top.line
+        )
+    return Spec(path, name, version, sequence, expires, models, images, flags, hooks, rings,
+                _agent_kits(top))
+
+
+def _at(index: int, rule: Callable[[Any], _T]) -> Callable[[Any], _T]:
+    """``rule`` whose FieldError points at item ``index`` of a list."""
+    def check(value: Any) -> _T:
+        try:
+            return rule(value)
+        except FieldError as e:
+            raise FieldError(str(e), (index, *e.at)) from None
+    return check
+
+
+def _version(top: _Fields) -> str:
+    """The version as written: a YAML string. ``1.10`` unquoted is the number 1.1, so no number."""
+    node = top.nodes.get("version")
+    if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:str":
+        value = top.value("version", (str, int, float, bool, type(None)), "a string")
+        if not isinstance(value, str):
+            read = "nothing" if value is None else f"the {type(value).__name__} {value!r}"
+            raise top.error("version", f"must be a string: YAML reads {node.value} as {read}; "
+                                       f'quote it: version: "{node.value}"')
+    version = top.value("version", (str,), "a string")
+    return top.check("version", valid_line, version)
+
+
+def _expires(top: _Fields, min_validity: timedelta) -> datetime:
+    """A duration from the build time, or a date; at least ``min_validity`` after the build time."""
+    raw = top.value("expires", (str, datetime, date), "a duration like 30d or a date", "30d")
+    if isinstance(raw, datetime):
+        expires = raw.astimezone(UTC) if raw.tzinfo else raw.replace(tzinfo=UTC)
+    elif isinstance(raw, date):
+        expires = datetime(raw.year, raw.month, raw.day, tzinfo=UTC)
+    else:
+        top.check("expires", valid_line, raw)
+        try:
+            expires = build_time() + parse_duration(raw)
+        except Exception:
+            try:
+                parsed = datetime.fromisoformat(raw)
+            except ValueError:
+                raise top.error("expires", "must be a duration like 30d or an ISO date") from None
+            expires = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    # Devices refuse expired metadata (freeze attack); so does the build, at its own time.
+    now = build_time()
+    if expires <= now:
+        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is in the past (built at "
+                                   f"{now:%Y-%m-%dT%H:%M:%SZ}); devices refuse expired releases")
+    if expires - now < min_validity:
+        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is only {_span(expires - now)} "
+                                   f"after the build, less than --min-validity "
+                                   f"{_span(min_validity)}: the release could expire before it "
+                                   "reaches the site (lower --min-validity to build it anyway)")
+    return expires
+
+
+def _span(d: timedelta) -> str:
+    """A duration in the spec's own words: 3d, 5h, 90m, 30s."""
+    seconds = int(d.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f}h"
+    return f"{seconds}s"
+
+
+def _agent_kits(top: _Fields) -> list[Path]:
+    """``agent: {kit: FILE}`` or ``agent: {kit: [FILE, …]}``: agent kits the release carries."""
+    a = top.sub("agent", {"kit"})
+    if a is None:
+        return []
+    if "kit" in a.nodes and isinstance(a.nodes["kit"], yaml.SequenceNode):
+        names = a.value("kit", (list,), "a kit file or a list of kit files")
+    else:
+        names = [a.text("kit")]
+    kits = []
+    for n in names:
+        if not isinstance(n, str):
+            raise a.error("kit", "must name kit files (strings)")
+        p = Path(n) if Path(n).is_absolute() else top.spec.parent / n
+        if not p.is_file():
+            raise a.error("kit", f"file {n} does not exist")
+        kits.append(p)
+    return kits
+
+
+def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
+    f = _Fields(spec, node, f"models[{i}]",
+                {"name", "path", "ref", "health", "evaluate", "inputs_contract"})
+    name = _plain_name(f, "name")
+    if ("path" in f.nodes) == ("ref" in f.nodes):
+        raise SpecError(str(spec), f"models[{i}]", "give exactly one of 'path' or 'ref'", f.line)
+    model_path = f.path("path", None)
+    if model_path is not None:
+        # Its file name is signed and becomes models/NAME/FILE on devices.
+        f.check("path", valid_model_files, model_path.name)
+    ref = f.text("ref", None)
+    if ref is not None and not ref.startswith("oci://"):
+        raise f.error("ref", "must look like oci://HOST/REPO:TAG or oci://HOST/REPO@sha256:…")
+    health = HealthFiles()
+    h = f.sub(
+        "health",
+        {
+            "inputs",
+            "outputs",
+            "rtol",
+            "atol",
+            "runs",
+            "max_p95_ms",
+            "max_memory_mb",
+            "timeout_s",
+            "providers",
+            "reference",
+            "drift_warn",
+            "provider_fallback",
+            "session",
+        },
+    )
+    if h is not None:
+        inputs = outputs = None
+        inputs_ref = outputs_ref = None
+        # With a registry model, golden files may name layers of its artifact.
+        if ref is not None:
+            inputs_ref = h.text("inputs", None)
+            outputs_ref = h.text("outputs", None)
+            if inputs_ref and (spec.parent / inputs_ref).is_file():
+                inputs, inputs_ref = h.path("inputs"), None
+            if outputs_ref and (spec.parent / outputs_ref).is_file():
+                outputs, outputs_ref = h.path("outputs"), None
+        else:
+            inputs, outputs = h.path("inputs", None), h.path("outputs", None)
+        if (inputs or inputs_ref) and not (outputs or outputs_ref):
+            raise h.error("outputs", "golden inputs need golden outputs")
+        runs = h.check("runs", valid_runs, h.value("runs", (int,), "an integer", 20))
+        providers = h.check("providers", valid_providers, h.value(
+            "providers", (list,), "a list of provider names", ["CPUExecutionProvider"]
+        ))
+        timeout = h.number("timeout_s", 60.0, positive=True)
+        health = HealthFiles(
+            inputs=inputs,
+            outputs=outputs,
+            inputs_ref=inputs_ref,
+            outputs_ref=outputs_ref,
+            reference=_reference(h),
+            limits=HealthSpec(
+                rtol=h.number("rtol", 1e-4),
+                atol=h.number("atol", 1e-5),
+                runs=runs,
+                max_p95_ms=h.number("max_p95_ms", None),
+                max_memory_mb=h.number("max_memory_mb", None),
+                timeout_s=timeout,
+                providers=providers,
+                drift_warn=h.number("drift_warn", None),
+                provider_fallback=h.value("provider_fallback", (bool,), "true or false", False),
+                session=h.check("session", valid_session,
+                                h.value("session", (dict,), "a mapping of session options", {})),
+            ),
+        )
+    evaluate, e = _evaluate(f)
+    contract: tuple[InputRule, ...] = ()
+    if "inputs_contract" in f.nodes:
+        contract = f.check("inputs_contract", valid_contract, f.value(
+            "inputs_contract", (dict,), "a mapping of input name to its contract"))
+    lines = [(k, _line(f.nodes.get(k))) for k in ("path", "ref", "inputs_contract")]
+    if h is not None:
+        lines += [(f"health.{k}", _line(h.nodes.get(k))) for k in ("inputs", "outputs",
+                                                                     "reference")]
+    if e is not None:
+        lines += [(f"evaluate.{k}", _line(e.nodes.get(k)))
+                  for k in ("data", "labels", "metrics", "batch")]
+    origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
+    return ModelSpec(name, model_path, ref, health, origin, evaluate, contract)
+
+
+def _evaluate(f: _Fields) -> tuple[EvaluateFiles | None, _Fields | None]:
+    """``evaluate:``: the set, its labels (local ``.npz`` files) and the metric thresholds."""
+    e = f.sub("evaluate", {"data", "labels", "metrics", "batch", "max_samples"})
+    if e is None:
+        return None, None
+    data, labels = e.path("data"), e.path("labels")
+    assert data is not None and labels is not None
+    max_samples = e.value("max_samples", (int,), "an integer", None)
+    return EvaluateFiles(
+        data=data,
+        labels=labels,
+        metrics=e.check("metrics", valid_metrics, e.value(
+            "metrics", (dict,), "a mapping of metric to thresholds, e.g. accuracy: {min: 0.9}")),
+        batch=e.check("batch", valid_batch, e.value("batch", (int,), "an integer", 32)),
+        max_samples=None if max_samples is None
+        else e.check("max_samples", valid_max_samples, max_samples),
+    ), e
+
+
+def _reference(h: _Fields) -> Path | None:
+    """The drift reference sample, refused here if a device could not read it."""
+    from airlock.quality.drift import features, load_sample
+
+    path = h.path("reference", None)
+    if path is not None:
+        try:
+            for name, array in load_sample(path).items():
+                features(name, array)
+        except FormatError as e:
+            raise h.error("reference", str(e)) from None
+    return path
+
+
+def _image(spec: Path, node: yaml.Node, i: int) -> ImageSpec:
+    if isinstance(node, yaml.ScalarNode):
+        ref = node.value if node.tag == "tag:yaml.org,2002:str" else None
+        if not isinstance(ref, str):
+            raise SpecError(str(spec), f"images[{i}]", "must be a reference string", _line(node))
+        try:
+            return ImageSpec(valid_line(ref))
+        except FieldError as e:
+            raise SpecError(str(spec), f"images[{i}]", str(e), _line(node)) from None
+    f = _Fields(spec, node, f"images[{i}]", {"ref", "platform", "platforms"})
+    ref = f.text("ref")
+    if "platform" in f.nodes and "platforms" in f.nodes:
+        raise f.error("platforms", "give 'platform' or 'platforms', not both")
+    platforms: list[str] = [f.text("platform", "linux/amd64")]
+    if "platforms" in f.nodes:
+        platforms = f.value("platforms", (list,), "a list like [linux/amd64, linux/arm64]")
+        if not platforms or not all(isinstance(p, str) and "/" in p for p in platforms):
+            raise f.error("platforms", "must be a list like [linux/amd64, linux/arm64]")
+        for n, platform in enumerate(platforms):
+            f.check("platforms", _at(n, valid_line), platform)
+    return ImageSpec(ref, tuple(platforms))

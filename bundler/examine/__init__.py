@@ -1,0 +1,10 @@
+"""Looking at bundles on the host: verify, inspect, diff; nothing is written.
+
+* ``verify``      a whole bundle checked as a device would
+* ``inspection``  what a bundle holds and will run, the whole archive read
+* ``diff``        what changed between two releases, or an inventory and a release
+
+Example::
+
+    from bundler.examine.verify import verify_bundle
+"""

@@ -1,0 +1,9 @@
+"""Headquarters: device reports coming home, the fleet table and the fleet page.
+
+* ``ingest``      enrolled device keys, verified reports, the fleet table and its textfile
+* ``fleet_page``  one self-contained HTML fleet report with plots over time
+
+Example::
+
+    from bundler.hq.ingest import FleetRecords
+"""

@@ -1,0 +1,9 @@
+"""What travels on the stick: deltas against device inventories, split parts.
+
+* ``device_inventories``  signed device inventories read strictly; ``plan_delta``
+* ``split``               ``airlock split`` and ``airlock join``
+
+Example::
+
+    from bundler.sneakernet.device_inventories import plan_delta
+"""
