@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import functools
 import json
 import os
@@ -57,6 +58,7 @@ __all__ = [
     "add_command",
     "apply_output_options",
     "emit",
+    "emit_result",
     "exit_codes_text",
     "fail_with",
     "human_size",
@@ -195,10 +197,17 @@ def apply_output_options(a: argparse.Namespace) -> None:
     _OUT.as_json = bool(getattr(a, "json", False))
 
 
-def fail_with(result: Any, error: AirlockError, human: Callable[[Any], str] | None) -> NoReturn:
-    """Fail with ``error`` after showing ``result``: printed for people, merged into the JSON object."""
+def fail_with(result: Any, error: AirlockError,
+              human: Callable[[Any], str] | None = None) -> NoReturn:
+    """Fail with ``error`` after showing ``result``: printed for people, merged into the JSON object.
+
+    ``result`` is a command's typed result (``to_dict``/``text``), or a dict with ``human``.
+    """
+    typed = hasattr(result, "to_dict")
     if _OUT.as_json:
-        error.result = result  # type: ignore[attr-defined]
+        error.result = result.to_dict() if typed else result  # type: ignore[attr-defined]
+    elif typed:
+        emit_result(result, False)
     else:
         emit(result, False, human)
     raise error
@@ -295,8 +304,9 @@ def _escape(c: str) -> str:
 def inert_data(value: Any, limit: int = MAX_MESSAGE_CHARS) -> Any:
     """A copy of JSON-like ``value`` whose every string (keys too) is :func:`inert`.
 
-    Numbers, booleans and None stay as they are; tuples become lists; any
-    other object becomes its inert ``str``.
+    Numbers, booleans and None stay as they are; tuples become lists; a
+    dataclass (a command's result) becomes a copy of itself, field by field;
+    any other object becomes its inert ``str``.
     """
     if isinstance(value, str):
         return inert(value, limit)
@@ -306,6 +316,11 @@ def inert_data(value: Any, limit: int = MAX_MESSAGE_CHARS) -> Any:
         return {inert(k, limit): inert_data(v, limit) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [inert_data(v, limit) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # A command's typed result: the same copy, field by field (its text() reads this one).
+        return dataclasses.replace(value, **{  # type: ignore[type-var]
+            f.name: inert_data(getattr(value, f.name), limit)
+            for f in dataclasses.fields(value) if f.init})
     return inert(value, limit)
 
 
@@ -372,6 +387,16 @@ def _json_failure(message: str, code: int, result: Any) -> None:
     failure = {**(result if isinstance(result, dict) else {}), "error": inert(message),
                "exit": code}
     print(json.dumps(failure, indent=2, sort_keys=True, default=str, ensure_ascii=True))
+
+
+def emit_result(result: Any, as_json: bool) -> None:
+    """Print a command's typed result: ``to_dict()`` as JSON, or ``text()`` of an inert copy."""
+    if as_json:
+        emit(result.to_dict(), True)
+    elif not _OUT.quiet:
+        text = inert_data(result).text()
+        if text:
+            print(text)
 
 
 def emit(result: Any, as_json: bool, human: Callable[[Any], str] | None = None) -> None:

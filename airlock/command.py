@@ -1,0 +1,103 @@
+"""What every command of both tools is: one module, named in one registry, returning a typed result.
+
+pip's ``_internal/commands/`` is the model. A tool's registry
+(``bundler/commands/__init__.py``, ``agent/commands/__init__.py``) is a tuple
+of :class:`CommandInfo` (name, module, one-line summary); the module of a
+command is imported only when that command runs, or when the whole parser is
+built (completion scripts, man pages), so a start pays for one command.
+
+A command module holds its parser, its run function and its words::
+
+    EXAMPLES = ("airlock verify vision-1.2.0.airlock --trust root.json",)
+    DESCRIPTION = None          # a longer --help text, or None for the summary
+
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("bundle")
+        json_option(p)
+
+    def run(args: argparse.Namespace) -> VerifyResult: ...
+
+and its result is a small dataclass with ``to_dict()`` (what ``--json``
+prints) and ``text()`` (what a person reads). ``text()`` is called on a copy
+whose every string is inert (:func:`airlock.console.inert_data`), so a
+command never prints a raw value read from a bundle, a stick or a device.
+
+Example::
+
+    REGISTRY = (CommandInfo("verify", "bundler.commands.verify", "check a bundle as a device would"),)
+    parser = build_parser("airlock", DESCRIPTION, TOUR, REGISTRY, argv=["verify", "x.airlock"])
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, cast
+
+from airlock.console import Parser, add_command, tool_parser
+
+__all__ = ["CommandInfo", "CommandModule", "Result", "build_parser", "chosen"]
+
+
+class Result(Protocol):
+    """What a command returns: one JSON object for ``--json``, text for people."""
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+    def text(self) -> str: ...
+
+
+class CommandModule(Protocol):
+    """The names a command module defines."""
+
+    EXAMPLES: Sequence[str]
+    DESCRIPTION: str | None
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
+
+    def run(self, args: argparse.Namespace) -> Result | None: ...
+
+
+@dataclass(frozen=True)
+class CommandInfo:
+    """One line of a tool's registry: ``airlock NAME`` lives in ``module``."""
+
+    name: str
+    module: str
+    summary: str
+
+    def load(self) -> CommandModule:
+        return cast(CommandModule, importlib.import_module(self.module))
+
+
+def chosen(registry: Sequence[CommandInfo], argv: Sequence[str]) -> CommandInfo | None:
+    """The command ``argv`` names: its first word that is a command (options may come first)."""
+    names = {info.name: info for info in registry}
+    return next((names[word] for word in argv if word in names), None)
+
+
+def build_parser(prog: str, description: str, tour: Sequence[str],
+                 registry: Sequence[CommandInfo],
+                 common_args: Callable[[argparse.ArgumentParser], None] | None = None,
+                 argv: Sequence[str] | None = None) -> Parser:
+    """The tool's parser; with ``argv``, only the command it names gets its arguments.
+
+    Every command is listed (``--help``, "invalid choice"), but a command's
+    module is imported only when it is the one chosen, or when ``argv`` is
+    None (the whole parser: completion scripts and man pages).
+    """
+    parser, common = tool_parser(prog, description, tour, common_args)
+    sub = parser.add_subparsers(dest="cmd", metavar="COMMAND", parser_class=Parser)
+    only = chosen(registry, argv) if argv is not None else None
+    for info in registry:
+        if argv is None or info is only or only is None:
+            module = info.load()
+            p = add_command(sub, info.name, info.summary, module.EXAMPLES, [common],
+                            module.DESCRIPTION)
+            module.add_arguments(p)
+            p.set_defaults(_command=module)
+        else:
+            sub.add_parser(info.name, help=info.summary)
+    return parser
