@@ -65,7 +65,7 @@ from typing import Any
 
 from securesystemslib.signer import Signer
 
-from airlock.format.bundle import FileInfo
+from airlock.format.layout_check import FileInfo
 from airlock.console import Progress, no_progress
 from airlock.errors import AirlockError, FormatError, UsageError
 from airlock.format.kitarchive import KitMember, KitReader, write_kit

@@ -48,7 +48,8 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 from securesystemslib.signer import Signer
 from tuf.api.serialization import SerializationError
 
-from airlock.format.bundle import FileInfo, write_bundle
+from airlock.format.layout_check import FileInfo
+from airlock.format.writer import write_bundle
 from airlock.console import Progress, no_progress
 from airlock.errors import FormatError, HealthCheckError, NoSpaceError, UsageError
 from airlock.format.oci import ANNOTATION_TITLE, digest_of

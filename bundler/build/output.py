@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from airlock.format.bundle import starts_like_bundle
+from airlock.format.writer import starts_like_bundle
 from airlock.errors import UsageError
 
 __all__ = ["check_output", "exclusive_partial", "is_bundle_file", "replace_file"]

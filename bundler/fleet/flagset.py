@@ -25,7 +25,7 @@ from typing import Any
 from securesystemslib.signer import Signer
 
 from airlock.errors import UsageError
-from airlock.format.bundle import write_bundle
+from airlock.format.writer import write_bundle
 from bundler.build.output import exclusive_partial
 from keys.flags import FlagSet, sign_flags
 

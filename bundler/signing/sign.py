@@ -33,8 +33,9 @@ from securesystemslib.signer import Signature
 
 from airlock.console import Progress, no_progress
 from airlock.errors import UsageError
-from airlock.format.bundle import BundleHead, BundleReader, SlotFullError
+from airlock.format.bundle import BundleHead, BundleReader
 from airlock.format.parts import PartSet, PartsReader, resolve_media
+from airlock.format.slot import SlotFullError
 from bundler.build.output import check_output, exclusive_partial, is_bundle_file
 from bundler.signing.slot_rewrite import copy_around_slot, locked_bundle, rewrite_in_place
 from keys.release import Release

@@ -1,7 +1,7 @@
 """A bundle's metadata slot rewritten: in place and crash-safe, or into a new file.
 
 ``airlock sign`` adds a signature by rewriting only the bytes of the
-metadata slot (see ``airlock.format.bundle``): the tar header before it and every
+metadata slot (see ``airlock.format.slot``): the tar header before it and every
 blob after it stay where they are, byte for byte::
 
     with locked_bundle(path) as f:               # one signer at a time; finishes a crashed one
@@ -41,14 +41,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from airlock.errors import LockedError, UsageError
-from airlock.format.bundle import (
-    RELEASE_PATH,
-    SLOT_BLOCK,
-    BundleHead,
-    SlotFullError,
-    member_header,
-    metadata_slot,
-)
+from airlock.format.bundle import BundleHead
+from airlock.format.slot import RELEASE_PATH, SLOT_BLOCK, SlotFullError, metadata_slot
+from airlock.format.writer import member_header
 from airlock.limits import CHUNK, MAX_METADATA_BYTES
 
 __all__ = [
