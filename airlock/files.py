@@ -75,13 +75,16 @@ class PartialFile:
     fixed name is unlinked first and then created exclusively, so what a crash
     (or anyone) left there is never followed. ``dir_fd`` lends a descriptor of
     the target's directory, for a writer of many partials (split parts); it is
-    not closed here. Leaving the ``with`` block without :meth:`publish` removes
-    the partial.
+    not closed here. ``parents=True`` makes the target's missing directories
+    first (a bundler ``-o`` into a new folder). Leaving the ``with`` block
+    without :meth:`publish` removes the partial.
     """
 
     def __init__(self, target: Path, *, name: str | None = None, mode: int = 0o644,
-                 dir_fd: int | None = None) -> None:
+                 dir_fd: int | None = None, parents: bool = False) -> None:
         self.target = target
+        if parents:
+            target.parent.mkdir(parents=True, exist_ok=True)
         self._own_dir = dir_fd is None
         self._dir = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
             if dir_fd is None else dir_fd
