@@ -10,6 +10,7 @@ and ``agent`` (device) stand on both:
 * ``bundle``   the one reader and writer of the bundle format (a tar of an OCI layout)
 * ``registry`` the OCI registry client (oras-py), for the bundler's pulls and
   the agent's registry image sink
+* ``registry_credentials`` a registry's credentials, found as ``docker pull`` finds them
 * ``console``  what both command lines share: parser, one-line errors, output, bars
 
 Example::

@@ -1,0 +1,1 @@
+"""Tests of airlock/, the ground both sides stand on."""
