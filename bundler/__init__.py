@@ -5,7 +5,8 @@ writes one bundle; verifies bundles the way devices do. The modules are named fo
 model_check (a model and its golden data, read before signing),
 artifacts (the OCI layout being assembled), pull (registry models and
 images), cache (the pull cache), build (sign and write), verify, sign
-and slot_rewrite (signatures added to a built bundle), cli and signing_cli.
+and slot_rewrite (signatures added to a built bundle), cli and commands/ (one module per
+``airlock`` command).
 
     from bundler.build.assemble import build_bundle
     from bundler.build.spec import load_spec
