@@ -312,12 +312,12 @@ def test_prometheus_examples_pass_promtool() -> None:
 
 
 def test_systemd_unit_starts_serve_with_flags_it_accepts() -> None:
-    from agent.cli import _parser
+    from agent.cli import parser
 
     unit = (REPO / "packaging" / "airlock-agent.service").read_text()
     exec_start = re.search(r"^ExecStart=\S+ (.*)$", unit, re.M)
     assert exec_start is not None
-    a = _parser().parse_args(exec_start.group(1).split())
+    a = parser().parse_args(exec_start.group(1).split())
     assert a.cmd == "serve" and a.revert_on_failed_check and a.watch == [Path("/media/airlock")]
     mount = (REPO / "packaging" / "media-airlock.mount").read_text()
     assert "Where=/media/airlock" in mount
