@@ -51,8 +51,13 @@ def quiet(kind: str, message: str) -> None:
 
 
 @contextlib.contextmanager
-def envelope(layout: Layout, *, wait: float = 0.0, notify: Notify = quiet) -> Iterator[None]:
-    """Steps 1-7 of the module docstring; the body runs under the lock."""
+def envelope(layout: Layout, *, wait: float = 0.0, notify: Notify = quiet,
+             revert_hold: bool = True) -> Iterator[None]:
+    """Steps 1-7 of the module docstring; the body runs under the lock.
+
+    ``revert_hold=False`` leaves step 7 to the body (serve's hold watch, which
+    reports what it reverted in its own words).
+    """
     from agent.recovery import recover
     from agent.rollback import enforce_hold
     from agent.rootformat import check_format
@@ -65,7 +70,7 @@ def envelope(layout: Layout, *, wait: float = 0.0, notify: Notify = quiet) -> It
         for line in recover(layout):
             notify("recovered", line)
         _migrate(layout, notify)
-        reverted = enforce_hold(layout)
+        reverted = enforce_hold(layout) if revert_hold else None
         if reverted is not None:
             notify("reverted", reverted["reason"])
         yield

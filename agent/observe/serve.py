@@ -215,25 +215,25 @@ class _Server:
                 self.next_check = time.monotonic() + self.options.check_every_s
 
     @contextlib.contextmanager
-    def locked(self, what: str) -> Iterator[bool]:
-        """The agent lock with recovery done (True), or False when a manual command holds it."""
-        from agent.recovery import recover
+    def locked(self, what: str, revert_hold: bool = True) -> Iterator[bool]:
+        """Inside the envelope every change goes through (``agent.operations``): True; or
+        False when a manual command holds the lock. A damaged ROOT raises (exit 5)."""
+        from agent.operations import envelope
 
-        lock = AgentLock(self.layout.lock, wait=_LOCK_WAIT_S)
+        stack = contextlib.ExitStack()
         try:
-            lock.__enter__()
+            stack.enter_context(envelope(self.layout, wait=_LOCK_WAIT_S, notify=self.notify,
+                                         revert_hold=revert_hold))
         except LockedError:
             self.log("lock-busy", waiting=what)
             yield False
             return
-        try:
-            for line in recover(self.layout):
-                self.log("recovered", action=line)
+        with stack:
             self.busy = what
-            yield True
-        finally:
-            self.busy = None
-            lock.__exit__(None, None, None)
+            try:
+                yield True
+            finally:
+                self.busy = None
 
     def notify(self, kind: str, message: str) -> None:
         """What the envelope did (``agent.operations.Notify``), as one log event."""
@@ -357,7 +357,7 @@ class _Server:
             return  # cheap: no lock taken while the hold runs
         if hold is None and not self.layout.hold.exists():
             return
-        with self.locked("reverting a hold") as got:
+        with self.locked("reverting a hold", revert_hold=False) as got:
             if got and (done := enforce_hold(self.layout)) is not None:
                 self.log("hold-expired", **done)
 
