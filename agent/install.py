@@ -175,24 +175,18 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     """Install the bundle read from ``stream``; the caller holds the lock and has recovered.
 
     ``hold`` (seconds) switches but keeps the previous release armed until
-    ``airlock-agent commit`` (``agent.hold``).
+    ``airlock-agent commit`` (``agent.hold``). The steps are the module
+    docstring's, one function each.
     """
     started = time.monotonic()
     config = layout.load_config()
     journal = Journal(layout.journal)
     store = ContentStore(layout)
-    try:
-        reader = BundleReader(stream)
-        flags_data = flags_bytes(reader)
-        if flags_data is None:
-            head, trust, new_trust, verified = _verify_head(layout, reader, config.ring, store)
-    except RejectedError as e:
-        why = explain(stream, e)
-        journal.append("rejected", bundle=label, reason=str(why), error=type(why).__name__)
-        raise why from None
-    if flags_data is not None:
+    reader, front = _read_front(layout, stream, label, config.ring, store, journal)
+    if isinstance(front, bytes):
         # A flags bundle: applied on its own; models, images and links are not touched.
-        return apply_flags(layout, flags_data, label)
+        return apply_flags(layout, front, label)
+    head, trust, new_trust, verified = front
     release: Release = verified.release
     crash_point("after-head-verified")
 
@@ -200,38 +194,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     if hold is not None and active is None and switch:
         raise PreconditionError("--hold needs a release to go back to; none is active yet")
     if active == release.id:
-        if not same_signed((layout.release_dir(active) / "release.json").read_bytes(),
-                           head.release_json):
-            e2 = RollbackError(f"a different release already claims {release.id}; "
-                               "bump the sequence and rebuild")
-            journal.append("rejected", bundle=label, reason=str(e2), error=type(e2).__name__)
-            raise e2
-        # The same stick twice: still read it all; say whether it is intact, repair from it.
-        try:
-            again = reverify(layout, journal, store, release, reader, label, progress)
-        except RejectedError as e:
-            why = explain(stream, e)
-            journal.append("rejected", release=release.id, bundle=label, reason=str(why))
-            raise why from None
-        except OSError as e:
-            if e.errno != errno.ENOSPC:
-                raise
-            raise NoSpaceError(f"{layout.root} ran out of space while restoring blobs of "
-                               f"{release.id} from the bundle; nothing changed") from None
-        again["message"] = again["message"].replace("already installed", "already active")
-        return {**again, "release": release.id, "name": release.name,
-                "version": release.version, "sequence": release.sequence, "active": active}
-
-    need = sum(info.length for path, info in release.files.items()
-               if not (path.startswith(BLOB_PREFIX) and store.has(f"sha256:{info.sha256}")))
-    free = psutil.disk_usage(str(layout.root)).free
-    if need + config.reserve_bytes > free:
-        journal.append("refused", release=release.id, reason="no space", need=need, free=free)
-        raise NoSpaceError(
-            f"installing {release.id} needs {human_size(need)} (+{human_size(config.reserve_bytes)} "
-            f"reserve) but {layout.root} has {human_size(free)} free; run 'airlock-agent gc' "
-            "or free space, then retry"
-        )
+        return _again(layout, journal, store, release, head, reader, stream, label, progress)
+    need = _require_space(layout, journal, store, release, config.reserve_bytes)
 
     tx = Transaction.begin(layout, "install", release.id)
     journal.append("install-started", release=release.id, name=release.name,
@@ -239,6 +203,84 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                    role=verified.role, signers=list(verified.signers), bytes_needed=need)
     job = _Job(layout, journal, store, tx, release, head, label, verified.role,
                list(verified.signers), active, hold)
+    result = _run_job(job, reader, stream, switch, progress, trust, new_trust)
+    result.update({
+        "installed": True, "release": release.id, "name": release.name,
+        "version": release.version, "sequence": release.sequence,
+        "active": read_link(layout, "current"), "previous": read_link(layout, "previous"),
+        "switched": switch, "seconds": round(time.monotonic() - started, 3),
+        "held_until": _held_until(layout, release.id) if hold is not None else None,
+        # The agent's own high-water mark; the health child is measured in "health".
+        "agent_peak_rss_mb": _peak_rss_mb(),
+    })
+    return result
+
+
+def _read_front(layout: Layout, stream: IO[bytes], label: str, ring: str | None,
+                store: ContentStore, journal: Journal,
+                ) -> tuple[BundleReader, bytes | tuple[BundleHead, TrustRoot, TrustRoot, Any]]:
+    """Step 1: the reader, and a flags bundle's bytes or the verified head (head, trust,
+    new trust, verified); a rejection is journaled, naming a split bundle's bad part."""
+    try:
+        reader = BundleReader(stream)
+        flags_data = flags_bytes(reader)
+        if flags_data is not None:
+            return reader, flags_data
+        return reader, _verify_head(layout, reader, ring, store)
+    except RejectedError as e:
+        why = explain(stream, e)
+        journal.append("rejected", bundle=label, reason=str(why), error=type(why).__name__)
+        raise why from None
+
+
+def _again(layout: Layout, journal: Journal, store: ContentStore, release: Release,
+           head: BundleHead, reader: BundleReader, stream: IO[bytes], label: str,
+           progress: Callable[[int], None] | None) -> dict[str, Any]:
+    """The active release's bundle again: still read it all, say whether it is intact,
+    restore damaged store blobs from it."""
+    if not same_signed((layout.release_dir(release.id) / "release.json").read_bytes(),
+                       head.release_json):
+        e2 = RollbackError(f"a different release already claims {release.id}; "
+                           "bump the sequence and rebuild")
+        journal.append("rejected", bundle=label, reason=str(e2), error=type(e2).__name__)
+        raise e2
+    try:
+        again = reverify(layout, journal, store, release, reader, label, progress)
+    except RejectedError as e:
+        why = explain(stream, e)
+        journal.append("rejected", release=release.id, bundle=label, reason=str(why))
+        raise why from None
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise NoSpaceError(f"{layout.root} ran out of space while restoring blobs of "
+                           f"{release.id} from the bundle; nothing changed") from None
+    again["message"] = again["message"].replace("already installed", "already active")
+    return {**again, "release": release.id, "name": release.name,
+            "version": release.version, "sequence": release.sequence, "active": release.id}
+
+
+def _require_space(layout: Layout, journal: Journal, store: ContentStore, release: Release,
+                   reserve: int) -> int:
+    """Step 2: the bytes the blobs not stored yet need, or NoSpaceError before anything."""
+    need = sum(info.length for path, info in release.files.items()
+               if not (path.startswith(BLOB_PREFIX) and store.has(f"sha256:{info.sha256}")))
+    free = psutil.disk_usage(str(layout.root)).free
+    if need + reserve > free:
+        journal.append("refused", release=release.id, reason="no space", need=need, free=free)
+        raise NoSpaceError(
+            f"installing {release.id} needs {human_size(need)} (+{human_size(reserve)} "
+            f"reserve) but {layout.root} has {human_size(free)} free; run 'airlock-agent gc' "
+            "or free space, then retry"
+        )
+    return need
+
+
+def _run_job(job: _Job, reader: BundleReader, stream: IO[bytes], switch: bool,
+             progress: Callable[[int], None] | None, trust: TrustRoot,
+             new_trust: TrustRoot) -> dict[str, Any]:
+    """Steps 3-7 in the transaction; any failure leaves ROOT as the install found it."""
+    layout, journal, tx, release = job.layout, job.journal, job.tx, job.release
     try:
         result = job.run(reader, switch, progress)
         _commit(layout, journal, tx, release, trust, new_trust, switch, result)
@@ -248,7 +290,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         if not tx.done:  # a failure nobody handled: leave ROOT as the install found it
             undo(layout, journal, tx)
             journal.append("rejected" if isinstance(failure, RejectedError) else "install-failed",
-                           release=release.id, bundle=label,
+                           release=release.id, bundle=job.label,
                            reason=str(failure) or type(failure).__name__,
                            error=type(failure).__name__,
                            active=read_link(layout, "current"))
@@ -260,15 +302,6 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         if failure is not error:
             raise failure from None
         raise
-    result.update({
-        "installed": True, "release": release.id, "name": release.name,
-        "version": release.version, "sequence": release.sequence,
-        "active": read_link(layout, "current"), "previous": read_link(layout, "previous"),
-        "switched": switch, "seconds": round(time.monotonic() - started, 3),
-        "held_until": _held_until(layout, release.id) if hold is not None else None,
-        # The agent's own high-water mark; the health child is measured in "health".
-        "agent_peak_rss_mb": _peak_rss_mb(),
-    })
     return result
 
 

@@ -21,7 +21,12 @@ What it does, in one loop on the main thread (every ``--poll`` seconds):
 
 Each install and check takes the same lock as the command line (a manual
 ``airlock-agent install`` and ``serve`` never collide: whoever comes second
-waits, or retries next poll) and first repairs what a crash left behind.
+waits, or retries next poll) and first repairs what a crash left behind. A
+dropped bundle goes through the door ``airlock-agent install`` uses
+(``agent.operations.install_run``): a damaged ROOT is refused before anything
+changes (outcome ``refused``, exit 5, retried later), and a release carrying a
+newer agent kit updates the agent (``agent-updated``; serve keeps the code it
+started with until it is restarted).
 
 HTTP, on threads beside the loop (bind it to 127.0.0.1 or a site network):
 ``/metrics`` (``agent.observe.metrics``), ``/healthz`` (the loop is alive), ``/status``
@@ -210,25 +215,29 @@ class _Server:
                 self.next_check = time.monotonic() + self.options.check_every_s
 
     @contextlib.contextmanager
-    def locked(self, what: str) -> Iterator[bool]:
-        """The agent lock with recovery done (True), or False when a manual command holds it."""
-        from agent.recovery import recover
+    def locked(self, what: str, revert_hold: bool = True) -> Iterator[bool]:
+        """Inside the envelope every change goes through (``agent.operations``): True; or
+        False when a manual command holds the lock. A damaged ROOT raises (exit 5)."""
+        from agent.operations import envelope
 
-        lock = AgentLock(self.layout.lock, wait=_LOCK_WAIT_S)
+        stack = contextlib.ExitStack()
         try:
-            lock.__enter__()
+            stack.enter_context(envelope(self.layout, wait=_LOCK_WAIT_S, notify=self.notify,
+                                         revert_hold=revert_hold))
         except LockedError:
             self.log("lock-busy", waiting=what)
             yield False
             return
-        try:
-            for line in recover(self.layout):
-                self.log("recovered", action=line)
+        with stack:
             self.busy = what
-            yield True
-        finally:
-            self.busy = None
-            lock.__exit__(None, None, None)
+            try:
+                yield True
+            finally:
+                self.busy = None
+
+    def notify(self, kind: str, message: str) -> None:
+        """What the envelope did (``agent.operations.Notify``), as one log event."""
+        self.log(kind, action=message)
 
     # -- drop folder -----------------------------------------------------------
     def handle(self, c: Candidate) -> None:
@@ -246,34 +255,52 @@ class _Server:
             self.report_to(drop.folder)
 
     def install(self, c: Candidate) -> Outcome | None:
-        from agent.install import install
+        """The drop through the door ``install`` uses (``agent.operations.install_run``):
+        shape check, lock, recovery, migration, hold, install, then the agent kit it
+        carries. None when a manual command holds the lock (tried again next poll)."""
+        from agent.operations import install_run
 
-        with self.locked(f"installing {c.drop.path.name}") as held:
-            if not held:
-                return None
+        what = f"installing {c.drop.path.name}"
+        identity = c.drop.identity()
+
+        def begin() -> None:  # under the lock: a manual command now waits for this one
+            self.busy = what
             self.log("drop-install", drop=str(c.drop.path), metadata_sha256=c.digest)
-            identity = c.drop.identity()
-            try:
-                stream, _ = c.drop.open()
-                with stream:
-                    result = install(self.layout, stream, label=str(c.drop.path))
-            except _Abort:
-                self.log("drop-aborted", drop=str(c.drop.path))
-                raise
-            except (AirlockError, OSError) as e:
-                outcome = outcome_of_error(e)
-                outcome.digest = c.digest
-                if c.drop.identity() != identity:
-                    outcome.message += ("; the stick was removed or the file changed while it "
-                                        "was read: nothing changed, copy it again")
-                return outcome
+
+        try:
+            stream, _ = c.drop.open()
+            with stream:
+                result = install_run(self.layout, stream, label=str(c.drop.path),
+                                     wait=_LOCK_WAIT_S, notify=self.notify, begin=begin)
+        except _Abort:
+            self.log("drop-aborted", drop=str(c.drop.path))
+            raise
+        except LockedError:
+            self.log("lock-busy", waiting=what)
+            return None
+        except (AirlockError, OSError) as e:
+            outcome = outcome_of_error(e)
+            outcome.digest = c.digest
+            if c.drop.identity() != identity:
+                outcome.message += ("; the stick was removed or the file changed while it "
+                                    "was read: nothing changed, copy it again")
+            return outcome
+        finally:
+            self.busy = None
+        agent = result.get("agent") or {}
+        if agent.get("updated"):
+            self.log("agent-updated", version=agent.get("version"),
+                     previous_version=agent.get("previous_version"),
+                     note="serve runs the code it started with until it is restarted")
         if result.get("installed"):
             return Outcome("installed", f"installed {result['name']} {result['version']} "
                            f"(sequence {result['sequence']}); {result['active']} is active", 0,
                            digest=c.digest, release=result["release"], active=result["active"],
                            remember_digest=True,
                            detail={"seconds": result.get("seconds"),
-                                   "health_s": result.get("health_s")})
+                                   "health_s": result.get("health_s"),
+                                   **({"agent": result["agent"]} if result.get("agent")
+                                      else {})})
         return Outcome("already_active", str(result.get("message")), 0, digest=c.digest,
                        release=result.get("release"), active=result.get("active"),
                        remember_digest=True)
@@ -330,7 +357,7 @@ class _Server:
             return  # cheap: no lock taken while the hold runs
         if hold is None and not self.layout.hold.exists():
             return
-        with self.locked("reverting a hold") as got:
+        with self.locked("reverting a hold", revert_hold=False) as got:
             if got and (done := enforce_hold(self.layout)) is not None:
                 self.log("hold-expired", **done)
 

@@ -249,6 +249,32 @@ def test_serve_and_a_manual_install_share_the_lock(tmp_path: Path, keyset: Keys,
     assert_consistent(root)
 
 
+def test_a_drop_onto_a_damaged_root_is_refused_as_the_cli_refuses_it(
+        tmp_path: Path, keyset: Keys, bundles: dict[str, Path]) -> None:
+    """The drop folder's door is install's (agent.operations): the shape check comes first."""
+    root = init_device(tmp_path / "dev", keyset)
+    agent_json(root, "install", bundles["v1"])
+    shutil.rmtree(root / "blobs")
+    (root / "blobs").write_text("junk\n")  # as tests/hostile/test_device_state.py damages it
+    cli = run_agent("--root", root, "install", bundles["v2"])
+    assert cli.returncode == 5, cli.stderr
+    # What serve itself keeps aside (its lock, what it did with drops), nothing is changed.
+    skip = (*AGENT_BOOKKEEPING, "serve.lock", "drops.json")
+    before = tree_hash(root, skip)
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    with Serve.start(root, watch=[stick]) as s:
+        shutil.copy(bundles["v2"], stick / "v2.airlock")
+        e = s.wait_event("drop-result", drop=str(stick / "v2.airlock"))
+        assert e["outcome"] == "refused" and e["exit_code"] == 5, e
+        assert e["message"] in cli.stderr, (e["message"], cli.stderr)
+        assert "drop-install" not in [x["event"] for x in s.events()]
+        assert json.loads(s.get("/healthz"))["ok"] is True  # serve keeps running
+        assert s.proc.poll() is None
+    assert tree_hash(root, skip) == before
+    assert _result(stick, "v2")["outcome"] == "refused"
+
+
 def test_bad_arguments_exit_2_and_a_second_serve_exits_5(tmp_path: Path, keyset: Keys) -> None:
     root = init_device(tmp_path / "dev", keyset)
     for args, words in ((["--listen", "nowhere"], "HOST:PORT"),
@@ -312,12 +338,12 @@ def test_prometheus_examples_pass_promtool() -> None:
 
 
 def test_systemd_unit_starts_serve_with_flags_it_accepts() -> None:
-    from agent.cli import _parser
+    from agent.cli import parser
 
     unit = (REPO / "packaging" / "airlock-agent.service").read_text()
     exec_start = re.search(r"^ExecStart=\S+ (.*)$", unit, re.M)
     assert exec_start is not None
-    a = _parser().parse_args(exec_start.group(1).split())
+    a = parser().parse_args(exec_start.group(1).split())
     assert a.cmd == "serve" and a.revert_on_failed_check and a.watch == [Path("/media/airlock")]
     mount = (REPO / "packaging" / "media-airlock.mount").read_text()
     assert "Where=/media/airlock" in mount

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +29,18 @@ from typing import Any
 import pytest
 
 from agent.faults import AGENT_UPDATE_POINTS
-from tests.support.agentkit import A, B, BuiltKit, DeviceImage, Installed, KitDevice
+from tests.support.agentkit import (
+    A,
+    B,
+    BuiltKit,
+    DeviceImage,
+    Installed,
+    KitDevice,
+    device_env,
+)
 from tests.support.cli import run_agent
 from tests.support.keyset import Keys
+from tests.support.serve import Serve
 from tests.support.spec import build, write_spec
 
 _WANTED = os.environ.get("AIRLOCK_KIT_KILLS", "agent-mid-venv,agent-after-switch,"
@@ -175,6 +185,25 @@ def test_a_new_agent_whose_first_start_fails_is_rolled_back(device: KitDevice,
     _assert_whole(device, A)
     assert device.agents() == agents
     assert device.link("previous") is None
+
+
+def test_a_drop_folder_install_updates_the_agent(device: KitDevice, site: Site) -> None:
+    """serve's drop folder goes through the door install uses (agent.operations.install_run)."""
+    stick = device.dir / "stick"
+    stick.mkdir()
+    with Serve.start(device.root, watch=[stick], agent=[str(device.bin)],
+                     environ=device_env()) as s:
+        shutil.copy(site.bundles["v2-b"], stick / "v2-b.airlock")
+        e = s.wait_event("drop-result", timeout=600, drop=str(stick / "v2-b.airlock"))
+        assert e["outcome"] == "installed", e
+        updated = s.wait_event("agent-updated")
+        assert updated["version"] == B and updated["previous_version"] == A
+        assert s.stop() == 0
+    result = json.loads((stick / "v2-b.result.json").read_text())
+    assert result["agent"]["updated"] and result["agent"]["version"] == B
+    assert _events(device)[-2:] == ["agent-update-started", "agent-updated"]
+    status = _assert_whole(device, B)
+    assert status["active"]["id"] == "vision-2"
 
 
 def test_an_agent_installed_with_pip_leaves_kits_alone(site: Site, keyset: Keys,

@@ -44,6 +44,7 @@ A, B = "1.0.0", "1.1.0"
 #: ``break-status``: its ``status`` fails (its self-check must fail);
 #: ``break-first-start``: it fails when started through the entry point (its first start).
 _TRAPS = ("agent/cli.py", "    if _version_only(argv):\n",
+          "    import sys\n"
           "    home = Path(sys.prefix).resolve().parent.parent\n"
           "    if (home / 'break-status').exists() and 'status' in argv:\n"
           "        raise RuntimeError('this build cannot read ROOT')\n"

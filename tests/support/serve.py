@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,14 +39,18 @@ class Serve:
     @contextmanager
     def start(cls, root: Path, *, watch: Sequence[Path] = (), check_every: str = "0",
               extra: Sequence[str] = (), env: dict[str, str] | None = None,
-              log: Path | None = None) -> Iterator[Serve]:
+              log: Path | None = None, agent: Sequence[str] | None = None,
+              environ: Mapping[str, str] | None = None) -> Iterator[Serve]:
+        """``agent``: the agent's command (default: this checkout's); ``environ``: its whole
+        environment (default: ``tool_env(env)``), e.g. a kit-installed device's."""
         log = log or root.parent / f"serve-{time.monotonic_ns()}.jsonl"
-        args = [sys.executable, "-m", "agent", "--root", str(root), "serve",
+        args = [*(agent or (sys.executable, "-m", "agent")), "--root", str(root), "serve",
                 "--listen", "127.0.0.1:0", "--check-every", check_every, "--poll", "0.2",
                 "--settle", "0.4", "--log", str(log), *extra]
         for w in watch:
             args += ["--watch", str(w)]
-        proc = subprocess.Popen(args, env=tool_env(env), stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(args, env=dict(environ) if environ is not None else tool_env(env),
+                                stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE)
         s = cls(proc, log)
         try:

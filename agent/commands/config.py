@@ -1,0 +1,136 @@
+"""``airlock-agent config``: show or change ring, image sink, trust root and model runtime.
+
+    airlock-agent config --ring prod
+    airlock-agent config --providers OpenVINOExecutionProvider,CPUExecutionProvider
+
+Showing takes no lock (it answers while an install runs); a change goes
+through the envelope (``agent.operations``) and is journaled.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.commands.base import Reported, layout_of, tell
+from agent.commands.sink_options import sink_options
+from airlock.console import json_option, read_input
+
+EXAMPLES = ("airlock-agent config --ring prod",
+            "airlock-agent config --sink registry --sink-option registry=10.0.0.5:5000",
+            "airlock-agent config --trust-root root-v2.json",
+            "airlock-agent config --providers OpenVINOExecutionProvider,CPUExecutionProvider "
+            "--no-provider-fallback --intra-op-threads 2")
+DESCRIPTION = (
+    "Show the device's settings, or change them: its ring, its image sink (checked\n"
+    "as at init), its trust root, and the ONNX Runtime setup its application uses\n"
+    "(execution providers, fallback policy, session options), which every health\n"
+    "check and evaluation then uses instead of each release's. A trust root only\n"
+    "moves forward: the new one must be the next version, signed by the current\n"
+    "root keys and the new ones (as 'airlock keys rotate' makes it). Changes are\n"
+    "journaled.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    ring = p.add_mutually_exclusive_group()
+    ring.add_argument("--ring", metavar="RING", help="move the device to this ring")
+    ring.add_argument("--no-ring", action="store_true",
+                      help="take the device out of every ring")
+    sink_options(p, None)
+    p.add_argument("--trust-root", type=Path, metavar="ROOT.json",
+                   help="rotate to this trust root (the next version, signed by the current one)")
+    p.add_argument("--providers", metavar="P1,P2",
+                   help="ONNX Runtime execution providers the application uses, in order "
+                   "(instead of each release's)")
+    fallback = p.add_mutually_exclusive_group()
+    fallback.add_argument("--provider-fallback", dest="fallback", action="store_true",
+                          default=None,
+                          help="a provider this device lacks is skipped (and reported)")
+    fallback.add_argument("--no-provider-fallback", dest="fallback", action="store_false",
+                          help="a provider this device lacks fails the check")
+    p.add_argument("--graph-optimization-level", metavar="LEVEL",
+                   help="ONNX Runtime graph optimisation: disable, basic, extended or all")
+    p.add_argument("--execution-mode", metavar="MODE",
+                   help="ONNX Runtime execution mode: sequential or parallel")
+    p.add_argument("--intra-op-threads", type=int, metavar="N",
+                   help="threads within an operator (0: ONNX Runtime's default)")
+    p.add_argument("--inter-op-threads", type=int, metavar="N",
+                   help="threads across operators (0: ONNX Runtime's default)")
+    p.add_argument("--reset-runtime", action="store_true",
+                   help="forget the providers, fallback and session options set here: each "
+                   "release decides again")
+    json_option(p)
+
+
+@dataclass(frozen=True)
+class Settings(Reported):
+    """The device's settings after any change (``agent.configure.configure``)."""
+
+    def text(self) -> str:
+        d = self.data
+        sink = d["sink"]
+        options = ", ".join(f"{k}={v}" for k, v in sorted(sink.items()) if k != "type")
+        lines = [f"changed   {c}" for c in d["changed"]]
+        runtime = d.get("runtime") or {}
+        session = ", ".join(f"{k}={v}" for k, v in (runtime.get("session") or {}).items())
+        lines += [f"device    {d['device_id']}",
+                  f"ring      {d['ring'] or '(none: only releases for every ring)'}",
+                  f"sink      {sink.get('type', 'oci-dir')}" + (f" ({options})" if options else ""),
+                  f"trust     root version {d['trust_version']}",
+                  "providers " + (", ".join(runtime["providers"]) if runtime.get("providers")
+                                  else "as each release says"),
+                  "fallback  " + ("as each release says"
+                                  if runtime.get("provider_fallback") is None
+                                  else "allowed" if runtime["provider_fallback"]
+                                  else "refused"),
+                  "session   " + (session or "as each release says")]
+        return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> Settings:
+    from agent.configure import KEEP, check_ring, configure, runtime_settings, sink_settings
+    from agent.journal import Journal
+    from agent.operations import mutate
+    from keys.trust import TrustRoot
+
+    layout = layout_of(args)
+    layout.require_initialised()
+    ring: Any = KEEP
+    if args.no_ring:
+        ring = None
+    elif args.ring is not None:
+        ring = check_ring(args.ring)
+    trust_root = None
+    if args.trust_root is not None:
+        data = read_input(args.trust_root, "trust root")
+        TrustRoot.given(data, f"--trust-root {args.trust_root}")  # a root at all, before the lock
+        trust_root = data
+    session = {k: v for k, v in (("graph_optimization_level", args.graph_optimization_level),
+                                 ("execution_mode", args.execution_mode),
+                                 ("intra_op_threads", args.intra_op_threads),
+                                 ("inter_op_threads", args.inter_op_threads)) if v is not None}
+    providers = None if args.providers is None else [p.strip() for p in args.providers.split(",")]
+    runtime_change = (args.reset_runtime or providers is not None or args.fallback is not None
+                      or bool(session))
+    changing = (ring is not KEEP or args.sink or args.sink_option or trust_root is not None
+                or runtime_change)
+
+    def work() -> dict[str, Any]:
+        current = layout.load_config()
+        sink = None
+        if args.sink or args.sink_option:
+            sink = sink_settings(args.sink or current.sink.get("type", "oci-dir"),
+                                 args.sink_option, base=current.sink)
+        runtime = None
+        if runtime_change:
+            runtime = runtime_settings(current.runtime, providers=providers,
+                                       fallback=args.fallback, session=session,
+                                       reset=args.reset_runtime)
+        return configure(layout, Journal(layout.journal), ring=ring, sink=sink,
+                         trust_root=trust_root, runtime=runtime)
+
+    if not changing:  # show only: no lock, so it answers while an install runs
+        return Settings(configure(layout, Journal(layout.journal), sink=None, trust_root=None))
+    return Settings(mutate(layout, work, notify=tell))
