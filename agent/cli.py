@@ -96,7 +96,7 @@ def _check_format(a: argparse.Namespace) -> None:
 
 def _main(argv: list[str]) -> int:
     if _version_only(argv):
-        from agent.commands import version
+        from agent.commands import agent_version as version
 
         emit_result(version.run(), "--json" in argv)
         return 0

@@ -44,9 +44,7 @@ see it too::
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import fnmatch
 import hashlib
 import json
 import os
@@ -55,9 +53,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import tomllib
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -66,11 +61,11 @@ from typing import Any
 
 from securesystemslib.signer import Signer
 
-from airlock.files import PartialFile
-from airlock.format.layout_check import FileInfo
 from airlock.console import Progress, no_progress
 from airlock.errors import AirlockError, FormatError, UsageError
+from airlock.files import PartialFile
 from airlock.format.kitarchive import KitMember, KitReader, write_kit
+from airlock.format.layout_check import FileInfo
 from airlock.format.oci import (
     ANNOTATION_REF_NAME,
     ANNOTATION_TITLE,

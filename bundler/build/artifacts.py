@@ -40,8 +40,6 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-from airlock.format.writer import FileStamp, SourceFile
-from airlock.limits import CHUNK, RACY_STAMP_NS
 from airlock.format.oci import (
     ANNOTATION_REF_NAME,
     ANNOTATION_TITLE,
@@ -54,6 +52,8 @@ from airlock.format.oci import (
     oci_layout,
     oci_manifest,
 )
+from airlock.format.writer import FileStamp, SourceFile
+from airlock.limits import CHUNK, RACY_STAMP_NS
 from bundler.build.evaluation_check import (
     check_contract_signature,
     check_data_contract,

@@ -38,7 +38,6 @@ total)`` callback; only the command line draws bars.
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,13 +47,13 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 from securesystemslib.signer import Signer
 from tuf.api.serialization import SerializationError
 
-from airlock.files import PartialFile
-from airlock.format.layout_check import FileInfo
-from airlock.format.writer import SourceFile, write_bundle
 from airlock.console import Progress, no_progress
 from airlock.errors import FormatError, HealthCheckError, NoSpaceError, UsageError
+from airlock.files import PartialFile
+from airlock.format.layout_check import FileInfo
 from airlock.format.oci import ANNOTATION_TITLE, digest_of
 from airlock.format.parts import PartSet, PartsWriter
+from airlock.format.writer import SourceFile, write_bundle
 from bundler.build.artifacts import (
     MODEL_LAYER_TYPE,
     LayoutBuilder,
@@ -62,9 +61,9 @@ from bundler.build.artifacts import (
     local_data,
     local_golden,
 )
-from bundler.sneakernet.device_inventories import Inventory, plan_delta
 from bundler.build.output import check_output, is_bundle_file
 from bundler.build.spec import ModelSpec, Spec
+from bundler.sneakernet.device_inventories import Inventory, plan_delta
 from keys.release import (
     ImageEntry,
     ModelEntry,

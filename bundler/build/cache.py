@@ -35,8 +35,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from airlock.format.writer import FileStamp
 from airlock.format.oci import digest_hex
+from airlock.format.writer import FileStamp
 from bundler.build.artifacts import hash_stamped
 
 __all__ = ["BlobCache", "default_cache_dir"]

@@ -27,10 +27,10 @@ from typing import Any, TypeVar
 
 import yaml
 
-from airlock.quality.contract import InputRule
 from airlock.errors import FormatError, SpecError
-from airlock.quality.evaluation import Threshold
 from airlock.limits import MAX_JSON_DEPTH, MAX_SPEC_ALIAS_EXPANSION
+from airlock.quality.contract import InputRule
+from airlock.quality.evaluation import Threshold
 from keys.evaluation_fields import (
     valid_batch,
     valid_contract,
