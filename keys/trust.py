@@ -53,7 +53,8 @@ from airlock.errors import (
     UsageError,
 )
 from keys.identify import describe
-from keys.release import Release, ReleaseSerializer, parse_metadata
+from keys.metadata import ReleaseSerializer, parse_metadata
+from keys.release import Release
 
 __all__ = [
     "RELEASE_ROLE",

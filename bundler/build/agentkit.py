@@ -81,7 +81,8 @@ from bundler.build.artifacts import LayoutBuilder
 from bundler.build.output import check_output, exclusive_partial
 from keys import kitverify
 from keys.kit import kit_metadata, read_kit
-from keys.release import AgentKitEntry, ReleaseSerializer
+from keys.metadata import ReleaseSerializer
+from keys.release import AgentKitEntry
 from keys.signed_fields import is_plain_name
 
 __all__ = [

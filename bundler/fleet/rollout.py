@@ -46,7 +46,7 @@ from airlock.limits import MAX_REMOTE_OUTPUT_BYTES
 from bundler.fleet.ansible_inventory import Device
 from bundler.fleet.push import FileSent, files_of, send_files
 from bundler.fleet.ssh import Login, connect
-from keys.release import parse_metadata
+from keys.metadata import parse_metadata
 
 __all__ = ["DeviceResult", "Plan", "RolloutReport", "bundle_facts", "parse_budget",
            "parse_waves", "roll_out"]
@@ -120,7 +120,8 @@ class BundleFacts:
 def bundle_facts(bundle: Path) -> BundleFacts:
     from tuf.api.metadata import Targets
 
-    from keys.flags import FLAGS_FIELD, is_flags
+    from keys.flags import read_flags
+    from keys.metadata import kind_of
     from keys.release import Release
 
     f, _ = open_media(str(bundle))
@@ -128,12 +129,9 @@ def bundle_facts(bundle: Path) -> BundleFacts:
         head = BundleReader(f).head()
     size = sum(p.stat().st_size for p in files_of(bundle))
     md = parse_metadata(head.release_json, Targets, "bundle metadata")
-    if is_flags(head.release_json):
-        body = md.signed.unrecognized_fields.get(FLAGS_FIELD)
-        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-            raise UsageError(f"{bundle}: flags metadata without a name")
-        return BundleFacts(body["name"], "", md.signed.version,
-                           tuple(str(x) for x in body.get("rings") or []), size, flags=True)
+    if kind_of(md).is_flags():
+        flags = read_flags(md)
+        return BundleFacts(flags.name, "", flags.sequence, flags.rings, size, flags=True)
     r = Release.from_metadata(md)
     return BundleFacts(r.name, r.version, r.sequence, tuple(r.rings), size)
 
