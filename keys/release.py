@@ -36,8 +36,6 @@ Example::
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -47,11 +45,10 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from airlock.errors import FormatError
 from airlock.format.bundle import FileInfo
-from airlock.format.oci import BLOB_PREFIX, blob_path, digest_hex
+from airlock.format.oci import BLOB_PREFIX, blob_path, digest_hex, is_sha256_hex
 from airlock.limits import MAX_NAME_LENGTH
 from airlock.quality.contract import InputRule
 from airlock.quality.evaluation import Threshold
-from keys.features import check_requires
 from keys.evaluation_fields import (
     SessionOptions,
     valid_batch,
@@ -61,6 +58,7 @@ from keys.evaluation_fields import (
     valid_providers,
     valid_session,
 )
+from keys.features import check_requires
 from keys.metadata import KIND_FIELD, RELEASE_SECTION, Kind, kind_of, parse_metadata
 from keys.signed_fields import (
     DRIFT_REFERENCE_FILE,
@@ -303,7 +301,7 @@ class Release:
         files: dict[str, FileInfo] = {}
         for path, target in signed.targets.items():
             sha = target.hashes.get("sha256")
-            if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            if not is_sha256_hex(sha):
                 raise FormatError(f"release lists {path!r} without a sha256")
             if path.startswith(BLOB_PREFIX) and path[len(BLOB_PREFIX) :] != sha:
                 raise FormatError(f"release lists {path!r} under another digest")
@@ -632,7 +630,7 @@ def _inventory_from(r: _Reader) -> InventoryRef:
     if not device_id.isprintable() or len(device_id) > MAX_NAME_LENGTH:
         raise FormatError(f"release field '{r.where}.device_id' is not a printable device name")
     keyid, sha = r.text("keyid"), r.text("sha256")
-    if not (re.fullmatch(r"[0-9a-f]{64}", keyid) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+    if not (is_sha256_hex(keyid) and is_sha256_hex(sha)):
         raise FormatError(f"release field '{r.where}' needs a hex keyid and sha256")
     time = r.text("time")
     if not time.isprintable() or len(time) > 64:

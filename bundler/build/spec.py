@@ -52,7 +52,7 @@ from keys.signed_fields import (
     valid_sequence,
     valid_unique,
 )
-from keys.trust import parse_duration
+from airlock.durations import parse_duration
 
 __all__ = ["EvaluateFiles", "HealthFiles", "ImageSpec", "ModelSpec", "Origin", "Spec",
            "load_spec"]

@@ -42,10 +42,9 @@ import paramiko
 from airlock.errors import AirlockError, UnreachableError, UsageError
 from airlock.format.bundle import BundleReader
 from airlock.format.parts import open_media
-from airlock.limits import MAX_REMOTE_OUTPUT_BYTES
 from bundler.fleet.ansible_inventory import Device
 from bundler.fleet.push import FileSent, files_of, send_files
-from bundler.fleet.ssh import Login, connect
+from bundler.fleet.ssh import Login, connect, run
 from keys.metadata import parse_metadata
 
 __all__ = ["DeviceResult", "Plan", "RolloutReport", "bundle_facts", "parse_budget",
@@ -219,7 +218,9 @@ class _Remote:
         """``AGENT --root ROOT ARGS --json``: exit status, parsed output, last stderr line."""
         command = (f"{self.device.agent} --root {shlex.quote(self.device.root)} "
                    + " ".join(shlex.quote(a) for a in (*args, "--json")))
-        status, out, err = run_captured(self.client, command, self.timeout)
+        status, out, err = run(self.client, command, self.timeout, what="the agent")
+        if status < 0:
+            raise UnreachableError("connection lost while running the agent")
         lines = [x for x in err.decode(errors="replace").splitlines() if x.strip()]
         why = lines[-1].strip() if lines else ""
         for prefix in ("airlock-agent: error: ", "airlock-agent: "):
@@ -232,24 +233,6 @@ class _Remote:
         except ValueError:
             doc = None
         return status, doc if isinstance(doc, dict) else None, why
-
-
-def run_captured(client: paramiko.SSHClient, command: str,
-                 timeout: float) -> tuple[int, bytes, bytes]:
-    """Run ``command``; its status and (bounded) stdout and stderr. Lost connection: exit 5."""
-    try:
-        stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
-        stdin.channel.shutdown_write()
-        out = stdout.read(MAX_REMOTE_OUTPUT_BYTES)
-        err = stderr.read(MAX_REMOTE_OUTPUT_BYTES)
-        status = stdout.channel.recv_exit_status()
-    except TimeoutError:
-        raise UnreachableError(f"no answer within {timeout:.0f} s") from None
-    except (OSError, paramiko.SSHException, EOFError) as e:
-        raise UnreachableError(f"connection lost while running the agent: {e}") from None
-    if status < 0:
-        raise UnreachableError("connection lost while running the agent")
-    return status, out, err
 
 
 def _release_id(status: dict[str, Any] | None) -> str | None:
