@@ -15,7 +15,7 @@ Backends (config keys in docs/REGISTRIES.md):
 * ``oci-dir`` (default): an OCI image layout at ``path`` (default
   ``ROOT/images``) that containerd, podman and skopeo import from;
 * ``registry``: push every image, manifests byte for byte, to a site registry
-  (needs the ``oras`` package on the device; nothing else of the agent does);
+  (needs the ``[registry]`` extra on the device; nothing else of the agent does);
 * ``command``: run a command per image with ``{archive}`` (an oci-archive
   tar of the image) and ``{ref}``, e.g. ``ctr -n k8s.io images import {archive}``.
 """
