@@ -230,6 +230,47 @@ def test_every_product_module_has_a_docstring() -> None:
     assert not missing, "say what the module is for in a docstring: " + ", ".join(missing)
 
 
+def _package_dirs() -> list[Path]:
+    """Every folder of the product packages that holds Python modules."""
+    return sorted({p.parent for p in _python_files(*PACKAGES)})
+
+
+def _unlisted(package: Path) -> list[str]:
+    """The modules and subpackages of ``package`` its ``__init__`` docstring does not name.
+
+    A module is named as ``stem`` in double backticks (``verify``, ``verify.py``);
+    a subpackage as ``name`` or ``name/``. ``__main__`` needs no entry.
+    """
+    doc = ast.get_docstring(ast.parse((package / "__init__.py").read_text())) or ""
+    children = [p.stem for p in package.glob("*.py") if p.stem not in ("__init__", "__main__")]
+    children += [d.name for d in package.iterdir()
+                 if d.is_dir() and any(d.glob("*.py")) and d.name != "__pycache__"]
+    return sorted(c for c in children
+                  if not re.search(rf"``{re.escape(c)}(?:\.py|/)?``", doc))
+
+
+def test_every_package_index_names_each_of_its_modules(tmp_path: Path) -> None:
+    # The check itself: a missing entry is found, a listed one is not.
+    (tmp_path / "__init__.py").write_text('"""Index.\n\n* ``listed``  here\n* ``sub/``"""\n')
+    for name in ("listed.py", "forgotten.py", "__main__.py", "sub/__init__.py"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text('"""x"""\n')
+    assert _unlisted(tmp_path) == ["forgotten"]
+
+    # A newcomer opens a package's __init__.py to find its way: the index must be whole.
+    # (bundler/commands and agent/commands are checked like the rest once they exist.)
+    bad = []
+    for package in _package_dirs():
+        where = package.relative_to(REPO)
+        if not (package / "__init__.py").exists():
+            bad.append(f"{where}: no __init__.py with an index of its modules")
+            continue
+        missing = _unlisted(package)
+        if missing:
+            bad.append(f"{where}/__init__.py does not name: {', '.join(missing)}")
+    assert not bad, "keep each package index current:\n" + "\n".join(bad)
+
+
 def test_no_utils_module() -> None:
     found = []
     for dirpath, dirnames, filenames in os.walk(REPO):

@@ -18,6 +18,10 @@ Backends (config keys in docs/REGISTRIES.md):
   (needs the ``[registry]`` extra on the device; nothing else of the agent does);
 * ``command``: run a command per image with ``{archive}`` (an oci-archive
   tar of the image) and ``{ref}``, e.g. ``ctr -n k8s.io images import {archive}``.
+
+Modules: ``oci_dir``, ``registry`` and ``command`` (one per backend, as above;
+``oci-dir`` lives in ``oci_dir``), and ``settings`` (reading a sink's
+settings, shared by the backends).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from airlock.errors import FormatError
 from airlock.limits import CHUNK
@@ -86,7 +86,7 @@ def is_digest(text: object) -> bool:
     return isinstance(text, str) and _DIGEST.match(text) is not None
 
 
-def is_sha256_hex(text: object) -> bool:
+def is_sha256_hex(text: object) -> TypeGuard[str]:
     """True for 64 lower-case hex digits: a digest without its ``sha256:`` (TUF hashes, key ids)."""
     return isinstance(text, str) and is_digest(f"sha256:{text}")
 
