@@ -1,0 +1,1 @@
+"""Tests of the shared ground package, ``airlock/``, module by module."""
