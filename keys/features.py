@@ -40,9 +40,9 @@ class UnknownFeatureError(RejectedError):
 
     def __init__(self, feature: str) -> None:
         super().__init__(
-            f"the release requires feature '{feature[:64]}', which this agent does not know "
-            f"(it knows: {', '.join(sorted(KNOWN_FEATURES)) or 'none'}); update the agent "
-            "first, then install the release; nothing was installed"
+            f"the release requires feature '{feature[:64]}', which this version of Airlock "
+            f"does not know (it knows: {', '.join(sorted(KNOWN_FEATURES)) or 'none'}); "
+            "update airlock-agent before installing the release"
         )
         self.feature = feature
 

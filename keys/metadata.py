@@ -57,7 +57,7 @@ class Kind(Enum):
 def kind_of(md: Metadata[Any]) -> Kind:
     """The kind of parsed metadata: its signed ``airlock_kind``, else the one section it has.
 
-    A kind this agent does not know, a kind that disagrees with the section
+    A kind this version does not know, a kind that disagrees with the section
     present, or both sections at once is a FormatError (exit 3). Metadata with
     neither section reads as a release, whose strict reader then says what
     is missing.
@@ -73,8 +73,9 @@ def kind_of(md: Metadata[Any]) -> Kind:
     kind = next((k for k in Kind if k.value == raw), None)
     if kind is None:
         shown = repr(raw)[:40]
-        raise FormatError(f"bundle metadata is of kind {shown}, which this agent does not "
-                          f"know (it knows {', '.join(k.value for k in Kind)}); update the agent")
+        raise FormatError(f"bundle metadata is of kind {shown}, which this version of Airlock "
+                          f"does not know (it knows {', '.join(k.value for k in Kind)}); update "
+                          "airlock-agent first")
     if (has_flags and not kind.is_flags()) or (has_release and not kind.is_release()):
         raise FormatError(f"bundle metadata says it is a {kind.value} but carries the section "
                           f"of another kind")

@@ -92,7 +92,7 @@ def test_metadata_signed_before_the_kind_field_is_read_by_its_section(
 
 
 @pytest.mark.parametrize(("kind", "error"), [
-    ("chunked", "of kind 'chunked', which this agent does not know"),
+    ("chunked", "of kind 'chunked', which this version of Airlock does not know"),
     ("flags", "says it is a flags but carries the section of another kind"),
     (["release"], "does not know"),
 ])
