@@ -22,6 +22,7 @@ about it (sign, install, roll back) in ``bundler`` and ``agent``.
 * ``spawn``     every child process: fixed directory, allowlisted environment, contained
 * ``registry``  the OCI registry client (oras-py, the ``[registry]`` extra), for the
   bundler's pulls and the agent's registry image sink
+* ``registry_credentials`` a registry's credentials, found as ``docker pull`` finds them
 
 Example::
 

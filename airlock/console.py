@@ -57,6 +57,7 @@ __all__ = [
     "Progress",
     "add_command",
     "apply_output_options",
+    "columns",
     "emit",
     "emit_result",
     "exit_codes_text",
@@ -495,6 +496,16 @@ def phase_bars() -> Iterator[Progress]:
     finally:
         for bar in bars.values():
             bar.close()
+
+
+def columns(rows: Sequence[Sequence[str]]) -> str:
+    """Rows as a plain table: each column as wide as its widest cell, two spaces between.
+
+    ``columns([("HOST", "RING"), ("cam-7", "canary")])`` is ``HOST   RING\ncam-7  canary``.
+    """
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                     for r in rows)
 
 
 def human_size(n: float) -> str:

@@ -11,6 +11,22 @@ fsync the directory::
 Reading is as careful as writing: the agent's records are read only from
 regular files, without blocking, at most ``MAX_STATE_FILE_BYTES``; removal
 never follows a symbolic link (``remove_entry``, ``remove_tree``).
+
+A file written in a stream (a bundle, a part, a downloaded blob) is written
+to an exclusive partial file beside its target and published whole, for the
+host and the device alike::
+
+    with PartialFile(Path("out/vision-1.2.0.airlock")) as partial:   # .NAME.RANDOM.partial
+        write_bundle(partial.file, release_json, files)
+        partial.publish()          # fsync, rename over the target, fsync the directory
+    # left without publish(): the partial is gone, the target untouched
+
+The partial is created with ``O_CREAT|O_EXCL|O_NOFOLLOW`` relative to a
+descriptor of the target's directory, so a link planted at its name is never
+written through and a rename of the directory's path meanwhile cannot move
+the writes elsewhere. A fixed name (``name=".NAME.partial"``, which a crash
+may leave behind) is unlinked first, never opened: whatever was there, a link
+included, is replaced by a new file of ours.
 """
 
 from __future__ import annotations
@@ -18,15 +34,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import stat
 from pathlib import Path
-from typing import Any
+from types import TracebackType
+from typing import Any, BinaryIO
 
 from airlock.limits import MAX_STATE_FILE_BYTES
 
-__all__ = ["fsync_dir", "kind_of", "read_bounded", "read_json", "remove_entry", "remove_tree",
-           "replace_symlink", "write_atomic", "write_json"]
+__all__ = ["PartialFile", "fsync_dir", "kind_of", "read_bounded", "read_json", "remove_entry",
+           "remove_tree", "replace_symlink", "write_atomic", "write_json"]
 
 
 def fsync_dir(path: Path) -> None:
@@ -38,24 +56,97 @@ def fsync_dir(path: Path) -> None:
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")  # = Layout.temp_of(path)
-    # Whatever is at the temporary name goes first, so that a link left there is never
-    # followed (O_EXCL) and a directory there cannot make every later write fail.
+    """``data`` to ``path`` whole, or not at all: through ``.NAME.tmp`` (``Layout.temp_of``)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    # A directory at our temporary name is debris that would make every later write
+    # fail; anything else there is unlinked by PartialFile, never followed.
     if tmp.is_dir() and not tmp.is_symlink():
         shutil.rmtree(tmp)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with PartialFile(path, name=tmp.name, mode=mode) as partial:
+        partial.file.write(data)
+        partial.publish()
+
+
+class PartialFile:
+    """A new file beside ``target``, written through ``file`` and published over it whole.
+
+    ``name`` is the partial's file name in the target's directory: by default a
+    fresh ``.NAME.RANDOM.partial`` (created exclusively, retried on a clash); a
+    fixed name is unlinked first and then created exclusively, so what a crash
+    (or anyone) left there is never followed. ``dir_fd`` lends a descriptor of
+    the target's directory, for a writer of many partials (split parts); it is
+    not closed here. ``parents=True`` makes the target's missing directories
+    first (a bundler ``-o`` into a new folder). Leaving the ``with`` block
+    without :meth:`publish` removes the partial.
+    """
+
+    def __init__(self, target: Path, *, name: str | None = None, mode: int = 0o644,
+                 dir_fd: int | None = None, parents: bool = False) -> None:
+        self.target = target
+        if parents:
+            target.parent.mkdir(parents=True, exist_ok=True)
+        self._own_dir = dir_fd is None
+        self._dir = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) \
+            if dir_fd is None else dir_fd
+        try:
+            self.name, fd = self._create(name, mode)
+        except BaseException:
+            self._close_dir()
+            raise
+        self.path = target.with_name(self.name)
+        self.file: BinaryIO = os.fdopen(fd, "wb")
+        self.published = False
+
+    def _create(self, name: str | None, mode: int) -> tuple[str, int]:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        if name is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=self._dir)  # a link is removed, not followed
+            return name, os.open(name, flags, mode, dir_fd=self._dir)
+        while True:
+            fresh = f".{self.target.name}.{secrets.token_hex(4)}.partial"
+            try:
+                return fresh, os.open(fresh, flags, mode, dir_fd=self._dir)
+            except FileExistsError:
+                continue
+
+    def seal(self) -> None:
+        """Flush, fsync and close the file (idempotent); :meth:`publish` does it first."""
+        if not self.file.closed:
+            try:
+                self.file.flush()
+                os.fsync(self.file.fileno())
+            finally:
+                self.file.close()
+
+    def publish(self) -> None:
+        """Make the partial the target: fsync it, rename it over the target, fsync the directory."""
+        self.seal()
+        os.replace(self.name, self.target.name, src_dir_fd=self._dir, dst_dir_fd=self._dir)
+        self.published = True
+        os.fsync(self._dir)
+        self._close_dir()
+
+    def discard(self) -> None:
+        """Close and remove the partial unless it was published (idempotent)."""
+        with contextlib.suppress(OSError):
+            self.file.close()
+        if not self.published and self._dir >= 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.name, dir_fd=self._dir)
+        self._close_dir()
+
+    def _close_dir(self) -> None:
+        if self._own_dir and self._dir >= 0:
+            os.close(self._dir)
+        self._dir = -1
+
+    def __enter__(self) -> PartialFile:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None) -> None:
+        self.discard()
 
 
 def replace_symlink(path: Path, target: str) -> None:

@@ -77,7 +77,7 @@ __all__ = [
 #: stays flat at about one chunk per stream whatever the bundle size.
 CHUNK: Final = 1024 * 1024
 
-#: A file stamp (``airlock.format.bundle.FileStamp``) whose mtime is this close to
+#: A file stamp (``airlock.format.writer.FileStamp``) whose mtime is this close to
 #: the time it was taken is not trusted: a write in the same clock tick
 #: (jiffies, or 2 s on FAT) would leave the mtime as it was. 2 s covers both.
 RACY_STAMP_NS: Final = 2 * 1_000_000_000

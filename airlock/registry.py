@@ -22,7 +22,7 @@ What happens underneath:
    ``HTTPAdapter`` whose ``max_retries`` is a urllib3 ``Retry`` on that
    registry's session, so every request to the host, oras's token requests
    included, is retried the same way. Credentials for the host are read
-   from a Docker ``config.json`` (:func:`docker_credentials`) and handed to
+   from a Docker ``config.json`` (``airlock.registry_credentials``) and handed to
    oras's token backend with its public ``set_basic_auth``.
 2. Each request goes out with the bearer token oras already holds, if any.
    A refused connection, a timeout, 408, 429 or a 5xx is sent again by
@@ -59,17 +59,13 @@ real registry where a scripted HTTP server would not do):
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-import os
 import re
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, NamedTuple
+from typing import IO, TYPE_CHECKING, Any
 
 from airlock.errors import (
     DigestError,
@@ -77,6 +73,7 @@ from airlock.errors import (
     RegistryError,
     RegistryUnavailableError,
 )
+from airlock.files import PartialFile
 from airlock.format.oci import (
     INDEX_TYPES,
     MANIFEST_TYPES,
@@ -86,23 +83,20 @@ from airlock.format.oci import (
     is_digest,
 )
 from airlock.limits import CHUNK
-from airlock.spawn import child_env
+from airlock.registry_credentials import docker_credentials
 
 if TYPE_CHECKING:
     import requests
     import requests.auth
     from urllib3.util.retry import Retry
 
-__all__ = ["Credentials", "Manifest", "Ref", "RegistryClient", "docker_credentials", "parse_ref"]
+__all__ = ["Manifest", "Ref", "RegistryClient", "parse_ref"]
 
 _ACCEPT = ", ".join((*MANIFEST_TYPES, *INDEX_TYPES))
 _TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 # Every method this client sends; urllib3's default list leaves out POST,
 # which starts a blob upload (a repeated POST only opens another upload).
 _RETRIED_METHODS = frozenset({"GET", "HEAD", "POST", "PUT"})
-# Where ``docker login`` (no host given) stores Docker Hub credentials.
-_DOCKER_HUB_KEYS = ("https://index.docker.io/v1/", "index.docker.io", "docker.io")
-_DOCKER_HUB = "registry-1.docker.io"
 
 
 @dataclass(frozen=True)
@@ -186,111 +180,6 @@ class Manifest:
     @property
     def is_index(self) -> bool:
         return self.media_type in INDEX_TYPES
-
-
-class Credentials(NamedTuple):
-    """A user name and password (or token) for one registry."""
-
-    user: str
-    password: str
-
-
-def docker_credentials(host: str, config: Path | None = None) -> Credentials | None:
-    """Credentials for ``host`` from a Docker ``config.json``, found as ``docker pull`` finds them.
-
-    The file is ``config``, else ``$DOCKER_CONFIG/config.json``, else
-    ``~/.docker/config.json``; a missing default file means no credentials.
-    ``auths.HOST.auth`` (base64 ``user:password``) comes first, then
-    ``credHelpers.HOST`` or ``credsStore`` through Docker's credential-helper
-    protocol (``docker-credential-NAME get``). ``localhost`` and
-    ``127.0.0.1`` stand for each other; Docker Hub is also found under the
-    key ``docker login`` uses.
-
-    oras-py has a reader too, but it ignores ``$DOCKER_CONFIG`` and keeps
-    what it finds in private attributes, so Airlock reads the file itself
-    and hands the result to oras through ``set_basic_auth``.
-    """
-    path = (
-        config or Path(os.environ.get("DOCKER_CONFIG") or Path.home() / ".docker") / "config.json"
-    )
-    try:
-        cfg = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        if config is not None:
-            raise RegistryConfigError(f"registry auth file {path} does not exist") from None
-        return None
-    except (OSError, ValueError) as e:
-        raise RegistryConfigError(f"registry auth file {path} is not readable JSON: {e}") from None
-    if not isinstance(cfg, dict):
-        raise RegistryConfigError(f"registry auth file {path} is not a JSON object")
-    keys = [host]
-    if "localhost" in host:
-        keys.append(host.replace("localhost", "127.0.0.1"))
-    elif "127.0.0.1" in host:
-        keys.append(host.replace("127.0.0.1", "localhost"))
-    if host == _DOCKER_HUB:
-        keys.extend(_DOCKER_HUB_KEYS)
-    auths = cfg.get("auths")
-    auths = auths if isinstance(auths, dict) else {}
-    for key in (*keys, *(f"{s}://{k}" for k in keys for s in ("https", "http"))):
-        entry = auths.get(key)
-        if isinstance(entry, dict) and entry.get("auth"):
-            try:
-                user, sep, password = (
-                    base64.b64decode(entry["auth"], validate=True).decode().partition(":")
-                )
-            except (binascii.Error, UnicodeDecodeError, TypeError):
-                sep = ""
-            if not sep:
-                raise RegistryConfigError(
-                    f"registry auth file {path}: auths.{key}.auth is not base64 of user:password"
-                )
-            return Credentials(user, password)
-    helpers = cfg.get("credHelpers")
-    helpers = helpers if isinstance(helpers, dict) else {}
-    for key in keys:
-        helper = helpers.get(key) or cfg.get("credsStore")
-        if isinstance(helper, str) and helper:
-            found = _credential_helper(helper, key)
-            if found:
-                return found
-    return None
-
-
-# What a credential helper may need beyond airlock.spawn's allowlist: its
-# user's session (pass/gpg, secretservice over D-Bus), the cloud SDKs the
-# ecr/gcr/acr helpers call, and the proxy and CA settings they call through.
-_HELPER_ENV_NAMES = ("USER", "LOGNAME", "DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "GNUPGHOME",
-                     "GPG_AGENT_INFO", "GPG_TTY", "SSL_CERT_FILE", "SSL_CERT_DIR",
-                     "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy",
-                     "no_proxy")
-_HELPER_ENV_PREFIXES = ("XDG_", "PASSWORD_STORE_", "DOCKER_", "AWS_", "AZURE_", "GOOGLE_",
-                        "CLOUDSDK_")
-
-
-def _credential_helper(name: str, key: str) -> Credentials | None:
-    """Docker's credential-helper protocol: the server on stdin, JSON on stdout.
-
-    The helper is looked up on ``PATH`` without its relative entries and runs
-    in ``/`` with an allowlisted environment, so nothing in the directory the
-    bundler was started from can stand in for it. Its output stays in a pipe
-    (it carries a secret; it does not start daemons).
-    """
-    try:
-        r = subprocess.run(
-            [f"docker-credential-{name}", "get"],
-            input=key.encode(),
-            capture_output=True,
-            timeout=60,
-            check=True,
-            cwd="/",
-            env=child_env(names=_HELPER_ENV_NAMES, prefixes=_HELPER_ENV_PREFIXES),
-            start_new_session=True,
-        )
-        got = json.loads(r.stdout)
-        return Credentials(str(got["Username"]), str(got["Secret"]))
-    except (OSError, subprocess.SubprocessError, ValueError, KeyError, TypeError):
-        return None  # no helper or no entry for this server: go on without credentials
 
 
 def _oras_registry() -> type[Any]:
@@ -527,12 +416,10 @@ class RegistryClient:
         """
         if not is_digest(digest):
             raise DigestError(f"{ref}: not a sha256 digest: {digest[:80]!r}")
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.partial")
-        try:
+        with PartialFile(dest, parents=True) as partial:  # airlock.files: exclusive, beside dest
             r = self.request(ref, "GET", f"blobs/{digest}", what=f"blob {digest[:19]}", stream=True)
             h, got = hashlib.sha256(), 0
-            with r, tmp.open("wb") as out:
+            with r:
                 for chunk in r.iter_content(CHUNK):
                     got += len(chunk)
                     if got > size:
@@ -540,19 +427,15 @@ class RegistryClient:
                             f"{ref}: blob {digest} is larger than the {size} bytes its manifest says"
                         )
                     h.update(chunk)
-                    out.write(chunk)
+                    partial.file.write(chunk)
                     if tick:
                         tick(len(chunk))
-                out.flush()
-                os.fsync(out.fileno())
             if got != size or "sha256:" + h.hexdigest() != digest:
                 raise DigestError(
                     f"{ref}: blob {digest} arrived as {got} bytes with sha256:{h.hexdigest()}; "
                     f"expected {size} bytes"
                 )
-            os.replace(tmp, dest)
-        finally:
-            tmp.unlink(missing_ok=True)
+            partial.publish()
 
     # -- writing (the agent's registry sink) -----------------------------
 

@@ -44,9 +44,6 @@ from tuf.api.exceptions import UnsignedMetadataError
 from tuf.api.metadata import DelegatedRole, Delegations, Metadata, Role, Root, Targets
 from tuf.api.serialization import SerializationError
 
-# Not trust: airlock.durations holds it. Re-exported only for bundler/cli.py, whose split
-# into bundler/commands/ imports it from there; drop this line once that lands.
-from airlock.durations import parse_duration
 from airlock.errors import (
     ExpiredError,
     FormatError,
@@ -67,7 +64,6 @@ __all__ = [
     "VerifiedRelease",
     "check_rings",
     "create_root",
-    "parse_duration",  # airlock.durations's, re-exported until bundler/cli.py is split
     "role_label",
     "rotate_root",
 ]

@@ -157,7 +157,7 @@ def metadata_digest(drop: Drop) -> tuple[str | None, int] | None:
         return None, e.needed
     except (AirlockError, OSError, EOFError):
         return None
-    # The metadata's member is its padded slot (airlock.format.bundle), not just the JSON.
+    # The metadata's member is its padded slot (airlock.format.slot), not just the JSON.
     least = 2 * _TAR_BLOCK + _TAR_BLOCK + _padded(head.slot_size)
     if head.root_json is not None:
         least += _TAR_BLOCK + _padded(len(head.root_json))

@@ -75,8 +75,8 @@ from airlock.files import (
     write_atomic,
     write_json,
 )
-from airlock.format.bundle import FileInfo
 from airlock.format.kitarchive import KIT_METADATA, KitReader
+from airlock.format.layout_check import FileInfo
 from airlock.format.oci import hash_file
 from airlock.limits import AGENT_VENV_TIMEOUT_S, SELF_CHECK_TIMEOUT_S
 from keys import kitverify

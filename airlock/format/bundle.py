@@ -1,4 +1,4 @@
-"""The bundle format: the one reader and the one writer, shared by both sides.
+"""The bundle format, and its one reader, shared by both sides.
 
 A bundle is one uncompressed POSIX (pax) tar::
 
@@ -9,32 +9,17 @@ A bundle is one uncompressed POSIX (pax) tar::
     blobs/sha256/<hex>     /  small blobs first, then layers and models
 
 Metadata comes first so a reader checks signatures before it reads any blob.
-Writing is reproducible: members have fixed owners, modes and mtimes, and a
-fixed order, so the same inputs and keys give the same bytes.
-
-**The metadata slot.** ``airlock/release.json`` is written into a padded
-slot: the JSON document, then spaces and one newline (JSON whitespace, which
-every JSON reader skips) up to a whole number of tar blocks with at least
-``SLOT_SPARE`` bytes to spare. A signature added after the build (``airlock
-sign``) rewrites only the slot's bytes, so the tar header (whose size field
-would change) and every blob after it stay byte for byte where they were::
-
-    slot = metadata_slot(release_json)          # padded: len(slot) % 512 == 0
-    head = BundleReader(f).head()               # head.release_json: padding stripped
-    head.slot_offset, head.slot_size            # where the slot's bytes are in the archive
-    fitted = metadata_slot(new_json, head.slot_size)   # same size, or SlotFullError
-
-The slot's size depends only on the JSON's length, so builds stay
-reproducible; a bundle written before the slot existed is a slot with no
-spare room. ``bundler.signing.slot_rewrite`` rewrites a slot in place (crash-safe)
-or copies the bundle around a bigger one. A writer that learns the metadata
-only after the blobs (one pass) can reserve a slot of a size it chooses and
-fill it last.
+The rest of the format lives beside this module: ``airlock.format.writer``
+(the one writer, reproducible), ``airlock.format.slot`` (the padded metadata
+slot a signature is added into), ``airlock.format.hashing`` (pipelined and
+threaded blob hashing), ``airlock.format.tar_bounds`` (what tarfile may
+parse) and ``airlock.format.layout_check`` (the OCI layout's references).
 
 Reading is one forward pass that works from a pipe::
 
     reader = BundleReader(stream)
     head = reader.head()                      # metadata only; nothing else read yet
+    head.slot_offset, head.slot_size          # where the metadata slot's bytes are
     trust, verified = root.verify_head(head.release_json, head.root_json)  # keys decides
     for member in reader.files(verified.release.files):
         member.copy_to(out)                   # hashes while copying; raises on mismatch
@@ -43,9 +28,7 @@ From a regular file, ``member.verify()`` and ``member.deliver(write)`` hand
 the blob to one of ``HASH_THREADS`` threads (positioned reads, so they share
 no file offset) and return; the loop settles them in archive order, raising
 the first bad member's error before anything found further on, and ends only
-when every one has matched. A blob of ``PIPELINE_MIN_BYTES`` or more is
-hashed on a thread beside the one that reads (and writes) it, over
-``PIPELINE_BUFFERS`` fixed chunks: both cores work and memory stays flat.
+when every one has matched.
 
 The reader refuses, with a :class:`~airlock.errors.FormatError` naming the
 member: any non-regular member (links, devices, directories, sparse files),
@@ -60,72 +43,31 @@ before the member they describe. It decides nothing about trust:
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import io
-import json
 import os
-import posixpath
-import queue
 import stat
 import tarfile
 import threading
-from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
-from typing import IO, Any, BinaryIO, Protocol, cast
+from typing import IO, cast
 
 from airlock.errors import DigestError, FormatError, RejectedError
-from airlock.format.oci import BLOB_PREFIX, INDEX_TYPES
-from airlock.limits import (
-    CHUNK,
-    HASH_JOBS_IN_FLIGHT,
-    HASH_THREADS,
-    MAX_EXTENDED_HEADER_BYTES,
-    MAX_EXTENDED_HEADER_TOTAL_BYTES,
-    MAX_EXTENDED_HEADERS_PER_MEMBER,
-    MAX_LAYOUT_DOC_BYTES,
-    MAX_METADATA_BYTES,
-    PIPELINE_BUFFERS,
-    PIPELINE_MIN_BYTES,
-)
+from airlock.format.hashing import Abandoned, HashJobs, PreadWindow, Readable, Window, hashed_chunks
+from airlock.format.layout_check import FileInfo, LayoutCheck
+from airlock.format.oci import BLOB_PREFIX
+from airlock.format.slot import JSON_SPACE, RELEASE_PATH, ROOT_PATH
+from airlock.format.tar_bounds import TAR_ERRORS, BoundedTarInfo, BundleTar, check_member
+from airlock.limits import CHUNK, MAX_LAYOUT_DOC_BYTES, MAX_METADATA_BYTES
 
 __all__ = [
-    "RELEASE_PATH",
-    "ROOT_PATH",
-    "SLOT_BLOCK",
-    "SLOT_SPARE",
     "BundleFile",
     "BundleHead",
     "BundleReader",
-    "FileInfo",
-    "FileStamp",
-    "LayoutCheck",
+    "FileInfo",  # defined in layout_check; keys/ and the agent name it here, beside the reader
     "ShortFrontError",
-    "SlotFullError",
-    "SourceFile",
-    "member_header",
-    "metadata_slot",
-    "starts_like_bundle",
-    "write_bundle",
 ]
-
-ROOT_PATH = "airlock/root.json"
-RELEASE_PATH = "airlock/release.json"
-_FIXED_MTIME = 0
-
-#: A tar block: the slot ends on one, so its member needs no tar padding.
-SLOT_BLOCK = 512
-#: Room a slot keeps beyond its JSON for signatures added after the build:
-#: about 30 Ed25519 or ECDSA signatures, or 7 RSA-4096 ones (a KMS key).
-SLOT_SPARE = 8 * 1024
-_JSON_SPACE = b" \t\r\n"
-
-
-class SlotFullError(FormatError):
-    """New metadata does not fit the bundle's metadata slot; the bundle must be copied."""
 
 
 class ShortFrontError(FormatError):
@@ -139,375 +81,6 @@ class ShortFrontError(FormatError):
     def __init__(self, message: str, needed: int) -> None:
         super().__init__(message)
         self.needed = needed
-
-
-def metadata_slot(release_json: bytes, size: int | None = None) -> bytes:
-    """``release_json`` padded to a slot: spaces and a final newline, ``size`` bytes in all.
-
-    ``size=None`` chooses the build's size: the JSON, ``SLOT_SPARE`` and the
-    newline, rounded up to a whole tar block, but no more than a reader takes
-    (``MAX_METADATA_BYTES``) when the JSON fits that. Raises SlotFullError
-    when the JSON (and its newline) does not fit ``size``.
-    """
-    body = release_json.rstrip(_JSON_SPACE)
-    if size is None:
-        least = -(-(len(body) + 1) // SLOT_BLOCK) * SLOT_BLOCK
-        roomy = -(-(len(body) + 1 + SLOT_SPARE) // SLOT_BLOCK) * SLOT_BLOCK
-        size = max(least, min(roomy, MAX_METADATA_BYTES))
-    if len(body) + 1 > size:
-        raise SlotFullError(
-            f"the metadata ({len(body)} bytes) no longer fits its {size}-byte slot"
-        )
-    return body + b" " * (size - len(body) - 1) + b"\n"
-
-
-def member_header(name: str, size: int) -> bytes:
-    """The tar header :func:`write_bundle` writes for a member (for a copy around a slot)."""
-    return _tarinfo(name, size).tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
-
-
-@dataclass(frozen=True)
-class FileInfo:
-    """A file of the bundle's OCI layout as the signed metadata lists it."""
-
-    length: int
-    sha256: str  # hex
-
-
-# -- writing -------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileStamp:
-    """A file's identity and version as ``stat`` gives them: device, inode, size, mtime.
-
-    Recorded when the file's bytes were hashed, it lets a later reader trust
-    those bytes unread while the file still stamps the same (git's index does
-    the same). A write moves the mtime (through a shared mapping, at the
-    first write after each writeback: the hole git's index has too), so a
-    changed file stamps differently; a stamp is recorded only when the mtime
-    is older than the clock's granularity at hashing time ("racily clean"
-    files are hashed again). ctime is left out on purpose: the host health
-    check hard-links cached blobs, and a link moves the ctime of bytes that
-    did not change.
-    """
-
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
-
-    @classmethod
-    def of(cls, st: os.stat_result) -> FileStamp:
-        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-@dataclass(frozen=True)
-class SourceFile:
-    """One file to place in the bundle's OCI layout, with its known digest.
-
-    ``stamp`` is the file's :class:`FileStamp` when the caller hashed these
-    very bytes itself: while the opened file still stamps the same, before
-    and after the copy, it is copied without being hashed again (by the
-    kernel where it can). Without a stamp, or when the stamp moved, the
-    bytes are hashed as they are copied.
-    """
-
-    path: str  # "oci-layout", "index.json" or "blobs/sha256/<hex>"
-    size: int
-    sha256: str
-    open: Callable[[], IO[bytes]]
-    stamp: FileStamp | None = None
-
-
-class _HashingReader:
-    """Reads from ``src`` while hashing and reporting progress."""
-
-    def __init__(self, src: IO[bytes], progress: Callable[[int], None] | None) -> None:
-        self.src, self.progress, self.hash = src, progress, hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self.src.read(n)
-        self.hash.update(data)
-        if self.progress and data:
-            self.progress(len(data))
-        return data
-
-
-def _tarinfo(name: str, size: int) -> tarfile.TarInfo:
-    ti = tarfile.TarInfo(name)
-    ti.size, ti.mtime, ti.mode = size, _FIXED_MTIME, 0o644
-    ti.uid = ti.gid = 0
-    ti.uname = ti.gname = ""
-    return ti
-
-
-def write_bundle(
-    out: BinaryIO,
-    release_json: bytes,
-    files: Sequence[SourceFile],
-    *,
-    root_json: bytes | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> None:
-    """Write a bundle to a seekable binary file; every source is checked as it is copied.
-
-    A source is hashed as it is copied, unless it still has the ``stamp`` it
-    had when its caller hashed it (then it is copied unhashed, in the kernel
-    when ``out`` is a file). A source whose bytes differ from its declared
-    digest, or whose stamp moves during the copy (a file that changed during
-    the build), aborts with a DigestError rather than making a bundle whose
-    signature lies.
-    """
-    order = {"oci-layout": 0, "index.json": 1}
-    ordered = sorted(files, key=lambda f: (order.get(f.path, 2), f.size, f.path))
-    paths = [f.path for f in ordered]
-    if len(set(paths)) != len(paths):
-        raise FormatError("the same file was added to a bundle twice")
-    with tarfile.open(  # type: ignore[call-overload]
-        fileobj=out, mode="w", format=tarfile.PAX_FORMAT, copybufsize=CHUNK
-    ) as tar:
-        if root_json is not None:
-            tar.addfile(_tarinfo(ROOT_PATH, len(root_json)), io.BytesIO(root_json))
-        slot = metadata_slot(release_json)
-        tar.addfile(_tarinfo(RELEASE_PATH, len(slot)), io.BytesIO(slot))
-        for f in ordered:
-            with f.open() as src:
-                if f.stamp is not None and _stamp_of(src) == f.stamp:
-                    _add_stamped(tar, out, f, src, progress)
-                    continue
-                reader = _HashingReader(src, progress)
-                tar.addfile(_tarinfo(f.path, f.size), reader)  # type: ignore[arg-type]
-            if reader.hash.hexdigest() != f.sha256:
-                raise DigestError(f"{f.path} changed while the bundle was written; build again")
-
-
-def _stamp_of(src: IO[bytes]) -> FileStamp | None:
-    try:
-        return FileStamp.of(os.fstat(src.fileno()))
-    except (OSError, ValueError):  # not a file (io.UnsupportedOperation is both)
-        return None
-
-
-# Kernel copies go in steps this large so progress still moves on a big blob.
-_COPY_STEP = 64 * CHUNK
-# copy_file_range refuses these for a pair of files it cannot copy between
-# (another filesystem on old kernels, a filesystem without support): copy in Python.
-_NO_KERNEL_COPY = {errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP}
-
-
-def _add_stamped(tar: tarfile.TarFile, out: BinaryIO, f: SourceFile, src: IO[bytes],
-                 progress: Callable[[int], None] | None) -> None:
-    """Write ``f`` as ``tar.addfile`` would, its bytes unhashed: the caller hashed them.
-
-    Same header, data and padding, so the bundle is byte for byte what the
-    hashing path writes. The stamp is checked again after the copy: a file
-    written to meanwhile fails the build as a digest mismatch would.
-    """
-    header = _tarinfo(f.path, f.size).tobuf(tar.format, tar.encoding, tar.errors)
-    out.write(header)
-    copied = _copy_bytes(src, out, f.size, progress)
-    if copied != f.size or _stamp_of(src) != f.stamp:
-        raise DigestError(f"{f.path} changed while the bundle was written; build again")
-    pad = -f.size % tarfile.BLOCKSIZE
-    out.write(b"\0" * pad)
-    tar.offset += len(header) + f.size + pad  # where tarfile's own close() pads from
-
-
-def _copy_bytes(src: IO[bytes], out: BinaryIO, size: int,
-                progress: Callable[[int], None] | None) -> int:
-    """Copy ``size`` bytes from the start of ``src``: in the kernel when both are files."""
-    done = 0
-    try:
-        dst_fd, src_fd = out.fileno(), src.fileno()
-    except (OSError, ValueError):  # a part writer, a memory file: no descriptor
-        dst_fd = src_fd = -1
-    if dst_fd >= 0 and hasattr(os, "copy_file_range"):
-        out.flush()
-        at = out.tell()
-        try:
-            while done < size:
-                n = os.copy_file_range(src_fd, dst_fd, min(_COPY_STEP, size - done), done,
-                                       at + done)
-                if n == 0:  # the file is shorter than when it was hashed
-                    out.seek(at + done)
-                    return done
-                done += n
-                if progress:
-                    progress(n)
-        except OSError as e:
-            if e.errno not in _NO_KERNEL_COPY:
-                raise
-        out.seek(at + done)
-        if done == size:
-            return done
-    src.seek(done)
-    buf = bytearray(CHUNK)
-    view = memoryview(buf)
-    while done < size:
-        n = src.readinto(view[: min(CHUNK, size - done)])  # type: ignore[attr-defined]
-        if not n:
-            break
-        out.write(view[:n])
-        done += n
-        if progress:
-            progress(n)
-    return done
-
-
-def starts_like_bundle(head: bytes) -> bool:
-    """Whether ``head``, a file's first 512 bytes, is the tar header :func:`write_bundle`
-    writes first (Airlock's metadata). Cheap and bounded: it tells a bundle about to be
-    rebuilt from a file that a mistyped ``-o`` would destroy; it checks nothing else."""
-    try:
-        first = tarfile.TarInfo.frombuf(head, "utf-8", "strict")
-    except (tarfile.HeaderError, UnicodeError, ValueError):
-        return False
-    return first.name in (ROOT_PATH, RELEASE_PATH) and first.isreg()
-
-
-# -- reading -------------------------------------------------------------------
-
-
-class _Readable(Protocol):
-    def readinto(self, buffer: memoryview, /) -> int | None: ...
-
-
-class _Window:
-    """At most ``size`` bytes of ``stream`` from its current position."""
-
-    def __init__(self, stream: IO[bytes], size: int) -> None:
-        self.stream, self.left = stream, size
-
-    def readinto(self, buffer: memoryview) -> int:
-        n = self.stream.readinto(buffer[: self.left])  # type: ignore[attr-defined]
-        self.left -= n or 0
-        return int(n or 0)
-
-
-class _PreadWindow:
-    """``size`` bytes of a file descriptor from ``offset``, read with ``preadv``.
-
-    Positioned reads share no file offset, so blobs of one bundle file are
-    read by several threads at once while the reader walks the tar headers.
-    """
-
-    def __init__(self, fd: int, offset: int, size: int) -> None:
-        self.fd, self.at, self.left = fd, offset, size
-
-    def readinto(self, buffer: memoryview) -> int:
-        n = os.preadv(self.fd, [buffer[: self.left]], self.at)
-        self.at += n
-        self.left -= n
-        return n
-
-
-def _hashed_chunks(readinto: Callable[[memoryview], int | None], length: int,
-                   stop: threading.Event | None = None) -> Generator[memoryview, None, tuple[int, str]]:
-    """Yield up to ``length`` bytes read by ``readinto``; return (bytes read, sha256 hex).
-
-    From ``PIPELINE_MIN_BYTES`` on, a second thread hashes each chunk while
-    the next one is read and the caller writes this one (reads, writes and
-    hashlib's updates all release the GIL), over ``PIPELINE_BUFFERS`` chunks
-    of ``CHUNK`` bytes: memory is flat however large the blob. A yielded view
-    stays valid until the next one is asked for.
-    """
-    h = hashlib.sha256()
-    seen = 0
-    if length < PIPELINE_MIN_BYTES:
-        view = memoryview(bytearray(max(1, min(CHUNK, length))))
-        while seen < length:
-            n = readinto(view[: min(CHUNK, length - seen)])
-            if not n:
-                break
-            seen += n
-            h.update(view[:n])
-            yield view[:n]
-        return seen, h.hexdigest()
-    free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
-    todo: queue.SimpleQueue[tuple[memoryview, int] | None] = queue.SimpleQueue()
-    for _ in range(PIPELINE_BUFFERS):
-        free.put(memoryview(bytearray(CHUNK)))
-
-    def hash_loop() -> None:
-        while (item := todo.get()) is not None:
-            whole, n = item
-            h.update(whole[:n])
-            free.put(whole)
-
-    hasher = threading.Thread(target=hash_loop, name="airlock-hash", daemon=True)
-    hasher.start()
-    try:
-        while seen < length:
-            if stop is not None and stop.is_set():
-                raise _Abandoned
-            whole = free.get()
-            n = readinto(whole[: min(CHUNK, length - seen)])
-            if not n:
-                break
-            seen += n
-            todo.put((whole, n))
-            yield whole[:n]
-    finally:
-        todo.put(None)
-        hasher.join()
-    return seen, h.hexdigest()
-
-
-class _Abandoned(Exception):
-    """A background read stopped because the loop that started it was left."""
-
-
-class _Jobs:
-    """Blobs of one bundle file hashed (and written) on ``HASH_THREADS`` threads.
-
-    Their verdicts are taken in archive order: the first failing member is
-    the one reported, as a one-thread read would report it, and a failure
-    the reader finds further on (a bad header, truncation) is raised only
-    after every member before it has been settled.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.stop = threading.Event()
-        self.progress_lock = threading.Lock()  # callbacks one at a time, as from one thread
-        self._pool = ThreadPoolExecutor(max_workers=HASH_THREADS,
-                                        thread_name_prefix="airlock-blob")
-        self._pending: deque[Future[None]] = deque()
-
-    def submit(self, job: Callable[[], None]) -> None:
-        while len(self._pending) >= HASH_JOBS_IN_FLIGHT:
-            self._settle_oldest()
-        self._pending.append(self._pool.submit(job))
-
-    def reap(self) -> None:
-        """Raise the error of the oldest finished members, if any failed."""
-        while self._pending and self._pending[0].done():
-            self._settle_oldest()
-
-    def drain(self) -> None:
-        """Wait for every member handed out; raise the first failure in archive order."""
-        while self._pending:
-            self._settle_oldest()
-
-    def _settle_oldest(self) -> None:
-        future = self._pending.popleft()
-        try:
-            future.result()
-        except BaseException:
-            self.abandon()
-            raise
-
-    def abandon(self) -> None:
-        """Stop and wait for every member still running: no thread writes after this."""
-        self.stop.set()
-        while self._pending:
-            with contextlib.suppress(BaseException):
-                self._pending.popleft().result()
-
-    def close(self) -> None:
-        self.abandon()
-        self._pool.shutdown(wait=True)
 
 
 @dataclass(frozen=True)
@@ -531,9 +104,9 @@ class BundleFile:
     failure, and has settled them all when it ends.
     """
 
-    def __init__(self, path: str, info: FileInfo, stream: _Readable, *, keep: bool = False,
+    def __init__(self, path: str, info: FileInfo, stream: Readable, *, keep: bool = False,
                  short: Callable[[str], FormatError] | None = None,
-                 jobs: _Jobs | None = None) -> None:
+                 jobs: HashJobs | None = None) -> None:
         self.path, self.info, self._stream = path, info, stream
         self.done = False  # read whole, or handed to a thread that reads it whole
         self._started = False
@@ -567,7 +140,7 @@ class BundleFile:
 
     def _chunks(self, progress: Callable[[int], None] | None,
                 stop: threading.Event | None) -> Iterator[memoryview]:
-        reading = _hashed_chunks(self._stream.readinto, self.info.length, stop)
+        reading = hashed_chunks(self._stream.readinto, self.info.length, stop)
         try:
             while True:
                 try:
@@ -652,7 +225,7 @@ class BundleFile:
              chunks: Callable[[Callable[[int], None] | None], Iterator[memoryview]]) -> None:
         try:
             if stop is not None and stop.is_set():
-                raise _Abandoned
+                raise Abandoned
             for chunk in chunks(progress):
                 if write is not None:
                     write(chunk)
@@ -702,12 +275,12 @@ class BundleReader:
                 at = stream.tell()
                 self._size = stream.seek(0, io.SEEK_END)
                 stream.seek(at)
-                self._tar = _BundleTar.open(fileobj=stream, mode="r:", tarinfo=_BoundedTarInfo)
+                self._tar = BundleTar.open(fileobj=stream, mode="r:", tarinfo=BoundedTarInfo)
             else:
-                self._tar = _BundleTar.open(  # type: ignore[call-overload]
-                    fileobj=self._counted, mode="r|", bufsize=CHUNK, tarinfo=_BoundedTarInfo
+                self._tar = BundleTar.open(  # type: ignore[call-overload]
+                    fileobj=self._counted, mode="r|", bufsize=CHUNK, tarinfo=BoundedTarInfo
                 )
-        except _TAR_ERRORS as e:
+        except TAR_ERRORS as e:
             raise FormatError(f"not a bundle (tar): {e or type(e).__name__}") from None
         self._seen: set[str] = set()
         self._head: BundleHead | None = None
@@ -730,11 +303,11 @@ class BundleReader:
     def _next(self) -> tarfile.TarInfo | None:
         try:
             m = self._tar.next()
-        except _TAR_ERRORS as e:
+        except TAR_ERRORS as e:
             raise FormatError(f"bundle is truncated or corrupt: {e or type(e).__name__}") from None
         self._tar.members.clear()  # type: ignore[attr-defined]  # keep memory flat for bundles with many members
         if m is not None:
-            _check_member(m)
+            check_member(m)
             if m.name in self._seen:
                 raise FormatError(f"bundle member {m.name!r} appears twice")
             self._seen.add(m.name)
@@ -759,15 +332,15 @@ class BundleReader:
     def _short_copy_in(self, needed: int, path: str) -> FormatError:
         return self._short_copy(f"inside {path}", needed)
 
-    def _data(self, m: tarfile.TarInfo) -> _Readable:
+    def _data(self, m: tarfile.TarInfo) -> Readable:
         if self._stream is not None:
-            # Regular, non-sparse members (_check_member) are contiguous: read
+            # Regular, non-sparse members (check_member) are contiguous: read
             # them straight from the file into the caller's buffer, no copies.
             self._stream.seek(m.offset_data)
-            return _Window(self._stream, m.size)
+            return Window(self._stream, m.size)
         f = self._tar.extractfile(m)
         assert f is not None  # regular files always have a file object
-        return cast(_Readable, f)
+        return cast(Readable, f)
 
     def _read_small(self, m: tarfile.TarInfo) -> bytes:
         if m.size > MAX_METADATA_BYTES:
@@ -805,7 +378,7 @@ class BundleReader:
             found = "the end" if m is None else repr(m.name)
             raise FormatError(f"bundle must start with {RELEASE_PATH}, found {found}")
         slot = self._read_small(m)
-        self._head = BundleHead(slot.rstrip(_JSON_SPACE), root_json, m.offset, m.offset_data,
+        self._head = BundleHead(slot.rstrip(JSON_SPACE), root_json, m.offset, m.offset_data,
                                 m.size)
         return self._head
 
@@ -832,7 +405,7 @@ class BundleReader:
         archive that ends inside a member).
         """
         self.head()
-        jobs = _Jobs(self._fd) if self._fd is not None else None
+        jobs = HashJobs(self._fd) if self._fd is not None else None
         try:
             yield from self._files(listed, expected, hash_unread, jobs)
             if jobs is not None:
@@ -848,7 +421,7 @@ class BundleReader:
                 jobs.close()
 
     def _files(self, listed: Mapping[str, FileInfo], expected: Sequence[str],
-               hash_unread: bool, jobs: _Jobs | None) -> Iterator[BundleFile]:
+               hash_unread: bool, jobs: HashJobs | None) -> Iterator[BundleFile]:
         layout = LayoutCheck(listed, expected)
         left_out = {BLOB_PREFIX + d[7:] for d in expected}
         remaining = {p: i for p, i in listed.items() if p not in left_out}
@@ -875,7 +448,7 @@ class BundleReader:
                 )
             rest -= _BLOCK + -(-info.length // _BLOCK) * _BLOCK
             end = m.offset_data + -(-m.size // _BLOCK) * _BLOCK
-            data = (_PreadWindow(self._fd, m.offset_data, m.size) if self._fd is not None
+            data = (PreadWindow(self._fd, m.offset_data, m.size) if self._fd is not None
                     else self._data(m))
             member = BundleFile(m.name, info, data, keep=layout.wants(m.name),
                                 short=partial(self._short_copy_in, end + rest + 2 * _BLOCK),
@@ -921,177 +494,3 @@ class _Counted:
         data = self.stream.read(n)
         self.count += len(data)
         return data
-
-
-# Headers that tarfile reads whole into memory before the member they describe.
-_EXTENDED_TYPES = (
-    tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE,
-    tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
-)
-
-# What tarfile raises on hostile input. ValueError: its pax sparse-map parser
-# fails that way on garbage. RecursionError and MemoryError: a bound below
-# missed a way to exhaust the reader; still a bad bundle, never exit 1.
-_TAR_ERRORS = (
-    tarfile.TarError, OSError, EOFError, UnicodeError, ValueError, RecursionError, MemoryError,
-)
-
-
-class _BundleTar(tarfile.TarFile):
-    """A TarFile that counts the extended headers it has read, for :class:`_BoundedTarInfo`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        # Set before TarFile.__init__, which already reads the first header.
-        self.extended_bytes = 0  # in the whole archive so far
-        self.extended_in_row = 0  # before the member being read
-        super().__init__(*args, **kwargs)
-
-
-class _BoundedTarInfo(tarfile.TarInfo):
-    """A TarInfo that bounds extended headers before tarfile reads and parses them.
-
-    tarfile reads a pax or GNU long-name header whole, parses it (quadratic
-    on unpatched Pythons, CVE-2024-6232), then recurses to read the header it
-    describes. Each header's size, the headers in a row and their total in
-    the archive are bounded (``airlock.limits``), so none of that grows with
-    what an attacker writes.
-    """
-
-    def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
-        if self.size < 0:  # base-256 sizes can be negative; tarfile would seek backwards
-            raise FormatError(f"bundle has a tar header with negative size {self.size}")
-        if self.type not in _EXTENDED_TYPES:
-            return super()._proc_member(tar)  # type: ignore[misc, no-any-return]
-        if self.size > MAX_EXTENDED_HEADER_BYTES:
-            raise FormatError(
-                f"bundle has a {self.size}-byte extended tar header; at most "
-                f"{MAX_EXTENDED_HEADER_BYTES} bytes are allowed"
-            )
-        counts = cast(_BundleTar, tar)
-        counts.extended_bytes += self.size
-        if counts.extended_bytes > MAX_EXTENDED_HEADER_TOTAL_BYTES:
-            raise FormatError(
-                f"bundle has more than {MAX_EXTENDED_HEADER_TOTAL_BYTES} bytes of extended "
-                "tar headers"
-            )
-        if counts.extended_in_row >= MAX_EXTENDED_HEADERS_PER_MEMBER:
-            raise FormatError(
-                f"bundle has more than {MAX_EXTENDED_HEADERS_PER_MEMBER} extended tar headers "
-                "in a row"
-            )
-        counts.extended_in_row += 1
-        try:
-            return super()._proc_member(tar)  # type: ignore[misc, no-any-return]
-        finally:
-            counts.extended_in_row -= 1
-
-
-def _check_member(m: tarfile.TarInfo) -> None:
-    """Refuse any member a hostile archive could use against the reader's host."""
-    name = m.name
-    if not m.isreg() or m.issparse() or m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
-        kind = "link" if m.issym() or m.islnk() else "directory" if m.isdir() else "special file"
-        raise FormatError(f"bundle member {name!r} is a {kind}; only regular files are allowed")
-    if m.size < 0:  # a pax 'size' record can say anything
-        raise FormatError(f"bundle member {name!r} has negative size {m.size}")
-    if (
-        not name
-        or name.startswith("/")
-        or "\\" in name
-        or "\x00" in name
-        or posixpath.normpath(name) != name
-        or any(part in ("", ".", "..") for part in name.split("/"))
-    ):
-        raise FormatError(f"bundle member {name!r} has an unsafe path")
-    if not (
-        name in (ROOT_PATH, RELEASE_PATH, "oci-layout", "index.json")
-        or name.startswith(BLOB_PREFIX)
-    ):
-        raise FormatError(f"bundle member {name!r} is outside the bundle layout")
-    try:
-        # Defence in depth: the stdlib's own idea of a safe member.
-        tarfile.data_filter(m, "/nonexistent-airlock-dest")
-    except tarfile.FilterError as e:
-        raise FormatError(f"bundle member {name!r} is unsafe: {e}") from None
-
-
-# -- the OCI layout's own references -----------------------------------------------
-
-
-class LayoutCheck:
-    """Checks, while a bundle streams past, that its OCI layout references only what it has.
-
-    The signature vouches for every file's bytes; this checks what those bytes
-    say: ``index.json`` and each manifest it names must parse, and every
-    descriptor they hold (manifests, configs, layers) must be listed in the
-    release with the same size: carried in the bundle, or, for a delta bundle,
-    expected on the device.
-    A nested index (a multi-arch list) is not followed: only the platforms
-    chosen at build time are carried. ``index.json`` must come before any blob,
-    as the writer puts it, so no manifest streams past unchecked.
-    :meth:`BundleReader.files` drives it::
-
-        check = LayoutCheck(release.files, expected=release.delta.expects)
-        if check.wants(path):        # index.json, or a manifest it named
-            check.see(path, data)    # raises FormatError on a dangling reference
-    """
-
-    def __init__(self, listed: Mapping[str, FileInfo], expected: Sequence[str] = ()) -> None:
-        self._listed = listed
-        self._expected = {d[7:] for d in expected if d.startswith("sha256:")}
-        self._manifests: set[str] = set()
-        self._index_seen = "index.json" not in listed
-
-    def wants(self, path: str) -> bool:
-        """Whether ``path`` must be read whole and given to :meth:`see`."""
-        if path == "index.json":
-            return True
-        if path.startswith(BLOB_PREFIX) and not self._index_seen:
-            raise FormatError(f"{path} comes before index.json; the layout's index must come first")
-        return path in self._manifests
-
-    def see(self, path: str, data: bytes) -> None:
-        try:
-            doc = json.loads(data)
-        except (ValueError, RecursionError) as e:
-            raise FormatError(f"{path} is not valid JSON: {str(e)[:120]}") from None
-        if not isinstance(doc, dict):
-            raise FormatError(f"{path} is not a JSON object")
-        if path == "index.json":
-            self._index_seen = True
-            for d in self._descriptors(path, doc, "manifests"):
-                if self._check(path, d) and d.get("mediaType") not in INDEX_TYPES:
-                    self._manifests.add(BLOB_PREFIX + d["digest"][7:])
-        elif doc.get("mediaType") not in INDEX_TYPES and "manifests" not in doc:
-            config = doc.get("config")
-            for d in [*([config] if config is not None else []), *self._descriptors(path, doc, "layers")]:
-                self._check(path, d)
-
-    @staticmethod
-    def _descriptors(path: str, doc: dict[str, Any], key: str) -> list[Any]:
-        found = doc.get(key, [])
-        if not isinstance(found, list):
-            raise FormatError(f"{path}: '{key}' is not a list")
-        return found
-
-    def _check(self, path: str, d: Any) -> bool:
-        """True when ``d`` is carried in this bundle; raises unless listed with its size."""
-        if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
-            raise FormatError(f"{path} holds a descriptor without a digest")
-        digest, size = d["digest"], d.get("size")
-        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
-            raise FormatError(f"{path}: descriptor {digest[:23]}… has no valid size")
-        if not digest.startswith("sha256:") or len(digest) != 71:
-            raise FormatError(f"{path}: descriptor digest {digest[:80]!r} is not sha256")
-        info = self._listed.get(BLOB_PREFIX + digest[7:])
-        carried = digest[7:] not in self._expected
-        if info is None:
-            raise FormatError(
-                f"{path} names {digest[:23]}… that the bundle does not carry (incomplete layout)"
-            )
-        if info.length != size:
-            raise FormatError(
-                f"{path} says {digest[:23]}… is {size} bytes; the "
-                f"{'bundle carries' if carried else 'release expects'} {info.length}"
-            )
-        return carried

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import IO, BinaryIO
 
 from airlock.errors import DigestError, FormatError
-from airlock.format.bundle import FileInfo
+from airlock.format.layout_check import FileInfo
 from airlock.limits import CHUNK, MAX_KIT_FILES, MAX_KIT_METADATA_BYTES
 
 __all__ = ["KIT_METADATA", "KitMember", "KitReader", "write_kit"]

@@ -46,6 +46,7 @@ from typing import IO, Any
 
 from airlock.console import open_bundle
 from airlock.errors import FormatError, RejectedError, SignatureError, UsageError
+from airlock.files import PartialFile
 from airlock.format.oci import is_sha256_hex
 from airlock.limits import CHUNK, MAX_PARTS, MAX_PARTS_MANIFEST_BYTES
 
@@ -462,7 +463,9 @@ class PartsWriter(io.RawIOBase):
 
     ``publish()`` renames the finished parts into place and writes
     ``NAME.parts.json`` last (its presence means the set is whole); until then
-    every part is a hidden ``.NAME.partNNN.partial``. ``discard()`` removes them.
+    every part is a hidden ``.NAME.partNNN.partial`` (an :class:`airlock.files.PartialFile`
+    in the bundle's directory: a leftover there is unlinked, never followed).
+    ``discard()`` removes them.
     """
 
     def __init__(self, bundle: Path, max_size: int,
@@ -471,8 +474,10 @@ class PartsWriter(io.RawIOBase):
         if max_size < 1:
             raise UsageError("--max-size must be at least one byte")
         self.bundle, self.max_size, self.progress = bundle, max_size, progress
-        self._parts: list[tuple[Path, int, str]] = []  # (partial path, size, sha256)
-        self._file: IO[bytes] | None = None
+        self._parts: list[tuple[PartialFile, int, str]] = []  # (sealed partial, size, sha256)
+        self._file: PartialFile | None = None
+        # One descriptor of the bundle's directory for every part (not one each).
+        self._dir = os.open(bundle.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._in_part = 0
         self._hash = hashlib.sha256()
         self._whole = hashlib.sha256()
@@ -493,7 +498,7 @@ class PartsWriter(io.RawIOBase):
             assert self._file is not None
             n = min(len(view) - done, self.max_size - self._in_part)
             chunk = view[done : done + n]
-            self._file.write(chunk)
+            self._file.file.write(chunk)
             self._hash.update(chunk)
             self._whole.update(chunk)
             self._in_part += n
@@ -503,27 +508,23 @@ class PartsWriter(io.RawIOBase):
             self.progress(done)
         return done
 
-    def _partial(self, number: int) -> Path:
-        return self.bundle.with_name(f".{part_name(self.bundle.name, number)}.partial")
-
     def _next_part(self) -> None:
         self._close_part()
         number = len(self._parts) + 1
         if number > MAX_PARTS:
             raise UsageError(f"the bundle needs more than {MAX_PARTS} parts of "
                              f"{self.max_size} bytes; choose a larger --max-size")
-        self._file = open(self._partial(number), "wb")  # noqa: SIM115 - closed in _close_part
+        final = part_name(self.bundle.name, number)
+        self._file = PartialFile(self.bundle.with_name(final), name=f".{final}.partial",
+                                 dir_fd=self._dir)
         self._in_part = 0
 
     def _close_part(self) -> None:
         if self._file is None:
             return
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
+        self._file.seal()
+        self._parts.append((self._file, self._in_part, self._hash.hexdigest()))
         self._file = None
-        number = len(self._parts) + 1
-        self._parts.append((self._partial(number), self._in_part, self._hash.hexdigest()))
         self._hash = hashlib.sha256()
 
     def publish(self) -> PartSet:
@@ -538,9 +539,8 @@ class PartsWriter(io.RawIOBase):
         manifest.unlink(missing_ok=True)
         parts = []
         for number, (partial, size, sha) in enumerate(self._parts, start=1):
-            final = self.bundle.with_name(part_name(name, number))
-            os.replace(partial, final)
-            parts.append(Part(final, size, sha, number))
+            partial.publish()
+            parts.append(Part(partial.target, size, sha, number))
         stale = len(parts) + 1
         while self.bundle.with_name(part_name(name, stale)).exists():
             self.bundle.with_name(part_name(name, stale)).unlink()
@@ -550,17 +550,22 @@ class PartsWriter(io.RawIOBase):
                 "max_size": self.max_size,
                 "parts": [{"name": p.path.name, "size": p.size, "sha256": p.sha256}
                           for p in parts]}
-        tmp = manifest.with_name("." + manifest.name + ".partial")
-        tmp.write_text(json.dumps(body, indent=2) + "\n")
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, manifest)
+        with PartialFile(manifest, name=f".{manifest.name}.partial", dir_fd=self._dir) as listed:
+            listed.file.write((json.dumps(body, indent=2) + "\n").encode())
+            listed.publish()
+        self._close_dir()
         return done
 
     def discard(self) -> None:
         """Remove every part written so far (after a failed build or split)."""
         if self._file is not None:
-            self._file.close()
+            self._file.discard()
             self._file = None
-        for number in range(1, len(self._parts) + 2):
-            self._partial(number).unlink(missing_ok=True)
+        for partial, _, _ in self._parts:
+            partial.discard()
+        self._close_dir()
+
+    def _close_dir(self) -> None:
+        if self._dir >= 0:
+            os.close(self._dir)
+            self._dir = -1

@@ -79,23 +79,13 @@ it on a device.
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import re
-import signal
-import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import IO, Any, Protocol
-
-import psutil
+from typing import Any, Protocol
 
 from airlock.limits import (
-    MAX_CHILD_OUTPUT_BYTES,
     MAX_DETAILED_CLASSES,
     MAX_EVAL_BATCH_BYTES,
     MAX_EVAL_CLASSES,
@@ -103,10 +93,14 @@ from airlock.limits import (
     MAX_PROFILE_BYTES,
     MAX_TOP_K,
 )
-from airlock.quality import _health_child
-from airlock.quality._health_child import RESULT_MARKER
 from airlock.quality.evaluation import Threshold, judge
-from airlock.spawn import child_env, python_argv
+from airlock.quality.health_process import (
+    WATCHDOG_GRACE_S,
+    ChildRun,
+    memory_budget,
+    run_child,
+    signal_name,
+)
 
 __all__ = [
     "JUDGES",
@@ -120,19 +114,6 @@ __all__ = [
     "Runtime",
     "check_model",
 ]
-
-_MiB = 1024 * 1024
-_POLL_S = 0.01
-# A check without max_memory_mb may still not take the machine down.
-_CAP_FLOOR_MB = 256.0
-_CAP_SHARE_OF_AVAILABLE = 0.75
-# The child kills itself this long after its timeout if its parent is gone.
-_WATCHDOG_GRACE_S = 10.0
-# Run by path, not ``-m``: ``-I`` keeps every directory but the interpreter's
-# own out of sys.path, so this file is the one that runs, and imports only
-# the standard library, numpy and onnxruntime.
-_CHILD_SCRIPT = Path(_health_child.__file__).resolve()
-
 
 class _JsonOptions(Protocol):
     def to_json(self) -> dict[str, Any]: ...
@@ -334,24 +315,46 @@ def check_model(name: str, files: ModelFiles, budgets: Budgets, *, cwd: Path,
 
 def _check_model(name: str, files: ModelFiles, spec: Budgets, cwd: Path,
                  asked: _Asked) -> ModelResult:
-    def failed(reason: str, **kw: Any) -> ModelResult:
-        return ModelResult(name, False, reason, kw.pop("p95_ms", None),
-                           kw.pop("peak_rss_mb", None), kw.pop("worst", None), **kw)
+    """The check's steps: files present, the child run, how it ended, the judges' verdict."""
+    missing = _missing_file(files, cwd, asked.evaluation is not None)
+    if missing is not None:
+        return _failed(name, missing)
+    budget, budget_text = memory_budget(spec, asked.enforce_budgets)
+    run = run_child(_job(files, spec, asked), cwd, spec.timeout_s, budget)
+    ended = _how_it_ended(run, spec, budget_text)
+    if ended is not None:
+        return _failed(name, ended, peak_rss_mb=run.peak_mb)
+    assert run.result is not None
+    return _judged(name, run.result, run.peak_mb, spec, asked, budget, budget_text)
 
+
+def _failed(name: str, reason: str, **kw: Any) -> ModelResult:
+    return ModelResult(name, False, reason, kw.pop("p95_ms", None),
+                       kw.pop("peak_rss_mb", None), kw.pop("worst", None), **kw)
+
+
+def _missing_file(files: ModelFiles, cwd: Path, evaluated: bool) -> str | None:
+    """Why the check cannot start (a file it needs is missing), or None."""
     for kind, path in (("golden inputs", files.inputs), ("golden outputs", files.outputs)):
         if path is not None and not path.is_file():
-            return failed(f"{kind} file {_rel(path, cwd)} is missing")
+            return f"{kind} file {_rel(path, cwd)} is missing"
     if not files.model.is_file():
-        return failed(f"model file {_rel(files.model, cwd)} is missing")
+        return f"model file {_rel(files.model, cwd)} is missing"
     for data in files.data:
         if not data.is_file():
-            return failed(f"external data file {_rel(data, cwd)} is missing")
-    evaluate = None
-    if asked.evaluation is not None:
+            return f"external data file {_rel(data, cwd)} is missing"
+    if evaluated:
         for path in (files.eval_data, files.eval_labels):
             if path is None or not path.is_file():
                 what = _rel(path, cwd) if path is not None else "not given"
-                return failed(f"evaluation file {what} is missing")
+                return f"evaluation file {what} is missing"
+    return None
+
+
+def _job(files: ModelFiles, spec: Budgets, asked: _Asked) -> dict[str, Any]:
+    """The child's job: what to load, compare, time and evaluate, under which runtime."""
+    evaluate = None
+    if asked.evaluation is not None:
         assert files.eval_data is not None and files.eval_labels is not None
         ev = asked.evaluation
         evaluate = {
@@ -361,10 +364,8 @@ def _check_model(name: str, files: ModelFiles, spec: Budgets, cwd: Path,
             "max_classes": MAX_EVAL_CLASSES, "detailed_classes": MAX_DETAILED_CLASSES,
             "max_batch_bytes": MAX_EVAL_BATCH_BYTES,
         }
-
-    budget, budget_text = _memory_budget(spec, asked.enforce_budgets)
     rt = asked.runtime
-    job = {
+    return {
         "model": str(files.model.absolute()),
         "inputs": str(files.inputs.absolute()) if files.inputs else None,
         "outputs": str(files.outputs.absolute()) if files.outputs else None,
@@ -379,32 +380,36 @@ def _check_model(name: str, files: ModelFiles, spec: Budgets, cwd: Path,
         "session": dict(rt.session),
         "max_profile_bytes": MAX_PROFILE_BYTES,
         "evaluate": evaluate,
-        "watchdog_s": spec.timeout_s + _WATCHDOG_GRACE_S,
+        "watchdog_s": spec.timeout_s + WATCHDOG_GRACE_S,
     }
-    run = _run_child(job, cwd, spec.timeout_s, budget)
 
+
+def _how_it_ended(run: ChildRun, spec: Budgets, budget_text: str) -> str | None:
+    """Why the child gave no result (killed, crashed, silent), or None when it gave one."""
     if run.memory_killed:
-        return failed(f"used {run.peak_mb:.0f} MB > {budget_text} (killed)",
-                      peak_rss_mb=run.peak_mb)
+        return f"used {run.peak_mb:.0f} MB > {budget_text} (killed)"
     if run.timed_out:
-        return failed(f"timed out after {spec.timeout_s:g} s (killed)", peak_rss_mb=run.peak_mb)
+        return f"timed out after {spec.timeout_s:g} s (killed)"
     if run.returncode < 0:
-        sig = _signal_name(-run.returncode)
-        return failed(f"killed by signal {sig}{run.stderr_hint()}", peak_rss_mb=run.peak_mb)
+        return f"killed by signal {signal_name(-run.returncode)}{run.stderr_hint()}"
     if run.result is None:
         what = f"exited with status {run.returncode}" if run.returncode else "printed no result"
-        return failed(f"{what}{run.stderr_hint()}", peak_rss_mb=run.peak_mb)
+        return f"{what}{run.stderr_hint()}"
+    return None
 
-    r = run.result
+
+def _judged(name: str, r: dict[str, Any], peak_mb: float | None, spec: Budgets, asked: _Asked,
+            budget: float, budget_text: str) -> ModelResult:
+    """The child's result through :data:`JUDGES`: failures, unenforced budgets, notes."""
     notes = [str(n) for n in r.get("notes") or []]
     providers = r.get("providers") if isinstance(r.get("providers"), dict) else None
-    common: dict[str, Any] = {"peak_rss_mb": run.peak_mb,
+    common: dict[str, Any] = {"peak_rss_mb": peak_mb,
                               "runtime_rss_mb": r.get("runtime_rss_mb"), "providers": providers}
     if "error" in r:
-        return failed(str(r["error"]), note="; ".join(notes) or None, **common)
+        return _failed(name, str(r["error"]), note="; ".join(notes) or None, **common)
 
     evaluation = r.get("evaluation")
-    measured = _Measured(r, run.peak_mb, budget, budget_text, rt, asked.evaluation,
+    measured = _Measured(r, peak_mb, budget, budget_text, asked.runtime, asked.evaluation,
                          asked.baseline, asked.no_baseline,
                          dict(evaluation) if isinstance(evaluation, dict) else None)
     findings = [f for j in JUDGES for f in j(measured, spec)]
@@ -512,107 +517,3 @@ def _rel(path: Path, base: Path) -> str:
         return str(path)
 
 
-def _signal_name(num: int) -> str:
-    try:
-        return signal.Signals(num).name
-    except ValueError:
-        return f"signal {num}"
-
-
-def _memory_budget(spec: Budgets, enforce_budgets: bool) -> tuple[float, str]:
-    """The RSS past which the child is killed: the budget where enforced, else the hard cap."""
-    if spec.max_memory_mb is not None and enforce_budgets:
-        return float(spec.max_memory_mb), f"max_memory_mb {spec.max_memory_mb:g}"
-    available = psutil.virtual_memory().available / _MiB
-    cap = max(_CAP_FLOOR_MB, round(available * _CAP_SHARE_OF_AVAILABLE))
-    why = "no max_memory_mb set" if spec.max_memory_mb is None else "budgets not enforced here"
-    return cap, f"hard cap {cap:g} MB ({why}: {_CAP_SHARE_OF_AVAILABLE:.0%} of available memory)"
-
-
-@dataclass
-class _ChildRun:
-    returncode: int
-    result: dict[str, Any] | None
-    peak_mb: float | None
-    timed_out: bool
-    memory_killed: bool
-    stderr_tail: str
-
-    def stderr_hint(self) -> str:
-        return f" (stderr: {self.stderr_tail})" if self.stderr_tail else ""
-
-
-def _run_child(job: dict[str, Any], cwd: Path, timeout_s: float,
-               budget_mb: float) -> _ChildRun:
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.monotonic()
-        proc = subprocess.Popen(
-            python_argv(_CHILD_SCRIPT, json.dumps(job)),
-            cwd=cwd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=child_env(),
-            start_new_session=True,  # own process group: killed as a whole
-        )
-        peak: float | None = None
-        timed_out = memory_killed = False
-        try:
-            while os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
-                now_peak = _peak_rss_mb(proc.pid)
-                if now_peak is not None:
-                    peak = max(peak or 0.0, now_peak)
-                if peak is not None and peak > budget_mb:
-                    memory_killed = True
-                    break
-                if time.monotonic() - start > timeout_s:
-                    timed_out = True
-                    break
-                time.sleep(_POLL_S)
-        finally:
-            # The child is a zombie or still running, so its pid (= group id)
-            # cannot have been reused: kill it and anything it started.
-            _kill_group(proc.pid)
-            returncode = proc.wait()
-        result = _parse_result(out)
-        if result is not None and isinstance(result.get("peak_rss_mb"), int | float):
-            peak = max(peak or 0.0, float(result["peak_rss_mb"]))
-        return _ChildRun(returncode, result, peak, timed_out, memory_killed, _tail(err))
-
-
-def _peak_rss_mb(pid: int) -> float | None:
-    """The child's peak RSS so far: VmHWM on Linux, else the current RSS (psutil)."""
-    try:
-        with open(f"/proc/{pid}/status", encoding="ascii") as f:
-            m = re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M)
-        if m:
-            return int(m.group(1)) / 1024
-    except OSError:
-        pass
-    try:
-        return float(psutil.Process(pid).memory_info().rss) / _MiB
-    except psutil.Error:
-        return None
-
-
-def _kill_group(pgid: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signal.SIGKILL)
-
-
-def _parse_result(out: IO[bytes]) -> dict[str, Any] | None:
-    out.seek(0)
-    data = out.read(MAX_CHILD_OUTPUT_BYTES).decode("utf-8", "replace")
-    start = data.rfind(RESULT_MARKER)
-    if start < 0:
-        return None
-    try:
-        result = json.loads(data[start + len(RESULT_MARKER):])
-    except ValueError:
-        return None
-    return result if isinstance(result, dict) else None
-
-
-def _tail(err: IO[bytes]) -> str:
-    """The last non-empty stderr line, for a reason; ONNX Runtime noise is cut short."""
-    err.seek(0, os.SEEK_END)
-    err.seek(max(0, err.tell() - 4096))
-    lines = [ln.strip() for ln in err.read().decode("utf-8", "replace").splitlines()]
-    lines = [ln for ln in lines if ln]
-    return lines[-1][:200] if lines else ""

@@ -11,7 +11,8 @@ it would download, for the device's CPU and Python, plus the installer::
 The steps:
 
 1. the project (``--project``, default the checkout this code runs from) is
-   written into its wheel from its ``pyproject.toml``, without a build backend
+   written into its wheel from its ``pyproject.toml`` (``bundler.build.project_wheel``),
+   without a build backend
    or the index (entries sorted and dated ``SOURCE_DATE_EPOCH``, so the same
    source gives the same wheel);
 2. the dependencies are taken from the **lock** (``packaging/agent-kit-lock.json``):
@@ -43,9 +44,7 @@ see it too::
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import fnmatch
 import hashlib
 import json
 import os
@@ -54,9 +53,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import tomllib
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,10 +61,11 @@ from typing import Any
 
 from securesystemslib.signer import Signer
 
-from airlock.format.bundle import FileInfo
 from airlock.console import Progress, no_progress
 from airlock.errors import AirlockError, FormatError, UsageError
+from airlock.files import PartialFile
 from airlock.format.kitarchive import KitMember, KitReader, write_kit
+from airlock.format.layout_check import FileInfo
 from airlock.format.oci import (
     ANNOTATION_REF_NAME,
     ANNOTATION_TITLE,
@@ -78,7 +75,8 @@ from airlock.format.oci import (
     oci_manifest,
 )
 from bundler.build.artifacts import LayoutBuilder
-from bundler.build.output import check_output, exclusive_partial
+from bundler.build.output import check_output
+from bundler.build.project_wheel import WHEEL_EPOCH, project_wheel, wheel_metadata
 from keys import kitverify
 from keys.kit import kit_metadata, read_kit
 from keys.metadata import ReleaseSerializer
@@ -105,7 +103,6 @@ DEFAULT_GLIBC = "2.28"
 _ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 # Legacy manylinux names and the glibc they stand for (PEP 600).
 _LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
-_WHEEL_EPOCH = 315532800  # 1980-01-01, the oldest time a zip can hold
 _TEMPLATE = Path(__file__).with_name("kit_template")
 _PROJECT = "airlock-edge"
 
@@ -225,135 +222,6 @@ def _pip(args: Sequence[str], what: str, env: dict[str, str] | None = None
     return p
 
 
-def _project_wheel(project: Path, out: Path) -> Path:
-    """The project's own wheel (pure Python, ``py3-none-any``), written from its pyproject.toml.
-
-    No build backend runs: ``pip wheel`` would fetch setuptools from the index
-    (unpinned by the lock, on every kit) and take seconds to set up. The wheel
-    holds what setuptools puts in for this project: the packages that
-    ``[tool.setuptools.packages.find] include`` finds (directories with an
-    ``__init__.py``, searched as setuptools does), their ``.py`` files and
-    ``package-data``, the metadata and console scripts of ``[project]``.
-    Entries are sorted and dated ``SOURCE_DATE_EPOCH``, so the same sources
-    give the same bytes. A pyproject this does not understand is a usage error.
-    """
-    try:
-        doc = tomllib.loads((project / "pyproject.toml").read_text())
-    except (OSError, UnicodeError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"cannot read {project / 'pyproject.toml'}: {e}") from None
-    meta, tool = doc.get("project", {}), doc.get("tool", {}).get("setuptools", {})
-    unsupported = sorted(set(meta) - _PROJECT_FIELDS) + (["dynamic"] if meta.get("dynamic") else [])
-    find = tool.get("packages", {}).get("find", {})
-    if find.get("where", ["."]) != ["."] or find.get("exclude") or find.get("namespaces"):
-        unsupported.append("tool.setuptools.packages.find (only 'include' is read)")
-    if unsupported or not isinstance(meta.get("name"), str) or not isinstance(
-            meta.get("version"), str):
-        raise UsageError(f"{project / 'pyproject.toml'}: the agent's wheel is built from "
-                         "name, version, dependencies, optional-dependencies and scripts; "
-                         + (f"cannot build with {', '.join(unsupported)}" if unsupported
-                            else "name and version must be given as text"))
-    name, version = meta["name"], meta["version"]
-    dist = f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}"
-    files: dict[str, bytes] = {}
-    for package in _packages(project, find.get("include", ["*"])):
-        pdir = project / package.replace(".", "/")
-        for f in sorted(pdir.glob("*.py")):
-            files[f.relative_to(project).as_posix()] = f.read_bytes()
-        for pattern in tool.get("package-data", {}).get(package, []):
-            for f in sorted(pdir.glob(pattern)):
-                if f.is_file() and "__pycache__" not in f.parts:
-                    files[f.relative_to(project).as_posix()] = f.read_bytes()
-    if not files:
-        raise UsageError(f"{project}: no packages to put in the agent's wheel")
-    info = f"{dist}.dist-info"
-    files[f"{info}/METADATA"] = _metadata(project, meta).encode()
-    files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: airlock agent-kit\n"
-                              b"Root-Is-Purelib: true\nTag: py3-none-any\n")
-    scripts = meta.get("scripts", {})
-    if scripts:
-        files[f"{info}/entry_points.txt"] = ("[console_scripts]\n" + "".join(
-            f"{k} = {v}\n" for k, v in sorted(scripts.items()))).encode()
-    files[f"{info}/top_level.txt"] = "".join(
-        f"{t}\n" for t in sorted({p.split("/")[0] for p in files if "/" in p} - {info})).encode()
-    record = "".join(
-        f"{path},sha256={base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b'=').decode()},{len(data)}\n"
-        for path, data in sorted(files.items())) + f"{info}/RECORD,,\n"
-    files[f"{info}/RECORD"] = record.encode()
-    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", str(_WHEEL_EPOCH)))
-    stamp = time.gmtime(max(epoch, _WHEEL_EPOCH))[:6]
-    (out / "dist").mkdir(parents=True, exist_ok=True)
-    wheel = out / "dist" / f"{dist}-py3-none-any.whl"
-    with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as z:
-        # RECORD last, the rest sorted: the order pip and auditors expect, fixed for every build.
-        for path in [*sorted(p for p in files if p != f"{info}/RECORD"), f"{info}/RECORD"]:
-            entry = zipfile.ZipInfo(path, date_time=stamp)  # type: ignore[arg-type]
-            entry.external_attr = 0o100644 << 16
-            entry.compress_type = zipfile.ZIP_DEFLATED
-            z.writestr(entry, files[path])
-    return wheel
-
-
-#: The ``[project]`` fields the agent's wheel is built from (anything else is refused).
-_PROJECT_FIELDS = {"name", "version", "description", "readme", "requires-python", "license",
-                   "dependencies", "optional-dependencies", "scripts"}
-
-
-def _packages(project: Path, include: list[str]) -> list[str]:
-    """Packages under ``project`` matching ``include``, found as setuptools' ``find`` does:
-    a directory with an ``__init__.py`` and no ``.`` in its name, searched only inside packages."""
-    found, todo = [], [project]
-    while todo:
-        here = todo.pop()
-        for d in sorted(here.iterdir()):
-            if not d.is_dir() or "." in d.name or not (d / "__init__.py").is_file():
-                continue
-            package = d.relative_to(project).as_posix().replace("/", ".")
-            if any(fnmatch.fnmatchcase(package, pattern) for pattern in include):
-                found.append(package)
-            todo.append(d)
-    return sorted(found)
-
-
-def _metadata(project: Path, meta: dict[str, Any]) -> str:
-    """Core metadata 2.1 of the agent's wheel: what pip reads to install it and its extras."""
-    lines = ["Metadata-Version: 2.1", f"Name: {meta['name']}", f"Version: {meta['version']}"]
-    if meta.get("description"):
-        lines.append(f"Summary: {meta['description']}")
-    license = meta.get("license")
-    if isinstance(license, dict) and license.get("text"):
-        lines.append(f"License: {license['text']}")
-    if meta.get("requires-python"):
-        lines.append(f"Requires-Python: {meta['requires-python']}")
-    readme = meta.get("readme")
-    body = ""
-    if isinstance(readme, str) and (project / readme).is_file():
-        body = (project / readme).read_text()
-        if readme.endswith(".md"):
-            lines.append("Description-Content-Type: text/markdown")
-    lines += [f"Requires-Dist: {r.strip()}" for r in meta.get("dependencies", [])]
-    for extra, reqs in meta.get("optional-dependencies", {}).items():
-        lines.append(f"Provides-Extra: {extra}")
-        for r in reqs:
-            req, _, marker = r.strip().partition(";")
-            marker = f"({marker.strip()}) and " if marker.strip() else ""
-            lines.append(f'Requires-Dist: {req.strip()}; {marker}extra == "{extra}"')
-    return "\n".join(lines) + "\n\n" + body
-
-
-def _wheel_metadata(wheel: Path) -> tuple[str, list[str]]:
-    """Version and the Requires-Dist lines of a built wheel that the agent installs."""
-    with zipfile.ZipFile(wheel) as z:
-        name = next(n for n in z.namelist() if n.endswith(".dist-info/METADATA"))
-        text = z.read(name).decode()
-    version = re.search(r"^Version: (.+)$", text, re.M)
-    # What the agent needs: its own requirements and those of its [agent] extra.
-    requires = sorted(r for r in re.findall(r"^Requires-Dist: (.+)$", text, re.M)
-                      if "extra ==" not in r or 'extra == "agent"' in r)
-    if version is None:
-        raise UsageError(f"{wheel.name} has no version in its metadata")
-    return version.group(1).strip(), requires
-
-
 class _Lock:
     """``agent-kit-lock.json``: per target, the exact wheels that make a kit."""
 
@@ -382,11 +250,9 @@ class _Lock:
         self.doc["about"] = ("Exact wheels of every agent kit target; made by "
                              "'airlock agent-kit --update-lock'. Edit by running it, not by hand.")
         self.doc["targets"] = dict(sorted(self.doc["targets"].items()))
-        with exclusive_partial(self.path) as (partial, out):
-            out.write((json.dumps(self.doc, indent=2, sort_keys=True) + "\n").encode())
-            out.flush()
-            os.fsync(out.fileno())
-            os.replace(partial, self.path)
+        with PartialFile(self.path, parents=True) as partial:
+            partial.file.write((json.dumps(self.doc, indent=2, sort_keys=True) + "\n").encode())
+            partial.publish()
 
 
 def _resolve(target: KitTarget, project_wheel: Path, index: list[str],
@@ -461,8 +327,8 @@ def build_agent_kit(
     with tempfile.TemporaryDirectory(prefix="airlock-kit-") as tmp:
         work = Path(tmp)
         progress("building", 0, 1)
-        wheel = _project_wheel(project, work)
-        version, requires = _wheel_metadata(wheel)
+        wheel = project_wheel(project, work)
+        version, requires = wheel_metadata(wheel)
         try:
             kitverify.version_key(version)
         except kitverify.KitError:
@@ -572,14 +438,12 @@ def _write(target: KitTarget, signers: Sequence[Signer], output: Path,
         md.sign(signer, append=True, signed_serializer=ReleaseSerializer())
     kit_json = md.to_bytes()
     top = f"airlock-agent-kit-{version}-{target.slug}"
-    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", str(_WHEEL_EPOCH)))
+    mtime = int(os.environ.get("SOURCE_DATE_EPOCH", str(WHEEL_EPOCH)))
     total = sum(m.size for m in members)
     progress("writing", 0, total)
-    with exclusive_partial(output) as (partial, out):
-        write_kit(out, top, kit_json, members, mtime=mtime)
-        out.flush()
-        os.fsync(out.fileno())
-        os.replace(partial, output)
+    with PartialFile(output, parents=True) as partial:
+        write_kit(partial.file, top, kit_json, members, mtime=mtime)
+        partial.publish()
     progress("writing", total, total)
     doc = kitverify.parse_kit(json.loads(kit_json)["signed"])
     return KitResult(output, output.stat().st_size, version, target, hash_file(output)[0],

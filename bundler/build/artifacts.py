@@ -19,7 +19,7 @@ the build instead (exit 2).
 
 A blob added twice (a layer shared by two images) is stored once: the
 builder is keyed by digest. Files are hashed here, once, and stamped
-(:class:`~airlock.format.bundle.FileStamp`: device, inode, size, mtime, from the
+(:class:`~airlock.format.writer.FileStamp`: device, inode, size, mtime, from the
 open file before and after hashing); the bundle writer copies a file whose
 stamp still matches without hashing it again, and hashes as it copies one
 whose stamp moved, so a file that changes mid-build fails the build instead
@@ -40,8 +40,6 @@ from functools import partial
 from pathlib import Path
 from typing import IO
 
-from airlock.format.bundle import FileStamp, SourceFile
-from airlock.limits import CHUNK, RACY_STAMP_NS
 from airlock.format.oci import (
     ANNOTATION_REF_NAME,
     ANNOTATION_TITLE,
@@ -54,6 +52,8 @@ from airlock.format.oci import (
     oci_layout,
     oci_manifest,
 )
+from airlock.format.writer import FileStamp, SourceFile
+from airlock.limits import CHUNK, RACY_STAMP_NS
 from bundler.build.evaluation_check import (
     check_contract_signature,
     check_data_contract,

@@ -38,7 +38,6 @@ total)`` callback; only the command line draws bars.
 from __future__ import annotations
 
 import errno
-import os
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -48,11 +47,13 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 from securesystemslib.signer import Signer
 from tuf.api.serialization import SerializationError
 
-from airlock.format.bundle import FileInfo, write_bundle
 from airlock.console import Progress, no_progress
 from airlock.errors import FormatError, HealthCheckError, NoSpaceError, UsageError
+from airlock.files import PartialFile
+from airlock.format.layout_check import FileInfo
 from airlock.format.oci import ANNOTATION_TITLE, digest_of
 from airlock.format.parts import PartSet, PartsWriter
+from airlock.format.writer import SourceFile, write_bundle
 from bundler.build.artifacts import (
     MODEL_LAYER_TYPE,
     LayoutBuilder,
@@ -60,9 +61,9 @@ from bundler.build.artifacts import (
     local_data,
     local_golden,
 )
-from bundler.sneakernet.device_inventories import Inventory, plan_delta
-from bundler.build.output import check_output, exclusive_partial, is_bundle_file
+from bundler.build.output import check_output, is_bundle_file
 from bundler.build.spec import ModelSpec, Spec
+from bundler.sneakernet.device_inventories import Inventory, plan_delta
 from keys.features import UnknownFeatureError, check_requires
 from keys.metadata import ReleaseSerializer, check_metadata_bounds
 from keys.release import ImageEntry, ModelEntry, Release
@@ -218,6 +219,76 @@ def _require_space(output: Path, need: int) -> None:
                            "free; nothing was written: free space there or choose another -o")
 
 
+def _release(spec: Spec, assembled: Assembled,
+             delta_from: Sequence[Inventory]) -> tuple[Release, list[SourceFile]]:
+    """The release to sign (every file listed) and the files the bundle carries."""
+    contents = assembled.contents
+    kits = []
+    if spec.agent_kits:
+        from bundler.build.agentkit import add_kit_artifact
+
+        kits = [add_kit_artifact(contents, path) for path in spec.agent_kits]
+    files = contents.source_files()
+    release = Release(
+        name=spec.name,
+        version=spec.version,
+        sequence=spec.sequence,
+        expires=spec.expires,
+        files={f.path: FileInfo(f.size, f.sha256) for f in files},
+        models=assembled.models,
+        images=assembled.images,
+        flags=dict(spec.flags),
+        hooks=spec.hooks,
+        rings=list(spec.rings),
+        agent_kits=kits,
+    )
+    if delta_from:
+        release.delta = plan_delta(release, delta_from)
+        shipped = release.shipped
+        files = [f for f in files if f.path in shipped]
+    return release, files
+
+
+def _write(output: Path, release_json: bytes, files: Sequence[SourceFile], *,
+           root_json: bytes | None, max_size: int | None,
+           progress: Progress) -> tuple[int, PartSet | None]:
+    """Write the bundle (or its parts) whole, or nothing; its size and parts.
+
+    No room or no permission is a one-line error naming ``output`` (exit 5 or 2).
+    """
+    total = sum(f.size for f in files)
+
+    def writing(n: int) -> None:
+        progress("writing", n, total)
+
+    _require_space(output, total)
+    try:
+        if max_size is not None:
+            output.parent.mkdir(parents=True, exist_ok=True)
+            writer = PartsWriter(output, max_size)
+            try:
+                write_bundle(cast(BinaryIO, writer), release_json, files, root_json=root_json,
+                             progress=writing)
+                parts = writer.publish()
+            except BaseException:
+                writer.discard()
+                raise
+            return parts.size, parts
+        with PartialFile(output, parents=True) as partial:
+            write_bundle(partial.file, release_json, files, root_json=root_json,
+                         progress=writing)
+            partial.publish()
+        return output.stat().st_size, None
+    except OSError as e:
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise NoSpaceError(f"no space left to write {output} (the bundle needs "
+                               f"{total / 1e6:.1f} MB); nothing was written: free space there "
+                               "or choose another -o") from None
+        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise UsageError(f"cannot write {output}: {e.strerror}; choose another -o") from None
+        raise
+
+
 def refuse_unhealthy(report: HealthReport, what: str) -> None:
     """Exit 4 with the agent's own words when a model fails its check on the host."""
     if not report.ok:
@@ -263,76 +334,22 @@ def build_bundle(
     # file the bundle is actually copied from (pulled blobs in the cache included).
     guard([p for m in spec.models for p in (m.path, m.health.inputs, m.health.outputs) if p])
     assembled = assemble(spec, registry_options=registry_options, progress=progress)
-    contents, models, images = assembled.contents, assembled.models, assembled.images
+    contents = assembled.contents
     health = None
     if check:
         from bundler.build.host_check import check_models
 
-        health = check_models(contents, models, enforce_budgets=enforce_budgets,
+        health = check_models(contents, assembled.models, enforce_budgets=enforce_budgets,
                               progress=progress)
         refuse_unhealthy(health, "nothing was signed or written "
                                  "(--no-check signs it unchecked)")
 
-    kits = []
-    if spec.agent_kits:
-        from bundler.build.agentkit import add_kit_artifact
-
-        kits = [add_kit_artifact(contents, path) for path in spec.agent_kits]
-    files = contents.source_files()
-    release = Release(
-        name=spec.name,
-        version=spec.version,
-        sequence=spec.sequence,
-        expires=spec.expires,
-        files={f.path: FileInfo(f.size, f.sha256) for f in files},
-        models=models,
-        images=images,
-        flags=dict(spec.flags),
-        hooks=spec.hooks,
-        rings=list(spec.rings),
-        agent_kits=kits,
-    )
-    if delta_from:
-        release.delta = plan_delta(release, delta_from)
-        shipped = release.shipped
-        files = [f for f in files if f.path in shipped]
+    release, files = _release(spec, assembled, delta_from)
     release_json, keyids = _sign(release, signers)
 
     guard(contents.local_paths)
-    total = sum(f.size for f in files)
-
-    def writing(n: int) -> None:
-        progress("writing", n, total)
-
-    _require_space(output, total)
-    parts = None
-    try:
-        if max_size is not None:
-            output.parent.mkdir(parents=True, exist_ok=True)
-            writer = PartsWriter(output, max_size)
-            try:
-                write_bundle(cast(BinaryIO, writer), release_json, files, root_json=root_json,
-                             progress=writing)
-                parts = writer.publish()
-            except BaseException:
-                writer.discard()
-                raise
-            size = parts.size
-        else:
-            with exclusive_partial(output) as (partial, out):
-                write_bundle(out, release_json, files, root_json=root_json, progress=writing)
-                out.flush()
-                os.fsync(out.fileno())
-                os.replace(partial, output)
-            size = output.stat().st_size
-    except OSError as e:
-        if e.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise NoSpaceError(f"no space left to write {output} (the bundle needs "
-                               f"{total / 1e6:.1f} MB); nothing was written: free space there "
-                               "or choose another -o") from None
-        if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            raise UsageError(f"cannot write {output}: {e.strerror}; choose another -o") from None
-        raise
+    size, parts = _write(output, release_json, files, root_json=root_json, max_size=max_size,
+                         progress=progress)
     return BuildResult(
         path=output,
         size=size,

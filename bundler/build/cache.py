@@ -11,7 +11,7 @@ Content-addressed like an OCI layout (``ROOT/blobs/sha256/<hex>``), default
 A file lands in the cache only after its digest and size were verified
 (``RegistryClient.download_blob`` writes a temp file and renames it). A hit
 costs what a local file costs, not a hash: like git's index, the cache
-records each entry's :class:`~airlock.format.bundle.FileStamp` (device, inode, size,
+records each entry's :class:`~airlock.format.writer.FileStamp` (device, inode, size,
 mtime) when it was verified, in ``ROOT/verified/sha256/<hex>``, and trusts an
 entry that still stamps the same. Any write moves the mtime, so an entry
 changed on disk stamps differently: it is hashed again, and if damaged
@@ -35,8 +35,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from airlock.format.bundle import FileStamp
 from airlock.format.oci import digest_hex
+from airlock.format.writer import FileStamp
 from bundler.build.artifacts import hash_stamped
 
 __all__ = ["BlobCache", "default_cache_dir"]

@@ -28,9 +28,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from airlock.limits import MAX_EVAL_BATCH_BYTES, MAX_EVAL_CLASSES, MAX_EVAL_SAMPLES, MAX_TOP_K
 from airlock.quality.contract import ContractCheck, InputRule, check_signature
 from airlock.quality.evaluation import CLASSIFICATION, Metric, parse_metric, task_of
-from airlock.limits import MAX_EVAL_BATCH_BYTES, MAX_EVAL_CLASSES, MAX_EVAL_SAMPLES, MAX_TOP_K
 from airlock.quality.npz_batches import ArrayHeader, NpzRows, NpzRowsError
 from bundler.build.model_check import ModelCheckError, ModelFacts, Opener
 from bundler.build.spec import EvaluateFiles

@@ -7,9 +7,9 @@ it is a bundle, or empty, unless ``--force``::
 
     check_output(Path("vision-1.2.0.airlock"), [spec.path, model, key],
                  force=False, kind="an Airlock bundle", is_ours=is_bundle_file)
-    with exclusive_partial(output) as (partial, out):   # a new file beside the output
-        out.write(data)
-    os.replace(partial, output)
+    with PartialFile(output, parents=True) as partial:   # airlock.files: a new file beside it
+        partial.file.write(data)
+        partial.publish()                                # fsync, rename, fsync the directory
 
 Inputs are compared as files (``os.path.samefile``: a symlink or hard link to a
 key is that key), so no spelling of a path gets past. The partial file is
@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from airlock.format.bundle import starts_like_bundle
 from airlock.errors import UsageError
+from airlock.files import PartialFile
+from airlock.format.writer import starts_like_bundle
 
 __all__ = ["check_output", "exclusive_partial", "is_bundle_file", "replace_file"]
 
@@ -83,26 +83,17 @@ def check_output(
 @contextlib.contextmanager
 def exclusive_partial(output: Path) -> Iterator[tuple[Path, BinaryIO]]:
     """A new file beside ``output`` (``.NAME.RANDOM.partial``), removed unless the caller
-    renamed it over ``output``."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        partial = output.with_name(f".{output.name}.{secrets.token_hex(4)}.partial")
-        try:
-            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            break
-        except FileExistsError:
-            continue
-    try:
-        with os.fdopen(fd, "wb") as out:
-            yield partial, out
-    finally:
-        partial.unlink(missing_ok=True)
+    renamed it over ``output``: :class:`airlock.files.PartialFile` seen as a path and a file.
+
+    Kept for the command modules that still rename by path; new code uses
+    ``PartialFile(output, parents=True)`` and its ``publish()``.
+    """
+    with PartialFile(output, parents=True) as partial:
+        yield partial.path, partial.file
 
 
 def replace_file(output: Path, data: bytes) -> None:
     """``data`` to ``output`` whole: a fresh partial file, fsynced, renamed into place."""
-    with exclusive_partial(output) as (partial, out):
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-        os.replace(partial, output)
+    with PartialFile(output, parents=True) as partial:
+        partial.file.write(data)
+        partial.publish()

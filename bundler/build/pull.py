@@ -34,7 +34,6 @@ from typing import Any
 
 from airlock.console import Progress, no_progress
 from airlock.errors import RegistryError
-from airlock.limits import MAX_CONFIG_PROBE_BYTES
 from airlock.format.oci import (
     ANNOTATION_REF_NAME,
     ANNOTATION_TITLE,
@@ -43,6 +42,7 @@ from airlock.format.oci import (
     platform_of,
     platform_text,
 )
+from airlock.limits import MAX_CONFIG_PROBE_BYTES
 from airlock.registry import Manifest, Ref, RegistryClient, parse_ref
 from bundler.build.artifacts import (
     GOLDEN_INPUTS_TYPE,

@@ -27,10 +27,11 @@ from typing import Any, TypeVar
 
 import yaml
 
-from airlock.quality.contract import InputRule
+from airlock.durations import parse_duration
 from airlock.errors import FormatError, SpecError
-from airlock.quality.evaluation import Threshold
 from airlock.limits import MAX_JSON_DEPTH, MAX_SPEC_ALIAS_EXPANSION
+from airlock.quality.contract import InputRule
+from airlock.quality.evaluation import Threshold
 from keys.evaluation_fields import (
     valid_batch,
     valid_contract,
@@ -52,7 +53,6 @@ from keys.signed_fields import (
     valid_sequence,
     valid_unique,
 )
-from airlock.durations import parse_duration
 
 __all__ = ["EvaluateFiles", "HealthFiles", "ImageSpec", "ModelSpec", "Origin", "Spec",
            "load_spec"]
@@ -469,7 +469,25 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
     ref = f.text("ref", None)
     if ref is not None and not ref.startswith("oci://"):
         raise f.error("ref", "must look like oci://HOST/REPO:TAG or oci://HOST/REPO@sha256:…")
-    health = HealthFiles()
+    health, h = _health(spec, f, ref)
+    evaluate, e = _evaluate(f)
+    contract: tuple[InputRule, ...] = ()
+    if "inputs_contract" in f.nodes:
+        contract = f.check("inputs_contract", valid_contract, f.value(
+            "inputs_contract", (dict,), "a mapping of input name to its contract"))
+    lines = [(k, _line(f.nodes.get(k))) for k in ("path", "ref", "inputs_contract")]
+    if h is not None:
+        lines += [(f"health.{k}", _line(h.nodes.get(k))) for k in ("inputs", "outputs",
+                                                                     "reference")]
+    if e is not None:
+        lines += [(f"evaluate.{k}", _line(e.nodes.get(k)))
+                  for k in ("data", "labels", "metrics", "batch")]
+    origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
+    return ModelSpec(name, model_path, ref, health, origin, evaluate, contract)
+
+
+def _health(spec: Path, f: _Fields, ref: str | None) -> tuple[HealthFiles, _Fields | None]:
+    """``health:``: golden files (local, or layers of a registry model) and the budgets."""
     h = f.sub(
         "health",
         {
@@ -488,60 +506,47 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
             "session",
         },
     )
-    if h is not None:
-        inputs = outputs = None
-        inputs_ref = outputs_ref = None
-        # With a registry model, golden files may name layers of its artifact.
-        if ref is not None:
-            inputs_ref = h.text("inputs", None)
-            outputs_ref = h.text("outputs", None)
-            if inputs_ref and (spec.parent / inputs_ref).is_file():
-                inputs, inputs_ref = h.path("inputs"), None
-            if outputs_ref and (spec.parent / outputs_ref).is_file():
-                outputs, outputs_ref = h.path("outputs"), None
-        else:
-            inputs, outputs = h.path("inputs", None), h.path("outputs", None)
-        if (inputs or inputs_ref) and not (outputs or outputs_ref):
-            raise h.error("outputs", "golden inputs need golden outputs")
-        runs = h.check("runs", valid_runs, h.value("runs", (int,), "an integer", 20))
-        providers = h.check("providers", valid_providers, h.value(
-            "providers", (list,), "a list of provider names", ["CPUExecutionProvider"]
-        ))
-        timeout = h.number("timeout_s", 60.0, positive=True)
-        health = HealthFiles(
-            inputs=inputs,
-            outputs=outputs,
-            inputs_ref=inputs_ref,
-            outputs_ref=outputs_ref,
-            reference=_reference(h),
-            limits=HealthSpec(
-                rtol=h.number("rtol", 1e-4),
-                atol=h.number("atol", 1e-5),
-                runs=runs,
-                max_p95_ms=h.number("max_p95_ms", None),
-                max_memory_mb=h.number("max_memory_mb", None),
-                timeout_s=timeout,
-                providers=providers,
-                drift_warn=h.number("drift_warn", None),
-                provider_fallback=h.value("provider_fallback", (bool,), "true or false", False),
-                session=h.check("session", valid_session,
-                                h.value("session", (dict,), "a mapping of session options", {})),
-            ),
-        )
-    evaluate, e = _evaluate(f)
-    contract: tuple[InputRule, ...] = ()
-    if "inputs_contract" in f.nodes:
-        contract = f.check("inputs_contract", valid_contract, f.value(
-            "inputs_contract", (dict,), "a mapping of input name to its contract"))
-    lines = [(k, _line(f.nodes.get(k))) for k in ("path", "ref", "inputs_contract")]
-    if h is not None:
-        lines += [(f"health.{k}", _line(h.nodes.get(k))) for k in ("inputs", "outputs",
-                                                                     "reference")]
-    if e is not None:
-        lines += [(f"evaluate.{k}", _line(e.nodes.get(k)))
-                  for k in ("data", "labels", "metrics", "batch")]
-    origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
-    return ModelSpec(name, model_path, ref, health, origin, evaluate, contract)
+    if h is None:
+        return HealthFiles(), None
+    inputs = outputs = None
+    inputs_ref = outputs_ref = None
+    # With a registry model, golden files may name layers of its artifact.
+    if ref is not None:
+        inputs_ref = h.text("inputs", None)
+        outputs_ref = h.text("outputs", None)
+        if inputs_ref and (spec.parent / inputs_ref).is_file():
+            inputs, inputs_ref = h.path("inputs"), None
+        if outputs_ref and (spec.parent / outputs_ref).is_file():
+            outputs, outputs_ref = h.path("outputs"), None
+    else:
+        inputs, outputs = h.path("inputs", None), h.path("outputs", None)
+    if (inputs or inputs_ref) and not (outputs or outputs_ref):
+        raise h.error("outputs", "golden inputs need golden outputs")
+    runs = h.check("runs", valid_runs, h.value("runs", (int,), "an integer", 20))
+    providers = h.check("providers", valid_providers, h.value(
+        "providers", (list,), "a list of provider names", ["CPUExecutionProvider"]
+    ))
+    timeout = h.number("timeout_s", 60.0, positive=True)
+    return HealthFiles(
+        inputs=inputs,
+        outputs=outputs,
+        inputs_ref=inputs_ref,
+        outputs_ref=outputs_ref,
+        reference=_reference(h),
+        limits=HealthSpec(
+            rtol=h.number("rtol", 1e-4),
+            atol=h.number("atol", 1e-5),
+            runs=runs,
+            max_p95_ms=h.number("max_p95_ms", None),
+            max_memory_mb=h.number("max_memory_mb", None),
+            timeout_s=timeout,
+            providers=providers,
+            drift_warn=h.number("drift_warn", None),
+            provider_fallback=h.value("provider_fallback", (bool,), "true or false", False),
+            session=h.check("session", valid_session,
+                            h.value("session", (dict,), "a mapping of session options", {})),
+        ),
+    ), h
 
 
 def _evaluate(f: _Fields) -> tuple[EvaluateFiles | None, _Fields | None]:

@@ -83,26 +83,7 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
         "carries_root": head.root_json is not None,
         "root_rotation": _rotation(head.root_json),
         "checked": "structure and lengths (--fast)" if fast else "every blob hashed",
-        "models": [
-            {
-                "name": m.name,
-                "file": m.file_name,
-                "size": m.size,
-                "blob": m.blob,
-                "source": m.source,
-                "golden": m.health.inputs is not None,
-                "data": [name for name, _ in m.data],
-                "rtol": m.health.rtol,
-                "atol": m.health.atol,
-                "runs": m.health.runs,
-                "max_p95_ms": m.health.max_p95_ms,
-                "max_memory_mb": m.health.max_memory_mb,
-                "timeout_s": m.health.timeout_s,
-                "providers": list(m.health.providers),
-                **_quality(r, m),
-            }
-            for m in r.models
-        ],
+        "models": [_model(r, m) for m in r.models],
         "images": [
             {
                 "ref": i.ref,
@@ -127,15 +108,43 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
              "python": k.python, "size": k.size}
             for k in r.agent_kits
         ],
-        "delta": None if r.delta is None else {
-            "base_sequence": r.delta.base_sequence,
-            "expects": len(r.delta.expects),
-            "expected_bytes": full - shipped,
-            "inventories": [
-                {"device_id": i.device_id, "keyid": i.keyid, "sha256": i.sha256, "time": i.time}
-                for i in r.delta.inventories
-            ],
-        },
+        "delta": _delta(r, full - shipped),
+    }
+
+
+def _model(r: Release, m: ModelEntry) -> dict[str, Any]:
+    """One model as inspect shows it: its file, its golden data and budgets, its quality gates."""
+    return {
+        "name": m.name,
+        "file": m.file_name,
+        "size": m.size,
+        "blob": m.blob,
+        "source": m.source,
+        "golden": m.health.inputs is not None,
+        "data": [name for name, _ in m.data],
+        "rtol": m.health.rtol,
+        "atol": m.health.atol,
+        "runs": m.health.runs,
+        "max_p95_ms": m.health.max_p95_ms,
+        "max_memory_mb": m.health.max_memory_mb,
+        "timeout_s": m.health.timeout_s,
+        "providers": list(m.health.providers),
+        **_quality(r, m),
+    }
+
+
+def _delta(r: Release, expected_bytes: int) -> dict[str, Any] | None:
+    """What a delta bundle leaves on the device, and the inventories it was planned from."""
+    if r.delta is None:
+        return None
+    return {
+        "base_sequence": r.delta.base_sequence,
+        "expects": len(r.delta.expects),
+        "expected_bytes": expected_bytes,
+        "inventories": [
+            {"device_id": i.device_id, "keyid": i.keyid, "sha256": i.sha256, "time": i.time}
+            for i in r.delta.inventories
+        ],
     }
 
 

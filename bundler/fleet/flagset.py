@@ -16,7 +16,6 @@ and expiry. Devices apply it with ``airlock-agent install FILE`` or
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,8 +24,8 @@ from typing import Any
 from securesystemslib.signer import Signer
 
 from airlock.errors import UsageError
-from airlock.format.bundle import write_bundle
-from bundler.build.output import exclusive_partial
+from airlock.files import PartialFile
+from airlock.format.writer import write_bundle
 from keys.flags import FlagSet, sign_flags
 
 __all__ = ["build_flags", "parse_assignments"]
@@ -55,9 +54,7 @@ def build_flags(flags: dict[str, Any], *, name: str, sequence: int, expires: tim
     fs = FlagSet(name, flags, sequence, datetime.now(UTC).replace(microsecond=0) + expires,
                  percent, tuple(rings))
     data = sign_flags(fs, list(signers))
-    with exclusive_partial(output) as (partial, f):
-        write_bundle(f, data, [])
-        f.flush()
-        os.fsync(f.fileno())
-        partial.replace(output)
+    with PartialFile(output, parents=True) as partial:
+        write_bundle(partial.file, data, [])
+        partial.publish()
     return {**fs.to_dict(), "bundle": str(output), "size": output.stat().st_size}

@@ -33,9 +33,11 @@ from securesystemslib.signer import Signature
 
 from airlock.console import Progress, no_progress
 from airlock.errors import UsageError
-from airlock.format.bundle import BundleHead, BundleReader, SlotFullError
+from airlock.files import PartialFile
+from airlock.format.bundle import BundleHead, BundleReader
 from airlock.format.parts import PartSet, PartsReader, resolve_media
-from bundler.build.output import check_output, exclusive_partial, is_bundle_file
+from airlock.format.slot import SlotFullError
+from bundler.build.output import check_output, is_bundle_file
 from bundler.signing.slot_rewrite import copy_around_slot, locked_bundle, rewrite_in_place
 from keys.release import Release
 from keys.signatures import Signable
@@ -146,9 +148,9 @@ class SigningSession:
         def tick(n: int) -> None:
             progress("copying", n, total)
 
-        with exclusive_partial(target) as (partial, out):
-            written = copy_around_slot(self._f, self.head, new_json, out, tick)
-            os.replace(partial, target)
+        with PartialFile(target, parents=True) as partial:
+            written = copy_around_slot(self._f, self.head, new_json, partial.file, tick)
+            partial.publish()
         return SaveResult(target, False, written, signers)
 
 

@@ -1,15 +1,15 @@
 """A bundle's metadata slot rewritten: in place and crash-safe, or into a new file.
 
 ``airlock sign`` adds a signature by rewriting only the bytes of the
-metadata slot (see ``airlock.format.bundle``): the tar header before it and every
+metadata slot (see ``airlock.format.slot``): the tar header before it and every
 blob after it stay where they are, byte for byte::
 
     with locked_bundle(path) as f:               # one signer at a time; finishes a crashed one
         head = BundleReader(f).head()
         rewrite_in_place(path, f, head, new_json)    # SlotFullError when it does not fit
-    with open(path, "rb") as f, exclusive_partial(out) as (partial, dst):
-        copy_around_slot(f, head, new_json, dst)     # the same members around a new slot
-        os.replace(partial, out)
+    with open(path, "rb") as f, PartialFile(out) as partial:   # airlock.files
+        copy_around_slot(f, head, new_json, partial.file)   # the same members around a new slot
+        partial.publish()
 
 **In place, crash-safe.** The new slot is first written whole to an intent
 record beside the bundle (``.NAME.sign-intent``), fsynced with its
@@ -41,14 +41,10 @@ from pathlib import Path
 from typing import BinaryIO
 
 from airlock.errors import LockedError, UsageError
-from airlock.format.bundle import (
-    RELEASE_PATH,
-    SLOT_BLOCK,
-    BundleHead,
-    SlotFullError,
-    member_header,
-    metadata_slot,
-)
+from airlock.files import fsync_dir
+from airlock.format.bundle import BundleHead
+from airlock.format.slot import RELEASE_PATH, SLOT_BLOCK, SlotFullError, metadata_slot
+from airlock.format.writer import member_header
 from airlock.limits import CHUNK, MAX_METADATA_BYTES
 
 __all__ = [
@@ -64,14 +60,6 @@ __all__ = [
 def intent_path(bundle: Path) -> Path:
     """Where an in-place rewrite of ``bundle`` records its intent."""
     return bundle.with_name(f".{bundle.name}.sign-intent")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -147,7 +135,7 @@ def finish_interrupted(path: Path, f: BinaryIO) -> bool:
         os.pwrite(f.fileno(), slot, offset)
         os.fsync(f.fileno())
     intent.unlink()
-    _fsync_dir(intent.parent)
+    fsync_dir(intent.parent)
     return record is not None
 
 
@@ -166,7 +154,7 @@ def rewrite_in_place(path: Path, f: BinaryIO, head: BundleHead, release_json: by
             r.write(_record(head.slot_offset, slot, os.fstat(fd).st_ino))
             r.flush()
             os.fsync(r.fileno())
-        _fsync_dir(intent.parent)
+        fsync_dir(intent.parent)
     except OSError as e:
         intent.unlink(missing_ok=True)
         raise UsageError(f"cannot write {intent.name} beside {path} ({e.strerror}): nothing "
@@ -178,7 +166,7 @@ def rewrite_in_place(path: Path, f: BinaryIO, head: BundleHead, release_json: by
     if crash:
         crash("after-slot")
     intent.unlink()
-    _fsync_dir(intent.parent)
+    fsync_dir(intent.parent)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -17,12 +17,12 @@ when a check fails.
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 from airlock.console import open_bundle
 from airlock.errors import FormatError, UsageError
+from airlock.files import PartialFile
 from airlock.format.bundle import BundleReader
 from airlock.format.parts import PartSet, PartsReader, PartsWriter, resolve_media
 from airlock.limits import CHUNK
@@ -59,21 +59,17 @@ def join_parts(source: Path, output: Path,
                          "BUNDLE.parts.json)")
     if output.exists() and any(output.samefile(p.path) for p in found.parts if p.path.exists()):
         raise UsageError(f"{output} is one of the parts; choose another -o")
-    partial = output.with_name(f".{output.name}.partial")
     whole = hashlib.sha256()
-    try:
-        with PartsReader(found) as reader, open(partial, "wb") as out:
-            while chunk := reader.read(CHUNK):
-                out.write(chunk)
-                whole.update(chunk)
-                if progress:
-                    progress(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
+    # A fixed name, so a crash's leftover is replaced next time (unlinked, never followed).
+    with PartsReader(found) as reader, \
+            PartialFile(output, name=f".{output.name}.partial") as partial:
+        while chunk := reader.read(CHUNK):
+            partial.file.write(chunk)
+            whole.update(chunk)
+            if progress:
+                progress(len(chunk))
         if found.sha256 is not None and whole.hexdigest() != found.sha256:
             raise FormatError(f"the joined bundle's sha256 is {whole.hexdigest()[:16]}…, "
                               f"{found.label} says {found.sha256[:16]}…")
-        os.replace(partial, output)
-    finally:
-        partial.unlink(missing_ok=True)
+        partial.publish()
     return found

@@ -315,11 +315,11 @@ def test_release_from_a_real_bundle(tmp_path: Path, make_bundle: Callable[..., P
 
 def test_unset_memory_budget_still_has_a_hard_cap(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    import airlock.quality.health
+    import airlock.quality.health_process
 
     # The real cap is 3/4 of available memory (at least 256 MB); shrink it to see it bite.
-    monkeypatch.setattr(airlock.quality.health, "_CAP_FLOOR_MB", 100.0)
-    monkeypatch.setattr(airlock.quality.health, "_CAP_SHARE_OF_AVAILABLE", 0.0)
+    monkeypatch.setattr(airlock.quality.health_process, "_CAP_FLOOR_MB", 100.0)
+    monkeypatch.setattr(airlock.quality.health_process, "_CAP_SHARE_OF_AVAILABLE", 0.0)
     _use_padding(put_model(tmp_path, pad_mb=80))
     m = check_release(tmp_path, release(entry())).models[0]
     assert not m.ok and m.reason is not None

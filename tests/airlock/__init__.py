@@ -1,1 +1,1 @@
-"""Tests of the shared ground package, ``airlock/``, module by module."""
+"""Tests of airlock/, the ground both sides stand on, module by module."""

@@ -14,7 +14,8 @@ from typing import IO, Any, cast
 import pytest
 
 from airlock.errors import DigestError
-from airlock.format.bundle import BundleReader, FileInfo
+from airlock.format.bundle import BundleReader
+from airlock.format.layout_check import FileInfo
 from airlock.limits import PIPELINE_MIN_BYTES
 from tests.support.cli import run_airlock
 from tests.support.keyset import Keys

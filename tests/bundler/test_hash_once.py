@@ -18,7 +18,7 @@ import pytest
 
 import bundler.build.cache
 from airlock.errors import DigestError
-from airlock.format.bundle import SourceFile, write_bundle
+from airlock.format.writer import SourceFile, write_bundle
 from bundler.build.artifacts import LayoutBuilder, hash_stamped
 from bundler.build.cache import BlobCache
 

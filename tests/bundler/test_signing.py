@@ -254,7 +254,7 @@ def test_a_split_bundle_is_signed_detached_never_in_place(team: dict[str, Path],
 
 
 def test_a_slot_keeps_its_spare_room_only_while_readers_take_it() -> None:
-    from airlock.format.bundle import SLOT_BLOCK, SLOT_SPARE, metadata_slot
+    from airlock.format.slot import SLOT_BLOCK, SLOT_SPARE, metadata_slot
     from airlock.limits import MAX_METADATA_BYTES
 
     small = metadata_slot(b"{}")

@@ -30,7 +30,7 @@ import pytest
 
 from agent.sinks.command import CommandSink
 from airlock.format.oci import OCI_MANIFEST
-from airlock.registry import docker_credentials
+from airlock.registry_credentials import docker_credentials
 from keys.release import ImageEntry, Release
 from tests.support.cli import REPO, tool_env
 from tests.support.device import assert_consistent

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from airlock import limits
 from airlock.errors import AirlockError
-from airlock.format.bundle import FileInfo
+from airlock.format.layout_check import FileInfo
 from keys import kitverify
 from keys.keyfile import load_signer
 from keys.kit import kit_metadata, verify_kit

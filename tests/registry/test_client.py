@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 
 from airlock.errors import RegistryError
-from airlock.registry import RegistryClient, docker_credentials, parse_ref
+from airlock.registry import RegistryClient, parse_ref
+from airlock.registry_credentials import docker_credentials
 from scripts import ocikit
 
 MANIFEST = json.dumps(

@@ -1,0 +1,18 @@
+"""``airlock build`` and ``airlock check``: from a spec to one signed bundle file.
+
+* ``spec``             ``airlock.yaml`` read strictly, every error naming field and line
+* ``model_check``      a model and its golden data read before signing
+* ``evaluation_check`` evaluation sets, labels and input contracts read before signing
+* ``artifacts``        ``LayoutBuilder``: the OCI layout being assembled
+* ``pull``, ``cache``  registry content, byte for byte, through the pull cache
+* ``host_check``       the devices' health check on the assembled models
+* ``assemble``         hash, check, sign, write ``NAME-VERSION.airlock``
+* ``output``           where the bundler may write
+* ``agentkit``         ``airlock agent-kit`` and a kit carried in a release
+* ``project_wheel``    the project's own wheel for a kit, written without a build backend
+
+Example::
+
+    from bundler.build.assemble import build_bundle
+    from bundler.build.spec import load_spec
+"""

@@ -1,0 +1,150 @@
+"""``airlock inspect``: show what a bundle holds and will run: models, images, hooks, signers, expiry.
+
+    airlock inspect vision-1.2.0.airlock --trust root.json
+    airlock inspect vision-1.2.0.airlock --fast --json
+
+The reading is ``bundler.examine.inspection.inspect_bundle``; this module
+prints it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airlock.console import human_size, json_option, read_input, say
+from airlock.format.parts import open_media
+from keys.trust import TrustRoot, role_label
+
+__all__ = ["DESCRIPTION", "EXAMPLES", "Inspection", "add_arguments", "inspect_text", "run"]
+
+EXAMPLES = ("airlock inspect vision-1.2.0.airlock --trust root.json",)
+DESCRIPTION = (
+    "Show what a bundle holds and what it will run on a device: models and their\n"
+    "budgets, images, flags, hooks and probe commands, rings, a carried trust root,\n"
+    "signers and expiry (warned when near or past), full and shipped sizes. The whole\n"
+    "archive is read: its structure and length always, every blob's hash unless\n"
+    "--fast, so a truncated or damaged copy is exit 3.")
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What ``inspect_bundle`` read, and the bundle it was read from."""
+
+    info: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.info
+
+    def text(self) -> str:
+        return inspect_text(self.info)
+
+
+def add_arguments(n: argparse.ArgumentParser) -> None:
+    n.add_argument("bundle", type=Path, metavar="BUNDLE",
+                   help="the bundle, or its parts (BUNDLE.part001, BUNDLE.parts.json or their "
+                   "directory)")
+    n.add_argument("--trust", type=Path, metavar="ROOT.json",
+                   help="also verify the signatures, and name the signing roles")
+    n.add_argument("--fast", action="store_true",
+                   help="skip hashing the blobs (the archive's structure and length are still "
+                   "checked)")
+    json_option(n)
+
+
+def run(a: argparse.Namespace) -> Inspection:
+    from bundler.examine.inspection import inspect_bundle
+
+    trust = None
+    if a.trust is not None:
+        trust = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
+    f, size = open_media(str(a.bundle))
+    with f:
+        info = inspect_bundle(f, trust=trust, fast=a.fast, size=size)
+    info["bundle"] = str(a.bundle)
+    if info["expires_warning"]:
+        say("airlock", "warning", f"{a.bundle}: {info['expires_warning']}")
+    return Inspection(info)
+
+
+def inspect_text(d: dict[str, Any]) -> str:
+    """What a bundle holds and will run, a line (or a few) per part."""
+    lines = [
+        f"{d['name']} {d['version']}  sequence {d['sequence']}  expires {d['expires']}"
+        + (f"  ({d['expires_warning']})" if d["expires_warning"] else ""),
+        f"size      {human_size(d['full_size'])} in {d['blobs']} blobs ({d['files']} files)"
+        + (f"; shipped {human_size(d['shipped_size'])}"
+           if d["shipped_size"] != d["full_size"] else "")
+        + (f"; archive {human_size(d['archive_bytes'])}" if d["archive_bytes"] else ""),
+        f"checked   {d['checked']}",
+        "signers   " + ", ".join(k[:16] for k in d["signers"])
+        + (f"  (verified: role '{role_label(d['verified_role'])}'"
+           + (f", may deploy only to rings {', '.join(d['signer_rings'])}"
+              if d["signer_rings"] is not None else "") + ")"
+           if d["verified_role"] else "  (not verified: give --trust ROOT.json)"),
+        "rings     " + (", ".join(d["rings"]) if d["rings"] else "every ring"),
+    ]
+    rot = d["root_rotation"]
+    if rot:
+        lines.append(f"trust     carries a new trust root: version {rot['version']}, "
+                     f"expires {rot['expires']}, {rot['signatures']} signature(s)")
+    for m in d["models"]:
+        budgets = ", ".join(x for x in (
+            f"p95 <= {m['max_p95_ms']:g} ms" if m["max_p95_ms"] is not None else "",
+            f"memory <= {m['max_memory_mb']:g} MB" if m["max_memory_mb"] is not None else "",
+            f"timeout {m['timeout_s']:g} s", f"{m['runs']} runs",
+            f"rtol {m['rtol']:g} atol {m['atol']:g}" if m["golden"] else "no golden data",
+            "providers " + ", ".join(m["providers"])) if x)
+        lines.append(
+            f"model     {m['name']}: {m['file']} {human_size(m['size'])}"
+            + (f" + {len(m['data'])} external data file(s)" if m["data"] else "")
+            + (" + golden data" if m["golden"] else ""))
+        lines.append(f"          check: {budgets}")
+        lines.extend(quality_lines(m))
+    for i in d["images"]:
+        lines.append(f"image     {i['ref']} ({i['platform']}) {human_size(i['size'])}")
+    for k in d["agent_kits"]:
+        lines.append(f"agent kit {k['version']} for {k['platform']} Python {k['python']}: "
+                     f"{k['file']} {human_size(k['size'])}")
+    if d["flags"]:
+        lines.append("flags     " + ", ".join(f"{k}={v}" for k, v in d["flags"].items()))
+    hooks = d["hooks"]
+    lines.append("runs      post-switch hook: " + (hooks["post_switch"] or "none"))
+    lines.append("          probe: " + (f"{hooks['probe']} (within {hooks['probe_window_s']:g} s)"
+                                        if hooks["probe"] else "none"))
+    if d["delta"]:
+        delta = d["delta"]
+        lines.append(f"delta     ships {human_size(d['shipped_size'])} of "
+                     f"{human_size(d['full_size'])}; applies on sequence "
+                     f"{delta['base_sequence']}; expects "
+                     f"{delta['expects']} blob(s) ({human_size(delta['expected_bytes'])}) "
+                     "already on the device; built against:")
+        lines += [f"          inventory of {i['device_id']} ({i['time']}, key "
+                  f"{i['keyid'][:16]}…, sha256 {i['sha256'][:16]}…)"
+                  for i in delta["inventories"]]
+    return "\n".join(lines)
+
+
+def quality_lines(m: dict[str, Any]) -> list[str]:
+    """What a model's check enforces beyond golden data: evaluation, input contract, runtime."""
+    from airlock.quality.contract import InputRule
+    from airlock.quality.evaluation import Threshold
+
+    lines = []
+    ev = m.get("evaluate")
+    if ev:
+        samples = f", at most {ev['max_samples']} samples" if ev["max_samples"] else ""
+        rules = "; ".join(Threshold(name, **bounds).describe()
+                          for name, bounds in ev["metrics"].items())
+        lines.append(f"          evaluation ({human_size(ev['data_bytes'] or 0)} set, batch "
+                     f"{ev['batch']}{samples}): {rules}")
+    for name, rule in (m.get("inputs_contract") or {}).items():
+        lines.append(f"          contract {name}: {InputRule(name, **rule).describe()}")
+    if len(m.get("providers") or []) > 1 or m.get("session"):
+        session = ", ".join(f"{k}={v}" for k, v in (m.get("session") or {}).items())
+        lines.append("          runtime: "
+                     + ("fallback allowed" if m["provider_fallback"] else "every provider required")
+                     + (f"; session {session}" if session else ""))
+    return lines

@@ -1,0 +1,54 @@
+"""``airlock split``: cut a bundle into parts for FAT32 media (BUNDLE.part001… and BUNDLE.parts.json).
+
+    airlock split vision-1.2.0.airlock --max-size 4000MiB
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airlock.console import human_size, json_option, progress
+from airlock.format.parts import parse_size
+from bundler.commands.airlock_build import parts_lines
+
+__all__ = ["DESCRIPTION", "EXAMPLES", "SplitDone", "add_arguments", "run"]
+
+EXAMPLES = ("airlock split vision-1.2.0.airlock --max-size 4000MiB",)
+DESCRIPTION = None
+
+
+@dataclass(frozen=True)
+class SplitDone:
+    """The parts written and the manifest naming them (``Parts.to_dict()``)."""
+
+    parts: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.parts
+
+    def text(self) -> str:
+        d = self.parts
+        return "\n".join([f"split {d['bundle']} ({human_size(d['size'])}) into "
+                          f"{len(d['parts'])} part(s), listed in {d['manifest']}:",
+                          *parts_lines(d["parts"])])
+
+
+def add_arguments(sp: argparse.ArgumentParser) -> None:
+    sp.add_argument("bundle", type=Path, metavar="BUNDLE", help="the bundle file to cut")
+    sp.add_argument("--max-size", default=None, metavar="SIZE",
+                    help="largest part: bytes or K/M/G (1000s) or KiB/MiB/GiB (1024s); "
+                         "default 4000MiB")
+    json_option(sp)
+
+
+def run(a: argparse.Namespace) -> SplitDone:
+    from bundler.sneakernet.split import DEFAULT_MAX_SIZE, split_bundle
+
+    max_size = parse_size(a.max_size or DEFAULT_MAX_SIZE)
+    total = a.bundle.stat().st_size if a.bundle.is_file() else 0
+    with progress(total, "splitting") as tick:
+        parts = split_bundle(a.bundle, max_size, tick)
+    return SplitDone(parts.to_dict())
