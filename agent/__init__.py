@@ -2,12 +2,36 @@
 
 Installs a bundle in one streaming pass (verify, store, health-check, switch),
 rolls back by itself when a check or probe fails, and survives kill -9 at any
-instant. Start with docs/AGENT.md; the modules are named for what they do:
-layout (the one place that knows ROOT), store, journal, lock, install, health,
-switch, activation, rollback, recovery, gc, fsck, status, sinks/. ``cli`` is
-the command line, one module per command in ``commands/``; every change to
-ROOT, from a command or serve's drop folder, goes through ``operations`` (the
-envelope, and "install, then update the agent").
+instant. Start with docs/AGENT.md. The core state machine is flat here; the
+wings are folders:
+
+* ``layout``          ROOT's on-disk layout: the one module that knows where everything lives
+* ``rootformat``      the version of ROOT's format: migrated forward, refused when newer
+* ``shape``           the shape ROOT must have, checked by every command
+* ``lock``            one mutating command at a time (an flock on ROOT/lock)
+* ``recovery``        run under the lock first: finish or undo what a crash left
+* ``journal``         the append-only, fsynced, hash-chained record of every action
+* ``store``           the content store: every blob once, by sha256
+* ``install``         a bundle in one streaming pass: verify, store, build, check, switch, probe
+* ``repair``          the same stick twice: a release the device has, re-verified and relinked
+* ``activation``      what install, rollback and check share: health check, switch, probe
+* ``switch``          atomic switching of ``current`` and ``previous``, and its undo record
+* ``release_health``  the health check of a release, every model as installed
+* ``runtime``         the ONNX Runtime setup the device's application uses
+* ``hooks``           the post-switch hook and the probe
+* ``hold``            an install held until ``commit``, reverted by itself after
+* ``rollback``        manual rollback and re-checking the active release
+* ``feature_flags``   signed flags sets applied, shown, rolled back
+* ``configure``       the device's settings: ring, image sink, trust
+* ``gc``              old releases and unused blobs removed
+* ``fsck``            consistency check of ROOT, and its repair
+* ``faults``          named crash points for the tests
+* ``operations``      the one door to ROOT: the envelope of every change, and ``install_run``
+* ``cli``             the ``airlock-agent`` command line: the registry, ``--root``, exit codes
+* ``commands/``       one module per command (``agent_install``, ``agent_status``, …)
+* ``observe/``        serve, the drop folder, metrics, pages, status, reports, inventories
+* ``self/``           the agent's identity and its self-update from a kit
+* ``sinks/``          where a release's container images go
 
     from agent.operations import install_run
 """

@@ -44,10 +44,10 @@ __all__ = ["apply_flags", "effective", "flags_bytes", "plain", "rollback_flags",
 
 def flags_bytes(reader: BundleReader) -> bytes | None:
     """The flags metadata of a bundle, or None when it is a release; nothing may follow it."""
-    from keys.flags import is_flags
+    from keys.metadata import bundle_kind
 
     head = reader.head()
-    if not is_flags(head.release_json):
+    if not bundle_kind(head.release_json).is_flags():
         return None
     if head.root_json is not None:
         raise FormatError("a flags bundle cannot carry a trust root; rotate it with a release")

@@ -40,13 +40,12 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
-
-import psutil
 
 from agent.activation import activate, health_check
 from agent.faults import crash_point
@@ -265,7 +264,7 @@ def _require_space(layout: Layout, journal: Journal, store: ContentStore, releas
     """Step 2: the bytes the blobs not stored yet need, or NoSpaceError before anything."""
     need = sum(info.length for path, info in release.files.items()
                if not (path.startswith(BLOB_PREFIX) and store.has(f"sha256:{info.sha256}")))
-    free = psutil.disk_usage(str(layout.root)).free
+    free = shutil.disk_usage(layout.root).free
     if need + reserve > free:
         journal.append("refused", release=release.id, reason="no space", need=need, free=free)
         raise NoSpaceError(

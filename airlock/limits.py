@@ -326,8 +326,9 @@ MAX_INVENTORY_BYTES: Final = 4 * 1024 * 1024
 #: bookkeeping and a row in the report.
 MAX_SITE_HOSTS: Final = 10_000
 
-#: What ``airlock-agent … --json`` may print back to a rollout; more is a
-#: misbehaving device and is cut (an install or status answer is a few KB).
+#: What a command run on a device over SSH (``bundler.fleet.ssh.run``) may print
+#: back, per stream: ``airlock-agent … --json`` for a rollout, a digest for a push;
+#: more is a misbehaving device and is cut (an install or status answer is a few KB).
 MAX_REMOTE_OUTPUT_BYTES: Final = 1024 * 1024
 
 #: Longest ``install --hold``: a held release keeps the previous one armed and

@@ -187,8 +187,8 @@ def _oras_registry() -> type[Any]:
         import oras.provider
     except ImportError:
         raise RegistryUnavailableError(
-            "registry access needs the oras package: pip install 'airlock-edge[bundler]' "
-            "(or 'pip install oras' on a device using the registry image sink)"
+            "registry access needs the oras package: pip install 'airlock-edge[registry]' "
+            "(the [bundler] extra includes it)"
         ) from None
     registry: type[Any] = oras.provider.Registry
     return registry

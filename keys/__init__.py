@@ -1,16 +1,24 @@
-"""Airlock trust: key files, the trust root, every trust decision, release metadata.
+"""Airlock trust: key files, the trust root, every trust decision, the signed documents.
 
 Trust decides; callers do the I/O (python-tuf's ``trusted_metadata_set``
 split). Nothing here opens a bundle: it is handed the bytes a reader took
 from one (``airlock.format.bundle``) and answers with a verdict or a
 :class:`~airlock.errors.RejectedError`:
 
-* ``keyfile``  Ed25519 key files (0600, optionally passphrase-encrypted)
-* ``trust``    the TUF root, rotation, thresholds, ring signers, expiry, anti-rollback
-* ``release``  the signed release metadata (a TUF ``targets`` document)
-* ``signed_fields``  what each release field may hold; the bundler checks specs by the same rules
-* ``signers``  a signer from a key file, a recorded ``.pub`` or a URI (``hsm:``, ``envvar:``, KMS)
+* ``keyfile``     Ed25519 key files (0600, optionally passphrase-encrypted)
+* ``signers``     a signer from a key file, a recorded ``.pub`` or a URI (``hsm:``, ``envvar:``, KMS)
 * ``signatures``  signatures collected one at a time: add, detach, merge, count a root's
+* ``identify``    what a file handed in actually is, in words a user recognises
+* ``trust``       the TUF root, rotation, thresholds, ring signers, expiry, anti-rollback
+* ``metadata``    the envelope of every signed document: bounded parse, signed form, ``Kind``
+* ``release``     the signed release metadata (a TUF ``targets`` document)
+* ``features``    the features a release may ``require``, and the ones this agent knows
+* ``flags``       a signed feature-flags set and the stable percentage buckets
+* ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules
+* ``evaluation_fields``  the same for evaluation thresholds, input contracts, providers, sessions
+* ``device``      documents a device signs with its own key: inventories and reports
+* ``kit``         an agent kit's signed ``kit.json``, made and checked with python-tuf
+* ``kitverify``   the same check with the standard library alone, shipped in every kit
 
 Example::
 

@@ -3,12 +3,14 @@
 A flags set is TUF ``targets`` metadata like a release, signed by the same
 roles (the release role, or a ring signer for its rings), with its own name
 and anti-rollback sequence (the TUF version) and expiry, but no files and an
-``airlock_flags`` section instead of ``airlock``, so no agent can mistake it
-for a release (an older agent refuses it: "no 'airlock' section")::
+``airlock_flags`` section instead of ``airlock``, and the signed kind
+``"flags"`` (``keys.metadata.Kind``), so no agent can mistake it for a release
+(an older agent refuses it: "no 'airlock' section")::
 
     data = sign_flags(FlagSet("site", {"night_mode": True}, sequence=3, expires=when,
                               percent=10, rings=("canary",)), [signer])
-    flags, role = verify_flags(trust, data, ring="canary")   # exit 3 on anything wrong
+    if bundle_kind(data).is_flags():                         # keys.metadata: how to verify it
+        flags, role = verify_flags(trust, data, ring="canary")   # exit 3 on anything wrong
     in_bucket("cam-7", "night_mode", 10)                     # stable: same answer every run
 
 A percentage is decided per device and flag: ``sha256(device_id NUL flag)``
@@ -28,14 +30,14 @@ from tuf.api.metadata import Metadata, Targets
 from tuf.api.serialization import SerializationError
 
 from airlock.errors import FormatError, UsageError
-from keys.release import ReleaseSerializer
+from keys.metadata import FLAGS_SECTION, KIND_FIELD, Kind, ReleaseSerializer, kind_of
 from keys.signed_fields import FieldError, valid_flags, valid_name, valid_sequence
 from keys.trust import TrustRoot, check_rings
 
-__all__ = ["FLAGS_FIELD", "FlagSet", "bucket", "in_bucket", "is_flags", "sign_flags",
+__all__ = ["FLAGS_FIELD", "FlagSet", "bucket", "in_bucket", "read_flags", "sign_flags",
            "verify_flags"]
 
-FLAGS_FIELD = "airlock_flags"
+FLAGS_FIELD = FLAGS_SECTION
 _BUCKETS = 10_000
 
 
@@ -90,7 +92,8 @@ def sign_flags(flags: FlagSet, signers: list[Signer]) -> bytes:
     body = {"name": flags.name, "flags": flags.flags, "percent": flags.percent,
             "rings": list(flags.rings)}
     md = Metadata(Targets(version=flags.sequence, expires=flags.expires, targets={},
-                          unrecognized_fields={FLAGS_FIELD: body}))
+                          unrecognized_fields={KIND_FIELD: Kind.FLAGS.value,
+                                               FLAGS_FIELD: body}))
     try:
         for s in signers:
             md.sign(s, append=True, signed_serializer=ReleaseSerializer())
@@ -99,12 +102,8 @@ def sign_flags(flags: FlagSet, signers: list[Signer]) -> bytes:
     return md.to_bytes()
 
 
-def is_flags(metadata: bytes) -> bool:
-    """Whether bundle metadata is a flags set (a cheap look; verification decides)."""
-    return FLAGS_FIELD.encode() in metadata and b'"airlock"' not in metadata
-
-
-def _from(md: Metadata[Any]) -> FlagSet:
+def read_flags(md: Metadata[Any]) -> FlagSet:
+    """The flags set of parsed metadata, strict about every field (signatures not checked)."""
     signed = md.signed
     body = signed.unrecognized_fields.get(FLAGS_FIELD)
     if not isinstance(body, dict) or set(body) - {"name", "flags", "percent", "rings"}:
@@ -112,6 +111,8 @@ def _from(md: Metadata[Any]) -> FlagSet:
                           "percent, rings")
     if signed.targets or "airlock" in signed.unrecognized_fields:
         raise FormatError("flags metadata must carry no files and no release")
+    if not kind_of(md).is_flags():
+        raise FormatError("the metadata is signed as a release, not a flags set")
     rings = body.get("rings", [])
     if not isinstance(rings, list):
         raise FormatError("flags set: rings must be a list")
@@ -124,6 +125,6 @@ def verify_flags(trust: TrustRoot, data: bytes, ring: str | None,
     """A flags set a device in ``ring`` may apply, and the role that signed it; else exit 3."""
     md, tally = trust.verify_signed(data, "flags metadata", now)
     role, signer_rings = tally.role, tally.rings
-    flags = _from(md)
+    flags = read_flags(md)
     check_rings(role, signer_rings, flags.rings, ring)
     return flags, role

@@ -30,7 +30,7 @@ from airlock.errors import ExpiredError, FormatError, SignatureError
 from airlock.format.bundle import FileInfo
 from airlock.limits import MAX_KIT_METADATA_BYTES
 from keys.kitverify import KIT_NAME, KIT_SECTION, KitDocument, KitError, parse_kit
-from keys.release import ReleaseSerializer, parse_metadata
+from keys.metadata import ReleaseSerializer, parse_metadata
 from keys.trust import RELEASE_ROLE, TrustRoot
 
 __all__ = ["kit_metadata", "read_kit", "verify_kit"]

@@ -8,12 +8,16 @@ A release is a TUF ``targets`` document (``tuf.api.metadata.Targets``):
 * ``targets`` lists **every** file of the OCI layout in the bundle
   (``oci-layout``, ``index.json``, ``blobs/sha256/<hex>``) with its exact
   length and sha256;
+* ``airlock_kind`` is ``"release"`` (``keys.metadata.Kind``; a flags set says
+  ``"flags"``);
 * the field ``airlock`` carries what TUF has no words for: the user's name and
   version string, models with their health-check budgets (and the external
   data files a model loads beside it, its evaluation set and thresholds, its
   input contract), images, feature flags, hooks, target rings, agent kits
   (``agent.kits``: the agent for each device platform, see docs/BOOTSTRAP.md)
-  and, for a delta bundle, its base.
+  and, for a delta bundle, its base; and ``requires``, the features the
+  release depends on (``keys.features``: an agent refuses a release requiring
+  one it does not know).
 
 Every field is read strictly, by the rules of ``keys.signed_fields`` that the
 bundler also applies to a spec before it signs.
@@ -32,24 +36,17 @@ Example::
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from tuf.api.metadata import Metadata, Root, Signed, TargetFile, Targets
-from tuf.api.serialization import DeserializationError, SerializationError, SignedSerializer
+from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from airlock.errors import FormatError
 from airlock.format.bundle import FileInfo
-from airlock.format.oci import BLOB_PREFIX, blob_path, digest_hex
-from airlock.limits import (
-    MAX_METADATA_BYTES,
-    MAX_METADATA_VALUES,
-    MAX_NAME_LENGTH,
-)
+from airlock.format.oci import BLOB_PREFIX, blob_path, digest_hex, is_sha256_hex
+from airlock.limits import MAX_NAME_LENGTH
 from airlock.quality.contract import InputRule
 from airlock.quality.evaluation import Threshold
 from keys.evaluation_fields import (
@@ -61,6 +58,8 @@ from keys.evaluation_fields import (
     valid_providers,
     valid_session,
 )
+from keys.features import check_requires
+from keys.metadata import KIND_FIELD, RELEASE_SECTION, Kind, kind_of, parse_metadata
 from keys.signed_fields import (
     DRIFT_REFERENCE_FILE,
     EVAL_DATA_FILE,
@@ -91,80 +90,9 @@ __all__ = [
     "InventoryRef",
     "ModelEntry",
     "Release",
-    "ReleaseSerializer",
     "SessionOptions",
-    "check_metadata_bounds",
     "is_plain_name",
-    "parse_metadata",
 ]
-
-def parse_metadata(data: bytes, kind: type[Root] | type[Targets], what: str) -> Metadata[Any]:
-    """Untrusted bytes -> TUF metadata of the expected type, or a FormatError naming the cause.
-
-    The one parse of metadata whose signatures are not checked yet (a trust
-    root, a release in a bundle, ``airlock inspect``): bounded in bytes and in
-    JSON values before a single Python object is built (see
-    :func:`check_metadata_bounds`).
-    """
-    check_metadata_bounds(data, what)
-    try:
-        md: Metadata[Any] = Metadata.from_bytes(data)
-    except (DeserializationError, ValueError, TypeError, KeyError, RecursionError) as e:
-        raise FormatError(f"{what} is not valid TUF metadata: {_cause(e)}") from None
-    if not isinstance(md.signed, kind):
-        raise FormatError(f"{what} is not of type '{kind.type}'")
-    return md
-
-
-def check_metadata_bounds(data: bytes, what: str) -> None:
-    """Refuse metadata larger than any real release, in bytes or in JSON values.
-
-    Counting ``[``, ``{``, ``,`` and ``:`` runs in C over the raw bytes and
-    bounds from above the values ``json.loads`` would build (each value but
-    the first follows one of them; inside strings they only make the count
-    stricter), so a hostile shape such as a million ``[]`` is refused before
-    it costs memory. The bundler applies the same check before it signs.
-    """
-    if len(data) > MAX_METADATA_BYTES:
-        raise FormatError(
-            f"{what} is {len(data)} bytes; at most {MAX_METADATA_BYTES} are allowed"
-        )
-    values = 1 + sum(data.count(c) for c in (b"[", b"{", b",", b":"))
-    if values > MAX_METADATA_VALUES:
-        raise FormatError(
-            f"{what} holds up to {values} JSON values; at most {MAX_METADATA_VALUES} are "
-            "allowed"
-        )
-
-
-def _cause(e: BaseException) -> str:
-    """The message that names the problem: TUF wraps it as 'Failed to deserialize JSON'."""
-    inner = e.__cause__ or e
-    text = str(inner).splitlines()[0] if str(inner) else type(inner).__name__
-    return text[:200]
-
-
-class ReleaseSerializer(SignedSerializer):
-    """The bytes a release signature covers.
-
-    JSON with sorted keys, no whitespace, UTF-8. TUF's default (OLPC canonical
-    JSON) forbids floats, but releases carry float tolerances, budgets and
-    flag values, so releases are signed over this form instead; Python's float
-    repr is the shortest round-tripping form, the same on every platform.
-    Trust roots keep TUF's own form.
-    """
-
-    def serialize(self, signed_obj: Signed) -> bytes:
-        try:
-            return json.dumps(
-                signed_obj.to_dict(),
-                sort_keys=True,
-                separators=(",", ":"),
-                ensure_ascii=False,
-                allow_nan=False,
-            ).encode()
-        except (TypeError, ValueError) as e:
-            raise SerializationError(str(e)) from e
 
 
 @dataclass(frozen=True)
@@ -303,6 +231,7 @@ class Release:
     rings: list[str] = field(default_factory=list)
     delta: Delta | None = None
     agent_kits: list[AgentKitEntry] = field(default_factory=list)
+    requires: tuple[str, ...] = ()  # features the release depends on (keys.features)
 
     @property
     def id(self) -> str:
@@ -322,6 +251,7 @@ class Release:
             "flags": self.flags,
             "hooks": _drop_none(asdict(self.hooks)),
             "rings": list(self.rings),
+            "requires": list(self.requires),
         }
         if self.delta is not None:
             body["delta"] = {
@@ -335,7 +265,7 @@ class Release:
             version=self.sequence,
             expires=self.expires,
             targets=targets,
-            unrecognized_fields={"airlock": body},
+            unrecognized_fields={KIND_FIELD: Kind.RELEASE.value, RELEASE_SECTION: body},
         )
         return Metadata(signed)
 
@@ -350,7 +280,10 @@ class Release:
         signed = md.signed
         if not isinstance(signed, Targets):
             raise FormatError("release metadata is not of type 'targets'")
-        body = signed.unrecognized_fields.get("airlock")
+        if not kind_of(md).is_release():
+            raise FormatError("the metadata is a flags set, not a release; apply it with "
+                              "'airlock-agent flags apply'")
+        body = signed.unrecognized_fields.get(RELEASE_SECTION)
         if not isinstance(body, dict):
             raise FormatError("release metadata has no 'airlock' section")
         try:
@@ -362,10 +295,13 @@ class Release:
         except FieldError as e:
             raise FormatError(f"release field '{e.where('airlock')}' {e}") from None
         r = _Reader(body, "airlock")
+        # Before any other field: a release built for a newer agent is refused for what
+        # this agent lacks, not for a field it cannot read.
+        requires = check_requires(r.texts("requires"))
         files: dict[str, FileInfo] = {}
         for path, target in signed.targets.items():
             sha = target.hashes.get("sha256")
-            if not isinstance(sha, str) or not re.fullmatch(r"[0-9a-f]{64}", sha):
+            if not is_sha256_hex(sha):
                 raise FormatError(f"release lists {path!r} without a sha256")
             if path.startswith(BLOB_PREFIX) and path[len(BLOB_PREFIX) :] != sha:
                 raise FormatError(f"release lists {path!r} under another digest")
@@ -398,6 +334,7 @@ class Release:
                    for i, ring in enumerate(r.texts("rings"))],
             delta=delta,
             agent_kits=[_kit_from(k) for k in r.sub("agent").subs("kits")],
+            requires=requires,
         )
         release._check_references()
         return release
@@ -693,7 +630,7 @@ def _inventory_from(r: _Reader) -> InventoryRef:
     if not device_id.isprintable() or len(device_id) > MAX_NAME_LENGTH:
         raise FormatError(f"release field '{r.where}.device_id' is not a printable device name")
     keyid, sha = r.text("keyid"), r.text("sha256")
-    if not (re.fullmatch(r"[0-9a-f]{64}", keyid) and re.fullmatch(r"[0-9a-f]{64}", sha)):
+    if not (is_sha256_hex(keyid) and is_sha256_hex(sha)):
         raise FormatError(f"release field '{r.where}' needs a hex keyid and sha256")
     time = r.text("time")
     if not time.isprintable() or len(time) > 64:

@@ -34,7 +34,7 @@ from tuf.api.serialization import SerializationError
 
 from airlock.errors import FormatError, SignatureError, UsageError
 from airlock.limits import MAX_DETACHED_SIGNATURE_BYTES
-from keys.release import ReleaseSerializer, parse_metadata
+from keys.metadata import ReleaseSerializer, parse_metadata
 from keys.signers import sign_checked
 from keys.trust import Tally, TrustRoot
 

@@ -73,7 +73,7 @@ __all__ = [
 
 #: Private-key URI schemes ``--key`` accepts, and the extra that brings each one's library.
 URI_SCHEMES: dict[str, str] = {
-    "hsm": "'airlock-edge[bundler]' (python-pkcs11)",
+    "hsm": "'airlock-edge[hsm]' (python-pkcs11)",
     "envvar": "airlock-edge (cryptography)",
     "awskms": "securesystemslib[awskms]",
     "gcpkms": "securesystemslib[gcpkms]",

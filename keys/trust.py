@@ -53,7 +53,8 @@ from airlock.errors import (
     UsageError,
 )
 from keys.identify import describe
-from keys.release import Release, ReleaseSerializer, parse_metadata
+from keys.metadata import ReleaseSerializer, parse_metadata
+from keys.release import Release
 
 __all__ = [
     "RELEASE_ROLE",
@@ -63,7 +64,6 @@ __all__ = [
     "VerifiedRelease",
     "check_rings",
     "create_root",
-    "parse_duration",
     "role_label",
     "rotate_root",
 ]
@@ -72,15 +72,6 @@ RELEASE_ROLE = "targets"
 #: What users call that role, in every message: they made a "release" key for it.
 RELEASE_ROLE_WORD = "release"
 _DELEGATIONS = "x-airlock-delegations"
-
-
-def parse_duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``, ``1y`` -> a timedelta (UsageError otherwise)."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-    text = str(text).strip()
-    if len(text) < 2 or text[-1] not in units or not text[:-1].isdigit():
-        raise UsageError(f"duration {text!r} must look like 30d, 12h, 90m or 1y")
-    return timedelta(seconds=int(text[:-1]) * units[text[-1]])
 
 
 def _utc_now() -> datetime:

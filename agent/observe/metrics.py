@@ -34,7 +34,7 @@ Prometheus conventions (base units: seconds, bytes; ``_total`` counters):
     airlock_drop_bundles_total{outcome}                   drop-folder outcomes since serve started
     airlock_scheduled_checks_total{result}                ok, failed
     airlock_store_bytes, airlock_store_blobs
-    airlock_disk_free_bytes, airlock_disk_total_bytes     of the filesystem holding ROOT (psutil)
+    airlock_disk_free_bytes, airlock_disk_total_bytes     of the filesystem holding ROOT (statvfs)
     airlock_model_drift_psi{release,model,input}          worst feature of the input
     airlock_model_drift_warning{release,model}            1 above health.drift_warn
     airlock_model_drift_threshold{release,model}
@@ -45,6 +45,7 @@ Prometheus conventions (base units: seconds, bytes; ``_total`` counters):
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -52,7 +53,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import psutil
 from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.metrics_core import (
     CounterMetricFamily,
@@ -217,7 +217,7 @@ class _AgentCollector(Collector):
         blobs, size = ContentStore(self.layout).usage()
         yield GaugeMetricFamily("airlock_store_bytes", "Bytes in the content store.", value=size)
         yield GaugeMetricFamily("airlock_store_blobs", "Blobs in the content store.", value=blobs)
-        disk = psutil.disk_usage(str(self.layout.root))
+        disk = shutil.disk_usage(self.layout.root)
         yield GaugeMetricFamily("airlock_disk_free_bytes",
                                 "Free bytes on the filesystem holding ROOT.", value=disk.free)
         yield GaugeMetricFamily("airlock_disk_total_bytes",

@@ -107,7 +107,7 @@ class ServeOptions:
     @classmethod
     def from_args(cls, listen: str, watch: list[Path], check_every: str, revert: bool,
                   settle: float, poll: float, log: Path | None) -> ServeOptions:
-        from keys.trust import parse_duration
+        from airlock.durations import parse_duration
 
         host, sep, port = listen.rpartition(":")
         if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:

@@ -15,9 +15,13 @@ Backends (config keys in docs/REGISTRIES.md):
 * ``oci-dir`` (default): an OCI image layout at ``path`` (default
   ``ROOT/images``) that containerd, podman and skopeo import from;
 * ``registry``: push every image, manifests byte for byte, to a site registry
-  (needs the ``oras`` package on the device; nothing else of the agent does);
+  (needs the ``[registry]`` extra on the device; nothing else of the agent does);
 * ``command``: run a command per image with ``{archive}`` (an oci-archive
   tar of the image) and ``{ref}``, e.g. ``ctr -n k8s.io images import {archive}``.
+
+Modules: ``oci_dir``, ``registry`` and ``command`` (one per backend, as above;
+``oci-dir`` lives in ``oci_dir``), and ``settings`` (reading a sink's
+settings, shared by the backends).
 """
 
 from __future__ import annotations

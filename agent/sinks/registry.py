@@ -14,7 +14,8 @@ ever deleted from the registry, so a rolled-back release's images are still
 there. With several platforms of one reference, the tag names the first one
 the spec listed; the others are reachable by digest.
 
-This is the only part of the agent that needs ``oras`` (``pip install oras``);
+This is the only part of the agent that needs ``oras`` (the ``[registry]`` extra:
+``pip install 'airlock-edge[registry]'``);
 the rest installs and runs without it.
 """
 
@@ -49,7 +50,8 @@ class RegistrySink:
             import oras.provider  # noqa: F401  (fail at configuration time, not mid-install)
         except ImportError:
             raise UsageError(
-                "image sink 'registry' needs the oras package on this device: pip install oras"
+                "image sink 'registry' needs the registry client on this device: "
+                "pip install 'airlock-edge[registry]' (oras, requests)"
             ) from None
         from airlock.registry import RegistryClient
 

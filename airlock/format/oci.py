@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from airlock.errors import FormatError
 from airlock.limits import CHUNK
@@ -48,6 +48,7 @@ __all__ = [
     "digest_of",
     "hash_file",
     "is_digest",
+    "is_sha256_hex",
     "oci_index",
     "oci_layout",
     "oci_manifest",
@@ -83,6 +84,11 @@ _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 def is_digest(text: object) -> bool:
     """True for ``sha256:`` and 64 lower-case hex digits, the only digests Airlock accepts."""
     return isinstance(text, str) and _DIGEST.match(text) is not None
+
+
+def is_sha256_hex(text: object) -> TypeGuard[str]:
+    """True for 64 lower-case hex digits: a digest without its ``sha256:`` (TUF hashes, key ids)."""
+    return isinstance(text, str) and is_digest(f"sha256:{text}")
 
 
 def digest_hex(digest: str) -> str:

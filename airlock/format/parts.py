@@ -47,6 +47,7 @@ from typing import IO, Any
 from airlock.console import open_bundle
 from airlock.errors import FormatError, RejectedError, SignatureError, UsageError
 from airlock.files import PartialFile
+from airlock.format.oci import is_sha256_hex
 from airlock.limits import CHUNK, MAX_PARTS, MAX_PARTS_MANIFEST_BYTES
 
 __all__ = [
@@ -257,7 +258,7 @@ class _Doc:
 
     def sha256(self, key: str) -> str:
         value: str = self._get(key, str)
-        if not re.fullmatch(r"[0-9a-f]{64}", value):
+        if not is_sha256_hex(value):
             raise FormatError(f"{self.where}: '{key}' is not a sha256 in hex")
         return value
 

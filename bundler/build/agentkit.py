@@ -79,7 +79,8 @@ from bundler.build.output import check_output
 from bundler.build.project_wheel import WHEEL_EPOCH, project_wheel, wheel_metadata
 from keys import kitverify
 from keys.kit import kit_metadata, read_kit
-from keys.release import AgentKitEntry, ReleaseSerializer
+from keys.metadata import ReleaseSerializer
+from keys.release import AgentKitEntry
 from keys.signed_fields import is_plain_name
 
 __all__ = [

@@ -64,13 +64,9 @@ from bundler.build.artifacts import (
 from bundler.build.output import check_output, is_bundle_file
 from bundler.build.spec import ModelSpec, Spec
 from bundler.sneakernet.device_inventories import Inventory, plan_delta
-from keys.release import (
-    ImageEntry,
-    ModelEntry,
-    Release,
-    ReleaseSerializer,
-    check_metadata_bounds,
-)
+from keys.features import UnknownFeatureError, check_requires
+from keys.metadata import ReleaseSerializer, check_metadata_bounds
+from keys.release import ImageEntry, ModelEntry, Release
 from keys.signatures import Signable
 from keys.signers import sign_checked
 
@@ -144,6 +140,11 @@ def _sign(release: Release, signers: Sequence[Signer]) -> tuple[bytes, list[str]
     its metadata, whatever the spec checks missed (a pulled artifact's
     file name, a source path with a control character).
     """
+    try:
+        check_requires(release.requires)
+    except UnknownFeatureError as e:
+        raise UsageError(f"cannot build: {e.feature!r} is required but is no feature an "
+                         "agent knows (keys.features.KNOWN_FEATURES)") from None
     md = release.to_metadata()
     try:
         payload = ReleaseSerializer().serialize(md.signed)

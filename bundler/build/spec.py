@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from airlock.durations import parse_duration
 from airlock.errors import FormatError, SpecError
 from airlock.limits import MAX_JSON_DEPTH, MAX_SPEC_ALIAS_EXPANSION
 from airlock.quality.contract import InputRule
@@ -52,7 +53,6 @@ from keys.signed_fields import (
     valid_sequence,
     valid_unique,
 )
-from keys.trust import parse_duration
 
 __all__ = ["EvaluateFiles", "HealthFiles", "ImageSpec", "ModelSpec", "Origin", "Spec",
            "load_spec"]

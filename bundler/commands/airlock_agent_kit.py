@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from airlock.console import human_size, json_option, phase_bars
+from airlock.durations import parse_duration
 from bundler.commands.options import add_key_args, secrets_from, signer_for
 from keys.signers import key_files
-from keys.trust import parse_duration
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "KitBuilt", "add_arguments", "run"]
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from airlock.console import human_size, json_option, phase_bars, read_input
+from airlock.durations import parse_duration
 from airlock.errors import UsageError
 from airlock.format.parts import parse_size
 from bundler.commands.airlock_check import health_lines
@@ -27,7 +28,7 @@ from bundler.commands.options import (
 )
 from keys.keyfile import load_public_key
 from keys.signers import key_files
-from keys.trust import TrustRoot, parse_duration
+from keys.trust import TrustRoot
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "BuildSummary", "add_arguments", "parts_lines", "run"]
 

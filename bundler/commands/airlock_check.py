@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from airlock.console import fail_with, json_option, phase_bars
+from airlock.durations import parse_duration
 from airlock.errors import AirlockError
 from bundler.commands.options import registry_options, spec_args
-from keys.trust import parse_duration
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "CheckResult", "add_arguments", "health_lines", "run"]
 

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from airlock.console import json_option
+from airlock.durations import parse_duration
 from bundler.build.output import check_output, is_bundle_file
 from bundler.commands.options import add_key_args, secrets_from, signer_for, subcommands
 from keys.signers import key_files
-from keys.trust import parse_duration
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "FlagsWritten", "add_arguments", "run"]
 

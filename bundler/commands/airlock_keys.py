@@ -24,6 +24,7 @@ from securesystemslib.signer import Key
 from tuf.api.metadata import Metadata, Root
 
 from airlock.console import inert, json_option, read_input
+from airlock.durations import parse_duration
 from airlock.errors import SignatureError, UsageError
 from bundler.build.output import check_output, replace_file
 from bundler.commands.options import (
@@ -50,7 +51,6 @@ from keys.trust import (
     RingSigner,
     TrustRoot,
     create_root,
-    parse_duration,
     rotate_root,
 )
 

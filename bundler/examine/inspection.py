@@ -29,7 +29,8 @@ from tuf.api.metadata import Root, Targets
 from airlock.errors import FormatError
 from airlock.format.bundle import BundleReader
 from airlock.format.oci import BLOB_PREFIX
-from keys.release import ModelEntry, Release, parse_metadata
+from keys.metadata import parse_metadata
+from keys.release import ModelEntry, Release
 from keys.signatures import Signable
 from keys.trust import TrustRoot
 

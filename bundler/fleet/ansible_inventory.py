@@ -35,11 +35,9 @@ import yaml
 from airlock.errors import UsageError
 from airlock.limits import MAX_INVENTORY_BYTES, MAX_SITE_HOSTS
 from bundler.fleet.ssh import Target
+from keys.signed_fields import is_plain_name
 
 __all__ = ["Device", "SiteInventory", "load_site"]
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-
 
 @dataclass(frozen=True)
 class Device:
@@ -133,7 +131,9 @@ def _text(host: str, key: str, value: Any, default: str | None) -> str | None:
 
 
 def _device(path: Path, host: str, v: dict[str, Any], groups: set[str]) -> Device:
-    if not _NAME.match(host):
+    # Host and ring names follow the rule of every signed name (keys.signed_fields), so a
+    # ring the inventory accepts is one a release can name, and the other way round.
+    if not is_plain_name(host):
         raise UsageError(f"{path}: host name {host!r} is not a plain name")
     user = _text(host, "ansible_user", v.get("ansible_user"), None)
     if user is None:
@@ -152,7 +152,7 @@ def _device(path: Path, host: str, v: dict[str, Any], groups: set[str]) -> Devic
         if not identity.is_absolute():
             identity = path.parent / identity  # as Ansible: relative to the inventory
     ring = _text(host, "airlock_ring", v.get("airlock_ring"), None)
-    if ring is not None and not _NAME.match(ring):
+    if ring is not None and not is_plain_name(ring):
         raise UsageError(f"{path}: host {host}: airlock_ring {ring!r} is not a ring name")
     return Device(
         name=host, target=Target(address.strip("[]"), port), user=user, identity=identity,

@@ -121,7 +121,7 @@ class _Device:
             # Absolute path (the shell may start elsewhere than SFTP); `test -f` because a
             # pipeline's status is sha256sum's, even when head could not open the file.
             quoted = shlex.quote(self.sftp.normalize(path))
-            status, out = run(self.client,
+            status, out, _ = run(self.client,
                               f"test -f {quoted} && head -c {length} -- {quoted} | sha256sum")
             text = out.decode(errors="replace").split()
             if status == 0 and text and len(text[0]) == 64:

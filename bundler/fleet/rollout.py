@@ -42,11 +42,10 @@ import paramiko
 from airlock.errors import AirlockError, UnreachableError, UsageError
 from airlock.format.bundle import BundleReader
 from airlock.format.parts import open_media
-from airlock.limits import MAX_REMOTE_OUTPUT_BYTES
 from bundler.fleet.ansible_inventory import Device
 from bundler.fleet.push import FileSent, files_of, send_files
-from bundler.fleet.ssh import Login, connect
-from keys.release import parse_metadata
+from bundler.fleet.ssh import Login, connect, run
+from keys.metadata import parse_metadata
 
 __all__ = ["DeviceResult", "Plan", "RolloutReport", "bundle_facts", "parse_budget",
            "parse_waves", "roll_out"]
@@ -120,7 +119,8 @@ class BundleFacts:
 def bundle_facts(bundle: Path) -> BundleFacts:
     from tuf.api.metadata import Targets
 
-    from keys.flags import FLAGS_FIELD, is_flags
+    from keys.flags import read_flags
+    from keys.metadata import kind_of
     from keys.release import Release
 
     f, _ = open_media(str(bundle))
@@ -128,12 +128,9 @@ def bundle_facts(bundle: Path) -> BundleFacts:
         head = BundleReader(f).head()
     size = sum(p.stat().st_size for p in files_of(bundle))
     md = parse_metadata(head.release_json, Targets, "bundle metadata")
-    if is_flags(head.release_json):
-        body = md.signed.unrecognized_fields.get(FLAGS_FIELD)
-        if not isinstance(body, dict) or not isinstance(body.get("name"), str):
-            raise UsageError(f"{bundle}: flags metadata without a name")
-        return BundleFacts(body["name"], "", md.signed.version,
-                           tuple(str(x) for x in body.get("rings") or []), size, flags=True)
+    if kind_of(md).is_flags():
+        flags = read_flags(md)
+        return BundleFacts(flags.name, "", flags.sequence, flags.rings, size, flags=True)
     r = Release.from_metadata(md)
     return BundleFacts(r.name, r.version, r.sequence, tuple(r.rings), size)
 
@@ -221,7 +218,9 @@ class _Remote:
         """``AGENT --root ROOT ARGS --json``: exit status, parsed output, last stderr line."""
         command = (f"{self.device.agent} --root {shlex.quote(self.device.root)} "
                    + " ".join(shlex.quote(a) for a in (*args, "--json")))
-        status, out, err = run_captured(self.client, command, self.timeout)
+        status, out, err = run(self.client, command, self.timeout, what="the agent")
+        if status < 0:
+            raise UnreachableError("connection lost while running the agent")
         lines = [x for x in err.decode(errors="replace").splitlines() if x.strip()]
         why = lines[-1].strip() if lines else ""
         for prefix in ("airlock-agent: error: ", "airlock-agent: "):
@@ -234,24 +233,6 @@ class _Remote:
         except ValueError:
             doc = None
         return status, doc if isinstance(doc, dict) else None, why
-
-
-def run_captured(client: paramiko.SSHClient, command: str,
-                 timeout: float) -> tuple[int, bytes, bytes]:
-    """Run ``command``; its status and (bounded) stdout and stderr. Lost connection: exit 5."""
-    try:
-        stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
-        stdin.channel.shutdown_write()
-        out = stdout.read(MAX_REMOTE_OUTPUT_BYTES)
-        err = stderr.read(MAX_REMOTE_OUTPUT_BYTES)
-        status = stdout.channel.recv_exit_status()
-    except TimeoutError:
-        raise UnreachableError(f"no answer within {timeout:.0f} s") from None
-    except (OSError, paramiko.SSHException, EOFError) as e:
-        raise UnreachableError(f"connection lost while running the agent: {e}") from None
-    if status < 0:
-        raise UnreachableError("connection lost while running the agent")
-    return status, out, err
 
 
 def _release_id(status: dict[str, Any] | None) -> str | None:

@@ -1,11 +1,12 @@
 """SSH connections to site devices, with strict host-key checking (paramiko).
 
-The one way the host side reaches a device: ``airlock fleet push`` uses it,
-and so will rollouts::
+The one way the host side reaches a device: ``airlock fleet push`` and
+``airlock fleet rollout`` use it, and :func:`run` is the one way they run a
+command there (its output bounded by ``MAX_REMOTE_OUTPUT_BYTES``)::
 
     target = Target.parse("10.0.4.7:2222")
     with connect(target, Login("airlock", Path("id_ed25519"), Path("known_hosts"))) as client:
-        status, out = run(client, "sha256sum -- vision.airlock")
+        status, out, err = run(client, "sha256sum -- vision.airlock", timeout=60)
 
 Host keys are checked against the ``known_hosts`` file the caller names
 (OpenSSH's format, ``[host]:port`` for ports other than 22), never the
@@ -33,6 +34,7 @@ from pathlib import Path
 import paramiko
 
 from airlock.errors import HostKeyError, UnreachableError, UsageError
+from airlock.limits import MAX_REMOTE_OUTPUT_BYTES
 
 __all__ = ["Login", "Target", "connect", "fingerprint", "run"]
 
@@ -41,8 +43,6 @@ __all__ = ["Login", "Target", "connect", "fingerprint", "run"]
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 _TARGET = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?$")
-#: What a remote command may print back (a digest, a short error); more is cut.
-_OUTPUT_LIMIT = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -160,14 +160,24 @@ def connect(target: Target, login: Login,
         client.close()
 
 
-def run(client: paramiko.SSHClient, command: str, timeout: float = 600.0) -> tuple[int, bytes]:
-    """Run ``command`` on the device; its exit status and (bounded) standard output."""
+def run(client: paramiko.SSHClient, command: str, timeout: float = 600.0,
+        what: str = "a command") -> tuple[int, bytes, bytes]:
+    """Run ``command`` on the device: its exit status and (bounded) stdout and stderr.
+
+    Each stream is cut at ``MAX_REMOTE_OUTPUT_BYTES``. No answer within
+    ``timeout`` seconds, or a lost connection, is an UnreachableError (exit 5)
+    naming ``what`` ran. The status is -1 when the server sent none (an
+    SFTP-only account ends the session without one); the caller decides.
+    """
     try:
-        stdin, stdout, _ = client.exec_command(command, timeout=timeout)
+        stdin, stdout, stderr = client.exec_command(command, timeout=timeout)
         # Nothing to say on stdin: an SFTP-only account (ForceCommand internal-sftp) then ends
         # its session at once instead of waiting for SFTP requests.
         stdin.channel.shutdown_write()
-        out = stdout.read(_OUTPUT_LIMIT)
-        return stdout.channel.recv_exit_status(), out
+        out = stdout.read(MAX_REMOTE_OUTPUT_BYTES)
+        err = stderr.read(MAX_REMOTE_OUTPUT_BYTES)
+        return stdout.channel.recv_exit_status(), out, err
+    except TimeoutError:
+        raise UnreachableError(f"no answer within {timeout:.0f} s") from None
     except (OSError, paramiko.SSHException, EOFError) as e:
-        raise UnreachableError(f"connection lost while running a command: {e}") from None
+        raise UnreachableError(f"connection lost while running {what}: {e}") from None

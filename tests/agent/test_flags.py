@@ -143,3 +143,17 @@ def test_flags_never_written_through_a_link_out_of_root(device: Path, keyset: Ke
     p = run_agent("--root", device, "install", f2)
     assert p.returncode == 5 and "not a directory of ROOT" in p.stderr
     assert list(outside.iterdir()) == [] and _values(device)["night_mode"] is False
+
+
+def test_a_flags_set_named_airlock_or_valued_airlock_applies(device: Path, keyset: Keys,
+                                                             tmp_path: Path) -> None:
+    # The kind was guessed from the bytes ('"airlock"' absent): both were refused as releases.
+    named = tmp_path / "named.airlock"
+    p = run_airlock("flags", "set", "night_mode=true", "--name", "airlock", "--sequence", 1,
+                    "--key", keyset.release_key, "-o", named)
+    assert p.returncode == 0, p.stderr
+    assert agent_json(device, "install", named)["applied"]
+    valued = _flags(keyset, tmp_path / "valued.airlock", "mode=airlock", sequence=4)
+    assert agent_json(device, "flags", "apply", valued)["sequence"] == 4
+    assert _values(device) == {"night_mode": True, "fps": 15, "mode": "airlock"}
+    assert active_id(device) == "vision-1"

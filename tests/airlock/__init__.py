@@ -1,1 +1,1 @@
-"""Tests of airlock/, the ground both sides stand on."""
+"""Tests of airlock/, the ground both sides stand on, module by module."""

@@ -1,6 +1,6 @@
 """Everything read before the signature check is bounded in CPU, memory and bytes.
 
-Issue 13, class 3. The corpus (cases ``parse-*`` in tests/hostile/cases.py)
+Issue 13, class 3. The corpus (cases ``parse-*`` in tests/hostile/cases/parsing.py)
 shows each hostile input refused with exit 3, journaled, the device
 unchanged; this module measures what refusing them costs:
 
@@ -33,7 +33,7 @@ from agent.journal import Journal
 from airlock.errors import FormatError
 from airlock.format.bundle import BundleHead, BundleReader
 from airlock.limits import MAX_EXTENDED_HEADER_BYTES, MAX_METADATA_BYTES, MAX_METADATA_VALUES
-from keys.release import check_metadata_bounds
+from keys.metadata import check_metadata_bounds
 from tests.hostile.cases import CASES
 from tests.support.cli import run_agent, run_airlock, tool_env
 from tests.support.keyset import Keys

@@ -12,7 +12,7 @@ refusal"). Every bad value is tried twice:
 
 Both answers come from one rule in ``keys/signed_fields.py``. The same bad
 releases go through ``airlock verify`` and ``airlock-agent install`` on a
-live device as the corpus cases ``signed-*`` (tests/hostile/cases.py).
+live device as the corpus cases ``signed-*`` (tests/hostile/cases/signed.py).
 Here too: YAML the spec refuses before anything walks it (billion laughs,
 recursive aliases, deep nesting, tags, non-UTF-8), and YAML that still
 works (small aliases, multi-line hooks, nested flags), end to end on a device.

@@ -26,7 +26,7 @@ from airlock.format.layout_check import FileInfo
 from keys import kitverify
 from keys.keyfile import load_signer
 from keys.kit import kit_metadata, verify_kit
-from keys.release import ReleaseSerializer
+from keys.metadata import ReleaseSerializer
 from keys.trust import TrustRoot
 from tests.support.keyset import Keys
 

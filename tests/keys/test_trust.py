@@ -17,7 +17,8 @@ from airlock.errors import (
     UsageError,
 )
 from keys.keyfile import generate_keypair, load_public_key, load_signer
-from keys.release import Release, ReleaseSerializer
+from keys.metadata import ReleaseSerializer
+from keys.release import Release
 from keys.trust import RingSigner, TrustRoot, create_root, rotate_root
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from keys.keyfile import generate_keypair, load_signer
-from keys.release import ReleaseSerializer
+from keys.metadata import ReleaseSerializer
 from tests.support.agentkit import A, BuiltKit, Installed, KitDevice, device_env, unpack
 from tests.support.keyset import Keys
 

@@ -108,7 +108,7 @@ def test_registry_sink_without_oras_says_so(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setitem(sys.modules, "oras.provider", None)  # import fails as on a bare device
-    with pytest.raises(UsageError, match="pip install oras"):
+    with pytest.raises(UsageError, match=r"pip install 'airlock-edge\[registry\]'"):
         make_sink({"type": "registry", "registry": "r:5000"}, tmp_path)
 
 
