@@ -24,7 +24,7 @@ command never prints a raw value read from a bundle, a stick or a device.
 
 Example::
 
-    REGISTRY = (CommandInfo("verify", "bundler.commands.verify", "check a bundle as a device would"),)
+    REGISTRY = (CommandInfo("verify", "bundler.commands.airlock_verify", "check a bundle as a device would"),)
     parser = build_parser("airlock", DESCRIPTION, TOUR, REGISTRY, argv=["verify", "x.airlock"])
 """
 
