@@ -18,7 +18,8 @@ A command module holds its parser, its run function and its words::
     def run(args: argparse.Namespace) -> VerifyResult: ...
 
 and its result is a small dataclass with ``to_dict()`` (what ``--json``
-prints) and ``text()`` (what a person reads). ``text()`` is called on a copy
+prints) and ``text()`` (what a person reads); one that hands on a library's
+JSON object subclasses :class:`Reported`. ``text()`` is called on a copy
 whose every string is inert (:func:`airlock.console.inert_data`), so a
 command never prints a raw value read from a bundle, a stick or a device.
 
@@ -38,7 +39,7 @@ from typing import Any, Protocol, cast
 
 from airlock.console import Parser, add_command, tool_parser
 
-__all__ = ["CommandInfo", "CommandModule", "Result", "build_parser", "chosen"]
+__all__ = ["CommandInfo", "CommandModule", "Reported", "Result", "build_parser", "chosen"]
 
 
 class Result(Protocol):
@@ -58,6 +59,24 @@ class CommandModule(Protocol):
     def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
 
     def run(self, args: argparse.Namespace) -> Result | None: ...
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A result that is a library's JSON object: ``--json`` prints it unchanged.
+
+    Most commands of both tools hand on what their library returned
+    (``BuildResult.to_dict()``, ``agent.install``'s result …); such a result
+    subclasses this and words ``data`` in its own ``text()``.
+    """
+
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+    def text(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self.data.items())
 
 
 @dataclass(frozen=True)
