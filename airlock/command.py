@@ -37,9 +37,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from airlock.console import Parser, add_command, tool_parser
+from airlock.console import Parser, add_command, apply_output_options, emit_result, tool_parser
+from airlock.errors import PreconditionError
 
-__all__ = ["CommandInfo", "CommandModule", "Reported", "Result", "build_parser", "chosen"]
+__all__ = ["CommandInfo", "CommandModule", "Reported", "Result", "build_parser", "chosen",
+           "completion_arguments", "dispatch", "print_completion"]
 
 
 class Result(Protocol):
@@ -120,3 +122,44 @@ def build_parser(prog: str, description: str, tour: Sequence[str],
         else:
             sub.add_parser(info.name, help=info.summary)
     return parser
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str],
+             before: Callable[[argparse.Namespace], None] | None = None) -> int:
+    """Parse ``argv``, run the chosen command, print its result; the exit code.
+
+    Both tools' ``main`` is this (errors are mapped around it by
+    :func:`airlock.console.run`): a bare tool is asking what there is and gets
+    its help (exit 0); ``before(args)`` runs ahead of the command (the agent's
+    ROOT format check); a result that failed on some of its targets (a push, a
+    rollout, refused reports) says so in ``finish()``, which gives the exit code.
+    """
+    a = parser.parse_args(argv)
+    apply_output_options(a)
+    if a.cmd is None:
+        print(parser.format_help(), end="")
+        return 0
+    if before is not None:
+        before(a)
+    result = a._command.run(a)
+    if result is None:
+        return 0
+    emit_result(result, getattr(a, "json", False))
+    finish = getattr(result, "finish", None)
+    return int(finish()) if finish is not None else 0
+
+
+def completion_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``completion`` command's one argument, the same on both tools."""
+    p.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete for")
+
+
+def print_completion(whole_parser: Callable[[], argparse.ArgumentParser], shell: str,
+                     extra: str) -> None:
+    """A tool's shell completion script (shtab) from its whole parser; exit 5 without shtab."""
+    try:
+        import shtab
+    except ImportError:
+        raise PreconditionError("shell completion needs the shtab package: "
+                                f"pip install 'airlock-edge[{extra}]'") from None
+    print(shtab.complete(whole_parser(), shell=shell), end="")
