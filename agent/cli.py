@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from agent.commands import REGISTRY
-from airlock.command import build_parser
-from airlock.console import Parser, apply_output_options, emit_result, run
+from airlock.command import build_parser, dispatch
+from airlock.console import Parser, emit_result, run
 
 __all__ = ["main", "parser"]
 
@@ -85,10 +85,13 @@ def _version_only(argv: list[str]) -> bool:
 
 
 def _check_format(a: argparse.Namespace) -> None:
-    """An agent older than ROOT's format refuses it, in one line, whatever the command."""
+    """An agent older than ROOT's format refuses it, in one line, whatever the command
+    (but ``init``, which makes ROOT, and ``completion``, which does not read it)."""
     from agent.commands.base import layout_of
     from agent.rootformat import check_format
 
+    if a.cmd in ("init", "completion"):
+        return
     layout = layout_of(a)
     if layout.is_initialised():
         check_format(layout)
@@ -100,18 +103,7 @@ def _main(argv: list[str]) -> int:
 
         emit_result(version.run(), "--json" in argv)
         return 0
-    top = _parser(argv)
-    a = top.parse_args(argv)
-    apply_output_options(a)
-    if a.cmd is None:  # a bare 'airlock-agent' is asking what there is
-        print(top.format_help(), end="")
-        return 0
-    if a.cmd not in ("init", "completion"):
-        _check_format(a)
-    result = a._command.run(a)
-    if result is not None:
-        emit_result(result, getattr(a, "json", False))
-    return 0
+    return dispatch(_parser(argv), argv, before=_check_format)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

@@ -18,13 +18,14 @@ A command module holds its parser, its run function and its words::
     def run(args: argparse.Namespace) -> VerifyResult: ...
 
 and its result is a small dataclass with ``to_dict()`` (what ``--json``
-prints) and ``text()`` (what a person reads). ``text()`` is called on a copy
+prints) and ``text()`` (what a person reads); one that hands on a library's
+JSON object subclasses :class:`Reported`. ``text()`` is called on a copy
 whose every string is inert (:func:`airlock.console.inert_data`), so a
 command never prints a raw value read from a bundle, a stick or a device.
 
 Example::
 
-    REGISTRY = (CommandInfo("verify", "bundler.commands.verify", "check a bundle as a device would"),)
+    REGISTRY = (CommandInfo("verify", "bundler.commands.airlock_verify", "check a bundle as a device would"),)
     parser = build_parser("airlock", DESCRIPTION, TOUR, REGISTRY, argv=["verify", "x.airlock"])
 """
 
@@ -36,9 +37,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from airlock.console import Parser, add_command, tool_parser
+from airlock.console import Parser, add_command, apply_output_options, emit_result, tool_parser
+from airlock.errors import PreconditionError
 
-__all__ = ["CommandInfo", "CommandModule", "Result", "build_parser", "chosen"]
+__all__ = ["CommandInfo", "CommandModule", "Reported", "Result", "build_parser", "chosen",
+           "completion_arguments", "dispatch", "print_completion"]
 
 
 class Result(Protocol):
@@ -58,6 +61,24 @@ class CommandModule(Protocol):
     def add_arguments(self, p: argparse.ArgumentParser) -> None: ...
 
     def run(self, args: argparse.Namespace) -> Result | None: ...
+
+
+@dataclass(frozen=True)
+class Reported:
+    """A result that is a library's JSON object: ``--json`` prints it unchanged.
+
+    Most commands of both tools hand on what their library returned
+    (``BuildResult.to_dict()``, ``agent.install``'s result …); such a result
+    subclasses this and words ``data`` in its own ``text()``.
+    """
+
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.data
+
+    def text(self) -> str:
+        return "\n".join(f"{k}: {v}" for k, v in self.data.items())
 
 
 @dataclass(frozen=True)
@@ -101,3 +122,44 @@ def build_parser(prog: str, description: str, tour: Sequence[str],
         else:
             sub.add_parser(info.name, help=info.summary)
     return parser
+
+
+def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str],
+             before: Callable[[argparse.Namespace], None] | None = None) -> int:
+    """Parse ``argv``, run the chosen command, print its result; the exit code.
+
+    Both tools' ``main`` is this (errors are mapped around it by
+    :func:`airlock.console.run`): a bare tool is asking what there is and gets
+    its help (exit 0); ``before(args)`` runs ahead of the command (the agent's
+    ROOT format check); a result that failed on some of its targets (a push, a
+    rollout, refused reports) says so in ``finish()``, which gives the exit code.
+    """
+    a = parser.parse_args(argv)
+    apply_output_options(a)
+    if a.cmd is None:
+        print(parser.format_help(), end="")
+        return 0
+    if before is not None:
+        before(a)
+    result = a._command.run(a)
+    if result is None:
+        return 0
+    emit_result(result, getattr(a, "json", False))
+    finish = getattr(result, "finish", None)
+    return int(finish()) if finish is not None else 0
+
+
+def completion_arguments(p: argparse.ArgumentParser) -> None:
+    """The ``completion`` command's one argument, the same on both tools."""
+    p.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete for")
+
+
+def print_completion(whole_parser: Callable[[], argparse.ArgumentParser], shell: str,
+                     extra: str) -> None:
+    """A tool's shell completion script (shtab) from its whole parser; exit 5 without shtab."""
+    try:
+        import shtab
+    except ImportError:
+        raise PreconditionError("shell completion needs the shtab package: "
+                                f"pip install 'airlock-edge[{extra}]'") from None
+    print(shtab.complete(whole_parser(), shell=shell), end="")

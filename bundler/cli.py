@@ -25,7 +25,8 @@ from __future__ import annotations
 import argparse
 from typing import NoReturn
 
-from airlock.console import apply_output_options, emit_result, run
+from airlock.command import dispatch
+from airlock.console import run
 from bundler.commands import parser as command_parser
 
 __all__ = ["main", "parser"]
@@ -37,20 +38,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _main(argv: list[str]) -> int:
-    top = command_parser(argv)
-    a = top.parse_args(argv)
-    apply_output_options(a)
-    if a.cmd is None:  # a bare 'airlock' is asking what there is
-        print(top.format_help(), end="")
-        return 0
-    result = a._command.run(a)
-    if result is None:
-        return 0
-    emit_result(result, getattr(a, "json", False))
-    # A command that failed on some of its targets (a push, a rollout, refused reports)
-    # says so on stderr after its table, and gives the exit code.
-    finish = getattr(result, "finish", None)
-    return int(finish()) if finish is not None else 0
+    return dispatch(command_parser(argv), argv)
 
 
 def main(argv: list[str] | None = None) -> NoReturn:

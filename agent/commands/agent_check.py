@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from agent.commands.base import Reported, inputs_line, layout_of, tell
+from agent.commands.base import inputs_line, layout_of, tell
+from airlock.command import Reported
 from airlock.console import json_option
 
 EXAMPLES = ("airlock-agent check --rollback-on-failure",)

@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.commands.base import Reported, layout_of, tell
+from agent.commands.base import layout_of, tell
 from agent.commands.sink_options import sink_options
+from airlock.command import Reported
 from airlock.console import json_option, read_input
 
 EXAMPLES = ("airlock-agent config --ring prod",

@@ -11,7 +11,8 @@ import argparse
 import json
 from dataclasses import dataclass
 
-from agent.commands.base import Reported, layout_of, tell
+from agent.commands.base import layout_of, tell
+from airlock.command import Reported
 from airlock.console import json_option
 from airlock.errors import UsageError
 

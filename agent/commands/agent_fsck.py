@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from agent.commands.base import Reported, layout_of
+from agent.commands.base import layout_of
+from airlock.command import Reported
 from airlock.console import fail_with, json_option
 from airlock.errors import RejectedError, UsageError
 

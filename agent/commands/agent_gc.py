@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from agent.commands.base import Reported, layout_of, tell
+from agent.commands.base import layout_of, tell
+from airlock.command import Reported
 from airlock.console import human_size, json_option
 
 EXAMPLES = ("airlock-agent gc --keep 2",)

@@ -14,7 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from agent.commands.base import Reported, layout_of, tell
+from agent.commands.base import layout_of, tell
+from airlock.command import Reported
 from airlock.console import json_option, phase_bars, progress
 
 EXAMPLES = ("airlock-agent install /media/usb/vision-1.3.0.airlock.part001 --json",)

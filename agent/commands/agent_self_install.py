@@ -9,7 +9,8 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.commands.base import Reported, layout_of
+from agent.commands.base import layout_of
+from airlock.command import Reported
 from airlock.console import json_option
 
 EXAMPLES = ("sh install.sh --trust root.json   # runs: airlock-agent "

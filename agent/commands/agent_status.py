@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.commands.base import Reported, inputs_line, layout_of, tell
+from agent.commands.base import inputs_line, layout_of, tell
 from agent.layout import Layout
+from airlock.command import Reported
 from airlock.console import human_size, json_option
 from airlock.errors import PreconditionError, UsageError
 from airlock.files import write_atomic

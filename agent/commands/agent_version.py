@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from agent.commands.base import Reported
+from airlock.command import Reported
 
 EXAMPLES = ("airlock-agent --version --json",)
 DESCRIPTION = None

@@ -1,24 +1,22 @@
-"""What several ``airlock-agent`` commands share: ROOT from the options, the notifier, a result.
+"""What several ``airlock-agent`` commands share: ROOT from the options, the notifier, a line.
 
     layout = layout_of(args)                     # --root, else $AIRLOCK_ROOT, else /var/lib/airlock
     mutate(layout, work, notify=tell)            # prints "airlock-agent: recovered: …" lines
-    return Reported({"release": "vision-1"})     # a library's JSON object, printed as it is
 
 A command whose result is a library's JSON object (``agent.install``,
-``agent.observe.status``, ``agent.fsck`` …) subclasses :class:`Reported`:
-``--json`` prints that object unchanged and the subclass's ``text()`` words it.
+``agent.observe.status``, ``agent.fsck`` …) subclasses
+:class:`airlock.command.Reported`, as the host's commands do.
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
 from typing import Any
 
 from agent.layout import Layout, root_from_env
 from airlock.console import say
 
-__all__ = ["Reported", "inputs_line", "layout_of", "tell"]
+__all__ = ["inputs_line", "layout_of", "tell"]
 
 
 def layout_of(args: argparse.Namespace) -> Layout:
@@ -29,19 +27,6 @@ def layout_of(args: argparse.Namespace) -> Layout:
 def tell(kind: str, message: str) -> None:
     """The :data:`agent.operations.Notify` of commands: one ``airlock-agent: KIND: …`` line."""
     say("airlock-agent", kind, message)
-
-
-@dataclass(frozen=True)
-class Reported:
-    """A result that is a library's JSON object; subclasses say it in ``text()``."""
-
-    data: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.data
-
-    def text(self) -> str:
-        return "\n".join(f"{k}: {v}" for k, v in self.data.items())
 
 
 def inputs_line(model: str, seen: dict[str, Any]) -> str:

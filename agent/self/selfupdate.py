@@ -268,6 +268,21 @@ def _last_line(text: str) -> str:
     return lines[-1][:200] if lines else ""
 
 
+def _ask(exe: Path, args: list[str], cwd: Path, phase: str, what: str,
+         field: tuple[str, str] | None = None) -> Any:
+    """``exe ARGS --json`` must exit 0; then its ``field`` (key, the word for it), if asked."""
+    rc, out, err = _run_checked(exe, [*args, "--json"], cwd)
+    if rc != 0:
+        raise _Failed(phase, f"'{what}' exited {rc}: {_last_line(err)}")
+    if field is None:
+        return None
+    key, word = field
+    try:
+        return json.loads(out)[key]
+    except (ValueError, KeyError, TypeError):
+        raise _Failed(phase, f"'{what} --json' printed no {word}") from None
+
+
 def self_check(exe: Path, version: str, layout: Layout | None, phase: str = "self-check") -> None:
     """Run the agent at ``exe`` as a user would; raise _Failed naming what went wrong.
 
@@ -277,28 +292,14 @@ def self_check(exe: Path, version: str, layout: Layout | None, phase: str = "sel
     """
     cwd = layout.root if layout is not None and layout.root.is_dir() else Path("/")
     try:
-        rc, out, err = _run_checked(exe, ["--version", "--json"], cwd)
-        if rc != 0:
-            raise _Failed(phase, f"'--version' exited {rc}: {_last_line(err)}")
-        try:
-            said = json.loads(out)["version"]
-        except (ValueError, KeyError, TypeError):
-            raise _Failed(phase, "'--version --json' printed no version") from None
+        said = _ask(exe, ["--version"], cwd, phase, "--version", ("version", "version"))
         if said != version:
             raise _Failed(phase, f"'--version' says {str(said)[:40]}, the kit says {version}")
         if layout is None or not layout.is_initialised():
             return
-        root = str(layout.root)
-        rc, out, err = _run_checked(exe, ["--root", root, "fsck", "--read-only", "--json"], cwd)
-        if rc != 0:
-            raise _Failed(phase, f"'fsck --read-only' exited {rc}: {_last_line(err)}")
-        rc, out, err = _run_checked(exe, ["--root", root, "status", "--json"], cwd)
-        if rc != 0:
-            raise _Failed(phase, f"'status' exited {rc}: {_last_line(err)}")
-        try:
-            device = json.loads(out)["device_id"]
-        except (ValueError, KeyError, TypeError):
-            raise _Failed(phase, "'status --json' printed no device") from None
+        root = ["--root", str(layout.root)]
+        _ask(exe, [*root, "fsck", "--read-only"], cwd, phase, "fsck --read-only")
+        device = _ask(exe, [*root, "status"], cwd, phase, "status", ("device_id", "device"))
         if device != layout.load_config().device_id:
             raise _Failed(phase, f"'status' reads device {str(device)[:40]}, not this one")
     except _Failed as f:

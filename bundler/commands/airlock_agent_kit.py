@@ -11,8 +11,8 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from airlock.command import Reported
 from airlock.console import human_size, json_option, phase_bars
 from airlock.durations import parse_duration
 from bundler.commands.options import add_key_args, secrets_from, signer_for
@@ -25,16 +25,11 @@ DESCRIPTION = None
 
 
 @dataclass(frozen=True)
-class KitBuilt:
+class KitBuilt(Reported):
     """The kit written (``KitResult.to_dict()``)."""
 
-    kit: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.kit
-
     def text(self) -> str:
-        d = self.kit
+        d = self.data
         return (f"built {d['kit']}: agent {d['version']} for {d['platform']} Python "
                 f"{d['python']} (glibc {d['glibc']}+), {len(d['wheels'])} wheels, "
                 f"{human_size(d['size'])}\nsha256 {d['sha256']}  (read it to the site to check "

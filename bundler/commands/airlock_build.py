@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airlock.command import Reported
 from airlock.console import human_size, json_option, phase_bars, read_input
 from airlock.durations import parse_duration
 from airlock.errors import UsageError
@@ -40,16 +41,11 @@ DESCRIPTION = (
 
 
 @dataclass(frozen=True)
-class BuildSummary:
+class BuildSummary(Reported):
     """What was built (``BuildResult.to_dict()``)."""
 
-    built: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.built
-
     def text(self) -> str:
-        d = self.built
+        d = self.data
         lines = [
             f"built {d['bundle']}: {d['name']} {d['version']} (sequence {d['sequence']}), "
             f"{human_size(d['size'])}, {d['blobs']} blobs, "

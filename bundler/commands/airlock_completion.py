@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from airlock.errors import PreconditionError
+from airlock.command import completion_arguments, print_completion
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "add_arguments", "run"]
 
@@ -17,15 +17,10 @@ DESCRIPTION = None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete for")
+    completion_arguments(p)
 
 
 def run(a: argparse.Namespace) -> None:
-    try:
-        import shtab
-    except ImportError:
-        raise PreconditionError("shell completion needs the shtab package: "
-                                "pip install 'airlock-edge[bundler]'") from None
     from bundler.commands import parser
 
-    print(shtab.complete(parser(), shell=a.shell), end="")
+    print_completion(parser, a.shell, "bundler")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from airlock.command import Reported
 from airlock.console import json_option
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "Difference", "add_arguments", "run"]
@@ -22,18 +22,13 @@ DESCRIPTION = None
 
 
 @dataclass(frozen=True)
-class Difference:
+class Difference(Reported):
     """The comparison ``bundler.examine.diff.diff`` made."""
-
-    changes: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.changes
 
     def text(self) -> str:
         from bundler.examine.diff import diff_text
 
-        return diff_text(self.changes)
+        return diff_text(self.data)
 
 
 def add_arguments(df: argparse.ArgumentParser) -> None:

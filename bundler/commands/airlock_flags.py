@@ -12,8 +12,8 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from airlock.command import Reported
 from airlock.console import json_option
 from airlock.durations import parse_duration
 from bundler.build.output import check_output, is_bundle_file
@@ -28,16 +28,11 @@ DESCRIPTION = None
 
 
 @dataclass(frozen=True)
-class FlagsWritten:
+class FlagsWritten(Reported):
     """The flags bundle written (``build_flags``' summary)."""
 
-    written: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.written
-
     def text(self) -> str:
-        d = self.written
+        d = self.data
         return (f"wrote {d['bundle']}: flags {d['name']} sequence {d['sequence']}, "
                 f"{d['percent']:g}% of devices"
                 + (f" in rings {', '.join(d['rings'])}" if d["rings"] else "")

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airlock.command import Reported
 from airlock.console import columns, inert, json_option, phase_bars, say
 from airlock.errors import UsageError
 from airlock.files import write_atomic
@@ -83,16 +84,11 @@ class Hosts:
 
 
 @dataclass(frozen=True)
-class RolledOut:
+class RolledOut(Reported):
     """A rollout's report (``RolloutReport.to_dict()``), also what ``--report`` writes."""
 
-    report: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.report
-
     def text(self) -> str:
-        d = self.report
+        d = self.data
         rows = [("DEVICE", "RING", "BEFORE -> AFTER", "STATE", "TIME", "REASON")] + [
             (r["device"], r["ring"] or "-", f"{r['before'] or '-'} -> {r['after'] or '-'}",
              r["result"], f"{r['seconds']:.1f}s", r["reason"] or "") for r in d["devices"]]
@@ -106,13 +102,13 @@ class RolledOut:
         return columns(rows) + "\n" + tail
 
     def finish(self) -> int:
-        for r in self.report["devices"]:
+        for r in self.data["devices"]:
             if not r["ok"]:
                 say("airlock", "error", f"{r['device']}: {r['reason']}")
-        if self.report["halted"]:
+        if self.data["halted"]:
             say("airlock", "error", f"rollout halted after wave "
-                f"{self.report['halted_after_wave']}: too many failures")
-        return int(self.report["exit_code"])
+                f"{self.data['halted_after_wave']}: too many failures")
+        return int(self.data["exit_code"])
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

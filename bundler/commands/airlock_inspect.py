@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airlock.command import Reported
 from airlock.console import human_size, json_option, read_input, say
 from airlock.format.parts import open_media
 from keys.trust import TrustRoot, role_label
@@ -30,16 +31,11 @@ DESCRIPTION = (
 
 
 @dataclass(frozen=True)
-class Inspection:
+class Inspection(Reported):
     """What ``inspect_bundle`` read, and the bundle it was read from."""
 
-    info: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.info
-
     def text(self) -> str:
-        return inspect_text(self.info)
+        return inspect_text(self.data)
 
 
 def add_arguments(n: argparse.ArgumentParser) -> None:

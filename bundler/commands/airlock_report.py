@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from airlock.command import Reported
 from airlock.console import Parser, columns, json_option
 from airlock.errors import RejectedError, UsageError
 from airlock.files import write_atomic
@@ -35,16 +36,11 @@ _DEFAULT_FLEET = "airlock-fleet"
 
 
 @dataclass(frozen=True)
-class Enrolled:
+class Enrolled(Reported):
     """A device key recorded in the fleet directory (``FleetRecords.enroll``)."""
 
-    enrolled: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.enrolled
-
     def text(self) -> str:
-        d = self.enrolled
+        d = self.data
         return (f"enrolled {d['device_id']}" + (f" (site {d['site']})" if d["site"] else "")
                 + f" with key {d['keyid'][:16]}… in {d['fleet']}")
 

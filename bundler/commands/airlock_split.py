@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
+from airlock.command import Reported
 from airlock.console import human_size, json_option, progress
 from airlock.format.parts import parse_size
 from bundler.commands.airlock_build import parts_lines
@@ -21,16 +21,11 @@ DESCRIPTION = None
 
 
 @dataclass(frozen=True)
-class SplitDone:
+class SplitDone(Reported):
     """The parts written and the manifest naming them (``Parts.to_dict()``)."""
 
-    parts: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return self.parts
-
     def text(self) -> str:
-        d = self.parts
+        d = self.data
         return "\n".join([f"split {d['bundle']} ({human_size(d['size'])}) into "
                           f"{len(d['parts'])} part(s), listed in {d['manifest']}:",
                           *parts_lines(d["parts"])])
