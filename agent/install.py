@@ -55,7 +55,7 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.recovery import undo
 from agent.repair import relink, reverify, store_copy_intact
-from agent.self.selfupdate import check_release_kit
+from agent.self.from_release import check_release_kit
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
 from airlock.console import human_size

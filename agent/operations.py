@@ -118,7 +118,7 @@ def install_run(layout: Layout, stream: IO[bytes], *, label: str, switch: bool =
                          hold=hold)
         if (result.get("release") and result.get("active") == result["release"]
                 and not result.get("held_until")):
-            from agent.self.selfupdate import update_from_release
+            from agent.self.from_release import update_from_release
 
             result["agent"] = update_from_release(layout, result["release"], progress=phases)
         return result

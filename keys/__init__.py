@@ -12,6 +12,8 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``trust``       the TUF root, rotation, thresholds, ring signers, expiry, anti-rollback
 * ``metadata``    the envelope of every signed document: bounded parse, signed form, ``Kind``
 * ``release``     the signed release metadata (a TUF ``targets`` document)
+* ``release_entries``  its parts: models, images, hooks, a delta's base, agent kits
+* ``release_reader``   the strict reader of those parts from untrusted JSON
 * ``features``    the features a release may ``require``, and the ones this agent knows
 * ``flags``       a signed feature-flags set and the stable percentage buckets
 * ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules

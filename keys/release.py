@@ -36,7 +36,6 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -45,37 +44,18 @@ from tuf.api.metadata import Metadata, TargetFile, Targets
 
 from airlock.errors import FormatError
 from airlock.format.bundle import FileInfo
-from airlock.format.oci import BLOB_PREFIX, blob_path, digest_hex, is_sha256_hex
-from airlock.limits import MAX_NAME_LENGTH
-from airlock.quality.contract import InputRule
-from airlock.quality.evaluation import Threshold
+from airlock.format.oci import BLOB_PREFIX, blob_path, is_sha256_hex
 from keys.evaluation_fields import (
     SessionOptions,
-    valid_batch,
-    valid_contract,
-    valid_max_samples,
-    valid_metrics,
-    valid_providers,
-    valid_session,
 )
 from keys.features import check_requires
 from keys.metadata import KIND_FIELD, RELEASE_SECTION, Kind, kind_of, parse_metadata
 from keys.signed_fields import (
-    DRIFT_REFERENCE_FILE,
-    EVAL_DATA_FILE,
-    EVAL_LABELS_FILE,
-    GOLDEN_INPUTS_FILE,
-    GOLDEN_OUTPUTS_FILE,
     FieldError,
     is_plain_name,
-    valid_command,
     valid_flags,
     valid_json,
-    valid_line,
-    valid_model_files,
     valid_name,
-    valid_number,
-    valid_runs,
     valid_sequence,
     valid_unique,
 )
@@ -95,126 +75,23 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class HealthSpec:
-    """What the agent checks before it switches to a model."""
-
-    inputs: str | None = None  # digest of the golden inputs .npz
-    outputs: str | None = None  # digest of the golden outputs .npz
-    rtol: float = 1e-4
-    atol: float = 1e-5
-    runs: int = 20
-    max_p95_ms: float | None = None
-    max_memory_mb: float | None = None
-    timeout_s: float = 60.0
-    providers: tuple[str, ...] = ("CPUExecutionProvider",)
-    reference: str | None = None  # digest of the drift reference sample .npz
-    drift_warn: float | None = None  # PSI above which drift is a warning (agent default 0.2)
-    # False: every listed provider must be usable on the device, or the check fails.
-    provider_fallback: bool = False
-    session: SessionOptions = field(default_factory=SessionOptions)
-
-
-@dataclass(frozen=True)
-class EvaluationSpec:
-    """A labelled set the model must score well on (``evaluate:`` in the spec)."""
-
-    data: str  # digest of the .npz of inputs, one row per sample
-    labels: str  # digest of the .npz holding one array, named after the output it scores
-    metrics: tuple[Threshold, ...]
-    batch: int = 32
-    max_samples: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"data": self.data, "labels": self.labels, "batch": self.batch,
-                               "metrics": {t.metric: t.rules() for t in self.metrics}}
-        if self.max_samples is not None:
-            out["max_samples"] = self.max_samples
-        return out
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    name: str
-    manifest: str  # digest of the OCI artifact manifest
-    blob: str  # digest of the model file layer
-    file_name: str  # file name inside the release's models/<name>/ dir
-    media_type: str
-    size: int
-    health: HealthSpec = field(default_factory=HealthSpec)
-    source: str | None = None  # where the bundler took it from (path or OCI ref)
-    # ONNX external data: (file name, digest) of each file the model loads beside it.
-    data: tuple[tuple[str, str], ...] = ()
-    evaluation: EvaluationSpec | None = None
-    contract: tuple[InputRule, ...] = ()
-
-    def linked_files(self) -> list[tuple[str, str]]:
-        """(file name, digest) of every file the agent links into ``models/NAME/``.
-
-        The model, its external data, its golden data and evaluation set
-        under the fixed names the health check reads; the release rules keep
-        them distinct.
-        """
-        files = [(self.file_name, self.blob), *self.data]
-        if self.health.inputs is not None:
-            files.append((GOLDEN_INPUTS_FILE, self.health.inputs))
-        if self.health.outputs is not None:
-            files.append((GOLDEN_OUTPUTS_FILE, self.health.outputs))
-        if self.health.reference is not None:
-            files.append((DRIFT_REFERENCE_FILE, self.health.reference))
-        if self.evaluation is not None:
-            files.append((EVAL_DATA_FILE, self.evaluation.data))
-            files.append((EVAL_LABELS_FILE, self.evaluation.labels))
-        return files
-
-
-@dataclass(frozen=True)
-class ImageEntry:
-    ref: str  # the reference as the user wrote it, e.g. registry:5000/app:1.0
-    manifest: str  # digest pinned at build time (the platform's manifest)
-    media_type: str
-    platform: str | None = None
-    index: str | None = None  # digest of the multi-arch index it came from, if any
-    blobs: tuple[str, ...] = ()  # config and layers, so a sink knows what to copy
-
-
-@dataclass(frozen=True)
-class Hooks:
-    post_switch: str | None = None
-    probe: str | None = None  # http(s)://... URL or a shell command
-    probe_window_s: float = 30.0
-
-
-@dataclass(frozen=True)
-class InventoryRef:
-    """A signed device inventory a delta bundle was built against."""
-
-    device_id: str
-    keyid: str  # the device key that signed it
-    sha256: str  # of the inventory file, hex
-    time: str  # when the device wrote it
-
-
-@dataclass(frozen=True)
-class Delta:
-    """A delta bundle applies on top of ``base_sequence`` and omits ``expects``."""
-
-    base_sequence: int
-    expects: tuple[str, ...] = ()  # digests the device must already hold
-    inventories: tuple[InventoryRef, ...] = ()
-
-
-@dataclass(frozen=True)
-class AgentKitEntry:
-    """An agent kit a release carries: the agent a device of ``platform`` and ``python`` runs."""
-
-    blob: str  # digest of the kit tar
-    manifest: str  # digest of its OCI artifact manifest
-    file_name: str  # airlock-agent-kit-0.2.0-linux-amd64-py3.11.tar
-    size: int
-    version: str  # the agent version inside, a final release like 0.2.0
-    platform: str  # linux/amd64
-    python: str  # 3.11
+from keys.release_entries import (
+    AgentKitEntry,
+    Delta,
+    EvaluationSpec,
+    HealthSpec,
+    Hooks,
+    ImageEntry,
+    InventoryRef,
+    ModelEntry,
+)
+from keys.release_reader import (
+    Reader,
+    image_from,
+    inventory_from,
+    kit_from,
+    model_from,
+)
 
 
 @dataclass
@@ -294,7 +171,7 @@ class Release:
             valid_json(body)
         except FieldError as e:
             raise FormatError(f"release field '{e.where('airlock')}' {e}") from None
-        r = _Reader(body, "airlock")
+        r = Reader(body, "airlock")
         # Before any other field: a release built for a newer agent is refused for what
         # this agent lacks, not for a field it cannot read.
         requires = check_requires(r.texts("requires"))
@@ -313,8 +190,8 @@ class Release:
         if delta_raw is not None:
             d = r.sub("delta")
             delta = Delta(d.integer("base_sequence"), tuple(d.digests("expects")),
-                          tuple(_inventory_from(i) for i in d.subs("inventories")))
-        models = [_model_from(m) for m in r.subs("models")]
+                          tuple(inventory_from(i) for i in d.subs("inventories")))
+        models = [model_from(m) for m in r.subs("models")]
         r.check("models", valid_unique, [m.name for m in models], "model")
         release = cls(
             name=name,
@@ -323,7 +200,7 @@ class Release:
             expires=signed.expires,
             files=files,
             models=models,
-            images=[_image_from(i) for i in r.subs("images")],
+            images=[image_from(i) for i in r.subs("images")],
             flags=r.check("flags", valid_flags, r.mapping("flags")),
             hooks=Hooks(
                 post_switch=hooks.opt_text("post_switch", command=True),
@@ -333,7 +210,7 @@ class Release:
             rings=[r.check(f"rings[{i}]", valid_name, ring)
                    for i, ring in enumerate(r.texts("rings"))],
             delta=delta,
-            agent_kits=[_kit_from(k) for k in r.sub("agent").subs("kits")],
+            agent_kits=[kit_from(k) for k in r.sub("agent").subs("kits")],
             requires=requires,
         )
         release._check_references()
@@ -474,190 +351,3 @@ def _model_dict(m: ModelEntry) -> dict[str, Any]:
 
 
 _T = TypeVar("_T")
-
-
-class _Reader:
-    """Typed access to an untrusted JSON object, raising FormatError naming the field."""
-
-    def __init__(self, raw: Any, where: str) -> None:
-        if not isinstance(raw, dict):
-            raise FormatError(f"release field '{where}' must be an object")
-        self.raw, self.where = raw, where
-
-    def _get(self, key: str, types: tuple[type, ...], default: Any = ...) -> Any:
-        if key not in self.raw:
-            if default is ...:
-                raise FormatError(f"release field '{self.where}.{key}' is missing")
-            return default
-        value = self.raw[key]
-        if value is None and default is not ... and default is None:
-            return None
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            raise FormatError(f"release field '{self.where}.{key}' has the wrong type")
-        return value
-
-    def value(self, key: str, default: Any) -> Any:
-        """The value as signed, for a rule of keys.signed_fields to judge."""
-        return self.raw.get(key, default)
-
-    def check(self, key: str, rule: Callable[..., _T], *args: Any, **kw: Any) -> _T:
-        """``rule(*args)`` of keys.signed_fields; a broken rule names this field."""
-        try:
-            return rule(*args, **kw)
-        except FieldError as e:
-            raise FormatError(f"release field '{e.where(f'{self.where}.{key}')}' {e}") from None
-
-    def text(self, key: str) -> str:
-        return self.check(key, valid_line, self._get(key, (str,)))
-
-    def name(self, key: str) -> str:
-        return self.check(key, valid_name, self._get(key, (str,)))
-
-    def opt_text(self, key: str, *, command: bool = False) -> str | None:
-        v = self._get(key, (str,), None)
-        if v is None:
-            return None
-        return self.check(key, valid_command if command else valid_line, v)
-
-    def integer(self, key: str) -> int:
-        return int(self._get(key, (int,)))
-
-    def number(self, key: str, default: float | None, *, positive: bool = False) -> Any:
-        v = self._get(key, (int, float), default)
-        return None if v is None else self.check(key, valid_number, v, positive=positive)
-
-    def mapping(self, key: str) -> dict[str, Any]:
-        return dict(self._get(key, (dict,), {}))
-
-    def texts(self, key: str) -> list[str]:
-        values = self._get(key, (list,), [])
-        if not all(isinstance(v, str) for v in values):
-            raise FormatError(f"release field '{self.where}.{key}' must be a list of strings")
-        return [self.check(f"{key}[{i}]", valid_line, v) for i, v in enumerate(values)]
-
-    def digests(self, key: str) -> list[str]:
-        values = self.texts(key)
-        for v in values:
-            digest_hex(v)
-        return values
-
-    def digest(self, key: str, optional: bool = False) -> Any:
-        v = self._get(key, (str,), None if optional else ...)
-        if v is not None:
-            digest_hex(v)
-        return v
-
-    def file_digests(self, key: str) -> tuple[tuple[str, str], ...]:
-        """An object of file name -> digest (a model's external data), in signed order."""
-        raw = self._get(key, (dict,), {})
-        out = []
-        for file_name, digest in raw.items():
-            self.check(key, valid_name, file_name)
-            if not isinstance(digest, str):
-                raise FormatError(f"release field '{self.where}.{key}' must map names to digests")
-            digest_hex(digest)
-            out.append((file_name, digest))
-        return tuple(out)
-
-    def sub(self, key: str) -> _Reader:
-        return _Reader(self._get(key, (dict,), {}), f"{self.where}.{key}")
-
-    def subs(self, key: str) -> list[_Reader]:
-        return [
-            _Reader(v, f"{self.where}.{key}[{i}]")
-            for i, v in enumerate(self._get(key, (list,), []))
-        ]
-
-
-def _model_from(r: _Reader) -> ModelEntry:
-    h = r.sub("health")
-    name = r.name("name")
-    file_name = r.text("file_name")
-    r.check("file_name", valid_model_files, file_name)
-    data = r.file_digests("data")
-    r.check("data", valid_model_files, file_name, [n for n, _ in data])
-    providers = h.texts("providers") or ["CPUExecutionProvider"]
-    h.check("providers", valid_providers, providers)
-    evaluation = None
-    if "evaluate" in r.raw:
-        e = r.sub("evaluate")
-        max_samples = e.value("max_samples", None)
-        evaluation = EvaluationSpec(
-            data=e.digest("data"),
-            labels=e.digest("labels"),
-            metrics=e.check("metrics", valid_metrics, e.value("metrics", None)),
-            batch=e.check("batch", valid_batch, e.value("batch", 32)),
-            max_samples=None if max_samples is None
-            else e.check("max_samples", valid_max_samples, max_samples),
-        )
-    contract: tuple[InputRule, ...] = ()
-    if "inputs_contract" in r.raw:
-        contract = r.check("inputs_contract", valid_contract, r.value("inputs_contract", None))
-    fallback = h.value("provider_fallback", False)
-    if not isinstance(fallback, bool):
-        raise FormatError(f"release field '{h.where}.provider_fallback' must be true or false")
-    return ModelEntry(
-        name=name,
-        manifest=r.digest("manifest"),
-        blob=r.digest("blob"),
-        file_name=file_name,
-        media_type=r.text("media_type"),
-        size=r.integer("size"),
-        source=r.opt_text("source"),
-        data=data,
-        health=HealthSpec(
-            inputs=h.digest("inputs", optional=True),
-            outputs=h.digest("outputs", optional=True),
-            rtol=h.number("rtol", 1e-4),
-            atol=h.number("atol", 1e-5),
-            runs=h.check("runs", valid_runs, h.value("runs", 20)),
-            max_p95_ms=h.number("max_p95_ms", None),
-            max_memory_mb=h.number("max_memory_mb", None),
-            timeout_s=h.number("timeout_s", 60.0, positive=True),
-            providers=tuple(providers),
-            reference=h.digest("reference", optional=True),
-            drift_warn=h.number("drift_warn", None),
-            provider_fallback=fallback,
-            session=h.check("session", valid_session, h.value("session", {})),
-        ),
-        evaluation=evaluation,
-        contract=contract,
-    )
-
-
-def _inventory_from(r: _Reader) -> InventoryRef:
-    device_id = r.text("device_id")
-    if not device_id.isprintable() or len(device_id) > MAX_NAME_LENGTH:
-        raise FormatError(f"release field '{r.where}.device_id' is not a printable device name")
-    keyid, sha = r.text("keyid"), r.text("sha256")
-    if not (is_sha256_hex(keyid) and is_sha256_hex(sha)):
-        raise FormatError(f"release field '{r.where}' needs a hex keyid and sha256")
-    time = r.text("time")
-    if not time.isprintable() or len(time) > 64:
-        raise FormatError(f"release field '{r.where}.time' is not a time")
-    return InventoryRef(device_id, keyid, sha, time)
-
-
-def _kit_from(r: _Reader) -> AgentKitEntry:
-    from keys.kitverify import KitError, version_key
-
-    file_name = r.name("file_name")
-    version = r.text("version")
-    try:
-        version_key(version)
-    except KitError as e:
-        raise FormatError(str(e)) from None
-    return AgentKitEntry(blob=r.digest("blob"), manifest=r.digest("manifest"),
-                         file_name=file_name, size=r.integer("size"), version=version,
-                         platform=r.text("platform"), python=r.text("python"))
-
-
-def _image_from(r: _Reader) -> ImageEntry:
-    return ImageEntry(
-        ref=r.text("ref"),
-        manifest=r.digest("manifest"),
-        media_type=r.text("media_type"),
-        platform=r.opt_text("platform"),
-        index=r.digest("index", optional=True),
-        blobs=tuple(r.digests("blobs")),
-    )

@@ -288,7 +288,7 @@ def test_no_utils_module() -> None:
 
 # A repository-relative path with a known top directory, e.g. docs/AGENT.md or
 # agent/install.py; not part of a longer path, an absolute path or a URL.
-_PATH = re.compile(
+PATH = re.compile(
     r"(?<![\w./-])((?:airlock|keys|bundler|agent|scripts|docs|tests|packaging|\.ci)"
     r"/[\w./-]*?\.(?:py|md|sh|toml))(?![\w/-])"
 )
@@ -309,7 +309,7 @@ def _prose_files() -> list[Path]:
 def test_the_path_pattern_finds_repository_paths() -> None:
     line = ("see docs/AGENT.md, `agent/install.py:12`, tests/hostile/test_corpus.py::test_x[ID] "
             "and scripts/test.sh; not /work/docs/x.md, https://h/docs/y.md or airlock/release.json")
-    assert _PATH.findall(line) == ["docs/AGENT.md", "agent/install.py",
+    assert PATH.findall(line) == ["docs/AGENT.md", "agent/install.py",
                                    "tests/hostile/test_corpus.py", "scripts/test.sh"]
 
 
@@ -317,7 +317,7 @@ def test_docs_and_comments_name_only_files_that_exist() -> None:
     stale = []
     for path in _prose_files():
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            for name in _PATH.findall(line):
+            for name in PATH.findall(line):
                 if name not in NOT_REPOSITORY_FILES and not (REPO / name).exists():
                     stale.append(f"{path.relative_to(REPO)}:{number}: {name}")
     assert not stale, "these name files that do not exist:\n" + "\n".join(stale)

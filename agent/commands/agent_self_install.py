@@ -49,7 +49,7 @@ class SelfInstalled(Reported):
 
 
 def run(args: argparse.Namespace) -> SelfInstalled:
-    from agent.self.selfupdate import self_install
+    from agent.self.kit_install import self_install
 
     return SelfInstalled(self_install(
         args.kit.absolute(), args.prefix.absolute(), layout_of(args),

@@ -45,7 +45,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -55,17 +54,13 @@ from agent.faults import crash_point
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import AgentLock
-from agent.self.identity import agent_home, agent_version, running_agent_id
+from agent.self.identity import agent_home, running_agent_id
 from airlock.console import Progress, no_progress
 from airlock.errors import (
     AirlockError,
     FormatError,
     HealthCheckError,
     LockedError,
-    PreconditionError,
-    RejectedError,
-    RollbackError,
-    UsageError,
 )
 from airlock.files import (
     fsync_dir,
@@ -75,32 +70,22 @@ from airlock.files import (
     write_atomic,
     write_json,
 )
-from airlock.format.kitarchive import KIT_METADATA, KitReader
-from airlock.format.layout_check import FileInfo
-from airlock.format.oci import hash_file
-from airlock.limits import AGENT_VENV_TIMEOUT_S, SELF_CHECK_TIMEOUT_S
+from airlock.limits import SELF_CHECK_TIMEOUT_S
 from keys import kitverify
-from keys.kit import verify_kit
 from keys.kitverify import MARKER, KitDocument, KitError, version_key
-from keys.release import AgentKitEntry, Release
-from keys.trust import TrustRoot
 
 __all__ = [
     "AgentHome",
     "agent_update_pending",
-    "check_release_kit",
-    "kit_for_device",
     "may_migrate",
     "recover_agent",
     "self_check",
-    "self_install",
-    "update_from_release",
 ]
 
-_ID = re.compile(r"^[0-9][0-9.]{0,59}-[0-9a-f]{12}$")
+ID = re.compile(r"^[0-9][0-9.]{0,59}-[0-9a-f]{12}$")
 # What a checked agent sees of the environment: nothing the caller set (no
 # PYTHONPATH, no LD_PRELOAD), a fixed PATH and working directory.
-_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 UNIT = "airlock-agent.service"
 #: ``AIRLOCK_KIT_NO_COMPILE=1``: pip installs a kit without byte-compiling it (install.sh
 #: reads it too). Faster; Python compiles what the agent imports at its first start
@@ -122,7 +107,7 @@ class AgentHome:
         self.lock = self.prefix / "lock"
 
     def agent_dir(self, agent_id: str) -> Path:
-        if not _ID.match(agent_id):
+        if not ID.match(agent_id):
             raise FormatError(f"{agent_id!r} is not an agent id (VERSION-DIGEST)")
         return self.agents / agent_id
 
@@ -136,7 +121,7 @@ class AgentHome:
         except OSError:
             return None
         head, _, agent_id = target.partition("/")
-        ok = head == "agents" and _ID.match(agent_id) and (self.agents / agent_id).is_dir()
+        ok = head == "agents" and ID.match(agent_id) and (self.agents / agent_id).is_dir()
         return agent_id if ok else None
 
     def set_link(self, which: str, agent_id: str | None) -> None:
@@ -180,7 +165,7 @@ def read_json_quiet(path: Path) -> Any:
 
 
 @dataclass
-class _Update:
+class Update:
     """The record of a switch in progress (``PREFIX/update.json``); removing it commits."""
 
     op: str  # "install" (install.sh) | "update" (from a release)
@@ -196,7 +181,7 @@ class _Update:
         write_json(home.record, asdict(self))
 
     @classmethod
-    def pending(cls, home: AgentHome) -> _Update | None:
+    def pending(cls, home: AgentHome) -> Update | None:
         raw = read_json_quiet(home.record)
         if raw is None and not home.record.exists():
             return None
@@ -217,14 +202,14 @@ class _Update:
         self.save(home)
 
 
-class _Failed(Exception):
+class Failed(Exception):
     def __init__(self, phase: str, reason: str) -> None:
         super().__init__(reason)
         self.phase, self.reason = phase, reason
 
 
 @dataclass
-class _Run:
+class Run:
     """Who is switching PREFIX, and the ROOT (if any) whose journal and state it touches."""
 
     home: AgentHome
@@ -233,7 +218,7 @@ class _Run:
     release: str | None = None
     progress: Progress = no_progress
 
-    def step(self, tx: _Update, phase: str, *, created: bool | None = None) -> None:
+    def step(self, tx: Update, phase: str, *, created: bool | None = None) -> None:
         """Record the phase (for recovery) and say it (for a person watching)."""
         tx.step(self.home, phase, created=created)
         self.progress(f"agent {tx.version}: {phase}", 1, 1)
@@ -246,24 +231,24 @@ class _Run:
 # -- checks ------------------------------------------------------------------------------
 
 
-def _scrubbed_env() -> dict[str, str]:
-    return {"PATH": _PATH, "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/")}
+def scrubbed_env() -> dict[str, str]:
+    return {"PATH": PATH, "LANG": "C.UTF-8", "HOME": os.environ.get("HOME", "/")}
 
 
 def _run_checked(exe: Path, args: list[str], cwd: Path) -> tuple[int, str, str]:
     try:
         p = subprocess.run([str(exe), *args], capture_output=True, text=True, errors="replace",
-                           env=_scrubbed_env(), cwd=cwd, timeout=SELF_CHECK_TIMEOUT_S,
+                           env=scrubbed_env(), cwd=cwd, timeout=SELF_CHECK_TIMEOUT_S,
                            stdin=subprocess.DEVNULL, check=False)
     except subprocess.TimeoutExpired:
-        raise _Failed("self-check", f"'{exe.name} {' '.join(args)}' did not finish within "
+        raise Failed("self-check", f"'{exe.name} {' '.join(args)}' did not finish within "
                       f"{SELF_CHECK_TIMEOUT_S:g} s") from None
     except OSError as e:
-        raise _Failed("self-check", f"cannot run {exe}: {e.strerror}") from None
+        raise Failed("self-check", f"cannot run {exe}: {e.strerror}") from None
     return p.returncode, p.stdout, p.stderr
 
 
-def _last_line(text: str) -> str:
+def last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     return lines[-1][:200] if lines else ""
 
@@ -273,18 +258,18 @@ def _ask(exe: Path, args: list[str], cwd: Path, phase: str, what: str,
     """``exe ARGS --json`` must exit 0; then its ``field`` (key, the word for it), if asked."""
     rc, out, err = _run_checked(exe, [*args, "--json"], cwd)
     if rc != 0:
-        raise _Failed(phase, f"'{what}' exited {rc}: {_last_line(err)}")
+        raise Failed(phase, f"'{what}' exited {rc}: {last_line(err)}")
     if field is None:
         return None
     key, word = field
     try:
         return json.loads(out)[key]
     except (ValueError, KeyError, TypeError):
-        raise _Failed(phase, f"'{what} --json' printed no {word}") from None
+        raise Failed(phase, f"'{what} --json' printed no {word}") from None
 
 
 def self_check(exe: Path, version: str, layout: Layout | None, phase: str = "self-check") -> None:
-    """Run the agent at ``exe`` as a user would; raise _Failed naming what went wrong.
+    """Run the agent at ``exe`` as a user would; raise Failed naming what went wrong.
 
     ``--version`` must name ``version``; on an initialised ROOT, ``fsck
     --read-only`` must find it consistent and ``status`` must read it (neither
@@ -294,22 +279,22 @@ def self_check(exe: Path, version: str, layout: Layout | None, phase: str = "sel
     try:
         said = _ask(exe, ["--version"], cwd, phase, "--version", ("version", "version"))
         if said != version:
-            raise _Failed(phase, f"'--version' says {str(said)[:40]}, the kit says {version}")
+            raise Failed(phase, f"'--version' says {str(said)[:40]}, the kit says {version}")
         if layout is None or not layout.is_initialised():
             return
         root = ["--root", str(layout.root)]
         _ask(exe, [*root, "fsck", "--read-only"], cwd, phase, "fsck --read-only")
         device = _ask(exe, [*root, "status"], cwd, phase, "status", ("device_id", "device"))
         if device != layout.load_config().device_id:
-            raise _Failed(phase, f"'status' reads device {str(device)[:40]}, not this one")
-    except _Failed as f:
-        raise _Failed(phase, f.reason) from None
+            raise Failed(phase, f"'status' reads device {str(device)[:40]}, not this one")
+    except Failed as f:
+        raise Failed(phase, f.reason) from None
 
 
 # -- the transaction ------------------------------------------------------------------------
 
 
-def _undo(run: _Run, tx: _Update) -> None:
+def undo(run: Run, tx: Update) -> None:
     """Put the links back as ``tx`` found them, drop what it made; then commit it."""
     home = run.home
     home.set_link("current", tx.restore_current)
@@ -318,18 +303,18 @@ def _undo(run: _Run, tx: _Update) -> None:
     if tx.created and tx.to not in keep:
         with contextlib.suppress(FormatError, OSError):
             remove_tree(home.agent_dir(tx.to), home.staging)
-    _clear_staging(home)
+    clear_staging(home)
     with contextlib.suppress(FileNotFoundError):
         home.record.unlink()
     fsync_dir(home.prefix)
 
 
-def _clear_staging(home: AgentHome) -> None:
+def clear_staging(home: AgentHome) -> None:
     if home.staging.is_dir():
         shutil.rmtree(home.staging, ignore_errors=True)
 
 
-def _prune(home: AgentHome) -> list[str]:
+def prune(home: AgentHome) -> list[str]:
     """Remove agents that are neither current, previous nor running (after a commit)."""
     keep = {home.read_link("current"), home.read_link("previous"), running_agent_id()}
     removed = []
@@ -338,11 +323,11 @@ def _prune(home: AgentHome) -> list[str]:
             if d.name not in keep:
                 remove_tree(d, home.staging)
                 removed.append(d.name)
-    _clear_staging(home)
+    clear_staging(home)
     return removed
 
 
-def _record_accepted(layout: Layout | None, version: str, agent_id: str) -> None:
+def record_accepted(layout: Layout | None, version: str, agent_id: str) -> None:
     """Anti-rollback: remember the newest agent version this device accepted."""
     if layout is None or not layout.is_initialised():
         return
@@ -354,18 +339,18 @@ def _record_accepted(layout: Layout | None, version: str, agent_id: str) -> None
     write_json(layout.agent_record, {"version": version, "agent": agent_id})
 
 
-def _write_marker(agent_dir: Path, kit_json: bytes) -> None:
+def write_marker(agent_dir: Path, kit_json: bytes) -> None:
     marker = agent_dir / MARKER
     if not marker.exists() or marker.read_bytes() != kit_json:
         write_atomic(marker, kit_json)
 
 
-def _transact(run: _Run, new_id: str, kit: KitDocument, kit_json: bytes,
-              build: Callable[[_Update], None] | None) -> dict[str, Any]:
+def transact(run: Run, new_id: str, kit: KitDocument, kit_json: bytes,
+              build: Callable[[Update], None] | None) -> dict[str, Any]:
     home = run.home
     old = home.read_link("current")
     old_version = home.version_of(old)
-    tx = _Update(run.op, new_id, kit.version, old, home.read_link("previous"),
+    tx = Update(run.op, new_id, kit.version, old, home.read_link("previous"),
                  release=run.release)
     tx.save(home)
     run.log("agent-update-started", agent=new_id, version=kit.version, previous=old,
@@ -374,7 +359,7 @@ def _transact(run: _Run, new_id: str, kit: KitDocument, kit_json: bytes,
     try:
         if build is not None:
             build(tx)
-        _write_marker(home.agent_dir(new_id), kit_json)
+        write_marker(home.agent_dir(new_id), kit_json)
         run.step(tx, "self-check")
         self_check(home.agent_dir(new_id) / "bin" / "airlock-agent", kit.version, run.layout)
         crash_point("agent-before-switch")
@@ -386,14 +371,14 @@ def _transact(run: _Run, new_id: str, kit: KitDocument, kit_json: bytes,
         run.step(tx, "first-start")
         self_check(home.entry, kit.version, run.layout, phase="first start")
         crash_point("agent-before-commit")
-        _record_accepted(run.layout, kit.version, new_id)
+        record_accepted(run.layout, kit.version, new_id)
         run.log("agent-updated", agent=new_id, version=kit.version, previous=old,
                 previous_version=old_version, op=run.op, release=run.release)
         home.record.unlink()
         fsync_dir(home.prefix)
         crash_point("agent-after-commit")
-    except _Failed as f:
-        _undo(run, tx)
+    except Failed as f:
+        undo(run, tx)
         run.log("agent-update-failed", agent=new_id, version=kit.version, phase=f.phase,
                 reason=f.reason, active=old)
         raise HealthCheckError(
@@ -401,11 +386,11 @@ def _transact(run: _Run, new_id: str, kit: KitDocument, kit_json: bytes,
             + (f"agent {old_version or old} is active again" if old else "no agent is active")
         ) from None
     except (AirlockError, OSError, subprocess.SubprocessError) as e:
-        _undo(run, tx)
+        undo(run, tx)
         run.log("agent-update-failed", agent=new_id, version=kit.version, phase=tx.phase,
                 reason=str(e)[:300] or type(e).__name__, active=old)
         raise
-    removed = _prune(home)
+    removed = prune(home)
     return {"updated": True, "agent": new_id, "version": kit.version, "previous": old,
             "previous_version": old_version, "removed": removed, "prefix": str(home.prefix)}
 
@@ -419,13 +404,13 @@ def agent_update_pending() -> bool:
     return home is not None and AgentHome(home).leftovers()
 
 
-def _recover_home(home: AgentHome, layout: Layout | None) -> list[str]:
+def recover_home(home: AgentHome, layout: Layout | None) -> list[str]:
     """Undo an uncommitted switch; the caller holds ``home.lock``."""
-    tx = _Update.pending(home)
+    tx = Update.pending(home)
     if tx is None:
         return []
-    run = _Run(home, layout, tx.op, tx.release)
-    _undo(run, tx)
+    run = Run(home, layout, tx.op, tx.release)
+    undo(run, tx)
     active = home.version_of(tx.restore_current) or tx.restore_current or "none"
     what = (f"agent {tx.op} to {tx.version} was interrupted in phase '{tx.phase}'; "
             f"it counts as failed; agent {active} is active")
@@ -442,9 +427,9 @@ def recover_agent(layout: Layout) -> list[str]:
     h = AgentHome(home)
     try:
         with AgentLock(h.lock):
-            done = _recover_home(h, layout)
+            done = recover_home(h, layout)
             if h.staging.is_dir():  # a kill after the commit, before the cleanup
-                _clear_staging(h)
+                clear_staging(h)
                 done.append(f"discarded unfinished work in {h.staging}")
             return done
     except LockedError:
@@ -458,246 +443,3 @@ def may_migrate() -> bool:
         return True
     h = AgentHome(home)
     return not h.record.exists() and h.read_link("current") == running_agent_id()
-
-
-# -- a release carrying kits ----------------------------------------------------------------
-
-
-def kit_for_device(release: Release) -> AgentKitEntry | None:
-    """The kit of ``release`` for this device's platform and Python, if it carries one."""
-    python = f"{sys.version_info.major}.{sys.version_info.minor}"
-    for k in release.agent_kits:
-        if k.platform == kitverify.host_platform() and k.python == python:
-            return k
-    return None
-
-
-def _accepted_versions(layout: Layout, *, running: bool = True) -> list[str]:
-    """The running agent's version (with ``running``) and the newest the device accepted."""
-    found = [agent_version()] if running else []
-    raw = read_json_quiet(layout.agent_record)
-    if isinstance(raw, dict) and isinstance(raw.get("version"), str):
-        found.append(raw["version"])
-    return [v for v in found if v != "unknown"]
-
-
-def check_release_kit(layout: Layout, release: Release) -> None:
-    """Anti-rollback, before any blob is read: no kit older than an agent already accepted."""
-    entry = kit_for_device(release)
-    if entry is None or agent_home() is None:
-        return
-    for v in _accepted_versions(layout):
-        with contextlib.suppress(KitError):
-            if version_key(entry.version) < version_key(v):
-                raise RollbackError(
-                    f"release {release.id} carries agent kit {entry.version}, older than agent "
-                    f"{v} already accepted on this device; rebuild it with a newer kit")
-
-
-def _base_python() -> Path:
-    """The interpreter the running agent's venv was made from (new venvs use the same)."""
-    exact = Path(sys.base_prefix) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
-    if exact.is_file():
-        return exact
-    found = shutil.which("python3", path=_PATH)
-    if found is None:
-        raise PreconditionError("no python3 to make the new agent's venv with")
-    return Path(found)
-
-
-def _builder(run: _Run, blob: Path, new_id: str, kit: KitDocument,
-             kit_json: bytes) -> Callable[[_Update], None]:
-    home = run.home
-
-    def build(tx: _Update) -> None:
-        run.step(tx, "unpacking")
-        unpacked = home.staging / f"kit-{new_id}"
-        _clear_staging(home)
-        unpacked.mkdir(parents=True)
-        with blob.open("rb") as f:
-            reader = KitReader(f)
-            _, again = reader.head()
-            if again != kit_json:
-                raise FormatError("the agent kit changed while it was read; install again")
-            reader.extract({p: FileInfo(n, h) for p, (n, h) in kit.files.items()}, unpacked)
-        crash_point("agent-kit-unpacked")
-        dest = home.agent_dir(new_id)
-        run.step(tx, "venv", created=True)
-        if dest.exists():
-            remove_tree(dest, home.staging)
-        home.agents.mkdir(parents=True, exist_ok=True)
-        env = _scrubbed_env()
-        # The same two steps as the kit's install.sh, which a fresh device runs.
-        subprocess.run([str(_base_python()), "-I", "-m", "venv", "--without-pip", str(dest)],
-                       check=True, env=env, cwd="/", capture_output=True,
-                       timeout=AGENT_VENV_TIMEOUT_S)
-        crash_point("agent-mid-venv")
-        p = subprocess.run(
-            [str(dest / "bin" / "python"), "-s", "-E", str(unpacked / kit.installer / "pip"),
-             "install", "--isolated", "--no-index", "--find-links", str(unpacked / "wheels"),
-             "--require-hashes", "--only-binary=:all:", "--no-cache-dir",
-             "--disable-pip-version-check", "--no-warn-script-location", "--quiet",
-             "--no-compile" if os.environ.get(NO_COMPILE) == "1" else "--compile",
-             "-r", str(unpacked / kit.requirements)],
-            env=env, cwd="/", capture_output=True, text=True, errors="replace",
-            timeout=AGENT_VENV_TIMEOUT_S, check=False)
-        if p.returncode != 0:
-            raise _Failed("install", f"pip could not install the kit: {_last_line(p.stderr)}")
-        crash_point("agent-venv-built")
-
-    return build
-
-
-def update_from_release(layout: Layout, release_id: str, *,
-                        progress: Progress = no_progress) -> dict[str, Any] | None:
-    """After ``release_id`` was installed and committed: switch to the agent it carries.
-
-    None when the release carries no kit; ``{"updated": False, "reason": …}``
-    when it carries none for this device, the agent did not come from a kit,
-    or the kit's agent is already running. The caller holds ROOT's lock.
-    """
-    release = layout.load_release(release_id)
-    if not release.agent_kits:
-        return None
-    journal = Journal(layout.journal)
-    entry = kit_for_device(release)
-    prefix = agent_home()
-    reason = None
-    if entry is None:
-        here = f"{kitverify.host_platform()} Python {sys.version_info.major}.{sys.version_info.minor}"
-        reason = f"the release carries no agent kit for {here}"
-    elif prefix is None:
-        reason = ("this agent was installed with pip, not from a kit; install a kit with "
-                  "install.sh to let releases update it")
-    elif version_key(entry.version) <= version_key(agent_version()):
-        return {"updated": False, "reason": f"agent {agent_version()} is already running",
-                "version": agent_version()}
-    if reason is not None or entry is None or prefix is None:
-        journal.append("agent-kit-skipped", release=release_id, reason=reason)
-        return {"updated": False, "reason": reason}
-    home = AgentHome(prefix)
-    blob = layout.blob(entry.blob)
-    if hash_file(blob)[0] != entry.blob[7:]:
-        raise RejectedError(f"the stored agent kit {entry.blob[:19]}… is damaged; run "
-                            "'airlock-agent fsck --repair' and install the bundle again")
-    with blob.open("rb") as f:
-        _, kit_json = KitReader(f).head()
-    kit = verify_kit(layout.load_trust(), kit_json)
-    if (kit.version, kit.platform, kit.python) != (entry.version, entry.platform, entry.python):
-        raise FormatError(f"agent kit {entry.file_name} holds {kit.version} for {kit.platform} "
-                          f"Python {kit.python}, not what the release says")
-    new_id = kitverify.kit_id(kit, kit_json)
-    with AgentLock(home.lock):
-        _recover_home(home, layout)
-        if home.read_link("current") == new_id:
-            return {"updated": False, "reason": f"agent {new_id} is already current",
-                    "agent": new_id}
-        run = _Run(home, layout, "update", release_id, progress)
-        return _transact(run, new_id, kit, kit_json, _builder(run, blob, new_id, kit, kit_json))
-
-
-# -- install.sh's last step ------------------------------------------------------------------
-
-
-def _link_into(bin_dir: Path, home: AgentHome) -> Path:
-    link = bin_dir / "airlock-agent"
-    if link.exists() and not link.is_symlink():
-        raise PreconditionError(f"{link} exists and is not a link; remove it (a pip-installed "
-                                "agent?) or give --bin-dir")
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    replace_symlink(link, str(home.entry))
-    return link
-
-
-def _install_unit(kit_dir: Path, systemd_dir: Path, home: AgentHome, root: Path) -> Path | None:
-    """The kit's systemd unit, with this device's paths, when the kit has one and systemd is here.
-
-    The project's unit (packaging/airlock-agent.service) names the pip install's
-    paths: ``ExecStart=/usr/local/bin/airlock-agent`` and
-    ``Environment=AIRLOCK_ROOT=/var/lib/airlock``; they become PREFIX's entry point
-    and ``--root``. ``@AIRLOCK_AGENT@`` and ``@AIRLOCK_ROOT@`` are filled in too.
-    """
-    source = kit_dir / "systemd" / UNIT
-    if not source.is_file() or not systemd_dir.is_dir():
-        return None
-    text = (source.read_text().replace("@AIRLOCK_AGENT@", str(home.entry))
-            .replace("@AIRLOCK_ROOT@", str(root)))
-    text = re.sub(r"^ExecStart=\S*/airlock-agent(?=\s|$)", lambda _: f"ExecStart={home.entry}",
-                  text, flags=re.M)
-    text = re.sub(r"^Environment=AIRLOCK_ROOT=\S*$", lambda _: f"Environment=AIRLOCK_ROOT={root}",
-                  text, flags=re.M)
-    dest = systemd_dir / UNIT
-    write_atomic(dest, text.encode())
-    return dest
-
-
-def self_install(kit_dir: Path, prefix: Path, layout: Layout, *, trust_file: Path | None,
-                 bin_dir: Path, systemd_dir: Path, device_id: str | None, ring: str | None,
-                 init: bool) -> dict[str, Any]:
-    """What ``install.sh`` leaves to the new agent it has just put in its venv."""
-    home = AgentHome(prefix)
-    try:
-        kit_json = (kit_dir / KIT_METADATA).read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read {kit_dir / KIT_METADATA}: {e.strerror}") from None
-    initialised = layout.is_initialised()
-    if initialised:
-        trust = layout.load_trust()
-    elif trust_file is not None:
-        try:
-            trust = TrustRoot.from_bytes(trust_file.read_bytes())
-        except OSError as e:
-            raise UsageError(f"cannot read trust root {trust_file}: {e.strerror}") from None
-    else:
-        raise UsageError("give --trust root.json: ROOT is not initialised yet")
-    kit = verify_kit(trust, kit_json)
-    try:
-        kitverify.check_host(kit)
-    except KitError as e:
-        raise RejectedError(str(e)) from None
-    new_id = kitverify.kit_id(kit, kit_json)
-    if Path(sys.prefix).resolve() != home.agent_dir(new_id).resolve():
-        raise UsageError(f"self-install runs from the agent it installs "
-                         f"({home.agent_dir(new_id)}); run the kit's install.sh")
-    home.prefix.mkdir(parents=True, exist_ok=True)
-    root_lock = AgentLock(layout.lock) if initialised else contextlib.nullcontext()
-    with root_lock, AgentLock(home.lock):
-        recovered = _recover_home(home, layout)
-        accepted = [v for v in (home.version_of(home.read_link("current")),) if v]
-        if initialised:
-            accepted += _accepted_versions(layout, running=False)
-        try:
-            kitverify.check_newer(kit, accepted)
-        except KitError as e:
-            raise RollbackError(str(e)) from None
-        if home.read_link("current") == new_id:
-            _write_marker(home.agent_dir(new_id), kit_json)
-            home.ensure_entry()
-            result: dict[str, Any] = {"updated": False, "agent": new_id, "version": kit.version,
-                                      "previous": home.read_link("previous"),
-                                      "prefix": str(home.prefix), "removed": _prune(home)}
-        else:
-            result = _transact(_Run(home, layout, "install"), new_id, kit, kit_json, None)
-    result["recovered"] = recovered
-    result["linked"] = str(_link_into(bin_dir, home))
-    result["initialised"] = False
-    if init and not initialised and trust_file is not None:
-        args = ["--root", str(layout.root), "init", "--trust", str(trust_file), "--json"]
-        args += ["--device-id", device_id] if device_id else []
-        args += ["--ring", ring] if ring else []
-        p = subprocess.run([str(home.entry), *args], capture_output=True, text=True,
-                           errors="replace", env=_scrubbed_env(), cwd="/", check=False,
-                           timeout=SELF_CHECK_TIMEOUT_S, stdin=subprocess.DEVNULL)
-        if p.returncode != 0:
-            raise PreconditionError(f"agent {kit.version} is installed, but 'init' failed: "
-                                    f"{_last_line(p.stderr)}")
-        result["initialised"] = True
-    if layout.is_initialised():
-        with AgentLock(layout.lock):
-            _record_accepted(layout, kit.version, new_id)
-            Journal(layout.journal).append("agent-installed", agent=new_id, version=kit.version,
-                                           switched=result["updated"], prefix=str(home.prefix))
-    unit = _install_unit(kit_dir, systemd_dir, home, layout.root)
-    result["unit"] = str(unit) if unit else None
-    result["root"] = str(layout.root)
-    return result
