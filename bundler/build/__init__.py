@@ -9,6 +9,7 @@
 * ``assemble``         hash, check, sign, write ``NAME-VERSION.airlock``
 * ``output``           where the bundler may write
 * ``agentkit``         ``airlock agent-kit`` and a kit carried in a release
+* ``starter``          ``airlock new``: a spec, a tiny model (``starter_files/``), golden data
 * ``project_wheel``    the project's own wheel for a kit, written without a build backend
 
 Example::

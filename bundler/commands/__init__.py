@@ -12,6 +12,7 @@ None when it printed its own output. A command group adds its own
 subcommands in its module. The modules are named ``airlock_COMMAND`` so that
 no two modules of the tree share a name:
 
+- airlock_new: ``new DIR``, a starter spec with a tiny real model
 - airlock_keys: ``keys generate|init|rotate|import-public|sign-root|verify-root``
 - airlock_sign: ``sign`` (a signature added to a built bundle)
 - airlock_check: ``check`` (the devices' health check, here)
@@ -47,6 +48,7 @@ airlock-agent on each device installs them.
 """
 
 TOUR = (
+    "airlock new .",
     "airlock keys generate root --dir keys --passphrase-env AIRLOCK_PASS",
     "airlock keys generate release --dir keys --passphrase-env AIRLOCK_PASS",
     "airlock keys init --root-key keys/root.key --release-key keys/release.pub -o root.json",
@@ -63,6 +65,7 @@ def _info(name: str, summary: str) -> CommandInfo:
 
 #: In the order ``airlock --help`` lists them.
 REGISTRY: tuple[CommandInfo, ...] = (
+    _info("new", "start a project: a spec, a tiny real model and its golden data"),
     _info("keys", "make signing keys and trust roots (generate, init, rotate)"),
     _info("sign", "add a signature to a built bundle: only its metadata is rewritten, no blob"),
     _info("check", "run the devices' health check on a spec's models, here; sign and write "

@@ -72,15 +72,16 @@ class Hosts:
 
     inventory: str
     hosts: list[dict[str, Any]]
+    reader: str = "builtin"  # or "ansible-inventory"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"inventory": self.inventory, "hosts": self.hosts}
+        return {"inventory": self.inventory, "hosts": self.hosts, "reader": self.reader}
 
     def text(self) -> str:
         rows = [("HOST", "ADDRESS", "USER", "RING", "ROOT", "GROUPS")] + [
             (h["name"], h["address"], h["user"], h["ring"] or "-", h["root"],
              ",".join(h["groups"]) or "-") for h in self.hosts]
-        return columns(rows) + f"\n{len(self.hosts)} host(s)"
+        return columns(rows) + f"\n{len(self.hosts)} host(s), read by {self.reader}"
 
 
 @dataclass(frozen=True)
@@ -148,7 +149,10 @@ def _host_key_args(p: argparse.ArgumentParser) -> None:
 
 def _select_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inventory", "-i", type=Path, required=True,
-                   help="Ansible YAML inventory of the site")
+                   help="Ansible inventory of the site (YAML or INI)")
+    p.add_argument("--inventory-reader", choices=("auto", "ansible", "builtin"), default="auto",
+                   help="who reads it: ansible-inventory when installed (auto, the default), "
+                   "or the built-in reader")
     p.add_argument("--ring", help="only devices whose airlock_ring is RING")
     p.add_argument("--limit", metavar="PATTERN",
                    help="Ansible host pattern: names, groups, globs; '!x' excludes")
@@ -181,7 +185,11 @@ def _rollout_args(r: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> Pushed | Hosts | RolledOut:
     if a.fleet_cmd == "hosts":
-        return Hosts(str(a.inventory), [d.to_dict() for d in _devices(a)])
+        from bundler.fleet.ansible_inventory import load_site
+
+        site = load_site(a.inventory, a.inventory_reader)
+        return Hosts(str(a.inventory), [d.to_dict() for d in site.select(a.ring, a.limit)],
+                     site.reader)
     if a.fleet_cmd == "rollout":
         return _rollout(a)
     from bundler.fleet.push import files_of, push_all
@@ -199,7 +207,7 @@ def run(a: argparse.Namespace) -> Pushed | Hosts | RolledOut:
 def _devices(a: argparse.Namespace) -> list[Device]:
     from bundler.fleet.ansible_inventory import load_site
 
-    return load_site(a.inventory).select(ring=a.ring, limit=a.limit)
+    return load_site(a.inventory, a.inventory_reader).select(ring=a.ring, limit=a.limit)
 
 
 def _is_report(path: Path) -> bool:

@@ -1,4 +1,4 @@
-"""The site's devices, read from the Ansible YAML inventory the site team already keeps.
+"""The site's devices, read from the Ansible inventory the site team already keeps.
 
 ``airlock fleet hosts --inventory site.yml --ring canary`` lists what a rollout would touch::
 
@@ -6,10 +6,14 @@
     for device in site.select(ring="canary", limit="cams:!cam-9"):
         print(device.name, device.target, device.ring, device.root)
 
-The format is Ansible's: nested groups under ``children:``, hosts under
-``hosts:``, variables under ``vars:`` of a group or on the host itself. As in
-Ansible, a host's variables are its groups' (``all`` first, then deeper
-groups, then by name) overlaid by its own; unknown keys are ignored.
+Two readers give the same answer: ``ansible-inventory -i INV --list`` run as a
+program when Ansible is installed (``bundler.fleet.ansible_program``: dynamic
+inventories and vault too), else the built-in one
+(``bundler.fleet.inventory_files``: YAML, INI, host ranges such as
+``cam[01:20].north``, ``group_vars/`` and ``host_vars/`` beside the
+inventory). ``reader="builtin"`` or ``"ansible"`` picks one. Both yield the
+``--list`` document: each host's variables merged as Ansible merges them;
+unknown keys are ignored.
 Airlock reads ``ansible_host`` (default: the host's name), ``ansible_port``
 (22), ``ansible_user`` (required), ``ansible_ssh_private_key_file`` (else
 the SSH agent), and its own ``airlock_root`` (``/var/lib/airlock``),
@@ -30,14 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from airlock.errors import UsageError
-from airlock.limits import MAX_INVENTORY_BYTES, MAX_SITE_HOSTS
+from airlock.limits import MAX_SITE_HOSTS
 from bundler.fleet.ssh import Target
 from keys.signed_fields import is_plain_name
 
-__all__ = ["Device", "SiteInventory", "load_site"]
+__all__ = ["Device", "SiteInventory", "load_site", "site_from_listing"]
 
 @dataclass(frozen=True)
 class Device:
@@ -66,6 +68,7 @@ class SiteInventory:
 
     path: Path
     devices: list[Device] = field(default_factory=list)
+    reader: str = "builtin"  # or "ansible-inventory": which reader listed the hosts
 
     def select(self, ring: str | None = None, limit: str | None = None) -> list[Device]:
         chosen = [d for d in self.devices if ring is None or d.ring == ring]
@@ -83,43 +86,6 @@ def _matches(device: Device, pattern: str) -> bool:
     ok = any(hit(t) for t in plain) if plain else True
     ok = ok and all(hit(t[1:]) for t in terms if t[0] == "&")
     return ok and not any(hit(t[1:]) for t in terms if t[0] == "!")
-
-
-class _Walk:
-    """Collects each host's group variables (with depth) and own variables."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.order: list[str] = []
-        self.group_vars: dict[str, list[tuple[int, str, dict[str, Any]]]] = {}
-        self.host_vars: dict[str, dict[str, Any]] = {}
-        self.groups: dict[str, set[str]] = {}
-
-    def mapping(self, value: Any, where: str) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
-            raise UsageError(f"{self.path}: {where} must be a mapping of names")
-        return value
-
-    def group(self, name: str, body: Any, depth: int, parents: tuple[tuple[int, str, dict[str, Any]], ...],
-              seen: tuple[str, ...]) -> None:
-        if name in seen:
-            raise UsageError(f"{self.path}: group {name} contains itself")
-        body = self.mapping(body, f"group {name}")
-        chain = (*parents, (depth, name, self.mapping(body.get("vars"), f"{name}.vars")))
-        for host, own in self.mapping(body.get("hosts"), f"{name}.hosts").items():
-            if host not in self.host_vars:
-                if len(self.order) >= MAX_SITE_HOSTS:
-                    raise UsageError(f"{self.path}: more than {MAX_SITE_HOSTS} hosts")
-                self.order.append(host)
-                self.host_vars[host] = {}
-            self.host_vars[host].update(self.mapping(own, f"host {host}"))
-            got = self.group_vars.setdefault(host, [])
-            got.extend(c for c in chain if c not in got)
-            self.groups.setdefault(host, set()).update(c[1] for c in chain)
-        for child, sub in self.mapping(body.get("children"), f"{name}.children").items():
-            self.group(child, sub, depth + 1, chain, (*seen, name))
 
 
 def _text(host: str, key: str, value: Any, default: str | None) -> str | None:
@@ -163,32 +129,74 @@ def _device(path: Path, host: str, v: dict[str, Any], groups: set[str]) -> Devic
     )
 
 
-def load_site(path: Path) -> SiteInventory:
-    """Every device of the Ansible YAML inventory ``path``; exit 2 on anything wrong."""
-    try:
-        raw = path.read_bytes()
-    except OSError as e:
-        raise UsageError(f"cannot read inventory {path}: {e.strerror}") from None
-    if len(raw) > MAX_INVENTORY_BYTES:
-        raise UsageError(f"inventory {path} is larger than {MAX_INVENTORY_BYTES} bytes")
-    try:
-        doc = yaml.safe_load(raw)
-    except yaml.YAMLError as e:
-        raise UsageError(f"inventory {path} is not YAML: {str(e).splitlines()[0]}") from None
-    walk = _Walk(path)
-    top = walk.mapping(doc, "the top level")
-    # `all` is the root group; other top-level groups are its children.
-    alls = walk.mapping(top.get("all"), "all")
-    rest = {k: b for k, b in top.items() if k != "all"}
-    merged = {**alls, "children": {**walk.mapping(alls.get("children"), "all.children"), **rest}}
-    walk.group("all", merged, 0, (), ())
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _ancestors(doc: dict[str, Any]) -> dict[str, set[str]]:
+    up: dict[str, set[str]] = {}
+    for group, entry in doc.items():
+        if group != "_meta" and isinstance(entry, dict):
+            for kid in entry.get("children") or []:
+                up.setdefault(kid, set()).add(group)
+    return up
+
+
+def _walk_hosts(doc: dict[str, Any]) -> list[tuple[str, set[str]]]:
+    """Hosts in inventory order (depth first from ``all``), each with every group it is in."""
+    up = _ancestors(doc)
+    order: list[str] = []
+    groups: dict[str, set[str]] = {}
+    stack, seen = ["all"], set()
+    while stack:
+        group = stack.pop()
+        if group in seen:
+            continue
+        seen.add(group)
+        entry = _dict(doc.get(group))
+        for host in entry.get("hosts") or []:
+            if host not in groups:
+                order.append(host)
+                groups[host] = set()
+            todo = [group]
+            while todo:  # the group and all its ancestors
+                g = todo.pop()
+                if g not in groups[host]:
+                    groups[host].add(g)
+                    todo.extend(up.get(g, ()))
+        stack.extend(reversed(entry.get("children") or []))
+    return [(h, groups[h]) for h in order]
+
+
+def site_from_listing(path: Path, doc: dict[str, Any]) -> SiteInventory:
+    """The devices of an ``ansible-inventory --list`` document read from ``path``."""
+    hostvars = _dict(_dict(doc.get("_meta")).get("hostvars"))
+    walked = _walk_hosts(doc)
+    if len(walked) > MAX_SITE_HOSTS:
+        raise UsageError(f"{path}: more than {MAX_SITE_HOSTS} hosts")
     devices = []
-    for host in walk.order:
-        v: dict[str, Any] = {}
-        for _, _, gv in sorted(walk.group_vars[host], key=lambda c: (c[0], c[1])):
-            v.update(gv)
-        v.update(walk.host_vars[host])
-        devices.append(_device(path, host, v, walk.groups[host]))
+    for host, groups in walked:
+        devices.append(_device(path, host, _dict(hostvars.get(host)), groups))
     if not devices:
         raise UsageError(f"inventory {path} lists no hosts")
     return SiteInventory(path, devices)
+
+
+def load_site(path: Path, reader: str = "auto") -> SiteInventory:
+    """Every device of the Ansible inventory ``path``; exit 2 on anything wrong.
+
+    ``reader``: ``auto`` (Ansible's own when installed), ``ansible`` or ``builtin``.
+    """
+    from bundler.fleet.ansible_program import ansible_list, find_ansible_inventory
+    from bundler.fleet.inventory_files import read_inventory
+
+    if not path.exists():
+        raise UsageError(f"cannot read inventory {path}: No such file or directory")
+    program = find_ansible_inventory() if reader in ("auto", "ansible") else None
+    if reader == "ansible" and program is None:
+        raise UsageError("--inventory-reader ansible: ansible-inventory is not installed "
+                         "(pip install ansible-core)")
+    doc = ansible_list(program, path) if program else read_inventory(path)
+    site = site_from_listing(path, doc)
+    site.reader = "ansible-inventory" if program else "builtin"
+    return site
