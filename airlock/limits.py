@@ -57,6 +57,7 @@ __all__ = [
     "MAX_PARTS",
     "MAX_PARTS_MANIFEST_BYTES",
     "MAX_PROFILE_BYTES",
+    "MAX_REPORT_CLOCK_SKEW_S",
     "MAX_REPORT_FIELD_CHARS",
     "MAX_REPORT_JOURNAL_ENTRIES",
     "MAX_SEQUENCE",
@@ -353,3 +354,8 @@ SELF_CHECK_TIMEOUT_S: Final = 300.0
 #: Installing a kit's wheels into a new agent's venv (pip, offline). Generous:
 #: a small board unpacks and byte-compiles numpy and onnxruntime slowly.
 AGENT_VENV_TIMEOUT_S: Final = 1800.0
+
+#: How far after headquarters' clock a device report's times may lie. A signed
+#: report dated 2099 would otherwise sort as the device's newest for ever (every
+#: later, genuine report looks older) and skew ages in the fleet table.
+MAX_REPORT_CLOCK_SKEW_S: Final = 86400
