@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # python-tuf and PyYAML load with the first release, trust ro
 __all__ = ["DEFAULT_ROOT", "AgentConfig", "Layout", "is_real_dir", "root_from_env"]
 
 DEFAULT_ROOT = Path("/var/lib/airlock")
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}-[0-9]+$")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}-[0-9]+\Z")
 
 
 def is_real_dir(path: Path) -> bool:

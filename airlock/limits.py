@@ -22,6 +22,8 @@ __all__ = [
     "CHUNK",
     "HASH_JOBS_IN_FLIGHT",
     "HASH_THREADS",
+    "HTTP_IDLE_TIMEOUT_S",
+    "HTTP_REQUEST_TIMEOUT_S",
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
     "MAX_CONTRACT_VALUES",
@@ -42,6 +44,8 @@ __all__ = [
     "MAX_EXTENDED_HEADER_BYTES",
     "MAX_EXTENDED_HEADER_TOTAL_BYTES",
     "MAX_HEALTH_RUNS",
+    "MAX_HTTP_CONNECTIONS",
+    "MAX_HTTP_HANDLERS",
     "MAX_JOURNAL_TEXT_CHARS",
     "MAX_JSON_DEPTH",
     "MAX_JSON_INTEGER",
@@ -57,6 +61,7 @@ __all__ = [
     "MAX_PARTS",
     "MAX_PARTS_MANIFEST_BYTES",
     "MAX_PROFILE_BYTES",
+    "MAX_REPORT_CLOCK_SKEW_S",
     "MAX_REPORT_FIELD_CHARS",
     "MAX_REPORT_JOURNAL_ENTRIES",
     "MAX_SEQUENCE",
@@ -353,3 +358,19 @@ SELF_CHECK_TIMEOUT_S: Final = 300.0
 #: Installing a kit's wheels into a new agent's venv (pip, offline). Generous:
 #: a small board unpacks and byte-compiles numpy and onnxruntime slowly.
 AGENT_VENV_TIMEOUT_S: Final = 1800.0
+
+#: How far after headquarters' clock a device report's times may lie. A signed
+#: report dated 2099 would otherwise sort as the device's newest for ever (every
+#: later, genuine report looks older) and skew ages in the fleet table.
+MAX_REPORT_CLOCK_SKEW_S: Final = 86400
+
+#: ``serve``'s listener (``agent.observe.listener``): anyone on its network can open
+#: connections and send nothing, or half a request. A connection that has said
+#: nothing waits without a thread and is closed after HTTP_IDLE_TIMEOUT_S; at most
+#: MAX_HTTP_CONNECTIONS wait (the oldest is closed first); a request once started
+#: must arrive whole within HTTP_REQUEST_TIMEOUT_S; at most MAX_HTTP_HANDLERS are
+#: answered at once. So threads and sockets stay bounded and /healthz answers.
+HTTP_IDLE_TIMEOUT_S: Final = 30.0
+HTTP_REQUEST_TIMEOUT_S: Final = 10.0
+MAX_HTTP_CONNECTIONS: Final = 256
+MAX_HTTP_HANDLERS: Final = 8

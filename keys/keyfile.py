@@ -42,6 +42,7 @@ from airlock.errors import UsageError
 __all__ = [
     "URI_FIELD",
     "generate_keypair",
+    "key_from_document",
     "load_public_key",
     "load_public_record",
     "load_signer",
@@ -149,6 +150,28 @@ def load_signer(
     if not isinstance(private, Ed25519PrivateKey):
         raise UsageError(f"{path} is not an Ed25519 key; make keys with 'airlock keys generate'")
     return CryptoSigner(private)
+
+
+def key_from_document(raw: object) -> Key:
+    """A public key carried inside a document, its id computed from its key material.
+
+    The document's own ``keyid`` is a claim: a signature relabelled with the
+    release key's id (by an attacker's key whose material says otherwise)
+    would otherwise replace the real one. A claim that is not the computed id
+    is refused (ValueError); so is anything that is not a key.
+    """
+    from securesystemslib.signer._utils import compute_default_keyid
+
+    if not isinstance(raw, dict):
+        raise ValueError("the key is not an object")
+    fields = dict(raw)
+    claimed = fields.pop("keyid", None)
+    key = Key.from_dict("-", dict(fields))
+    computed = compute_default_keyid(key.keytype, key.scheme, key.keyval)
+    if claimed is not None and claimed != computed:
+        raise ValueError(f"its key id {str(claimed)[:16]}… is not the id of its key material "
+                         f"({computed[:16]}…): relabelled")
+    return Key.from_dict(computed, fields)
 
 
 def load_public_key(path: Path) -> Key:

@@ -83,12 +83,12 @@ AGENT_RECORD = "trust/agent.json"  # under ROOT: the newest agent accepted (agen
 MAX_KIT_METADATA_BYTES = 1024 * 1024
 MAX_KIT_FILES = 1000
 RELEASE_ROLE = "targets"
-_FINAL_VERSION = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){0,4}$")
+_FINAL_VERSION = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){0,4}\Z")
 _PLATFORMS = ("linux/amd64", "linux/arm64")
-_PYTHON = re.compile(r"^3\.[0-9]{1,2}$")
-_GLIBC = re.compile(r"^2\.[0-9]{1,3}$")
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
-_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+_PYTHON = re.compile(r"^3\.[0-9]{1,2}\Z")
+_GLIBC = re.compile(r"^2\.[0-9]{1,3}\Z")
+_HEX64 = re.compile(r"^[0-9a-f]{64}\Z")
+_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")
 
 
 class KitError(Exception):

@@ -34,6 +34,7 @@ from tuf.api.serialization import SerializationError
 
 from airlock.errors import FormatError, SignatureError, UsageError
 from airlock.limits import MAX_DETACHED_SIGNATURE_BYTES
+from keys.keyfile import key_from_document
 from keys.metadata import ReleaseSerializer, parse_metadata
 from keys.signers import sign_checked
 from keys.trust import Tally, TrustRoot
@@ -91,8 +92,7 @@ class DetachedSignature:
             if not isinstance(digest, str) or len(digest) != 64:
                 raise ValueError("signed_sha256 is not a sha256")
             signature = Signature.from_dict(dict(doc["signature"]))
-            raw_key = dict(doc["key"])
-            key = Key.from_dict(str(raw_key.pop("keyid")), raw_key)
+            key = key_from_document(doc["key"])  # its id from its material, never its claim
         except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
             raise FormatError(f"{what} is not an Airlock detached signature: "
                               f"{str(e)[:120]}") from None

@@ -85,7 +85,7 @@ EVAL_LABELS_FILE = "eval_labels.npz"
 #: inside a spec): the depth bound counts from the section, on both sides.
 FLAGS_DEPTH = 1
 
-_PLAIN_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}$")
+_PLAIN_NAME = re.compile(rf"^[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_NAME_LENGTH - 1}}}\Z")
 # C0 and C1 controls, DEL, lone surrogates, bidirectional embeddings/overrides/isolates.
 _NOT_IN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")
 _NOT_IN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u202a-\u202e\u2066-\u2069]")

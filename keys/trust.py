@@ -147,7 +147,10 @@ def create_root(
     their signatures later, one at a time (``keys.signatures``), as in a root
     ceremony whose keys are on separate offline machines.
     """
+    # The same key twice is one key: count distinct keys, or a threshold of 2 over one
+    # key given twice would write a root no release (or rotation) can ever satisfy.
     root_keys = _unique([s.public_key for s in root_signers] + list(root_keys))
+    release_keys = _unique(list(release_keys))
     _check_threshold("root", root_threshold, len(root_keys))
     _check_threshold("release", release_threshold, len(release_keys))
     root = Root(version=version, expires=(now or _utc_now()) + expires, consistent_snapshot=False)
@@ -178,7 +181,8 @@ def _unique(keys: Sequence[Key]) -> list[Key]:
 
 def _check_threshold(role: str, threshold: int, keys: int) -> None:
     if threshold < 1 or threshold > keys:
-        raise UsageError(f"{role} threshold {threshold} needs between 1 and {keys} keys")
+        raise UsageError(f"{role} threshold {threshold} needs between 1 and {keys} distinct "
+                         f"key(s); the same key given twice counts once")
 
 
 def _set_ring_signers(root: Root, ring_signers: Sequence[RingSigner]) -> None:
@@ -190,12 +194,13 @@ def _set_ring_signers(root: Root, ring_signers: Sequence[RingSigner]) -> None:
     for rs in ring_signers:
         if rs.name in (RELEASE_ROLE, RELEASE_ROLE_WORD, "root", "snapshot", "timestamp") or not rs.rings:
             raise UsageError(f"ring signer {rs.name!r} needs a new name and at least one ring")
-        _check_threshold(f"ring signer {rs.name}", rs.threshold, len(rs.keys))
-        for k in rs.keys:
+        ring_keys = _unique(list(rs.keys))  # distinct keys, as for the roles above
+        _check_threshold(f"ring signer {rs.name}", rs.threshold, len(ring_keys))
+        for k in ring_keys:
             keys[k.keyid] = k
         roles[rs.name] = DelegatedRole(
             rs.name,
-            [k.keyid for k in rs.keys],
+            [k.keyid for k in ring_keys],
             rs.threshold,
             terminating=True,
             paths=["*"],

@@ -56,7 +56,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
@@ -73,6 +73,7 @@ from agent.observe.dropfolder import (
     outcome_of_error,
 )
 from agent.observe.input_contract import ContractWatch
+from agent.observe.listener import BoundedHTTPServer
 from agent.observe.metrics import Observed, metrics_registry
 from agent.observe.sample_drift import DriftWatch
 from airlock.errors import (
@@ -463,13 +464,12 @@ def serve(layout: Layout, options: ServeOptions) -> None:
     log = EventLog(options.log)
     state = _Server(layout, options, log)
     try:
-        httpd = ThreadingHTTPServer((options.host, options.port), state.handler())
+        httpd = BoundedHTTPServer((options.host, options.port), state.handler())
     except OSError as e:
         log.close()
         one.__exit__(None, None, None)
         raise PreconditionError(f"cannot listen on {options.host}:{options.port}: "
                                 f"{e.strerror}") from None
-    httpd.daemon_threads = True
     http_thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     http_thread.start()
     old = {s: signal.signal(s, state.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}

@@ -82,7 +82,7 @@ __all__ = [
     "self_check",
 ]
 
-ID = re.compile(r"^[0-9][0-9.]{0,59}-[0-9a-f]{12}$")
+ID = re.compile(r"^[0-9][0-9.]{0,59}-[0-9a-f]{12}\Z")
 # What a checked agent sees of the environment: nothing the caller set (no
 # PYTHONPATH, no LD_PRELOAD), a fixed PATH and working directory.
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

@@ -45,7 +45,7 @@ from airlock.limits import CHUNK, MAX_KIT_FILES, MAX_KIT_METADATA_BYTES
 __all__ = ["KIT_METADATA", "KitMember", "KitReader", "write_kit"]
 
 KIT_METADATA = "kit.json"
-_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}$")
+_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,199}\Z")
 
 
 @dataclass(frozen=True)

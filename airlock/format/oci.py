@@ -78,7 +78,7 @@ BLOB_PREFIX = "blobs/sha256/"
 
 # -- digests -----------------------------------------------------------------------
 
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}\Z")
 
 
 def is_digest(text: object) -> bool:

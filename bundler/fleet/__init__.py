@@ -8,6 +8,7 @@
 * ``ssh``                SSH connections with strict host keys (paramiko)
 * ``push``               resumable, checked SFTP copies (``airlock fleet push``)
 * ``rollout``            canary waves, halt and put back
+* ``device_status``      a device's status answer read into one typed object before use
 * ``flagset``            ``airlock flags set``: a signed feature-flags bundle
 
 Example::

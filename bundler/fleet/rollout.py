@@ -43,6 +43,7 @@ from airlock.errors import AirlockError, UnreachableError, UsageError
 from airlock.format.bundle import BundleReader
 from airlock.format.parts import open_media
 from bundler.fleet.ansible_inventory import Device
+from bundler.fleet.device_status import DeviceStatus, device_status
 from bundler.fleet.push import FileSent, files_of, send_files
 from bundler.fleet.ssh import Login, connect, run
 from keys.metadata import parse_metadata
@@ -235,17 +236,8 @@ class _Remote:
         return status, doc if isinstance(doc, dict) else None, why
 
 
-def _release_id(status: dict[str, Any] | None) -> str | None:
-    active = (status or {}).get("active")
-    return str(active["id"]) if isinstance(active, dict) and "id" in active else None
-
-
-def _sequence(status: dict[str, Any] | None, name: str) -> int | None:
-    active = (status or {}).get("active")
-    if isinstance(active, dict) and active.get("name") == name:
-        seq = active.get("sequence")
-        return seq if isinstance(seq, int) else None
-    return None
+def _release_id(status: DeviceStatus | None) -> str | None:
+    return None if status is None else status.release
 
 
 class _Rollout:
@@ -290,11 +282,11 @@ class _Rollout:
 
         return cm()
 
-    def _status(self, remote: _Remote) -> dict[str, Any]:
+    def _status(self, remote: _Remote) -> DeviceStatus:
         code, doc, why = remote.agent("status")
         if code != 0 or doc is None:
             raise _Failed(code or 5, f"status: {why or 'no answer'}")
-        return doc
+        return device_status(doc)  # odd types: this device's row fails (exit 3), not the run
 
     def _work(self, remote: _Remote, r: DeviceResult) -> None:
         before = self._status(remote)
@@ -336,17 +328,16 @@ class _Rollout:
             if doc is not None and isinstance(doc.get("held_until"), str):
                 r.held_until = doc["held_until"]
 
-    def _dry(self, device: Device, status: dict[str, Any], r: DeviceResult) -> None:
+    def _dry(self, device: Device, status: DeviceStatus, r: DeviceResult) -> None:
         facts = self.facts
-        free = (status.get("disk") or {}).get("free")
+        free = status.free_bytes
+        seq = status.sequence_of(facts.name)
+        ring = status.ring
         r.after = r.before
-        r.checks = {"agent": "answers", "ring": status.get("ring"), "free_bytes": free,
-                    "active_sequence": _sequence(status, facts.name),
-                    "bundle_sequence": facts.sequence}
-        seq = _sequence(status, facts.name)
-        ring = status.get("ring")
-        if status.get("damage"):
-            r.exit_code, r.reason = 5, "damaged agent root: " + str(status["damage"][0])
+        r.checks = {"agent": "answers", "ring": ring, "free_bytes": free,
+                    "active_sequence": seq, "bundle_sequence": facts.sequence}
+        if status.damage:
+            r.exit_code, r.reason = 5, "damaged agent root: " + status.damage
         elif isinstance(free, int) and free < 2 * facts.size:
             r.exit_code, r.reason = 5, (f"{free} bytes free, the bundle needs about "
                                         f"{2 * facts.size}")

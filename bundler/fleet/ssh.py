@@ -42,7 +42,7 @@ __all__ = ["Login", "Target", "connect", "fingerprint", "run"]
 # Python would print it to stderr beside our own one-line error.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
-_TARGET = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?$")
+_TARGET = re.compile(r"^(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::(?P<port>[0-9]{1,5}))?\Z")
 
 
 @dataclass(frozen=True)

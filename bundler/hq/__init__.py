@@ -1,6 +1,7 @@
 """Headquarters: device reports coming home, the fleet table and the fleet page.
 
 * ``ingest``      enrolled device keys, verified reports, the fleet table and its textfile
+* ``report_shape`` a report's fields read into one typed, bounded object before use
 * ``fleet_page``  one self-contained HTML fleet report with plots over time
 
 Example::

@@ -34,6 +34,7 @@ from securesystemslib.signer import Key
 from airlock.errors import AirlockError, FormatError, SignatureError, UsageError
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
 from bundler.build.output import replace_file
+from bundler.hq.report_shape import ReportFacts, report_facts
 from keys.device import INVENTORY_TYPE, REPORT_TYPE, DeviceDocument, verify_document
 from keys.keyfile import load_public_key
 from keys.release import is_plain_name
@@ -130,6 +131,7 @@ class FleetRecords:
                                  f"{doc.keyid[:16]}…, not its enrolled key "
                                  f"{enrolled.keyid[:16]}… (forged)")
         doc = verify_document(data, REPORT_TYPE, key=enrolled)
+        report_facts(doc.body)  # odd shapes cost this report, never the fleet's ingest
         inventory = doc.body.get("inventory")
         if not isinstance(inventory, dict):
             raise FormatError("report carries no signed inventory")
@@ -179,9 +181,11 @@ class FleetRecords:
             return None
         for name in reversed(names):
             try:
-                return verify_document((folder / name).read_bytes(), REPORT_TYPE).body
+                body = verify_document((folder / name).read_bytes(), REPORT_TYPE).body
+                report_facts(body)  # one stored before shapes were checked is passed over
             except (OSError, AirlockError):
                 continue
+            return body
         return None
 
     def reports(self, device: str) -> list[dict[str, Any]]:
@@ -194,7 +198,9 @@ class FleetRecords:
         bodies = []
         for name in names:
             try:
-                bodies.append(verify_document((folder / name).read_bytes(), REPORT_TYPE).body)
+                body = verify_document((folder / name).read_bytes(), REPORT_TYPE).body
+                report_facts(body)
+                bodies.append(body)
             except (OSError, AirlockError):
                 continue
         return bodies
@@ -205,7 +211,8 @@ class FleetRecords:
         rows = []
         for device, entry in sorted(self.devices().items()):
             body = self.latest(device)
-            rows.append(_row(device, entry.get("site"), body, now))
+            rows.append(_row(device, entry.get("site"),
+                             None if body is None else report_facts(body, now), now))
         return rows
 
 
@@ -219,47 +226,37 @@ def _report_files(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _row(device: str, site: Any, body: dict[str, Any] | None, now: datetime) -> dict[str, Any]:
-    row: dict[str, Any] = {"device": device, "site": site, "ring": None, "release": None,
+def _row(device: str, site: Any, facts: ReportFacts | None,
+         now: datetime) -> dict[str, Any]:
+    row: dict[str, Any] = {"device": device, "site": site if isinstance(site, str) else None,
+                           "ring": None, "release": None,
                            "version": None, "health": "no report", "health_ok": None,
                            "last_check": None, "rollbacks": None, "drift": None,
                            "drift_warn": False, "report_time": None, "report_age_s": None}
-    if body is None:
+    if facts is None:
         return row
-    status = _obj(body, "status")
-    active = _obj(status, "active") or None
-    health = _obj(active or {}, "health") or None
-    when = parse_time(body.get("time"))
-    rollbacks = sum(int(r.get("count") or 0) for r in _obj(body, "counts").get("rollbacks") or []
-                    if isinstance(r, dict) and r.get("result") == "ok")
-    drift_models = _obj(_obj(status, "drift"), "models")
-    scores = [m for m in drift_models.values()
-              if isinstance(m, dict) and isinstance(m.get("psi"), int | float)]
+    active = facts.release is not None
     row.update({
-        "ring": body.get("ring"),
-        "release": (active or {}).get("id"),
-        "version": (active or {}).get("version"),
-        "health": ("no release" if active is None else "not checked" if health is None
-                   else "ok" if health.get("ok") else "FAILED"),
-        "health_ok": None if health is None else bool(health.get("ok")),
-        "health_reason": None if health is None else health.get("reason"),
-        "last_check": None if health is None else health.get("time"),
-        "rollbacks": rollbacks,
-        "drift": max((float(m["psi"]) for m in scores), default=None),
-        "drift_warn": any(m.get("warn") for m in scores),
-        "drift_models": {str(k): v.get("psi") for k, v in drift_models.items()
-                         if isinstance(v, dict)},
-        "report_time": body.get("time"),
-        "report_age_s": None if when is None else max(0, int((now - when).total_seconds())),
+        "ring": facts.ring,
+        "release": facts.release,
+        "version": facts.version,
+        "health": ("no release" if not active else "not checked" if facts.health_ok is None
+                   else "ok" if facts.health_ok else "FAILED"),
+        "health_ok": facts.health_ok,
+        "health_reason": facts.health_reason,
+        "last_check": None if facts.last_check is None else _iso(facts.last_check),
+        "rollbacks": facts.rollbacks,
+        "drift": max(facts.drift.values(), default=None),
+        "drift_warn": facts.drift_warn,
+        "drift_models": dict(facts.drift),
+        "report_time": _iso(facts.time),
+        "report_age_s": max(0, int((now - facts.time).total_seconds())),
     })
     return row
 
 
-def _obj(d: dict[str, Any], key: str) -> dict[str, Any]:
-    """``d[key]`` when it is an object, else an empty one: a report's fields are the device's
-    words, checked for type before use."""
-    value = d.get(key)
-    return value if isinstance(value, dict) else {}
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="seconds")
 
 
 def age_text(seconds: int | None) -> str:

@@ -40,10 +40,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from airlock.errors import LockedError, UsageError
+from airlock.errors import AirlockError, LockedError, UsageError
 from airlock.files import fsync_dir
 from airlock.format.bundle import BundleHead
-from airlock.format.slot import RELEASE_PATH, SLOT_BLOCK, SlotFullError, metadata_slot
+from airlock.format.slot import JSON_SPACE, RELEASE_PATH, SLOT_BLOCK, SlotFullError, metadata_slot
 from airlock.format.writer import member_header
 from airlock.limits import CHUNK, MAX_METADATA_BYTES
 
@@ -132,11 +132,34 @@ def finish_interrupted(path: Path, f: BinaryIO) -> bool:
     st = os.fstat(f.fileno())
     if record is not None and record[2] == st.st_ino and record[0] + len(record[1]) <= st.st_size:
         offset, slot, _ = record
+        _only_signatures(path, intent, os.pread(f.fileno(), len(slot), offset), slot)
         os.pwrite(f.fileno(), slot, offset)
         os.fsync(f.fileno())
     intent.unlink()
     fsync_dir(intent.parent)
     return record is not None
+
+
+def _only_signatures(path: Path, intent: Path, current: bytes, new: bytes) -> None:
+    """Refuse a record that would change what the bundle signs.
+
+    A record this tool wrote only ever adds signatures to the metadata already
+    in the slot: rolling it forward changes no signed byte. A record planted
+    beside the bundle (``.NAME.sign-intent`` holding other metadata, a root
+    hook, say) is refused before anything is written or signed, ``--yes`` or
+    not. Only a slot torn mid-write (unreadable) takes the record as it is:
+    then what gets signed is what the signer is shown next, as for any bundle.
+    """
+    from keys.signatures import Signable, same_signed
+
+    try:
+        Signable.from_bytes(current.rstrip(JSON_SPACE), "release")
+    except AirlockError:
+        return  # torn: the record is the only whole metadata there is
+    if not same_signed(current.rstrip(JSON_SPACE), new.rstrip(JSON_SPACE)):
+        raise UsageError(f"{intent} would change what {path.name} signs, not only add "
+                         "signatures: this tool did not write it; nothing signed. Remove it "
+                         "if nobody was signing this bundle, then sign again")
 
 
 def rewrite_in_place(path: Path, f: BinaryIO, head: BundleHead, release_json: bytes,

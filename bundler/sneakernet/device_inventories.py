@@ -32,7 +32,7 @@ from airlock.errors import FormatError, SignatureError, UsageError
 from airlock.format.oci import BLOB_PREFIX, is_digest
 from airlock.limits import MAX_NAME_LENGTH
 from keys.device import INVENTORY_TYPE, verify_document
-from keys.release import Delta, InventoryRef, Release
+from keys.release import Delta, InventoryRef, Release, is_plain_name
 
 __all__ = ["Inventory", "inventory_text", "load_inventory", "plan_delta", "read_inventory"]
 
@@ -85,8 +85,12 @@ def read_inventory(data: bytes, keys: Sequence[Key] = (), path: str = "-") -> In
     body = doc.body
     device_id = _text(body, "device_id", path)
     ring = body.get("ring")
-    if ring is not None and not isinstance(ring, str):
-        raise FormatError(f"inventory {path}: 'ring' is not a string")
+    if ring is not None and not is_plain_name(ring):
+        raise FormatError(f"inventory {path}: 'ring' is not a plain name")
+    for key in ("active", "previous"):
+        if body.get(key) is not None and not is_plain_name(body.get(key)):
+            raise FormatError(f"inventory {path}: '{key}' is not a release id")
+    _check_releases(body.get("releases", []), path)
     blobs: dict[str, int] = {}
     raw_blobs = body.get("blobs")
     if not isinstance(raw_blobs, list):
@@ -115,9 +119,32 @@ def load_inventory(path: Path, keys: Sequence[Key] = ()) -> Inventory:
     return read_inventory(read_input(path, "inventory"), keys, str(path))
 
 
-def _text(body: dict[str, Any], key: str, path: str) -> str:
+def _check_releases(releases: object, path: str) -> None:
+    """Every release summary with the types ``inventory show`` and a delta read: a validly
+    signed inventory is still the device's word, and an odd one is refused in one line."""
+    if not isinstance(releases, list):
+        raise FormatError(f"inventory {path}: 'releases' is not a list")
+    for i, r in enumerate(releases):
+        where = f"inventory {path}: releases[{i}]"
+        if not isinstance(r, dict) or not is_plain_name(r.get("id")):
+            raise FormatError(f"{where} is not a release summary with a plain 'id'")
+        if "error" in r:
+            _text(r, "error", path, 500)
+            continue
+        if not is_plain_name(r.get("name")) or not isinstance(r.get("version"), str) \
+                or not r["version"].isprintable() or len(r["version"]) > MAX_NAME_LENGTH:
+            raise FormatError(f"{where}: 'name' or 'version' is not a plain name")
+        seq = r.get("sequence")
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise FormatError(f"{where}: 'sequence' is not a whole number")
+        for key in ("models", "images"):
+            if not isinstance(r.get(key, []), list):
+                raise FormatError(f"{where}: '{key}' is not a list")
+
+
+def _text(body: dict[str, Any], key: str, path: str, most: int = MAX_NAME_LENGTH) -> str:
     value = body.get(key)
-    if not isinstance(value, str) or not value.isprintable() or len(value) > MAX_NAME_LENGTH:
+    if not isinstance(value, str) or not value.isprintable() or len(value) > most:
         raise FormatError(f"inventory {path}: '{key}' is missing or not printable text")
     return value
 
