@@ -276,10 +276,13 @@ def _open_entry(dir_fd: int, name: str, flags: int, what: str) -> int:
         return os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
                        dir_fd=dir_fd)
     except OSError as e:
-        if e.errno == errno.ELOOP:  # O_NOFOLLOW met a symbolic link: never followed
-            raise MediumError(f"{name} is a symbolic link, not a {what} (links on media are "
-                              "never followed)") from None
-        raise
+        # O_NOFOLLOW met a link (ELOOP; ENOTDIR with O_DIRECTORY): never followed, only named.
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        raise MediumError(f"{name} is a {kind_of(mode)}, not a {what}"
+                          + (" (links on media are never followed)" if stat.S_ISLNK(mode)
+                             else "")) from None
 
 
 def _check_opened(fd: int, dir_fd: int, name: str, want: Callable[[int], bool],
