@@ -38,8 +38,10 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 import os
+import re
 import stat
 import sys
 import textwrap
@@ -286,6 +288,24 @@ def inert(text: object, limit: int = MAX_MESSAGE_CHARS) -> str:
         head = limit // 2
         s = f"{s[:head]} …({len(s) - limit} characters left out)… {s[len(s) - (limit - head):]}"
     return s
+
+
+#: What a name from a medium may look like to be quoted in a refusal (see :func:`shown`).
+PLAIN_NAME = re.compile(r"[A-Za-z0-9._+-]{1,120}")
+
+
+def shown(value: str, plain: re.Pattern[str] = PLAIN_NAME) -> str:
+    """``value`` (a name read from a medium) quoted when it has the ``plain`` shape, else
+    only its length and sha256: a refusal names a file, never shows bytes that may be
+    another file's content (a tar long name or a parts list read through a link)::
+
+        shown("x.airlock.part001")   # "'x.airlock.part001'"
+        shown("-----BEGIN PRIVATE KEY-----\n…")   # "(a name of 119 bytes, sha256 3f2a…)"
+    """
+    if plain.fullmatch(value):
+        return repr(value)
+    data = value.encode("utf-8", "surrogateescape")
+    return f"(a name of {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()[:16]}…)"
 
 
 _SHORT_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}

@@ -27,23 +27,37 @@ written through and a rename of the directory's path meanwhile cannot move
 the writes elsewhere. A fixed name (``name=".NAME.partial"``, which a crash
 may leave behind) is unlinked first, never opened: whatever was there, a link
 included, is replaced by a new file of ours.
+
+Media Airlock did not create (a stick, a returned reports folder) are read
+only through :func:`open_on_medium`: a regular file directly in the folder,
+opened with ``O_NOFOLLOW`` relative to the folder's descriptor, checked with
+``fstat`` on what was opened (a regular file, on the folder's own file
+system) and read to a bound, so a link to ``ROOT/device.key``, ``/dev/zero``
+or a FIFO is refused, never read::
+
+    data = read_on_medium(Path("/media/usb"), "x.airlock.parts.json", 1024 * 1024)
+    reports = open_dir_on_medium(stick_fd, "airlock-reports")   # a link there: MediumError
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import io
 import json
 import os
 import secrets
 import shutil
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, BinaryIO
 
 from airlock.limits import MAX_STATE_FILE_BYTES
 
-__all__ = ["PartialFile", "fsync_dir", "kind_of", "read_bounded", "read_json", "remove_entry",
+__all__ = ["MediumError", "PartialFile", "fsync_dir", "kind_of", "open_dir_on_medium",
+           "open_on_medium", "read_bounded", "read_json", "read_on_medium", "remove_entry",
            "remove_tree", "replace_symlink", "write_atomic", "write_json"]
 
 
@@ -239,3 +253,103 @@ def remove_tree(path: Path, trash: Path) -> None:
     os.rename(path, target)
     fsync_dir(path.parent)
     shutil.rmtree(target, ignore_errors=True)
+
+
+class MediumError(ValueError):
+    """A name on a medium that is not a regular file (or folder) of that medium.
+
+    Its text names the file and what it is, never a byte of it.
+    """
+
+
+def _folder_fd(directory: Path | int) -> tuple[int, bool]:
+    if isinstance(directory, int):
+        return directory, False
+    return os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC), True
+
+
+def _open_entry(dir_fd: int, name: str, flags: int, what: str) -> int:
+    """``name`` opened relative to ``dir_fd`` without following a link (ELOOP: it is one)."""
+    if not name or "/" in name or "\x00" in name or name in (".", ".."):
+        raise MediumError(f"{name[:80]!r} is not a plain file name")
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC,
+                       dir_fd=dir_fd)
+    except OSError as e:
+        # O_NOFOLLOW met a link (ELOOP; ENOTDIR with O_DIRECTORY): never followed, only named.
+        if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+            raise
+        mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+        raise MediumError(f"{name} is a {kind_of(mode)}, not a {what}"
+                          + (" (links on media are never followed)" if stat.S_ISLNK(mode)
+                             else "")) from None
+
+
+def _check_opened(fd: int, dir_fd: int, name: str, want: Callable[[int], bool],
+                  what: str) -> os.stat_result:
+    st = os.fstat(fd)
+    if not want(st.st_mode):
+        raise MediumError(f"{name} is a {kind_of(st.st_mode)}, not a {what}")
+    if st.st_dev != os.fstat(dir_fd).st_dev:
+        # A bind or a mount point on the stick: not the medium's own file.
+        raise MediumError(f"{name} is on another file system than the folder it is in")
+    return st
+
+
+def open_on_medium(directory: Path | int, name: str, max_bytes: int | None = None) -> io.FileIO:
+    """The regular file ``name`` directly in ``directory`` (a path or a descriptor), opened
+    for reading without following a link, as an unbuffered file.
+
+    MediumError when it is a link, a FIFO, a device, a directory, on another
+    file system, or larger than ``max_bytes``; FileNotFoundError when absent.
+    Opening never blocks (a FIFO is opened non-blocking, then refused).
+    """
+    dir_fd, own = _folder_fd(directory)
+    try:
+        fd = _open_entry(dir_fd, name, os.O_RDONLY, "regular file")
+        try:
+            st = _check_opened(fd, dir_fd, name, stat.S_ISREG, "regular file")
+            if max_bytes is not None and st.st_size > max_bytes:
+                raise MediumError(f"{name} is {st.st_size} bytes, more than {max_bytes}")
+            os.set_blocking(fd, True)
+            return io.FileIO(fd, "rb", closefd=True)
+        except BaseException:
+            os.close(fd)
+            raise
+    finally:
+        if own:
+            os.close(dir_fd)
+
+
+def read_on_medium(directory: Path | int, name: str, max_bytes: int) -> bytes:
+    """The bytes of :func:`open_on_medium`, at most ``max_bytes`` (a file growing past the
+    bound while it is read is refused too, never read on)."""
+    with open_on_medium(directory, name, max_bytes) as f:
+        chunks, got = [], 0
+        while got <= max_bytes and (chunk := f.read(min(1024 * 1024, max_bytes + 1 - got))):
+            chunks.append(chunk)
+            got += len(chunk)
+    if got > max_bytes:
+        raise MediumError(f"{name} is more than {max_bytes} bytes")
+    return b"".join(chunks)
+
+
+def open_dir_on_medium(directory: Path | int, name: str, *, create: bool = False) -> int:
+    """A descriptor of the folder ``name`` directly in ``directory``, never through a link,
+    on the same file system (``create``: made first when absent). The caller closes it;
+    :class:`PartialFile` writes into it with ``dir_fd=``."""
+    dir_fd, own = _folder_fd(directory)
+    try:
+        if create:
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(name, 0o755, dir_fd=dir_fd)
+        fd = _open_entry(dir_fd, name, os.O_RDONLY | os.O_DIRECTORY, "directory")
+        try:
+            _check_opened(fd, dir_fd, name, stat.S_ISDIR, "directory")
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    finally:
+        if own:
+            os.close(dir_fd)

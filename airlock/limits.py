@@ -34,7 +34,9 @@ __all__ = [
     "MAX_DRIFT_FILE_BYTES",
     "MAX_DRIFT_ROWS",
     "MAX_DRIFT_SAMPLE_FILES",
+    "MAX_DROPS_PER_SCAN",
     "MAX_DROP_MEMORY",
+    "MAX_DROP_SCAN_ENTRIES",
     "MAX_EVAL_BATCH",
     "MAX_EVAL_BATCH_BYTES",
     "MAX_EVAL_CLASSES",
@@ -264,6 +266,14 @@ MAX_REPORT_FIELD_CHARS: Final = 2048
 #: file) so a bundle is installed once; the oldest are forgotten first. A
 #: stick with thousands of files must not grow the state without bound.
 MAX_DROP_MEMORY: Final = 1000
+
+#: Drops one poll of ``serve`` looks at, over all watched folders, and the
+#: names it reads from one folder to find them. A stick of thousands of files
+#: made ``serve`` cycle for ever (each outcome remembered pushed out an older
+#: one, which was then installed and journaled again); fewer drops per scan
+#: than ``MAX_DROP_MEMORY`` keeps every one of them remembered.
+MAX_DROPS_PER_SCAN: Final = 100
+MAX_DROP_SCAN_ENTRIES: Final = 10_000
 
 #: Parts of one split bundle. Three-digit names (``part001`` … ``part999``)
 #: keep ``cat BUNDLE.part*`` in order; 999 parts of 4000 MiB hold 3.9 TB. Also

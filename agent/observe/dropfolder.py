@@ -54,10 +54,16 @@ from pathlib import Path
 from typing import IO, Any
 
 from airlock.errors import AirlockError, FormatError, UsageError
-from airlock.files import read_json, write_atomic, write_json
+from airlock.files import open_on_medium, read_json, read_on_medium, write_atomic, write_json
 from airlock.format.bundle import BundleReader, ShortFrontError
 from airlock.format.parts import PartSet, open_media, resolve_media
-from airlock.limits import MAX_DROP_MEMORY, MAX_PARTS_MANIFEST_BYTES
+from airlock.limits import (
+    MAX_DROP_MEMORY,
+    MAX_DROP_SCAN_ENTRIES,
+    MAX_DROPS_PER_SCAN,
+    MAX_PARTS,
+    MAX_PARTS_MANIFEST_BYTES,
+)
 
 __all__ = ["RETRY_S", "Candidate", "Drop", "DropFolder", "DropMemory", "Outcome",
            "outcome_of_error", "write_results"]
@@ -102,8 +108,8 @@ class Drop:
         out = []
         for f in self.files:
             try:
-                st = f.stat()
-            except OSError:
+                st = f.lstat()  # a link planted as a part is not followed to size it
+            except (OSError, ValueError):
                 if f == self.path:
                     return None
                 out.append((f.name, -1, 0))
@@ -120,7 +126,7 @@ class Drop:
         place, each checked against ``NAME.parts.json`` as it streams (``airlock.format.parts``)."""
         if self.kind == "parts":
             return open_media(str(self.path))
-        f = self.path.open("rb")
+        f = open_on_medium(self.folder, self.path.name)  # what scan saw, never a link
         return f, os.fstat(f.fileno()).st_size
 
     def result_paths(self) -> tuple[Path, Path]:
@@ -151,11 +157,11 @@ def metadata_digest(drop: Drop) -> tuple[str | None, int] | None:
     if drop.kind != "bundle":
         return None
     try:
-        with drop.path.open("rb") as f:
+        with open_on_medium(drop.folder, drop.path.name) as f:
             head = BundleReader(f).head()
     except ShortFrontError as e:
         return None, e.needed
-    except (AirlockError, OSError, EOFError):
+    except (AirlockError, OSError, EOFError, ValueError):
         return None
     # The metadata's member is its padded slot (airlock.format.slot), not just the JSON.
     least = 2 * _TAR_BLOCK + _TAR_BLOCK + _padded(head.slot_size)
@@ -225,20 +231,26 @@ class DropFolder:
         # key of a drop's current identity -> when it was first seen so
         self._seen: dict[str, float] = {}
         self._waiting: set[str] = set()  # incomplete drops whose result says so already
+        self.overflow: set[str] = set()  # folders holding more drops than one scan takes
+        self.failed: dict[str, str] = {}  # drop path -> why looking at it failed (bounded by scan)
 
     def scan(self) -> Iterator[Drop]:
+        """The drops of every watched folder: at most ``MAX_DROPS_PER_SCAN`` in all, from at
+        most ``MAX_DROP_SCAN_ENTRIES`` names per folder (a stick of a million files is read
+        to that bound, and each drop stays remembered: ``MAX_DROP_MEMORY`` is larger)."""
+        count = 0
         for folder in self.folders:
-            try:
-                with os.scandir(folder) as it:
-                    names = sorted(e.name for e in it if e.is_file(follow_symlinks=False))
-            except OSError:
+            names = _drop_names(folder)
+            if names is None:
                 continue  # the stick is not there (yet, or any more)
+            if len(names) > MAX_DROPS_PER_SCAN - count:
+                self.overflow.add(str(folder))  # serve says so once per folder
+                names = names[: max(0, MAX_DROPS_PER_SCAN - count)]
+            count += len(names)
             for name in names:
-                if name.startswith(".") or name.endswith(_IN_PROGRESS):
-                    continue
                 if name.endswith(".airlock"):
                     yield Drop(folder, name[: -len(".airlock")], "bundle", [folder / name])
-                elif name.endswith(".parts.json"):
+                else:
                     yield _parts_drop(folder, name)
 
     def ready(self) -> Iterator[Candidate]:
@@ -250,31 +262,42 @@ class DropFolder:
         now = time.monotonic()
         live: set[str] = set()
         for drop in self.scan():
-            ident = drop.identity()
-            if ident is None:
+            try:
+                found = self._settled(drop, now, live)
+            except Exception as e:  # one drop's failure is contained: noted once, never retried
+                if len(self.failed) >= MAX_DROP_MEMORY:
+                    self.failed.pop(next(iter(self.failed)))
+                self.failed.setdefault(str(drop.path), f"{type(e).__name__}: {str(e)[:200]}")
                 continue
-            key = drop.key()
-            live.add(key)
-            first = self._seen.setdefault(key, now)
-            if now - first < self.settle_s or self.memory.handled(drop) or key in self._waiting:
-                continue
-            if drop.kind != "bundle":
-                complete = _parts_complete(drop)
-                if not complete:
-                    self._waiting.add(key)
-                yield Candidate(drop, complete)
-                continue
-            found = metadata_digest(drop)
-            size = ident[0][1]
-            if found is None:  # not a bundle, or its front is damaged: the install says which
-                yield Candidate(drop, True, size=size)
-            elif size < found[1]:
-                self._waiting.add(key)
-                yield Candidate(drop, False, found[0], found[1], size)
-            else:
-                yield Candidate(drop, True, found[0], found[1], size)
+            if found is not None:
+                yield found
         self._seen = {k: v for k, v in self._seen.items() if k in live}
         self._waiting &= live
+
+    def _settled(self, drop: Drop, now: float, live: set[str]) -> Candidate | None:
+        ident = drop.identity()
+        if ident is None:
+            return None
+        key = drop.key()
+        live.add(key)
+        first = self._seen.setdefault(key, now)
+        if now - first < self.settle_s or self.memory.handled(drop) or key in self._waiting:
+            return None
+        if str(drop.path) in self.failed:
+            return None
+        if drop.kind != "bundle":
+            complete = _parts_complete(drop)
+            if not complete:
+                self._waiting.add(key)
+            return Candidate(drop, complete)
+        found = metadata_digest(drop)
+        size = ident[0][1]
+        if found is None:  # not a bundle, or its front is damaged: the install says which
+            return Candidate(drop, True, size=size)
+        if size < found[1]:
+            self._waiting.add(key)
+            return Candidate(drop, False, found[0], found[1], size)
+        return Candidate(drop, True, found[0], found[1], size)
 
     @staticmethod
     def incomplete(c: Candidate) -> Outcome:
@@ -303,14 +326,44 @@ class DropFolder:
         return write_results(drop, outcome, device_id)
 
 
+def _drop_names(folder: Path) -> list[str] | None:
+    """Names of regular files directly in ``folder`` that are drops, sorted; None when
+    the folder cannot be read. At most ``MAX_DROP_SCAN_ENTRIES`` entries are looked at."""
+    names = []
+    try:
+        with os.scandir(folder) as it:
+            for seen, e in enumerate(it):
+                if seen >= MAX_DROP_SCAN_ENTRIES:
+                    break
+                name = e.name
+                if (name.startswith(".") or name.endswith(_IN_PROGRESS)
+                        or not name.endswith((".airlock", ".parts.json"))):
+                    continue
+                if e.is_file(follow_symlinks=False):
+                    names.append(name)
+    except OSError:
+        return None
+    return sorted(names)
+
+
 def _parts_drop(folder: Path, name: str) -> Drop:
+    """The drop of ``NAME.parts.json``: the list and the parts it names, read as the parts
+    reader reads it (a bounded regular file, never through a link) and only for names; a
+    list that is not one is still a drop, which the install refuses and says why."""
     stem = name[: -len(".parts.json")]
     files = [folder / name]
-    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
-        listed = json.loads((folder / name).read_bytes()[:MAX_PARTS_MANIFEST_BYTES])
-        for part in listed.get("parts", []):
-            part_name = Path(str(part["name"])).name  # never a path out of the folder
-            files.append(folder / part_name)
+    try:
+        listed = json.loads(read_on_medium(folder, name, MAX_PARTS_MANIFEST_BYTES))
+    except (OSError, ValueError, RecursionError):
+        listed = None
+    entries = listed.get("parts") if isinstance(listed, dict) else None
+    for part in entries[:MAX_PARTS] if isinstance(entries, list) else []:
+        part_name = part.get("name") if isinstance(part, dict) else None
+        if (isinstance(part_name, str) and part_name not in ("", ".", "..")
+                and not any(c in part_name for c in "/\x00")):
+            files.append(folder / part_name)  # a name in this folder, never a path out of it
+        elif isinstance(part_name, str) and "/" in part_name and "\x00" not in part_name:
+            files.append(folder / Path(part_name).name)
     return Drop(folder, stem.removesuffix(".airlock"), "parts", files)
 
 

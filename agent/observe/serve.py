@@ -83,6 +83,7 @@ from airlock.errors import (
     PreconditionError,
     UsageError,
 )
+from airlock.limits import MAX_DROPS_PER_SCAN
 
 __all__ = ["REPORTS_DIR", "ServeOptions", "serve"]
 
@@ -165,6 +166,8 @@ class _Server:
         self.started = time.monotonic()
         self.heartbeat = time.monotonic()
         self.warned: set[tuple[str, str]] = set()  # (release, model) over their drift threshold
+        self.told_overflow: set[str] = set()  # watched folders said to hold too many drops
+        self.told_failed: set[str] = set()  # drops whose failure was logged
         # The first check comes right after start: after a reboot or an upgrade of the
         # runtime, whether the active model still works is the first thing to know.
         self.next_check = time.monotonic() if options.check_every_s else None
@@ -189,6 +192,15 @@ class _Server:
                 if self.stop.is_set():
                     break
                 self.guarded(self.handle, c)
+            for path, reason in sorted(self.drops.failed.items()):
+                if path not in self.told_failed:  # logged once, counted once
+                    self.told_failed.add(path)
+                    self.observed.drops["error"] += 1
+                    self.log("error", drop=path, reason=reason)
+            for folder in sorted(self.drops.overflow - self.told_overflow):
+                self.told_overflow.add(folder)  # once: the journal must not grow per poll
+                self.log("drop-folder-full", folder=folder, drops_per_poll=MAX_DROPS_PER_SCAN,
+                         note="more drops than one poll takes; the rest are not looked at")
             if self.next_check is not None and time.monotonic() >= self.next_check:
                 self.guarded(self.scheduled_check)
             self.guarded(self.hold_deadline)
@@ -208,6 +220,7 @@ class _Server:
             what = {"drop": str(args[0].drop.path)} if args else {"step": step.__name__}
             self.log("error", **what, reason=f"{type(e).__name__}: {str(e)[:300]}")
             if args:
+                self.observed.drops["error"] += 1  # counted; tried again only after RETRY_S
                 outcome = Outcome("error", f"unexpected error: {type(e).__name__}: "
                                   f"{str(e)[:200]}", 1, retry_after_s=RETRY_S)
                 with contextlib.suppress(Exception):
@@ -309,13 +322,21 @@ class _Server:
     def report_to(self, folder: Path) -> None:
         """A fresh signed report on the stick (the newest journal entries), if it is writable."""
         from agent.observe.report import signed_report
-        from airlock.files import write_atomic
+        from airlock.files import PartialFile, open_dir_on_medium
 
         target = folder / REPORTS_DIR / f"{self.config.device_id}.report.json"
         try:
             data = signed_report(self.layout, since="all", remember=False)
-            target.parent.mkdir(exist_ok=True)
-            write_atomic(target, data)
+            # The folder on the stick is opened without following a link (one planted there
+            # would have root write the report anywhere), and the report is written into
+            # that descriptor exclusively: a link at its name is replaced, never written through.
+            reports = open_dir_on_medium(folder, REPORTS_DIR, create=True)
+            try:
+                with PartialFile(target, dir_fd=reports) as partial:
+                    partial.file.write(data)
+                    partial.publish()
+            finally:
+                os.close(reports)
         except Exception as e:  # the stick may be full, gone or read-only: the install stands
             self.log("report-not-written", path=str(target), reason=str(e)[:200])
             return

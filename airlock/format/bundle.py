@@ -59,6 +59,7 @@ from airlock.format.layout_check import FileInfo, LayoutCheck
 from airlock.format.oci import BLOB_PREFIX
 from airlock.format.slot import JSON_SPACE, RELEASE_PATH, ROOT_PATH
 from airlock.format.tar_bounds import TAR_ERRORS, BoundedTarInfo, BundleTar, check_member
+from airlock.format.tar_bounds import member as member_label
 from airlock.limits import CHUNK, MAX_LAYOUT_DOC_BYTES, MAX_METADATA_BYTES
 
 __all__ = [
@@ -309,7 +310,7 @@ class BundleReader:
         if m is not None:
             check_member(m)
             if m.name in self._seen:
-                raise FormatError(f"bundle member {m.name!r} appears twice")
+                raise FormatError(f"{member_label(m.name)} appears twice")
             self._seen.add(m.name)
         return m
 
@@ -375,7 +376,7 @@ class BundleReader:
             root_json = self._read_small(first)
             m = self._next()
         if m is None or m.name != RELEASE_PATH:
-            found = "the end" if m is None else repr(m.name)
+            found = "the end" if m is None else member_label(m.name)
             raise FormatError(f"bundle must start with {RELEASE_PATH}, found {found}")
         slot = self._read_small(m)
         self._head = BundleHead(slot.rstrip(JSON_SPACE), root_json, m.offset, m.offset_data,
@@ -438,10 +439,10 @@ class BundleReader:
                 raise FormatError(f"{m.name} must come first in the bundle")
             info = remaining.pop(m.name, None)
             if info is None and m.name in left_out:
-                raise FormatError(f"bundle member {m.name!r} is one the signed metadata expects "
+                raise FormatError(f"{member_label(m.name)} is one the signed metadata expects "
                                   "on the device, not in the bundle")
             if info is None:
-                raise FormatError(f"bundle member {m.name!r} is not listed in the signed metadata")
+                raise FormatError(f"{member_label(m.name)} is not listed in the signed metadata")
             if m.size != info.length:
                 raise DigestError(
                     f"{m.name} is {m.size} bytes; signed metadata says {info.length} bytes"

@@ -37,16 +37,15 @@ import io
 import json
 import os
 import re
-import stat
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from airlock.console import open_bundle
+from airlock.console import open_bundle, shown
 from airlock.errors import FormatError, RejectedError, SignatureError, UsageError
-from airlock.files import PartialFile
+from airlock.files import MediumError, PartialFile, open_on_medium, read_on_medium
 from airlock.format.oci import is_sha256_hex
 from airlock.limits import CHUNK, MAX_PARTS, MAX_PARTS_MANIFEST_BYTES
 
@@ -179,26 +178,32 @@ def _numbered(any_part: Path) -> PartSet:
 
 
 def _regular_size(path: Path) -> int:
+    """The size of the part or list at ``path``: a regular file of the medium, never
+    through a link (``airlock.files.open_on_medium``)."""
     try:
-        st = os.stat(path)
+        with open_on_medium(path.parent, path.name) as f:
+            return os.fstat(f.fileno()).st_size
     except FileNotFoundError:
         raise FormatError(f"{path.name} is missing; copy it again from the source media") from None
+    except MediumError as e:
+        raise FormatError(f"{e}; copy it again from the source media") from None
     except OSError as e:
         raise FormatError(f"cannot read {path}: {e.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise FormatError(f"{path} is not a regular file")
-    return st.st_size
 
 
 def _from_manifest(manifest: Path) -> PartSet:
     """The parts ``parts.json`` names, each present with the size it says (nothing read yet)."""
+    if _regular_size(manifest) > MAX_PARTS_MANIFEST_BYTES:
+        raise FormatError(f"{manifest} is larger than {MAX_PARTS_MANIFEST_BYTES} bytes; "
+                          "it is not a parts list")
     try:
-        if _regular_size(manifest) > MAX_PARTS_MANIFEST_BYTES:
-            raise FormatError(f"{manifest} is larger than {MAX_PARTS_MANIFEST_BYTES} bytes; "
-                              "it is not a parts list")
-        raw = json.loads(manifest.read_bytes())
-    except (ValueError, RecursionError) as e:
-        raise FormatError(f"{manifest} is not valid JSON: {str(e)[:120]}") from None
+        raw = json.loads(read_on_medium(manifest.parent, manifest.name,
+                                        MAX_PARTS_MANIFEST_BYTES))
+    except MediumError as e:
+        raise FormatError(f"{e}; it is not a parts list") from None
+    except (ValueError, RecursionError):
+        # Never the parser's words: they may quote what the file holds.
+        raise FormatError(f"{manifest} is not valid JSON") from None
     except OSError as e:
         raise FormatError(f"cannot read {manifest}: {e.strerror}") from None
     doc = _Doc(raw, manifest.name)
@@ -212,7 +217,7 @@ def _from_manifest(manifest: Path) -> PartSet:
         name = entry.name("name")
         if name != part_name(bundle, number):
             # The names are derived, never trusted: no path of the list reaches open().
-            raise FormatError(f"{manifest.name} names part {number} {name[:80]!r}; "
+            raise FormatError(f"{manifest.name} names part {number} {shown(name)}; "
                               f"expected {part_name(bundle, number)!r}")
         size, sha = entry.size("size"), entry.sha256("sha256")
         path = manifest.with_name(name)
@@ -247,7 +252,7 @@ class _Doc:
         value: str = self._get(key, str)
         if (not value or value != os.path.basename(value) or value.startswith(".")
                 or any(ord(c) < 32 or c in "\\\x7f" for c in value) or len(value) > 255):
-            raise FormatError(f"{self.where}: '{key}' {value[:80]!r} is not a plain file name")
+            raise FormatError(f"{self.where}: '{key}' {shown(value)} is not a plain file name")
         return value
 
     def size(self, key: str) -> int:
@@ -418,9 +423,11 @@ class PartsReader(io.RawIOBase):
                 self._file = None
             path = self.set.parts[i].path
             try:
-                self._file = io.FileIO(path, "rb")
+                self._file = open_on_medium(path.parent, path.name)  # never through a link
             except FileNotFoundError:
                 raise FormatError(f"{path.name} is missing; copy it again") from None
+            except MediumError as e:
+                raise FormatError(f"{e}; copy it again from the source media") from None
             self._open_no = i
         return self._file
 

@@ -14,9 +14,11 @@ member it describes, so hostile archives are stopped here, before that::
 from __future__ import annotations
 
 import posixpath
+import re
 import tarfile
 from typing import Any, cast
 
+from airlock.console import shown
 from airlock.errors import FormatError
 from airlock.format.oci import BLOB_PREFIX
 from airlock.format.slot import RELEASE_PATH, ROOT_PATH
@@ -26,7 +28,7 @@ from airlock.limits import (
     MAX_EXTENDED_HEADERS_PER_MEMBER,
 )
 
-__all__ = ["TAR_ERRORS", "BoundedTarInfo", "BundleTar", "check_member"]
+__all__ = ["MEMBER_NAME_SHOWN", "TAR_ERRORS", "BoundedTarInfo", "BundleTar", "check_member", "member"]
 
 
 # Headers that tarfile reads whole into memory before the member they describe.
@@ -92,14 +94,26 @@ class BoundedTarInfo(tarfile.TarInfo):
             counts.extended_in_row -= 1
 
 
+#: Member names quoted in a refusal: the shapes of the layout (or near them), nothing
+#: longer. Any other name is shown by length and digest (``airlock.console.shown``): a tar
+#: long name or pax path is data, and data may be another file's content.
+MEMBER_NAME_SHOWN = re.compile(r"[A-Za-z0-9._/+-]{1,120}")
+
+
+def member(name: str) -> str:
+    """``bundle member 'NAME'``, or by length and digest when the name is not plain."""
+    return f"bundle member {shown(name, MEMBER_NAME_SHOWN)}"
+
+
 def check_member(m: tarfile.TarInfo) -> None:
     """Refuse any member a hostile archive could use against the reader's host."""
     name = m.name
+    label = member(name)
     if not m.isreg() or m.issparse() or m.type not in (tarfile.REGTYPE, tarfile.AREGTYPE):
         kind = "link" if m.issym() or m.islnk() else "directory" if m.isdir() else "special file"
-        raise FormatError(f"bundle member {name!r} is a {kind}; only regular files are allowed")
+        raise FormatError(f"{label} is a {kind}; only regular files are allowed")
     if m.size < 0:  # a pax 'size' record can say anything
-        raise FormatError(f"bundle member {name!r} has negative size {m.size}")
+        raise FormatError(f"{label} has negative size {m.size}")
     if (
         not name
         or name.startswith("/")
@@ -108,14 +122,14 @@ def check_member(m: tarfile.TarInfo) -> None:
         or posixpath.normpath(name) != name
         or any(part in ("", ".", "..") for part in name.split("/"))
     ):
-        raise FormatError(f"bundle member {name!r} has an unsafe path")
+        raise FormatError(f"{label} has an unsafe path")
     if not (
         name in (ROOT_PATH, RELEASE_PATH, "oci-layout", "index.json")
         or name.startswith(BLOB_PREFIX)
     ):
-        raise FormatError(f"bundle member {name!r} is outside the bundle layout")
+        raise FormatError(f"{label} is outside the bundle layout")
     try:
         # Defence in depth: the stdlib's own idea of a safe member.
         tarfile.data_filter(m, "/nonexistent-airlock-dest")
     except tarfile.FilterError as e:
-        raise FormatError(f"bundle member {name!r} is unsafe: {e}") from None
+        raise FormatError(f"{label} is unsafe: {e}") from None

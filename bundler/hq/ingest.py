@@ -32,6 +32,7 @@ from typing import Any
 from securesystemslib.signer import Key
 
 from airlock.errors import AirlockError, FormatError, SignatureError, UsageError
+from airlock.files import MediumError, read_on_medium
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
 from bundler.build.output import replace_file
 from bundler.hq.report_shape import ReportFacts, report_facts
@@ -148,9 +149,12 @@ class FleetRecords:
             item = Ingested(str(path))
             out.append(item)
             try:
-                with path.open("rb") as f:
-                    data = f.read(MAX_DEVICE_DOCUMENT_BYTES + 1)
+                # A returned stick: a FIFO must not hang ingest, a link must not be followed.
+                data = read_on_medium(path.parent, path.name, MAX_DEVICE_DOCUMENT_BYTES)
                 doc, inv_bytes = self.verify(data)
+            except MediumError as e:
+                item.reason = f"not read: {e}"
+                continue
             except OSError as e:
                 item.reason = f"cannot read: {e.strerror}"
                 continue
