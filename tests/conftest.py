@@ -42,8 +42,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     hermetic.leave_sandbox(state["sandbox"])
     if changed:
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-        for line in ["the run changed global state it must not touch:", *changed]:
-            if reporter is not None:
+        if reporter is not None:
+            reporter.ensure_newline()
+            for line in ["the run changed global state it must not touch:", *changed]:
                 reporter.write_line(f"HERMETIC: {line}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
