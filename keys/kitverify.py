@@ -14,7 +14,11 @@ What it checks, in order, and what it trusts (docs/BOOTSTRAP.md says it for the 
 
 1. the trust root: ``ROOT/trust/root.json`` of an initialised device, else
    ``--trust``; it must parse, be a TUF root, be unexpired and carry the
-   signatures of its own root-role threshold (canonical JSON, as TUF signs);
+   signatures of its own root-role threshold (canonical JSON, as TUF signs).
+   A ``--trust`` other than the root ROOT already trusts is taken only as its
+   rotation (the next version, signed by the old root role's threshold too);
+   anything else is refused (exit 5), naming both files. Every refusal names
+   the trust root file it used;
 2. ``kit.json``: a TUF ``targets`` document of at most 1 MiB, signed by the
    threshold of the root's **release role** keys (ring-limited signers cannot
    sign kits), unexpired, every field well-formed (:func:`parse_kit`);
@@ -60,6 +64,7 @@ __all__ = [
     "KIT_SECTION",
     "KitDocument",
     "KitError",
+    "KitPreconditionError",
     "check_host",
     "check_newer",
     "check_tree",
@@ -102,6 +107,12 @@ class KitUsageError(KitError):
     """Bad arguments or a missing trust root: exit 2."""
 
     exit_code = 2
+
+
+class KitPreconditionError(KitError):
+    """The device already trusts another root: exit 5, nothing installed."""
+
+    exit_code = 5
 
 
 # -- Ed25519 verification, RFC 8032 section 5.1.7 ----------------------------------
@@ -548,7 +559,8 @@ def _verify(argv: list[str]) -> str:
     kit_dir = Path(argv[0])
     device_root = Path(root_arg) / "trust" / "root.json" if root_arg else None
     if device_root is not None and device_root.is_file():
-        root_file = device_root  # the device's own, possibly rotated, root wins
+        # The device's own, possibly rotated, root wins; --trust may only rotate it.
+        root_file = _device_or_rotation(device_root, Path(trust_arg) if trust_arg else None)
     elif trust_arg:
         root_file = Path(trust_arg)
     else:
@@ -559,13 +571,54 @@ def _verify(argv: list[str]) -> str:
         kit_json = _read_regular(kit_dir / KIT_METADATA, MAX_KIT_METADATA_BYTES)
     except OSError as e:
         raise KitUsageError(f"cannot read {e.filename}: {e.strerror}") from None
-    root = load_root(root_bytes)
-    kit = verify_kit_json(kit_json, root)
-    check_tree(kit_dir, kit)
-    check_host(kit)
-    check_newer(kit, installed_versions(Path(prefix_arg) if prefix_arg else None,
-                                        Path(root_arg) if root_arg else None))
+    try:
+        root = load_root(root_bytes)
+        kit = verify_kit_json(kit_json, root)
+        check_tree(kit_dir, kit)
+        check_host(kit)
+        check_newer(kit, installed_versions(Path(prefix_arg) if prefix_arg else None,
+                                            Path(root_arg) if root_arg else None))
+    except KitError as e:
+        raise type(e)(f"{e} (trust root {root_file})") from None
     return f"{kit_id(kit, kit_json)} {kit.installer} {kit.requirements}"
+
+
+def _device_or_rotation(device_root: Path, given: Path | None) -> Path:
+    """The trust root to check the kit with when ROOT already trusts ``device_root``.
+
+    ``given`` (``--trust``) is either that same root, or its rotation: the next
+    version, signed by the threshold of the old root role and of its own.
+    """
+    if given is None:
+        return device_root
+    try:
+        old_bytes, new_bytes = device_root.read_bytes(), given.read_bytes()
+    except OSError as e:
+        raise KitUsageError(f"cannot read {e.filename}: {e.strerror}") from None
+    try:
+        old = load_root(old_bytes)
+    except KitError as e:
+        raise type(e)(f"{e} (trust root {device_root})") from None
+    try:
+        new = load_root(new_bytes)
+    except KitError as e:
+        raise type(e)(f"{e} (trust root {given})") from None
+    if new == old:
+        return device_root
+    version = old.get("version")
+    refused = (f"{device_root.parent.parent} already trusts another root ({device_root}, "
+               f"version {version}); --trust {given} is not a rotation of it")
+    if not isinstance(version, int) or new.get("version") != version + 1:
+        raise KitPreconditionError(f"{refused} (its version is {new.get('version')}, not the "
+                                   "next); give the device's own root, or the next root it signed")
+    keys, threshold = _role_keys(old, "root")
+    doc = _json_object(new_bytes, "trust root", MAX_KIT_METADATA_BYTES * 16)
+    try:
+        _check_signatures(canonical_form(new), doc["signatures"], keys, threshold,
+                          "the new trust root (old root's keys)")
+    except KitError as e:
+        raise KitPreconditionError(f"{refused}: {e}") from None
+    return given
 
 
 def main(argv: Sequence[str] | None = None) -> int:

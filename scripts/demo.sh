@@ -4,33 +4,48 @@
 # -> (device) init -> install v1, v2 -> v3 with a bad model rolls back by itself
 # -> v5 adds a classifier scored on a labelled set; v6 lost accuracy and is refused
 # -> the device's status page and, from its signed report, the fleet report (HTML).
-# Everything lands in ./demo (removed and remade on every run).
+# Everything lands in ./demo (removed and remade on every run), or in --dir DIR;
+# the demo's device lives in DIR/device, never in /var/lib/airlock or /etc.
 #
 #   ./scripts/demo.sh                   # the device part runs the agent installed with pip
 #   ./scripts/demo.sh --agent-from-kit  # ... or an agent installed only from a signed agent
 #                                       # kit (docs/BOOTSTRAP.md), as an offline site does
+#   ./scripts/demo.sh --dir /tmp/d --venv .venv   # elsewhere, with a venv used as it is
 set -euo pipefail
-agent_from_kit=0
-case "${1:-}" in
-  "") ;;
-  --agent-from-kit) agent_from_kit=1 ;;
-  *) echo "usage: $0 [--agent-from-kit]" >&2; exit 2 ;;
-esac
+usage() { echo "usage: $0 [--agent-from-kit] [--dir DIR] [--venv VENV]" >&2; exit 2; }
+agent_from_kit=0 dir='' venv=''
+while [ $# -gt 0 ]; do
+  case $1 in
+    --agent-from-kit) agent_from_kit=1; shift ;;
+    --dir) [ $# -ge 2 ] || usage; dir=$2; shift 2 ;;
+    --venv) [ $# -ge 2 ] || usage; venv=$2; shift 2 ;;
+    *) usage ;;
+  esac
+done
+case $dir in ""|/*) ;; *) dir="$PWD/$dir" ;; esac
+case $venv in ""|/*) ;; *) venv="$PWD/$venv" ;; esac
 cd "$(dirname "$0")/.."
 REPO=$PWD
 
-if [ ! -x .venv/bin/python ]; then
-  echo "== creating .venv"
-  python3 -m venv .venv
+if [ -z "$venv" ]; then
+  venv="$REPO/.venv"
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "== creating .venv"
+    python3 -m venv "$venv"
+  fi
+  # A current pip: 'airlock agent-kit' checks a kit's offline install for another
+  # platform with --dry-run, which older pips refuse.
+  "$venv/bin/pip" install -q --upgrade pip >/dev/null 2>&1 || true
+  "$venv/bin/pip" install -q -e '.[bundler,agent]'
 fi
-# A current pip: 'airlock agent-kit' checks a kit's offline install for another
-# platform with --dry-run, which older pips refuse.
-.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/pip install -q -e '.[bundler,agent]'
-PATH="$REPO/.venv/bin:$PATH"
-PY="$REPO/.venv/bin/python"
+PATH="$venv/bin:$PATH"
+PY="$venv/bin/python"
 
-rm -rf demo && mkdir -p demo && cd demo
+dir=${dir:-$REPO/demo}
+rm -rf "$dir" && mkdir -p "$dir" && cd "$dir"
+# The demo's device, set before anything of the device runs: a device already at
+# /var/lib/airlock (or a stray $AIRLOCK_ROOT) is never read or written.
+export AIRLOCK_ROOT="$PWD/device"
 step() { printf '\n== %s\n' "$*"; }
 
 step "host: signing keys and a trust root"
@@ -126,10 +141,10 @@ if [ "$agent_from_kit" = 1 ]; then
   step "host: an agent kit for this machine's platform (every wheel pinned, kit.json signed)"
   airlock agent-kit --key keys/release.key -o agent-kit.tar
   step "device: the agent installed from the kit alone (no package index, no checkout)"
-  mkdir -p media && tar -xf agent-kit.tar -C media
+  mkdir -p media systemd && tar -xf agent-kit.tar -C media
   env -u PYTHONPATH PIP_NO_INDEX=1 PIP_INDEX_URL=http://127.0.0.1:9/none \
     sh media/*/install.sh --prefix "$PWD/opt" --bin-dir "$PWD/bin" --systemd-dir "$PWD/systemd" \
-    --trust root.json --no-init
+    --root "$AIRLOCK_ROOT" --trust root.json --no-init
   PATH="$PWD/bin:$PATH"   # from here on, airlock-agent is the kit's
   unset PYTHONPATH
   airlock-agent --version
@@ -140,7 +155,6 @@ if ! command -v airlock-agent >/dev/null || ! airlock-agent --help >/dev/null 2>
   exit 0
 fi
 
-export AIRLOCK_ROOT="$PWD/device"
 step "device: init with the trust root"
 airlock-agent init --trust root.json --device-id demo-1
 

@@ -1,4 +1,11 @@
-"""Session-wide fixtures: real keys, a real trust root, real bundles.
+"""Session-wide fixtures: real keys, a real trust root, real bundles; a hermetic run.
+
+Before anything runs, HOME, AIRLOCK_ROOT, AIRLOCK_FLEET and the download cache
+(``XDG_CACHE_HOME``: ``$AIRLOCK_TEST_CACHE``, default ``/var/tmp/airlock-test-cache``,
+kept across runs so agent kits do not download their ~100 MB of wheels every time)
+point at the suite's own places, and the run fails if ``/var/lib/airlock``,
+``/etc/systemd/system``, ``~/.cache/airlock``, ``./airlock-fleet`` or the checkout's
+``demo/`` changed during it (tests/support/hermetic.py).
 
 The plumbing they use lives in tests/support/ (one module per concern);
 test modules import it from there, never from a conftest.py.
@@ -12,8 +19,34 @@ from typing import Any
 
 import pytest
 
+from tests.support import hermetic
 from tests.support.keyset import Keys, make_keyset
 from tests.support.spec import build, write_spec
+
+_GLOBAL = pytest.StashKey[dict[str, Any]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    places = hermetic.watched_places()
+    before = hermetic.snapshot(places)  # taken before the sandbox moves HOME
+    sandbox = hermetic.enter_sandbox()
+    if not hasattr(config, "workerinput"):  # the controller (or the only process) checks
+        config.stash[_GLOBAL] = {"places": places, "before": before, "sandbox": sandbox}
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_GLOBAL, None)
+    if state is None:
+        return
+    changed = hermetic.compare(state["before"], hermetic.snapshot(state["places"]))
+    hermetic.leave_sandbox(state["sandbox"])
+    if changed:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.ensure_newline()
+            for line in ["the run changed global state it must not touch:", *changed]:
+                reporter.write_line(f"HERMETIC: {line}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 @pytest.fixture(scope="session")

@@ -25,8 +25,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust", type=Path, help="trust root, for a ROOT not initialised yet")
     p.add_argument("--bin-dir", type=Path, default=Path("/usr/local/bin"),
                    help="where to link airlock-agent (default /usr/local/bin)")
-    p.add_argument("--systemd-dir", type=Path, default=Path("/etc/systemd/system"),
-                   help="where the agent's systemd unit is written (default /etc/systemd/system)")
+    p.add_argument("--systemd-dir", type=Path,
+                   help="where the agent's systemd unit is written; must exist (default "
+                        "/etc/systemd/system, when there is one)")
+    p.add_argument("--enable", action="store_true",
+                   help="then run systemctl daemon-reload && systemctl enable --now "
+                        "airlock-agent.service")
     p.add_argument("--device-id", help="device name for init (default: the host name)")
     p.add_argument("--ring", help="deployment ring for init")
     p.add_argument("--no-init", action="store_true", help="do not run init on a new ROOT")
@@ -36,16 +40,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 @dataclass(frozen=True)
 class SelfInstalled(Reported):
     def text(self) -> str:
+        from agent.self.kit_install import NEXT
+
         d = self.data
         done = (f"agent {d['version']} is active in {d['prefix']}" if d["updated"] else
                 f"agent {d['version']} was already active in {d['prefix']}; checked")
         said = [done, f"airlock-agent linked at {d['linked']}"]
         if d["initialised"]:
             said.append(f"initialised {d['root']}")
+        if d.get("trust_rotated"):
+            said.append(f"trust root of {d['root']} rotated to version {d['trust_rotated']}")
+        if d.get("unit_kept"):
+            said.append(f"kept the unit that was there (not written by install.sh) as "
+                        f"{d['unit_kept']}")
         if d["unit"]:
-            said.append(f"systemd unit {d['unit']} "
-                        f"(systemctl enable --now {Path(d['unit']).name})")
-        return "\n".join([*said, *(f"recovered: {r}" for r in d["recovered"])])
+            said.append(f"systemd unit {d['unit']}")
+        said += [f"recovered: {r}" for r in d["recovered"]]
+        if d["unit"] and d.get("enabled"):
+            said.append("started: " + " && ".join(" ".join(c) for c in NEXT))
+        elif d["unit"]:
+            said.append("next: " + " && ".join(" ".join(c) for c in NEXT))
+        return "\n".join(said)
 
 
 def run(args: argparse.Namespace) -> SelfInstalled:
@@ -55,4 +70,4 @@ def run(args: argparse.Namespace) -> SelfInstalled:
         args.kit.absolute(), args.prefix.absolute(), layout_of(args),
         trust_file=args.trust.absolute() if args.trust else None,
         bin_dir=args.bin_dir.absolute(), systemd_dir=args.systemd_dir,
-        device_id=args.device_id, ring=args.ring, init=not args.no_init))
+        device_id=args.device_id, ring=args.ring, init=not args.no_init, enable=args.enable))

@@ -21,7 +21,7 @@ The steps:
    --report --only-binary=:all: --platform …`` and records the result; a
    dependency without a binary wheel for the target is a build error naming it;
 3. the locked wheels are fetched with ``pip download --require-hashes`` into
-   the wheel cache (``~/.cache/airlock/wheels``); a wheel already there with
+   the wheel cache (``~/.cache/airlock/wheels``, ``$XDG_CACHE_HOME/airlock/wheels``); a wheel already there with
    the right sha256 is not fetched again, so a warm cache needs no network;
 4. pip checks, offline, that the kit's wheels install for the target exactly
    as the device will (``--no-index --require-hashes``);
@@ -75,6 +75,7 @@ from airlock.format.oci import (
     oci_manifest,
 )
 from bundler.build.artifacts import LayoutBuilder
+from bundler.build.cache import default_cache_dir
 from bundler.build.output import check_output
 from bundler.build.project_wheel import WHEEL_EPOCH, project_wheel, wheel_metadata
 from keys import kitverify
@@ -320,7 +321,7 @@ def build_agent_kit(
         raise UsageError("give at least one --key (a release key) to sign the kit")
     project = project or default_project()
     lock_file = _Lock(lock or project / "packaging" / "agent-kit-lock.json")
-    cache = (cache or Path.home() / ".cache" / "airlock") / "wheels"
+    cache = (cache or default_cache_dir()) / "wheels"
     if not update_lock and target.key not in lock_file.doc["targets"]:
         raise UsageError(f"{lock_file.path} has no '{target.key}'; run again with "
                          "--update-lock to resolve it (needs the index)")

@@ -62,7 +62,7 @@ def add_arguments(k: argparse.ArgumentParser) -> None:
     k.add_argument("--update-lock", action="store_true",
                    help="resolve this target again against the index and record it in the lock")
     k.add_argument("--cache", type=Path, metavar="DIR",
-                   help="download cache (default ~/.cache/airlock)")
+                   help="download cache (default $XDG_CACHE_HOME/airlock or ~/.cache/airlock)")
     k.add_argument("--index-url", metavar="URL", help="package index for pip (a mirror)")
     k.add_argument("--find-links", action="append", default=[], metavar="DIR|URL",
                    help="more places pip may take wheels from (repeatable)")

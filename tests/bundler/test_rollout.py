@@ -1,4 +1,7 @@
-"""`airlock fleet rollout` against a site of real sshd devices on 127.0.0.1, each with its agent.
+"""`airlock fleet rollout` against a site of real sshd devices, each a separate host with its agent.
+
+Each device is its own network namespace with its own address and sshd on port 22
+(tests/support/site.py; loopback ports outside CI where namespaces are not permitted).
 
 A clean three-wave rollout moves every device; a canary whose health check fails halts it
 before wave 2; a device that cannot be reached halts it and the devices already moved are put
@@ -20,6 +23,7 @@ import pytest
 from tests.support.cli import run_airlock
 from tests.support.device import agent_json
 from tests.support.keyset import Keys
+from tests.support.netns import netns_unavailable
 from tests.support.site import TestSite, site_template
 from tests.support.spec import build, write_spec
 from tests.support.sshd import keygen, need_sshd
@@ -97,6 +101,9 @@ def test_three_waves_move_every_device_and_a_second_run_sends_nothing(
     hosts = run_airlock("fleet", "hosts", "--inventory", site.inventory, "--json")
     assert hosts.returncode == 0, hosts.stderr
     assert [h["name"] for h in json.loads(hosts.stdout)["hosts"]] == list(site.servers)
+    if netns_unavailable() is None:  # each device a host of its own: own address, port 22
+        assert len({s.host for s in site.servers.values()}) == len(site.servers)
+        assert all(s.port == 22 and not s.host.startswith("127.") for s in site.servers.values())
 
     report_file = tmp_path / "rollout.json"
     code, out, err = _rollout(site, releases.v2, "--waves", "1,40%,100%", "--parallel", "2",
@@ -184,7 +191,7 @@ def test_unknown_host_refused_unless_accepted_and_changed_key_always_refused(
     devices = _by_device(out)
     assert devices["cam-1"]["result"] == "installed" and devices["cam-1"]["recorded_host_keys"]
     assert "changed" in devices["cam-2"]["reason"]
-    assert f"[127.0.0.1]:{servers[0].port}" in small_site.known_hosts.read_text()
+    assert f"{servers[0].known_hosts_name} " in small_site.known_hosts.read_text()
     assert small_site.active("cam-2") == "vision-1"
 
 

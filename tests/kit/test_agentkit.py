@@ -14,6 +14,7 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
+from bundler.build.cache import default_cache_dir
 from keys.kit import verify_kit
 from keys.trust import TrustRoot
 from tests.support.agentkit import A, BuiltKit, unpack
@@ -89,7 +90,7 @@ def test_a_dependency_without_a_binary_wheel_is_named(
     links = tmp_path / "links"
     links.mkdir()
     (links / "airlock-nowheel-demo-1.0.tar.gz").write_bytes(b"an sdist, never a wheel")
-    cache = Path.home() / ".cache" / "airlock" / "wheels"
+    cache = default_cache_dir() / "wheels"  # the suite's own (tests/conftest.py)
     r = run_airlock("agent-kit", "--project", built.project, "--key", keyset.release_key,
                     "--update-lock", "--lock", tmp_path / "lock.json",
                     "--extra", "airlock-nowheel-demo", "--index-url", "file:///nonexistent/simple",

@@ -16,6 +16,7 @@ from pathlib import Path
 from keys.keyfile import generate_keypair, load_signer
 from keys.metadata import ReleaseSerializer
 from tests.support.agentkit import A, BuiltKit, Installed, KitDevice, device_env, unpack
+from tests.support.cli import run_agent
 from tests.support.keyset import Keys
 
 
@@ -138,3 +139,76 @@ def test_a_tampered_kit_is_refused_before_anything_is_installed(
     # And without any trust root there is nothing to check against: usage error.
     r = device.install_sh(Path("unused"), kit_dir=kit_dir)
     assert r.returncode == 2 and "--trust" in r.stderr
+
+
+def test_a_device_that_trusts_another_root_is_refused_unless_rotated(
+        kits: Callable[[str], BuiltKit], keyset: Keys, tmp_path: Path) -> None:
+    # A device of another organisation (its own root) already at ROOT: the kit's
+    # root.json (--trust) is neither silently ignored nor silently taken.
+    from keys.keyfile import load_public_key
+    from keys.trust import TrustRoot, rotate_root
+    from tests.support.keyset import make_keyset
+
+    foreign = make_keyset(tmp_path / "other-org")
+    device = KitDevice(tmp_path / "site")
+    assert run_agent("--root", device.root, "init", "--trust", foreign.trust).returncode == 0
+    device_root = device.root / "trust" / "root.json"
+    r = device.install_sh(kits("a").kit, "--trust", keyset.trust)
+    assert r.returncode == 5, r.stderr
+    assert r.stderr.count("\n") == 1 and "already trusts another root" in r.stderr, r.stderr
+    assert str(device_root) in r.stderr and f"--trust {keyset.trust}" in r.stderr
+    assert not device.prefix.exists() and device_root.read_bytes() == foreign.trust.read_bytes()
+    # Without --trust the device's own root checks the kit, and the refusal names it.
+    r = device.install_sh(kits("a").kit)
+    assert r.returncode == 3 and f"(trust root {device_root})" in r.stderr, r.stderr
+
+    # A proper rotation of the device's root (the next version, signed by the old root
+    # key) that trusts our release key: taken, and the device's root rotates with it.
+    rotated = rotate_root(TrustRoot.from_bytes(foreign.trust.read_bytes()),
+                          [load_signer(foreign.root_key)],
+                          release_keys=[load_public_key(keyset.release_pub)])
+    (tmp_path / "rotated.json").write_bytes(rotated.to_bytes())
+    r = device.install_sh(kits("a").kit, "--trust", tmp_path / "rotated.json")
+    assert r.returncode == 0, r.stderr
+    assert "trust root of" in r.stdout and "rotated to version 2" in r.stdout
+    assert TrustRoot.from_bytes(device_root.read_bytes()).version == 2
+    assert device.json("status")["agent"]["version"] == A
+
+
+def test_a_unit_it_did_not_write_is_kept_and_the_next_commands_are_said(
+        fresh: KitDevice, kits: Callable[[str], BuiltKit], keyset: Keys, tmp_path: Path) -> None:
+    kit, device = kits("a").kit, fresh
+    unit = device.dir / "systemd" / "airlock-agent.service"
+    mine = "[Service]\nExecStart=/usr/local/bin/my-own-agent --tuned\n"
+    unit.write_text(mine)  # the site's own unit, not install.sh's
+    r = device.install_sh(kit, "--trust", keyset.trust)
+    assert r.returncode == 0, r.stderr
+    kept = list(unit.parent.glob("airlock-agent.service.orig-*"))
+    assert len(kept) == 1 and kept[0].read_text() == mine
+    assert f"kept the unit that was there (not written by install.sh) as {kept[0]}" in r.stdout
+    assert f"\nExecStart={device.prefix}/bin/airlock-agent serve " in unit.read_text()
+    assert r.stdout.rstrip().endswith(
+        "next: systemctl daemon-reload && systemctl enable --now airlock-agent.service")
+    # Its own unit is simply rewritten on the next run: nothing more is kept.
+    assert device.install_sh(kit, "--trust", keyset.trust).returncode == 0
+    assert len(list(unit.parent.glob("airlock-agent.service.orig-*"))) == 1
+
+    # An explicit --systemd-dir that does not exist is a usage error, before anything.
+    r = device.install_sh(kit, "--systemd-dir", tmp_path / "no-such-dir")
+    assert r.returncode == 2 and f"--systemd-dir {tmp_path / 'no-such-dir'} does not exist" \
+        in r.stderr, r.stderr
+
+    # --enable runs the next commands (systemctl, here a stand-in that records its calls:
+    # this machine's systemd is not the test's to start services with).
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    calls = tmp_path / "systemctl-calls"
+    (fake / "systemctl").write_text(f"#!/bin/sh\necho \"$*\" >> {calls}\n")
+    (fake / "systemctl").chmod(0o755)
+    import os
+
+    r = device.install_sh(kit, "--enable", env={"PATH": f"{fake}:{os.environ['PATH']}"})
+    assert r.returncode == 0, r.stderr
+    assert calls.read_text().splitlines() == ["daemon-reload",
+                                              "enable --now airlock-agent.service"]
+    assert "started: systemctl daemon-reload && systemctl enable --now" in r.stdout

@@ -7,8 +7,9 @@
     device.agent("--version", "--json")                     # the installed agent, not this checkout
     image = DeviceImage.save(device, tmp / "base")          # set aside; image.restore() per test
 
-Kits are built with the wheel cache in ``~/.cache/airlock/wheels``, so only a
-cold cache needs the package index. Everything a device runs is run with
+Kits are built with the wheel cache in ``$XDG_CACHE_HOME/airlock/wheels``, which
+tests/conftest.py points at the suite's own persistent cache (``$AIRLOCK_TEST_CACHE``,
+default ``/var/tmp/airlock-test-cache``), so only a cold cache needs the package index. Everything a device runs is run with
 ``PYTHONPATH`` removed and pip pointed at no index (``PIP_NO_INDEX``,
 ``PIP_INDEX_URL`` at a closed port): the installed agent must stand alone.
 pip installs without byte-compiling (``AIRLOCK_KIT_NO_COMPILE=1``, most of an

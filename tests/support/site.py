@@ -7,8 +7,11 @@
                     "--known-hosts", site.known_hosts)
         site.active("cam-2")           # "vision-2": asked of that device's agent directly
 
-Each device is an ``Sshd`` (tests/support/sshd.py) on its own loopback port
-with its own host key, and an agent root initialised with ``trust``, the
+Each device is an ``Sshd`` (tests/support/sshd.py) in its own network
+namespace, on its own address and port 22 (tests/support/netns.py), as separate
+hosts at a site are; where namespaces are not permitted (not root, a locked-down
+container) it falls back to its own loopback port, and under ``CI=true`` that
+fails instead. Each has its own host key, and an agent root initialised with ``trust``, the
 device id ``cam-N`` and its ring, and holding the release ``base`` so a
 rollout has something to move from and back to. The inventory's
 ``airlock_agent`` runs this checkout's agent (``python -m agent`` with
@@ -17,6 +20,7 @@ rollout has something to move from and back to. The inventory's
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Iterator, Sequence
@@ -25,10 +29,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tests.support.cli import REPO, run_agent
 from tests.support.device import agent_json, copy_device
+from tests.support.netns import device_netns, netns_unavailable
 from tests.support.sshd import Sshd, keygen
 
 AGENT = f"env PYTHONPATH={shlex.quote(str(REPO))} {shlex.quote(sys.executable)} -m agent"
@@ -61,9 +67,12 @@ class TestSite:
             ring_of: dict[str, str | None] = {}
             if template is None:
                 template = site_template(directory / "template-root", trust, base)
+            separate = _separate_hosts()
             for i, ring in enumerate(rings, 1):
                 name = f"cam-{i}"
-                servers[name] = stack.enter_context(Sshd.start(directory / name, identity))
+                net = stack.enter_context(device_netns()) if separate else None
+                servers[name] = stack.enter_context(Sshd.start(directory / name, identity,
+                                                               netns=net))
                 root = copy_device(template, directory / name / "root")
                 config = yaml.safe_load((root / "agent.yaml").read_text())
                 config.update(device_id=name, ring=ring)
@@ -98,6 +107,14 @@ class TestSite:
         """The id of the release device ``name`` runs, asked of its agent directly."""
         status = agent_json(self.roots[name], "status")
         return status["active"]["id"] if status["active"] else None
+
+
+def _separate_hosts() -> bool:
+    """Whether devices get namespaces; outside CI, loopback ports when they cannot."""
+    why = netns_unavailable()
+    if why is not None and os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but devices cannot be separate hosts: {why}")
+    return why is None
 
 
 def site_template(root: Path, trust: Path, base: Path | None = None) -> Path:

@@ -14,6 +14,8 @@ config, authorized_keys and pid file in its directory, listening on a free
 loopback port; it logs in the current user (root under CI) with the
 generated client key ``identity``, and serves SFTP (``internal-sftp``,
 starting in the server's own ``home``) and, unless ``sftp_only``, commands. sshd refuses to run as anyone but root, hence the skip.
+Given a network namespace (``netns=``, tests/support/netns.py) the server runs
+inside it on the device's own address, port 22, as a separate host does.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from scripts.ocikit import free_port
+from tests.support.netns import DeviceNet
 
 SSHD = "/usr/sbin/sshd"
 
@@ -65,8 +68,7 @@ class Sshd:
     identity: Path  # client private key allowed to log in
     host_key: Path  # the server's private host key (its .pub beside it)
     proc: subprocess.Popen[bytes]
-
-    host = "127.0.0.1"
+    host: str = "127.0.0.1"
 
     @property
     def home(self) -> Path:
@@ -77,10 +79,15 @@ class Sshd:
     def address(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @property
+    def known_hosts_name(self) -> str:
+        """How known_hosts names this server: ``[HOST]:PORT``, or ``HOST`` on port 22."""
+        return self.host if self.port == 22 else f"[{self.host}]:{self.port}"
+
     def known_hosts_line(self, host_pub: Path | None = None) -> str:
         """This server's known_hosts entry (``[127.0.0.1]:PORT type key``), or one for another key."""
         kind, key = (host_pub or self.host_key.with_suffix(".pub")).read_text().split()[:2]
-        return f"[{self.host}]:{self.port} {kind} {key}\n"
+        return f"{self.known_hosts_name} {kind} {key}\n"
 
     def drop_connections(self) -> int:
         """Kill -9 every session process of this server (a cable pulled mid-copy); how many."""
@@ -96,8 +103,9 @@ class Sshd:
     @classmethod
     @contextmanager
     def start(cls, directory: Path, identity: Path | None = None,
-              sftp_only: bool = False) -> Iterator[Sshd]:
-        """An sshd on a free loopback port; ``identity`` (default: a new key) may log in.
+              sftp_only: bool = False, netns: DeviceNet | None = None) -> Iterator[Sshd]:
+        """An sshd on a free loopback port (or ``netns``'s address, port 22); ``identity``
+        (default: a new key) may log in.
 
         SFTP sessions start in ``DIR/home`` (the device's own "home", so a relative
         ``--dest`` differs per server); ``sftp_only`` forces every session to SFTP, like
@@ -110,10 +118,10 @@ class Sshd:
         host_key = keygen(directory / "ssh_host_ed25519_key")
         identity = identity or keygen(directory / "client_key")
         (directory / "authorized_keys").write_text(identity.with_suffix(".pub").read_text())
-        port = free_port()
+        host, port = (netns.address, 22) if netns else ("127.0.0.1", free_port())
         config = directory / "sshd_config"
         config.write_text("\n".join([
-            f"ListenAddress {cls.host}",
+            f"ListenAddress {host}",
             f"Port {port}",
             f"HostKey {host_key}",
             f"AuthorizedKeysFile {directory / 'authorized_keys'}",
@@ -130,11 +138,12 @@ class Sshd:
             "",
         ]))
         log = (directory / "sshd.log").open("wb")
-        proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=log,
+        inside = ["ip", "netns", "exec", netns.name] if netns else []  # execs sshd: same pid
+        proc = subprocess.Popen([*inside, SSHD, "-D", "-e", "-f", str(config)], stdout=log,
                                 stderr=subprocess.STDOUT)
-        server = cls(directory, port, _user(), identity, host_key, proc)
+        server = cls(directory, port, _user(), identity, host_key, proc, host)
         try:
-            _wait_for_banner(port, proc, directory / "sshd.log")
+            _wait_for_banner(host, port, proc, directory / "sshd.log")
             yield server
         finally:
             proc.terminate()
@@ -169,11 +178,11 @@ def _user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def _wait_for_banner(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for_banner(host: str, port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
     deadline = time.monotonic() + 15
     while True:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            with socket.create_connection((host, port), timeout=1) as s:
                 if s.recv(8).startswith(b"SSH-"):
                     return
         except OSError:

@@ -9,7 +9,13 @@
 # 3. the new agent finishes the job ("airlock-agent self-install"): checks
 #    itself, switches PREFIX/current atomically, links airlock-agent into
 #    --bin-dir, runs "init" when --trust is given and ROOT is new, and installs
-#    the systemd unit when the kit carries one.
+#    the systemd unit when the kit carries one (a unit it did not write is kept
+#    as airlock-agent.service.orig-TIME, and said so); it prints the commands
+#    that start the agent, or runs them with --enable.
+# ROOT is --root, else $AIRLOCK_ROOT, else /var/lib/airlock. When ROOT already
+# trusts a root, the kit is checked against that one; a --trust naming another
+# root is taken only as its rotation (the next version, signed by it), else
+# refused (exit 5). Every refusal names the trust root file it used.
 # Safe to run again: a second run repairs a damaged install. Exit codes: 0 done,
 # 2 usage, 3 kit refused (nothing installed), 4 the new agent failed its
 # self-check (the previous one is active again), 5 precondition not met.
@@ -19,7 +25,8 @@ usage() {
   cat <<'USAGE'
 usage: sh install.sh [--trust root.json] [--prefix /opt/airlock] [--root /var/lib/airlock]
                      [--bin-dir /usr/local/bin] [--python python3] [--device-id ID]
-                     [--ring RING] [--no-init] [--systemd-dir /etc/systemd/system] [--json]
+                     [--ring RING] [--no-init] [--systemd-dir /etc/systemd/system] [--enable]
+                     [--json]
 example: sh install.sh --trust /media/usb/root.json --device-id cam-7 --ring canary
 USAGE
 }
@@ -31,9 +38,9 @@ kit=$(CDPATH='' cd -- "$(dirname -- "$0")" && pwd -P)
 prefix=/opt/airlock
 root=${AIRLOCK_ROOT:-/var/lib/airlock}
 bin_dir=/usr/local/bin
-systemd_dir=/etc/systemd/system
+systemd_dir=''
 python=python3
-trust='' device_id='' ring='' no_init='' json=''
+trust='' device_id='' ring='' no_init='' json='' enable=''
 
 while [ $# -gt 0 ]; do
   case $1 in
@@ -51,12 +58,15 @@ while [ $# -gt 0 ]; do
       esac
       shift 2 ;;
     --no-init) no_init=1; shift ;;
+    --enable) enable=1; shift ;;
     --json) json=1; shift ;;
     -h|--help) usage; exit 0 ;;
     *) die 2 "unknown argument '$1' (see --help)" ;;
   esac
 done
 root=$(abs "$root")
+# An explicit --systemd-dir must exist: a typo is not "no systemd here".
+[ -z "$systemd_dir" ] || [ -d "$systemd_dir" ] || die 2 "--systemd-dir $systemd_dir does not exist"
 
 # Nothing the caller's environment says may change which Python code runs.
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONINSPECT PYTHONUSERBASE PYTHONSAFEPATH || true
@@ -96,8 +106,9 @@ else
 fi
 
 # 3. The new agent does the rest, under its locks, with the same self-check as an update.
-set -- --root "$root" self-install --kit "$kit" --prefix "$prefix" --bin-dir "$bin_dir" \
-  --systemd-dir "$systemd_dir"
+set -- --root "$root" self-install --kit "$kit" --prefix "$prefix" --bin-dir "$bin_dir"
+[ -z "$systemd_dir" ] || set -- "$@" --systemd-dir "$systemd_dir"
+[ -z "$enable" ] || set -- "$@" --enable
 [ -z "$trust" ] || set -- "$@" --trust "$trust"
 [ -z "$device_id" ] || set -- "$@" --device-id "$device_id"
 [ -z "$ring" ] || set -- "$@" --ring "$ring"
