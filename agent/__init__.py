@@ -21,6 +21,7 @@ wings are folders:
 * ``hooks``           the post-switch hook and the probe
 * ``hold``            an install held until ``commit``, reverted by itself after
 * ``rollback``        manual rollback and re-checking the active release
+* ``operator_rollbacks`` releases an operator rolled back, which only ``install`` brings back
 * ``feature_flags``   signed flags sets applied, shown, rolled back
 * ``configure``       the device's settings: ring, image sink, trust
 * ``gc``              old releases and unused blobs removed

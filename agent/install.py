@@ -170,12 +170,15 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
 
 def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool = True,
             progress: Callable[[int], None] | None = None,
-            hold: float | None = None) -> dict[str, Any]:
+            hold: float | None = None, unattended: bool = False) -> dict[str, Any]:
     """Install the bundle read from ``stream``; the caller holds the lock and has recovered.
 
     ``hold`` (seconds) switches but keeps the previous release armed until
     ``airlock-agent commit`` (``agent.hold``). The steps are the module
-    docstring's, one function each.
+    docstring's, one function each. ``unattended`` (the drop folder) refuses a
+    release an operator rolled back, once its signed metadata is verified; an
+    attended install of it (the ``install`` command) clears that mark
+    (``agent.operator_rollbacks``).
     """
     started = time.monotonic()
     config = layout.load_config()
@@ -190,6 +193,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     crash_point("after-head-verified")
 
     active = read_link(layout, "current")
+    if active != release.id:
+        _operator_decision(layout, journal, release, label, unattended)
     if hold is not None and active is None and switch:
         raise PreconditionError("--hold needs a release to go back to; none is active yet")
     if active == release.id:
@@ -213,6 +218,28 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         "agent_peak_rss_mb": _peak_rss_mb(),
     })
     return result
+
+
+def _operator_decision(layout: Layout, journal: Journal, release: Release, label: str,
+                       unattended: bool) -> None:
+    """An operator's rollback of ``release`` stands against an unattended install (the
+    verified release id decides, whatever the bytes of the copy); an attended one lifts it."""
+    from agent.operator_rollbacks import OperatorRolledBackError, clear, marked
+
+    if not unattended:
+        if clear(layout, release.id):
+            journal.append("operator-rollback-cleared", release=release.id, bundle=label)
+        return
+    mark = marked(layout).get(release.id)
+    if mark is None:
+        return
+    e = OperatorRolledBackError(
+        f"{release.id} was rolled back by an operator on {mark.get('time')} "
+        "('airlock-agent rollback'): the drop folder does not install it again; "
+        "'airlock-agent install' of it brings it back")
+    journal.append("rejected", release=release.id, bundle=label, reason=str(e),
+                   error=type(e).__name__)
+    raise e
 
 
 def _read_front(layout: Layout, stream: IO[bytes], label: str, ring: str | None,

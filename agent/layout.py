@@ -19,6 +19,7 @@
     ROOT/lock                flock(2) held by the one mutating command
     ROOT/samples/MODEL/      recent input samples (.npz) the application drops for drift
     ROOT/drops.json          drop-folder bundles already handled by ``serve``
+    ROOT/rolled-back.json    releases an operator rolled back: the drop folder leaves them
     ROOT/last-report.json    where the last signed report ended in the journal
     ROOT/hold.json           an install held until ``commit`` (agent.hold), with its deadline
     ROOT/flags/              applied flags sets: state.json, history/NAME.SEQ.json (agent.feature_flags)
@@ -133,6 +134,7 @@ class Layout:
         self.drops = self.root / "drops.json"
         self.last_report = self.root / "last-report.json"
         self.hold = self.root / "hold.json"
+        self.operator_rollbacks = self.root / "rolled-back.json"
         self.flags_dir = self.root / "flags"
         self.flags_state = self.flags_dir / "state.json"
         self.serve_lock = self.root / "serve.lock"

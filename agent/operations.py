@@ -99,8 +99,8 @@ def _migrate(layout: Layout, notify: Notify) -> None:
 def install_run(layout: Layout, stream: IO[bytes], *, label: str, switch: bool = True,
                 hold: float | None = None, wait: float = 0.0,
                 progress: Callable[[int], None] | None = None, phases: Progress = no_progress,
-                notify: Notify = quiet,
-                begin: Callable[[], None] | None = None) -> dict[str, Any]:
+                notify: Notify = quiet, begin: Callable[[], None] | None = None,
+                unattended: bool = False) -> dict[str, Any]:
     """Install the bundle on ``stream`` in the envelope, then the agent kit it carries.
 
     The agent updates itself only once the release is committed: active, and
@@ -108,6 +108,7 @@ def install_run(layout: Layout, stream: IO[bytes], *, label: str, switch: bool =
     ``agent.install.install`` does; it carries no agent. A failed update of the
     agent raises (exit 4) after the release stands. ``begin()`` is called once the
     envelope is done (lock held, ROOT recovered), before the bundle is read.
+    ``unattended`` (the drop folder): a release an operator rolled back is refused.
     """
     from agent.install import install
 
@@ -115,7 +116,7 @@ def install_run(layout: Layout, stream: IO[bytes], *, label: str, switch: bool =
         if begin is not None:
             begin()
         result = install(layout, stream, label=label, switch=switch, progress=progress,
-                         hold=hold)
+                         hold=hold, unattended=unattended)
         if (result.get("release") and result.get("active") == result["release"]
                 and not result.get("held_until")):
             from agent.self.from_release import update_from_release

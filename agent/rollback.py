@@ -94,11 +94,15 @@ def recorded_pass(layout: Layout, release: Release) -> tuple[dict[str, Any] | No
     return record, ""
 
 
-def rollback(layout: Layout, *, reason: str = "manual", check: bool = False) -> dict[str, Any]:
+def rollback(layout: Layout, *, reason: str = "manual", check: bool = False,
+             operator: bool = False) -> dict[str, Any]:
     """Switch back to ``previous`` (else the newest other release that qualifies).
 
     ``check``: health-check the target before switching even when its passing
-    check still holds (see :func:`recorded_pass`).
+    check still holds (see :func:`recorded_pass`). ``operator``: a person asked
+    for it (``airlock-agent rollback``, not a failed check or an expired hold):
+    the release left is journaled as ``operator-rollback`` and marked, so the
+    drop folder never installs it again (``agent.operator_rollbacks``).
     """
     journal = Journal(layout.journal)
     current = read_link(layout, "current")
@@ -138,6 +142,8 @@ def rollback(layout: Layout, *, reason: str = "manual", check: bool = False) -> 
             journal.append("rolled-back", release=current, to=rid, reason=reason,
                            checked=health["checked"])
             disarm(layout)  # whatever was held is left now
+            if operator and current is not None:
+                _mark_left(layout, journal, current)
             return {"active": rid, "previous": read_link(layout, "previous"), "from": current,
                     "from_release": _described(layout, current),
                     "name": release.name, "version": release.version,
@@ -151,6 +157,19 @@ def rollback(layout: Layout, *, reason: str = "manual", check: bool = False) -> 
         f"no release to roll back to passes its checks ({'; '.join(failures)}); "
         f"{current or 'nothing'} stays active"
     )
+
+
+def _mark_left(layout: Layout, journal: Journal, release_id: str) -> None:
+    from agent.operator_rollbacks import mark
+
+    try:
+        sequence: int | None = layout.load_release(release_id).sequence
+    except Exception:  # a damaged release is still marked, by its id
+        sequence = None
+    mark(layout, release_id, sequence=sequence)
+    journal.append("operator-rollback", release=release_id, sequence=sequence,
+                   note="the drop folder will not install it again; an explicit "
+                   "'airlock-agent install' brings it back")
 
 
 def enforce_hold(layout: Layout) -> dict[str, Any] | None:

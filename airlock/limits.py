@@ -58,6 +58,7 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "MAX_METADATA_VALUES",
     "MAX_NAME_LENGTH",
+    "MAX_OPERATOR_ROLLBACKS",
     "MAX_OUTPUT_SPOOL_BYTES",
     "MAX_OUTPUT_TAIL_BYTES",
     "MAX_PARTS",
@@ -274,6 +275,12 @@ MAX_DROP_MEMORY: Final = 1000
 #: than ``MAX_DROP_MEMORY`` keeps every one of them remembered.
 MAX_DROPS_PER_SCAN: Final = 100
 MAX_DROP_SCAN_ENTRIES: Final = 10_000
+
+#: Releases an operator rolled back that the drop folder must leave alone
+#: (``ROOT/rolled-back.json``); the oldest marks go first. Each entry is one
+#: explicit ``airlock-agent rollback``, so the bound is never met in practice;
+#: it keeps a damaged or planted file from growing what every install reads.
+MAX_OPERATOR_ROLLBACKS: Final = 256
 
 #: Parts of one split bundle. Three-digit names (``part001`` … ``part999``)
 #: keep ``cat BUNDLE.part*`` in order; 999 parts of 4000 MiB hold 3.9 TB. Also

@@ -19,7 +19,9 @@ DESCRIPTION = (
     "model health check is not run again: it passed when the release was installed,\n"
     "and its files are the same content-addressed blobs (checked with stat, so a\n"
     "rollback takes as long for a 10 GiB model as for a 1 MiB one). --check runs it\n"
-    "again before the switch, e.g. after 'config --providers' changed how models run.")
+    "again before the switch, e.g. after 'config --providers' changed how models run.\n"
+    "The release left is marked: 'serve' never installs it again from a drop folder;\n"
+    "only an explicit 'airlock-agent install' of it brings it back.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,4 +50,5 @@ def run(args: argparse.Namespace) -> RolledBack:
     from agent.rollback import rollback
 
     layout = layout_of(args)
-    return RolledBack(mutate(layout, lambda: rollback(layout, check=args.check), notify=tell))
+    return RolledBack(mutate(layout, lambda: rollback(layout, check=args.check,
+                                                        operator=True), notify=tell))

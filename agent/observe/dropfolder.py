@@ -25,15 +25,20 @@ What counts as a drop:
 * names starting with ``.`` or ending in ``.partial``/``.tmp`` are copies in
   progress and are never read.
 
-Exactly once: a drop is remembered by the sha256 of its signed metadata once
-its outcome is a property of that metadata (installed, already active,
-failed its health check, refused by signature, expiry, anti-rollback or
-ring), so the same release on another stick, under another name or after a
-restart of ``serve`` is not installed again. An outcome that a new copy can
-change (a damaged or truncated file) is remembered only for that file
-(name, size, mtime), and one that time can change (no space) is retried
-after ``RETRY_S``. The memory is ``ROOT/drops.json``, bounded by
-``MAX_DROP_MEMORY``.
+Exactly once (``agent.observe.drop_memory``): a drop is remembered by the
+signed identity of the release it carries (``NAME-SEQUENCE``, from metadata
+verified against the device's trust) once its outcome is a property of that
+release (installed, already active, failed its health check), so the same
+release on another stick, under another name, with one more blank in its
+JSON or after a restart of ``serve`` is not installed again. A refusal by
+signature, expiry, anti-rollback or ring is remembered by the digest of
+exactly the bytes refused (a carried ``root.json`` included). An outcome
+that a new copy can change (a damaged or truncated file) is remembered only
+for that file (name, size, mtime), and one that time can change (no space)
+is retried after ``RETRY_S``. The memory is ``ROOT/drops.json``, bounded by
+``MAX_DROP_MEMORY`` without forgetting a drop still on the medium. A release
+an operator rolled back (``airlock-agent rollback``) is never installed from
+a drop folder again (``agent.operator_rollbacks``).
 
 Results are written beside the drop, atomically: ``NAME.result.json`` (for
 machines) and ``NAME.result.txt`` (one line, for a person with any laptop).
@@ -42,7 +47,6 @@ A read-only stick is fine: the result is then only in the journal and the log.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -53,8 +57,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from agent.observe.drop_memory import Carried, DropMemory
 from airlock.errors import AirlockError, FormatError, UsageError
-from airlock.files import open_on_medium, read_json, read_on_medium, write_atomic, write_json
+from airlock.files import open_on_medium, read_on_medium, write_atomic
 from airlock.format.bundle import BundleReader, ShortFrontError
 from airlock.format.parts import PartSet, open_media, resolve_media
 from airlock.limits import (
@@ -84,7 +89,7 @@ class Outcome:
     digest: str | None = None
     release: str | None = None
     active: str | None = None
-    remember_digest: bool = False  # a property of the signed metadata (see the docstring)
+    remember: str | None = None  # "release" or "refusal": what it is a property of (docstring)
     retry_after_s: float | None = None
     detail: dict[str, Any] = field(default_factory=dict)
 
@@ -179,50 +184,6 @@ def _padded(n: int) -> int:
     return -(-n // _TAR_BLOCK) * _TAR_BLOCK
 
 
-class DropMemory:
-    """What ``serve`` already did with drops, persisted in ``ROOT/drops.json``."""
-
-    def __init__(self, path: Path, data: dict[str, Any] | None = None) -> None:
-        self.path = path
-        raw = data or {}
-        self.digests: dict[str, dict[str, Any]] = dict(raw.get("digests") or {})
-        self.files: dict[str, dict[str, Any]] = dict(raw.get("files") or {})
-
-    @classmethod
-    def load(cls, path: Path) -> DropMemory:
-        try:
-            raw = read_json(path)
-        except (OSError, ValueError):
-            raw = None  # unreadable memory: at worst a bundle is offered to install again
-        return cls(path, raw if isinstance(raw, dict) else None)
-
-    def save(self) -> None:
-        for table in (self.digests, self.files):
-            while len(table) > MAX_DROP_MEMORY:
-                table.pop(min(table, key=lambda k: str(table[k].get("time"))))
-        with contextlib.suppress(OSError):  # a read-only ROOT forgets across restarts
-            write_json(self.path, {"digests": self.digests, "files": self.files})
-
-    def remember(self, drop: Drop, outcome: Outcome) -> None:
-        now = datetime.now(UTC).isoformat(timespec="seconds")
-        entry: dict[str, Any] = {"time": now, "outcome": outcome.outcome,
-                                 "release": outcome.release, "drop": str(drop.path),
-                                 "retry_at": None}
-        if outcome.retry_after_s is not None:
-            entry["retry_at"] = time.time() + outcome.retry_after_s
-        self.files[drop.key()] = entry
-        if outcome.remember_digest and outcome.digest:
-            self.digests[outcome.digest] = entry
-        self.save()
-
-    def handled(self, drop: Drop) -> bool:
-        entry = self.files.get(drop.key())
-        if entry is None:
-            return False
-        retry_at = entry.get("retry_at")
-        return not (isinstance(retry_at, int | float) and time.time() >= retry_at)
-
-
 class DropFolder:
     """Watched folders, and which of their drops are ready to be installed."""
 
@@ -310,19 +271,30 @@ class DropFolder:
                        "waiting for the copy to finish (copy it again if it stopped)", 3,
                        digest=c.digest)
 
-    def skipped(self, c: Candidate) -> Outcome | None:
-        """An Outcome when this release was handled before (any file, any stick), else None."""
-        entry = self.memory.digests.get(c.digest or "")
+    def skipped(self, c: Candidate, carried: Carried | None,
+                rolled_back: dict[str, dict[str, Any]]) -> Outcome | None:
+        """An Outcome when the release ``carried`` was handled before (any file, any stick,
+        any bytes), or these very bytes were refused, or an operator rolled the release back
+        (``rolled_back``: ``agent.operator_rollbacks.marked``); else None."""
+        release = carried.release if carried else None
+        if release is not None and release in rolled_back:
+            return Outcome("skipped", f"{release} was rolled back by an operator on "
+                           f"{rolled_back[release].get('time')}: the drop folder does not "
+                           "install it again ('airlock-agent install' of it brings it back)",
+                           0, digest=c.digest, release=release)
+        entry = self.memory.known(carried)
         if entry is None:
             return None
-        return Outcome("skipped", f"{entry.get('release') or 'this release'} was handled on "
-                       f"{entry.get('time')} ({entry.get('outcome')}); not installed again",
-                       0, digest=c.digest, release=entry.get("release"))
+        what = release or "this bundle (these very bytes)"
+        return Outcome("skipped", f"{what} was handled on {entry.get('time')} "
+                       f"({entry.get('outcome')}); not installed again",
+                       0, digest=c.digest, release=release or entry.get("release"))
 
-    def finish(self, drop: Drop, outcome: Outcome, device_id: str) -> list[str]:
+    def finish(self, drop: Drop, outcome: Outcome, device_id: str,
+               carried: Carried | None = None) -> list[str]:
         """Remember the outcome and write the result files; the problems met writing them."""
         if outcome.outcome != "incomplete":
-            self.memory.remember(drop, outcome)
+            self.memory.remember(drop, outcome, carried, on_medium=set(self._seen))
         return write_results(drop, outcome, device_id)
 
 
@@ -415,9 +387,9 @@ def outcome_of_error(e: BaseException) -> Outcome:
 
     text = " ".join(str(e).split()) or type(e).__name__
     if isinstance(e, HealthCheckError):
-        return Outcome("failed", text, e.exit_code, remember_digest=True)
+        return Outcome("failed", text, e.exit_code, remember="release")
     if isinstance(e, SignatureError | ExpiredError | RollbackError | PolicyError):
-        return Outcome("rejected", text, e.exit_code, remember_digest=True)
+        return Outcome("rejected", text, e.exit_code, remember="refusal")
     if isinstance(e, RejectedError):
         return Outcome("rejected", text, e.exit_code)
     if isinstance(e, PreconditionError):

@@ -64,6 +64,7 @@ from typing import IO, Any
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import AgentLock
+from agent.observe.drop_memory import Carried
 from agent.observe.dropfolder import (
     RETRY_S,
     Candidate,
@@ -255,23 +256,29 @@ class _Server:
 
     # -- drop folder -----------------------------------------------------------
     def handle(self, c: Candidate) -> None:
+        from agent.observe.drop_memory import read_carried
+        from agent.operator_rollbacks import marked
+
         drop = c.drop
+        carried = read_carried(self.layout, drop) if c.complete else None
         outcome = (self.drops.incomplete(c) if not c.complete
-                   else self.drops.skipped(c) or self.install(c))
+                   else self.drops.skipped(c, carried, marked(self.layout))
+                   or self.install(c, carried))
         if outcome is None:
             return  # lock busy: tried again next poll
         self.observed.drops[outcome.outcome] += 1
-        problems = self.drops.finish(drop, outcome, self.config.device_id)
+        problems = self.drops.finish(drop, outcome, self.config.device_id, carried)
         self.log("drop-result", drop=str(drop.path), outcome=outcome.outcome,
                  exit_code=outcome.exit_code, release=outcome.release, message=outcome.message,
                  results_written=not problems, problems=problems or None)
         if outcome.outcome != "incomplete" and not problems:
             self.report_to(drop.folder)
 
-    def install(self, c: Candidate) -> Outcome | None:
+    def install(self, c: Candidate, carried: Carried | None = None) -> Outcome | None:
         """The drop through the door ``install`` uses (``agent.operations.install_run``):
         shape check, lock, recovery, migration, hold, install, then the agent kit it
-        carries. None when a manual command holds the lock (tried again next poll)."""
+        carries; a release an operator rolled back is refused under the lock. None when a
+        manual command holds the lock (tried again next poll)."""
         from agent.operations import install_run
 
         what = f"installing {c.drop.path.name}"
@@ -285,7 +292,8 @@ class _Server:
             stream, _ = c.drop.open()
             with stream:
                 result = install_run(self.layout, stream, label=str(c.drop.path),
-                                     wait=_LOCK_WAIT_S, notify=self.notify, begin=begin)
+                                     wait=_LOCK_WAIT_S, notify=self.notify, begin=begin,
+                                     unattended=True)
         except _Abort:
             self.log("drop-aborted", drop=str(c.drop.path))
             raise
@@ -295,6 +303,7 @@ class _Server:
         except (AirlockError, OSError) as e:
             outcome = outcome_of_error(e)
             outcome.digest = c.digest
+            outcome.release = outcome.release or (carried.release if carried else None)
             if c.drop.identity() != identity:
                 outcome.message += ("; the stick was removed or the file changed while it "
                                     "was read: nothing changed, copy it again")
@@ -310,14 +319,14 @@ class _Server:
             return Outcome("installed", f"installed {result['name']} {result['version']} "
                            f"(sequence {result['sequence']}); {result['active']} is active", 0,
                            digest=c.digest, release=result["release"], active=result["active"],
-                           remember_digest=True,
+                           remember="release",
                            detail={"seconds": result.get("seconds"),
                                    "health_s": result.get("health_s"),
                                    **({"agent": result["agent"]} if result.get("agent")
                                       else {})})
         return Outcome("already_active", str(result.get("message")), 0, digest=c.digest,
                        release=result.get("release"), active=result.get("active"),
-                       remember_digest=True)
+                       remember="release")
 
     def report_to(self, folder: Path) -> None:
         """A fresh signed report on the stick (the newest journal entries), if it is writable."""

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from html import escape
 from typing import Any
 
+from airlock.console import inert
+
 __all__ = [
     "SORT_SCRIPT", "Cell", "esc", "finite", "obj_field", "page", "section", "state_word", "table",
 ]
@@ -42,6 +44,10 @@ def finite(v: object) -> float | None:
         return None
     return float(v)
 
+
+#: A value longer than this is cut in its middle on a page (it says so): pages show
+#: names, versions and reasons, and a hostile one must not make the page huge.
+_PAGE_VALUE_CHARS = 4000
 
 _CSS = """
 :root{--fg:#1a1a1a;--muted:#5a5a5a;--line:#c8c8c8;--ok:#1e6b2a;--bad:#b00020;--warn:#8a5a00}
@@ -109,8 +115,11 @@ document.querySelectorAll("table.sortable").forEach(function (t) {
 
 
 def esc(value: object) -> str:
-    """Any value as inert HTML text (``None`` as a dash)."""
-    return "-" if value is None else escape(str(value), quote=True)
+    """Any value as inert HTML text (``None`` as a dash): made inert first
+    (``airlock.console.inert``: escape sequences and the lone surrogates of a
+    file name that is not UTF-8 shown as ``\\x1b``, ``\\xff``, so the page always
+    encodes and nothing reaches a terminal showing its source), then escaped."""
+    return "-" if value is None else escape(inert(value, _PAGE_VALUE_CHARS), quote=True)
 
 
 def state_word(ok: bool | None, yes: str = "OK", no: str = "FAILED", unknown: str = "-") -> str:
