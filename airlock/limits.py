@@ -42,6 +42,8 @@ __all__ = [
     "MAX_EXTENDED_HEADER_BYTES",
     "MAX_EXTENDED_HEADER_TOTAL_BYTES",
     "MAX_HEALTH_RUNS",
+    "MAX_JOURNAL_SEGMENTS",
+    "MAX_JOURNAL_SEGMENT_BYTES",
     "MAX_JOURNAL_TEXT_CHARS",
     "MAX_JSON_DEPTH",
     "MAX_JSON_INTEGER",
@@ -203,6 +205,16 @@ MAX_MESSAGE_CHARS: Final = 1000
 #: could append megabytes that ``status`` and ``history`` then read on every
 #: call. 64 KiB leaves room for the kept tail of a hook's output.
 MAX_JOURNAL_TEXT_CHARS: Final = 64 * 1024
+
+#: The journal's active file is sealed into a named segment
+#: (``journal-<first line>.jsonl``) once it reaches this size, and only this
+#: many sealed segments are kept (the oldest go; the chain and the counts
+#: carry on across the cut). A device runs unattended for years and a stick of
+#: refused bundles or a flapping health check journals on every pass: without
+#: a bound the journal alone would fill the disk the releases need, and every
+#: ``status`` would read all of it. 8 x 1 MiB keeps thousands of actions.
+MAX_JOURNAL_SEGMENT_BYTES: Final = 1024 * 1024
+MAX_JOURNAL_SEGMENTS: Final = 8
 
 #: Integers anywhere in a signed release (flag values included) lie within
 #: I-JSON's exact range (RFC 7493). Beyond it, readers in other languages (jq,
