@@ -22,6 +22,7 @@ __all__ = [
     "CHUNK",
     "HASH_JOBS_IN_FLIGHT",
     "HASH_THREADS",
+    "KEEP_RELEASES",
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
     "MAX_CONTRACT_VALUES",
@@ -62,6 +63,8 @@ __all__ = [
     "MAX_REPORT_FIELD_CHARS",
     "MAX_REPORT_JOURNAL_ENTRIES",
     "MAX_SEQUENCE",
+    "MAX_SERVE_LOG_BYTES",
+    "MAX_SERVE_LOG_FILES",
     "MAX_SPEC_ALIAS_EXPANSION",
     "MAX_STATE_FILE_BYTES",
     "MAX_THREADS",
@@ -215,6 +218,21 @@ MAX_JOURNAL_TEXT_CHARS: Final = 64 * 1024
 #: ``status`` would read all of it. 8 x 1 MiB keeps thousands of actions.
 MAX_JOURNAL_SEGMENT_BYTES: Final = 1024 * 1024
 MAX_JOURNAL_SEGMENTS: Final = 8
+
+#: Releases a device keeps besides ``current``, ``previous`` and a held
+#: install's fallback: after every good install the older ones are collected
+#: (``gc --keep N``). A device fed a release a week for years must not fill its
+#: disk with releases nobody can roll back to; 3 leaves a re-insertable
+#: history. Changed per device with ``airlock-agent config --keep-releases N``.
+KEEP_RELEASES: Final = 3
+
+#: ``airlock-agent serve --log FILE``: the file is renamed to FILE.1 (FILE.2, …)
+#: once it reaches this size and only this many old files are kept. ``serve``
+#: logs every drop, check and scrape-time event for as long as the device runs;
+#: a log nobody rotates must not fill ROOT's disk. The shipped logrotate snippet
+#: rotates it daily as well; ``serve`` reopens FILE when logrotate moved it.
+MAX_SERVE_LOG_BYTES: Final = 4 * 1024 * 1024
+MAX_SERVE_LOG_FILES: Final = 3
 
 #: Integers anywhere in a signed release (flag values included) lie within
 #: I-JSON's exact range (RFC 7493). Beyond it, readers in other languages (jq,

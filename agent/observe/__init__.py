@@ -1,6 +1,7 @@
 """Watching and telling: serve, the drop folder, metrics, pages, status, reports.
 
 * ``serve``          the long-running loop and its HTTP listener
+* ``logfile``        ``serve --log FILE``: rotates itself, follows logrotate
 * ``dropfolder``     what on a stick is ready, exactly once, result files
 * ``metrics``        the Prometheus collector
 * ``statuspage``     the page ``serve`` shows at ``/``

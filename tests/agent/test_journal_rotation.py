@@ -4,8 +4,11 @@ every cut, a kill in the middle of a rotation included."""
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -137,3 +140,25 @@ def test_a_kill_in_the_middle_of_a_rotation_leaves_a_journal_that_verifies(tmp_p
     # Every install the killed process journaled is counted, dropped segments included.
     written = int(entries[-3]["release"].removeprefix("vision-")) + 1
     assert tally.installs["installed"] == written + 1
+
+
+def test_a_good_install_keeps_only_the_last_releases(
+        tmp_path: Path, keyset: Keys, make_bundle: Callable[..., Path]) -> None:
+    root = init_device(tmp_path / "device", keyset)
+    for seq in range(1, 6):
+        p = run_agent("--root", root, "install", make_bundle(sequence=seq))
+        assert p.returncode == 0, p.stderr
+    # Default 3: the newest three (current and previous among them), without a gc.
+    assert sorted(os.listdir(root / "releases")) == ["vision-3", "vision-4", "vision-5"]
+    collected = [e for e in agent_json(root, "history")["entries"] if e["event"] == "gc"]
+    assert [e["releases_removed"] for e in collected] == [["vision-1"], ["vision-2"]]
+    assert all(e["automatic"] and e["keep"] == 3 for e in collected)
+    settings = agent_json(root, "config", "--keep-releases", "1")
+    assert settings["keep_releases"] == 1 and settings["changed"] == ["keep releases: 3 -> 1"]
+    assert run_agent("--root", root, "config", "--keep-releases", "-1").returncode == 2
+    p = run_agent("--root", root, "install", make_bundle(sequence=6), "--json")
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["collected"]["releases_removed"] == ["vision-4", "vision-3"]
+    # Never current nor previous: keep 1 still leaves something to roll back to.
+    assert sorted(os.listdir(root / "releases")) == ["vision-5", "vision-6"]
+    assert run_agent("--root", root, "rollback").returncode == 0
