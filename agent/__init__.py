@@ -11,6 +11,7 @@ wings are folders:
 * ``lock``            one mutating command at a time (an flock on ROOT/lock)
 * ``recovery``        run under the lock first: finish or undo what a crash left
 * ``journal``         the append-only, fsynced, hash-chained record of every action
+* ``journal_counts``  what the journal adds up to (installs, rejections, rollbacks), carried across segments
 * ``store``           the content store: every blob once, by sha256
 * ``install``         a bundle in one streaming pass: verify, store, build, check, switch, probe
 * ``repair``          the same stick twice: a release the device has, re-verified and relinked

@@ -88,7 +88,8 @@ def runtime_settings(base: DeviceRuntime, *, providers: list[str] | None, fallba
 
 
 def configure(layout: Layout, journal: Journal, *, ring: Any = KEEP, sink: dict[str, Any] | None,
-              trust_root: bytes | None, runtime: DeviceRuntime | None = None) -> dict[str, Any]:
+              trust_root: bytes | None, runtime: DeviceRuntime | None = None,
+              keep_releases: int | None = None) -> dict[str, Any]:
     """Apply what is given (``ring=None`` leaves no ring, ``runtime=None`` the runtime as it is);
     report the settings and what changed."""
     config = layout.load_config()
@@ -113,13 +114,18 @@ def configure(layout: Layout, journal: Journal, *, ring: Any = KEEP, sink: dict[
     if new_runtime != config.runtime:
         changed.append(f"runtime: {_runtime_text(config.runtime)} -> "
                        f"{_runtime_text(new_runtime)}")
-    updated = AgentConfig(config.device_id, new_ring, new_sink, config.reserve_bytes, new_runtime)
+    new_keep = config.keep_releases if keep_releases is None else keep_releases
+    if new_keep != config.keep_releases:
+        changed.append(f"keep releases: {config.keep_releases} -> {new_keep}")
+    updated = AgentConfig(config.device_id, new_ring, new_sink, config.reserve_bytes, new_runtime,
+                          new_keep)
     if updated != config:
         write_atomic(layout.config, yaml.safe_dump(updated.to_dict(), sort_keys=True).encode())
         journal.append("configured", ring=updated.ring, sink=updated.sink.get("type"),
                        runtime=updated.runtime.to_dict() or None, changed=changed)
     out = {"root": str(layout.root), "device_id": updated.device_id, "ring": updated.ring,
-           "sink": updated.sink, "trust_version": new_trust.version, "changed": changed}
+           "sink": updated.sink, "trust_version": new_trust.version,
+           "keep_releases": updated.keep_releases, "changed": changed}
     if not updated.runtime.is_empty():
         out["runtime"] = updated.runtime.to_dict()
     return out

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import signal
 
-__all__ = ["AGENT_UPDATE_POINTS", "CRASH_POINTS", "POINTS_BY_COMMAND", "crash_point"]
+__all__ = ["AGENT_UPDATE_POINTS", "CRASH_POINTS", "JOURNAL_POINTS", "POINTS_BY_COMMAND", "crash_point"]
 
 CRASH_POINTS: tuple[str, ...] = (
     # install
@@ -62,6 +62,10 @@ AGENT_UPDATE_POINTS: tuple[str, ...] = (
     "agent-after-commit",
 )
 
+#: The journal sealing a full segment (agent.journal), reached by whatever command
+#: appends the line that fills it: between the rename and the new segment's first line.
+JOURNAL_POINTS: tuple[str, ...] = ("journal-mid-rotation",)
+
 #: Which command reaches which point. ``install`` reaches "mid-auto-rollback" only when
 #: the probe or hook fails; "mid-recovery" is reached by any command (``status``
 #: included) that starts after a crash left a transaction behind. ``rollback`` re-runs
@@ -82,7 +86,7 @@ _hits: dict[str, int] = {}
 
 def crash_point(name: str) -> None:
     """SIGKILL this process if ``AIRLOCK_CRASH_AT`` names ``name`` (and its count)."""
-    assert name in CRASH_POINTS or name in AGENT_UPDATE_POINTS, name
+    assert name in CRASH_POINTS or name in AGENT_UPDATE_POINTS or name in JOURNAL_POINTS, name
     wanted = os.environ.get("AIRLOCK_CRASH_AT")
     if not wanted:
         return

@@ -50,7 +50,7 @@ from airlock.errors import (
 )
 from airlock.files import read_bounded, read_json
 from airlock.format.oci import digest_hex
-from airlock.limits import MAX_METADATA_BYTES, MAX_SEQUENCE, RESERVE_BYTES
+from airlock.limits import KEEP_RELEASES, MAX_METADATA_BYTES, MAX_SEQUENCE, RESERVE_BYTES
 
 if TYPE_CHECKING:  # python-tuf and PyYAML load with the first release, trust root or config
     from keys.release import Release
@@ -83,12 +83,16 @@ class AgentConfig:
     reserve_bytes: int = RESERVE_BYTES
     #: The ONNX Runtime setup of the device's application (``airlock-agent config``).
     runtime: DeviceRuntime = field(default_factory=DeviceRuntime)
+    #: Releases kept besides current, previous and a hold's fallback after a good install.
+    keep_releases: int = KEEP_RELEASES
 
     def to_dict(self) -> dict[str, Any]:
         out = {"device_id": self.device_id, "ring": self.ring, "sink": self.sink,
                "reserve_bytes": self.reserve_bytes}
         if not self.runtime.is_empty():
             out["runtime"] = self.runtime.to_dict()
+        if self.keep_releases != KEEP_RELEASES:
+            out["keep_releases"] = self.keep_releases
         return out
 
     @classmethod
@@ -104,8 +108,11 @@ class AgentConfig:
         reserve = raw.get("reserve_bytes", RESERVE_BYTES)
         if not isinstance(reserve, int) or reserve < 0:
             raise UsageError(f"{where}: 'reserve_bytes' must be a non-negative integer")
+        keep = raw.get("keep_releases", KEEP_RELEASES)
+        if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
+            raise UsageError(f"{where}: 'keep_releases' must be a non-negative integer")
         return cls(raw["device_id"], ring, dict(sink), reserve,
-                   DeviceRuntime.from_config(raw.get("runtime"), str(where)))
+                   DeviceRuntime.from_config(raw.get("runtime"), str(where)), keep)
 
 
 class Layout:

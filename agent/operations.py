@@ -117,6 +117,12 @@ def install_run(layout: Layout, stream: IO[bytes], *, label: str, switch: bool =
             begin()
         result = install(layout, stream, label=label, switch=switch, progress=progress,
                          hold=hold, unattended=unattended)
+        if result.get("installed") and result.get("active") == result.get("release"):
+            from agent.gc import gc
+
+            # Nothing grows forever: the releases beyond the device's keep go now.
+            keep = layout.load_config().keep_releases
+            result["collected"] = gc(layout, keep, automatic=True)
         if (result.get("release") and result.get("active") == result["release"]
                 and not result.get("held_until")):
             from agent.self.from_release import update_from_release

@@ -24,6 +24,7 @@ __all__ = [
     "HASH_THREADS",
     "HTTP_IDLE_TIMEOUT_S",
     "HTTP_REQUEST_TIMEOUT_S",
+    "KEEP_RELEASES",
     "MAX_CHILD_OUTPUT_BYTES",
     "MAX_CONFIG_PROBE_BYTES",
     "MAX_CONTRACT_VALUES",
@@ -48,6 +49,8 @@ __all__ = [
     "MAX_HEALTH_RUNS",
     "MAX_HTTP_CONNECTIONS",
     "MAX_HTTP_HANDLERS",
+    "MAX_JOURNAL_SEGMENTS",
+    "MAX_JOURNAL_SEGMENT_BYTES",
     "MAX_JOURNAL_TEXT_CHARS",
     "MAX_JSON_DEPTH",
     "MAX_JSON_INTEGER",
@@ -68,6 +71,8 @@ __all__ = [
     "MAX_REPORT_FIELD_CHARS",
     "MAX_REPORT_JOURNAL_ENTRIES",
     "MAX_SEQUENCE",
+    "MAX_SERVE_LOG_BYTES",
+    "MAX_SERVE_LOG_FILES",
     "MAX_SPEC_ALIAS_EXPANSION",
     "MAX_STATE_FILE_BYTES",
     "MAX_THREADS",
@@ -211,6 +216,31 @@ MAX_MESSAGE_CHARS: Final = 1000
 #: could append megabytes that ``status`` and ``history`` then read on every
 #: call. 64 KiB leaves room for the kept tail of a hook's output.
 MAX_JOURNAL_TEXT_CHARS: Final = 64 * 1024
+
+#: The journal's active file is sealed into a named segment
+#: (``journal-<first line>.jsonl``) once it reaches this size, and only this
+#: many sealed segments are kept (the oldest go; the chain and the counts
+#: carry on across the cut). A device runs unattended for years and a stick of
+#: refused bundles or a flapping health check journals on every pass: without
+#: a bound the journal alone would fill the disk the releases need, and every
+#: ``status`` would read all of it. 8 x 1 MiB keeps thousands of actions.
+MAX_JOURNAL_SEGMENT_BYTES: Final = 1024 * 1024
+MAX_JOURNAL_SEGMENTS: Final = 8
+
+#: Releases a device keeps besides ``current``, ``previous`` and a held
+#: install's fallback: after every good install the older ones are collected
+#: (``gc --keep N``). A device fed a release a week for years must not fill its
+#: disk with releases nobody can roll back to; 3 leaves a re-insertable
+#: history. Changed per device with ``airlock-agent config --keep-releases N``.
+KEEP_RELEASES: Final = 3
+
+#: ``airlock-agent serve --log FILE``: the file is renamed to FILE.1 (FILE.2, …)
+#: once it reaches this size and only this many old files are kept. ``serve``
+#: logs every drop, check and scrape-time event for as long as the device runs;
+#: a log nobody rotates must not fill ROOT's disk. The shipped logrotate snippet
+#: rotates it daily as well; ``serve`` reopens FILE when logrotate moved it.
+MAX_SERVE_LOG_BYTES: Final = 4 * 1024 * 1024
+MAX_SERVE_LOG_FILES: Final = 3
 
 #: Integers anywhere in a signed release (flag values included) lie within
 #: I-JSON's exact range (RFC 7493). Beyond it, readers in other languages (jq,

@@ -26,11 +26,14 @@ command -v mender-artifact >/dev/null || need_pkgs+=(mender-artifact)
 command -v rauc >/dev/null || need_pkgs+=(rauc)
 command -v mksquashfs >/dev/null || need_pkgs+=(squashfs-tools)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# The shipped logrotate snippet is run by the real logrotate (tests/agent/test_bounded_logs.py).
+command -v logrotate >/dev/null || need_pkgs+=(logrotate)
 if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ]; }; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq >/dev/null
-  apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+  # A machine that is still running its own apt at boot holds the lock for a while: wait for it.
+  apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
   # The package starts its own registry on :5000; the tests start their own on 127.0.0.1.
   systemctl disable --now docker-registry >/dev/null 2>&1 || service docker-registry stop >/dev/null 2>&1 || true
   # Only promtool is wanted from prometheus; its server must not hold :9090.

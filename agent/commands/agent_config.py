@@ -18,6 +18,7 @@ from agent.commands.base import layout_of, tell
 from agent.commands.sink_options import sink_options
 from airlock.command import Reported
 from airlock.console import json_option, read_input
+from airlock.errors import UsageError
 
 EXAMPLES = ("airlock-agent config --ring prod",
             "airlock-agent config --sink registry --sink-option registry=10.0.0.5:5000",
@@ -59,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="threads within an operator (0: ONNX Runtime's default)")
     p.add_argument("--inter-op-threads", type=int, metavar="N",
                    help="threads across operators (0: ONNX Runtime's default)")
+    p.add_argument("--keep-releases", type=int, metavar="N",
+                   help="releases kept besides current, previous and a hold's fallback after "
+                        "each good install (default 3; older ones are collected as by gc --keep N)")
     p.add_argument("--reset-runtime", action="store_true",
                    help="forget the providers, fallback and session options set here: each "
                    "release decides again")
@@ -86,7 +90,8 @@ class Settings(Reported):
                                   if runtime.get("provider_fallback") is None
                                   else "allowed" if runtime["provider_fallback"]
                                   else "refused"),
-                  "session   " + (session or "as each release says")]
+                  "session   " + (session or "as each release says"),
+                  f"keep      {d['keep_releases']} releases besides current and previous"]
         return "\n".join(lines)
 
 
@@ -115,8 +120,10 @@ def run(args: argparse.Namespace) -> Settings:
     providers = None if args.providers is None else [p.strip() for p in args.providers.split(",")]
     runtime_change = (args.reset_runtime or providers is not None or args.fallback is not None
                       or bool(session))
+    if args.keep_releases is not None and args.keep_releases < 0:
+        raise UsageError("--keep-releases must be 0 or more")
     changing = (ring is not KEEP or args.sink or args.sink_option or trust_root is not None
-                or runtime_change)
+                or runtime_change or args.keep_releases is not None)
 
     def work() -> dict[str, Any]:
         current = layout.load_config()
@@ -130,7 +137,7 @@ def run(args: argparse.Namespace) -> Settings:
                                        fallback=args.fallback, session=session,
                                        reset=args.reset_runtime)
         return configure(layout, Journal(layout.journal), ring=ring, sink=sink,
-                         trust_root=trust_root, runtime=runtime)
+                         trust_root=trust_root, runtime=runtime, keep_releases=args.keep_releases)
 
     if not changing:  # show only: no lock, so it answers while an install runs
         return Settings(configure(layout, Journal(layout.journal), sink=None, trust_root=None))

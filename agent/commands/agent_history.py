@@ -29,6 +29,8 @@ class History:
     entries: list[dict[str, Any]]
     verified: bool
     lines: int | None  # journal lines the hash chain covers, when verified
+    segments: list[str]  # the files the journal spans, oldest first
+    first_line: int  # the oldest line kept (older segments were dropped by the bound)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -37,11 +39,14 @@ class History:
         out = []
         for e in self.entries:
             extra = {k: v for k, v in e.items()
-                     if k not in ("time", "event", "prev", "report") and v is not None}
+                     if k not in ("time", "event", "prev", "report", "counts") and v is not None}
             out.append(f"{e.get('time', '?')}  {e.get('event', '?'):<16} "
                        + " ".join(f"{k}={v}" for k, v in sorted(extra.items())))
         if self.verified:
-            out.append(f"journal hash chain verified: {self.lines} lines")
+            span = (f" in {len(self.segments)} segments" if len(self.segments) > 1 else "")
+            since = (f", from line {self.first_line} (older segments dropped)"
+                     if self.first_line > 1 else "")
+            out.append(f"journal hash chain verified: {self.lines} lines{span}{since}")
         return "\n".join(out)
 
 
@@ -55,4 +60,5 @@ def run(args: argparse.Namespace) -> History:
     entries = list(journal.entries())
     if args.last:
         entries = entries[-args.last :]
-    return History(entries, verified is not None, verified)
+    return History(entries, verified is not None, verified,
+                   [p.name for _, p in journal.segments()], journal.first_line())

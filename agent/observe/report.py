@@ -64,7 +64,7 @@ def _trim(value: Any) -> Any:
     return value
 
 
-def _start(layout: Layout, since: str, lines: list[bytes]) -> tuple[int, str]:
+def _start(layout: Layout, since: str, lines: list[bytes], base: int = 1) -> tuple[int, str]:
     """The journal line a report starts after, and how that was decided."""
     if since == "all":
         return 0, "all"
@@ -72,7 +72,7 @@ def _start(layout: Layout, since: str, lines: list[bytes]) -> tuple[int, str]:
         last = read_json(layout.last_report) if layout.last_report.exists() else None
         if not isinstance(last, dict) or not isinstance(last.get("line"), int):
             return 0, "all (no earlier report)"
-        return _after(lines, last["line"], last.get("head"), "the last report")
+        return _after(lines, last["line"], last.get("head"), "the last report", base)
     path = Path(since)
     if path.is_file():
         key = load_signer(layout.device_key).public_key
@@ -81,7 +81,8 @@ def _start(layout: Layout, since: str, lines: list[bytes]) -> tuple[int, str]:
         except (AirlockError, OSError) as e:
             raise UsageError(f"--since {since}: not a report of this device: {e}") from None
         j = doc.body.get("journal") or {}
-        return _after(lines, int(j.get("to_line") or 0), j.get("head"), f"report {path.name}")
+        return _after(lines, int(j.get("to_line") or 0), j.get("head"), f"report {path.name}",
+                      base)
     try:
         when = datetime.fromisoformat(since.replace("Z", "+00:00"))
     except ValueError:
@@ -99,18 +100,26 @@ def _start(layout: Layout, since: str, lines: list[bytes]) -> tuple[int, str]:
     return len(lines), f"time {when.isoformat()}"
 
 
-def _after(lines: list[bytes], line: int, head: object, what: str) -> tuple[int, str]:
-    if 0 < line <= len(lines) and hashlib.sha256(lines[line - 1]).hexdigest() == head:
-        return line, what
-    # The journal was replaced or cut since: send all of it rather than a gap.
+def _after(lines: list[bytes], line: int, head: object, what: str,
+           base: int = 1) -> tuple[int, str]:
+    """The index after journal line ``line`` (numbered from the first line ever; ``lines[0]``
+    is line ``base``) when that line is still the one whose hash is ``head``."""
+    i = line - base
+    if 0 <= i < len(lines) and hashlib.sha256(lines[i]).hexdigest() == head:
+        return i + 1, what
+    # The journal was replaced or cut since, or the line is in a dropped segment:
+    # send all that is kept rather than a gap.
     return 0, f"all ({what} does not match this journal)"
 
 
 def report_body(layout: Layout, since: str = "last") -> tuple[dict[str, Any], dict[str, Any]]:
     """The unsigned report, and where its journal span ended (for the next ``--since last``)."""
     config = layout.load_config()
-    lines = list(Journal(layout.journal).lines())
-    start, since_text = _start(layout, since, lines)
+    journal = Journal(layout.journal)
+    numbered = list(journal.numbered_lines())
+    base = numbered[0][0] if numbered else 1  # older segments dropped: numbers go on
+    lines = [raw for _, raw in numbered]
+    start, since_text = _start(layout, since, lines, base)
     span = lines[start:]
     dropped = max(0, len(span) - MAX_REPORT_JOURNAL_ENTRIES)
     entries = []
@@ -137,11 +146,11 @@ def report_body(layout: Layout, since: str = "last") -> tuple[dict[str, Any], di
             "rollbacks": [{"result": r, "trigger": t, "count": n}
                           for (r, t), n in sorted(tally.rollbacks.items())],
         },
-        "journal": {"since": since_text, "from_line": start + 1, "to_line": len(lines),
+        "journal": {"since": since_text, "from_line": base + start, "to_line": base + len(lines) - 1,
                     "head": head, "dropped": dropped, "entries": entries},
         "inventory": signed_inv,
     }
-    return body, {"line": len(lines), "head": head, "time": body["time"]}
+    return body, {"line": base + len(lines) - 1, "head": head, "time": body["time"]}
 
 
 def signed_report(layout: Layout, since: str = "last", *, remember: bool = True) -> bytes:

@@ -75,6 +75,7 @@ from agent.observe.dropfolder import (
 )
 from agent.observe.input_contract import ContractWatch
 from agent.observe.listener import BoundedHTTPServer
+from agent.observe.logfile import RotatingLog
 from agent.observe.metrics import Observed, metrics_registry
 from agent.observe.sample_drift import DriftWatch
 from airlock.errors import (
@@ -129,8 +130,9 @@ class EventLog:
     """One JSON object per line, to a file (appended, flushed per line) or stderr."""
 
     def __init__(self, path: Path | None) -> None:
-        self._out: IO[str] = (open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
-                              if path is not None else sys.stderr)
+        # A file rotates itself (agent.observe.logfile): serve runs for as long as the device.
+        self._out: IO[str] | RotatingLog = (RotatingLog(path) if path is not None
+                                            else sys.stderr)
         self._owned = path is not None
         self._lock = threading.Lock()
 
