@@ -26,6 +26,10 @@ command -v mender-artifact >/dev/null || need_pkgs+=(mender-artifact)
 command -v rauc >/dev/null || need_pkgs+=(rauc)
 command -v mksquashfs >/dev/null || need_pkgs+=(squashfs-tools)
 command -v curl >/dev/null || need_pkgs+=(curl)
+# arm64 end to end (tests/kit/test_arm64.py): a debootstrap-made Debian 12 arm64 rootfs run
+# through qemu-user-static; the test mounts binfmt_misc and registers aarch64 itself.
+command -v qemu-aarch64-static >/dev/null || need_pkgs+=(qemu-user-static binfmt-support)
+[ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
 if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ]; }; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
