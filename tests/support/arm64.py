@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -34,7 +35,7 @@ import pytest
 
 DEFAULT_CACHE = Path("/var/tmp/airlock-arm64/rootfs")
 MIRROR = os.environ.get("AIRLOCK_ARM64_MIRROR", "http://deb.debian.org/debian")
-BUILD_TIMEOUT_S = 600
+BUILD_TIMEOUT_S = float(os.environ.get("AIRLOCK_ARM64_BUILD_TIMEOUT", "600"))
 _BINFMT = Path("/proc/sys/fs/binfmt_misc")
 _HANDLER = _BINFMT / "qemu-aarch64"
 _CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
@@ -72,6 +73,15 @@ def ensure_emulation() -> None:
         _unavailable(f"{_HANDLER} is registered but disabled")
 
 
+def _discard(partial: Path) -> None:
+    """Remove a half-made rootfs, unmounting first what debootstrap mounted in it (proc, sys)."""
+    inside = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()
+              if line.split()[1].startswith(f"{partial}/")]
+    for mountpoint in sorted(inside, reverse=True):
+        subprocess.run(["umount", "-l", mountpoint], check=False)
+    shutil.rmtree(partial, ignore_errors=True)
+
+
 def arm64_rootfs(progress: Any = print) -> Path:
     """The cached Debian 12 arm64 root filesystem, made with debootstrap when absent."""
     ensure_emulation()
@@ -80,24 +90,28 @@ def arm64_rootfs(progress: Any = print) -> Path:
         return cache
     cache.parent.mkdir(parents=True, exist_ok=True)
     partial = cache.parent / f".{cache.name}.partial-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
+    _discard(partial)
     started = time.monotonic()
+    # Its own process group: on a timeout the chroot'd dpkg runs under it go too.
+    proc = subprocess.Popen(
+        ["debootstrap", "--arch=arm64", "--variant=minbase",
+         "--include=python3,python3-venv", "bookworm", str(partial), MIRROR],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        r = subprocess.run(
-            ["debootstrap", "--arch=arm64", "--variant=minbase",
-             "--include=python3,python3-venv", "bookworm", str(partial), MIRROR],
-            capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+        output, _ = proc.communicate(timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        shutil.rmtree(partial, ignore_errors=True)
-        pytest.fail(f"debootstrap of the arm64 rootfs took over {BUILD_TIMEOUT_S} s")
-    if r.returncode != 0:
-        shutil.rmtree(partial, ignore_errors=True)
-        tail = (r.stdout + r.stderr).strip().splitlines()[-3:]
-        _unavailable(f"debootstrap failed: {' / '.join(tail)}")
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        _discard(partial)
+        pytest.fail(f"debootstrap of the arm64 rootfs took over {BUILD_TIMEOUT_S} s "
+                    "(AIRLOCK_ARM64_BUILD_TIMEOUT to allow more)")
+    if proc.returncode != 0:
+        _discard(partial)
+        _unavailable(f"debootstrap failed: {' / '.join(output.strip().splitlines()[-3:])}")
     try:
         partial.rename(cache)  # whole or absent: a half-made tree is never the cache
     except OSError:  # another run made it meanwhile: theirs is as good
-        shutil.rmtree(partial, ignore_errors=True)
+        _discard(partial)
     progress(f"arm64 rootfs made in {time.monotonic() - started:.0f} s at {cache}")
     return cache
 
