@@ -103,7 +103,7 @@ def arm64_rootfs(progress: Any = print) -> Path:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         _discard(partial)
-        pytest.fail(f"debootstrap of the arm64 rootfs took over {BUILD_TIMEOUT_S} s "
+        pytest.fail(f"debootstrap of the arm64 rootfs took over {BUILD_TIMEOUT_S:.0f} s "
                     "(AIRLOCK_ARM64_BUILD_TIMEOUT to allow more)")
     if proc.returncode != 0:
         _discard(partial)
