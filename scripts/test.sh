@@ -28,6 +28,10 @@ command -v mksquashfs >/dev/null || need_pkgs+=(squashfs-tools)
 command -v curl >/dev/null || need_pkgs+=(curl)
 # The shipped logrotate snippet is run by the real logrotate (tests/agent/test_bounded_logs.py).
 command -v logrotate >/dev/null || need_pkgs+=(logrotate)
+# arm64 end to end (tests/kit/test_arm64.py): a debootstrap-made Debian 12 arm64 rootfs run
+# through qemu-user-static; the test mounts binfmt_misc and registers aarch64 itself.
+command -v qemu-aarch64-static >/dev/null || need_pkgs+=(qemu-user-static binfmt-support)
+[ -x /usr/sbin/debootstrap ] || need_pkgs+=(debootstrap)
 if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ]; }; then
   echo "installing Debian packages: ${need_pkgs[*]}"
   export DEBIAN_FRONTEND=noninteractive
