@@ -35,7 +35,7 @@ import pytest
 
 DEFAULT_CACHE = Path("/var/tmp/airlock-arm64/rootfs")
 MIRROR = os.environ.get("AIRLOCK_ARM64_MIRROR", "http://deb.debian.org/debian")
-BUILD_TIMEOUT_S = float(os.environ.get("AIRLOCK_ARM64_BUILD_TIMEOUT", "600"))
+BUILD_TIMEOUT_S = float(os.environ.get("AIRLOCK_ARM64_BUILD_TIMEOUT", "900"))
 _BINFMT = Path("/proc/sys/fs/binfmt_misc")
 _HANDLER = _BINFMT / "qemu-aarch64"
 _CONF = Path("/usr/lib/binfmt.d/qemu-aarch64.conf")
