@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> Initialised:
             raise UsageError(f"cannot create {d}: {e.strerror}; choose another --root") from None
     config = AgentConfig(args.device_id or socket.gethostname(), args.ring, sink)
     _lay_out(layout, trust.to_bytes(), trust.version, config)
-    from keys.keyfile import load_public_key
-
     import json
+
+    from keys.keyfile import load_public_key
 
     key = load_public_key(layout.device_pub)
     # One line: the text output escapes line breaks, and one line copies whole from a terminal.
