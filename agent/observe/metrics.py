@@ -73,7 +73,7 @@ from airlock.files import read_json
 __all__ = ["DROP_OUTCOMES", "INSTALL_RESULTS", "Observed", "metrics_registry", "sample_names"]
 
 INSTALL_RESULTS = ("installed", "already_active", "failed", "rejected", "refused")
-DROP_OUTCOMES = ("installed", "already_active", "skipped", "failed", "rejected", "refused",
+DROP_OUTCOMES = ("installed", "flags_applied", "already_active", "skipped", "failed", "rejected", "refused",
                  "incomplete", "error")
 _MiB = 1024 * 1024
 

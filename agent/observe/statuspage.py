@@ -176,6 +176,7 @@ def _events(entries: list[dict[str, Any]]) -> str:
     if not entries:
         return '<p class="none">Nothing installed, refused or rolled back yet.</p>'
     words = {"installed": ("✓ INSTALLED", "ok"), "already-active": ("ALREADY ACTIVE", "muted"),
+             "flags-applied": ("⚑ FLAGS APPLIED", "ok"),
              "rejected": ("✗ REJECTED", "bad"), "refused": ("✗ REFUSED", "bad"),
              "install-failed": ("✗ INSTALL FAILED", "bad"),
              "rolled-back": ("↶ ROLLED BACK", "warn"),
@@ -260,7 +261,7 @@ def _drops(drops: list[dict[str, Any]], watch: Sequence[Path]) -> str:
         head = '<p class="muted">serve watches no drop folder (--watch).</p>'
     if not drops:
         return head + '<p class="none">No drop handled yet.</p>'
-    words = {"installed": "ok", "already_active": "muted", "skipped": "muted",
+    words = {"installed": "ok", "flags_applied": "ok", "already_active": "muted", "skipped": "muted",
              "incomplete": "warn"}
     rows = [[_when(d.get("time")), f'<span class="mono">{esc(Path(str(d.get("drop"))).name)}'
              "</span>", f'<span class="{words.get(str(d.get("outcome")), "bad")}">'
