@@ -32,6 +32,7 @@ Prometheus conventions (base units: seconds, bytes; ``_total`` counters):
     airlock_bundles_rejected_total{reason}                signature, expired, rollback, policy,
                                                           digest, format, other
     airlock_drop_bundles_total{outcome}                   drop-folder outcomes since serve started
+                                                          (a flags bundle: flags_applied)
     airlock_scheduled_checks_total{result}                ok, failed
     airlock_store_bytes, airlock_store_blobs
     airlock_disk_free_bytes, airlock_disk_total_bytes     of the filesystem holding ROOT (statvfs)
