@@ -447,7 +447,8 @@ class _Server:
         if path == "/status":
             from agent.observe.status import status
 
-            body_s = json.dumps(status(self.layout), indent=2, sort_keys=True, default=str)
+            body_s = json.dumps(status(self.layout, serving=True), indent=2, sort_keys=True,
+                                default=str)
             return 200, (body_s + "\n").encode(), "application/json"
         if path == "/":
             from agent.observe.statuspage import status_page

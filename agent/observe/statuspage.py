@@ -80,7 +80,7 @@ def drop_results(layout: Layout, keep: int = _SHOWN_DROPS) -> list[dict[str, Any
 
 def status_page(layout: Layout, *, watch: Sequence[Path] = (),
                 refresh_s: int = REFRESH_S) -> str:
-    return render(status(layout), journal_tail(layout), drops=drop_results(layout),
+    return render(status(layout, serving=True), journal_tail(layout), drops=drop_results(layout),
                   watch=watch, refresh_s=refresh_s)
 
 
@@ -236,6 +236,17 @@ def _drift(drift: object) -> str:
     return "".join(out)
 
 
+def _hold(hold: dict[str, Any]) -> str:
+    """A pending hold: what is on trial, until when, what comes back, how to keep it."""
+    when = ("the deadline has passed" if hold.get("overdue")
+            else f"{hold.get('seconds_left')} s left")
+    return (f"<p class='warn'>⏳ <b class='mono'>{esc(hold.get('release'))}</b> is held until "
+            f"<b>{esc(hold.get('deadline'))}</b> ({esc(when)}); then "
+            f"<b class='mono'>{esc(hold.get('comes_back'))}</b> comes back. Keep it with "
+            f"<code>{esc(hold.get('commit'))}</code> on the device; {esc(hold.get('reverts'))}."
+            "</p>")
+
+
 def _disk(st: dict[str, Any]) -> str:
     disk = obj_field(st, "disk")
     store = obj_field(st, "store")
@@ -297,6 +308,9 @@ def render(st: dict[str, Any], events: list[dict[str, Any]], *, drops: list[dict
               + "</p></header>")
     damage = st.get("damage") or []
     body = [header]
+    hold = st.get("hold")
+    if isinstance(hold, dict):
+        body.append(section("Held install", _hold(hold), ident="hold"))
     if damage:
         body.append(section("Damage", "<p class='bad'>✗ The agent's state is damaged; run "
                             "<code>airlock-agent fsck --repair</code>.</p><ul>"
