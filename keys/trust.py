@@ -399,9 +399,12 @@ class TrustRoot:
 
 
 def check_rings(role: str, signer_rings: tuple[str, ...] | None, targets: Sequence[str],
-                ring: str | None) -> None:
-    """The ring policy for something a device in ``ring`` would apply (a flags set)."""
-    _check_rings(role, signer_rings, targets, ring, device=True)
+                ring: str | None, *, any_ring: bool = False) -> None:
+    """The ring policy for something a device in ``ring`` would apply (a flags set).
+
+    ``any_ring``: only the signer's limits (``airlock verify`` on the host without ``--ring``).
+    """
+    _check_rings(role, signer_rings, targets, ring, device=not any_ring)
 
 
 def _check_rings(role: str, signer_rings: tuple[str, ...] | None, release_rings: Sequence[str],

@@ -71,6 +71,7 @@ from agent.observe.dropfolder import (
     DropFolder,
     DropMemory,
     Outcome,
+    flags_message,
     outcome_of_error,
 )
 from agent.observe.input_contract import ContractWatch
@@ -326,6 +327,11 @@ class _Server:
                                    "health_s": result.get("health_s"),
                                    **({"agent": result["agent"]} if result.get("agent")
                                       else {})})
+        if result.get("applied"):  # a flags bundle: its own outcome, never "already active"
+            return Outcome("flags_applied", flags_message(result), 0, digest=c.digest,
+                           active=result.get("active"), remember_digest=True,
+                           detail={"flags": result.get("name"),
+                                   "sequence": result.get("sequence")})
         return Outcome("already_active", str(result.get("message")), 0, digest=c.digest,
                        release=result.get("release"), active=result.get("active"),
                        remember="release")
@@ -474,7 +480,8 @@ class _Server:
         if path == "/status":
             from agent.observe.status import status
 
-            body_s = json.dumps(status(self.layout), indent=2, sort_keys=True, default=str)
+            body_s = json.dumps(status(self.layout, serving=True), indent=2, sort_keys=True,
+                                default=str)
             return 200, (body_s + "\n").encode(), "application/json"
         if path == "/":
             from agent.observe.statuspage import status_page

@@ -412,14 +412,24 @@ def _expires(top: _Fields, min_validity: timedelta) -> datetime:
             except ValueError:
                 raise top.error("expires", "must be a duration like 30d or an ISO date") from None
             expires = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    # Devices refuse expired metadata (freeze attack); so does the build, at its own time.
-    now = build_time()
+    # Devices refuse expired metadata (freeze attack); so does the build, at its own time
+    # and at the real one: a SOURCE_DATE_EPOCH days old (a reproducible rebuild of an old
+    # commit) must not turn "expires: 2d" into a bundle that is already expired today.
+    built = build_time()
+    real = datetime.now(UTC).replace(microsecond=0)
+    # (A build taking a second between the two readings is not an old SOURCE_DATE_EPOCH.)
+    now = real if real - built > timedelta(minutes=1) else built
+    when = (f"built at {built:%Y-%m-%dT%H:%M:%SZ}" if now == built else
+            f"it is {real:%Y-%m-%dT%H:%M:%SZ} now; SOURCE_DATE_EPOCH dates the build "
+            f"{built:%Y-%m-%dT%H:%M:%SZ}, and 'expires: DURATION' counts from that")
     if expires <= now:
-        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is in the past (built at "
-                                   f"{now:%Y-%m-%dT%H:%M:%SZ}); devices refuse expired releases")
+        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is in the past ({when}); "
+                                   "devices refuse expired releases")
     if expires - now < min_validity:
         raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is only {_span(expires - now)} "
-                                   f"after the build, less than --min-validity "
+                                   + ("after the build, " if now == built else
+                                      f"after now ({when}), ")
+                                   + "less than --min-validity "
                                    f"{_span(min_validity)}: the release could expire before it "
                                    "reaches the site (lower --min-validity to build it anyway)")
     return expires
