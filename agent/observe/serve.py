@@ -329,7 +329,9 @@ class _Server:
                                       else {})})
         if result.get("applied"):  # a flags bundle: its own outcome, never "already active"
             return Outcome("flags_applied", flags_message(result), 0, digest=c.digest,
-                           active=result.get("active"), remember_digest=True,
+                           # by file: a flags set carries no release id, and applying the
+                           # same signed set again changes nothing (its own sequence)
+                           active=result.get("active"),
                            detail={"flags": result.get("name"),
                                    "sequence": result.get("sequence")})
         return Outcome("already_active", str(result.get("message")), 0, digest=c.digest,
