@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from agent.journal import Journal
@@ -59,7 +59,7 @@ def arm(layout: Layout, journal: Journal, release: str, previous: str | None,
     write_json(layout.hold, {
         "release": release, "previous": previous, "seconds": seconds,
         "deadline": time.time() + seconds,
-        "since": datetime.now(UTC).isoformat(timespec="seconds")})
+        "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     journal.append("hold-armed", release=release, previous=previous, seconds=seconds)
 
 
