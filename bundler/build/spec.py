@@ -408,7 +408,7 @@ def _expires(top: _Fields, min_validity: timedelta) -> datetime:
             expires = build_time() + parse_duration(raw)
         except Exception:
             try:
-                parsed = datetime.fromisoformat(raw)
+                parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))  # 3.10: no "Z"
             except ValueError:
                 raise top.error("expires", "must be a duration like 30d or an ISO date") from None
             expires = parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
