@@ -18,7 +18,7 @@ inert before it is written: control characters and lone surrogates escaped,
 each string at most ``MAX_JOURNAL_TEXT_CHARS``. Every line is ASCII JSON;
 one refused bundle cannot make ``status`` or ``history`` fail::
 
-    journal.append("rejected", bundle="/media/\udcff\x1b[2J.airlock", reason="...")
+    journal.append("rejected", bundle="/media/\\udcff\\x1b[2J.airlock", reason="...")
     # -> {"bundle":"/media/\\xff\\x1b[2J.airlock",...}
 
 Readers take an old line as it is: one that is not a JSON object becomes an
