@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from agent.journal import Journal
@@ -74,7 +74,7 @@ def pending_hold(layout: Layout, *, serving: bool | None = None,
     return {
         "release": hold["release"], "previous": hold.get("previous"),
         "since": hold.get("since"), "seconds": hold.get("seconds"),
-        "deadline": datetime.fromtimestamp(deadline, UTC).isoformat(timespec="seconds"),
+        "deadline": datetime.fromtimestamp(deadline, timezone.utc).isoformat(timespec="seconds"),
         "deadline_unix": deadline, "seconds_left": max(0, round(left)),
         "overdue": left <= 0,
         "comes_back": hold.get("previous"),
@@ -95,7 +95,7 @@ def arm(layout: Layout, journal: Journal, release: str, previous: str | None,
     write_json(layout.hold, {
         "release": release, "previous": previous, "seconds": seconds,
         "deadline": time.time() + seconds,
-        "since": datetime.now(UTC).isoformat(timespec="seconds")})
+        "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     journal.append("hold-armed", release=release, previous=previous, seconds=seconds)
 
 

@@ -53,7 +53,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -359,7 +359,7 @@ def flags_message(result: dict[str, Any]) -> str:
 
 def write_results(drop: Drop, outcome: Outcome, device_id: str) -> list[str]:
     """``NAME.result.json`` and ``NAME.result.txt`` beside the drop; problems, not exceptions."""
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     doc = {"bundle": drop.path.name, "time": now, "device_id": device_id,
            "outcome": outcome.outcome, "exit_code": outcome.exit_code,
            "message": outcome.message, "release": outcome.release, "active": outcome.active,

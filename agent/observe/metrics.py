@@ -295,7 +295,8 @@ def _read_health(path: Any) -> dict[str, Any] | None:
 
 def _timestamp(text: object) -> float | None:
     try:
-        return datetime.fromisoformat(str(text)).timestamp()
+        # "Z" by hand: Python 3.10 reads only offsets (3.11 reads both).
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
 

@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import FrameType
@@ -138,7 +138,7 @@ class EventLog:
         self._lock = threading.Lock()
 
     def __call__(self, event: str, **fields: Any) -> None:
-        entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event,
+        entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event,
                  **fields}
         line = json.dumps(entry, sort_keys=True, default=str, ensure_ascii=True)
         with self._lock, contextlib.suppress(OSError, ValueError):

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -200,7 +200,7 @@ def _events(entries: list[dict[str, Any]]) -> str:
                      f'<span class="mono">{esc(what)}</span>'
                      + (f" → <span class=\"mono\">{esc(extra)}</span>" if extra else ""),
                      f'<span class="reason">{esc(reason) if reason else ""}</span>'])
-    return table(["time (UTC)", "what", "release or bundle", "reason"], rows)
+    return table(["time (timezone.utc)", "what", "release or bundle", "reason"], rows)
 
 
 def _drift(drift: object) -> str:
@@ -278,14 +278,14 @@ def _drops(drops: list[dict[str, Any]], watch: Sequence[Path]) -> str:
              "</span>", f'<span class="{words.get(str(d.get("outcome")), "bad")}">'
              f'{esc(str(d.get("outcome")).upper().replace("_", " "))}</span>',
              f'<span class="mono">{esc(d.get("release"))}</span>'] for d in drops]
-    return head + table(["time (UTC)", "drop", "outcome", "release"], rows)
+    return head + table(["time (timezone.utc)", "drop", "outcome", "release"], rows)
 
 
 def render(st: dict[str, Any], events: list[dict[str, Any]], *, drops: list[dict[str, Any]],
            watch: Sequence[Path], refresh_s: int = REFRESH_S,
            now: datetime | None = None) -> str:
     """The page from a ``status`` document, journal entries (newest first) and drop results."""
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(timezone.utc)
     device = st.get("device_id") or "unknown device"
     state = str(st.get("state"))
     active = st.get("active") if isinstance(st.get("active"), dict) else None
@@ -318,7 +318,7 @@ def render(st: dict[str, Any], events: list[dict[str, Any]], *, drops: list[dict
                             + "</ul>"))
     body += [
         section("Releases", table(["slot", "release", "name and version", "sequence",
-                                   "installed (UTC)", "last health check"],
+                                   "installed (timezone.utc)", "last health check"],
                                   _release_rows(st))),
         section("Health of the active release", _models(active), ident="health"),
         section("Installs, rollbacks and refusals", _events(events), ident="events"),

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from tuf.api.metadata import Targets
@@ -52,7 +52,7 @@ def flags_info(head: BundleHead, *, trust: TrustRoot | None, ring: str | None,
     ``ring``: check it as a device in that ring would; None checks only the
     signer's ring limits (it may target any ring). Exit 3 on anything wrong.
     """
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(timezone.utc)
     verified = None
     if trust is not None:
         md, tally = trust.verify_signed(head.release_json, "flags metadata", now)

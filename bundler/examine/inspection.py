@@ -21,7 +21,7 @@ length, so a truncated copy is exit 3 and never reported as fine. With
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
 from tuf.api.metadata import Root, Targets
@@ -48,7 +48,7 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
 
     ``size`` is the archive's length (0 when unknown: a pipe).
     """
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(timezone.utc)
     reader = BundleReader(stream)
     head = reader.head()
     from bundler.examine.flag_bundles import flags_info, is_flags_head, read_flags_bundle
