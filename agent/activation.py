@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from agent.faults import crash_point
@@ -67,7 +67,7 @@ def health_check(layout: Layout, journal: Journal, release: Release, *,
     report = check_release(rdir, release, runtime=layout.load_config().runtime,
                            baselines=baselines, no_baseline=why)
     seconds = round(time.monotonic() - start, 3)
-    result = {"time": datetime.now(UTC).isoformat(timespec="seconds"), "ok": report.ok,
+    result = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "ok": report.ok,
               "reason": report.reason, "seconds": seconds, "report": report.to_dict()}
     write_json(rdir / "health.json", result)
     journal.append("health-result", release=release.id, ok=report.ok, reason=report.reason,

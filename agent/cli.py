@@ -31,15 +31,19 @@ change nothing and exit 5; status lists the damage and fsck --repair fixes it.
 from __future__ import annotations
 
 import argparse
+import json
+import platform
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from agent.commands import REGISTRY
-from airlock.command import build_parser, dispatch
-from airlock.console import Parser, emit_result, run
+# Only the standard library above: main() checks the interpreter before it imports
+# the rest, which an older Python may not even compile.
 
-__all__ = ["main", "parser"]
+__all__ = ["PYTHON_FLOOR", "main", "parser"]
+
+PYTHON_FLOOR = (3, 10)  # Ubuntu 22.04 and JetPack 6; install.sh and pyproject.toml say the same
 
 
 _DESCRIPTION = """\
@@ -66,6 +70,9 @@ def _root_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    from agent.commands import REGISTRY
+    from airlock.command import build_parser
+
     return build_parser("airlock-agent", _DESCRIPTION, _TOUR, REGISTRY, _root_arg, argv=argv)
 
 
@@ -76,6 +83,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _version_only(argv: list[str]) -> bool:
     """``airlock-agent --version [--json]``, without a command."""
+    from airlock.console import Parser
+
     pre = Parser(add_help=False)
     for flag in ("--version", "--json", "--debug"):
         pre.add_argument(flag, action="store_true")
@@ -98,6 +107,9 @@ def _check_format(a: argparse.Namespace) -> None:
 
 
 def _main(argv: list[str]) -> int:
+    from airlock.command import dispatch
+    from airlock.console import emit_result
+
     if _version_only(argv):
         from agent.commands import agent_version as version
 
@@ -106,5 +118,26 @@ def _main(argv: list[str]) -> int:
     return dispatch(_parser(argv), argv, before=_check_format)
 
 
+def _refuse_old_python(argv: list[str]) -> None:
+    """Below the floor: one line naming the version found and the floor, exit 5 (precondition).
+
+    Checked first, so a site sees this rather than a SyntaxError or an
+    AttributeError from deep inside the first install.
+    """
+    if sys.version_info >= PYTHON_FLOOR:
+        return
+    floor = ".".join(map(str, PYTHON_FLOOR))
+    message = (f"Python {platform.python_version()} ({sys.executable}) is too old: the agent "
+               f"needs Python {floor} or newer")
+    print(f"airlock-agent: error: {message}", file=sys.stderr)
+    if "--json" in argv:
+        print(json.dumps({"error": message, "exit": 5}, indent=2, sort_keys=True))
+    sys.exit(5)
+
+
 def main(argv: list[str] | None = None) -> NoReturn:
-    run(_main, argv, prog="airlock-agent")
+    args = list(sys.argv[1:] if argv is None else argv)
+    _refuse_old_python(args)
+    from airlock.console import run
+
+    run(_main, args, prog="airlock-agent")

@@ -27,7 +27,7 @@ installed, so a switch or a rollback never shows stale flags.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from agent.journal import Journal
@@ -147,7 +147,7 @@ def rollback_flags(layout: Layout, name: str) -> dict[str, Any]:
 def effective(layout: Layout, defaults: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """Each flag's value and source, for release defaults ``defaults`` on this device."""
     device_id = layout.load_config().device_id
-    now = datetime.now(UTC)
+    now = datetime.now(timezone.utc)
     out = {k: {"value": v, "source": "release"} for k, v in sorted(defaults.items())}
     for name, sequence in sorted(_state(layout)["applied"].items()):
         s = _load(layout, name, sequence)

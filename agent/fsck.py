@@ -19,8 +19,10 @@ is reported with what to do and blocks the rest, so nothing is ever followed
 out of ROOT), then runs the normal recovery (undo an unfinished operation,
 empty staging, cut a torn journal line, repoint a dangling link), then
 removes corrupt or foreign files from the store and release directories
-that can no longer work, switches a broken ``current`` back to a working
-``previous``, says what it did, records it in the journal, and checks again. What it cannot repair
+that can no longer work (a release whose only loss is store blobs is kept:
+installing the same bundle again restores it, so a rollback target survives
+one bad blob; ``incomplete`` lists those), switches a broken ``current`` back
+to a working ``previous``, says what it did, records it in the journal, and checks again. What it cannot repair
 (a broken active release, a broken journal chain) stays reported: reinstall
 the bundle, or keep the journal as evidence::
 
@@ -38,7 +40,7 @@ import os
 import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.journal import Journal
 from agent.layout import Layout
@@ -47,6 +49,9 @@ from agent.switch import Transaction, read_link, set_link
 from airlock.errors import AirlockError
 from airlock.files import fsync_dir, remove_tree
 from airlock.format.oci import hash_file
+
+if TYPE_CHECKING:
+    from keys.release import Release
 
 __all__ = ["Problem", "fsck"]
 
@@ -67,6 +72,10 @@ class _Scan:
         self.journal_lines = 0
         self.bad_blobs: set[str] = set()
         self.bad_releases: set[str] = set()
+        # Releases that are whole but for store blobs: the same bundle installed again
+        # restores them, so they are kept (a rollback target is not debris) and named.
+        self.incomplete: dict[str, str] = {}
+        self.restorable: set[str] = set()  # the incomplete ones and a restorable active one
         self.foreign: list[Path] = []
         self.flawed: set[Path] = set()
 
@@ -127,22 +136,35 @@ class _Scan:
                 self.add("foreign-file", rdir, "not a release directory (NAME-SEQUENCE)")
                 continue
             self.releases += 1
-            why = self._release_problem(rid)
-            if why is not None:
-                self.bad_releases.add(rid)
-                if rid == read_link(layout, "current"):
-                    why += ("; it is the active release: install a bundle with a higher "
-                            "sequence, or roll back")
-                self.add("broken-release", rdir, why)
+            why, restorable = self._release_problem(rid)
+            if why is None:
+                continue
+            active = rid == read_link(layout, "current")
+            if restorable:
+                self.restorable.add(rid)
+            if restorable and not active:
+                self.incomplete[rid] = f"{why}; {reinstall_hint(rid)}"
+                continue
+            self.bad_releases.add(rid)
+            if active:
+                why += (f"; it is the active release: {reinstall_hint(rid)}" if restorable
+                        else "; it is the active release: install a bundle with a higher "
+                        "sequence, or roll back")
+            self.add("broken-release", rdir, why)
 
-    def _release_problem(self, rid: str) -> str | None:
+    def _release_problem(self, rid: str) -> tuple[str | None, bool]:
+        """What is wrong with release ``rid``, and whether its own bundle can restore it."""
         layout = self.layout
         try:
             release = layout.load_release(rid)
         except AirlockError as e:
-            return f"release metadata unreadable: {e}"
+            return f"release metadata unreadable: {e}", False
         if release.id != rid:
-            return f"holds the metadata of {release.id}"
+            return f"holds the metadata of {release.id}", False
+        return self._files_problem(rid, release), True
+
+    def _files_problem(self, rid: str, release: Release) -> str | None:
+        layout = self.layout
         for digest in release.all_digests():
             blob = layout.blob(digest)
             if not blob.is_file():
@@ -175,8 +197,9 @@ class _Scan:
                 target = os.readlink(link) if link.is_symlink() else "a non-link"
                 self.add("dangling-link", link, f"points at {target}, not an installed release")
             elif rid in self.bad_releases:
-                self.add("dangling-link", link,
-                         f"points at {rid}, which is broken; install a newer bundle or roll back")
+                self.add("dangling-link", link, f"points at {rid}, which is broken; " + (
+                    reinstall_hint(rid) if rid in self.restorable
+                    else "install a newer bundle or roll back"))
         if self.releases and read_link(layout, "current") is None:
             self.add("dangling-link", layout.current, "releases are installed but none is active")
 
@@ -217,9 +240,17 @@ class _Scan:
         return {
             "ok": not self.problems,
             "problems": [asdict(p) for p in self.problems],
+            "incomplete": [{"release": rid, "detail": why}
+                           for rid, why in sorted(self.incomplete.items())],
             "checked": {"blobs": self.blobs, "releases": self.releases,
                         "journal_lines": self.journal_lines},
         }
+
+
+def reinstall_hint(rid: str) -> str:
+    """What restores a release whose store blobs went missing: its own bundle, first."""
+    return (f"install the same bundle again ({rid}; 'airlock-agent install' restores a release "
+            "the device knows), or one with a higher sequence")
 
 
 def _repair(layout: Layout, scan: _Scan) -> list[str]:
@@ -240,18 +271,23 @@ def _repair(layout: Layout, scan: _Scan) -> list[str]:
         done.append(f"removed corrupt blob sha256:{name[:16]}…")
     if scan.foreign or scan.bad_blobs:
         fsync_dir(layout.blobs)
-    for rid in sorted(scan.bad_releases - pinned):
+    for rid in sorted(scan.bad_releases - pinned - scan.restorable):
         remove_tree(layout.release_dir(rid), layout.staging)
         done.append(f"removed broken release {rid}")
     bad = scan.bad_releases
     current, previous = read_link(layout, "current"), read_link(layout, "previous")
-    if current in bad and previous is not None and previous not in bad:
+    unusable = bad | set(scan.incomplete)
+    if current in bad and previous is not None and previous not in unusable:
         # A broken active release cannot run; the previous one can.
         set_link(layout, "previous", None)
         set_link(layout, "current", previous)
         done.append(f"switched current from broken {current} back to {previous}")
-        remove_tree(layout.release_dir(current), layout.staging)
-        done.append(f"removed broken release {current}")
+        if current in scan.restorable:
+            done.append(f"kept {current} (a store blob it needs is gone): "
+                        f"{reinstall_hint(current)}")
+        else:
+            remove_tree(layout.release_dir(current), layout.staging)
+            done.append(f"removed broken release {current}")
         current, previous = previous, None
     elif previous in bad and previous != current:
         # Rollback would only fail its health check on it: it is no fallback, just debris.
@@ -263,7 +299,7 @@ def _repair(layout: Layout, scan: _Scan) -> list[str]:
         # Releases installed but none active: the link was lost (debris where it stood).
         # The journal says which release was active last; failing that, the newest one
         # that is not the rollback target, and the rollback target last.
-        fallback = lost_current(layout, exclude=bad)
+        fallback = lost_current(layout, exclude=unusable)
         if fallback is not None:
             if fallback == previous:
                 set_link(layout, "previous", None)
@@ -272,7 +308,9 @@ def _repair(layout: Layout, scan: _Scan) -> list[str]:
                         "release, else previous, else the newest); run 'airlock-agent check'")
     if current in bad:
         done.append(f"cannot repair {current}: it is the active release and no other can "
-                    "take over; install a bundle with a higher sequence")
+                    f"take over; {reinstall_hint(current)}")
+    for rid in sorted(scan.incomplete):
+        done.append(f"kept {rid} (a store blob it needs is gone): {reinstall_hint(rid)}")
     # What was moved to staging on the way out goes now.
     done += [f"then: {a}" for a in recover(layout)]
     return done

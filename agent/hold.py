@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from agent.journal import Journal
@@ -35,7 +35,16 @@ from airlock.errors import PreconditionError, UsageError
 from airlock.files import read_json, write_json
 from airlock.limits import MAX_HOLD_SECONDS
 
-__all__ = ["arm", "commit", "disarm", "held"]
+__all__ = ["arm", "commit", "disarm", "held", "pending_hold"]
+
+#: Who reverts a hold whose deadline passed, as ``status`` says it.
+REVERTED_BY = {
+    True: "serve reverts it at the deadline",
+    False: "no serve is watching: the next agent command that takes the lock (install, "
+           "rollback, check, gc, fsck --repair, commit) reverts it once the deadline passed",
+    None: "serve reverts it at the deadline if it runs; otherwise the next agent command "
+          "that takes the lock (install, rollback, check, gc, fsck --repair, commit) does",
+}
 
 
 def held(layout: Layout) -> dict[str, Any] | None:
@@ -49,6 +58,33 @@ def held(layout: Layout) -> dict[str, Any] | None:
     return raw if ok else None
 
 
+def pending_hold(layout: Layout, *, serving: bool | None = None,
+                 now: float | None = None) -> dict[str, Any] | None:
+    """The hold in force, for people and machines: deadline, what comes back, how to commit.
+
+    ``serving``: True inside ``serve`` (it reverts at the deadline), None when
+    not known (the ``status`` command). None when nothing is held.
+    """
+    hold = held(layout)
+    if hold is None or hold["release"] != read_link(layout, "current"):
+        return None  # stale: it acts only while current is the release it names
+    now = time.time() if now is None else now
+    deadline = float(hold["deadline"])
+    left = deadline - now
+    return {
+        "release": hold["release"], "previous": hold.get("previous"),
+        "since": hold.get("since"), "seconds": hold.get("seconds"),
+        "deadline": datetime.fromtimestamp(deadline, timezone.utc).isoformat(timespec="seconds"),
+        "deadline_unix": deadline, "seconds_left": max(0, round(left)),
+        "overdue": left <= 0,
+        "comes_back": hold.get("previous"),
+        "commit": "airlock-agent commit",
+        "reverted_by": ("serve" if serving else "next-command" if serving is False
+                        else "serve-or-next-command"),
+        "reverts": REVERTED_BY[serving],
+    }
+
+
 def arm(layout: Layout, journal: Journal, release: str, previous: str | None,
         seconds: float) -> None:
     """Before the switch: hold ``release`` for ``seconds``, ``previous`` armed to come back."""
@@ -59,7 +95,7 @@ def arm(layout: Layout, journal: Journal, release: str, previous: str | None,
     write_json(layout.hold, {
         "release": release, "previous": previous, "seconds": seconds,
         "deadline": time.time() + seconds,
-        "since": datetime.now(UTC).isoformat(timespec="seconds")})
+        "since": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     journal.append("hold-armed", release=release, previous=previous, seconds=seconds)
 
 

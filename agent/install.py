@@ -43,7 +43,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -337,7 +337,7 @@ def _held_until(layout: Layout, release_id: str) -> str | None:
     h = held(layout)
     if h is None or h["release"] != release_id:
         return None
-    return datetime.fromtimestamp(h["deadline"], UTC).isoformat(timespec="seconds")
+    return datetime.fromtimestamp(h["deadline"], timezone.utc).isoformat(timespec="seconds")
 
 
 def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
@@ -435,7 +435,7 @@ class _Job:
                                     "bump the sequence and rebuild")
         else:
             staged = layout.staged_release(release.id)
-            info = {"installed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            info = {"installed_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                     "bundle": self.label, "role": self.role, "signers": self.signers}
             # The release's defaults with the flags sets already applied here (agent.feature_flags).
             flags = plain(effective(layout, release.flags))

@@ -18,7 +18,7 @@ inert before it is written: control characters and lone surrogates escaped,
 each string at most ``MAX_JOURNAL_TEXT_CHARS``. Every line is ASCII JSON;
 one refused bundle cannot make ``status`` or ``history`` fail::
 
-    journal.append("rejected", bundle="/media/\udcff\x1b[2J.airlock", reason="...")
+    journal.append("rejected", bundle="/media/\\udcff\\x1b[2J.airlock", reason="...")
     # -> {"bundle":"/media/\\xff\\x1b[2J.airlock",...}
 
 Readers take an old line as it is: one that is not a JSON object becomes an
@@ -49,7 +49,7 @@ import os
 import re
 import stat
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,7 @@ def segment_name(first_line: int) -> str:
 
 
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class Journal:

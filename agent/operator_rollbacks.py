@@ -20,7 +20,7 @@ empty (a mark lost, never a release refused for ever), bounded by
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from agent.layout import Layout
@@ -51,7 +51,7 @@ def mark(layout: Layout, release_id: str, *, sequence: int | None) -> None:
     """Remember that an operator rolled ``release_id`` back (the caller holds the lock)."""
     marks = marked(layout)
     marks.pop(release_id, None)
-    marks[release_id] = {"time": datetime.now(UTC).isoformat(timespec="seconds"),
+    marks[release_id] = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                          "sequence": sequence}
     while len(marks) > MAX_OPERATOR_ROLLBACKS:
         marks.pop(next(iter(marks)))  # the oldest mark goes first (insertion order)

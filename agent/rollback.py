@@ -234,12 +234,12 @@ def check(layout: Layout, *, rollback_on_failure: bool = False) -> dict[str, Any
         return result
     if not rollback_on_failure:
         raise HealthCheckError(
-            f"health check of active release {current} failed: {report.reason}; run "
+            f"active release {current}: {report.reason}; run "
             "'airlock-agent rollback' or 'check --rollback-on-failure'"
         )
     # The active release just failed on this device as it is now: its cause (a changed
     # runtime, a driver) may fail the target too, so the target is checked before the switch.
     done = rollback(layout, reason=f"check failed: {report.reason}", check=True)
     raise HealthCheckError(
-        f"health check of {current} failed: {report.reason}; rolled back to {done['active']}"
+        f"release {current}: {report.reason}; rolled back to {done['active']}"
     )

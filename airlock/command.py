@@ -37,8 +37,16 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
-from airlock.console import Parser, add_command, apply_output_options, emit_result, tool_parser
-from airlock.errors import PreconditionError
+from airlock.console import (
+    Parser,
+    add_command,
+    apply_output_options,
+    emit_result,
+    fail_with,
+    stdout_closed,
+    tool_parser,
+)
+from airlock.errors import AirlockError, PreconditionError
 
 __all__ = ["CommandInfo", "CommandModule", "Reported", "Result", "build_parser", "chosen",
            "completion_arguments", "dispatch", "print_completion"]
@@ -144,9 +152,25 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str],
     result = a._command.run(a)
     if result is None:
         return 0
-    emit_result(result, getattr(a, "json", False))
+    as_json = bool(getattr(a, "json", False))
     finish = getattr(result, "finish", None)
-    return int(finish()) if finish is not None else 0
+    if finish is None:
+        emit_result(result, as_json)
+        return 0
+    if as_json:
+        # A failed finish is ONE JSON object: the result merged with the error.
+        try:
+            code = int(finish())
+        except AirlockError as e:
+            fail_with(result, e)
+        emit_result(result, True)
+        return code
+    try:
+        emit_result(result, False)
+    except BrokenPipeError:
+        # ``| head -1`` closed the pipe: the command's own exit code must still come out.
+        stdout_closed()
+    return int(finish())
 
 
 def completion_arguments(p: argparse.ArgumentParser) -> None:

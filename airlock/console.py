@@ -388,6 +388,7 @@ def run(main: Callable[[list[str]], int], argv: list[str] | None, prog: str) -> 
     # Known before parsing, so that a usage error is a JSON object too.
     _OUT.as_json = "--json" in args
     _never_fail_to_print()
+    code = 0
     try:
         try:
             code = main(args)
@@ -413,13 +414,21 @@ def run(main: Callable[[list[str]], int], argv: list[str] | None, prog: str) -> 
             _json_failure(message, code, None)
         sys.stdout.flush()  # here, so that a closed pipe is met while it can be handled
     except BrokenPipeError:
-        # The reader has what it wanted (``| head -1``): stop quietly, as cat and ls do;
-        # stdout goes to /dev/null so the interpreter's own last flush cannot fail either.
-        with contextlib.suppress(OSError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        code = 0
+        # The reader has what it wanted (``| head -1``): stop quietly, as cat and ls do.
+        # The exit code stays the command's: under ``set -o pipefail`` a refusal still fails.
+        stdout_closed()
     sys.exit(code)
+
+
+def stdout_closed() -> None:
+    """The reader of stdout went away: further output goes to /dev/null.
+
+    So the rest of the command (its exit code, its errors on stderr) and the
+    interpreter's own last flush cannot fail on the closed pipe.
+    """
+    with contextlib.suppress(OSError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _json_failure(message: str, code: int, result: Any) -> None:

@@ -13,14 +13,30 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (0, "done"),
     (1, "unexpected error: a bug (one line; --debug shows the traceback)"),
     (2, "usage or configuration error: bad flags, bad YAML, a spec field (named with its "
-        "line), a file that is not what the option wants"),
+        "line), a file that is not what the option wants, an image sink the device could "
+        "not use"),
     (3, "rejected: signature, digest, policy, expiry, version or format check failed; "
         "nothing installed"),
-    (4, "health check failed: on the host nothing was signed; on a device the previous "
-        "release is active again"),
+    (4, "health check failed: on the host nothing was signed or written; on a device the "
+        "previous release is active again (or still is): a health check, hook or probe that "
+        "failed, or an image sink delivery that failed after staging"),
     (5, "precondition not met: disk full, not enough memory, lock held, not initialised, "
-        "registry unreachable or refusing, damaged agent state"),
+        "a registry the host pulls from unreachable, refusing or without the reference "
+        "(nothing built), agent state damaged or read-only"),
 )
+
+
+#: Where the table stands in a Markdown document, between these two lines.
+EXIT_CODES_BEGIN = "<!-- exit codes: generated from airlock/errors.py EXIT_CODES "\
+    "(python scripts/exit_codes.py) -->"
+EXIT_CODES_END = "<!-- end of exit codes -->"
+
+
+def exit_codes_markdown() -> str:
+    """The exit-code table as every document shows it, between its markers."""
+    rows = "\n".join(f"| {code} | {meaning} |" for code, meaning in EXIT_CODES)
+    return (f"{EXIT_CODES_BEGIN}\n\n| code | meaning |\n| --- | --- |\n{rows}\n\n"
+            f"{EXIT_CODES_END}")
 
 
 class AirlockError(Exception):

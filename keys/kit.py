@@ -20,7 +20,7 @@ on a fresh device refuse the same documents.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from tuf.api.metadata import Metadata, TargetFile, Targets
@@ -79,7 +79,7 @@ def verify_kit(trust: TrustRoot, data: bytes, *, now: datetime | None = None) ->
         raise SignatureError(f"kit.json has {len(result.signed)} valid signature(s) of the "
                              f"{threshold} the release role requires")
     kit = _parse(md)
-    if kit.expires <= (now or datetime.now(UTC)):
+    if kit.expires <= (now or datetime.now(timezone.utc)):
         raise ExpiredError(f"agent kit {kit.version} expired at "
                            f"{kit.expires:%Y-%m-%dT%H:%M:%SZ}; build a new one")
     return kit

@@ -55,7 +55,7 @@ import stat
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +247,7 @@ def _json_object(data: bytes, what: str, limit: int) -> dict[str, Any]:
 def _expiry(signed: Mapping[str, Any], what: str) -> datetime:
     text = signed.get("expires")
     try:
-        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        return datetime.strptime(str(text), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
     except ValueError:
         raise KitError(f"{what} has no valid 'expires'") from None
 
@@ -296,7 +296,7 @@ def load_root(data: bytes, now: datetime | None = None) -> dict[str, Any]:
         raise KitError("trust root is not a TUF root")
     keys, threshold = _role_keys(signed, "root")
     _check_signatures(canonical_form(signed), doc["signatures"], keys, threshold, "trust root")
-    if _expiry(signed, "trust root") <= (now or datetime.now(UTC)):
+    if _expiry(signed, "trust root") <= (now or datetime.now(timezone.utc)):
         raise KitError("the trust root has expired; carry a rotated root.json")
     return dict(signed)
 
@@ -388,7 +388,7 @@ def verify_kit_json(data: bytes, root: Mapping[str, Any],
     _check_signatures(payload, doc["signatures"], keys, threshold,
                       "kit.json (release role of the trust root)")
     kit = parse_kit(doc["signed"])
-    if kit.expires <= (now or datetime.now(UTC)):
+    if kit.expires <= (now or datetime.now(timezone.utc)):
         raise KitError(f"kit {kit.version} expired at {kit.expires:%Y-%m-%dT%H:%M:%SZ}; "
                        "build a new one")
     return kit

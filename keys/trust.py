@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from securesystemslib.signer import Key, Signer
@@ -75,7 +75,7 @@ _DELEGATIONS = "x-airlock-delegations"
 
 
 def _utc_now() -> datetime:
-    return datetime.now(UTC).replace(microsecond=0)
+    return datetime.now(timezone.utc).replace(microsecond=0)
 
 
 def role_label(role: str) -> str:
@@ -311,7 +311,7 @@ class TrustRoot:
         a ring signer, its rings); the caller reads the body and applies the ring policy
         (:func:`check_rings`).
         """
-        now = now or datetime.now(UTC)
+        now = now or datetime.now(timezone.utc)
         if self.md.signed.is_expired(now):
             raise ExpiredError(
                 f"the trust root expired at {_fmt(self.expires)}; "
@@ -399,9 +399,12 @@ class TrustRoot:
 
 
 def check_rings(role: str, signer_rings: tuple[str, ...] | None, targets: Sequence[str],
-                ring: str | None) -> None:
-    """The ring policy for something a device in ``ring`` would apply (a flags set)."""
-    _check_rings(role, signer_rings, targets, ring, device=True)
+                ring: str | None, *, any_ring: bool = False) -> None:
+    """The ring policy for something a device in ``ring`` would apply (a flags set).
+
+    ``any_ring``: only the signer's limits (``airlock verify`` on the host without ``--ring``).
+    """
+    _check_rings(role, signer_rings, targets, ring, device=not any_ring)
 
 
 def _check_rings(role: str, signer_rings: tuple[str, ...] | None, release_rings: Sequence[str],

@@ -891,7 +891,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         p.error("--write-docs records real figures: not with --quick")
     missing = ensure_peers()
     compile_checkout()
-    started = datetime.datetime.now(datetime.UTC)
+    started = datetime.datetime.now(datetime.timezone.utc)
     load = os.getloadavg()
     base = Path(tempfile.mkdtemp(prefix="airlock-bench-", dir=a.workdir))
     lines = [HEADER]

@@ -36,6 +36,8 @@ class Checked(Reported):
         c = d["checked"]
         out = [f"repaired: {line}" for line in d["repaired"]]
         out += [f"{p['kind']}: {p['path']}: {p['detail']}" for p in d["problems"]]
+        out += [f"incomplete: releases/{r['release']}: {r['detail']}"
+                for r in d.get("incomplete", [])]
         out.append(f"{'consistent' if d['ok'] else 'INCONSISTENT'}: {c['blobs']} blob(s), "
                    f"{c['releases']} release(s), {c['journal_lines']} journal line(s) checked")
         return "\n".join(out)

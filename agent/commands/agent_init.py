@@ -56,10 +56,19 @@ class Initialised:
         return (f"initialised {self.root} for device {self.device_id}"
                 + (f" in ring {self.ring}" if self.ring else "")
                 + f" (trust root version {self.trust_version})\n"
-                + f"device key {self.device_keyid} ({self.device_key}); it signs this "
-                  "device's inventories and reports; enroll it at headquarters with "
-                  f"'airlock report enroll {self.device_id}.pub --device-id {self.device_id}':\n"
-                + str(self.device_public_key).rstrip())
+                + f"device key {self.device_keyid} in {self.device_key}; it signs this "
+                  "device's inventories and reports.\n"
+                + "enroll it at headquarters: copy that file there and run\n"
+                + f"  {self.enroll_command}\n"
+                + f"the public key, on one line: {self.device_public_key}")
+
+    @property
+    def enroll_command(self) -> str:
+        """The exact command headquarters runs, with the real key path (quoted for a shell)."""
+        import shlex
+
+        return shlex.join(["airlock", "report", "enroll", self.device_key,
+                           "--device-id", self.device_id])
 
 
 def run(args: argparse.Namespace) -> Initialised:
@@ -83,12 +92,16 @@ def run(args: argparse.Namespace) -> Initialised:
             raise UsageError(f"cannot create {d}: {e.strerror}; choose another --root") from None
     config = AgentConfig(args.device_id or socket.gethostname(), args.ring, sink)
     _lay_out(layout, trust.to_bytes(), trust.version, config)
+    import json
+
     from keys.keyfile import load_public_key
 
     key = load_public_key(layout.device_pub)
+    # One line: the text output escapes line breaks, and one line copies whole from a terminal.
+    one_line = json.dumps(json.loads(layout.device_pub.read_bytes()), sort_keys=True,
+                          separators=(",", ":"))
     return Initialised(str(layout.root), config.device_id, config.ring, trust.version,
-                       str(layout.device_pub), key.keyid, layout.device_pub.read_text(),
-                       config.sink)
+                       str(layout.device_pub), key.keyid, one_line, config.sink)
 
 
 def _lay_out(layout: Layout, trust_bytes: bytes, trust_version: int,

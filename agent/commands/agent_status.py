@@ -51,6 +51,7 @@ class Status(Reported):
                  + (f" (pid {d['lock_holder']})" if d["lock_holder"] else ""),
                  f"store     {d['store']['blobs']} blobs, {human_size(d['store']['bytes'])}; "
                  f"{len(d['releases'])} release(s); disk {human_size(d['disk']['free'])} free"]
+        lines += _hold_lines(d.get("hold"))
         lines += _drift_lines(d.get("drift"))
         if last:
             what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
@@ -133,3 +134,14 @@ def _damage_lines(damage: list[str]) -> list[str]:
     if damage:
         lines.append("          run 'airlock-agent fsck --repair' (it says what it cannot fix)")
     return lines
+
+
+def _hold_lines(hold: dict[str, Any] | None) -> list[str]:
+    """A pending hold: deadline, what comes back, how to commit, who reverts it."""
+    if not hold:
+        return []
+    when = ("the deadline has PASSED" if hold["overdue"]
+            else f"{hold['seconds_left']} s left")
+    return [f"HELD      {hold['release']} until {hold['deadline']} ({when}); then "
+            f"{hold['comes_back']} comes back",
+            f"          keep it: '{hold['commit']}'; {hold['reverts']}"]

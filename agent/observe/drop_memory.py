@@ -30,7 +30,7 @@ import hashlib
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +121,7 @@ class DropMemory:
 
     def remember(self, drop: Drop, outcome: Outcome, carried: Carried | None = None,
                  on_medium: Collection[str] = ()) -> None:
-        now = datetime.now(UTC).isoformat(timespec="seconds")
+        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         release = outcome.release or (carried.release if carried else None)
         entry: dict[str, Any] = {"time": now, "outcome": outcome.outcome, "release": release,
                                  "drop": str(drop.path), "retry_at": None,

@@ -53,7 +53,7 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,7 +71,7 @@ from airlock.limits import (
 )
 
 __all__ = ["RETRY_S", "Candidate", "Drop", "DropFolder", "DropMemory", "Outcome",
-           "outcome_of_error", "write_results"]
+           "flags_message", "outcome_of_error", "write_results"]
 
 #: An outcome that time may change (not enough space) is retried after this long.
 RETRY_S = 600.0
@@ -83,7 +83,8 @@ _IN_PROGRESS = (".partial", ".tmp", ".part", ".crdownload")
 class Outcome:
     """What became of a drop, as the result files say it."""
 
-    outcome: str  # installed, already_active, skipped, failed, rejected, refused, incomplete, error
+    outcome: str  # installed, flags_applied, already_active, skipped, failed, rejected, refused,
+    #               incomplete, error
     message: str
     exit_code: int
     digest: str | None = None
@@ -348,9 +349,17 @@ def _parts_complete(drop: Drop) -> bool:
         return False
 
 
+def flags_message(result: dict[str, Any]) -> str:
+    """What a drop of a flags bundle did, in the words of its result file."""
+    values = ", ".join(f"{k}={json.dumps(v.get('value') if isinstance(v, dict) else v)}"
+                       for k, v in sorted((result.get("flags") or {}).items()))
+    return (f"applied flags {result.get('name')} (sequence {result.get('sequence')}"
+            f", {result.get('percent'):g}% of devices)" + (f": {values}" if values else ""))
+
+
 def write_results(drop: Drop, outcome: Outcome, device_id: str) -> list[str]:
     """``NAME.result.json`` and ``NAME.result.txt`` beside the drop; problems, not exceptions."""
-    now = datetime.now(UTC).isoformat(timespec="seconds")
+    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
     doc = {"bundle": drop.path.name, "time": now, "device_id": device_id,
            "outcome": outcome.outcome, "exit_code": outcome.exit_code,
            "message": outcome.message, "release": outcome.release, "active": outcome.active,

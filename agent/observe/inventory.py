@@ -14,7 +14,7 @@ It reads the store and the release directories only; it changes nothing.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,7 @@ def inventory(layout: Layout) -> dict[str, Any]:
         "device_id": config.device_id,
         "ring": config.ring,
         "agent": identity(),  # version, platform, Python, kit: which kit this site needs
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "active": read_link(layout, "current"),
         "previous": read_link(layout, "previous"),
         "releases": releases,

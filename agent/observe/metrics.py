@@ -32,6 +32,7 @@ Prometheus conventions (base units: seconds, bytes; ``_total`` counters):
     airlock_bundles_rejected_total{reason}                signature, expired, rollback, policy,
                                                           digest, format, other
     airlock_drop_bundles_total{outcome}                   drop-folder outcomes since serve started
+                                                          (a flags bundle: flags_applied)
     airlock_scheduled_checks_total{result}                ok, failed
     airlock_store_bytes, airlock_store_blobs
     airlock_disk_free_bytes, airlock_disk_total_bytes     of the filesystem holding ROOT (statvfs)
@@ -40,6 +41,7 @@ Prometheus conventions (base units: seconds, bytes; ``_total`` counters):
     airlock_model_drift_threshold{release,model}
     airlock_model_drift_rows{release,model}               recent rows compared
     airlock_agent_busy                                    1 while a command holds the lock
+    airlock_hold_deadline_seconds{release,previous}       a held install's deadline (unix time)
     process_*                                             serve's own CPU and memory
 """
 
@@ -73,7 +75,7 @@ from airlock.files import read_json
 __all__ = ["DROP_OUTCOMES", "INSTALL_RESULTS", "Observed", "metrics_registry", "sample_names"]
 
 INSTALL_RESULTS = ("installed", "already_active", "failed", "rejected", "refused")
-DROP_OUTCOMES = ("installed", "already_active", "skipped", "failed", "rejected", "refused",
+DROP_OUTCOMES = ("installed", "flags_applied", "already_active", "skipped", "failed", "rejected", "refused",
                  "incomplete", "error")
 _MiB = 1024 * 1024
 
@@ -105,11 +107,25 @@ class _AgentCollector(Collector):
                                  "1 while an agent command holds the lock on ROOT.")
         busy.add_metric([], 1.0 if lock_holder(layout.lock) else 0.0)
         yield busy
+        yield from self._hold()
         yield from self._releases()
         yield from self._counters()
         yield from self._storage()
         yield from self._drift()
         yield from self._inputs()
+
+    def _hold(self) -> Iterator[Metric]:
+        from agent.hold import pending_hold
+
+        hold = pending_hold(self.layout, serving=True)
+        deadline = GaugeMetricFamily(
+            "airlock_hold_deadline_seconds",
+            "Unix time at which the held release goes back to the previous one unless "
+            "'airlock-agent commit' keeps it; absent when nothing is held.",
+            labels=["release", "previous"])
+        if hold is not None:
+            deadline.add_metric([hold["release"], hold["previous"] or ""], hold["deadline_unix"])
+        yield deadline
 
     def _releases(self) -> Iterator[Metric]:
         layout = self.layout
@@ -279,7 +295,8 @@ def _read_health(path: Any) -> dict[str, Any] | None:
 
 def _timestamp(text: object) -> float | None:
     try:
-        return datetime.fromisoformat(str(text)).timestamp()
+        # "Z" by hand: Python 3.10 reads only offsets (3.11 reads both).
+        return datetime.fromisoformat(str(text).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
 

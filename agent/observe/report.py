@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def _start(layout: Layout, since: str, lines: list[bytes], base: int = 1) -> tup
         raise UsageError(f"--since {since!r}: give 'last', 'all', an ISO time "
                          "or an earlier report file") from None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
+        when = when.replace(tzinfo=timezone.utc)
     for n, raw in enumerate(lines):
         try:
             t = datetime.fromisoformat(str(json.loads(raw).get("time")).replace("Z", "+00:00"))
@@ -138,7 +138,7 @@ def report_body(layout: Layout, since: str = "last") -> tuple[dict[str, Any], di
         "device_id": config.device_id,
         "ring": config.ring,
         "agent": inv["agent"],
-        "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "status": _trim(status(layout)),
         "counts": {
             "installs": dict(tally.installs),

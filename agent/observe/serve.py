@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import FrameType
@@ -71,6 +71,7 @@ from agent.observe.dropfolder import (
     DropFolder,
     DropMemory,
     Outcome,
+    flags_message,
     outcome_of_error,
 )
 from agent.observe.input_contract import ContractWatch
@@ -137,7 +138,7 @@ class EventLog:
         self._lock = threading.Lock()
 
     def __call__(self, event: str, **fields: Any) -> None:
-        entry = {"time": datetime.now(UTC).isoformat(timespec="milliseconds"), "event": event,
+        entry = {"time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"), "event": event,
                  **fields}
         line = json.dumps(entry, sort_keys=True, default=str, ensure_ascii=True)
         with self._lock, contextlib.suppress(OSError, ValueError):
@@ -326,6 +327,13 @@ class _Server:
                                    "health_s": result.get("health_s"),
                                    **({"agent": result["agent"]} if result.get("agent")
                                       else {})})
+        if result.get("applied"):  # a flags bundle: its own outcome, never "already active"
+            return Outcome("flags_applied", flags_message(result), 0, digest=c.digest,
+                           # by file: a flags set carries no release id, and applying the
+                           # same signed set again changes nothing (its own sequence)
+                           active=result.get("active"),
+                           detail={"flags": result.get("name"),
+                                   "sequence": result.get("sequence")})
         return Outcome("already_active", str(result.get("message")), 0, digest=c.digest,
                        release=result.get("release"), active=result.get("active"),
                        remember="release")
@@ -474,7 +482,8 @@ class _Server:
         if path == "/status":
             from agent.observe.status import status
 
-            body_s = json.dumps(status(self.layout), indent=2, sort_keys=True, default=str)
+            body_s = json.dumps(status(self.layout, serving=True), indent=2, sort_keys=True,
+                                default=str)
             return 200, (body_s + "\n").encode(), "application/json"
         if path == "/":
             from agent.observe.statuspage import status_page

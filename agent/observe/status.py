@@ -103,7 +103,10 @@ def _record(path: Path) -> dict[str, Any] | None:
     return raw if isinstance(raw, dict) else None
 
 
-def status(layout: Layout) -> dict[str, Any]:
+def status(layout: Layout, *, serving: bool | None = None) -> dict[str, Any]:
+    """What the device is doing; ``serving``: asked by ``serve`` itself (it reverts holds)."""
+    from agent.hold import pending_hold
+
     damage = [f"{layout.rel(f.path)}: {f.describe()}" for f in find_flaws(layout)]
     device_id: str | None = None
     ring: str | None = None
@@ -149,4 +152,5 @@ def status(layout: Layout) -> dict[str, Any]:
         "last_notable_event": None if last_event is None else {
             k: last_event.get(k) for k in ("time", "event", "release", "reason", "active")},
         "drift": release_drift(layout, current),
+        "hold": pending_hold(layout, serving=serving),
     }

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ def drop_results(layout: Layout, keep: int = _SHOWN_DROPS) -> list[dict[str, Any
 
 def status_page(layout: Layout, *, watch: Sequence[Path] = (),
                 refresh_s: int = REFRESH_S) -> str:
-    return render(status(layout), journal_tail(layout), drops=drop_results(layout),
+    return render(status(layout, serving=True), journal_tail(layout), drops=drop_results(layout),
                   watch=watch, refresh_s=refresh_s)
 
 
@@ -176,6 +176,7 @@ def _events(entries: list[dict[str, Any]]) -> str:
     if not entries:
         return '<p class="none">Nothing installed, refused or rolled back yet.</p>'
     words = {"installed": ("✓ INSTALLED", "ok"), "already-active": ("ALREADY ACTIVE", "muted"),
+             "flags-applied": ("⚑ FLAGS APPLIED", "ok"),
              "rejected": ("✗ REJECTED", "bad"), "refused": ("✗ REFUSED", "bad"),
              "install-failed": ("✗ INSTALL FAILED", "bad"),
              "rolled-back": ("↶ ROLLED BACK", "warn"),
@@ -199,7 +200,7 @@ def _events(entries: list[dict[str, Any]]) -> str:
                      f'<span class="mono">{esc(what)}</span>'
                      + (f" → <span class=\"mono\">{esc(extra)}</span>" if extra else ""),
                      f'<span class="reason">{esc(reason) if reason else ""}</span>'])
-    return table(["time (UTC)", "what", "release or bundle", "reason"], rows)
+    return table(["time (timezone.utc)", "what", "release or bundle", "reason"], rows)
 
 
 def _drift(drift: object) -> str:
@@ -235,6 +236,17 @@ def _drift(drift: object) -> str:
     return "".join(out)
 
 
+def _hold(hold: dict[str, Any]) -> str:
+    """A pending hold: what is on trial, until when, what comes back, how to keep it."""
+    when = ("the deadline has passed" if hold.get("overdue")
+            else f"{hold.get('seconds_left')} s left")
+    return (f"<p class='warn'>⏳ <b class='mono'>{esc(hold.get('release'))}</b> is held until "
+            f"<b>{esc(hold.get('deadline'))}</b> ({esc(when)}); then "
+            f"<b class='mono'>{esc(hold.get('comes_back'))}</b> comes back. Keep it with "
+            f"<code>{esc(hold.get('commit'))}</code> on the device; {esc(hold.get('reverts'))}."
+            "</p>")
+
+
 def _disk(st: dict[str, Any]) -> str:
     disk = obj_field(st, "disk")
     store = obj_field(st, "store")
@@ -260,20 +272,20 @@ def _drops(drops: list[dict[str, Any]], watch: Sequence[Path]) -> str:
         head = '<p class="muted">serve watches no drop folder (--watch).</p>'
     if not drops:
         return head + '<p class="none">No drop handled yet.</p>'
-    words = {"installed": "ok", "already_active": "muted", "skipped": "muted",
+    words = {"installed": "ok", "flags_applied": "ok", "already_active": "muted", "skipped": "muted",
              "incomplete": "warn"}
     rows = [[_when(d.get("time")), f'<span class="mono">{esc(Path(str(d.get("drop"))).name)}'
              "</span>", f'<span class="{words.get(str(d.get("outcome")), "bad")}">'
              f'{esc(str(d.get("outcome")).upper().replace("_", " "))}</span>',
              f'<span class="mono">{esc(d.get("release"))}</span>'] for d in drops]
-    return head + table(["time (UTC)", "drop", "outcome", "release"], rows)
+    return head + table(["time (timezone.utc)", "drop", "outcome", "release"], rows)
 
 
 def render(st: dict[str, Any], events: list[dict[str, Any]], *, drops: list[dict[str, Any]],
            watch: Sequence[Path], refresh_s: int = REFRESH_S,
            now: datetime | None = None) -> str:
     """The page from a ``status`` document, journal entries (newest first) and drop results."""
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(timezone.utc)
     device = st.get("device_id") or "unknown device"
     state = str(st.get("state"))
     active = st.get("active") if isinstance(st.get("active"), dict) else None
@@ -296,6 +308,9 @@ def render(st: dict[str, Any], events: list[dict[str, Any]], *, drops: list[dict
               + "</p></header>")
     damage = st.get("damage") or []
     body = [header]
+    hold = st.get("hold")
+    if isinstance(hold, dict):
+        body.append(section("Held install", _hold(hold), ident="hold"))
     if damage:
         body.append(section("Damage", "<p class='bad'>✗ The agent's state is damaged; run "
                             "<code>airlock-agent fsck --repair</code>.</p><ul>"
@@ -303,7 +318,7 @@ def render(st: dict[str, Any], events: list[dict[str, Any]], *, drops: list[dict
                             + "</ul>"))
     body += [
         section("Releases", table(["slot", "release", "name and version", "sequence",
-                                   "installed (UTC)", "last health check"],
+                                   "installed (timezone.utc)", "last health check"],
                                   _release_rows(st))),
         section("Health of the active release", _models(active), ident="health"),
         section("Installs, rollbacks and refusals", _events(events), ident="events"),

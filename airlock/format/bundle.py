@@ -302,6 +302,10 @@ class BundleReader:
         return int(self._tar.offset)  # type: ignore[attr-defined]
 
     def _next(self) -> tarfile.TarInfo | None:
+        # An archive whose first block ends it has no member; tarfile on Python 3.10 would
+        # next seek to offset -1 (EINVAL) instead of saying so.
+        if self._tar.offset == 0 and getattr(self._tar, "firstmember", None) is None:  # type: ignore[attr-defined]
+            return None
         try:
             m = self._tar.next()
         except TAR_ERRORS as e:

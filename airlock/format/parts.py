@@ -130,19 +130,7 @@ def resolve_media(path: Path) -> PartSet | Path | None:
     holding one split bundle (or one ``.airlock`` file).
     """
     if path.is_dir():
-        manifests = sorted(path.glob("*" + PARTS_SUFFIX))
-        firsts = sorted(path.glob("*.part001"))
-        bundles = sorted(path.glob("*.airlock"))
-        if len(manifests) == 1:
-            return _from_manifest(manifests[0])
-        if not manifests and len(firsts) == 1:
-            return _numbered(firsts[0])
-        if not manifests and not firsts and len(bundles) == 1:
-            return bundles[0]
-        found = [p.name for p in (manifests or firsts or bundles)]
-        if not found:
-            raise UsageError(f"{path} holds no bundle, no parts and no {PARTS_SUFFIX}")
-        raise UsageError(f"{path} holds several bundles ({', '.join(found[:4])}); name one")
+        return _only_bundle_in(path)
     if path.name.endswith(PARTS_SUFFIX):
         return _from_manifest(path)
     m = _PART.match(path.name)
@@ -152,6 +140,30 @@ def resolve_media(path: Path) -> PartSet | Path | None:
     if manifest.exists():
         return _from_manifest(manifest)
     return _numbered(path)
+
+
+def _only_bundle_in(directory: Path) -> PartSet | Path:
+    """The one bundle in ``directory``, split or whole; more than one is refused: "name one".
+
+    A split bundle counts once (its parts.json and its parts are one bundle);
+    a whole bundle beside a split one is two, even when they are copies of each
+    other: which one the operator meant is not ours to guess.
+    """
+    manifests = sorted(directory.glob("*" + PARTS_SUFFIX))
+    split = {m.name[:-len(PARTS_SUFFIX)]: m for m in manifests}
+    for first in sorted(directory.glob("*.part001")):
+        split.setdefault(first.name[:-len(".part001")], first)
+    whole = sorted(directory.glob("*.airlock"))
+    found = sorted([p.name for p in split.values()] + [p.name for p in whole])
+    if not found:
+        raise UsageError(f"{directory} holds no bundle, no parts and no {PARTS_SUFFIX}")
+    if len(found) > 1:
+        raise UsageError(f"{directory} holds {len(found)} bundles ({', '.join(found[:4])}"
+                         f"{', …' if len(found) > 4 else ''}); name one")
+    if whole:
+        return whole[0]
+    only = next(iter(split.values()))
+    return _from_manifest(only) if only.name.endswith(PARTS_SUFFIX) else _numbered(only)
 
 
 def _numbered(any_part: Path) -> PartSet:

@@ -16,7 +16,10 @@ docs/HEALTH.md)::
 
 A shape describes one feed of the model: fixed dimensions are integers, a
 named one may take any size but the same size wherever the name recurs in
-the same feed (``[batch, seq]`` and ``[batch, seq]``). Range checks look at
+the same feed (``[batch, seq]`` and ``[batch, seq]``). Files that stack
+samples on axis 0 (drift references, dropped samples: ``ContractCheck(rules,
+stacked=True)``) may hold any number of rows when the contract's first
+dimension is the model's fixed batch (``[1, 16]``). Range checks look at
 finite values; NaN and infinities are their own rules and are refused unless
 ``nan: true`` / ``inf: true``. ``values`` is for integer and boolean inputs.
 
@@ -152,6 +155,10 @@ class ContractCheck:
 
     rules: Sequence[InputRule]
     violations: list[Violation] = field(default_factory=list)
+    # Axis 0 stacks samples (drift references, dropped samples): a fixed first dimension in
+    # the contract is then the model's own batch ([1, 16] of a batch-1 export), not a bound
+    # on how many samples a file holds.
+    stacked: bool = False
     _by_key: dict[tuple[str, str], Violation] = field(default_factory=dict)
 
     def counts(self) -> dict[str, dict[str, int]]:
@@ -187,6 +194,8 @@ class ContractCheck:
                           f"rank {len(rule.shape)} {_dims(rule.shape)}")
                 continue
             for i, (want, have) in enumerate(zip(rule.shape, shape, strict=True)):
+                if i == 0 and self.stacked and isinstance(want, int):
+                    continue  # the sample axis
                 if isinstance(want, int) and want != have:
                     self._add(rule.name, "shape", 1, f"has shape {list(shape)}: dimension {i} "
                               f"is {have}, the contract says {want}")

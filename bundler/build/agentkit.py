@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -62,7 +63,7 @@ from typing import Any
 from securesystemslib.signer import Signer
 
 from airlock.console import Progress, no_progress
-from airlock.errors import AirlockError, FormatError, UsageError
+from airlock.errors import AirlockError, FormatError, PreconditionError, UsageError
 from airlock.files import PartialFile
 from airlock.format.kitarchive import KitMember, KitReader, write_kit
 from airlock.format.layout_check import FileInfo
@@ -93,6 +94,7 @@ __all__ = [
     "LockedWheel",
     "add_kit_artifact",
     "build_agent_kit",
+    "check_pip",
     "default_project",
     "is_kit_file",
 ]
@@ -106,6 +108,7 @@ _ARCH = {"linux/amd64": "x86_64", "linux/arm64": "aarch64"}
 _LEGACY = {"manylinux1": (2, 5), "manylinux2010": (2, 12), "manylinux2014": (2, 17)}
 _TEMPLATE = Path(__file__).with_name("kit_template")
 _PROJECT = "airlock-edge"
+PIP_FLOOR = (23, 0)  # check_pip: --dry-run --report with per-file hashes
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,31 @@ def default_project() -> Path:
                      "(a checkout of airlock-edge)")
 
 
+def _dry_target(work: Path) -> list[str]:
+    """``--target``: pip before 23.1 takes --platform/--abi only with it (nothing is written
+    on a --dry-run); later pips take it as well."""
+    return ["--target", str(work / "dry-run-target")]
+
+
+def check_pip() -> None:
+    """This Python's pip can resolve for another device, or one line saying which pip is needed.
+
+    ``--report`` came in pip 22.2 and its per-file ``hashes`` in 23.0;
+    Debian 12's venvs get 23.0.1, Ubuntu 22.04's 22.0.2.
+    """
+    floor = ".".join(map(str, PIP_FLOOR))
+    try:
+        found = importlib.metadata.version("pip")
+    except importlib.metadata.PackageNotFoundError:
+        raise PreconditionError(f"airlock agent-kit needs pip {floor} or newer in {sys.executable}"
+                                f"; it has none ({sys.executable} -m ensurepip)") from None
+    numbers = re.match(r"(\d+)\.(\d+)", found)
+    if numbers is None or (int(numbers[1]), int(numbers[2])) < PIP_FLOOR:
+        raise PreconditionError(f"airlock agent-kit needs pip {floor} or newer; {sys.executable} "
+                                f"has pip {found} ({sys.executable} -m pip install "
+                                f"'pip>={floor}')")
+
+
 def _pip(args: Sequence[str], what: str, env: dict[str, str] | None = None
          ) -> subprocess.CompletedProcess[str]:
     # The caller's PYTHONPATH has no business in a wheel build or a resolution.
@@ -261,7 +289,7 @@ def _resolve(target: KitTarget, project_wheel: Path, index: list[str],
     """What pip picks for the target: every wheel but the project's, with its sha256."""
     report = work / "report.json"
     _pip(["install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-          *target.pip_args(), *index, f"{project_wheel}[agent]", "pip", *target.extras],
+          *_dry_target(work), *target.pip_args(), *index, f"{project_wheel}[agent]", "pip", *target.extras],
          f"resolving {target.key}")
     wheels = []
     for item in json.loads(report.read_text())["install"]:
@@ -319,6 +347,7 @@ def build_agent_kit(
     """
     if not signers:
         raise UsageError("give at least one --key (a release key) to sign the kit")
+    check_pip()
     project = project or default_project()
     lock_file = _Lock(lock or project / "packaging" / "agent-kit-lock.json")
     cache = (cache or default_cache_dir()) / "wheels"
@@ -402,7 +431,8 @@ def _check_installable(target: KitTarget, members: list[KitMember], work: Path) 
     assert isinstance(listed, bytes)  # made in memory by _members
     reqs.write_bytes(listed)
     _pip(["install", "--dry-run", "--ignore-installed", "--quiet", "--no-index", "--isolated",
-          "--find-links", str(wheels), "--require-hashes", "-r", str(reqs), *target.pip_args()],
+          "--find-links", str(wheels), "--require-hashes", "-r", str(reqs), *_dry_target(work),
+          *target.pip_args()],
          f"checking that the kit installs offline on {target.key}")
 
 

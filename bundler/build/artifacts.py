@@ -266,7 +266,8 @@ def add_model_artifact(
         if m.contract:
             for where, sample in (("health.inputs", inputs), ("health.reference", reference)):
                 if sample is not None:
-                    check_data_contract(m.contract, contents.opener(sample), where)
+                    check_data_contract(m.contract, contents.opener(sample), where,
+                                        stacked=where == "health.reference")
         evaluation, eval_layers = _add_evaluation(contents, m, facts)
     except ModelCheckError as e:
         raise m.origin.error(e.field, str(e)) from None

@@ -48,17 +48,19 @@ def check_contract_signature(facts: ModelFacts, rules: Sequence[InputRule]) -> N
 
 
 def check_data_contract(rules: Sequence[InputRule], open_file: Opener, field: str, *,
-                        batch: int | None = None) -> int:
+                        batch: int | None = None, stacked: bool = False) -> int:
     """Every value of ``open_file`` against the contract; returns its rows.
 
     Without ``batch`` the file is one feed (golden inputs): its whole shape
     is checked. With it, the file is fed ``batch`` rows at a time.
+    ``stacked``: axis 0 stacks samples (a drift reference), so a fixed first
+    dimension of the contract (the model's batch) does not bound it.
     """
     try:
         with open_file() as f, NpzRows(f) as rows:
             if not rules:
                 return rows.count
-            check = ContractCheck(rules)
+            check = ContractCheck(rules, stacked=stacked)
             first = rows.count if batch is None else min(batch, rows.count)
             check.shapes({n: (a.dtype, (first, *a.shape[1:])) for n, a in rows.arrays.items()})
             for start, part in rows.batches(_CHECK_ROWS, max_batch_bytes=MAX_EVAL_BATCH_BYTES * 4):

@@ -16,12 +16,16 @@ import hashlib
 import os
 import re
 import time
-import tomllib
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from airlock.errors import UsageError
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, from PyPI ([bundler] extra)
+    import tomli as tomllib  # type: ignore[no-redef]
 
 __all__ = ["WHEEL_EPOCH", "project_wheel", "wheel_metadata"]
 

@@ -21,7 +21,7 @@ import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -135,12 +135,12 @@ def build_time() -> datetime:
     epoch = os.environ.get("SOURCE_DATE_EPOCH")
     if epoch:
         try:
-            return datetime.fromtimestamp(int(epoch), UTC)
+            return datetime.fromtimestamp(int(epoch), timezone.utc)
         except ValueError:
             raise SpecError(
                 "SOURCE_DATE_EPOCH", "SOURCE_DATE_EPOCH", "must be an integer"
             ) from None
-    return datetime.now(UTC).replace(microsecond=0)
+    return datetime.now(timezone.utc).replace(microsecond=0)
 
 
 class _Fields:
@@ -399,27 +399,37 @@ def _expires(top: _Fields, min_validity: timedelta) -> datetime:
     """A duration from the build time, or a date; at least ``min_validity`` after the build time."""
     raw = top.value("expires", (str, datetime, date), "a duration like 30d or a date", "30d")
     if isinstance(raw, datetime):
-        expires = raw.astimezone(UTC) if raw.tzinfo else raw.replace(tzinfo=UTC)
+        expires = raw.astimezone(timezone.utc) if raw.tzinfo else raw.replace(tzinfo=timezone.utc)
     elif isinstance(raw, date):
-        expires = datetime(raw.year, raw.month, raw.day, tzinfo=UTC)
+        expires = datetime(raw.year, raw.month, raw.day, tzinfo=timezone.utc)
     else:
         top.check("expires", valid_line, raw)
         try:
             expires = build_time() + parse_duration(raw)
         except Exception:
             try:
-                parsed = datetime.fromisoformat(raw)
+                parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))  # 3.10: no "Z"
             except ValueError:
                 raise top.error("expires", "must be a duration like 30d or an ISO date") from None
-            expires = parsed.astimezone(UTC) if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    # Devices refuse expired metadata (freeze attack); so does the build, at its own time.
-    now = build_time()
+            expires = parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    # Devices refuse expired metadata (freeze attack); so does the build, at its own time
+    # and at the real one: a SOURCE_DATE_EPOCH days old (a reproducible rebuild of an old
+    # commit) must not turn "expires: 2d" into a bundle that is already expired today.
+    built = build_time()
+    real = datetime.now(timezone.utc).replace(microsecond=0)
+    # (A build taking a second between the two readings is not an old SOURCE_DATE_EPOCH.)
+    now = real if real - built > timedelta(minutes=1) else built
+    when = (f"built at {built:%Y-%m-%dT%H:%M:%SZ}" if now == built else
+            f"it is {real:%Y-%m-%dT%H:%M:%SZ} now; SOURCE_DATE_EPOCH dates the build "
+            f"{built:%Y-%m-%dT%H:%M:%SZ}, and 'expires: DURATION' counts from that")
     if expires <= now:
-        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is in the past (built at "
-                                   f"{now:%Y-%m-%dT%H:%M:%SZ}); devices refuse expired releases")
+        raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is in the past ({when}); "
+                                   "devices refuse expired releases")
     if expires - now < min_validity:
         raise top.error("expires", f"{expires:%Y-%m-%dT%H:%M:%SZ} is only {_span(expires - now)} "
-                                   f"after the build, less than --min-validity "
+                                   + ("after the build, " if now == built else
+                                      f"after now ({when}), ")
+                                   + "less than --min-validity "
                                    f"{_span(min_validity)}: the release could expire before it "
                                    "reaches the site (lower --min-validity to build it anyway)")
     return expires

@@ -67,6 +67,8 @@ def run(a: argparse.Namespace) -> Inspection:
 
 def inspect_text(d: dict[str, Any]) -> str:
     """What a bundle holds and will run, a line (or a few) per part."""
+    if d.get("kind") == "flags":
+        return _flags_text(d)
     lines = [
         f"{d['name']} {d['version']}  sequence {d['sequence']}  expires {d['expires']}"
         + (f"  ({d['expires_warning']})" if d["expires_warning"] else ""),
@@ -144,3 +146,14 @@ def quality_lines(m: dict[str, Any]) -> list[str]:
                      + ("fallback allowed" if m["provider_fallback"] else "every provider required")
                      + (f"; session {session}" if session else ""))
     return lines
+
+
+def _flags_text(d: dict[str, Any]) -> str:
+    """A flags bundle: the flags it sets, for whom, who signed it."""
+    from bundler.examine.flag_bundles import flags_text
+
+    signed = ("signers   " + ", ".join(k[:16] for k in d["signers"])
+              + (f"  (role '{role_label(d['verified_role'])}')" if d["verified_role"]
+                 else "  (not verified: give --trust ROOT.json)"))
+    return "\n".join([f"{d['bundle']}: " + flags_text(d)[0], *flags_text(d)[1:2], signed,
+                      "flags", *flags_text(d)[2:]])

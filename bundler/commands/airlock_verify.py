@@ -16,7 +16,7 @@ from airlock.format.oci import BLOB_PREFIX
 from airlock.format.parts import open_media
 from keys.trust import TrustRoot, role_label
 
-__all__ = ["DESCRIPTION", "EXAMPLES", "Verified", "add_arguments", "run"]
+__all__ = ["DESCRIPTION", "EXAMPLES", "Verified", "VerifiedFlags", "add_arguments", "run"]
 
 EXAMPLES = ("airlock verify vision-1.2.0.airlock --trust root.json",)
 DESCRIPTION = None
@@ -62,13 +62,34 @@ def add_arguments(v: argparse.ArgumentParser) -> None:
     json_option(v)
 
 
-def run(a: argparse.Namespace) -> Verified:
+@dataclass(frozen=True)
+class VerifiedFlags:
+    """A flags bundle that passed every check a device makes before applying it."""
+
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.data, "ok": True}
+
+    def text(self) -> str:
+        from bundler.examine.flag_bundles import flags_text
+
+        d = self.data
+        return "\n".join([
+            f"OK {d['bundle']}: flags {d['name']} (sequence {d['sequence']}) signed by role "
+            f"'{role_label(d['verified_role'])}' ({len(d['valid_signers'])} of "
+            f"{d['threshold']} signatures)", *flags_text(d)])
+
+
+def run(a: argparse.Namespace) -> Verified | VerifiedFlags:
     trust = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
     f, size = open_media(str(a.bundle))
     from bundler.examine.verify import verify_bundle
 
     with f, progress(size, "verifying") as tick:
         verified = verify_bundle(f, trust, ring=a.ring, progress=tick)
+    if isinstance(verified, dict):
+        return VerifiedFlags({**verified, "bundle": str(a.bundle)})
     r = verified.release
     return Verified(
         bundle=str(a.bundle), name=r.name, version=r.version, sequence=r.sequence,

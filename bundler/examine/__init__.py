@@ -3,6 +3,7 @@
 * ``verify``      a whole bundle checked as a device would
 * ``inspection``  what a bundle holds and will run, the whole archive read
 * ``diff``        what changed between two releases, or an inventory and a release
+* ``flag_bundles`` flags bundles (``airlock flags set``) verified, inspected, compared
 
 Example::
 

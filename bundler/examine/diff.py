@@ -12,7 +12,8 @@ leave out::
 Only the signed metadata at the front of a bundle is read (like ``airlock
 inspect``), and signatures are not checked: this is for a person deciding
 what to carry, not a trust decision. The result is plain data; the command
-line prints it as text or ``--json``.
+line prints it as text or ``--json``. Two flags bundles (``airlock flags set``)
+compare by their flags, share of devices, rings and expiry.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from airlock.console import human_size
-from airlock.errors import FormatError
+from airlock.errors import FormatError, UsageError
 from airlock.format.bundle import BundleReader
 from airlock.format.oci import BLOB_PREFIX
 from airlock.format.parts import open_media, resolve_media
@@ -36,7 +37,7 @@ __all__ = ["Side", "diff", "diff_text", "load_side"]
 class Side:
     """One side of a diff: a release summary (or none) and the blobs it has or needs."""
 
-    kind: str  # "bundle" or "inventory"
+    kind: str  # "bundle", "inventory" or "flags" (a flags bundle: summary is its flags_info)
     path: str
     summary: dict[str, Any] | None
     blobs: dict[str, int]  # digest -> size
@@ -49,9 +50,13 @@ def load_side(path: Path) -> Side:
     if resolve_media(path) is None and path.is_file() and _looks_like_json(path):
         inv = load_inventory(path)
         return Side("inventory", str(path), inv.active_release(), dict(inv.blobs), inventory=inv)
+    from bundler.examine.flag_bundles import flags_info, is_flags_head
+
     stream, _ = open_media(str(path))
     with stream:
         head = BundleReader(stream).head()
+    if is_flags_head(head):
+        return Side("flags", str(path), flags_info(head, trust=None, ring=None), {})
     release = Release.from_bytes(head.release_json)
     blobs = {"sha256:" + p[len(BLOB_PREFIX):]: i.length for p, i in release.files.items()
              if p.startswith(BLOB_PREFIX)}
@@ -66,6 +71,8 @@ def _looks_like_json(path: Path) -> bool:
 
 def diff(old: Side, new: Side) -> dict[str, Any]:
     """Everything a person weighs before carrying NEW to where OLD is."""
+    if "flags" in (old.kind, new.kind):
+        return _flags_diff(old, new)
     if new.summary is None:
         raise FormatError(f"{new.path} is an inventory; the new side must be a bundle")
     n = new.summary
@@ -90,6 +97,43 @@ def diff(old: Side, new: Side) -> dict[str, Any]:
             "blobs_left_out": len(new.blobs) - len(ship),
         },
     }
+
+
+def _flags_diff(old: Side, new: Side) -> dict[str, Any]:
+    """Two flags sets: the flags added, removed and changed, and who they reach."""
+    if old.kind != new.kind or old.summary is None or new.summary is None:
+        flags, other = (old, new) if old.kind == "flags" else (new, old)
+        raise UsageError(f"{flags.path} is a flags bundle and {other.path} is not; "
+                         "diff compares two flags bundles, or two releases")
+    o, n = old.summary, new.summary
+    return {
+        "kind": "flags",
+        "old": {"kind": "flags", "path": old.path, "name": o["name"], "sequence": o["sequence"]},
+        "new": {"kind": "flags", "path": new.path, "name": n["name"], "sequence": n["sequence"]},
+        "settings": {k: [o[k], n[k]] for k in ("name", "sequence", "percent", "rings", "expires")
+                     if o[k] != n[k]},
+        "flags": _mapping(o["flags"], n["flags"]),
+    }
+
+
+def _flags_diff_text(d: dict[str, Any]) -> str:
+    o, n = d["old"], d["new"]
+    lines = [f"flags {o['name']} (sequence {o['sequence']}) -> flags {n['name']} "
+             f"(sequence {n['sequence']})"]
+    lines += [f"{k}: {v[0]} -> {v[1]}" for k, v in d["settings"].items()
+              if k not in ("name", "sequence")]
+    lines += _mapping_lines(d["flags"])
+    if len(lines) == 1:
+        lines.append("no changes to the flags, their share of devices, rings or expiry")
+    return "\n".join(lines)
+
+
+def _mapping_lines(f: dict[str, Any]) -> list[str]:
+    lines = ["flags:"] if f["added"] or f["removed"] or f["changed"] else []
+    lines += [f"  + {k} = {v!r}" for k, v in f["added"].items()]
+    lines += [f"  - {k} (was {v!r})" for k, v in f["removed"].items()]
+    lines += [f"  ~ {k}: {v[0]!r} -> {v[1]!r}" for k, v in f["changed"].items()]
+    return lines
 
 
 def _side_info(side: Side, summary: dict[str, Any] | None) -> dict[str, Any]:
@@ -177,6 +221,9 @@ def _mapping(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 def diff_text(d: dict[str, Any]) -> str:
     """The :func:`diff` result as text for people (the command line prints it)."""
+    if d.get("kind") == "flags":
+        return _flags_diff_text(d)
+
     def who(side: dict[str, Any]) -> str:
         what = (f"{side['name']} {side['version']} (sequence {side['sequence']})"
                 if "name" in side else "no release of this name")
@@ -212,12 +259,7 @@ def diff_text(d: dict[str, Any]) -> str:
                      f"({human_size(added)}), -{len(x['layers_removed'])} "
                      f"({human_size(removed)}), {x['layers_kept']} kept "
                      f"({human_size(x['kept_bytes'])})")
-    f = d["flags"]
-    if f["added"] or f["removed"] or f["changed"]:
-        lines.append("flags:")
-    lines += [f"  + {k} = {v!r}" for k, v in f["added"].items()]
-    lines += [f"  - {k} (was {v!r})" for k, v in f["removed"].items()]
-    lines += [f"  ~ {k}: {v[0]!r} -> {v[1]!r}" for k, v in f["changed"].items()]
+    lines += _mapping_lines(d["flags"])
     if d["hooks"]:
         lines.append("hooks:")
         lines += [f"  ~ {k}: {v[0]!r} -> {v[1]!r}" for k, v in d["hooks"].items()]

@@ -21,7 +21,7 @@ length, so a truncated copy is exit 3 and never reported as fine. With
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
 from tuf.api.metadata import Root, Targets
@@ -48,9 +48,19 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
 
     ``size`` is the archive's length (0 when unknown: a pipe).
     """
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(timezone.utc)
     reader = BundleReader(stream)
     head = reader.head()
+    from bundler.examine.flag_bundles import flags_info, is_flags_head, read_flags_bundle
+
+    if is_flags_head(head):
+        info = flags_info(read_flags_bundle(reader), trust=trust, ring=None, now=now)
+        info["archive_bytes"] = size or None
+        if size and size < reader.end_offset + _TAR_END_BYTES:
+            raise FormatError(f"bundle is truncated: {size} bytes, but its members end at "
+                              f"{reader.end_offset} (an incomplete copy?)")
+        left = timedelta(days=info["expires_in_days"])
+        return {**info, "expires_warning": _expiry_warning(left)}
     verified = None
     if trust is not None:
         _, verified = trust.verify_head(head.release_json, head.root_json, any_ring=True)
@@ -68,6 +78,7 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
     shipped = sum(i.length for i in r.shipped.values())
     left = r.expires - now
     return {
+        "kind": "release",
         "bundle": None,  # the caller names it
         "name": r.name,
         "version": r.version,

@@ -7,6 +7,9 @@
         verified = verify_bundle(f, trust, ring="canary", progress=bar.update)
     print(verified.release.name, verified.role)
 
+A flags bundle (``airlock flags set``) is checked as a device would apply it
+(``bundler.examine.flag_bundles``): what comes back is then its description.
+
 The signed metadata at the front is checked first (``keys.trust`` decides:
 signatures, threshold, expiry, ring, a carried root's rotation), then every
 file streams once through the bundle reader's one loop, which hashes it
@@ -22,7 +25,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import IO
+from typing import IO, Any
 
 from airlock.errors import RejectedError
 from airlock.format.bundle import BundleReader
@@ -39,15 +42,20 @@ def verify_bundle(
     ring: str | None = None,
     now: datetime | None = None,
     progress: Callable[[int], None] | None = None,
-) -> VerifiedRelease:
+) -> VerifiedRelease | dict[str, Any]:
     """Check a whole bundle: metadata first, then every listed file's length and sha256.
 
     ``ring``: check it as a device in that ring would; ``None`` checks it for
-    the rings the release names (a ring signer's limits still apply).
+    the rings the release names (a ring signer's limits still apply). A flags
+    bundle's description (``flags_info``) comes back instead of a release.
     """
+    from bundler.examine.flag_bundles import flags_info, is_flags_head, read_flags_bundle
+
     try:
         reader = BundleReader(stream)
         head = reader.head()
+        if is_flags_head(head):
+            return flags_info(read_flags_bundle(reader), trust=trust, ring=ring, now=now)
         _, verified = trust.verify_head(head.release_json, head.root_json, ring=ring,
                                         any_ring=ring is None, now=now)
         release = verified.release

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,7 @@ def build_flags(flags: dict[str, Any], *, name: str, sequence: int, expires: tim
                 percent: float, rings: Sequence[str], signers: Sequence[Signer],
                 output: Path) -> dict[str, Any]:
     """Sign the flags set and write it as a bundle to ``output``; what was written."""
-    fs = FlagSet(name, flags, sequence, datetime.now(UTC).replace(microsecond=0) + expires,
+    fs = FlagSet(name, flags, sequence, datetime.now(timezone.utc).replace(microsecond=0) + expires,
                  percent, tuple(rings))
     data = sign_flags(fs, list(signers))
     with PartialFile(output, parents=True) as partial:

@@ -31,7 +31,7 @@ carry journal text from sticks nobody vouched for.
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from airlock.page import charts
@@ -188,7 +188,7 @@ def _fleet_table(f: _Fleet) -> str:
                       str(r["report_age_s"] if r["report_age_s"] is not None else 10**12)),
                      esc(r["rollbacks"]), (drift, str(r["drift"] if r["drift"] is not None
                                                      else -1))])
-    head = ["device", "site", "ring", "release (version)", "health", "last check (UTC)",
+    head = ["device", "site", "ring", "release (version)", "health", "last check (timezone.utc)",
             "report age", "rollbacks", "drift (PSI)"]
     failed = [r for r in order if r["health_ok"] is False]
     reasons = "".join(f'<li><b class="mono">{esc(r["device"])}</b>: '
@@ -264,7 +264,7 @@ def _problems(f: _Fleet) -> str:
                      f'<b>{esc(str(e.get("event")).upper())}</b>',
                      f'<span class="mono">{esc(what)}</span>',
                      f'<span class="reason">{esc(reason)}</span>'])
-    listing = (table(["time (UTC)", "device", "what", "release or bundle", "reason"], rows)
+    listing = (table(["time (timezone.utc)", "device", "what", "release or bundle", "reason"], rows)
                if rows else '<p class="none">No refusal, failure or rollback reported.</p>')
     return ('<div class="cards"><div class="card">'
             + charts.bars(dict(rejected.most_common()), title="rejected bundles by reason",
@@ -277,7 +277,7 @@ def _problems(f: _Fleet) -> str:
 
 def fleet_html(records: FleetRecords, now: datetime | None = None) -> str:
     """The fleet report of everything ``records`` holds, as one HTML document."""
-    f = _Fleet(records, now or datetime.now(UTC))
+    f = _Fleet(records, now or datetime.now(timezone.utc))
     ok = sum(1 for r in f.rows if r["health_ok"] is True)
     bad = sum(1 for r in f.rows if r["health_ok"] is False)
     silent = sum(1 for r in f.rows if r["health"] == "no report")

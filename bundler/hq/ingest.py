@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +64,7 @@ def parse_time(text: object) -> datetime | None:
         t = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 class FleetRecords:
@@ -109,7 +109,7 @@ class FleetRecords:
                              f"({str(old['key'].get('keyid'))[:16]}…); --force replaces it")
         entry = {"device_id": device_id, "site": site, "key": {"keyid": key.keyid,
                                                                **key.to_dict()},
-                 "enrolled": datetime.now(UTC).isoformat(timespec="seconds")}
+                 "enrolled": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         devices[device_id] = entry
         _write(self.devices_file,
                (json.dumps({"devices": devices}, indent=2, sort_keys=True) + "\n").encode())
@@ -163,7 +163,7 @@ class FleetRecords:
                 continue
             device = str(doc.body["device_id"])
             item.device_id = device
-            when = parse_time(doc.body.get("time")) or datetime.now(UTC)
+            when = parse_time(doc.body.get("time")) or datetime.now(timezone.utc)
             stamp = when.strftime("%Y%m%dT%H%M%SZ")
             stored = self.root / "reports" / device / f"{stamp}.report.json"
             _write(stored, data)
@@ -211,7 +211,7 @@ class FleetRecords:
 
     # -- the table -----------------------------------------------------------
     def table(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        now = now or datetime.now(UTC)
+        now = now or datetime.now(timezone.utc)
         rows = []
         for device, entry in sorted(self.devices().items()):
             body = self.latest(device)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airlock.errors import FormatError
@@ -52,7 +52,7 @@ class ReportFacts:
 
 def report_facts(body: dict[str, Any], now: datetime | None = None) -> ReportFacts:
     """``body`` read by the rules above; FormatError naming the first field that breaks one."""
-    now = now or datetime.now(UTC)
+    now = now or datetime.now(timezone.utc)
     device = body.get("device_id")
     if not is_plain_name(device):
         raise FormatError("report field 'device_id' is not a plain name")
@@ -119,7 +119,7 @@ def _time(value: object, at: str, now: datetime) -> datetime | None:
         t = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise FormatError(f"report field '{at}' is not an ISO time") from None
-    t = t if t.tzinfo else t.replace(tzinfo=UTC)
+    t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
     if t > now + timedelta(seconds=MAX_REPORT_CLOCK_SKEW_S):
         raise FormatError(f"report field '{at}' is {value}, in the future (is the device's "
                           "clock wrong? 'airlock-agent time' sets it)")

@@ -278,7 +278,8 @@ def test_rollback_switches_without_rerunning_a_check_that_still_holds(
     done = agent_json(device, "rollback", env=crash)
     assert (done["active"], done["checked"]) == ("vision-1", False)
     assert done["health_time"] == installed["time"] and done["health"] == installed["report"]
-    assert _events_since_rollback(device) == ["rollback-started", "switched", "rolled-back"]
+    assert _events_since_rollback(device) == ["rollback-started", "switched", "rolled-back",
+                                              "operator-rollback"]  # the mark serve honours
     assert assert_consistent(device)["active"]["health"]["ok"] is True
     # --check runs it before the switch: under the fault both fail, nothing changes.
     p = run_agent("--root", device, "rollback", "--check", env=crash)

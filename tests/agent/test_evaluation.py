@@ -7,7 +7,7 @@ computed by numpy straight from the weights (tests/support/evalsets.py).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ def _entry(metrics: dict[str, dict[str, float]], *, batch: int = 64,
 
 def _check(release_dir: Path, entry: ModelEntry, **kw: Any) -> ModelResult:
     release = Release(name="vision", version="1.0", sequence=1,
-                      expires=datetime.now(UTC) + timedelta(days=1), models=[entry])
+                      expires=datetime.now(timezone.utc) + timedelta(days=1), models=[entry])
     (result,) = check_release(release_dir, release, **kw).models
     return result
 

@@ -157,3 +157,56 @@ def test_a_flags_set_named_airlock_or_valued_airlock_applies(device: Path, keyse
     assert agent_json(device, "flags", "apply", valued)["sequence"] == 4
     assert _values(device) == {"night_mode": True, "fps": 15, "mode": "airlock"}
     assert active_id(device) == "vision-1"
+
+
+def test_a_flags_bundle_is_verified_inspected_and_diffed_on_the_host(
+        keyset: Keys, tmp_path: Path) -> None:
+    f2 = _flags(keyset, tmp_path / "f2.airlock", "night_mode=true", "label=dusk", sequence=2)
+    f3 = _flags(keyset, tmp_path / "f3.airlock", "night_mode=true", "fps=30", sequence=3,
+                extra=("--percent", "10"))
+    v = run_airlock("verify", f3, "--trust", keyset.trust)
+    assert v.returncode == 0, v.stderr
+    assert v.stdout.startswith(f"OK {f3}: flags site (sequence 3) signed by role 'release'")
+    assert "fps = 30" in v.stdout and "10% of devices" in v.stdout
+    out = json.loads(run_airlock("verify", f3, "--trust", keyset.trust, "--json").stdout)
+    assert out["ok"] and out["kind"] == "flags" and out["flags"] == {"night_mode": True, "fps": 30}
+    # A trust root that does not trust the signer: exit 3, as on a device.
+    other = tmp_path / "other"
+    from tests.support.keyset import make_keyset
+
+    assert run_airlock("verify", f3, "--trust", make_keyset(other).trust).returncode == 3
+    i = run_airlock("inspect", f3, "--trust", keyset.trust, "--json")
+    assert i.returncode == 0, i.stderr
+    info = json.loads(i.stdout)
+    assert info["kind"] == "flags" and info["verified_role"] == "release"
+    assert info["percent"] == 10 and info["sequence"] == 3
+    human = run_airlock("inspect", f3)
+    assert human.returncode == 0 and "flags set site (sequence 3)" in human.stdout
+    d = run_airlock("diff", f2, f3, "--json")
+    assert d.returncode == 0, d.stderr
+    change = json.loads(d.stdout)
+    assert change["flags"] == {"added": {"fps": 30}, "removed": {"label": "dusk"}, "changed": {}}
+    assert change["settings"]["percent"] == [100, 10]
+    text = run_airlock("diff", f2, f3).stdout
+    assert "+ fps = 30" in text and "- label (was 'dusk')" in text
+
+
+def test_a_flags_bundle_in_the_drop_folder_has_its_own_outcome(
+        device: Path, keyset: Keys, tmp_path: Path) -> None:
+    from tests.support.serve import Serve, metric
+
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    _flags(keyset, stick / "site-flags-2.airlock", "night_mode=true", sequence=2)
+    with Serve.start(device, watch=[stick]) as s:
+        e = s.wait_event("drop-result", drop=str(stick / "site-flags-2.airlock"))
+        assert e["outcome"] == "flags_applied", e
+        text = s.get("/metrics")
+        assert metric(text, "airlock_drop_bundles_total", outcome="flags_applied") == 1
+        assert metric(text, "airlock_drop_bundles_total", outcome="already_active") == 0
+    result = (stick / "site-flags-2.result.txt").read_text()
+    assert "FLAGS APPLIED: applied flags site (sequence 2" in result
+    assert "None" not in result and "ALREADY" not in result
+    assert json.loads((stick / "site-flags-2.result.json").read_text())["outcome"] == \
+        "flags_applied"
+    assert _values(device)["night_mode"] is True

@@ -10,7 +10,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ def entry(name: str = "detector", golden: bool = True, **health: Any) -> ModelEn
 
 def release(*models: ModelEntry) -> Release:
     return Release(name="vision", version="1.0", sequence=1,
-                   expires=datetime.now(UTC) + timedelta(days=1), models=list(models))
+                   expires=datetime.now(timezone.utc) + timedelta(days=1), models=list(models))
 
 
 def test_good_model_passes_with_measurements(tmp_path: Path) -> None:
@@ -199,14 +199,14 @@ def test_orphaned_check_dies_with_the_agent(tmp_path: Path) -> None:
     """kill -9 of the agent mid-check must not leave a spinning check behind."""
     put_model(tmp_path, hang=True)
     script = textwrap.dedent(f"""
-        from datetime import UTC, datetime
+        from datetime import datetime, timezone
         from pathlib import Path
         from agent.release_health import check_release
         from keys.release import HealthSpec, ModelEntry, Release
         d = {DIGEST!r}
         spec = HealthSpec(inputs=d, outputs=d, timeout_s=60)
         model = ModelEntry("detector", d, d, "model.onnx", "application/vnd.onnx", 1, spec)
-        rel = Release("vision", "1.0", 1, datetime.now(UTC), models=[model])
+        rel = Release("vision", "1.0", 1, datetime.now(timezone.utc), models=[model])
         check_release(Path({str(tmp_path)!r}), rel)
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}

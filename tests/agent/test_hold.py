@@ -127,3 +127,32 @@ def test_kill_9_in_a_held_install_never_leaves_an_unheld_switch(
     _wait_past(deadline)
     agent_json(root, "check")
     assert active_id(root) == "vision-2"
+
+
+def test_a_pending_hold_shows_in_status_the_page_and_metrics(device: tuple[Path, Path]) -> None:
+    from tests.support.serve import Serve, metric
+
+    root, v2 = device
+    agent_json(root, "install", v2, "--hold", "600")
+    deadline = _deadline(root)
+    hold = agent_json(root, "status")["hold"]
+    assert hold["release"] == "vision-2" and hold["comes_back"] == "vision-1"
+    assert hold["deadline_unix"] == deadline and 590 <= hold["seconds_left"] <= 600
+    assert hold["commit"] == "airlock-agent commit"
+    # The status command cannot know whether serve runs: it says both, and which is which.
+    assert hold["reverted_by"] == "serve-or-next-command" and "next agent command" in \
+        hold["reverts"]
+    text = run_agent("--root", root, "status").stdout
+    assert "HELD      vision-2 until " in text and "then vision-1 comes back" in text
+    assert "'airlock-agent commit'" in text
+    with Serve.start(root) as s:
+        page = s.get("/")
+        assert "Held install" in page and "airlock-agent commit" in page
+        assert "serve reverts it at the deadline" in page
+        served = json.loads(s.get("/status"))["hold"]
+        assert served["reverted_by"] == "serve"
+        assert metric(s.get("/metrics"), "airlock_hold_deadline_seconds", release="vision-2",
+                      previous="vision-1") == deadline
+    agent_json(root, "commit")
+    assert agent_json(root, "status")["hold"] is None
+    assert "HELD" not in run_agent("--root", root, "status").stdout

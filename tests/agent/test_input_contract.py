@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import yaml
 
 from agent.layout import Layout
 from agent.observe.input_contract import ContractWatch
@@ -73,3 +74,30 @@ def test_violations_in_dropped_samples_are_counted(tmp_path: Path, keyset: Keys)
     (folder / "b-bad.npz").unlink()
     assert watch.update()["models"]["classifier"]["violations"] == {
         "x": {"shape": 1, "dtype": 1}}
+
+
+def test_a_fixed_batch_model_takes_stacked_references_and_samples_under_its_own_shape(
+        tmp_path: Path, keyset: Keys) -> None:
+    # The test model is a batch-1 export: x is [1, 16]. Its natural contract is its own shape.
+    fixed = {"x": {"dtype": "float32", "shape": [1, 16], "min": -10, "max": 10}}
+    rng = np.random.default_rng(3)
+    np.savez(tmp_path / "ref.npz", x=rng.standard_normal((2000, 16)).astype(np.float32))
+    spec = write_spec(tmp_path, health={"reference": "ref.npz"})
+
+    doc = yaml.safe_load(spec.read_text())
+    doc["models"][0]["inputs_contract"] = fixed
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    bundle = build(spec, tmp_path / "v1.airlock", [keyset.release_key])  # exit 0, not exit 2
+    root = init_device(tmp_path / "device", keyset)
+    agent_json(root, "install", bundle)
+    folder = root / "samples" / "detector"
+    folder.mkdir(parents=True)
+    samples = rng.standard_normal((200, 16)).astype(np.float32)
+    samples[5, 2] = 11.0
+    np.savez(folder / "today.npz", x=samples)
+    seen = agent_json(root, "status")["inputs"]["detector"]
+    # 200 stacked samples are not "dimension 0 is 200, the contract says 1"; values still count.
+    assert seen["rows"] == 200 and seen["violations"] == {"x": {"max": 1}}
+    # A wrong feature width is still a shape violation.
+    np.savez(folder / "wide.npz", x=np.zeros((4, 8), np.float32))
+    assert agent_json(root, "status")["inputs"]["detector"]["violations"]["x"]["shape"] == 1

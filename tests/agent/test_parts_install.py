@@ -161,3 +161,20 @@ def test_split_refuses_what_is_not_a_bundle_and_bad_sizes(tmp_path: Path,
         assert p.returncode == 2 and "size" in p.stderr, (size, p.stderr)
     p = run_airlock("split", split_bundle, "--max-size", "1000")
     assert p.returncode == 2 and "more than 999 parts" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("beside", ["whole", "another-split"])
+def test_a_directory_with_more_than_one_bundle_is_refused_name_one(
+        beside: str, media: Path, split_bundle: Path, tmp_path: Path, keyset: Keys) -> None:
+    # A whole bundle beside the split one (or a second split set) on the same stick.
+    if beside == "whole":
+        shutil.copy(split_bundle, media / "vision-2.airlock")
+    else:
+        for p in list(media.glob("vision-1.airlock.part*")):
+            shutil.copy(p, media / p.name.replace("vision-1", "vision-9"))
+    device = init_device(tmp_path / "device", keyset)
+    p = run_agent("--root", device, "install", media)
+    assert p.returncode == 2, p.stderr
+    assert "name one" in p.stderr and "vision-1.airlock" in p.stderr
+    assert ("vision-2.airlock" if beside == "whole" else "vision-9.airlock") in p.stderr
+    assert agent_json(device, "status")["active"] is None

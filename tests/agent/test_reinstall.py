@@ -92,3 +92,47 @@ def test_a_good_copy_repairs_a_damaged_store_blob(
     verified = [e for e in agent_json(device, "history")["entries"]
                 if e["event"] == "reinstall-verified"]
     assert verified and verified[-1]["repaired"] == result["repaired"]
+
+
+def test_fsck_repair_keeps_releases_their_bundle_restores(keyset: Keys, tmp_path: Path) -> None:
+    # vision-1 and vision-2 share their model blob: one corrupt blob breaks both.
+    v1 = build(write_spec(tmp_path, sequence=1), tmp_path / "vision-1.airlock",
+               [keyset.release_key])
+    v2 = build(write_spec(tmp_path, sequence=2), tmp_path / "vision-2.airlock",
+               [keyset.release_key])
+    device = init_device(tmp_path / "device", keyset)
+    agent_json(device, "install", v1)
+    agent_json(device, "install", v2)
+    blob = _model_blob(device)
+    blob.chmod(0o644)
+    with blob.open("r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff")
+    repair = run_agent("--root", device, "fsck", "--repair", "--json")
+    assert repair.returncode == 3  # the active release needs its bundle: a person's step
+    out = json.loads(repair.stdout)
+    said = "\n".join(out["repaired"]) + json.dumps(out["problems"])
+    assert "install the same bundle again (vision-2" in said, said
+    assert "higher sequence" in said and said.index("same bundle") < said.index("higher")
+    assert [r["release"] for r in out["incomplete"]] == ["vision-1"]
+    # Both releases are still there, previous still points at vision-1: nothing to rebuild.
+    assert sorted(p.name for p in (device / "releases").iterdir()) == ["vision-1", "vision-2"]
+    assert (device / "previous").resolve().name == "vision-1"
+    # Re-inserting the same stick restores the blob, and with it both releases.
+    assert agent_json(device, "install", v2)["active"] == "vision-2"
+    fsck = agent_json(device, "fsck")
+    assert fsck["ok"] and fsck["incomplete"] == []
+    assert agent_json(device, "rollback")["active"] == "vision-1"
+    assert_consistent(device)
+
+
+def test_check_says_health_check_failed_once(device: Path) -> None:
+    blob = _model_blob(device)
+    model = device / "releases/vision-1/models/detector/model.onnx"
+    blob.chmod(0o644)
+    blob.write_bytes(b"not a model")  # same inode as the release's model file
+    assert model.read_bytes() == b"not a model"
+    p = run_agent("--root", device, "check")
+    assert p.returncode == 4, p.stderr
+    assert p.stderr.count("health check") == 1, p.stderr
+    assert "vision-1" in p.stderr and "airlock-agent rollback" in p.stderr

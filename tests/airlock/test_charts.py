@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from airlock.page.charts import bars, lines, meter, number, spark
 
 HOSTILE = '<script>alert(1)</script>"\'&'
-T0 = datetime(2026, 1, 1, tzinfo=UTC)
+T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def _svgs(html: str) -> list[ET.Element]:

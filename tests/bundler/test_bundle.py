@@ -7,6 +7,7 @@ import io
 import json
 import os
 import tarfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any, cast
@@ -76,7 +77,8 @@ def test_build_is_reproducible(
     keyset: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     spec = write_spec(tmp_path)
-    env = {"SOURCE_DATE_EPOCH": "1790000000"}
+    # An hour ago: a build dated far back would be expired today, and is refused (exit 2).
+    env = {"SOURCE_DATE_EPOCH": str(int(time.time()) - 3600)}
     a, b = tmp_path / "a.airlock", tmp_path / "b.airlock"
     for out in (a, b):
         assert (
@@ -123,13 +125,13 @@ def test_wrong_key_and_expired(keyset: Keys, tmp_path: Path) -> None:
     code, err = _verify(out, keyset)
     assert code == 3 and "unknown key" in err
 
-    # The build refuses an expiry before its build time; a reproducible build of 2020 is stale now.
+    # A reproducible build of 2020 would be stale now: refused at the desk, nothing written.
     old = write_spec(tmp_path, sequence=2, expires="1d")
-    r = run_airlock("build", old, "--key", keyset.release_key, "-o", out,
+    stale = tmp_path / "stale.airlock"
+    r = run_airlock("build", old, "--key", keyset.release_key, "-o", stale,
                     env={"SOURCE_DATE_EPOCH": "1577836800"})
-    assert r.returncode == 0, r.stderr
-    code, err = _verify(out, keyset)
-    assert code == 3 and "expired at 2020-01-02" in err
+    assert r.returncode == 2 and "SOURCE_DATE_EPOCH dates the build 2020-01-01" in r.stderr
+    assert not stale.exists()
 
 
 def test_rotation_through_the_cli(keyset: Keys, tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,25 @@ def test_min_validity_can_be_lowered_for_a_short_lived_release(keyset: Keys,
     r = run_airlock("build", spec, "--key", keyset.release_key, "-o", tmp_path / "o.airlock",
                     "--min-validity", "1h")
     assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize("expires,extra,words", [
+    ("2d", (), r"is in the past \(it is .* now; SOURCE_DATE_EPOCH dates the build"),
+    ("5d", ("--min-validity", "3d"), r"is only .* after now \(it is .* less than --min-validity 3d"),
+])
+def test_an_old_source_date_epoch_cannot_build_a_release_already_expired_today(
+        keyset: Keys, tmp_path: Path, expires: str, extra: tuple[str, ...], words: str) -> None:
+    # A reproducible rebuild of a three-day-old commit: 'expires: 2d' counts from then.
+    write_spec(tmp_path)
+    spec = write_spec(tmp_path, text=GOOD.replace("expires: 30d", f"expires: {expires}"),
+                      file_name="spec.yaml")
+    three_days_ago = str(int(time.time()) - 3 * 86400)
+    out = tmp_path / "out.airlock"
+    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out, *extra,
+                    env={"SOURCE_DATE_EPOCH": three_days_ago})
+    assert r.returncode == 2, r.stderr
+    assert re.search(words, r.stderr), r.stderr
+    assert r.stderr.count("\n") == 1 and not out.exists()
 
 
 def _trust_files(keyset: Keys, tmp_path: Path) -> dict[str, tuple[Path, str]]:

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +20,7 @@ import pytest
 
 from keys.device import INVENTORY_TYPE, REPORT_TYPE, verify_document
 from keys.keyfile import load_public_key
-from tests.support.cli import run_agent, run_airlock
+from tests.support.cli import run_agent, run_airlock, tool_env
 from tests.support.device import agent_json
 from tests.support.keyset import Keys
 from tests.support.registry import need_tools
@@ -29,7 +32,7 @@ from tests.support.treehash import listing
 def _device(root: Path, keys: Keys, device_id: str, *extra: str) -> Path:
     p = run_agent("--root", root, "init", "--trust", keys.trust, "--device-id", device_id, *extra)
     assert p.returncode == 0, p.stderr
-    assert '"keytype": "ed25519"' in p.stdout  # the public key, to enroll
+    assert '"keytype":"ed25519"' in p.stdout  # the public key, to enroll, on one line
     return root
 
 
@@ -155,6 +158,51 @@ def test_forged_altered_and_unenrolled_reports_are_refused(site: dict[str, Path]
     assert listing(fleet) == before  # nothing counted, nothing stored
     # The table still shows the fleet, with no report from anyone.
     assert "no report" in p.stdout
+
+
+def test_init_prints_the_real_key_path_and_the_enroll_command_that_works(
+        keyset: Keys, tmp_path: Path) -> None:
+    p = run_agent("--root", tmp_path / "cam 7", "init", "--trust", keyset.trust,
+                  "--device-id", "cam-7")
+    assert p.returncode == 0, p.stderr
+    assert "\\n" not in p.stdout  # no escaped line breaks where the key is printed
+    command = next(line.strip() for line in p.stdout.splitlines()
+                   if line.strip().startswith("airlock report enroll"))
+    argv = shlex.split(command)
+    assert argv[3] == str(tmp_path / "cam 7" / "device.pub")
+    assert Path(argv[3]).is_file() and argv[4:] == ["--device-id", "cam-7"]
+    r = run_airlock(*argv[1:], "--fleet", tmp_path / "fleet")
+    assert r.returncode == 0 and "enrolled cam-7" in r.stdout, r.stderr
+
+
+def test_a_refused_report_is_one_json_object_and_fails_through_a_closed_pipe(
+        site: dict[str, Path], tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet"
+    _enroll(fleet, site["a"], "cam-a", "north")
+    forged = tmp_path / "forged.report.json"
+    forged.write_bytes(_payload_edit((site["stick"] / "cam-a.report.json").read_bytes(),
+                                     {"ring": "stable"}))
+    p = run_airlock("report", "ingest", forged, "--fleet", fleet, "--json")
+    assert p.returncode == 3
+    out = json.loads(p.stdout)  # one object: the result and the error together
+    assert out["exit"] == 3 and "refused" in out["error"]
+    assert [Path(r["file"]).name for r in out["refused"]] == ["forged.report.json"]
+    # `airlock report ingest forged.json | head -1` under `set -o pipefail`: a reader that
+    # went away must not turn the refusal into success.
+    for extra in ((), ("--json",)):
+        read, write = os.pipe()
+        os.close(read)
+        with os.fdopen(write, "wb") as closed:
+            r = subprocess.run([sys.executable, "-m", "bundler", "report", "ingest", forged,
+                                "--fleet", fleet, *extra], stdout=closed,
+                               stderr=subprocess.PIPE, env=tool_env(), timeout=120)
+        assert r.returncode == 3, (extra, r.stderr)
+        assert b"Traceback" not in r.stderr
+    shell = subprocess.run(["bash", "-c", 'set -o pipefail; "$@" | head -1', "-",
+                            sys.executable, "-m", "bundler", "report", "ingest", str(forged),
+                            "--fleet", str(fleet)], capture_output=True, env=tool_env(),
+                           timeout=120)
+    assert shell.returncode == 3, shell.stderr
 
 
 def test_enroll_refuses_a_key_already_enrolled_for_another_device(site: dict[str, Path],

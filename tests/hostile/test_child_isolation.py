@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -203,7 +203,7 @@ def test_image_sink_command_runs_in_root_images_with_a_clean_environment(
     manifest = tmp_path / "manifest.json"
     manifest.write_bytes(b"{}")
     image = ImageEntry("site:5000/app:1", "sha256:" + "a" * 64, OCI_MANIFEST)
-    release = Release("app", "1", 1, datetime.now(UTC), images=[image])
+    release = Release("app", "1", 1, datetime.now(timezone.utc), images=[image])
     images = tmp_path / "root" / "images"
     sink = CommandSink.from_config({"type": "command", "command": "importer {archive}"}, images)
     sink.deliver(release, lambda digest: manifest)

@@ -208,10 +208,10 @@ class Damage:
 DAMAGES = [
     Damage("releases-is-a-file", _file("releases"), "releases", active=None),
     Damage("blob-store-is-a-file", _file("blobs/sha256"), "blobs/sha256",
-           manual="install a bundle with a higher sequence", person=_install_newer,
+           manual="install the same bundle again", person=_install_newer,
            active="vision-6"),
     Damage("blobs-is-a-fifo", _fifo("blobs"), "blobs",
-           manual="install a bundle with a higher sequence", person=_install_newer,
+           manual="install the same bundle again", person=_install_newer,
            active="vision-6"),
     Damage("staging-is-a-file", _file("staging"), "staging"),
     Damage("images-is-a-fifo", _fifo("images"), "images"),

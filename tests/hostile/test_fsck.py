@@ -71,11 +71,14 @@ def test_corrupt_blob_of_old_release(root: Path) -> None:
     assert code == 3 and blob.name in err and "fsck --repair" in err
     kinds = {(p["kind"], p["path"]) for p in report["problems"]}
     assert ("corrupt-blob", f"blobs/sha256/{blob.name}") in kinds
-    assert ("broken-release", "releases/vision-4") in kinds
+    assert [r["release"] for r in report["incomplete"]] == ["vision-4"]
     code, report, _ = _fsck(root, "--repair")
     assert code == 0, report
-    assert any("removed broken release vision-4" in line for line in report["repaired"])
-    assert not blob.exists() and not (root / "releases" / "vision-4").exists()
+    # The corrupt blob goes; the release stays: its own bundle restores it.
+    assert any(line.startswith("kept vision-4") and "install the same bundle again" in line
+               for line in report["repaired"]), report["repaired"]
+    assert not blob.exists() and (root / "releases" / "vision-4").is_dir()
+    assert [r["release"] for r in report["incomplete"]] == ["vision-4"]
     assert run_agent("--root", root, "check").returncode == 0
 
 

@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -193,7 +193,7 @@ def test_image_sink_command_that_overruns_is_killed_with_its_children(tmp_path: 
     manifest = tmp_path / "manifest.json"
     manifest.write_bytes(b"{}")
     image = ImageEntry("site:5000/app:1", "sha256:" + "a" * 64, OCI_MANIFEST)
-    release = Release("app", "1", 1, datetime.now(UTC), images=[image])
+    release = Release("app", "1", 1, datetime.now(timezone.utc), images=[image])
     config = {"type": "command", "timeout_s": 1,
               "command": f"sh -c 'sleep 300 & echo $! > {pids}; sleep 300'"}
     sink = CommandSink.from_config(config, tmp_path / "images")

@@ -9,7 +9,7 @@ before the field existed keeps working: its kind is the section it carries.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from keys.metadata import KIND_FIELD, Kind, ReleaseSerializer, bundle_kind, kind
 from keys.release import Release
 from keys.trust import TrustRoot, create_root
 
-WHEN = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
+WHEN = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=1)
 
 
 @pytest.fixture(scope="module")

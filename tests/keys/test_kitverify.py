@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +95,7 @@ def _kit_json(keyset: Keys, *, signer: Path | None = None, expires: timedelta = 
     md = kit_metadata(version="1.2.0", platform="linux/amd64", python="3.11", glibc="2.28",
                       files=files, requirements="requirements.txt",
                       installer="wheels/pip-1-py3-none-any.whl",
-                      expires=datetime.now(UTC).replace(microsecond=0) + expires)
+                      expires=datetime.now(timezone.utc).replace(microsecond=0) + expires)
     if tweak:
         md.signed.unrecognized_fields[kitverify.KIT_SECTION].update(tweak)
     md.sign(load_signer(signer or keyset.release_key), signed_serializer=ReleaseSerializer())
@@ -162,7 +162,7 @@ def test_check_tree_names_the_file(tmp_path: Path) -> None:
     (tmp_path / "wheels" / "a.whl").write_bytes(b"abc")
     kit = kitverify.KitDocument("1.0", "linux/amd64", "3.11", "2.28",
                                 {"wheels/a.whl": (3, hashlib.sha256(b"abc").hexdigest())},
-                                "wheels/a.whl", "wheels/a.whl", datetime.now(UTC))
+                                "wheels/a.whl", "wheels/a.whl", datetime.now(timezone.utc))
     kitverify.check_tree(tmp_path, kit)
     (tmp_path / "wheels" / "a.whl").write_bytes(b"abd")
     with pytest.raises(kitverify.KitError, match=r"a\.whl.*sha256"):

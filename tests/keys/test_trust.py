@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import stat
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -27,7 +27,7 @@ def _keys(d: Path, *names: str) -> dict[str, tuple[Path, Path]]:
 
 
 def _release(seq: int = 1, rings: list[str] | None = None, expires_in: float = 3600) -> Release:
-    when = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=expires_in)
+    when = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(seconds=expires_in)
     return Release(
         name="vision",
         version="1.0",
@@ -88,7 +88,7 @@ def test_expired_release_and_expired_root(tmp_path: Path) -> None:
     root = TrustRoot(create_root([load_signer(k["root"][0])], [load_public_key(k["release"][1])]))
     with pytest.raises(ExpiredError, match="expired at"):
         root.verify_release(_signed(_release(expires_in=-10), k["release"][0]))
-    later = datetime.now(UTC) + timedelta(days=400)
+    later = datetime.now(timezone.utc) + timedelta(days=400)
     with pytest.raises(ExpiredError, match="trust root expired"):
         root.verify_release(_signed(_release(expires_in=500 * 86400), k["release"][0]), now=later)
 

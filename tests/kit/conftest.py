@@ -4,7 +4,8 @@
 is this checkout at version 1.0.0 for this machine; ``b`` is 1.1.0, whose ROOT
 format is 2 (with a migration that leaves ``ROOT/format-2-marker``) and which
 fails its self-check or its first start when a test arms it with a file in
-PREFIX; ``arm64`` is 1.0.0 for linux/arm64. All are signed by the session's
+PREFIX; ``arm64`` is 1.0.0 for linux/arm64 and ``arm64-b`` 1.1.0 for linux/arm64 (as
+released, no traps; tests/kit/test_arm64.py). All are signed by the session's
 release key with one ``SOURCE_DATE_EPOCH``, so building one again gives the
 same bytes, and carry the project's systemd unit.
 

@@ -62,6 +62,7 @@ VARIANTS: dict[str, tuple[str, list[tuple[str, str, str]], tuple[str, ...]]] = {
     "a": (A, [], ()),
     "b": (B, [*_FORMAT_2, _TRAPS], ()),
     "arm64": (A, [], ("--platform", "linux/arm64")),
+    "arm64-b": (B, [], ("--platform", "linux/arm64")),
 }
 
 

@@ -71,6 +71,12 @@ root=$(abs "$root")
 # Nothing the caller's environment says may change which Python code runs.
 unset PYTHONPATH PYTHONHOME PYTHONSTARTUP PYTHONINSPECT PYTHONUSERBASE PYTHONSAFEPATH || true
 command -v "$python" >/dev/null 2>&1 || die 5 "$python not found; install python3 or give --python PATH"
+# The floor first (agent/cli.py PYTHON_FLOOR): -E -s, not -I, so even Python 2 answers.
+floor=3.10
+found=$("$python" -E -s -c 'import sys; print(".".join(map(str, sys.version_info[:3])))' 2>/dev/null) \
+  || die 5 "$python does not run; give --python PATH to a Python $floor or newer"
+"$python" -E -s -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null \
+  || die 5 "$python is Python $found; the agent needs Python $floor or newer (give --python PATH)"
 
 # 1. The kit, checked with the standard library before anything is written.
 set -- "$kit" --prefix "$prefix" --root "$root"
