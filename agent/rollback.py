@@ -64,6 +64,16 @@ def _described(layout: Layout, rid: str | None) -> str | None:
     return f"{r.name} {r.version} (sequence {r.sequence})"
 
 
+def _sequence(layout: Layout, rid: str | None) -> int | None:
+    """The sequence of release ``rid``; None when there is none or it cannot be read."""
+    if rid is None:
+        return None
+    try:
+        return layout.load_release(rid).sequence
+    except Exception:  # a damaged release: the words fall back to "rolled back"
+        return None
+
+
 def recorded_pass(layout: Layout, release: Release) -> tuple[dict[str, Any] | None, str]:
     """The passing health record of ``release`` if it still holds; else (None, why not).
 
@@ -146,6 +156,7 @@ def rollback(layout: Layout, *, reason: str = "manual", check: bool = False,
                 _mark_left(layout, journal, current)
             return {"active": rid, "previous": read_link(layout, "previous"), "from": current,
                     "from_release": _described(layout, current),
+                    "from_sequence": _sequence(layout, current),
                     "name": release.name, "version": release.version,
                     "sequence": release.sequence, "checked": health["checked"],
                     "check_reason": health["why"], "health_time": health["time"],

@@ -84,7 +84,27 @@ class Parser(argparse.ArgumentParser):
     """argparse that raises UsageError (exit 2, one line) instead of printing usage."""
 
     def error(self, message: str) -> NoReturn:
-        raise UsageError(f"{message} (see '{self.prog} --help')")
+        raise UsageError(f"{_did_you_mean(message)} (see '{self.prog} --help')")
+
+
+def _did_you_mean(message: str) -> str:
+    """argparse's "invalid choice" with the nearest choice named instead of all of them.
+
+    >>> _did_you_mean("argument COMMAND: invalid choice: 'verfy' (choose from 'new', 'verify')")
+    "argument COMMAND: invalid choice: 'verfy'; did you mean 'verify'?"
+    """
+    import difflib
+    import re
+
+    # Quoted or not: Python 3.12.8+ and 3.13 print the choices without quotes.
+    m = re.search(r"invalid choice: '?([^']*?)'? \(choose from (.*)\)$", message)
+    if m is None:
+        return message
+    choices = [c.strip().strip("'") for c in m.group(2).split(",")]
+    near = difflib.get_close_matches(m.group(1), choices, n=1, cutoff=0.6)
+    if not near:
+        return message
+    return f"{message[:m.start()]}invalid choice: '{m.group(1)}'; did you mean '{near[0]}'?"
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -379,7 +399,8 @@ def run(main: Callable[[list[str]], int], argv: list[str] | None, prog: str) -> 
             code = e.exit_code
             _json_failure(str(e), code, getattr(e, "result", None))
         except KeyboardInterrupt:
-            print(f"{prog}: interrupted", file=sys.stderr)
+            # Words, not a Python exception name: what stopped it, and the shell's 130.
+            print(f"{prog}: interrupted by SIGINT", file=sys.stderr)
             code = 130
         except BrokenPipeError:
             raise

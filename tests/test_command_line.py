@@ -223,3 +223,7 @@ def test_rollback_names_releases_as_status_does(keyset: Keys, tmp_path: Path,
     first, second = r.stdout.strip().splitlines()
     assert first == "rolled back from vision 1.2.0 (sequence 2) to vision 1.1.0 (sequence 1)"
     assert "not re-run" in second and "rollback --check" in second
+    again = run_agent("--root", root, "rollback")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == ("switched back from vision 1.1.0 (sequence 1) to "
+                                            "vision 1.2.0 (sequence 2)")

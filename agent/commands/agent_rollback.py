@@ -35,8 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 class RolledBack(Reported):
     def text(self) -> str:
         d = self.data
-        # Releases named as status names them: NAME VERSION (sequence N).
-        done = (f"rolled back from {d.get('from_release') or d['from']} to {d['name']} "
+        # Releases named as status names them: NAME VERSION (sequence N). A second
+        # rollback returns to the newer release the first one left: not "back" in time.
+        newer = d.get("from_sequence") is not None and d["sequence"] > d["from_sequence"]
+        verb = "switched back" if newer else "rolled back"
+        done = (f"{verb} from {d.get('from_release') or d['from']} to {d['name']} "
                 f"{d['version']} (sequence {d['sequence']})")
         if d.get("checked"):
             why = "" if d.get("check_reason") == "asked to" else f"; {d.get('check_reason')}"

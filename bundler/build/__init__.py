@@ -10,6 +10,7 @@
 * ``output``           where the bundler may write
 * ``agentkit``         ``airlock agent-kit`` and a kit carried in a release
 * ``starter``          ``airlock new``: a spec, a tiny model (``starter_files/``), golden data
+* ``host_config``      the host's settings: flag > environment > ``airlock.toml`` > default
 * ``project_wheel``    the project's own wheel for a kit, written without a build backend
 
 Example::

@@ -27,6 +27,7 @@ no two modules of the tree share a name:
 - airlock_split, airlock_join: bundles in parts for FAT32 media
 - airlock_agent_kit: ``agent-kit``, the agent's offline installer
 - airlock_completion: ``completion``, shell scripts from the whole parser
+- airlock_config: ``config show``, the host settings in force and where each came from
 - options: what several commands take (key unlocking, spec options, subcommands)
 - signing_steps: what ``sign`` and ``keys sign-root`` share (files, prompt, merge)
 """
@@ -86,6 +87,8 @@ REGISTRY: tuple[CommandInfo, ...] = (
     _info("agent-kit", "build the signed offline installer of the agent for one device "
           "platform"),
     _info("completion", "print a shell completion script for airlock"),
+    _info("config", "show the host settings in force (key, cache, registries, fleet) and "
+          "where each came from"),
 )
 
 

@@ -105,9 +105,11 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> BuildSummary:
     from bundler.build.assemble import build_bundle
+    from bundler.build.host_config import apply_to_args
     from bundler.build.spec import load_spec
     from bundler.sneakernet.device_inventories import load_inventory
 
+    apply_to_args(a, a.spec)
     spec = load_spec(a.spec, min_validity=parse_duration(a.min_validity))
     if not a.key and not a.unsigned:
         raise UsageError("give --key to sign the release (repeat for a threshold), or "

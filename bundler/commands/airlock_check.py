@@ -56,8 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(a: argparse.Namespace) -> CheckResult:
     from bundler.build.assemble import assemble, refuse_unhealthy
     from bundler.build.host_check import check_models
+    from bundler.build.host_config import apply_to_args
     from bundler.build.spec import load_spec
 
+    apply_to_args(a, a.spec)
     spec = load_spec(a.spec, min_validity=parse_duration(a.min_validity))
     with phase_bars() as bars:
         assembled = assemble(spec, registry_options=registry_options(a), progress=bars)

@@ -35,8 +35,9 @@ class Joined:
 
 def add_arguments(j: argparse.ArgumentParser) -> None:
     j.add_argument("part", type=Path, help="BUNDLE.part001, BUNDLE.parts.json or their directory")
-    j.add_argument("-o", "--output", type=Path, required=True, metavar="BUNDLE",
-                   help="where the joined bundle is written")
+    j.add_argument("-o", "--output", type=Path, metavar="BUNDLE",
+                   help="where the joined bundle is written (default: the bundle's own name, "
+                   "from its parts list, in the current directory)")
     json_option(j)
 
 
@@ -44,5 +45,5 @@ def run(a: argparse.Namespace) -> Joined:
     from bundler.sneakernet.split import join_parts
 
     with progress(0, "joining") as tick:
-        parts = join_parts(a.part, a.output, tick)
-    return Joined(parts.to_dict(), str(a.output))
+        parts, output = join_parts(a.part, a.output, tick)
+    return Joined(parts.to_dict(), str(output))

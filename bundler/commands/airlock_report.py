@@ -13,7 +13,6 @@ parses and prints.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +87,8 @@ class Ingested:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common = Parser(add_help=False, parents=[common_parent()])
     common.add_argument("--fleet", type=Path,
-                        default=Path(os.environ.get("AIRLOCK_FLEET", _DEFAULT_FLEET)),
-                        help=f"fleet directory (default $AIRLOCK_FLEET or ./{_DEFAULT_FLEET})")
+                        help=f"fleet directory (default $AIRLOCK_FLEET, 'fleet' in airlock.toml, "
+                        f"or ./{_DEFAULT_FLEET})")
     json_option(common)
     add = subcommands(p, "report_cmd", parents=[common])
     e = add("enroll", "record a device's public key (printed at airlock-agent init)",
@@ -110,8 +109,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(a: argparse.Namespace) -> Enrolled | Ingested:
+    from bundler.build.host_config import apply_to_args
     from bundler.hq.ingest import FleetRecords, fleet_textfile
 
+    apply_to_args(a)
     fleet = FleetRecords(a.fleet)
     if a.report_cmd == "enroll":
         return Enrolled(fleet.enroll(a.device_pub, a.device_id, a.site, force=a.force))

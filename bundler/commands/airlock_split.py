@@ -16,7 +16,8 @@ from bundler.commands.airlock_build import parts_lines
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "SplitDone", "add_arguments", "run"]
 
-EXAMPLES = ("airlock split vision-1.2.0.airlock --max-size 4000MiB",)
+EXAMPLES = ("airlock split vision-1.2.0.airlock --max-size 4000MiB",
+            "airlock split vision-1.2.0.airlock -o /media/usb")
 DESCRIPTION = None
 
 
@@ -36,6 +37,9 @@ def add_arguments(sp: argparse.ArgumentParser) -> None:
     sp.add_argument("--max-size", default=None, metavar="SIZE",
                     help="largest part: bytes or K/M/G (1000s) or KiB/MiB/GiB (1024s); "
                          "default 4000MiB")
+    sp.add_argument("-o", "--output-dir", type=Path, metavar="DIR",
+                    help="write the parts and BUNDLE.parts.json into DIR, e.g. straight onto "
+                    "the stick (default: beside the bundle)")
     json_option(sp)
 
 
@@ -45,5 +49,5 @@ def run(a: argparse.Namespace) -> SplitDone:
     max_size = parse_size(a.max_size or DEFAULT_MAX_SIZE)
     total = a.bundle.stat().st_size if a.bundle.is_file() else 0
     with progress(total, "splitting") as tick:
-        parts = split_bundle(a.bundle, max_size, tick)
+        parts = split_bundle(a.bundle, max_size, tick, a.output_dir)
     return SplitDone(parts.to_dict())

@@ -110,9 +110,12 @@ def _confirm(a: argparse.Namespace, shown: str, signers: list[Signer], specs: li
     """Show what is about to be signed and by which keys; ask on a terminal unless --yes."""
     who = "\n".join(f"  with key {s.public_key.keyid[:16]}… ({inert(spec)})"
                     for s, spec in zip(signers, specs, strict=True))
-    print(f"{shown}\n{who}", file=sys.stderr)
+    # -q with --yes (a script) prints nothing; a question always shows what it asks about.
     if a.yes:
+        if not getattr(a, "quiet", False):
+            print(f"{shown}\n{who}", file=sys.stderr)
         return
+    print(f"{shown}\n{who}", file=sys.stderr)
     if not sys.stdin.isatty():
         raise UsageError("nothing signed: signing asks for confirmation on a terminal; "
                          "pass --yes to sign without asking (CI)")
@@ -121,13 +124,15 @@ def _confirm(a: argparse.Namespace, shown: str, signers: list[Signer], specs: li
         raise UsageError("nothing signed: not confirmed")
 
 
-def _merged(doc: Signable, sig_files: list[Path]) -> list[tuple[Signature, Key]]:
+def _merged(doc: Signable, sig_files: list[Path], quiet: bool = False
+            ) -> list[tuple[Signature, Key]]:
     found = []
     for f in sig_files:
         what = f"detached signature {inert(f)}"
         detached = DetachedSignature.from_bytes(read_input(f, "detached signature"), what)
         found.append((doc.check(detached, what), detached.key))
-        print(f"merging {inert(f)}: key {detached.key.keyid[:16]}…", file=sys.stderr)
+        if not quiet:
+            print(f"merging {inert(f)}: key {detached.key.keyid[:16]}…", file=sys.stderr)
     return found
 
 
@@ -135,7 +140,7 @@ def new_signatures(a: argparse.Namespace, doc: Signable, shown: str, sig_files: 
                    allowed: Callable[[Key], None]) -> list[tuple[Signature, Key]]:
     """Signatures from --merge files, or made now by each --key once confirmed."""
     if sig_files:
-        merged = _merged(doc, sig_files)
+        merged = _merged(doc, sig_files, getattr(a, "quiet", False))
         for _, key in merged:
             allowed(key)
         return merged

@@ -34,13 +34,18 @@ DEFAULT_MAX_SIZE = "4000MiB"
 
 
 def split_bundle(bundle: Path, max_size: int,
-                 progress: Callable[[int], None] | None = None) -> PartSet:
-    """Write ``BUNDLE.partNNN`` and ``BUNDLE.parts.json`` beside ``bundle``; the bundle stays."""
+                 progress: Callable[[int], None] | None = None,
+                 directory: Path | None = None) -> PartSet:
+    """Write ``BUNDLE.partNNN`` and ``BUNDLE.parts.json`` beside ``bundle`` (or in
+    ``directory``, straight onto the stick); the bundle stays."""
+    if directory is not None and not directory.is_dir():
+        raise UsageError(f"-o {directory}: not a directory (the parts go into an existing one)")
     stream, _ = open_bundle(str(bundle))
     with stream:
         BundleReader(stream).head()  # refuse to cut up something that is not a bundle
         stream.seek(0)
-        writer = PartsWriter(bundle, max_size, progress)
+        target = bundle if directory is None else directory / bundle.name
+        writer = PartsWriter(target, max_size, progress)
         try:
             while chunk := stream.read(CHUNK):
                 writer.write(chunk)
@@ -50,13 +55,16 @@ def split_bundle(bundle: Path, max_size: int,
             raise
 
 
-def join_parts(source: Path, output: Path,
-               progress: Callable[[int], None] | None = None) -> PartSet:
-    """Reassemble the parts ``source`` names into ``output``, checked; returns the parts read."""
+def join_parts(source: Path, output: Path | None,
+               progress: Callable[[int], None] | None = None) -> tuple[PartSet, Path]:
+    """Reassemble the parts ``source`` names into ``output`` (default: the bundle's own
+    name in the current directory), checked; returns the parts read and the file written."""
     found = resolve_media(source)
     if not isinstance(found, PartSet):
         raise UsageError(f"{source} is not a part of a split bundle (BUNDLE.part001 or "
                          "BUNDLE.parts.json)")
+    if output is None:
+        output = Path(Path(found.bundle_name).name)  # a name, never a path from the stick
     if output.exists() and any(output.samefile(p.path) for p in found.parts if p.path.exists()):
         raise UsageError(f"{output} is one of the parts; choose another -o")
     whole = hashlib.sha256()
@@ -72,4 +80,4 @@ def join_parts(source: Path, output: Path,
             raise FormatError(f"the joined bundle's sha256 is {whole.hexdigest()[:16]}…, "
                               f"{found.label} says {found.sha256[:16]}…")
         partial.publish()
-    return found
+    return found, output

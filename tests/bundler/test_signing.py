@@ -428,3 +428,14 @@ def test_a_device_takes_its_release_signed_once_more_as_the_same(
     assert _sign(bundle, "--key", team["c"]).returncode == 0
     again = agent_json(device, "install", bundle)
     assert not again["installed"] and again["active"] == "vision-1"
+
+
+def test_quiet_sign_with_yes_prints_nothing_and_still_signs(team: dict[str, Path],
+                                                            tmp_path: Path) -> None:
+    bundle = _build(tmp_path)
+    r = _sign(bundle, "--key", team["a"], "-q")
+    assert r.returncode == 0, r.stderr
+    assert (r.stdout, r.stderr) == ("", "")
+    loud = _sign(bundle, "--key", team["b"])
+    assert "with key" in loud.stderr  # without -q the summary is shown
+    assert _verify(bundle, team["trust"]).returncode == 0
