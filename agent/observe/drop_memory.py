@@ -32,7 +32,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from airlock.errors import AirlockError
 from airlock.files import read_json, write_json
@@ -40,7 +40,34 @@ from airlock.limits import MAX_DROP_MEMORY
 
 if TYPE_CHECKING:
     from agent.layout import Layout
-    from agent.observe.dropfolder import Drop, Outcome
+
+
+class DropRef(Protocol):
+    """What the memory needs of a drop (``agent.observe.dropfolder.Drop`` is one); named
+    here rather than imported, so the drop folder and its memory do not import each other."""
+
+    @property
+    def path(self) -> Path: ...
+
+    def key(self) -> str: ...
+
+    def open(self) -> tuple[IO[bytes], int]: ...
+
+
+class OutcomeRef(Protocol):
+    """What the memory needs of an outcome (``agent.observe.dropfolder.Outcome``)."""
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def release(self) -> str | None: ...
+
+    @property
+    def retry_after_s(self) -> float | None: ...
+
+    @property
+    def remember(self) -> str | None: ...
 
 __all__ = ["Carried", "DropMemory", "read_carried"]
 
@@ -56,7 +83,7 @@ class Carried:
     bytes_key: str  # sha256 of the trust it was judged by, root.json and release.json
 
 
-def read_carried(layout: Layout, drop: Drop) -> Carried | None:
+def read_carried(layout: Layout, drop: DropRef) -> Carried | None:
     """The drop's signed metadata verified as an install would (signature, threshold,
     expiry, ring, a carried root); None when its front is not a bundle's (the install
     says why). Reads only the front; nothing here decides an install."""
@@ -119,7 +146,7 @@ class DropMemory:
         with contextlib.suppress(OSError):  # a read-only ROOT forgets across restarts
             write_json(self.path, self.tables)
 
-    def remember(self, drop: Drop, outcome: Outcome, carried: Carried | None = None,
+    def remember(self, drop: DropRef, outcome: OutcomeRef, carried: Carried | None = None,
                  on_medium: Collection[str] = ()) -> None:
         now = datetime.now(timezone.utc).isoformat(timespec="seconds")
         release = outcome.release or (carried.release if carried else None)
@@ -135,7 +162,7 @@ class DropMemory:
             self.tables["refusals"][carried.bytes_key] = entry
         self.save({*on_medium, drop.key()})
 
-    def handled(self, drop: Drop) -> bool:
+    def handled(self, drop: DropRef) -> bool:
         entry = self.files.get(drop.key())
         if entry is None:
             return False

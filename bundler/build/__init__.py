@@ -1,6 +1,7 @@
 """``airlock build`` and ``airlock check``: from a spec to one signed bundle file.
 
 * ``spec``             ``airlock.yaml`` read strictly, every error naming field and line
+* ``spec_yaml``        its YAML: a bounded shape first, then fields that name their line
 * ``model_check``      a model and its golden data read before signing
 * ``evaluation_check`` evaluation sets, labels and input contracts read before signing
 * ``artifacts``        ``LayoutBuilder``: the OCI layout being assembled

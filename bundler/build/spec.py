@@ -17,7 +17,6 @@ document, one pass over its YAML events bounds its nesting (twice
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -29,9 +28,9 @@ import yaml
 
 from airlock.durations import parse_duration
 from airlock.errors import FormatError, SpecError
-from airlock.limits import MAX_JSON_DEPTH, MAX_SPEC_ALIAS_EXPANSION
 from airlock.quality.contract import InputRule
 from airlock.quality.evaluation import Threshold
+from bundler.build.spec_yaml import Fields, check_shape, line_of, plain_name, yaml_error
 from keys.evaluation_fields import (
     valid_batch,
     valid_contract,
@@ -43,12 +42,10 @@ from keys.evaluation_fields import (
 from keys.release import HealthSpec, Hooks
 from keys.signed_fields import (
     FieldError,
-    valid_command,
     valid_flags,
     valid_line,
     valid_model_files,
     valid_name,
-    valid_number,
     valid_runs,
     valid_sequence,
     valid_unique,
@@ -143,179 +140,6 @@ def build_time() -> datetime:
     return datetime.now(timezone.utc).replace(microsecond=0)
 
 
-class _Fields:
-    """Typed access to one YAML mapping, with the line of every key for errors."""
-
-    def __init__(self, spec: Path, node: yaml.Node, where: str, allowed: set[str]) -> None:
-        self.spec, self.where = spec, where
-        if not isinstance(node, yaml.MappingNode):
-            raise SpecError(str(spec), where or "(top)", "must be a mapping", _line(node))
-        self.line = _line(node)
-        self.nodes: dict[str, yaml.Node] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise SpecError(str(spec), where or "(top)", "field names must be plain words",
-                                _line(key_node))
-            key = key_node.value
-            if key not in allowed:
-                near = difflib.get_close_matches(key, sorted(allowed), n=1)
-                hint = (f"; did you mean '{near[0]}'?" if near
-                        else f"; expected one of: {', '.join(sorted(allowed))}")
-                raise SpecError(str(spec), self._name(key), "unknown field" + hint, _line(key_node))
-            if key in self.nodes:
-                raise SpecError(str(spec), self._name(key), "given twice", _line(key_node))
-            self.nodes[key] = value_node
-
-    def _name(self, key: str) -> str:
-        return f"{self.where}.{key}" if self.where else key
-
-    def error(self, key: str, message: str) -> SpecError:
-        node = self.nodes.get(key)
-        return SpecError(
-            str(self.spec), self._name(key), message, _line(node) if node else self.line
-        )
-
-    def value(self, key: str, types: tuple[type, ...], what: str, default: Any = ...) -> Any:
-        if key not in self.nodes:
-            if default is ...:
-                raise SpecError(str(self.spec), self._name(key), "is required", self.line)
-            return default
-        try:
-            value = yaml.safe_load(yaml.serialize(self.nodes[key]))
-        except yaml.YAMLError as e:  # a tag the safe loader refuses (!!python/object, !custom)
-            raise self.error(key, f"cannot be read: {getattr(e, 'problem', None) or e}") from None
-        except ValueError as e:  # int() of more than 4300 digits (CVE-2020-10735's limit)
-            raise self.error(key, f"cannot be read: {str(e).split(';')[0]}") from None
-        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
-            raise self.error(key, f"must be {what}, got {type(value).__name__}")
-        return value
-
-    def check(self, key: str, rule: Callable[..., _T], *args: Any, **kw: Any) -> _T:
-        """``rule(*args)`` of keys.signed_fields; a broken rule names the field and its line."""
-        try:
-            return rule(*args, **kw)
-        except FieldError as e:
-            node = _node_at(self.nodes.get(key), e.at)
-            raise SpecError(str(self.spec), e.where(self._name(key)), str(e),
-                            _line(node) if node is not None else self.line) from None
-
-    def text(self, key: str, default: Any = ...) -> Any:
-        v = self.value(key, (str,), "a string", default)
-        return v if v is None else self.check(key, valid_line, v)
-
-    def command(self, key: str, default: Any = ...) -> Any:
-        v = self.value(key, (str,), "a string", default)
-        return v if v is None else self.check(key, valid_command, v)
-
-    def number(self, key: str, default: Any = ..., *, positive: bool = False) -> Any:
-        v = self.value(key, (int, float), "a number", default)
-        return None if v is None else self.check(key, valid_number, v, positive=positive)
-
-    def path(self, key: str, default: Any = ...) -> Path | None:
-        v = self.text(key, default)
-        if v is None:
-            return None
-        p = Path(v) if Path(v).is_absolute() else self.spec.parent / v
-        if not p.is_file():
-            raise self.error(key, f"file {v} does not exist")
-        return p
-
-    def sub(self, key: str, allowed: set[str]) -> _Fields | None:
-        if key not in self.nodes:
-            return None
-        return _Fields(self.spec, self.nodes[key], self._name(key), allowed)
-
-    def items(self, key: str) -> list[yaml.Node]:
-        if key not in self.nodes:
-            return []
-        node = self.nodes[key]
-        if not isinstance(node, yaml.SequenceNode):
-            raise self.error(key, "must be a list")
-        return list(node.value)
-
-
-def _line(node: yaml.Node | None) -> int | None:
-    return node.start_mark.line + 1 if node is not None else None
-
-
-def _node_at(node: yaml.Node | None, at: tuple[str | int, ...]) -> yaml.Node | None:
-    """The node a FieldError's ``at`` points into, as far as it can be followed (for its line)."""
-    for part in at:
-        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-        elif isinstance(node, yaml.MappingNode):
-            node = next((v for k, v in node.value
-                         if isinstance(k, yaml.ScalarNode) and k.value == str(part)), node)
-        else:
-            break
-    return node
-
-
-def _plain_name(f: _Fields, key: str) -> str:
-    return f.check(key, valid_name, f.value(key, (str,), "a string"))
-
-
-def _yaml_error(path: Path, e: yaml.YAMLError) -> SpecError:
-    mark = getattr(e, "problem_mark", None)
-    return SpecError(
-        str(path),
-        "(yaml)",
-        f"not valid YAML: {getattr(e, 'problem', None) or e}",
-        mark.line + 1 if mark else None,
-    )
-
-
-# Composing and constructing recurse per level: this keeps them far from Python's
-# recursion limit, and leaves the field rules (MAX_JSON_DEPTH) to name the field.
-_MAX_YAML_NESTING = 2 * MAX_JSON_DEPTH
-
-
-def _check_shape(path: Path, text: str) -> None:
-    """Bound nesting and alias expansion in one pass over the YAML events, before composing.
-
-    Composing and every later walk recurse into the document and expand
-    aliases; here nothing does: a stack of open collections and the
-    expanded weight of each anchor finished so far.
-    """
-    open_weights: list[int] = []
-    open_anchors: list[str | None] = []
-    anchors: dict[str, int] = {}
-    expanded = 0
-
-    def finish(weight: int, anchor: str | None) -> None:
-        if anchor is not None:
-            anchors[anchor] = weight
-        if open_weights:
-            open_weights[-1] += weight
-
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        line = event.start_mark.line + 1 if event.start_mark else None
-        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
-            if len(open_weights) >= _MAX_YAML_NESTING:
-                raise SpecError(str(path), "(yaml)",
-                                f"nests collections more than {_MAX_YAML_NESTING} deep "
-                                f"(signed values may nest {MAX_JSON_DEPTH})", line)
-            open_weights.append(1)
-            open_anchors.append(event.anchor)
-        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
-            finish(open_weights.pop(), open_anchors.pop())
-        elif isinstance(event, yaml.ScalarEvent):
-            finish(1 + len(event.value), event.anchor)
-        elif isinstance(event, yaml.AliasEvent):
-            if event.anchor not in anchors:  # undefined, or inside the node it names (a loop)
-                raise SpecError(str(path), "(yaml)",
-                                f"alias *{event.anchor} refers to no finished anchor "
-                                "(undefined, or a node containing itself)", line)
-            expanded += anchors[event.anchor]
-            if expanded > MAX_SPEC_ALIAS_EXPANSION:
-                raise SpecError(str(path), "(yaml)",
-                                f"aliases expand to more than {MAX_SPEC_ALIAS_EXPANSION} "
-                                "characters (billion laughs?); write the values out", line)
-            finish(anchors[event.anchor], None)
-
-
-#: How long a release must stay valid after its build by default: the media
-#: takes time to reach the site, and a device refuses an expired release.
 DEFAULT_MIN_VALIDITY = timedelta(days=1)
 
 
@@ -331,20 +155,20 @@ def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> 
     except UnicodeDecodeError as e:
         raise SpecError(str(path), "(file)", f"is not UTF-8 text (byte {e.start})") from None
     try:
-        _check_shape(path, text)
+        check_shape(path, text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
-        raise _yaml_error(path, e) from None
+        raise yaml_error(path, e) from None
     if root is None:
         raise SpecError(str(path), "(top)", "the spec is empty")
-    top = _Fields(
+    top = Fields(
         path,
         root,
         "",
         {"name", "version", "sequence", "expires", "models", "images", "flags", "hooks", "rings",
          "agent"},
     )
-    name = _plain_name(top, "name")
+    name = plain_name(top, "name")
     version = _version(top)
     sequence = top.check("sequence", valid_sequence, top.value("sequence", (int,), "an integer"))
     expires = _expires(top, min_validity)
@@ -382,7 +206,7 @@ def _at(index: int, rule: Callable[[Any], _T]) -> Callable[[Any], _T]:
     return check
 
 
-def _version(top: _Fields) -> str:
+def _version(top: Fields) -> str:
     """The version as written: a YAML string. ``1.10`` unquoted is the number 1.1, so no number."""
     node = top.nodes.get("version")
     if isinstance(node, yaml.ScalarNode) and node.tag != "tag:yaml.org,2002:str":
@@ -395,7 +219,7 @@ def _version(top: _Fields) -> str:
     return top.check("version", valid_line, version)
 
 
-def _expires(top: _Fields, min_validity: timedelta) -> datetime:
+def _expires(top: Fields, min_validity: timedelta) -> datetime:
     """A duration from the build time, or a date; at least ``min_validity`` after the build time."""
     raw = top.value("expires", (str, datetime, date), "a duration like 30d or a date", "30d")
     if isinstance(raw, datetime):
@@ -446,7 +270,7 @@ def _span(d: timedelta) -> str:
     return f"{seconds}s"
 
 
-def _agent_kits(top: _Fields) -> list[Path]:
+def _agent_kits(top: Fields) -> list[Path]:
     """``agent: {kit: FILE}`` or ``agent: {kit: [FILE, …]}``: agent kits the release carries."""
     a = top.sub("agent", {"kit"})
     if a is None:
@@ -467,9 +291,9 @@ def _agent_kits(top: _Fields) -> list[Path]:
 
 
 def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
-    f = _Fields(spec, node, f"models[{i}]",
+    f = Fields(spec, node, f"models[{i}]",
                 {"name", "path", "ref", "health", "evaluate", "inputs_contract"})
-    name = _plain_name(f, "name")
+    name = plain_name(f, "name")
     if ("path" in f.nodes) == ("ref" in f.nodes):
         raise SpecError(str(spec), f"models[{i}]", "give exactly one of 'path' or 'ref'", f.line)
     model_path = f.path("path", None)
@@ -485,18 +309,18 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
     if "inputs_contract" in f.nodes:
         contract = f.check("inputs_contract", valid_contract, f.value(
             "inputs_contract", (dict,), "a mapping of input name to its contract"))
-    lines = [(k, _line(f.nodes.get(k))) for k in ("path", "ref", "inputs_contract")]
+    lines = [(k, line_of(f.nodes.get(k))) for k in ("path", "ref", "inputs_contract")]
     if h is not None:
-        lines += [(f"health.{k}", _line(h.nodes.get(k))) for k in ("inputs", "outputs",
+        lines += [(f"health.{k}", line_of(h.nodes.get(k))) for k in ("inputs", "outputs",
                                                                      "reference")]
     if e is not None:
-        lines += [(f"evaluate.{k}", _line(e.nodes.get(k)))
+        lines += [(f"evaluate.{k}", line_of(e.nodes.get(k)))
                   for k in ("data", "labels", "metrics", "batch")]
     origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
     return ModelSpec(name, model_path, ref, health, origin, evaluate, contract)
 
 
-def _health(spec: Path, f: _Fields, ref: str | None) -> tuple[HealthFiles, _Fields | None]:
+def _health(spec: Path, f: Fields, ref: str | None) -> tuple[HealthFiles, Fields | None]:
     """``health:``: golden files (local, or layers of a registry model) and the budgets."""
     h = f.sub(
         "health",
@@ -559,7 +383,7 @@ def _health(spec: Path, f: _Fields, ref: str | None) -> tuple[HealthFiles, _Fiel
     ), h
 
 
-def _evaluate(f: _Fields) -> tuple[EvaluateFiles | None, _Fields | None]:
+def _evaluate(f: Fields) -> tuple[EvaluateFiles | None, Fields | None]:
     """``evaluate:``: the set, its labels (local ``.npz`` files) and the metric thresholds."""
     e = f.sub("evaluate", {"data", "labels", "metrics", "batch", "max_samples"})
     if e is None:
@@ -578,7 +402,7 @@ def _evaluate(f: _Fields) -> tuple[EvaluateFiles | None, _Fields | None]:
     ), e
 
 
-def _reference(h: _Fields) -> Path | None:
+def _reference(h: Fields) -> Path | None:
     """The drift reference sample, refused here if a device could not read it."""
     from airlock.quality.drift import features, load_sample
 
@@ -596,12 +420,12 @@ def _image(spec: Path, node: yaml.Node, i: int) -> ImageSpec:
     if isinstance(node, yaml.ScalarNode):
         ref = node.value if node.tag == "tag:yaml.org,2002:str" else None
         if not isinstance(ref, str):
-            raise SpecError(str(spec), f"images[{i}]", "must be a reference string", _line(node))
+            raise SpecError(str(spec), f"images[{i}]", "must be a reference string", line_of(node))
         try:
             return ImageSpec(valid_line(ref))
         except FieldError as e:
-            raise SpecError(str(spec), f"images[{i}]", str(e), _line(node)) from None
-    f = _Fields(spec, node, f"images[{i}]", {"ref", "platform", "platforms"})
+            raise SpecError(str(spec), f"images[{i}]", str(e), line_of(node)) from None
+    f = Fields(spec, node, f"images[{i}]", {"ref", "platform", "platforms"})
     ref = f.text("ref")
     if "platform" in f.nodes and "platforms" in f.nodes:
         raise f.error("platforms", "give 'platform' or 'platforms', not both")

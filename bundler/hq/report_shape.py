@@ -73,10 +73,10 @@ def report_facts(body: dict[str, Any], now: datetime | None = None) -> ReportFac
         device_id=str(device), time=when,
         ring=_name(body.get("ring"), "ring"),
         release=None if active is None else _name(active.get("id"), "status.active.id"),
-        version=None if active is None else _line(active.get("version"),
+        version=None if active is None else line_of(active.get("version"),
                                                   "status.active.version"),
         health_ok=ok,
-        health_reason=None if health is None else _line(health.get("reason"),
+        health_reason=None if health is None else line_of(health.get("reason"),
                                                         "status.active.health.reason"),
         last_check=None if health is None else _time(health.get("time"),
                                                      "status.active.health.time", now),
@@ -101,7 +101,7 @@ def _name(value: object, at: str) -> str | None:
     return str(value)
 
 
-def _line(value: object, at: str) -> str | None:
+def line_of(value: object, at: str) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > _MAX_TEXT or not value.isprintable():
