@@ -283,3 +283,26 @@ def test_diff_names_image_layers_added_removed_and_kept() -> None:
     assert d["images"]["removed"] == [{"ref": "reg/db:2", "size": 7, "layers": 1}]
     assert d["delta"]["ship_bytes"] == 12 * mb and d["delta"]["blobs_left_out"] == 1
     assert "+1 blob(s) (12.0 MiB), -1 (10.0 MiB), 1 kept (200.0 MiB)" in diff_text(d)
+
+
+def test_diff_matches_a_tag_bump_by_repository() -> None:
+    """A tag bump is the same image changing: layers kept and added, not one removed and one added."""
+    from bundler.examine.diff import Side, diff, diff_text, repository
+
+    def summary(seq: int, ref: str, layers: dict[str, int]) -> dict[str, Any]:
+        return {"name": "site", "version": str(seq), "sequence": seq, "expires": "2030",
+                "models": [], "flags": {}, "hooks": {}, "rings": [],
+                "images": [{"ref": ref, "platform": None, "manifest": f"sha256:{seq}",
+                            "blobs": [{"digest": d, "size": s} for d, s in layers.items()]}]}
+
+    mb = 1024 * 1024
+    old, new = {"base": 200 * mb, "app-1": 10 * mb}, {"base": 200 * mb, "app-2": 12 * mb}
+    d = diff(Side("bundle", "v1", summary(1, "reg:5000/app:1.0", old), old),
+             Side("bundle", "v2", summary(2, "reg:5000/app:1.1", new), new))
+    assert d["images"]["added"] == [] and d["images"]["removed"] == []
+    [app] = d["images"]["changed"]
+    assert (app["was"], app["ref"]) == ("reg:5000/app:1.0", "reg:5000/app:1.1")
+    assert (app["layers_kept"], app["kept_bytes"]) == (1, 200 * mb)
+    assert "~ reg:5000/app:1.0 -> reg:5000/app:1.1: new manifest; +1 blob(s) (12.0 MiB)" \
+        in diff_text(d)
+    assert repository("reg:5000/team/app@sha256:ab") == "reg:5000/team/app"
