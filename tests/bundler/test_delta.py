@@ -187,13 +187,17 @@ def test_delta_on_a_device_lacking_one_expected_blob_is_exit_3_and_changes_nothi
     before = tree_hash(device)
     p = run_agent("--root", device, "install", delta)
     assert p.returncode == 3, p.stderr
-    assert "expects 1 blob(s) this device lacks: " + base["blob"] in p.stderr, p.stderr
+    assert ("built against base sequence 1; this device has accepted up to sequence 1 and "
+            "lacks 1 of the blob(s) the delta expects: " + base["blob"]) in p.stderr, p.stderr
+    assert "carry the full bundle of sequence 2" in p.stderr
     assert tree_hash(device) == before
     # A device that never had release 1 lacks every expected blob, and is told how many.
     fresh = init_device(tmp_path / "fresh", site.keys)
     p = run_agent("--root", fresh, "install", delta)
     expected = _inspect(delta)["delta"]["expects"]
-    assert p.returncode == 3 and f"expects {expected} blob(s)" in p.stderr, p.stderr
+    assert p.returncode == 3, p.stderr
+    assert (f"base sequence 1; this device has no release of vision and lacks {expected} of "
+            "the blob(s)") in p.stderr, p.stderr
 
 
 def test_delta_against_three_inventories_leaves_out_only_what_all_hold(
