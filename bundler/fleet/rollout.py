@@ -352,7 +352,8 @@ class _Rollout:
         elif r.before == facts.release_id:
             r.result = "already-active"
         else:
-            r.result = "would-install"
+            # AFTER is where the device would stand: the target, as a real run would say.
+            r.result, r.after = "would-install", facts.release_id
 
     def revert(self, r: DeviceResult, device: Device) -> None:
         """Put a device this rollout moved back on its release before (agent rollback)."""
