@@ -357,6 +357,7 @@ def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
     if new_trust is not trust:
         write_atomic(layout.trust_root, new_trust.to_bytes())
         journal.append("trust-rotated", version=new_trust.version)
+        result["trust_rotated"] = _rotation(trust, new_trust)
     crash_point("before-commit")
     journal.append("installed", release=release.id, version=release.version,
                    sequence=release.sequence, active=read_link(layout, "current"),
@@ -364,6 +365,20 @@ def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
                    blobs_skipped=result["blobs_skipped"], bytes=result["bytes_written"])
     tx.commit()
     crash_point("after-commit")
+
+
+def _rotation(old: TrustRoot, new: TrustRoot) -> dict[str, Any]:
+    """What a rotated trust root changed, for the install's result: the person at the
+    device learns it here, not from the journal."""
+    def keys(root: TrustRoot, role: str) -> set[str]:
+        return set(root.md.signed.roles[role].keyids)
+
+    changed = {}
+    for role, label in (("root", "root_keys"), ("targets", "release_keys")):
+        was, now = keys(old, role), keys(new, role)
+        changed[label] = {"added": len(now - was), "removed": len(was - now)}
+    return {"from_version": old.version, "to_version": new.version,
+            "expires": new.expires.isoformat(timespec="seconds"), **changed}
 
 
 class _Job:
