@@ -194,6 +194,8 @@ def test_a_full_disk_on_the_host_is_exit_5_naming_the_path(keyset: Keys, tmp_pat
         r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out)
         assert r.returncode == 5, r.stderr
         assert f"no space left to write {out}" in r.stderr and r.stderr.count("\n") == 1
+        # Sizes in the one unit system both tools use (airlock.console.human_size).
+        assert re.search(r"needs \d+\.\d MiB and .* has \d+\.\d KiB free", r.stderr), r.stderr
         assert list(small.iterdir()) == []  # not even a partial file
     finally:
         subprocess.run(["umount", str(small)], check=True)
