@@ -99,7 +99,7 @@ def inspect_text(d: dict[str, Any]) -> str:
     for m in d["models"]:
         budgets = ", ".join(x for x in (
             f"p95 <= {m['max_p95_ms']:g} ms" if m["max_p95_ms"] is not None else "",
-            f"memory <= {m['max_memory_mb']:g} MB" if m["max_memory_mb"] is not None else "",
+            f"memory <= {m['max_memory_mb']:g} MiB" if m["max_memory_mb"] is not None else "",
             f"timeout {m['timeout_s']:g} s", f"{m['runs']} runs",
             f"rtol {m['rtol']:g} atol {m['atol']:g}" if m["golden"] else "no golden data",
             "providers " + ", ".join(m["providers"])) if x)
