@@ -7,6 +7,8 @@ desk rather than a failed first install at the site. ``airlock-agent
 config`` changes them afterwards, under the agent's lock, journaled::
 
     check_sink(sink_settings("registry", ["registry=10.0.0.5:5000"]), layout.images)
+    sink_unreachable({"type": "registry", "registry": "10.0.0.5:5000"})
+    # "registry 10.0.0.5:5000 is not reachable now (connection refused); …" or None
     changed = configure(layout, journal, ring="prod", sink=None, trust_root=None)
     changed["changed"]   # ["ring: canary -> prod"]
     runtime = runtime_settings(config.runtime, providers=["OpenVINOExecutionProvider",
@@ -22,6 +24,7 @@ bundle would be. Settings are written to ``agent.yaml`` atomically.
 from __future__ import annotations
 
 import difflib
+import socket
 from typing import Any
 
 import yaml
@@ -34,7 +37,8 @@ from airlock.errors import UsageError
 from airlock.files import write_atomic
 from keys.signed_fields import FieldError, valid_name
 
-__all__ = ["check_ring", "check_sink", "configure", "runtime_settings", "sink_settings"]
+__all__ = ["check_ring", "check_sink", "configure", "runtime_settings", "sink_settings",
+           "sink_unreachable"]
 
 #: ``ring`` argument of :func:`configure` that leaves the ring as it is.
 KEEP = object()
@@ -65,6 +69,36 @@ def sink_settings(kind: str, options: list[str], base: dict[str, Any] | None = N
 def check_sink(config: dict[str, Any], images_dir: Any) -> None:
     """Refuse (UsageError, exit 2) a sink the agent could not build at install time."""
     make_sink(config, images_dir)
+
+
+def sink_unreachable(config: dict[str, Any], timeout: float = 3.0) -> str | None:
+    """Why a ``registry`` sink cannot be reached now, or None (reached, or not a registry).
+
+    A warning, not a refusal: a device is often set up at the desk, away from the
+    site network its registry lives on. A TCP connection is the whole test; the
+    credentials and the API are the first install's business.
+    """
+    registry = config.get("registry")
+    if config.get("type") != "registry" or not isinstance(registry, str):
+        return None
+    host, port = _host_port(registry)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        why = e.strerror or ("timed out" if isinstance(e, TimeoutError) else type(e).__name__)
+        return (f"registry {registry} is not reachable now ({why.lower()}); the sink is set, "
+                "and each install pushes its images there: it fails (exit 4, the previous "
+                "release stays) until the registry answers")
+    return None
+
+
+def _host_port(registry: str) -> tuple[str, int]:
+    """``HOST[:PORT]`` or ``[V6]:PORT``; without a port, HTTPS's 443 (as a registry client)."""
+    if registry.startswith("["):
+        host, _, rest = registry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else 443
+    host, _, port = registry.partition(":")
+    return host, int(port) if port.isdigit() else 443
 
 
 def check_ring(ring: str) -> str:

@@ -95,13 +95,16 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def _check_references(release: Release, store: ContentStore) -> None:
+def _check_references(release: Release, store: ContentStore, have: int | None) -> None:
     """Every blob a delta expects must be on the device, with its signed length.
 
     That every blob a model or image names is listed (carried or expected) is
     the release's own rule (``Release._check_references``, at parse); here a
     delta bundle is refused before anything is read when one blob it expects
-    is missing from the store or has another length than the signed one.
+    is missing from the store or has another length than the signed one. The
+    refusal names the base the delta was built against and what this device
+    has (``have``, its sequence of the release's name), so the operator knows
+    which full bundle to carry.
     """
     if release.delta:
         missing = [d for d in release.delta.expects
@@ -109,10 +112,14 @@ def _check_references(release: Release, store: ContentStore) -> None:
         if missing:
             named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more"
                                               if len(missing) > 3 else "")
+            base = release.delta.base_sequence
+            here = (f"this device has no release of {release.name}" if have is None
+                    else f"this device has accepted up to sequence {have}")
             raise RejectedError(
-                f"delta bundle for sequence {release.delta.base_sequence} expects "
-                f"{len(missing)} blob(s) this device lacks: {named}; carry the full bundle, "
-                "or a delta built against this device's inventory"
+                f"this is a delta of {release.name} sequence {release.sequence} built against "
+                f"base sequence {base}; {here} and lacks {len(missing)} of the blob(s) the "
+                f"delta expects: {named}; carry the full bundle of sequence "
+                f"{release.sequence}, or a delta built against this device's inventory"
             )
 
 
@@ -129,9 +136,10 @@ def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
     head = reader.head()
     new_trust, verified = trust.verify_head(head.release_json, head.root_json, ring=ring)
     release = verified.release
-    new_trust.check_sequence(release, load_sequences(layout).get(release.name))
+    have = load_sequences(layout).get(release.name)
+    new_trust.check_sequence(release, have)
     check_release_kit(layout, release)  # an older agent kit is refused like an older sequence
-    _check_references(release, store)
+    _check_references(release, store, have)
     return head, trust, new_trust, verified
 
 
@@ -349,6 +357,7 @@ def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
     if new_trust is not trust:
         write_atomic(layout.trust_root, new_trust.to_bytes())
         journal.append("trust-rotated", version=new_trust.version)
+        result["trust_rotated"] = _rotation(trust, new_trust)
     crash_point("before-commit")
     journal.append("installed", release=release.id, version=release.version,
                    sequence=release.sequence, active=read_link(layout, "current"),
@@ -356,6 +365,20 @@ def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
                    blobs_skipped=result["blobs_skipped"], bytes=result["bytes_written"])
     tx.commit()
     crash_point("after-commit")
+
+
+def _rotation(old: TrustRoot, new: TrustRoot) -> dict[str, Any]:
+    """What a rotated trust root changed, for the install's result: the person at the
+    device learns it here, not from the journal."""
+    def keys(root: TrustRoot, role: str) -> set[str]:
+        return set(root.md.signed.roles[role].keyids)
+
+    changed = {}
+    for role, label in (("root", "root_keys"), ("targets", "release_keys")):
+        was, now = keys(old, role), keys(new, role)
+        changed[label] = {"added": len(now - was), "removed": len(was - now)}
+    return {"from_version": old.version, "to_version": new.version,
+            "expires": new.expires.isoformat(timespec="seconds"), **changed}
 
 
 class _Job:

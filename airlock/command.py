@@ -175,7 +175,8 @@ def dispatch(parser: argparse.ArgumentParser, argv: Sequence[str],
 
 def completion_arguments(p: argparse.ArgumentParser) -> None:
     """The ``completion`` command's one argument, the same on both tools."""
-    p.add_argument("shell", choices=("bash", "zsh", "tcsh"), help="the shell to complete for")
+    p.add_argument("shell", choices=("bash", "zsh", "tcsh", "fish"),
+                   help="the shell to complete for")
 
 
 def print_completion(whole_parser: Callable[[], argparse.ArgumentParser], shell: str,

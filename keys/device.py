@@ -28,6 +28,7 @@ from securesystemslib.signer import Key, Signer
 
 from airlock.errors import FormatError, SignatureError
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
+from keys.identify import describe
 
 __all__ = ["INVENTORY_TYPE", "REPORT_TYPE", "DeviceDocument", "sign_document", "verify_document"]
 
@@ -74,7 +75,7 @@ def verify_document(data: bytes, payload_type: str, key: Key | None = None) -> D
         embedded = Key.from_dict(str(pub.pop("keyid")), pub)
     except (ValueError, KeyError, TypeError, AttributeError, SslibFormatError, RecursionError) as e:
         # AttributeError: the DSSE reader calls str methods on whatever the JSON holds.
-        raise FormatError(f"not a signed Airlock {what}: {str(e)[:120]}") from None
+        raise FormatError(_not_a_document(data, what, e)) from None
     if envelope.payload_type != payload_type:
         raise FormatError(f"not an Airlock {what} (payload type {envelope.payload_type[:80]!r})")
     if key is not None and key.keyid != embedded.keyid:
@@ -92,3 +93,15 @@ def verify_document(data: bytes, payload_type: str, key: Key | None = None) -> D
     if not isinstance(body, dict):
         raise FormatError(f"{what} payload is not a JSON object")
     return DeviceDocument(body, payload_type, embedded.keyid, key or embedded)
+
+
+def _not_a_document(data: bytes, what: str, error: BaseException) -> str:
+    """Why ``data`` is no signed device document, in words: what the file is instead
+    (a bundle, a key, binary data...), never a decoder's message."""
+    kind = describe(data)
+    if kind.startswith(("JSON", "damaged")):
+        missing = f" (no {error.args[0]!r})" if isinstance(error, KeyError) and error.args else ""
+        return f"not a signed Airlock {what}: JSON without a device's signed envelope{missing}"
+    if kind.startswith(("a ", "an ")):
+        return f"{kind}, not a signed Airlock {what}"
+    return f"not a signed Airlock {what}: {kind}"

@@ -7,15 +7,20 @@ and the kind expected, never a JSON decoder's message::
     describe(Path("keys/release.pub").read_bytes())   # "an Airlock public key (key id a7409c7d…)"
     describe(b"\\x00\\x01")                             # "binary data, not text"
 
-Bytes in, words out: it decides nothing and reads no file.
+Bytes in, words out: it decides nothing. :func:`misplaced` reads the first
+bytes of a file that failed to open as a bundle, to say what it is instead::
+
+    misplaced("keys/release.pub")   # "keys/release.pub is an Airlock public key (key id …), not a bundle"
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from typing import Any
 
-__all__ = ["describe"]
+__all__ = ["describe", "misplaced"]
 
 # TUF's role names, as a user of Airlock calls them.
 _ROLE_WORDS = {
@@ -52,6 +57,29 @@ def describe(data: bytes) -> str:
     except ValueError:
         return _text_kind(text)
     return _json_kind(doc)
+
+
+def misplaced(path: str, expected: str = "a bundle") -> str | None:
+    """"PATH is <what it is>, not a bundle" for a regular file that is plainly something
+    else (a key, a trust root, a spec, JSON, text); None when it may be a damaged bundle
+    (a tar archive, binary data) or cannot be read, so the caller's own error stands."""
+    try:
+        # No link followed, no FIFO waited on: this only names a file already refused.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        head = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    kind = describe(head)
+    if kind in ("a tar archive", "an Airlock bundle", "binary data, not text"):
+        return None
+    return f"{path} is {kind}, not {expected}"
 
 
 def _json_kind(doc: Any) -> str:

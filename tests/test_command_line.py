@@ -14,6 +14,7 @@ import json
 import os
 import pty
 import re
+import shutil
 import struct
 import subprocess
 import sys
@@ -137,8 +138,22 @@ def test_shell_completion_is_generated_from_the_parser() -> None:
             assert word in r.stdout, (shell, word)
     r = run_agent("completion", "bash")
     assert r.returncode == 0 and "config" in r.stdout and "--trust-root" in r.stdout
-    r = run_airlock("completion", "fish")
+    r = run_airlock("completion", "powershell")
     assert r.returncode == 2 and "invalid choice" in r.stderr
+
+
+def test_fish_completes_a_subcommand(tmp_path: Path) -> None:
+    for tool, run in (("airlock", run_airlock), ("airlock-agent", run_agent)):
+        r = run("completion", "fish")
+        assert r.returncode == 0, r.stderr
+        assert f"complete -c {tool}" in r.stdout and "install" in r.stdout
+    script = tmp_path / "airlock.fish"
+    script.write_text(run_airlock("completion", "fish").stdout)
+    if shutil.which("fish"):  # the shell itself, where installed: the script completes
+        r = subprocess.run(["fish", "-c", f"source {script}; complete -C 'airlock insp'"],
+                           capture_output=True, text=True, timeout=30)
+        assert [line.split("\t")[0] for line in r.stdout.splitlines()] == ["inspect"], (
+            r.stdout + r.stderr)
 
 
 def test_bash_completes_a_subcommand(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import socket
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ from agent.commands.sink_options import sink_options
 from agent.journal import Journal
 from agent.layout import AgentConfig, Layout
 from agent.lock import AgentLock
-from airlock.console import json_option, read_input
+from airlock.console import json_option, read_input, say
 from airlock.errors import UsageError
 from airlock.files import fsync_dir, write_atomic, write_json
 
@@ -48,6 +48,7 @@ class Initialised:
     device_keyid: str
     device_public_key: str
     sink: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)  # e.g. a registry not reachable now
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,7 +73,7 @@ class Initialised:
 
 
 def run(args: argparse.Namespace) -> Initialised:
-    from agent.configure import check_ring, check_sink, sink_settings
+    from agent.configure import check_ring, check_sink, sink_settings, sink_unreachable
     from keys.trust import TrustRoot
 
     layout = layout_of(args)
@@ -100,8 +101,11 @@ def run(args: argparse.Namespace) -> Initialised:
     # One line: the text output escapes line breaks, and one line copies whole from a terminal.
     one_line = json.dumps(json.loads(layout.device_pub.read_bytes()), sort_keys=True,
                           separators=(",", ":"))
+    warnings = [w for w in (sink_unreachable(config.sink),) if w]
+    for w in warnings:
+        say("airlock-agent", "warning", w)
     return Initialised(str(layout.root), config.device_id, config.ring, trust.version,
-                       str(layout.device_pub), key.keyid, one_line, config.sink)
+                       str(layout.device_pub), key.keyid, one_line, config.sink, warnings)
 
 
 def _lay_out(layout: Layout, trust_bytes: bytes, trust_version: int,

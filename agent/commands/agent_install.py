@@ -54,7 +54,8 @@ class Installed(Reported):
             f"installed {d['name']} {d['version']} (sequence {d['sequence']}), {where}; "
             f"{d['blobs_stored']} blob(s) stored, {d['blobs_skipped']} already present, "
             f"health ok in {d['health_s']:.1f} s; total {d['seconds']:.1f} s",
-            *_activation_lines(d.get("activation"))]) + agent
+            *_activation_lines(d.get("activation")), *_rotation_lines(d.get("trust_rotated"))]
+        ) + agent
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,18 @@ def run(args: argparse.Namespace) -> Installed | FlagsInstalled:
                              notify=tell)
     # agent.install applies a flags bundle as it is, and says so with "applied".
     return FlagsInstalled(result) if result.get("applied") is True else Installed(result)
+
+
+def _rotation_lines(rotated: dict[str, Any] | None) -> list[str]:
+    """A trust root the bundle carried is now this device's: said once, where it happened."""
+    if not rotated:
+        return []
+    keys = "; ".join(f"{label} +{rotated[k]['added']} -{rotated[k]['removed']}"
+                     for k, label in (("root_keys", "root keys"), ("release_keys", "release keys"))
+                     if rotated[k]["added"] or rotated[k]["removed"])
+    return [f"trust root rotated: version {rotated['from_version']} -> "
+            f"{rotated['to_version']}, expires {rotated['expires']}"
+            + (f" ({keys})" if keys else " (same keys)")]
 
 
 def _agent_line(agent: dict[str, Any] | None) -> str:

@@ -136,7 +136,7 @@ def _models(active: dict[str, Any] | None) -> str:
                              "p95 latency", unit=" ms"),
                 "<br>",
                 charts.meter(finite(m.get("peak_rss_mb")), finite(budget.get("max_memory_mb")),
-                             "peak memory", unit=" MB")]
+                             "peak memory", unit=" MiB")]
         body.append(_evaluation(m.get("evaluation")))
         if m.get("reason"):
             body.append(f'<p class="reason bad">Reason: {esc(m["reason"])}</p>')

@@ -387,7 +387,7 @@ def _job(files: ModelFiles, spec: Budgets, asked: _Asked) -> dict[str, Any]:
 def _how_it_ended(run: ChildRun, spec: Budgets, budget_text: str) -> str | None:
     """Why the child gave no result (killed, crashed, silent), or None when it gave one."""
     if run.memory_killed:
-        return f"used {run.peak_mb:.0f} MB > {budget_text} (killed)"
+        return f"used {run.peak_mb:.0f} MiB > {budget_text} (killed)"
     if run.timed_out:
         return f"timed out after {spec.timeout_s:g} s (killed)"
     if run.returncode < 0:
@@ -483,10 +483,10 @@ def _metrics(m: _Measured, spec: Budgets) -> list[Finding]:
 
 def _memory(m: _Measured, spec: Budgets) -> list[Finding]:
     if spec.max_memory_mb is not None and m.peak_mb is not None and m.peak_mb > spec.max_memory_mb:
-        return [Finding(f"used {m.peak_mb:.0f} MB > max_memory_mb {spec.max_memory_mb:g}",
+        return [Finding(f"used {m.peak_mb:.0f} MiB > max_memory_mb {spec.max_memory_mb:g}",
                         budget=True)]
     if m.peak_mb is not None and m.peak_mb > m.memory_budget_mb:  # the hard cap, reported late
-        return [Finding(f"used {m.peak_mb:.0f} MB > {m.memory_budget_text}")]
+        return [Finding(f"used {m.peak_mb:.0f} MiB > {m.memory_budget_text}")]
     return []
 
 

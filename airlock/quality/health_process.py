@@ -60,7 +60,7 @@ def memory_budget(spec: _MemoryBudget, enforce_budgets: bool) -> tuple[float, st
     available = psutil.virtual_memory().available / _MiB
     cap = max(_CAP_FLOOR_MB, round(available * _CAP_SHARE_OF_AVAILABLE))
     why = "no max_memory_mb set" if spec.max_memory_mb is None else "budgets not enforced here"
-    return cap, f"hard cap {cap:g} MB ({why}: {_CAP_SHARE_OF_AVAILABLE:.0%} of available memory)"
+    return cap, f"hard cap {cap:g} MiB ({why}: {_CAP_SHARE_OF_AVAILABLE:.0%} of available memory)"
 
 
 def signal_name(num: int) -> str:

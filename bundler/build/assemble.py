@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, BinaryIO, cast
 from securesystemslib.signer import Signer
 from tuf.api.serialization import SerializationError
 
-from airlock.console import Progress, no_progress
+from airlock.console import Progress, human_size, no_progress
 from airlock.errors import FormatError, HealthCheckError, NoSpaceError, UsageError
 from airlock.files import PartialFile
 from airlock.format.layout_check import FileInfo
@@ -215,7 +215,7 @@ def _require_space(output: Path, need: int) -> None:
     # Tar headers and padding: a few KiB per blob at most, on top of the data.
     if free < need + _TAR_OVERHEAD:
         raise NoSpaceError(f"no space left to write {output}: the bundle needs "
-                           f"{need / 1e6:.1f} MB and {output.parent} has {free / 1e6:.1f} MB "
+                           f"{human_size(need)} and {output.parent} has {human_size(free)} "
                            "free; nothing was written: free space there or choose another -o")
 
 
@@ -282,7 +282,7 @@ def _write(output: Path, release_json: bytes, files: Sequence[SourceFile], *,
     except OSError as e:
         if e.errno in (errno.ENOSPC, errno.EDQUOT):
             raise NoSpaceError(f"no space left to write {output} (the bundle needs "
-                               f"{total / 1e6:.1f} MB); nothing was written: free space there "
+                               f"{human_size(total)}); nothing was written: free space there "
                                "or choose another -o") from None
         if e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             raise UsageError(f"cannot write {output}: {e.strerror}; choose another -o") from None

@@ -82,7 +82,7 @@ def health_lines(report: dict[str, Any] | None) -> list[str]:
     for m in report["models"]:
         figures = ", ".join(x for x in (
             f"p95 {m['p95_ms']:.3g} ms" if m["p95_ms"] is not None else "",
-            f"peak {m['peak_rss_mb']:.0f} MB" if m["peak_rss_mb"] is not None else "",
+            f"peak {m['peak_rss_mb']:.0f} MiB" if m["peak_rss_mb"] is not None else "",
             f"{m['seconds']:.1f} s" if m.get("seconds") is not None else "") if x)
         verdict = "ok" if m["ok"] else f"FAILED: {m['reason']}"
         lines.append(f"health check of model {m['name']}: {verdict} ({figures})")

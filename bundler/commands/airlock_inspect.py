@@ -16,7 +16,9 @@ from typing import Any
 
 from airlock.command import Reported
 from airlock.console import human_size, json_option, read_input, say
+from airlock.errors import FormatError
 from airlock.format.parts import open_media
+from keys.identify import misplaced
 from keys.trust import TrustRoot, role_label
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "Inspection", "add_arguments", "inspect_text", "run"]
@@ -56,9 +58,15 @@ def run(a: argparse.Namespace) -> Inspection:
     trust = None
     if a.trust is not None:
         trust = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
-    f, size = open_media(str(a.bundle))
-    with f:
-        info = inspect_bundle(f, trust=trust, fast=a.fast, size=size)
+    try:
+        f, size = open_media(str(a.bundle))
+        with f:
+            info = inspect_bundle(f, trust=trust, fast=a.fast, size=size)
+    except FormatError as e:
+        # A key, trust root or spec handed over by mistake: say which, not a tar error.
+        if str(e).startswith("not a bundle"):
+            raise FormatError(misplaced(str(a.bundle)) or str(e)) from None
+        raise
     info["bundle"] = str(a.bundle)
     if info["expires_warning"]:
         say("airlock", "warning", f"{a.bundle}: {info['expires_warning']}")
@@ -91,7 +99,7 @@ def inspect_text(d: dict[str, Any]) -> str:
     for m in d["models"]:
         budgets = ", ".join(x for x in (
             f"p95 <= {m['max_p95_ms']:g} ms" if m["max_p95_ms"] is not None else "",
-            f"memory <= {m['max_memory_mb']:g} MB" if m["max_memory_mb"] is not None else "",
+            f"memory <= {m['max_memory_mb']:g} MiB" if m["max_memory_mb"] is not None else "",
             f"timeout {m['timeout_s']:g} s", f"{m['runs']} runs",
             f"rtol {m['rtol']:g} atol {m['atol']:g}" if m["golden"] else "no golden data",
             "providers " + ", ".join(m["providers"])) if x)

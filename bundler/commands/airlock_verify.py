@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from airlock.console import json_option, progress, read_input
+from airlock.errors import FormatError
 from airlock.format.oci import BLOB_PREFIX
 from airlock.format.parts import open_media
+from keys.identify import misplaced
 from keys.trust import TrustRoot, role_label
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "Verified", "VerifiedFlags", "add_arguments", "run"]
@@ -83,11 +85,17 @@ class VerifiedFlags:
 
 def run(a: argparse.Namespace) -> Verified | VerifiedFlags:
     trust = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
-    f, size = open_media(str(a.bundle))
-    from bundler.examine.verify import verify_bundle
+    try:
+        f, size = open_media(str(a.bundle))
+        from bundler.examine.verify import verify_bundle
 
-    with f, progress(size, "verifying") as tick:
-        verified = verify_bundle(f, trust, ring=a.ring, progress=tick)
+        with f, progress(size, "verifying") as tick:
+            verified = verify_bundle(f, trust, ring=a.ring, progress=tick)
+    except FormatError as e:
+        # A key, trust root or spec handed over by mistake: say which, not a tar error.
+        if str(e).startswith("not a bundle"):
+            raise FormatError(misplaced(str(a.bundle)) or str(e)) from None
+        raise
     if isinstance(verified, dict):
         return VerifiedFlags({**verified, "bundle": str(a.bundle)})
     r = verified.release

@@ -183,28 +183,54 @@ def _image_size(image: dict[str, Any]) -> int:
     return sum(b["size"] or 0 for b in image["blobs"])
 
 
+def repository(ref: str) -> str:
+    """The image's name without its tag or digest: ``reg:5000/app:1`` -> ``reg:5000/app``."""
+    name = ref.split("@", 1)[0]
+    head, _, last = name.rpartition("/")
+    # A colon after the last slash is a tag; one before it is a registry's port.
+    return (head + "/" if head else "") + last.split(":", 1)[0]
+
+
+def _pairs(before: dict[str, Any], after: dict[str, Any]) -> list[tuple[str, str]]:
+    """(old ref, new ref) of the images that are the same image: the same reference, or
+    the only one of a repository on each side (a tag bump is one image changing, not
+    one removed and another added)."""
+    pairs = [(r, r) for r in sorted(set(before) & set(after))]
+    gone: dict[str, list[str]] = {}
+    came: dict[str, list[str]] = {}
+    for r in set(before) - set(after):
+        gone.setdefault(repository(r), []).append(r)
+    for r in set(after) - set(before):
+        came.setdefault(repository(r), []).append(r)
+    pairs += sorted((gone[repo][0], came[repo][0]) for repo in set(gone) & set(came)
+                    if len(gone[repo]) == len(came[repo]) == 1)
+    return pairs
+
+
 def _images(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
     before, after = {i["ref"]: i for i in old}, {i["ref"]: i for i in new}
     changed = []
-    for ref in sorted(set(before) & set(after)):
-        a, b = before[ref], after[ref]
-        if a["manifest"] == b["manifest"]:
+    pairs = _pairs(before, after)
+    for was, ref in pairs:
+        a, b = before[was], after[ref]
+        if a["manifest"] == b["manifest"] and was == ref:
             continue
         had = {x["digest"]: x["size"] for x in a["blobs"]}
         has = {x["digest"]: x["size"] for x in b["blobs"]}
         changed.append({
-            "ref": ref, "manifest": [a["manifest"], b["manifest"]],
+            "ref": ref, "was": was, "manifest": [a["manifest"], b["manifest"]],
             "platform": [a.get("platform"), b.get("platform")],
             "layers_added": [{"digest": d, "size": s} for d, s in has.items() if d not in had],
             "layers_removed": [{"digest": d, "size": s} for d, s in had.items() if d not in has],
             "layers_kept": sum(1 for d in has if d in had),
             "kept_bytes": sum(s or 0 for d, s in has.items() if d in had),
         })
+    paired_old, paired_new = {p[0] for p in pairs}, {p[1] for p in pairs}
     return {
         "added": [{"ref": r, "size": _image_size(after[r]), "layers": len(after[r]["blobs"])}
-                  for r in sorted(set(after) - set(before))],
+                  for r in sorted(set(after) - paired_new)],
         "removed": [{"ref": r, "size": _image_size(before[r]), "layers": len(before[r]["blobs"])}
-                    for r in sorted(set(before) - set(after))],
+                    for r in sorted(set(before) - paired_old)],
         "changed": changed,
         "unchanged": sorted(r for r in set(before) & set(after)
                             if before[r]["manifest"] == after[r]["manifest"]),
@@ -255,7 +281,9 @@ def diff_text(d: dict[str, Any]) -> str:
     for x in i["changed"]:
         added = sum(y["size"] or 0 for y in x["layers_added"])
         removed = sum(y["size"] or 0 for y in x["layers_removed"])
-        lines.append(f"  ~ {x['ref']}: new manifest; +{len(x['layers_added'])} blob(s) "
+        name = x["ref"] if x["was"] == x["ref"] else f"{x['was']} -> {x['ref']}"
+        manifest = "new manifest" if x["manifest"][0] != x["manifest"][1] else "same manifest"
+        lines.append(f"  ~ {name}: {manifest}; +{len(x['layers_added'])} blob(s) "
                      f"({human_size(added)}), -{len(x['layers_removed'])} "
                      f"({human_size(removed)}), {x['layers_kept']} kept "
                      f"({human_size(x['kept_bytes'])})")

@@ -39,6 +39,7 @@ from typing import Any
 
 import paramiko
 
+from airlock.console import human_size
 from airlock.errors import AirlockError, UnreachableError, UsageError
 from airlock.format.bundle import BundleReader
 from airlock.format.parts import open_media
@@ -339,8 +340,8 @@ class _Rollout:
         if status.damage:
             r.exit_code, r.reason = 5, "damaged agent root: " + status.damage
         elif isinstance(free, int) and free < 2 * facts.size:
-            r.exit_code, r.reason = 5, (f"{free} bytes free, the bundle needs about "
-                                        f"{2 * facts.size}")
+            r.exit_code, r.reason = 5, (f"{human_size(free)} free, the bundle needs about "
+                                        f"{human_size(2 * facts.size)}")
         elif facts.rings and ring not in facts.rings:
             r.exit_code, r.reason = 3, (f"the release is for rings {', '.join(facts.rings)}; "
                                         f"this device is in {ring or 'no ring'}")
@@ -352,7 +353,8 @@ class _Rollout:
         elif r.before == facts.release_id:
             r.result = "already-active"
         else:
-            r.result = "would-install"
+            # AFTER is where the device would stand: the target, as a real run would say.
+            r.result, r.after = "would-install", facts.release_id
 
     def revert(self, r: DeviceResult, device: Device) -> None:
         """Put a device this rollout moved back on its release before (agent rollback)."""

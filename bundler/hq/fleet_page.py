@@ -219,7 +219,7 @@ def _health(f: _Fleet) -> str:
         parts = [charts.lines(dict(plots["p95"]), title=f"{model}: p95 latency per check",
                               unit=" ms", failed=plots["failed_p95"], width=_CARD_W),
                  charts.lines(dict(plots["mem"]), title=f"{model}: peak memory per check",
-                              unit=" MB", failed=plots["failed_mem"], width=_CARD_W)]
+                              unit=" MiB", failed=plots["failed_mem"], width=_CARD_W)]
         for metric, series in sorted(plots["metrics"].items()):
             parts.append(charts.lines(dict(series), title=f"{model}: {metric} (evaluation)",
                                       width=_CARD_W))

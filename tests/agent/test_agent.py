@@ -476,9 +476,23 @@ def test_rotated_root_is_kept_only_after_a_successful_install(
     assert install(device, _rotated_bundle(keyset, tmp_path, make_bundle, sequence=1,
                                            wrong=True)).returncode == 4
     assert TrustRoot.from_bytes(trust.read_bytes()).version == 1
-    assert install(device, _rotated_bundle(keyset, tmp_path, make_bundle, sequence=2,
-                                           scale=3.0)).returncode == 0
+    p = install(device, _rotated_bundle(keyset, tmp_path, make_bundle, sequence=2, scale=3.0))
+    assert p.returncode == 0, p.stderr
     assert TrustRoot.from_bytes(trust.read_bytes()).version == 2
+    # Announced where it happened, not only in the journal.
+    assert "trust root rotated: version 1 -> 2, expires " in p.stdout, p.stdout
+    assert "(same keys)" in p.stdout
+
+
+def test_a_rotated_root_is_in_the_install_json(device: Path, keyset: Keys, tmp_path: Path,
+                                               make_bundle: Bundle) -> None:
+    out = agent_json(device, "install", _rotated_bundle(keyset, tmp_path, make_bundle,
+                                                        sequence=1))
+    rotated = out["trust_rotated"]
+    assert (rotated["from_version"], rotated["to_version"]) == (1, 2)
+    assert rotated["root_keys"] == rotated["release_keys"] == {"added": 0, "removed": 0}
+    again = agent_json(device, "install", make_bundle(sequence=2, scale=3.0))
+    assert "trust_rotated" not in again  # only the install that brought it says so
 
 
 def test_help_has_examples() -> None:

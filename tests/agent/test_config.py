@@ -28,6 +28,31 @@ def test_init_refuses_a_sink_it_could_not_use_and_writes_nothing(keyset: Keys,
         assert not root.exists(), f"init wrote ROOT for {args}"
 
 
+def test_init_with_a_registry_not_reachable_now_warns_and_still_initialises(
+        keyset: Keys, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as listening:  # a registry that answers: no warning
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        up = f"127.0.0.1:{listening.getsockname()[1]}"
+        r = run_agent("--root", tmp_path / "up", "init", "--trust", keyset.trust, "--sink",
+                      "registry", "--sink-option", f"registry={up}")
+        assert r.returncode == 0 and "warning" not in r.stderr, r.stderr
+    with socket.socket() as closed:  # a port nobody listens on: refused now
+        closed.bind(("127.0.0.1", 0))
+        down = f"127.0.0.1:{closed.getsockname()[1]}"
+    r = run_agent("--root", tmp_path / "down", "init", "--trust", keyset.trust, "--sink",
+                  "registry", "--sink-option", f"registry={down}", "--json")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == (f"airlock-agent: warning: registry {down} is not reachable now "
+                        "(connection refused); the sink is set, and each install pushes its "
+                        "images there: it fails (exit 4, the previous release stays) until "
+                        "the registry answers\n"), r.stderr
+    assert json.loads(r.stdout)["warnings"] == [r.stderr.split("warning: ", 1)[1].strip()]
+    assert (tmp_path / "down" / "agent.yaml").is_file()
+
+
 def test_config_changes_ring_and_sink_and_journals_it(keyset: Keys, tmp_path: Path,
                                                       make_bundle: Callable[..., Path]) -> None:
     root = tmp_path / "device"

@@ -324,7 +324,7 @@ def test_unset_memory_budget_still_has_a_hard_cap(tmp_path: Path,
     m = check_release(tmp_path, release(entry())).models[0]
     assert not m.ok and m.reason is not None
     assert m.reason.startswith("used ")
-    assert "> hard cap 100 MB (no max_memory_mb set" in m.reason
+    assert "> hard cap 100 MiB (no max_memory_mb set" in m.reason
 
 
 def test_a_check_that_cannot_start_is_a_failure_not_an_exception(

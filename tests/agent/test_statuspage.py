@@ -78,7 +78,7 @@ def test_status_page_in_chromium_shows_the_facts_and_runs_nothing_it_was_given(
     assert HOSTILE_VERSION in text  # the active version, shown as text
     assert "✗ INSTALL FAILED" in text and "output 'y' differs" in text  # the failed check's reason
     assert "DRIFT WARNING" in text
-    assert "p95 latency" in text and "budget 2,000 ms" in text and "budget 2,000 MB" in text
+    assert "p95 latency" in text and "budget 2,000 ms" in text and "budget 2,000 MiB" in text
     assert HOSTILE_DROP in text and "REJECTED" in text  # what was found on the stick
     assert "Read-only page: nothing can be changed from here" in text
     # The hostile text is inert: no element, attribute or script of its making.

@@ -187,13 +187,17 @@ def test_delta_on_a_device_lacking_one_expected_blob_is_exit_3_and_changes_nothi
     before = tree_hash(device)
     p = run_agent("--root", device, "install", delta)
     assert p.returncode == 3, p.stderr
-    assert "expects 1 blob(s) this device lacks: " + base["blob"] in p.stderr, p.stderr
+    assert ("built against base sequence 1; this device has accepted up to sequence 1 and "
+            "lacks 1 of the blob(s) the delta expects: " + base["blob"]) in p.stderr, p.stderr
+    assert "carry the full bundle of sequence 2" in p.stderr
     assert tree_hash(device) == before
     # A device that never had release 1 lacks every expected blob, and is told how many.
     fresh = init_device(tmp_path / "fresh", site.keys)
     p = run_agent("--root", fresh, "install", delta)
     expected = _inspect(delta)["delta"]["expects"]
-    assert p.returncode == 3 and f"expects {expected} blob(s)" in p.stderr, p.stderr
+    assert p.returncode == 3, p.stderr
+    assert (f"base sequence 1; this device has no release of vision and lacks {expected} of "
+            "the blob(s)") in p.stderr, p.stderr
 
 
 def test_delta_against_three_inventories_leaves_out_only_what_all_hold(
@@ -283,3 +287,26 @@ def test_diff_names_image_layers_added_removed_and_kept() -> None:
     assert d["images"]["removed"] == [{"ref": "reg/db:2", "size": 7, "layers": 1}]
     assert d["delta"]["ship_bytes"] == 12 * mb and d["delta"]["blobs_left_out"] == 1
     assert "+1 blob(s) (12.0 MiB), -1 (10.0 MiB), 1 kept (200.0 MiB)" in diff_text(d)
+
+
+def test_diff_matches_a_tag_bump_by_repository() -> None:
+    """A tag bump is the same image changing: layers kept and added, not one removed and one added."""
+    from bundler.examine.diff import Side, diff, diff_text, repository
+
+    def summary(seq: int, ref: str, layers: dict[str, int]) -> dict[str, Any]:
+        return {"name": "site", "version": str(seq), "sequence": seq, "expires": "2030",
+                "models": [], "flags": {}, "hooks": {}, "rings": [],
+                "images": [{"ref": ref, "platform": None, "manifest": f"sha256:{seq}",
+                            "blobs": [{"digest": d, "size": s} for d, s in layers.items()]}]}
+
+    mb = 1024 * 1024
+    old, new = {"base": 200 * mb, "app-1": 10 * mb}, {"base": 200 * mb, "app-2": 12 * mb}
+    d = diff(Side("bundle", "v1", summary(1, "reg:5000/app:1.0", old), old),
+             Side("bundle", "v2", summary(2, "reg:5000/app:1.1", new), new))
+    assert d["images"]["added"] == [] and d["images"]["removed"] == []
+    [app] = d["images"]["changed"]
+    assert (app["was"], app["ref"]) == ("reg:5000/app:1.0", "reg:5000/app:1.1")
+    assert (app["layers_kept"], app["kept_bytes"]) == (1, 200 * mb)
+    assert "~ reg:5000/app:1.0 -> reg:5000/app:1.1: new manifest; +1 blob(s) (12.0 MiB)" \
+        in diff_text(d)
+    assert repository("reg:5000/team/app@sha256:ab") == "reg:5000/team/app"

@@ -130,6 +130,21 @@ def test_a_trust_option_given_something_else_says_what_it_is(keyset: Keys,
             assert not re.search(r"Expecting value|codec|'signed'|targets", r.stderr), r.stderr
 
 
+def test_verify_or_inspect_of_a_key_or_spec_says_what_it_is(keyset: Keys,
+                                                             tmp_path: Path) -> None:
+    """The file to check is a key, a trust root or a spec: named, not a tar header error."""
+    spec = write_spec(tmp_path)
+    for path, words in ((keyset.release_pub, "is an Airlock public key (key id "),
+                        (keyset.release_key, "is a private key (PEM)"),
+                        (keyset.trust, "is a trust root"),
+                        (spec, "is a release spec (airlock.yaml)")):
+        for cmd in (("verify", path, "--trust", keyset.trust), ("inspect", path)):
+            r = run_airlock(*cmd)
+            assert r.returncode == 3, (cmd, r.stderr)
+            assert f"{path} {words}" in r.stderr and "not a bundle" in r.stderr, r.stderr
+            assert "header" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
 def test_signature_messages_name_the_release_role_as_users_do(keyset: Keys,
                                                                tmp_path: Path) -> None:
     k = tmp_path / "k"
@@ -179,6 +194,8 @@ def test_a_full_disk_on_the_host_is_exit_5_naming_the_path(keyset: Keys, tmp_pat
         r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out)
         assert r.returncode == 5, r.stderr
         assert f"no space left to write {out}" in r.stderr and r.stderr.count("\n") == 1
+        # Sizes in the one unit system both tools use (airlock.console.human_size).
+        assert re.search(r"needs \d+\.\d MiB and .* has \d+\.\d KiB free", r.stderr), r.stderr
         assert list(small.iterdir()) == []  # not even a partial file
     finally:
         subprocess.run(["umount", str(small)], check=True)

@@ -54,7 +54,7 @@ def test_inspect_shows_what_will_run_and_who_signed(keyset: Keys, tmp_path: Path
     for words in ("post-switch hook: systemctl restart vision",
                   "probe: curl -fsS localhost:8080/ok (within 20 s)",
                   "carries a new trust root: version 2", "rings     canary",
-                  "p95 <= 50 ms", "memory <= 300 MB", "not verified: give --trust"):
+                  "p95 <= 50 ms", "memory <= 300 MiB", "not verified: give --trust"):
         assert words in text, (words, text)
 
 

@@ -205,6 +205,21 @@ def test_a_refused_report_is_one_json_object_and_fails_through_a_closed_pipe(
     assert shell.returncode == 3, shell.stderr
 
 
+def test_a_bundle_or_a_key_handed_to_ingest_is_named_not_decoded(site: dict[str, Path],
+                                                                 tmp_path: Path) -> None:
+    """No codec error: the refusal says what the file is instead of a report."""
+    fleet = tmp_path / "fleet"
+    _enroll(fleet, site["a"], "cam-a", "north")
+    for given, words in ((site["dir"] / "v1.airlock", "an Airlock bundle, not a signed Airlock "
+                          "report"),
+                         (site["a"] / "device.pub", "an Airlock public key (key id "),
+                         (site["a"] / "device.key", "not a signed Airlock report")):
+        p = run_airlock("report", "ingest", given, "--fleet", fleet)
+        assert p.returncode == 3, p.stderr
+        assert words in p.stderr, p.stderr
+        assert "codec" not in p.stderr and "Expecting value" not in p.stderr, p.stderr
+
+
 def test_enroll_refuses_a_key_already_enrolled_for_another_device(site: dict[str, Path],
                                                                   tmp_path: Path) -> None:
     fleet = tmp_path / "fleet"

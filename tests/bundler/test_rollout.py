@@ -220,6 +220,21 @@ def test_a_ring_signers_release_goes_to_its_ring_only(small_site: TestSite, rele
     assert all(d["bytes_sent"] == 0 for d in out["devices"])
 
 
+def test_a_dry_run_shows_the_target_release_after(small_site: TestSite,
+                                                 releases: Releases) -> None:
+    p = run_airlock("fleet", "rollout", releases.v2, "--inventory", small_site.inventory,
+                    "--known-hosts", small_site.known_hosts, "--dry-run")
+    assert p.returncode == 0, p.stderr
+    rows = [line.split() for line in p.stdout.splitlines() if line.startswith("cam-")]
+    assert {(r[2], r[3], r[4], r[5]) for r in rows} == {("vision-1", "->", "vision-2",
+                                                        "would-install")}, p.stdout
+    code, out, err = _rollout(small_site, releases.v2, "--dry-run")
+    assert code == 0, err
+    assert {(d["before"], d["after"], d["moved"]) for d in out["devices"]} == {
+        ("vision-1", "vision-2", False)}
+    assert {small_site.active(d) for d in ("cam-1", "cam-2", "cam-3")} == {"vision-1"}
+
+
 def test_inventory_errors_are_one_line_exit_2(tmp_path: Path) -> None:
     inv = tmp_path / "site.yml"
     inv.write_text("all:\n  hosts:\n    cam-1:\n      ansible_host: 10.0.0.1\n")
