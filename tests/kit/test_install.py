@@ -8,6 +8,8 @@ kit installed, from the kit's wheels alone.
 from __future__ import annotations
 
 import json
+import os
+import pty
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -212,3 +214,41 @@ def test_a_unit_it_did_not_write_is_kept_and_the_next_commands_are_said(
     assert calls.read_text().splitlines() == ["daemon-reload",
                                               "enable --now airlock-agent.service"]
     assert "started: systemctl daemon-reload && systemctl enable --now" in r.stdout
+
+
+def _on_a_terminal(cmd: list[str], env: dict[str, str], cwd: Path) -> tuple[int, str]:
+    """Run ``cmd`` with stdout and stderr on a pseudo-terminal, as a person at a console sees it."""
+    person, terminal = pty.openpty()
+    p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=terminal, stderr=terminal,
+                         env=env, cwd=cwd)
+    os.close(terminal)
+    seen = bytearray()
+    while True:
+        try:
+            chunk = os.read(person, 65536)
+        except OSError:  # EIO: every holder of the terminal's other side has closed it
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(person)
+    return p.wait(timeout=900), seen.decode(errors="replace")
+
+
+def test_a_person_at_a_terminal_sees_the_wheels_go_in_a_script_does_not(
+        installed: Installed, kits: Callable[[str], BuiltKit], keyset: Keys,
+        tmp_path: Path) -> None:
+    # The session's install ran with its output captured (no terminal): our lines only.
+    assert "Installing collected packages" not in installed.result.stdout + installed.result.stderr
+    kit_dir = unpack(kits("a").kit, tmp_path / "media")
+    device = KitDevice(tmp_path / "console")
+    (device.dir / "systemd").mkdir(parents=True)
+    code, seen = _on_a_terminal(
+        ["sh", str(kit_dir / "install.sh"), "--prefix", str(device.prefix), "--root",
+         str(device.root), "--bin-dir", str(device.dir / "bin"), "--systemd-dir",
+         str(device.dir / "systemd"), "--trust", str(keyset.trust), "--device-id", "cam-9"],
+        device_env(), device.dir)
+    assert code == 0, seen[-2000:]
+    # pip names what it installs: the long step is not a silent wait.
+    assert "Installing collected packages" in seen and "onnxruntime" in seen, seen[-2000:]
+    assert f"agent {A} is active in {device.prefix}" in seen, seen[-2000:]

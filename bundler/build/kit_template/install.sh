@@ -103,10 +103,14 @@ else
   # AIRLOCK_KIT_NO_COMPILE=1: no byte-compiling now; Python compiles what it imports later.
   compile=--compile
   [ "${AIRLOCK_KIT_NO_COMPILE:-}" != 1 ] || compile=--no-compile
+  # A person at a terminal sees pip name each wheel as it goes in (the longest step);
+  # a script, a pipe or --json gets only our own lines.
+  verbosity=--quiet
+  [ -z "$json" ] && [ -t 1 ] && [ -t 2 ] && verbosity=--progress-bar=on
   # pip runs from its own wheel (kit-verified); --isolated ignores pip.conf and PIP_*.
   (cd / && "$venv/bin/python" -s -E "$kit/$installer/pip" install --isolated --no-index \
       --find-links "$kit/wheels" --require-hashes --only-binary=:all: --no-cache-dir \
-      --disable-pip-version-check --no-warn-script-location --quiet "$compile" \
+      --disable-pip-version-check --no-warn-script-location "$verbosity" "$compile" \
       -r "$kit/$requirements") \
     || die 5 "installing the kit's wheels into $venv failed (disk full?); run install.sh again"
 fi
