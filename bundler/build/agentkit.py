@@ -284,6 +284,19 @@ class _Lock:
             partial.publish()
 
 
+def _require_target_python(target: KitTarget) -> None:
+    """Resolve a target only on its own Python: pip's ``--python-version`` picks wheels for it,
+    but evaluates dependency markers (``typing-extensions; python_version < "3.11"``) for the
+    interpreter that runs pip, so a 3.10 lock resolved on 3.11 lacked a wheel every 3.10
+    device needs, and its install.sh failed on site."""
+    running = f"{sys.version_info.major}.{sys.version_info.minor}"
+    if target.python != running:
+        raise UsageError(f"resolving the lock of '{target.key}' needs Python {target.python} "
+                         f"itself (this is {running}): pip judges dependency markers by the "
+                         f"Python that runs it; run python{target.python} -m bundler agent-kit "
+                         "--update-lock …, or build from the lock without --update-lock")
+
+
 def _resolve(target: KitTarget, project_wheel: Path, index: list[str],
              work: Path) -> list[LockedWheel]:
     """What pip picks for the target: every wheel but the project's, with its sha256."""
@@ -369,6 +382,7 @@ def build_agent_kit(
                      is_ours=is_kit_file)
         wheels = None if update_lock else lock_file.get(target, requires)
         if wheels is None:
+            _require_target_python(target)
             wheels = _resolve(target, wheel, list(index), work)
             lock_file.put(target, requires, wheels)
         foreign = [w.file for w in wheels if not target.accepts(w.file)]

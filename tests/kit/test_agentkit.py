@@ -155,3 +155,13 @@ def test_the_spec_names_a_missing_kit(keyset: Keys, tmp_path: Path) -> None:
     r = run_airlock("build", write_spec(tmp_path, sequence=3), "--key", keyset.release_key,
                     "-o", tmp_path / "x.airlock", "--agent-kit", tmp_path / "missing.tar")
     assert r.returncode == 2 and "--agent-kit" in r.stderr and "no such file" in r.stderr
+
+
+def test_a_lock_is_resolved_only_on_the_targets_own_python(keyset: Keys, tmp_path: Path) -> None:
+    # pip judges dependency markers by the Python running it: a 3.10 lock made on another
+    # Python missed typing-extensions, and that kit's install.sh failed on 3.10 devices.
+    other = "3.10" if sys.version_info[:2] != (3, 10) else "3.12"
+    r = run_airlock("agent-kit", "--key", keyset.release_key, "--update-lock", "--python", other,
+                    "--lock", tmp_path / "lock.json", "-o", tmp_path / "k.tar", timeout=900)
+    assert r.returncode == 2, r.stderr
+    assert f"needs Python {other} itself" in r.stderr and not (tmp_path / "lock.json").exists()
