@@ -59,6 +59,7 @@ from keys.signed_fields import (
     valid_sequence,
     valid_unique,
 )
+from keys.supply_chain import SupplyChain, supply_chain_from
 
 __all__ = [
     "AgentKitEntry",
@@ -109,6 +110,7 @@ class Release:
     delta: Delta | None = None
     agent_kits: list[AgentKitEntry] = field(default_factory=list)
     requires: tuple[str, ...] = ()  # features the release depends on (keys.features)
+    supply_chain: SupplyChain | None = None  # upstream policy and evidence (keys.supply_chain)
 
     @property
     def id(self) -> str:
@@ -138,6 +140,8 @@ class Release:
             }
         if self.agent_kits:  # absent otherwise, so releases without kits keep their bytes
             body["agent"] = {"kits": [asdict(k) for k in self.agent_kits]}
+        if self.supply_chain is not None:  # likewise
+            body["supply_chain"] = self.supply_chain.to_json()
         signed = Targets(
             version=self.sequence,
             expires=self.expires,
@@ -212,6 +216,8 @@ class Release:
             delta=delta,
             agent_kits=[kit_from(k) for k in r.sub("agent").subs("kits")],
             requires=requires,
+            supply_chain=(supply_chain_from(r.sub("supply_chain"))
+                          if body.get("supply_chain") is not None else None),
         )
         release._check_references()
         return release
@@ -249,6 +255,10 @@ class Release:
                         f"image '{i.ref}' names blob {digest[:23]}… that is not in the bundle "
                         "nor expected on the device"
                     )
+        for digest in self.supply_chain.digests() if self.supply_chain else ():
+            if digest not in have:
+                raise FormatError(f"supply-chain evidence names manifest {digest[:23]}… that is "
+                                  "not in the bundle nor expected on the device")
         for k in self.agent_kits:
             for digest in (k.manifest, k.blob):
                 if digest not in have:
