@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -54,8 +55,8 @@ def test_apk_and_python_databases_and_a_layer_that_is_no_tar() -> None:
 
 def test_the_sbom_lists_image_packages_and_the_model_card_and_validates(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1765000000")  # a rebuild writes the same bytes
     spec = load_spec(write_spec(tmp_path, extra={"policy": {"sbom": True}}))
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", str(int(time.time())))  # rebuilds: the same bytes
     assembled = assemble(spec)
     contents = assembled.contents
     layer = ocikit.debian_layer()

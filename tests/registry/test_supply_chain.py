@@ -47,7 +47,8 @@ def signed(registry: ocikit.Registry, tmp_path_factory: pytest.TempPathFactory) 
     host = registry.host
     keys = Signed(host, CosignKey.generate(work / "vendor"), CosignKey.generate(work / "ml"),
                   CosignKey.generate(work / "stranger"), work / "model")
-    images = {"app": [ocikit.debian_layer(), ocikit.random_layer(32 * 1024, 11, "app/bin")]}
+    images = {"app": [ocikit.debian_layer(), ocikit.random_layer(32 * 1024, 11, "app/bin")],
+              "app2": [_updated_debian_layer(), ocikit.random_layer(32 * 1024, 11, "app/bin")]}
     for seed, name in enumerate(("worker", "unsigned", "other", "tampered", "stranger",
                                  "moving"), start=20):
         images[name] = [ocikit.random_layer(16 * 1024, seed, f"{name}/bin")]
@@ -60,13 +61,21 @@ def signed(registry: ocikit.Registry, tmp_path_factory: pytest.TempPathFactory) 
     def digest(name: str) -> str:
         return digest_of_tag(host, f"sc/{name}:1.0")
 
-    for name in ("app", "worker", "moving"):
+    for name in ("app", "app2", "worker", "moving"):
         sign(host, f"sc/{name}", digest(name), keys.vendor)
     sign(host, "sc/detector", digest("detector"), keys.ml)
     sign(host, "sc/stranger", digest("stranger"), keys.stranger)
     sign(host, "sc/other", digest("other"), keys.vendor, over=digest("app"))
     sign(host, "sc/tampered", digest("tampered"), keys.vendor, tamper=True)
     return keys
+
+
+def _updated_debian_layer() -> ocikit.Layer:
+    """The Debian layer a point release later: libc6 updated, zlib1g gone, curl added."""
+    status = ocikit.DPKG_STATUS.replace("2.36-9+deb12u4", "2.36-9+deb12u7")
+    status = status.replace("Package: zlib1g", "Package: curl").replace(
+        "1:1.2.13.dfsg-1", "7.88.1-10+deb12u8")
+    return ocikit.files_layer({"var/lib/dpkg/status": status.encode()})
 
 
 def _spec(d: Path, s: Signed, *extra_images: dict[str, Any], policy: dict[str, Any] | None = None,
@@ -172,6 +181,50 @@ def test_inspect_provenance_is_an_in_toto_slsa_statement_signed_by_the_release_k
     assert "upstream_signature_key" in deps[signed.ref("app")]["annotations"]
     names = {s["name"] for s in stmt["subject"]}
     assert "sbom.cdx.json" in names and "model:detector/model.onnx" in names
+
+
+def test_verify_rechecks_the_carried_signatures_offline(built: Path, keyset: Keys,
+                                                        signed: Signed) -> None:
+    from airlock.format.bundle import BundleReader
+    from bundler.examine.evidence import keep_evidence, recheck, wanted_paths
+    from keys.release import Release
+    from keys.supply_chain import SupplyChain
+
+    r = run_airlock("verify", built, "--trust", keyset.trust)
+    assert r.returncode == 0, r.stderr
+    with built.open("rb") as f:     # the carried bytes, checked against other recorded keys
+        reader = BundleReader(f)
+        release = Release.from_bytes(reader.head().release_json)
+        kept: dict[str, bytes] = {}
+        wanted = wanted_paths(release)
+        for member in reader.files(release.files):
+            keep_evidence(member, kept, wanted)
+    assert recheck(release, kept) == []
+    sc = release.supply_chain
+    assert sc is not None
+    from bundler.build.upstream_policy import key_text
+    release.supply_chain = SupplyChain(True, {k: key_text(signed.stranger.pub.read_bytes())
+                                              for k in sc.keys}, sc.verified, sc.evidence)
+    problems = recheck(release, kept)
+    assert len(problems) == 3  # two images and the model, each named
+    assert all("does not verify with the key" in p for p in problems)
+    release.supply_chain = SupplyChain(True, sc.keys, sc.verified[1:], sc.evidence)
+    assert any("no verified upstream signature" in p for p in recheck(release, kept))
+
+
+def test_diff_shows_packages_added_removed_and_changed(
+        built: Path, signed: Signed, keyset: Keys, tmp_path: Path) -> None:
+    out = tmp_path / "site2.airlock"
+    r = run_build(signed.host, keyset, _spec(tmp_path, signed, app="app2"), out,
+                  tmp_path / "cache", "--no-check")
+    assert r.returncode == 0, r.stderr
+    r = run_airlock("diff", built, out)
+    assert r.returncode == 0, r.stderr
+    assert "  + deb:curl 7.88.1-10+deb12u8" in r.stdout
+    assert "  - deb:zlib1g 1:1.2.13.dfsg-1" in r.stdout
+    assert "  ~ deb:libc6 2.36-9+deb12u4 -> 2.36-9+deb12u7" in r.stdout
+    changes = json.loads(run_airlock("diff", built, out, "--json").stdout)["packages"]
+    assert changes["added"] == [{"package": "deb:curl", "version": "7.88.1-10+deb12u8"}]
 
 
 @pytest.mark.parametrize(("image", "reason"), [
