@@ -11,9 +11,9 @@ JSON object (``definitions.modelCard`` of the bom-1.6 schema the library
 bundles), set on the component the library wrote; the whole document is then
 validated against that schema (tests/test_sbom.py). Facts:
 
-* format, ONNX IR version, opsets, producer: from the model's protobuf
-  (``onnx.load`` without external data; models over ``MAX_CARD_MODEL_BYTES``
-  keep what the wire scan gives: inputs and outputs only);
+* format, ONNX IR version, opsets, producer: the ModelProto's top-level
+  fields, read from the wire format with the graph seeked past (no ``onnx``
+  on the host, and a model of any size costs a few reads);
 * inputs and outputs with dtype and shape (``bundler.build.model_check.read_model``);
 * the health check's golden data (digests) and budgets;
 * the evaluation's metric thresholds (``quantitativeAnalysis``) and its
@@ -28,30 +28,79 @@ from typing import IO, Any
 from bundler.build.model_check import ModelCheckError, read_model
 from keys.release import ModelEntry
 
-__all__ = ["MAX_CARD_MODEL_BYTES", "model_card"]
-
-#: ``onnx.load`` holds a model in memory: past this, the card names no opset or producer.
-MAX_CARD_MODEL_BYTES = 512 * 1024 * 1024
+__all__ = ["model_card"]
 
 
 def _prop(name: str, value: object) -> dict[str, str]:
     return {"name": f"airlock:{name}", "value": str(value)}
 
 
-def _onnx_facts(open_model: Callable[[], IO[bytes]], size: int) -> list[dict[str, str]]:
-    if size > MAX_CARD_MODEL_BYTES:
-        return []
-    try:
-        import onnx
+def _varint(f: IO[bytes]) -> int | None:
+    value, shift = 0, 0
+    while shift < 64:
+        b = f.read(1)
+        if not b:
+            return None
+        value |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return value
+        shift += 7
+    return None
 
+
+def _fields(f: IO[bytes], end: int, keep: frozenset[int]) -> list[tuple[int, int | bytes]]:
+    """Top-level protobuf fields up to offset ``end``: varints, and bytes of those in ``keep``.
+
+    Others are seeked past (a model's graph and its weights are never read).
+    """
+    out: list[tuple[int, int | bytes]] = []
+    while f.tell() < end:
+        tag = _varint(f)
+        if tag is None:
+            break
+        number, wire = tag >> 3, tag & 7
+        if wire == 0:
+            v = _varint(f)
+            if v is None:
+                break
+            out.append((number, v))
+        elif wire == 2:
+            n = _varint(f)
+            if n is None:
+                break
+            if number in keep and n <= 4096:
+                out.append((number, f.read(n)))
+            else:
+                f.seek(n, 1)
+        elif wire in (1, 5):
+            f.seek(8 if wire == 1 else 4, 1)
+        else:
+            break
+    return out
+
+
+def _onnx_facts(open_model: Callable[[], IO[bytes]], size: int) -> list[dict[str, str]]:
+    """IR version, opsets and producer from the ModelProto's top-level fields."""
+    import io
+
+    try:
         with open_model() as f:
-            proto = onnx.load_model(f, load_external_data=False)
-    except Exception:  # not loadable here (no onnx, an exotic model): the card says less
+            top = _fields(f, size, frozenset({2, 3, 8}))
+    except OSError:
         return []
-    props = [_prop("ir_version", proto.ir_version)]
-    props += [_prop(f"opset.{o.domain or 'ai.onnx'}", o.version) for o in proto.opset_import]
-    if proto.producer_name:
-        props.append(_prop("producer", f"{proto.producer_name} {proto.producer_version}".strip()))
+    props, producer = [], ["", ""]
+    for number, value in top:
+        if number == 1 and isinstance(value, int):
+            props.append(_prop("ir_version", value))
+        elif number in (2, 3) and isinstance(value, bytes):
+            producer[number - 2] = value.decode("utf-8", "replace")
+        elif number == 8 and isinstance(value, bytes):
+            opset = dict(_fields(io.BytesIO(value), len(value), frozenset({1})))
+            domain = opset.get(1, b"")
+            name = domain.decode("utf-8", "replace") if isinstance(domain, bytes) else ""
+            props.append(_prop(f"opset.{name or 'ai.onnx'}", opset.get(2, "?")))
+    if producer[0]:
+        props.append(_prop("producer", " ".join(p for p in producer if p)))
     return props
 
 
