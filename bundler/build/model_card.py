@@ -9,7 +9,7 @@
 cyclonedx-python-lib 11 has no model-card class, so the card is the schema's
 JSON object (``definitions.modelCard`` of the bom-1.6 schema the library
 bundles), set on the component the library wrote; the whole document is then
-validated against that schema (tests/test_sbom.py). Facts:
+validated against that schema (tests/bundler/test_sbom.py). Facts:
 
 * format, ONNX IR version, opsets, producer: the ModelProto's top-level
   fields, read from the wire format with the graph seeked past (no ``onnx``
