@@ -212,6 +212,37 @@ def test_verify_rechecks_the_carried_signatures_offline(built: Path, keyset: Key
     assert any("no verified upstream signature" in p for p in recheck(release, kept))
 
 
+def test_verify_exits_3_when_a_carried_signature_fails_the_recorded_key(
+        signed: Signed, keyset: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A release (validly signed) recording another upstream key than the one that signed."""
+    import bundler.build.pull as pull
+    from bundler.build.assemble import build_bundle
+    from keys.keyfile import load_signer
+
+    real = pull.key_text
+    monkeypatch.setattr(pull, "key_text", lambda pem: real(signed.stranger.pub.read_bytes()))
+    out = tmp_path / "lying.airlock"
+    build_bundle(load_spec(_spec(tmp_path, signed)), [load_signer(keyset.release_key)], out,
+                 registry_options={"insecure": [signed.host], "cache": tmp_path / "cache"},
+                 check=False)
+    r = run_airlock("verify", out, "--trust", keyset.trust)
+    assert r.returncode == 3, r.stderr
+    assert signed.ref("app") in r.stderr and "does not verify with the key" in r.stderr
+
+
+def test_a_device_installs_a_bundle_that_carries_evidence(built: Path, signed: Signed,
+                                                          keyset: Keys, tmp_path: Path) -> None:
+    from tests.support.cli import run_agent
+
+    root = tmp_path / "root"
+    r = run_agent("--root", root, "init", "--trust", keyset.trust, "--device-id", "cam-1")
+    assert r.returncode == 0, r.stderr
+    r = run_agent("--root", root, "install", built)
+    assert r.returncode == 0, r.stderr
+    app = json.loads(ocikit.skopeo("inspect", f"oci:{root / 'images'}:{signed.ref('app')}").stdout)
+    assert app["Digest"] == digest_of_tag(signed.host, "sc/app:1.0")
+
+
 def test_diff_shows_packages_added_removed_and_changed(
         built: Path, signed: Signed, keyset: Keys, tmp_path: Path) -> None:
     out = tmp_path / "site2.airlock"
