@@ -11,6 +11,8 @@ spec asks for none of it, so other releases keep their bytes)::
     body = sc.to_json()
     again = supply_chain_from(Reader(body, "airlock.supply_chain"))
 
+``enforce_on_device`` makes a device check the carried signatures again at
+install (the release then ``requires`` the feature ``upstream_signatures``).
 ``keys`` holds each upstream public key (base64 of its DER
 SubjectPublicKeyInfo, by key id) so ``airlock verify`` can check the carried
 signatures again offline; ``verified`` says which reference resolved to which
@@ -68,9 +70,11 @@ class SupplyChain:
     keys: dict[str, str] = field(default_factory=dict)
     verified: list[Verified] = field(default_factory=list)
     evidence: list[Carried] = field(default_factory=list)
+    enforce_on_device: bool = False  # the device re-checks the signatures at install
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        enforce = {"enforce_on_device": True} if self.enforce_on_device else {}
+        return {**enforce,
             "require_signatures": self.require_signatures,
             "keys": dict(sorted(self.keys.items())),
             "verified": [{"ref": v.ref, "digest": v.digest, "key": v.key} for v in self.verified],
@@ -87,9 +91,10 @@ class SupplyChain:
 
 def supply_chain_from(r: Reader) -> SupplyChain:
     """The section from untrusted JSON, strictly: a wrong field is a FormatError naming it."""
-    require = r.value("require_signatures", False)
-    if not isinstance(require, bool):
-        raise FormatError(f"release field '{r.where}.require_signatures' must be true or false")
+    require, enforce = r.value("require_signatures", False), r.value("enforce_on_device", False)
+    if not isinstance(require, bool) or not isinstance(enforce, bool):
+        raise FormatError(f"release field '{r.where}.require_signatures' and "
+                          "'enforce_on_device' must be true or false")
     keys = r.mapping("keys")
     for kid, der in keys.items():
         if not kid.startswith("sha256:") or not isinstance(der, str):
@@ -113,7 +118,7 @@ def supply_chain_from(r: Reader) -> SupplyChain:
         if v.key not in keys:
             raise FormatError(f"release field '{r.where}.verified' names key {v.key[:19]}… "
                               "that its 'keys' do not hold")
-    return SupplyChain(require, keys, verified, evidence)
+    return SupplyChain(require, keys, verified, evidence, enforce)
 
 
 def _one_line(value: str) -> str:

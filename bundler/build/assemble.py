@@ -281,6 +281,9 @@ def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
         agent_kits=kits,
         supply_chain=supply,
     )
+    if supply is not None and spec.enforce_on_device:
+        supply.enforce_on_device = True
+        release.requires = ("upstream_signatures",)  # an older agent refuses, not skips, it
     if delta_from:
         release.delta = plan_delta(release, delta_from)
         shipped = release.shipped

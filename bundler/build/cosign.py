@@ -32,11 +32,7 @@ digest is refused even when the key made it. Cosign attestations (tag
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,38 +40,20 @@ from airlock.errors import RegistryError, UpstreamSignatureError
 from airlock.format.oci import digest_of
 from airlock.limits import MAX_EVIDENCE_BLOB_BYTES
 from airlock.registry import Manifest, Ref, RegistryClient
+from keys.upstream_signatures import (
+    SIGNATURE_ANNOTATION,
+    SIMPLE_SIGNING_TYPE,
+    check_payload,
+    key_id,
+    load_public_key,
+    verify_manifest,
+)
 
 __all__ = ["SIGNATURE_ANNOTATION", "SIMPLE_SIGNING_TYPE", "Evidence", "Verified", "check_payload",
            "key_id", "load_public_key", "signature_tag", "verify_manifest", "verify_upstream"]
 
-SIMPLE_SIGNING_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
-SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 COSIGN_SIG_ARTIFACT = "application/vnd.dev.cosign.artifact.sig.v1+json"
-PAYLOAD_TYPE = "cosign container image signature"
 OCI_INDEX_TYPE = "application/vnd.oci.image.index.v1+json"
-
-
-def load_public_key(pem: bytes) -> Any:
-    """An ECDSA P-256 public key from PEM; ValueError saying what it is instead."""
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    try:
-        key = load_pem_public_key(pem)
-    except (ValueError, TypeError):
-        raise ValueError("is not a PEM public key (cosign's cosign.pub)") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise ValueError("is not an ECDSA P-256 public key, the kind 'cosign generate-key-pair' "
-                         "makes")
-    return key
-
-
-def key_id(pem: bytes) -> str:
-    """``sha256:`` of the key's DER SubjectPublicKeyInfo: the same key, the same id."""
-    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-
-    der = load_public_key(pem).public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
-    return "sha256:" + hashlib.sha256(der).hexdigest()
 
 
 def signature_tag(digest: str, suffix: str = "sig") -> str:
@@ -102,60 +80,6 @@ class Verified:
 
     key_id: str
     carried: list[Evidence] = field(default_factory=list)
-
-
-def check_payload(payload: bytes, signature_b64: str, key_pem: bytes, digest: str) -> str | None:
-    """Why a simple-signing payload and its signature do not vouch for ``digest``; None if they do."""
-    from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    try:
-        signature = base64.b64decode(signature_b64, validate=True)
-    except (binascii.Error, ValueError):
-        return "its signature annotation is not base64"
-    try:
-        load_public_key(key_pem).verify(signature, payload, ec.ECDSA(hashes.SHA256()))
-    except InvalidSignature:
-        return "the signature does not verify with the key (another key made it, or it was " \
-               "tampered with)"
-    try:
-        body = json.loads(payload)
-        critical = body["critical"]
-        signed_digest = critical["image"]["docker-manifest-digest"]
-        kind = critical["type"]
-    except (ValueError, KeyError, TypeError):
-        return "its payload is not a cosign simple-signing document"
-    if kind != PAYLOAD_TYPE:
-        return f"its payload is of type {str(kind)[:80]!r}, not {PAYLOAD_TYPE!r}"
-    if signed_digest != digest:
-        return f"the signature covers {str(signed_digest)[:80]}, not {digest}"
-    return None
-
-
-def verify_manifest(manifest: Mapping[str, Any], blobs: Mapping[str, bytes], key_pem: bytes,
-                    digest: str) -> str | None:
-    """Why no layer of a cosign signature manifest vouches for ``digest``; None if one does.
-
-    ``blobs`` holds the payload layers by digest (the registry's, or the bundle's).
-    """
-    reasons = []
-    for layer in manifest.get("layers") or []:
-        if not isinstance(layer, dict) or layer.get("mediaType") != SIMPLE_SIGNING_TYPE:
-            continue
-        signature = (layer.get("annotations") or {}).get(SIGNATURE_ANNOTATION)
-        payload = blobs.get(str(layer.get("digest")))
-        if not isinstance(signature, str) or payload is None:
-            reasons.append("a layer has no signature annotation")
-            continue
-        why = check_payload(payload, signature, key_pem, digest)
-        if why is None:
-            return None
-        reasons.append(why)
-    if not reasons:
-        return "the signature manifest has no simple-signing layer"
-    # The most telling reason: a right key over another digest says more than a bad key.
-    return next((r for r in reasons if r.startswith("the signature covers")), reasons[0])
 
 
 def verify_upstream(client: RegistryClient, ref: Ref, digest: str, key_pem: bytes) -> Verified:

@@ -138,6 +138,7 @@ class Spec:
     require_signatures: bool = False  # policy: {require_signatures: true}, docs/SUPPLY_CHAIN.md
     sbom: bool = False  # policy: {sbom: true}: a CycloneDX SBOM inside the bundle
     provenance: bool = False  # policy: {provenance: true}: in-toto SLSA provenance, DSSE-signed
+    enforce_on_device: bool = False  # policy: {enforce_on_device: true}: re-checked at install
 
 
 def build_time() -> datetime:
@@ -207,11 +208,16 @@ def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> 
         )
     spec = Spec(path, name, version, sequence, expires, models, images, flags, hooks, rings,
                 _agent_kits(top))
-    p = top.sub("policy", {"require_signatures", "sbom", "provenance"})
+    p = top.sub("policy", {"require_signatures", "sbom", "provenance", "enforce_on_device"})
     if p is not None:
         spec.require_signatures = p.value("require_signatures", (bool,), "true or false", False)
         spec.sbom = p.value("sbom", (bool,), "true or false", False)
         spec.provenance = p.value("provenance", (bool,), "true or false", False)
+        spec.enforce_on_device = p.value("enforce_on_device", (bool,), "true or false", False)
+        if spec.enforce_on_device and not spec.require_signatures and not any(
+                e.verify for e in spec.images) and not any(m.verify for m in spec.models):
+            raise p.error("enforce_on_device", "there is nothing to enforce: give "
+                                               "'require_signatures: true' or 'verify:' blocks")
     return spec
 
 

@@ -18,7 +18,6 @@ such an entry. Each failure is one line in ``problems``.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -53,13 +52,6 @@ def wanted_paths(r: Release) -> set[str]:
     return _wanted(r)
 
 
-def _pem(der_b64: str) -> bytes:
-    body = base64.b64encode(base64.b64decode(der_b64)).decode()
-    lines = [body[i:i + 64] for i in range(0, len(body), 64)]
-    return ("-----BEGIN PUBLIC KEY-----\n" + "\n".join(lines)
-            + "\n-----END PUBLIC KEY-----\n").encode()
-
-
 def _names(r: Release) -> dict[str, str]:
     """digest -> what it is in this release (an image ref and platform, a model)."""
     names: dict[str, str] = {}
@@ -75,38 +67,9 @@ def _names(r: Release) -> dict[str, str]:
 
 def recheck(r: Release, kept: Mapping[str, bytes]) -> list[str]:
     """Why the carried upstream signatures do not satisfy the recorded policy (empty: they do)."""
-    from bundler.build.cosign import verify_manifest
+    from keys.upstream_signatures import recheck as check
 
-    sc = r.supply_chain
-    if sc is None:
-        return []
-    problems = []
-    for v in sc.verified:
-        sigs = [e for e in sc.of_kind("signature") if e.subject == v.digest]
-        reasons = []
-        for e in sigs:
-            data = kept.get(e.manifest)
-            if data is None:
-                reasons.append("its signature manifest is not in the bundle")
-                continue
-            why = verify_manifest(json.loads(data), kept, _pem(sc.keys[v.key]), v.digest)
-            if why is None:
-                break
-            reasons.append(why)
-        else:
-            problems.append(f"{v.ref}: upstream signature of {v.digest[:19]}… does not check: "
-                            + (reasons[0] if reasons else "no signature carried"))
-    if sc.require_signatures:
-        verified = {v.digest for v in sc.verified}
-        for i in r.images:
-            if i.manifest not in verified and (i.index or "") not in verified:
-                problems.append(f"{i.ref}: policy.require_signatures, but no verified "
-                                "upstream signature is recorded for it")
-        for m in r.models:
-            if not m.source or m.source.rsplit("@", 1)[-1] not in verified:
-                problems.append(f"model {m.name}: policy.require_signatures, but no verified "
-                                "upstream signature is recorded for it")
-    return problems
+    return check(r, kept.get)
 
 
 def evidence_info(r: Release, kept: Mapping[str, bytes] | None) -> dict[str, Any] | None:

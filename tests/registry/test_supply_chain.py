@@ -89,7 +89,8 @@ def _spec(d: Path, s: Signed, *extra_images: dict[str, Any], policy: dict[str, A
         images=[{"ref": s.ref(app), "verify": vendor}, {"ref": s.ref("worker"), "verify": vendor},
                 *extra_images],
         extra={"policy": policy if policy is not None
-               else {"require_signatures": True, "sbom": True, "provenance": True}})
+               else {"require_signatures": True, "sbom": True, "provenance": True,
+                     "enforce_on_device": True}})
 
 
 def _members(bundle: Path) -> dict[str, bytes]:
@@ -228,9 +229,21 @@ def test_verify_exits_3_when_a_carried_signature_fails_the_recorded_key(
     r = run_airlock("verify", out, "--trust", keyset.trust)
     assert r.returncode == 3, r.stderr
     assert signed.ref("app") in r.stderr and "does not verify with the key" in r.stderr
+    # policy.enforce_on_device: the device checks the same at install, and refuses.
+    from tests.support.cli import run_agent
+
+    root = tmp_path / "root"
+    assert run_agent("--root", root, "init", "--trust", keyset.trust,
+                     "--device-id", "cam-1").returncode == 0
+    r = run_agent("--root", root, "install", out)
+    assert r.returncode == 3, r.stderr
+    assert signed.ref("app") in r.stderr and "nothing installed" in r.stderr
+    status = json.loads(run_agent("--root", root, "status", "--json").stdout)
+    assert "site-1" not in json.dumps(status["active"])
+    assert not (root / "releases" / "site-1").exists()
 
 
-def test_a_device_installs_a_bundle_that_carries_evidence(built: Path, signed: Signed,
+def test_a_device_installs_a_bundle_that_carries_evidence_and_checks_it(built: Path, signed: Signed,
                                                           keyset: Keys, tmp_path: Path) -> None:
     from tests.support.cli import run_agent
 
