@@ -21,7 +21,7 @@ from bundler.build.sbom import validate
 from bundler.build.spec import load_spec
 from scripts import modelkit, ocikit
 from tests.support.cli import run_airlock
-from tests.support.cosign import CosignKey, digest_of_tag, sign
+from tests.support.cosign import CosignKey, attest, digest_of_tag, sign
 from tests.support.keyset import Keys
 from tests.support.registry import run_build
 from tests.support.spec import write_spec
@@ -64,6 +64,7 @@ def signed(registry: ocikit.Registry, tmp_path_factory: pytest.TempPathFactory) 
     for name in ("app", "app2", "worker", "moving"):
         sign(host, f"sc/{name}", digest(name), keys.vendor)
     sign(host, "sc/detector", digest("detector"), keys.ml)
+    attest(host, "sc/app", digest("app"), keys.vendor, {"bomFormat": "CycloneDX"})
     sign(host, "sc/stranger", digest("stranger"), keys.stranger)
     sign(host, "sc/other", digest("other"), keys.vendor, over=digest("app"))
     sign(host, "sc/tampered", digest("tampered"), keys.vendor, tamper=True)
@@ -116,6 +117,9 @@ def test_signed_images_and_model_build_and_inspect_lists_the_evidence(
         assert (f"evidence  signature {digest.replace(':', '-')}.sig -> image "
                 f"{signed.ref(name)} (linux/amd64), verified with key") in r.stdout
     assert "-> model detector, verified with key" in r.stdout
+    app = digest_of_tag(signed.host, "sc/app:1.0").replace(":", "-")
+    assert f"evidence  attestation {app}.att -> image {signed.ref('app')} (linux/amd64)\n" \
+        in r.stdout
     assert "evidence  sbom" in r.stdout and "-> the release" in r.stdout
     assert "PROBLEM" not in r.stdout
     info = json.loads(run_airlock("inspect", built, "--json").stdout)["supply_chain"]
@@ -134,7 +138,9 @@ def test_signatures_sit_in_the_layout_as_referrers_and_skopeo_still_reads_the_im
     sig = names[f"{digest.replace(':', '-')}.sig"]   # cosign's tag name
     listing = names[digest.replace(":", "-")]       # the OCI 1.1 referrers tag schema
     referrers = json.loads(members[f"blobs/sha256/{listing['digest'][7:]}"])
-    assert [m["digest"] for m in referrers["manifests"]] == [sig["digest"]]
+    att = names[f"{digest.replace(':', '-')}.att"]
+    assert sorted(m["digest"] for m in referrers["manifests"]) == sorted(
+        [sig["digest"], att["digest"]])                 # the signature and the attestation
     signature = json.loads(members[f"blobs/sha256/{sig['digest'][7:]}"])
     assert signature["layers"][0]["mediaType"] == "application/vnd.dev.cosign.simplesigning.v1+json"
     r = ocikit.skopeo("inspect", f"oci-archive:{built}:{signed.ref('app')}")

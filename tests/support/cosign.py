@@ -7,6 +7,7 @@ The format is cosign's public signature spec (simple signing, tag schema), as
     sign(host, "site/app", digest, key)                  # tag site/app:sha256-<hex>.sig
     sign(host, "site/app", digest, key, over=other)      # a signature over another digest
     sign(host, "site/app", digest, key, tamper=True)     # payload changed after signing
+    attest(host, "site/app", digest, key, {"bomFormat": "CycloneDX"})  # sha256-<hex>.att
 """
 
 from __future__ import annotations
@@ -74,6 +75,37 @@ def sign(host: str, repo: str, digest: str, key: CosignKey, *, over: str | None 
     client = RegistryClient(insecure=[host])
     ref = parse_ref(f"{host}/{repo}:{tag}")
     for data in (config, body):
+        d = "sha256:" + hashlib.sha256(data).hexdigest()
+        client.upload_blob(ref, d, len(data), lambda data=data: _bytes_io(data))
+    client.put_manifest(ref, manifest, OCI_MANIFEST)
+    return tag
+
+
+def attest(host: str, repo: str, digest: str, key: CosignKey, predicate: dict[str, Any]) -> str:
+    """Push a cosign attestation (``sha256-<hex>.att``): an in-toto statement in a DSSE envelope."""
+    from airlock.registry import RegistryClient, parse_ref
+
+    statement = json.dumps({"_type": "https://in-toto.io/Statement/v1",
+                            "subject": [{"name": f"{host}/{repo}",
+                                         "digest": {"sha256": digest[7:]}}],
+                            "predicateType": "https://cyclonedx.org/bom",
+                            "predicate": predicate}).encode()
+    pae = b"DSSEv1 %d application/vnd.in-toto+json %d " % (len("application/vnd.in-toto+json"),
+                                                           len(statement)) + statement
+    sig = key.private.sign(pae, ec.ECDSA(hashes.SHA256()))
+    envelope = json.dumps({"payloadType": "application/vnd.in-toto+json",
+                           "payload": base64.b64encode(statement).decode(),
+                           "signatures": [{"sig": base64.b64encode(sig).decode()}]}).encode()
+    config = b"{}"
+    manifest = json.dumps({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                           "config": _blob(config, "application/vnd.oci.image.config.v1+json"),
+                           "layers": [_blob(envelope, "application/vnd.dsse.envelope.v1+json",
+                                            annotations={"predicateType":
+                                                         "https://cyclonedx.org/bom"})]}).encode()
+    tag = digest.replace(":", "-") + ".att"
+    client = RegistryClient(insecure=[host])
+    ref = parse_ref(f"{host}/{repo}:{tag}")
+    for data in (config, envelope):
         d = "sha256:" + hashlib.sha256(data).hexdigest()
         client.upload_blob(ref, d, len(data), lambda data=data: _bytes_io(data))
     client.put_manifest(ref, manifest, OCI_MANIFEST)
