@@ -14,6 +14,7 @@ a failure is the agent's one line and exit code.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -76,7 +77,7 @@ def site(bundles: dict[str, Path], template: Path, tmp_path: Path) -> Iterator[T
         yield s
 
 
-def _env(work: Path, site: TestSite) -> dict[str, str]:
+def _env(work: Path, known_hosts: Path) -> dict[str, str]:
     """Ansible, hermetic: its home, temp dirs, config and known_hosts are under ``work``."""
     for d in ("home", "ltmp", "rtmp"):
         (work / d).mkdir(exist_ok=True)
@@ -88,7 +89,7 @@ def _env(work: Path, site: TestSite) -> dict[str, str]:
             "ANSIBLE_LOCAL_TEMP": str(work / "ltmp"),
             "ANSIBLE_REMOTE_TEMP": str(work / "rtmp"),
             "ANSIBLE_COLLECTIONS_PATH": str(work / "collections"),
-            "ANSIBLE_SSH_ARGS": f"-o UserKnownHostsFile={site.known_hosts} "
+            "ANSIBLE_SSH_ARGS": f"-o UserKnownHostsFile={known_hosts} "
                                 "-o StrictHostKeyChecking=yes -o ControlMaster=no",
             "ANSIBLE_PIPELINING": "1",
             # Debian's own Python runs the modules, as on a device (discovery could find a
@@ -102,16 +103,41 @@ def _env(work: Path, site: TestSite) -> dict[str, str]:
 
 def _install_collection(work: Path, site: TestSite, bundle: Path) -> dict[str, str]:
     """The README's lines, in ``work``: build, install, and the example playbook run."""
-    work.mkdir(exist_ok=True)
-    (work / "packaging").symlink_to(REPO / "packaging")
+    env = _build_collection(work, site.known_hosts)
     (work / "site.yml").symlink_to(site.inventory)
     (work / "vision-2.airlock").symlink_to(bundle)
-    env = _env(work, site)
+    return env
+
+
+def _build_collection(work: Path, known_hosts: Path) -> dict[str, str]:
+    """The README's build and install lines, run in ``work``; Ansible's environment."""
+    work.mkdir(exist_ok=True)
+    (work / "packaging").symlink_to(REPO / "packaging")
+    env = _env(work, known_hosts)
     for line in _readme_lines()[:2]:
         r = subprocess.run(["bash", "-ec", line], cwd=work, env=env, capture_output=True,
                            text=True, timeout=300)
         assert r.returncode == 0, f"{line}\n{r.stdout}\n{r.stderr}"
     return env
+
+
+def test_the_built_collection_documents_every_module(tmp_path: Path) -> None:
+    """ansible-doc reads each module's documentation (what AWX and Galaxy show) from the
+    collection as built and installed."""
+    if not (BIN / "ansible-doc").exists():
+        pytest.skip("ansible-core is not installed beside this Python (pip install ansible-core)")
+    env = _build_collection(tmp_path / "ops", tmp_path / "known_hosts")
+    modules = ["install", "status", "commit", "inventory", "report"]
+    r = subprocess.run([str(BIN / "ansible-doc"), "--json", *(f"airlock.edge.{m}" for m in modules)],
+                       cwd=tmp_path / "ops", env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    docs = json.loads(r.stdout)
+    options = {name.split(".")[-1]: sorted(d["doc"]["options"]) for name, d in docs.items()}
+    assert options == {"install": ["agent", "bundle", "hold", "root", "switch", "wait"],
+                       "status": ["agent", "root"], "commit": ["agent", "root"],
+                       "inventory": ["agent", "dest", "root"],
+                       "report": ["agent", "dest", "root"]}
+    assert all(d["doc"]["short_description"] and d["examples"] for d in docs.values())
 
 
 def _playbook(work: Path, env: dict[str, str], line: str,

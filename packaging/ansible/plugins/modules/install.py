@@ -18,7 +18,7 @@ description:
     still reads it whole and says whether the device's copy is intact); the task then
     reports no change unless the agent had to repair store blobs from it.
   - In check mode nothing is run that writes. The release named in the bundle's metadata
-    (read, not verified: the agent verifies when it installs) is compared with the active one
+    (read, not verified; the agent verifies when it installs) is compared with the active one
     from C(airlock-agent status --json).
   - The result is returned as the fact C(airlock_install).
 options:

@@ -15,7 +15,7 @@ description:
     C(airlock_inventory), with the device key's id as C(keyid).
   - With O(dest), also writes the signed inventory to that file on the device
     (C(airlock-agent inventory -o DEST)), for C(airlock report ingest) at headquarters. The
-    file is rewritten only when what the device holds changed: a second run with nothing
+    file is rewritten only when what the device holds changed; a second run with nothing
     installed since reports no change. In check mode nothing is written.
 options:
   dest:
