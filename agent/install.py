@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agent.activation import activate, health_check
+from agent.decrypt import open_release
 from agent.faults import crash_point
 from agent.feature_flags import apply_flags, effective, flags_bytes, plain
 from agent.hold import arm, disarm
@@ -70,6 +71,7 @@ from airlock.errors import (
 from airlock.files import fsync_dir, remove_tree, write_atomic, write_json
 from airlock.format.bundle import BundleHead, BundleReader
 from airlock.format.oci import BLOB_PREFIX, blob_path
+from airlock.format.ocicrypt import BlobOpener
 from airlock.format.parts import explain
 from keys.release import Release
 from keys.signatures import same_signed
@@ -199,6 +201,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     head, trust, new_trust, verified = front
     release: Release = verified.release
     crash_point("after-head-verified")
+    # An encrypted release: every blob key unwrapped now, before anything is read or changed.
+    openers = open_release(layout, release)
 
     active = read_link(layout, "current")
     if active != release.id:
@@ -214,7 +218,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                    version=release.version, sequence=release.sequence, bundle=label,
                    role=verified.role, signers=list(verified.signers), bytes_needed=need)
     job = _Job(layout, journal, store, tx, release, head, label, verified.role,
-               list(verified.signers), active, hold)
+               list(verified.signers), active, hold, openers)
     result = _run_job(job, reader, stream, switch, progress, trust, new_trust)
     result.update({
         "installed": True, "release": release.id, "name": release.name,
@@ -386,8 +390,10 @@ class _Job:
 
     def __init__(self, layout: Layout, journal: Journal, store: ContentStore, tx: Transaction,
                  release: Release, head: BundleHead, label: str, role: str,
-                 signers: list[str], active: str | None, hold: float | None = None) -> None:
+                 signers: list[str], active: str | None, hold: float | None = None,
+                 openers: dict[str, BlobOpener] | None = None) -> None:
         self.layout, self.journal, self.store, self.tx = layout, journal, store, tx
+        self.openers = openers or {}
         self.hold = hold
         self.release, self.head, self.label = release, head, label
         self.role, self.signers, self.active = role, signers, active
@@ -423,7 +429,17 @@ class _Job:
         with contextlib.closing(reader.files(self.release.files,
                                              delta.expects if delta else ())) as members:
             for member in members:
-                if member.path.startswith(BLOB_PREFIX):
+                opener = self.openers.get(member.digest)
+                if opener is not None:  # held as its plaintext; decrypted while it streams
+                    plain = opener.plain_digest
+                    if self.store.has(plain) and not again:
+                        member.verify(progress)
+                        skipped += 1
+                    else:
+                        self.staged[plain] = self.store.stage(member, progress, opener.stream(),
+                                                              plain)
+                        written += member.info.length
+                elif member.path.startswith(BLOB_PREFIX):
                     if self.store.has(member.digest) and (not again or store_copy_intact(
                             self.store, member.digest, member.info.length)):
                         member.verify(progress)
