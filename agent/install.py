@@ -110,7 +110,8 @@ def _check_references(release: Release, store: ContentStore, have: int | None) -
     """
     if release.delta:
         missing = [d for d in release.delta.expects
-                   if _stored_size(store, d) != release.files[blob_path(d)].length]
+                   if _stored_size(store, release.stored_digest(d))
+                   != release.files[blob_path(d)].length]
         if missing:
             named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more"
                                               if len(missing) > 3 else "")
@@ -210,7 +211,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     if hold is not None and active is None and switch:
         raise PreconditionError("--hold needs a release to go back to; none is active yet")
     if active == release.id:
-        return _again(layout, journal, store, release, head, reader, stream, label, progress)
+        return _again(layout, journal, store, release, head, reader, stream, label, progress,
+                      openers)
     need = _require_space(layout, journal, store, release, config.reserve_bytes)
 
     tx = Transaction.begin(layout, "install", release.id)
@@ -273,7 +275,8 @@ def _read_front(layout: Layout, stream: IO[bytes], label: str, ring: str | None,
 
 def _again(layout: Layout, journal: Journal, store: ContentStore, release: Release,
            head: BundleHead, reader: BundleReader, stream: IO[bytes], label: str,
-           progress: Callable[[int], None] | None) -> dict[str, Any]:
+           progress: Callable[[int], None] | None,
+           openers: dict[str, BlobOpener] | None = None) -> dict[str, Any]:
     """The active release's bundle again: still read it all, say whether it is intact,
     restore damaged store blobs from it."""
     if not same_signed((layout.release_dir(release.id) / "release.json").read_bytes(),
@@ -283,7 +286,7 @@ def _again(layout: Layout, journal: Journal, store: ContentStore, release: Relea
         journal.append("rejected", bundle=label, reason=str(e2), error=type(e2).__name__)
         raise e2
     try:
-        again = reverify(layout, journal, store, release, reader, label, progress)
+        again = reverify(layout, journal, store, release, reader, label, progress, openers)
     except RejectedError as e:
         why = explain(stream, e)
         journal.append("rejected", release=release.id, bundle=label, reason=str(why))

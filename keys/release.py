@@ -269,6 +269,17 @@ class Release:
                 raise FormatError(f"agent kit '{k.file_name}' says {k.size} bytes but its "
                                   f"blob is {info.length} bytes")
 
+    def stored_digest(self, digest: str) -> str:
+        """The digest a device holds a listed blob under: an encrypted blob's plaintext one.
+
+        A delta's ``expects`` names listed (ciphertext) digests; the device
+        looks for the plaintext it decrypted from an earlier release.
+        """
+        if self.encryption is None:
+            return digest
+        blob = self.encryption.by_digest().get(digest)
+        return digest if blob is None else blob.plain
+
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, carried or expected on the device.
 
