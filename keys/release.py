@@ -307,8 +307,11 @@ class Release:
         rings and expiry; not the file list.
         """
 
+        carried = {b.plain: b.digest for b in self.encryption.blobs} if self.encryption else {}
+
         def size(digest: str) -> int | None:
-            info = self.files.get(blob_path(digest))
+            # An encrypted blob is listed by its ciphertext, as long as its plaintext (CTR).
+            info = self.files.get(blob_path(carried.get(digest, digest)))
             return None if info is None else info.length
 
         return {
