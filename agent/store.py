@@ -89,6 +89,8 @@ class ContentStore:
                     os.fsync(fd)  # durable before commit() renames it into the store
                     kept = True
             finally:
+                if decrypt is not None:
+                    decrypt.close()
                 os.close(fd)
                 if not kept:
                     with contextlib.suppress(FileNotFoundError):

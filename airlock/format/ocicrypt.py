@@ -16,7 +16,8 @@ every primitive::
     stream = opener.stream()
     plain = stream.update(ciphertext_chunk)  # ... then stream.finish() checks the HMAC
 
-jwcrypto and cryptography are imported here only: a release in clear never
+:func:`seal` and :func:`unseal` wrap a whole small document the same way (a
+device's report to headquarters). jwcrypto and cryptography are imported here only: a release in clear never
 loads them.
 """
 
@@ -27,6 +28,8 @@ import hashlib
 import hmac
 import json
 import os
+import queue
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +48,10 @@ __all__ = [
     "Sealed",
     "encrypt_file",
     "encrypted_type",
+    "is_sealed",
     "key_id",
+    "seal",
+    "unseal",
 ]
 
 ANNOTATION_KEYS_JWE = "org.opencontainers.image.enc.keys.jwe"
@@ -108,6 +114,35 @@ def _wrap(private_opts: bytes, recipients: Sequence[bytes]) -> str:
         alg = "ECDH-ES+A256KW" if key.get("kty") == "EC" else "RSA-OAEP"
         token.add_recipient(key, header=json.dumps({"alg": alg, "kid": key.thumbprint()}))
     return _b64(token.serialize().encode())
+
+
+def seal(payload: bytes, recipients: Sequence[bytes]) -> bytes:
+    """``payload`` (a signed report) as one JWE JSON document for ``recipients`` (PEM)."""
+    return base64.b64decode(_wrap(payload, recipients))
+
+
+def is_sealed(data: bytes) -> bool:
+    """Whether ``data`` is a JWE JSON document (as :func:`seal` writes), not a signed one."""
+    try:
+        doc = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(doc, dict) and "ciphertext" in doc and "protected" in doc
+
+
+def unseal(data: bytes, private_pems: Sequence[bytes]) -> bytes:
+    """The payload :func:`seal` wrapped, opened by one of ``private_pems``; else NotRecipientError."""
+    from jwcrypto import jwe, jwk
+    from jwcrypto.common import JWException
+
+    for pem in private_pems:
+        token = jwe.JWE()
+        try:
+            token.deserialize(data.decode(), jwk.JWK.from_pem(pem))
+        except (JWException, ValueError, TypeError):
+            continue
+        return bytes(token.payload)
+    raise NotRecipientError("it is encrypted to other keys than those given")
 
 
 def encrypt_file(src: Path, dst: Path, recipients: Sequence[bytes],
@@ -177,7 +212,13 @@ class BlobOpener:
 
 
 class DecryptStream:
-    """Decrypts ciphertext chunks in order; :meth:`finish` checks the HMAC and plaintext digest."""
+    """Decrypts ciphertext chunks in order; :meth:`finish` checks the HMAC and plaintext digest.
+
+    The caller's thread decrypts (it needs the plaintext to write); the HMAC
+    of the ciphertext and the plaintext's digest are taken on a second
+    thread, so the pass spreads over two cores (hashlib and OpenSSL's HMAC
+    release the GIL). :meth:`close` ends that thread when the blob failed.
+    """
 
     def __init__(self, opener: BlobOpener) -> None:
         from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
@@ -186,16 +227,32 @@ class DecryptStream:
         self._dec = Cipher(algorithms.AES(opener.symkey), modes.CTR(opener.nonce)).decryptor()
         self._mac = hmac.new(opener.symkey, digestmod=hashlib.sha256)
         self._plain = hashlib.sha256()
+        # Bounded: the decrypting thread waits rather than queue a whole layer in memory.
+        self._queue: queue.Queue[tuple[bytes, bytes] | None] = queue.Queue(maxsize=8)
+        self._thread = threading.Thread(target=self._digest, name="airlock-hmac", daemon=True)
+        self._thread.start()
+
+    def _digest(self) -> None:
+        while (item := self._queue.get()) is not None:
+            self._mac.update(item[0])
+            self._plain.update(item[1])
 
     def update(self, ciphertext: bytes | memoryview) -> bytes:
-        self._mac.update(ciphertext)
-        out = self._dec.update(ciphertext)
-        self._plain.update(out)
+        held = bytes(ciphertext)  # the reader reuses its buffer once this returns
+        out = self._dec.update(held)
+        self._queue.put((held, out))
         return out
+
+    def close(self) -> None:
+        """End the digest thread (idempotent); the verdict is :meth:`finish`'s."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
 
     def finish(self) -> None:
         """Raise DigestError unless the HMAC and the plaintext digest are the signed ones."""
         self._dec.finalize()
+        self.close()
         if not hmac.compare_digest(self._mac.digest(), self._opener.hmac):
             raise DigestError("the decrypted blob fails its HMAC")
         if "sha256:" + self._plain.hexdigest() != self._opener.plain_digest:

@@ -76,6 +76,9 @@ def test_delta_parts_and_the_same_stick_twice_of_an_encrypted_release(
     # A delta against the device's inventory leaves the model out though it is encrypted
     # afresh (new key, new ciphertext digest): the device holds its plaintext.
     inv2 = _inventory(root, tmp_path / "inv2.json")
+    r = run_airlock("diff", inv2, full, "--json")  # by plaintext: the device holds it all
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["delta"]["blobs_shipped"] == 0
     delta = _build(_next(spec, 2), tmp_path / "v2.airlock", keyset, "--encrypt-to", inv2,
                    "--delta-from", inv2)
     assert delta.stat().st_size < full.stat().st_size // 4
