@@ -62,12 +62,17 @@ def _fresh(site: Site, keyset: Keys, tmp_path: Path, name: str) -> Path:
 
 
 def test_both_recipients_install_and_a_third_device_is_refused(
-        site: Site, keyset: Keys, tmp_path: Path) -> None:
+        site: Site, content: Content, keyset: Keys, tmp_path: Path) -> None:
+    clear = json.loads(ocikit.skopeo("inspect", "--tls-verify=false",
+                                     f"docker://{content.app}").stdout)["Layers"]
     for name in ("cam-1", "cam-2"):
         root = _fresh(site, keyset, tmp_path, name)
         r = run_agent("--root", root, "install", site.bundle, "--json")
         assert r.returncode == 0, r.stderr
         assert json.loads(r.stdout)["active"] == "site-1"
+        # The image sink holds the image decrypted: its clear layers, as pulled.
+        app = json.loads(ocikit.skopeo("inspect", f"oci:{root / 'images'}:{content.app}").stdout)
+        assert app["Layers"] == clear
     outsider = _fresh(site, keyset, tmp_path, "cam-3")
     r = run_agent("--root", outsider, "install", site.bundle)
     assert r.returncode == 3
