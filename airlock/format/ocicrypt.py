@@ -50,6 +50,7 @@ __all__ = [
     "encrypted_type",
     "is_sealed",
     "key_id",
+    "recipient_ids",
     "seal",
     "unseal",
 ]
