@@ -118,13 +118,20 @@ def recipient_of_file(path: Path, data: bytes, device_keys: Sequence[Key] = ()) 
     (checked against ``device_keys`` when given, as ``--delta-from`` inventories are)."""
     if data.lstrip().startswith(b"-----BEGIN"):
         return Recipient.from_bytes(data, path.name)
+    from airlock.errors import UsageError
     from bundler.sneakernet.device_inventories import read_inventory
 
+    try:
+        envelope = json.loads(data)
+    except ValueError:
+        envelope = None
+    if not (isinstance(envelope, dict) and "payloadType" in envelope):
+        # An Airlock device.pub (Ed25519) lands here: ocicrypt's JWE cannot wrap to it.
+        raise UsageError(f"--encrypt-to {path} is neither a PEM public key (EC or RSA) nor a "
+                         "device's signed inventory (airlock-agent inventory -o)")
     inv = read_inventory(data, device_keys, path=str(path))
     pem = inv.body.get("encryption_key")
     if not isinstance(pem, str):
-        from airlock.errors import UsageError
-
         raise UsageError(f"inventory {path} of {inv.device_id} carries no encryption key: the "
                          "device makes one on its next start (any airlock-agent command that "
                          "changes it); write its inventory again")

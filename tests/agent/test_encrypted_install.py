@@ -94,3 +94,15 @@ def test_delta_parts_and_the_same_stick_twice_of_an_encrypted_release(
     assert json.loads(r.stdout)["active"] == "vision-3"
     r = run_agent("--root", root, "fsck", "--json")
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_signing_key_is_no_recipient(keyset: Keys, tmp_path: Path) -> None:
+    """The device's Ed25519 device.pub is not what ocicrypt wraps to: exit 2, nothing written."""
+    root = _init(tmp_path / "dev", keyset)
+    spec = write_spec(tmp_path)
+    out = tmp_path / "b.airlock"
+    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out, "--no-check",
+                    "--encrypt-to", root / "device.pub")
+    assert r.returncode == 2
+    assert "neither a PEM public key (EC or RSA) nor a device's signed inventory" in r.stderr
+    assert not out.exists()

@@ -58,3 +58,23 @@ def test_an_altered_ciphertext_fails_its_hmac_at_the_end(tmp_path: Path) -> None
     cipher[5000] ^= 1
     with pytest.raises(DigestError, match="HMAC"):
         _decrypt(BlobOpener.unwrap(sealed.jwe, sealed.hmac, key), bytes(cipher))
+
+
+def test_an_rsa_site_key_is_a_recipient_too(tmp_path: Path) -> None:
+    """The public half of an HSM-held or site RSA key: wrapped with RSA-OAEP, as ocicrypt does."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(serialization.Encoding.PEM,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    plain = os.urandom(70_000)
+    (tmp_path / "p").write_bytes(plain)
+    sealed = encrypt_file(tmp_path / "p", tmp_path / "c",
+                          [Recipient.from_bytes(public, "site.pub").public_pem])
+    jwe = json.loads(base64.b64decode(sealed.jwe))
+    assert jwe["header"]["alg"] == "RSA-OAEP"  # one recipient: the flattened form
+    opener = BlobOpener.unwrap(sealed.jwe, sealed.hmac, private)
+    assert _decrypt(opener, (tmp_path / "c").read_bytes()) == plain
