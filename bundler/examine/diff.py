@@ -58,7 +58,9 @@ def load_side(path: Path) -> Side:
     if is_flags_head(head):
         return Side("flags", str(path), flags_info(head, trust=None, ring=None), {})
     release = Release.from_bytes(head.release_json)
-    blobs = {"sha256:" + p[len(BLOB_PREFIX):]: i.length for p, i in release.files.items()
+    # By the digest a device holds: an encrypted blob's plaintext (as long as its ciphertext).
+    blobs = {release.stored_digest("sha256:" + p[len(BLOB_PREFIX):]): i.length
+             for p, i in release.files.items()
              if p.startswith(BLOB_PREFIX)}
     other = sum(i.length for p, i in release.files.items() if not p.startswith(BLOB_PREFIX))
     return Side("bundle", str(path), release.summary(), blobs, other)
