@@ -13,6 +13,7 @@ wings are folders:
 * ``journal``         the append-only, fsynced, hash-chained record of every action
 * ``journal_counts``  what the journal adds up to (installs, rejections, rollbacks), carried across segments
 * ``store``           the content store: every blob once, by sha256
+* ``decrypt``         an encrypted release's keys unwrapped with the device's key, before any blob
 * ``install``         a bundle in one streaming pass: verify, store, build, check, switch, probe
 * ``repair``          the same stick twice: a release the device has, re-verified and relinked
 * ``activation``      what install, rollback and check share: health check, switch, probe

@@ -4,6 +4,7 @@
 
     ROOT/agent.yaml          device config (device id, ring, image sink); written last by init
     ROOT/device.key|.pub     the device's Ed25519 key (signed reports)
+    ROOT/device-encryption.key|.pub  its EC P-256 key: what encrypted releases are opened with
     ROOT/trust/root.json     the trust root; trust/sequences.json: highest sequence per name;
                              trust/agent.json: newest agent version accepted (anti-rollback)
     ROOT/format.json         which ROOT format this is (agent.rootformat; absent: format 1)
@@ -123,6 +124,9 @@ class Layout:
         self.config = self.root / "agent.yaml"
         self.device_key = self.root / "device.key"
         self.device_pub = self.root / "device.pub"
+        # EC P-256: what releases are encrypted to (keys.encryption_keys), apart from signing.
+        self.encryption_key = self.root / "device-encryption.key"
+        self.encryption_pub = self.root / "device-encryption.pub"
         self.trust_dir = self.root / "trust"
         self.trust_root = self.trust_dir / "root.json"
         self.sequences = self.trust_dir / "sequences.json"

@@ -70,6 +70,10 @@ def envelope(layout: Layout, *, wait: float = 0.0, notify: Notify = quiet,
         for line in recover(layout):
             notify("recovered", line)
         _migrate(layout, notify)
+        from agent.decrypt import ensure_key
+
+        if ensure_key(layout):  # a device initialised before encryption: its key, once
+            notify("key", f"made the device's encryption key {layout.encryption_pub}")
         reverted = enforce_hold(layout) if revert_hold else None
         if reverted is not None:
             notify("reverted", reverted["reason"])

@@ -21,6 +21,7 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules
 * ``evaluation_fields``  the same for evaluation thresholds, input contracts, providers, sessions
 * ``device``      documents a device signs with its own key: inventories and reports
+* ``encryption_keys``  a device's EC P-256 encryption key, and the recipients a release names
 * ``kit``         an agent kit's signed ``kit.json``, made and checked with python-tuf
 * ``kitverify``   the same check with the standard library alone, shipped in every kit
 

@@ -64,6 +64,8 @@ from keys.supply_chain import SupplyChain, supply_chain_from
 __all__ = [
     "AgentKitEntry",
     "Delta",
+    "EncryptedBlob",
+    "Encryption",
     "EvaluationSpec",
     "HealthSpec",
     "Hooks",
@@ -79,6 +81,8 @@ __all__ = [
 from keys.release_entries import (
     AgentKitEntry,
     Delta,
+    EncryptedBlob,
+    Encryption,
     EvaluationSpec,
     HealthSpec,
     Hooks,
@@ -88,6 +92,7 @@ from keys.release_entries import (
 )
 from keys.release_reader import (
     Reader,
+    encryption_from,
     image_from,
     inventory_from,
     kit_from,
@@ -111,6 +116,7 @@ class Release:
     agent_kits: list[AgentKitEntry] = field(default_factory=list)
     requires: tuple[str, ...] = ()  # features the release depends on (keys.features)
     supply_chain: SupplyChain | None = None  # upstream policy and evidence (keys.supply_chain)
+    encryption: Encryption | None = None  # blobs carried encrypted to named recipients
 
     @property
     def id(self) -> str:
@@ -142,6 +148,8 @@ class Release:
             body["agent"] = {"kits": [asdict(k) for k in self.agent_kits]}
         if self.supply_chain is not None:  # likewise
             body["supply_chain"] = self.supply_chain.to_json()
+        if self.encryption is not None:  # absent otherwise: clear releases keep their bytes
+            body["encryption"] = self.encryption.to_json()
         signed = Targets(
             version=self.sequence,
             expires=self.expires,
@@ -218,6 +226,8 @@ class Release:
             requires=requires,
             supply_chain=(supply_chain_from(r.sub("supply_chain"))
                           if body.get("supply_chain") is not None else None),
+            encryption=(encryption_from(r.sub("encryption"))
+                        if body.get("encryption") is not None else None),
         )
         release._check_references()
         return release
@@ -269,14 +279,28 @@ class Release:
                 raise FormatError(f"agent kit '{k.file_name}' says {k.size} bytes but its "
                                   f"blob is {info.length} bytes")
 
+    def stored_digest(self, digest: str) -> str:
+        """The digest a device holds a listed blob under: an encrypted blob's plaintext one.
+
+        A delta's ``expects`` names listed (ciphertext) digests; the device
+        looks for the plaintext it decrypted from an earlier release.
+        """
+        if self.encryption is None:
+            return digest
+        blob = self.encryption.by_digest().get(digest)
+        return digest if blob is None else blob.plain
+
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, carried or expected on the device.
 
         ``files`` lists the whole release, a delta's expected blobs included
         (``_check_references`` refuses a delta expecting a blob it does not list).
         """
-        return sorted(f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files
-                      if p.startswith(BLOB_PREFIX))
+        plain = self.encryption.by_digest() if self.encryption else {}
+        digests = (f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files
+                   if p.startswith(BLOB_PREFIX))
+        # An encrypted blob is held decrypted, under its plaintext digest.
+        return sorted({plain[d].plain if d in plain else d for d in digests})
 
     @property
     def shipped(self) -> dict[str, FileInfo]:
@@ -293,8 +317,11 @@ class Release:
         rings and expiry; not the file list.
         """
 
+        carried = {b.plain: b.digest for b in self.encryption.blobs} if self.encryption else {}
+
         def size(digest: str) -> int | None:
-            info = self.files.get(blob_path(digest))
+            # An encrypted blob is listed by its ciphertext, as long as its plaintext (CTR).
+            info = self.files.get(blob_path(carried.get(digest, digest)))
             return None if info is None else info.length
 
         return {

@@ -25,7 +25,7 @@ from keys.signed_fields import (
     GOLDEN_OUTPUTS_FILE,
 )
 
-__all__ = ["AgentKitEntry", "Delta", "EvaluationSpec", "HealthSpec", "Hooks", "ImageEntry", "InventoryRef", "ModelEntry"]
+__all__ = ["AgentKitEntry", "Delta", "EncryptedBlob", "Encryption", "EvaluationSpec", "HealthSpec", "Hooks", "ImageEntry", "InventoryRef", "ModelEntry"]
 
 
 @dataclass(frozen=True)
@@ -148,3 +148,30 @@ class AgentKitEntry:
     version: str  # the agent version inside, a final release like 0.2.0
     platform: str  # linux/amd64
     python: str  # 3.11
+
+
+@dataclass(frozen=True)
+class EncryptedBlob:
+    """A blob the bundle carries encrypted (``airlock.format.ocicrypt``), as the release signs it."""
+
+    digest: str  # of the ciphertext: what the bundle carries and the device verifies first
+    plain: str  # of the plaintext: what the device stores, models and images name
+    jwe: str  # the layer's keys.jwe annotation (the key wrapped per recipient)
+    hmac: str  # base64 HMAC-SHA256 of the ciphertext (ocicrypt's pubopts)
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """Who may open an encrypted release, and its encrypted blobs."""
+
+    recipients: tuple[tuple[str, str], ...]  # (name, key id: RFC 7638 thumbprint)
+    blobs: tuple[EncryptedBlob, ...]
+
+    def by_digest(self) -> dict[str, EncryptedBlob]:
+        return {b.digest: b for b in self.blobs}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scheme": "ocicrypt-jwe",
+                "recipients": [{"name": n, "kid": k} for n, k in self.recipients],
+                "blobs": [{"digest": b.digest, "plain": b.plain, "jwe": b.jwe, "hmac": b.hmac}
+                          for b in self.blobs]}

@@ -26,6 +26,8 @@ from keys.evaluation_fields import (
 )
 from keys.release_entries import (
     AgentKitEntry,
+    EncryptedBlob,
+    Encryption,
     EvaluationSpec,
     HealthSpec,
     ImageEntry,
@@ -230,3 +232,16 @@ def image_from(r: Reader) -> ImageEntry:
         index=r.digest("index", optional=True),
         blobs=tuple(r.digests("blobs")),
     )
+
+
+def encryption_from(r: Reader) -> Encryption:
+    """The signed ``encryption`` section: recipients by key id, each blob's two digests."""
+    if r.text("scheme") != "ocicrypt-jwe":
+        raise FormatError("release field 'encryption.scheme' names an unknown scheme")
+    recipients = tuple((e.text("name"), e.text("kid")) for e in r.subs("recipients"))
+    blobs = tuple(EncryptedBlob(digest=b.digest("digest"), plain=b.digest("plain"),
+                                jwe=b.text("jwe"), hmac=b.text("hmac"))
+                  for b in r.subs("blobs"))
+    if not recipients:
+        raise FormatError("release field 'encryption.recipients' is empty")
+    return Encryption(recipients, blobs)

@@ -14,6 +14,7 @@
 * ``sbom``             the bundle's CycloneDX 1.6 SBOM (``policy: {sbom: true}``)
 * ``provenance``       the bundle's in-toto SLSA provenance, DSSE-signed
 * ``host_check``       the devices' health check on the assembled models
+* ``encrypt``          ``--encrypt-to``: every image and model layer encrypted to named recipients
 * ``assemble``         hash, check, sign, write ``NAME-VERSION.airlock``
 * ``output``           where the bundler may write
 * ``agentkit``         ``airlock agent-kit`` and a kit carried in a release

@@ -179,6 +179,10 @@ def inspect_text(d: dict[str, Any]) -> str:
     if d["flags"]:
         lines.append("flags     " + ", ".join(f"{k}={v}" for k, v in d["flags"].items()))
     hooks = d["hooks"]
+    if d.get("encryption"):
+        enc = d["encryption"]
+        lines.append(f"encrypted {enc['blobs']} layer(s) to "
+                     + ", ".join(f"{r['name']} ({r['kid'][:12]}…)" for r in enc["recipients"]))
     lines.append("runs      post-switch hook: " + (hooks["post_switch"] or "none"))
     lines.append("          probe: " + (f"{hooks['probe']} (within {hooks['probe_window_s']:g} s)"
                                         if hooks["probe"] else "none"))

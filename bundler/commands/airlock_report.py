@@ -106,6 +106,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="also write the fleet figures for node_exporter's textfile collector")
     i.add_argument("--html", type=Path, metavar="FILE.html",
                    help="also write the fleet report: one self-contained HTML file with plots")
+    i.add_argument("--decryption-key", type=Path, action="append", default=[], metavar="KEY",
+                   help="private key (PEM) that opens reports a device encrypted to "
+                        "headquarters (airlock-agent report --encrypt-to); repeatable")
 
 
 def run(a: argparse.Namespace) -> Enrolled | Ingested:
@@ -116,7 +119,13 @@ def run(a: argparse.Namespace) -> Enrolled | Ingested:
     fleet = FleetRecords(a.fleet)
     if a.report_cmd == "enroll":
         return Enrolled(fleet.enroll(a.device_pub, a.device_id, a.site, force=a.force))
-    results = fleet.ingest(list(a.files))
+    keys = []
+    for path in a.decryption_key:
+        try:
+            keys.append(path.read_bytes())
+        except OSError as e:
+            raise UsageError(f"cannot read --decryption-key {path}: {e.strerror}") from None
+    results = fleet.ingest(list(a.files), keys)
     refused = [r for r in results if r.reason]
     rows = fleet.table()
     if a.textfile is not None:

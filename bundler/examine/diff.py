@@ -69,7 +69,9 @@ def load_side(path: Path) -> Side:
             again, _ = open_media(str(path))  # from the start: parts read forward only
             with again:
                 packages = bundle_packages(again)
-    blobs = {"sha256:" + p[len(BLOB_PREFIX):]: i.length for p, i in release.files.items()
+    # By the digest a device holds: an encrypted blob's plaintext (as long as its ciphertext).
+    blobs = {release.stored_digest("sha256:" + p[len(BLOB_PREFIX):]): i.length
+             for p, i in release.files.items()
              if p.startswith(BLOB_PREFIX)}
     other = sum(i.length for p, i in release.files.items() if not p.startswith(BLOB_PREFIX))
     return Side("bundle", str(path), release.summary(), blobs, other, packages=packages)

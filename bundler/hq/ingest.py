@@ -24,6 +24,7 @@ same device's. The fleet directory::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -33,6 +34,7 @@ from securesystemslib.signer import Key
 
 from airlock.errors import AirlockError, FormatError, SignatureError, UsageError
 from airlock.files import MediumError, read_on_medium
+from airlock.format.ocicrypt import is_sealed, unseal
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
 from bundler.build.output import replace_file
 from bundler.hq.report_shape import ReportFacts, report_facts
@@ -143,7 +145,9 @@ class FleetRecords:
                                  "device's")
         return doc, inv_bytes
 
-    def ingest(self, files: list[Path]) -> list[Ingested]:
+    def ingest(self, files: list[Path], decryption_keys: Sequence[bytes] = ()) -> list[Ingested]:
+        """Verify and record reports; one encrypted to headquarters is opened with
+        ``decryption_keys`` first (PEM private keys) and kept as the signed report inside."""
         out: list[Ingested] = []
         for path in _report_files(files):
             item = Ingested(str(path))
@@ -151,6 +155,11 @@ class FleetRecords:
             try:
                 # A returned stick: a FIFO must not hang ingest, a link must not be followed.
                 data = read_on_medium(path.parent, path.name, MAX_DEVICE_DOCUMENT_BYTES)
+                if is_sealed(data):
+                    if not decryption_keys:
+                        raise UsageError("it is encrypted; give headquarters' key with "
+                                         "--decryption-key")
+                    data = unseal(data, decryption_keys)
                 doc, inv_bytes = self.verify(data)
             except MediumError as e:
                 item.reason = f"not read: {e}"
