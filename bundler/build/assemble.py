@@ -259,16 +259,10 @@ def _evidence(spec: Spec, assembled: Assembled, kits: Sequence[AgentKitEntry],
 
 
 def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
-             encryption: Encryption | None = None, signers: Sequence[Signer] = (),
-             health: HealthReport | None = None) -> tuple[Release, list[SourceFile]]:
+             encryption: Encryption | None = None, kits: Sequence[AgentKitEntry] = (),
+             supply: SupplyChain | None = None) -> tuple[Release, list[SourceFile]]:
     """The release to sign (every file listed) and the files the bundle carries."""
     contents = assembled.contents
-    kits = []
-    if spec.agent_kits:
-        from bundler.build.agentkit import add_kit_artifact
-
-        kits = [add_kit_artifact(contents, path) for path in spec.agent_kits]
-    supply = _evidence(spec, assembled, kits, signers, health)
     files = contents.source_files()
     release = Release(
         name=spec.name,
@@ -281,7 +275,7 @@ def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
         flags=dict(spec.flags),
         hooks=spec.hooks,
         rings=list(spec.rings),
-        agent_kits=kits,
+        agent_kits=list(kits),
         supply_chain=supply,
         encryption=encryption,
         requires=("encryption",) if encryption is not None else (),
@@ -395,6 +389,14 @@ def build_bundle(
         refuse_unhealthy(health, "nothing was signed or written "
                                  "(--no-check signs it unchecked)")
 
+    # Kits, SBOM and provenance before any encryption: the SBOM reads the clear layers,
+    # and evidence stays clear (bundler.build.evidence.EVIDENCE_ANNOTATION).
+    kits = []
+    if spec.agent_kits:
+        from bundler.build.agentkit import add_kit_artifact
+
+        kits = [add_kit_artifact(contents, path) for path in spec.agent_kits]
+    supply = _evidence(spec, assembled, kits, signers, health)
     with contextlib.ExitStack() as stack:
         encryption = None
         if encrypt_to:
@@ -405,7 +407,7 @@ def build_bundle(
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix=".airlock-encrypt-", dir=output.absolute().parent)))
             encryption = encrypt_layout(contents, encrypt_to, work, progress)
-        release, files = _release(spec, assembled, delta_from, encryption, signers, health)
+        release, files = _release(spec, assembled, delta_from, encryption, kits, supply)
         release_json, keyids = _sign(release, signers)
 
         guard(contents.local_paths)

@@ -29,7 +29,11 @@ from bundler.build.artifacts import LayoutBuilder
 from bundler.build.cosign import Verified
 from keys.supply_chain import Carried
 
-__all__ = ["add_referrers_indexes", "carry_evidence"]
+__all__ = ["EVIDENCE_ANNOTATION", "add_referrers_indexes", "carry_evidence"]
+
+#: On the ``index.json`` entry of every piece of evidence (its kind): ``--encrypt-to``
+#: leaves these clear, so signatures still verify and anyone can read the SBOM.
+EVIDENCE_ANNOTATION = "dev.airlock.evidence"
 
 
 def carry_evidence(contents: LayoutBuilder, ref: str, verified: Verified) -> list[Carried]:
@@ -43,7 +47,7 @@ def carry_evidence(contents: LayoutBuilder, ref: str, verified: Verified) -> lis
         body = e.manifest.json()
         config = body.get("config") if isinstance(body.get("config"), dict) else {}
         artifact = e.artifact_type or str((config or {}).get("mediaType") or "") or None
-        annotations = {ANNOTATION_REF_NAME: e.tag} if e.tag else {}
+        annotations = {ANNOTATION_REF_NAME: e.tag, EVIDENCE_ANNOTATION: e.kind} if e.tag else {}
         desc = contents.add_bytes(e.manifest.media_type, e.manifest.data,
                                   annotations=annotations, artifact_type=artifact)
         if e.tag and not any(m.digest == desc.digest for m in contents.manifests):
@@ -67,5 +71,6 @@ def add_referrers_indexes(contents: LayoutBuilder, carried: Sequence[Carried]) -
                                                    artifact_type=c.artifact_type))
         index = oci_index(list(seen.values()))
         desc = contents.add_bytes(OCI_INDEX, index,
-                                  annotations={ANNOTATION_REF_NAME: subject.replace(":", "-")})
+                                  annotations={ANNOTATION_REF_NAME: subject.replace(":", "-"),
+                                               EVIDENCE_ANNOTATION: "referrers"})
         contents.manifests.append(desc)

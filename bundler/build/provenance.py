@@ -40,6 +40,7 @@ from airlock.format.oci import (
     oci_manifest,
 )
 from bundler.build.artifacts import LayoutBuilder
+from bundler.build.evidence import EVIDENCE_ANNOTATION
 from bundler.build.spec import Spec, build_time
 from keys.release import AgentKitEntry, ImageEntry, ModelEntry
 from keys.supply_chain import Carried, SupplyChain
@@ -141,6 +142,7 @@ def store_provenance(contents: LayoutBuilder, spec: Spec, envelope: bytes) -> Ca
         OCI_MANIFEST,
         oci_manifest(config, [layer], artifact_type=IN_TOTO_TYPE,
                      annotations={"dev.airlock.release": release}),
-        annotations={ANNOTATION_REF_NAME: PROVENANCE_REF_NAME}, artifact_type=IN_TOTO_TYPE)
+        annotations={ANNOTATION_REF_NAME: PROVENANCE_REF_NAME, EVIDENCE_ANNOTATION: "provenance"},
+        artifact_type=IN_TOTO_TYPE)
     contents.manifests.append(manifest)
     return Carried("provenance", "", release, manifest.digest, OCI_MANIFEST, IN_TOTO_TYPE)

@@ -41,6 +41,7 @@ from airlock.format.oci import (
     oci_manifest,
 )
 from bundler.build.artifacts import LayoutBuilder
+from bundler.build.evidence import EVIDENCE_ANNOTATION
 from bundler.build.layer_packages import Package, image_packages
 from bundler.build.model_card import model_card
 from bundler.build.spec import Spec, build_time
@@ -159,6 +160,7 @@ def store_sbom(contents: LayoutBuilder, spec: Spec, text: str) -> Carried:
         OCI_MANIFEST,
         oci_manifest(config, [layer], artifact_type=SBOM_TYPE,
                      annotations={RELEASE_ANNOTATION: release}),
-        annotations={ANNOTATION_REF_NAME: SBOM_REF_NAME}, artifact_type=SBOM_TYPE)
+        annotations={ANNOTATION_REF_NAME: SBOM_REF_NAME, EVIDENCE_ANNOTATION: "sbom"},
+        artifact_type=SBOM_TYPE)
     contents.manifests.append(manifest)
     return Carried("sbom", "", release, manifest.digest, OCI_MANIFEST, SBOM_TYPE)

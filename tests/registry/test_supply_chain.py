@@ -262,6 +262,26 @@ def test_a_device_installs_a_bundle_that_carries_evidence_and_checks_it(built: P
     assert app["Digest"] == digest_of_tag(signed.host, "sc/app:1.0")
 
 
+def test_an_encrypted_bundle_keeps_its_evidence_clear_and_its_device_checks_it(
+        signed: Signed, keyset: Keys, tmp_path: Path) -> None:
+    """--encrypt-to with the supply chain: the SBOM reads clear layers, signatures stay clear."""
+    from tests.support.cli import run_agent
+
+    root = tmp_path / "cam-1"
+    assert run_agent("--root", root, "init", "--trust", keyset.trust,
+                     "--device-id", "cam-1").returncode == 0
+    assert run_agent("--root", root, "inventory", "-o", tmp_path / "cam-1.json").returncode == 0
+    out = tmp_path / "sealed.airlock"
+    r = run_build(signed.host, keyset, _spec(tmp_path, signed), out, tmp_path / "cache",
+                  "--no-check", "--encrypt-to", tmp_path / "cam-1.json")
+    assert r.returncode == 0, r.stderr
+    assert run_airlock("verify", out, "--trust", keyset.trust).returncode == 0
+    bom = json.loads(run_airlock("inspect", out, "--sbom").stdout)
+    assert "libc6" in {p["name"] for c in bom["components"] for p in c.get("components", [])}
+    r = run_agent("--root", root, "install", out)
+    assert r.returncode == 0, r.stderr
+
+
 def test_diff_shows_packages_added_removed_and_changed(
         built: Path, signed: Signed, keyset: Keys, tmp_path: Path) -> None:
     out = tmp_path / "site2.airlock"
