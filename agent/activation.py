@@ -52,6 +52,7 @@ def health_check(layout: Layout, journal: Journal, release: Release, *,
     the baseline of relative thresholds); None re-uses the baselines this
     release recorded when it was installed.
     """
+    from agent.challenger import shadow_asks
     from agent.release_health import check_release
 
     rdir = layout.release_dir(release.id)
@@ -63,12 +64,17 @@ def health_check(layout: Layout, journal: Journal, release: Release, *,
     else:
         baselines = recorded_evaluations(layout, release.id, own_baseline=True)
         why = "no release was running to compare with when it was installed"
+    # Only an install compares with what runs: a re-check has nothing new to shadow.
+    shadows, unshadowed = (shadow_asks(layout, release, running=replacing)
+                           if replacing is not None else ({}, []))
     start = time.monotonic()
     report = check_release(rdir, release, runtime=layout.load_config().runtime,
-                           baselines=baselines, no_baseline=why)
+                           baselines=baselines, no_baseline=why, shadows=shadows)
     seconds = round(time.monotonic() - start, 3)
     result = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "ok": report.ok,
               "reason": report.reason, "seconds": seconds, "report": report.to_dict()}
+    if unshadowed:
+        result["shadow_notes"] = unshadowed
     write_json(rdir / "health.json", result)
     journal.append("health-result", release=release.id, ok=report.ok, reason=report.reason,
                    seconds=seconds, report=report.to_dict())

@@ -241,6 +241,8 @@ def _release(spec: Spec, assembled: Assembled,
         hooks=spec.hooks,
         rings=list(spec.rings),
         agent_kits=kits,
+        # An agent that cannot run the shadow check refuses the release rather than skip it.
+        requires=("shadow",) if any(m.shadow for m in assembled.models) else (),
     )
     if delta_from:
         release.delta = plan_delta(release, delta_from)
