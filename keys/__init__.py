@@ -19,7 +19,7 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules
 * ``evaluation_fields``  the same for evaluation thresholds, input contracts, providers, sessions
 * ``shadow_fields``      the same for a model's shadow check and its samples policy
-* ``device``      documents a device signs with its own key: inventories and reports
+* ``device``      documents a device signs with its own key: inventories, reports, sample packs
 * ``kit``         an agent kit's signed ``kit.json``, made and checked with python-tuf
 * ``kitverify``   the same check with the standard library alone, shipped in every kit
 

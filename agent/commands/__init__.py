@@ -22,6 +22,7 @@ Modules:
 - ``agent_fsck``: check ROOT; ``--repair`` fixes what it can;
 - ``agent_serve``: metrics, drop-folder installs and scheduled checks until stopped;
 - ``agent_report``: a signed report to carry home;
+- ``agent_samples``: a signed pack of the device's samples that matter, within a budget;
 - ``agent_completion``: a shell completion script;
 - ``agent_self_install``: install.sh's last step (``self-install``);
 - ``agent_version``: ``--version`` (the tool's option, not a subcommand);
@@ -67,6 +68,8 @@ REGISTRY = (
                 "run until stopped: /metrics, drop-folder installs, scheduled checks"),
     CommandInfo("report", "agent.commands.agent_report",
                 "write a report signed with the device key, to carry home"),
+    CommandInfo("samples", "agent.commands.agent_samples",
+                "export the samples that matter (disagreements, drift) in a signed pack"),
     CommandInfo("completion", "agent.commands.agent_completion",
                 "print a shell completion script for airlock-agent"),
     CommandInfo("self-install", "agent.commands.agent_self_install",
