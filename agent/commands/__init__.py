@@ -12,6 +12,7 @@ Modules:
 - ``agent_config``: show or change ring, image sink, trust root, model runtime;
 - ``agent_install``: verify, store, health-check and switch to a bundle;
 - ``agent_commit``: make a held install final;
+- ``agent_promote``: switch to the challenger staged with ``install --no-switch``;
 - ``agent_flags``: show, apply or roll back signed feature flags;
 - ``agent_status``: releases, agent state, disk use and damage (``--html`` too);
 - ``agent_history``: the journal, and a check of its hash chain;
@@ -50,6 +51,8 @@ REGISTRY = (
     CommandInfo("install", "agent.commands.agent_install",
                 "verify, store, health-check and switch to a bundle ('-' reads stdin)"),
     CommandInfo("commit", "agent.commands.agent_commit", "make a held install (install --hold) final"),
+    CommandInfo("promote", "agent.commands.agent_promote",
+                "switch to the challenger staged with install --no-switch (--hold as install)"),
     CommandInfo("flags", "agent.commands.agent_flags",
                 "show effective feature flags; apply or roll back a signed flags set"),
     CommandInfo("status", "agent.commands.agent_status",

@@ -58,6 +58,7 @@ class ShadowAsk:
     running_release: str
     files: tuple[Path, ...]
     folder: str  # where the samples are, for messages
+    enforce: bool = True  # False: a staged challenger; what would fail is only said
 
 
 def shadow_job(ask: ShadowAsk) -> dict[str, Any]:
@@ -76,7 +77,17 @@ def worst_text(facts: dict[str, Any], limit: int = _NAMED_IN_REASON) -> str:
 
 
 def shadow_verdict(ask: ShadowAsk, facts: dict[str, Any] | None) -> tuple[list[str], list[str]]:
-    """(problems, notes) of one comparison; ``facts`` gains the verdict's own fields."""
+    """(problems, notes) of one comparison; ``facts`` gains the verdict's own fields.
+
+    Not enforced (a staged challenger), the problems become notes.
+    """
+    problems, notes = _verdict(ask, facts)
+    if ask.enforce:
+        return problems, notes
+    return [], [f"not enforced (staged challenger): {p}" for p in problems] + notes
+
+
+def _verdict(ask: ShadowAsk, facts: dict[str, Any] | None) -> tuple[list[str], list[str]]:
     p = ask.policy
     if facts is None:
         return ["shadow check: the health child measured no comparison"], []

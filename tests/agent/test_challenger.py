@@ -1,0 +1,88 @@
+"""Champion and challenger over time: stage with --no-switch, watch its shadow runs, promote.
+
+Real models, bundles and agent command lines: a challenger that a shadow check
+would refuse is staged instead (recorded, not judged), kept by ``gc``, shown by
+``status``, and switched to by ``promote`` through the install envelope, held
+until ``commit`` like an install.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.layout import Layout
+from agent.observe.metrics import Observed, metrics_registry
+from scripts import evalkit
+from tests.support.cli import run_agent
+from tests.support.device import active_id, agent_json, assert_consistent, init_device
+from tests.support.evalsets import eval_model
+from tests.support.keyset import Keys
+from tests.support.spec import build, write_spec
+
+SHADOW = {"samples": 500, "min_agreement": 0.97, "max_latency_ratio": 5.0}
+
+
+def _bundle(tmp_path: Path, keyset: Keys, sequence: int, perturb: float,
+            **fields: Any) -> Path:
+    model = eval_model(tmp_path / f"model-{sequence}", perturb=perturb,
+                       metrics={"accuracy": {"min": 0.92, "min_delta": -0.01}})
+    model.update(fields)
+    spec = write_spec(tmp_path, sequence=sequence, version=f"1.{sequence}", models=[model])
+    return build(spec, tmp_path / f"vision-{sequence}.airlock", [keyset.release_key])
+
+
+@pytest.fixture
+def staged(tmp_path: Path, keyset: Keys) -> Path:
+    """vision-1 running, vision-2 (agrees on ~80% of the site's samples) staged."""
+    root = init_device(tmp_path / "device", keyset)
+    agent_json(root, "install", _bundle(tmp_path, keyset, 1, 0.0))
+    evalkit.write_site_samples(root / "samples" / "classifier", 500, shift=2.0)
+    result = agent_json(root, "install", _bundle(tmp_path, keyset, 2, 0.15, shadow=SHADOW),
+                        "--no-switch")
+    assert result["active"] == "vision-1" and result["challenger"]["release"] == "vision-2"
+    return root
+
+
+def test_a_staged_challenger_is_recorded_shown_kept_and_promoted(staged: Path) -> None:
+    root = staged
+    status = agent_json(root, "status")
+    challenger = status["challenger"]
+    assert challenger["release"] == "vision-2" and challenger["against"] == "vision-1"
+    (run,) = [challenger["last"]["models"]["classifier"]]
+    assert 0.7 < run["agreement"] < 0.85 and run["verdict"] == "failed"
+    assert run["samples"] == 500 and run["latency_ratio"] > 0
+    text = run_agent("--root", root, "status").stdout
+    assert "challenger vision-2 staged" in text and "against vision-1; 1 shadow run(s)" in text
+    assert f"classifier: agreement {run['agreement']:.1%} on 500 sample(s)" in text
+    # /metrics says the same.
+    registry = metrics_registry(Layout(root), Observed())
+    assert registry.get_sample_value("airlock_shadow_agreement", {
+        "release": "vision-2", "against": "vision-1", "model": "classifier"}) == \
+        pytest.approx(run["agreement"])
+    assert registry.get_sample_value("airlock_shadow_latency_ratio", {
+        "release": "vision-2", "against": "vision-1", "model": "classifier"}) == \
+        pytest.approx(run["latency_ratio"])
+
+    # gc keeps it, even with nothing else to keep.
+    agent_json(root, "gc", "--keep", "0")
+    assert (root / "releases" / "vision-2").is_dir()
+
+    promoted = agent_json(root, "promote", "--hold", "600")
+    assert promoted["active"] == "vision-2" and promoted["previous"] == "vision-1"
+    assert promoted["held_until"]
+    assert active_id(root) == "vision-2"
+    assert agent_json(root, "status")["challenger"] is None
+    agent_json(root, "commit")
+    assert agent_json(root, "status")["hold"] is None
+    assert_consistent(root)
+
+
+def test_promote_with_nothing_staged_exits_5(tmp_path: Path, keyset: Keys) -> None:
+    root = init_device(tmp_path / "device", keyset)
+    r = run_agent("--root", root, "promote")
+    assert r.returncode == 5
+    assert "no challenger is staged; 'airlock-agent install BUNDLE --no-switch' stages one" \
+        in r.stderr
