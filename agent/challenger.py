@@ -25,6 +25,7 @@ to it (``agent.promote``)::
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,8 @@ from airlock.limits import MAX_SHADOW_SAMPLES
 from airlock.quality.shadow_check import ShadowAsk
 from keys.release import Release
 
-__all__ = ["MAX_RUNS", "add_run", "drop", "runs_of", "shadow_asks", "stage", "staged",
-           "summary"]
+__all__ = ["MAX_RUNS", "add_run", "drop", "ready_to_promote", "rerun", "runs_of", "shadow_asks",
+           "stage", "staged", "summary"]
 
 #: Shadow runs a challenger record keeps (the newest): ``serve`` adds one per period.
 MAX_RUNS = 48
@@ -98,6 +99,51 @@ def summary(layout: Layout) -> dict[str, Any] | None:
             "staged_at": record.get("staged_at"), "runs": len(runs),
             "last": runs[-1] if runs else None,
             "promote": "airlock-agent promote"}
+
+
+def rerun(layout: Layout) -> dict[str, Any] | None:
+    """``serve --shadow-every``: compare the staged challenger again on the newest samples.
+
+    Only the models with ``shadow:`` run (goldens and latency in their child,
+    the labelled set not again); the run is added to the record and journaled.
+    None when nothing is staged or nothing runs to compare with.
+    """
+    from agent.journal import Journal
+    from agent.release_health import check_release
+    from agent.switch import read_link
+
+    record = staged(layout)
+    current = read_link(layout, "current")
+    if record is None or current is None or record["release"] == current:
+        return None
+    release = layout.load_release(record["release"])
+    asks, _ = shadow_asks(layout, release, running=current, enforce=False)
+    if not asks:
+        return None
+    models = [m for m in release.models if m.name in asks]
+    shadowed = replace(release, models=[replace(m, evaluation=None) for m in models])
+    report = check_release(layout.release_dir(release.id), shadowed,
+                           runtime=layout.load_config().runtime, shadows=asks).to_dict()
+    run = runs_of(report)
+    add_run(layout, report)
+    Journal(layout.journal).append("shadow-run", release=release.id, against=current,
+                                   ok=report["ok"], models=run["models"])
+    return {"release": release.id, "against": current, **run}
+
+
+def ready_to_promote(layout: Layout, runs: int) -> str | None:
+    """Why the challenger may be promoted (its last ``runs`` runs all passed), or None."""
+    record = staged(layout)
+    history = [r for r in (record or {}).get("runs") or [] if isinstance(r, dict)]
+    last = history[-runs:]
+    if runs < 1 or len(last) < runs:
+        return None
+    for r in last:
+        models = r.get("models") or {}
+        if not models or any(m.get("verdict") != "passed" for m in models.values()):
+            return None
+    return (f"auto-promote: its last {runs} shadow run(s) all met the spec's min_agreement "
+            "and max_latency_ratio")
 
 
 def drop(layout: Layout) -> None:

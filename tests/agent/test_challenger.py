@@ -20,6 +20,7 @@ from tests.support.cli import run_agent
 from tests.support.device import active_id, agent_json, assert_consistent, init_device
 from tests.support.evalsets import eval_model
 from tests.support.keyset import Keys
+from tests.support.serve import Serve, metric
 from tests.support.spec import build, write_spec
 
 SHADOW = {"samples": 500, "min_agreement": 0.97, "max_latency_ratio": 5.0}
@@ -86,3 +87,28 @@ def test_promote_with_nothing_staged_exits_5(tmp_path: Path, keyset: Keys) -> No
     assert r.returncode == 5
     assert "no challenger is staged; 'airlock-agent install BUNDLE --no-switch' stages one" \
         in r.stderr
+
+
+def test_serve_reruns_the_shadow_check_and_auto_promotes_after_k_passing_runs(
+        tmp_path: Path, keyset: Keys) -> None:
+    root = init_device(tmp_path / "device", keyset)
+    agent_json(root, "install", _bundle(tmp_path, keyset, 1, 0.0))
+    folder = root / "samples" / "classifier"
+    evalkit.write_site_samples(folder, 500)  # inputs like headquarters': the two agree
+    agent_json(root, "install", _bundle(tmp_path, keyset, 2, 0.03, shadow=SHADOW),
+               "--no-switch")
+    with Serve.start(root, extra=["--shadow-every", "1s", "--auto-promote", "2"]) as s:
+        first = s.wait_event("shadow-run")
+        model = first["models"]["classifier"]
+        assert first["release"] == "vision-2" and first["against"] == "vision-1"
+        assert model["verdict"] == "passed" and model["agreement"] >= 0.99
+        text = s.get("/metrics")
+        assert metric(text, "airlock_shadow_agreement", release="vision-2",
+                      against="vision-1", model="classifier") == pytest.approx(
+                          model["agreement"])
+        promoted = s.wait_event("promoted")
+        assert promoted["release"] == "vision-2" and promoted["previous"] == "vision-1"
+        assert "its last 2 shadow run(s) all met" in promoted["reason"]
+    assert active_id(root) == "vision-2"
+    assert agent_json(root, "status")["challenger"] is None
+    assert_consistent(root)
