@@ -8,6 +8,7 @@ until ``commit`` like an install.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 from agent.layout import Layout
 from agent.observe.metrics import Observed, metrics_registry
 from scripts import evalkit
-from tests.support.cli import run_agent
+from tests.support.cli import run_agent, run_airlock
 from tests.support.device import active_id, agent_json, assert_consistent, init_device
 from tests.support.evalsets import eval_model
 from tests.support.keyset import Keys
@@ -47,7 +48,8 @@ def staged(tmp_path: Path, keyset: Keys) -> Path:
     return root
 
 
-def test_a_staged_challenger_is_recorded_shown_kept_and_promoted(staged: Path) -> None:
+def test_a_staged_challenger_is_recorded_shown_kept_and_promoted(staged: Path,
+                                                                 tmp_path: Path) -> None:
     root = staged
     status = agent_json(root, "status")
     challenger = status["challenger"]
@@ -66,6 +68,24 @@ def test_a_staged_challenger_is_recorded_shown_kept_and_promoted(staged: Path) -
     assert registry.get_sample_value("airlock_shadow_latency_ratio", {
         "release": "vision-2", "against": "vision-1", "model": "classifier"}) == \
         pytest.approx(run["latency_ratio"])
+
+    # The status page and, through the signed report, the fleet report show it too.
+    page = tmp_path / "page.html"
+    run_agent("--root", root, "status", "--html", page)
+    html = page.read_text()
+    assert "Challenger (shadow check)" in html and f"{run['agreement']:.1%}" in html
+    report = tmp_path / "stick" / "dev.report.json"
+    agent_json(root, "report", "-o", report)
+    fleet = tmp_path / "fleet"
+    assert run_airlock("report", "enroll", root / "device.pub", "--device-id", "test-dev",
+                       "--fleet", fleet).returncode == 0
+    r = run_airlock("report", "ingest", report, "--fleet", fleet, "--json",
+                    "--html", tmp_path / "fleet.html")
+    assert r.returncode == 0, r.stderr
+    (row,) = json.loads(r.stdout)["devices"]
+    assert row["challenger"] == "vision-2"
+    assert row["shadow_agreement"] == pytest.approx(run["agreement"])
+    assert f"{run['agreement']:.1%} agreement" in (tmp_path / "fleet.html").read_text()
 
     # gc keeps it, even with nothing else to keep.
     agent_json(root, "gc", "--keep", "0")
