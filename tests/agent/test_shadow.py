@@ -139,3 +139,36 @@ def test_the_spec_refuses_a_bad_shadow_field_naming_it(tmp_path: Path) -> None:
         load_spec(spec)
     assert "models[0].shadow.min_agreement" in str(e.value)
     assert "must be a share between 0 and 1" in str(e.value)
+
+
+def test_regressors_agree_within_atol_and_rtol(tmp_path: Path, keyset: Keys) -> None:
+    root = init_device(tmp_path / "device", keyset)
+    shadow = {"samples": 400, "min_agreement": 0.9, "atol": 0.01, "rtol": 0.01}
+
+    def bundle(sequence: int, perturb: float, **extra: Any) -> tuple[Path, Path]:
+        model_dir = tmp_path / f"reg-{sequence}"
+        model = eval_model(model_dir, name="regressor", kind="regressor", perturb=perturb,
+                           metrics={"mae": {"max": 1.0}})
+        model.update(extra)
+        spec = write_spec(tmp_path, sequence=sequence, version=f"1.{sequence}", models=[model])
+        return build(spec, tmp_path / f"reg-{sequence}.airlock", [keyset.release_key]), model_dir
+
+    v1, d1 = bundle(1, 0.0)
+    agent_json(root, "install", v1)
+    folder = root / "samples" / "regressor"
+    folder.mkdir(parents=True)
+    x = np.random.default_rng(11).standard_normal((400, 8)).astype(np.float32)
+    for i in range(4):
+        np.savez(folder / f"r-{i}.npz", x=x[i * 100:(i + 1) * 100])
+    v2, d2 = bundle(2, 0.02, shadow=shadow)
+    r = run_agent("--root", root, "install", v2, "--json")
+    # What numpy says: every output within atol + rtol * |running|.
+    wa, wb = evalkit.weights(d1 / "model.onnx"), evalkit.weights(d2 / "model.onnx")
+    ya = (x.astype(np.float64) @ wa["W"] + wa["b"]).ravel()
+    yb = (x.astype(np.float64) @ wb["W"] + wb["b"]).ravel()
+    want = float((np.abs(yb - ya) <= 0.01 + 0.01 * np.abs(ya)).mean())
+    assert 0.05 < want < 0.95  # the tolerance decides, so the test measures something
+    shadow_facts = _last_health(root)["report"]["models"][0]["shadow"]
+    assert shadow_facts["compare"] == "close"
+    assert shadow_facts["agreement"] == pytest.approx(want, abs=0.0051)
+    assert (r.returncode == 0) == (want >= 0.9)
