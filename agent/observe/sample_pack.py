@@ -16,6 +16,11 @@ long as the budget (files and manifest together) allows::
                         #  "sha256": "…", "size": 1032, "disagreements": [{"sample": "site-003.npz[6]",
                         #  "running": 6, "candidate": 1, "release": "vision-7", "against": "vision-5"}]}
 
+With a challenger staged (``install --no-switch``), each model's exported
+samples are run through both the running model and the challenger in the
+challenger's health child, and ``MODEL/airlock-outputs.npz`` (``sample``,
+``running``, ``candidate``) goes with them when the budget allows.
+
 Priority: (1) files holding samples on which the last shadow check of the
 model found the candidate and the running model disagreeing (from the
 journal: the candidate's release may be gone; both outputs recorded);
@@ -31,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,9 +52,11 @@ from keys.device import SAMPLES_TYPE, sign_document
 from keys.keyfile import load_signer
 from keys.release import ModelEntry, Release
 
-__all__ = ["MANIFEST", "export_pack"]
+__all__ = ["MANIFEST", "OUTPUTS_FILE", "export_pack"]
 
 MANIFEST = "samples.manifest.json"
+#: Both models' outputs on a model's exported samples, beside them (never a sample's name).
+OUTPUTS_FILE = "airlock-outputs.npz"
 # Room kept in the device-document cap for the envelope, key and signature.
 _MANIFEST_SLACK = 4096
 
@@ -68,6 +76,8 @@ def export_pack(layout: Layout, out: Path, budget: int,
     for m in chosen:
         outside = _outside_reference(layout, rid, m)
         for entry in sample_files(layout.samples / m.name, limit=MAX_SHADOW_SAMPLES):
+            if entry.name == OUTPUTS_FILE:
+                continue
             said = [d for d in disagreements.get(m.name, [])
                     if d["sample"].rsplit("[", 1)[0] == entry.name]
             rank = 0 if said else 1 if outside(Path(entry.path)) else 2
@@ -94,10 +104,56 @@ def export_pack(layout: Layout, out: Path, budget: int,
         item["sha256"] = _copy(Path(entry.path), out / m.name / entry.name)
         body["files"].append(item)
         used += size
+    used += _outputs(layout, out, body, budget - used - _manifest_size(body) - 512)
     body["bytes"] = used
     data = sign_document(body, SAMPLES_TYPE, load_signer(layout.device_key))
     write_atomic(out / MANIFEST, data)
     return body
+
+
+def _outputs(layout: Layout, out: Path, body: dict[str, Any], room: int) -> int:
+    """With a staged challenger: both models' outputs on every exported sample, per model.
+
+    Run in the challenger's health child (``agent.challenger``, the shadow
+    comparison over the pack's own files); written as ``MODEL/OUTPUTS_FILE``
+    (``sample``, ``running``, ``candidate``) and listed in the manifest; left
+    out, and said so, when it would not fit the budget. Bytes added.
+    """
+    from agent.challenger import shadow_asks, staged
+    from agent.release_health import check_release
+
+    record, current = staged(layout), read_link(layout, "current")
+    if record is None or current is None:
+        return 0
+    release = layout.load_release(record["release"])
+    models = sorted({f["model"] for f in body["files"]} & {m.name for m in release.models})
+    asks, _ = shadow_asks(layout, release, running=current, enforce=False)
+    added = 0
+    for name in models:
+        if name not in asks:
+            continue
+        files = tuple(out / name / f["file"] for f in body["files"] if f["model"] == name)
+        target = out / name / OUTPUTS_FILE
+        model = next(m for m in release.models if m.name == name)
+        assert model.shadow is not None  # it has an ask
+        ask = replace(asks[name], files=files, outputs_to=target,
+                      policy=replace(model.shadow, samples=MAX_SHADOW_SAMPLES))
+        check_release(layout.release_dir(release.id),
+                      replace(release, models=[replace(model, evaluation=None)]),
+                      runtime=layout.load_config().runtime, shadows={name: ask})
+        if not target.is_file():
+            continue
+        size = target.stat().st_size
+        if added + size > room:
+            target.unlink()
+            body["outputs_left_out"] = body.get("outputs_left_out", 0) + 1
+            continue
+        digest = hashlib.sha256(target.read_bytes()).hexdigest()
+        body["files"].append({"model": name, "file": OUTPUTS_FILE, "size": size,
+                              "why": "outputs", "sha256": digest, "disagreements": [],
+                              "running_release": current, "candidate_release": release.id})
+        added += size
+    return added
 
 
 def _manifest_size(body: dict[str, Any]) -> int:

@@ -453,7 +453,7 @@ def _shadow(run: _Run) -> None:
             run.session, running, list(sh["files"]), samples=int(sh["samples"]),
             compare_mode=sh["compare"], atol=float(sh["atol"]), rtol=float(sh["rtol"]),
             dtypes=dtypes, max_file_bytes=int(sh["max_file_bytes"]),
-            max_named=int(sh["max_named"]))
+            max_named=int(sh["max_named"]), outputs_to=sh.get("outputs_to"))
     except compare.ShadowDataError as e:
         raise _Fail(f"shadow check: {e}") from e
 

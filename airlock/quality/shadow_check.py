@@ -59,6 +59,7 @@ class ShadowAsk:
     files: tuple[Path, ...]
     folder: str  # where the samples are, for messages
     enforce: bool = True  # False: a staged challenger; what would fail is only said
+    outputs_to: Path | None = None  # write both models' outputs of every sample here (.npz)
 
 
 def shadow_job(ask: ShadowAsk) -> dict[str, Any]:
@@ -67,7 +68,8 @@ def shadow_job(ask: ShadowAsk) -> dict[str, Any]:
     return {"running_model": str(ask.running_model.absolute()),
             "files": [str(f.absolute()) for f in ask.files], "samples": p.samples,
             "compare": p.compare, "atol": p.atol, "rtol": p.rtol,
-            "max_file_bytes": MAX_DRIFT_FILE_BYTES, "max_named": MAX_SHADOW_DISAGREEMENTS}
+            "max_file_bytes": MAX_DRIFT_FILE_BYTES, "max_named": MAX_SHADOW_DISAGREEMENTS,
+            "outputs_to": None if ask.outputs_to is None else str(ask.outputs_to.absolute())}
 
 
 def worst_text(facts: dict[str, Any], limit: int = _NAMED_IN_REASON) -> str:

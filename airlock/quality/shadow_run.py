@@ -37,8 +37,9 @@ class ShadowDataError(Exception):
 
 def compare(candidate: Any, running: Any, files: list[str], *, samples: int, compare_mode: str,
             atol: float, rtol: float, dtypes: dict[str, Any], max_file_bytes: int,
-            max_named: int) -> dict[str, Any]:
-    """The facts of one shadow comparison (see the module docstring)."""
+            max_named: int, outputs_to: str | None = None) -> dict[str, Any]:
+    """The facts of one shadow comparison (see the module docstring); ``outputs_to``: also
+    write every sample's name and both models' outputs there (``numpy.savez``)."""
     import numpy as np
 
     start = time.perf_counter()
@@ -58,6 +59,7 @@ def compare(candidate: Any, running: Any, files: list[str], *, samples: int, com
     _run(running, output, rows[0][1])  # warm-up, untimed
     _run(candidate, output, rows[0][1])
     t_run, t_cand, worst = [], [], []
+    kept: list[tuple[Any, Any]] = []
     agree = 0
     mode = compare_mode
     for name, feed in rows:
@@ -70,6 +72,8 @@ def compare(candidate: Any, running: Any, files: list[str], *, samples: int, com
         if r.shape != c.shape:
             raise ShadowDataError(f"output {output!r} has shape {list(c.shape)} in the candidate, "
                                   f"{list(r.shape)} in the running model")
+        if outputs_to is not None:
+            kept.append((r, c))
         if mode == "auto":
             mode = "argmax" if r.size > 1 else "close"
         ok, score, told = _agree(mode, r.astype(np.float64).ravel(),
@@ -79,6 +83,10 @@ def compare(candidate: Any, running: Any, files: list[str], *, samples: int, com
         else:
             worst.append({"sample": name, "score": score, **told})
     worst.sort(key=lambda d: -d["score"])
+    if outputs_to is not None:
+        np.savez(outputs_to, sample=np.array([n for n, _ in rows]),
+                 running=np.concatenate([r for r, _ in kept]),
+                 candidate=np.concatenate([c for _, c in kept]))
     p95_run = float(np.percentile(t_run, 95)) * 1000
     p95_cand = float(np.percentile(t_cand, 95)) * 1000
     out.update(compare=mode, agreement=agree / len(rows), agreed=agree,

@@ -132,3 +132,28 @@ def test_serve_reruns_the_shadow_check_and_auto_promotes_after_k_passing_runs(
     assert active_id(root) == "vision-2"
     assert agent_json(root, "status")["challenger"] is None
     assert_consistent(root)
+
+
+def test_a_sample_pack_carries_both_models_outputs_on_its_samples(staged: Path,
+                                                                  tmp_path: Path) -> None:
+    import numpy as np
+
+    pack = tmp_path / "pack"
+    result = agent_json(staged, "samples", "export", "--budget", "1MiB", "-o", pack)
+    samples = [f for f in result["files"] if f["why"] != "outputs"]
+    (outputs,) = [f for f in result["files"] if f["why"] == "outputs"]
+    assert outputs["running_release"] == "vision-1"
+    assert outputs["candidate_release"] == "vision-2"
+    with np.load(pack / "classifier" / "airlock-outputs.npz") as npz:
+        names, running, candidate = npz["sample"], npz["running"], npz["candidate"]
+    rows = {f["file"]: len(np.load(pack / "classifier" / f["file"])["x"]) for f in samples}
+    assert len(names) == sum(rows.values()) == 500
+    # Both models' word on each sample, as numpy computes it from their weights.
+    for i in (0, 137, 499):
+        file, row = str(names[i]).rstrip("]").split("[")
+        x = np.load(pack / "classifier" / file)["x"][int(row)].astype(np.float64)
+        for weights, got in ((tmp_path / "model-1", running[i]),
+                             (tmp_path / "model-2", candidate[i])):
+            w = evalkit.weights(weights / "model.onnx")
+            assert int(np.argmax(x @ w["W"] + w["b"])) == int(np.argmax(got))
+    assert (running.argmax(axis=1) != candidate.argmax(axis=1)).mean() > 0.15
