@@ -473,7 +473,8 @@ class _Job:
         self.tx.step("health")
         health_start = time.monotonic()
         # A staged challenger (--no-switch) is compared, not judged, by its shadow check.
-        report = health_check(layout, journal, release, replacing=active, judge_shadow=switch)
+        report = health_check(layout, journal, release, replacing=active, shadow=True,
+                              judge_shadow=switch)
         health_s = time.monotonic() - health_start
         if not report.ok:
             still = active or "no release"

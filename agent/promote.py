@@ -45,7 +45,8 @@ def promote(layout: Layout, *, hold: float | None = None, reason: str = "operato
     release = layout.load_release(rid)
     journal.append("promote-started", release=rid, replacing=current, reason=reason)
     start = time.monotonic()
-    report = health_check(layout, journal, release, replacing=current, judge_shadow=False)
+    report = health_check(layout, journal, release, replacing=current, shadow=True,
+                          judge_shadow=False)
     health_s = round(time.monotonic() - start, 3)
     if not report.ok:
         journal.append("promote-failed", release=rid, reason=report.reason, active=current)

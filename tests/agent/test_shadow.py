@@ -8,6 +8,7 @@ models' weights.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,14 @@ def test_regressors_agree_within_atol_and_rtol(tmp_path: Path, keyset: Keys) -> 
     assert shadow_facts["compare"] == "close"
     assert shadow_facts["agreement"] == pytest.approx(want, abs=0.0051)
     assert (r.returncode == 0) == (want >= 0.9)
+
+
+def test_with_nothing_running_there_is_nothing_to_shadow_and_it_says_so(
+        tmp_path: Path, keyset: Keys) -> None:
+    root = init_device(tmp_path / "device", keyset)
+    v1, _ = _bundle(tmp_path, keyset, 1, 0.0, SHADOW)
+    agent_json(root, "install", v1)
+    health = json.loads((root / "releases" / "vision-1" / "health.json").read_text())
+    assert health["ok"] is True
+    assert health["shadow_notes"] == ["model 'classifier': no running model to shadow "
+                                      "(nothing runs yet)"]
