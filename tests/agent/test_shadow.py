@@ -17,7 +17,7 @@ import pytest
 
 from bundler.build.spec import load_spec
 from scripts import evalkit
-from tests.support.cli import run_agent
+from tests.support.cli import run_agent, run_airlock
 from tests.support.device import active_id, agent_json, assert_consistent, init_device
 from tests.support.evalsets import eval_model
 from tests.support.keyset import Keys
@@ -85,6 +85,9 @@ def test_a_challenger_fine_at_hq_but_not_on_the_sites_samples_is_refused(
     # The site's inputs sit away from what headquarters evaluated on.
     files = evalkit.write_site_samples(root / "samples" / "classifier", 500, shift=2.0)
     v2, v2_dir = _bundle(tmp_path, keyset, 2, 0.15, SHADOW)
+    shown = run_airlock("inspect", v2).stdout  # what the release asks of the device, signed
+    assert ("shadow check: newest 500 device samples, agreement >= 97.0% (auto), latency "
+            "ratio <= 5; too few: fail") in shown
     r = run_agent("--root", root, "install", v2)
     assert r.returncode == 4, r.stderr
     assert active_id(root) == "vision-1"
