@@ -187,3 +187,20 @@ def test_with_nothing_running_there_is_nothing_to_shadow_and_it_says_so(
     assert health["ok"] is True
     assert health["shadow_notes"] == ["model 'classifier': no running model to shadow "
                                       "(nothing runs yet)"]
+
+
+def test_hostile_sample_files_are_skipped_not_loaded(
+        tmp_path: Path, keyset: Keys, running: tuple[Path, Path]) -> None:
+    root, _ = running
+    folder = root / "samples" / "classifier"
+    evalkit.write_site_samples(folder, 500)
+    # Newest of all: a compression bomb (80 MiB of zeros unpacked) and a link out of ROOT.
+    np.savez_compressed(folder / "zz-bomb.npz", x=np.zeros((1_310_720, 16), np.float32))
+    (folder / "zz-link.npz").symlink_to("/etc/passwd")
+    v2, _ = _bundle(tmp_path, keyset, 2, 0.03, SHADOW)
+    agent_json(root, "install", v2)
+    shadow = _last_health(root)["report"]["models"][0]["shadow"]
+    assert shadow["samples"] == 500 and shadow["verdict"] == "passed"
+    (skipped,) = shadow["skipped"]
+    assert skipped.startswith("zz-bomb.npz: unpacks to more than")
+    assert all("zz-link" not in d["sample"] for d in shadow["disagreements"])
