@@ -204,3 +204,16 @@ def test_hostile_sample_files_are_skipped_not_loaded(
     (skipped,) = shadow["skipped"]
     assert skipped.startswith("zz-bomb.npz: unpacks to more than")
     assert all("zz-link" not in d["sample"] for d in shadow["disagreements"])
+
+
+def test_diff_names_a_changed_shadow_check(tmp_path: Path, keyset: Keys) -> None:
+    model = eval_model(tmp_path / "m", metrics=METRICS)
+    old = build(write_spec(tmp_path, models=[model]), tmp_path / "old.airlock",
+                [keyset.release_key])
+    model["shadow"] = SHADOW
+    model["samples"] = {"export": False}
+    new = build(write_spec(tmp_path, sequence=2, models=[model]), tmp_path / "new.airlock",
+                [keyset.release_key])
+    r = run_airlock("diff", old, new)
+    assert r.returncode == 0, r.stderr
+    assert "shadow check changed; sample export changed" in r.stdout
