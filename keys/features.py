@@ -33,6 +33,7 @@ KNOWN_FEATURES: dict[str, str] = {
     "inputs_contract": "an input contract (dtypes, shapes, ranges) checked on the device",
     "agent_kits": "agent kits: the release updates the agent after it installs",
     "encryption": "blobs encrypted to named recipients (ocicrypt's scheme), decrypted on install",
+    "shadow": "a shadow check: the model is compared with the running one on device samples",
 }
 
 

@@ -245,7 +245,16 @@ def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
         rings=list(spec.rings),
         agent_kits=kits,
         encryption=encryption,
-        requires=("encryption",) if encryption is not None else (),
+        # An agent that cannot decrypt, or cannot run the shadow check, refuses the release
+        # rather than skip it.
+        requires=tuple(
+            name
+            for name, wanted in (
+                ("encryption", encryption is not None),
+                ("shadow", any(m.shadow for m in assembled.models)),
+            )
+            if wanted
+        ),
     )
     if delta_from:
         release.delta = plan_delta(release, delta_from)
