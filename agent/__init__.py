@@ -19,6 +19,8 @@ wings are folders:
 * ``activation``      what install, rollback and check share: health check, switch, probe
 * ``switch``          atomic switching of ``current`` and ``previous``, and its undo record
 * ``release_health``  the health check of a release, every model as installed
+* ``challenger``      the shadow check's inputs, and the challenger staged with ``install --no-switch``
+* ``promote``         the staged challenger switched to, as an install switches
 * ``runtime``         the ONNX Runtime setup the device's application uses
 * ``hooks``           the post-switch hook and the probe
 * ``hold``            an install held until ``commit``, reverted by itself after

@@ -511,7 +511,9 @@ class _Job:
 
         self.tx.step("health")
         health_start = time.monotonic()
-        report = health_check(layout, journal, release, replacing=active)
+        # A staged challenger (--no-switch) is compared, not judged, by its shadow check.
+        report = health_check(layout, journal, release, replacing=active, shadow=True,
+                              judge_shadow=switch)
         health_s = time.monotonic() - health_start
         if not report.ok:
             still = active or "no release"

@@ -23,6 +23,7 @@
     ROOT/rolled-back.json    releases an operator rolled back: the drop folder leaves them
     ROOT/last-report.json    where the last signed report ended in the journal
     ROOT/hold.json           an install held until ``commit`` (agent.hold), with its deadline
+    ROOT/challenger.json     a release staged with ``install --no-switch`` and its shadow runs
     ROOT/flags/              applied flags sets: state.json, history/NAME.SEQ.json (agent.feature_flags)
     ROOT/serve.lock          flock(2) held by the one running ``serve``
 
@@ -145,6 +146,7 @@ class Layout:
         self.drops = self.root / "drops.json"
         self.last_report = self.root / "last-report.json"
         self.hold = self.root / "hold.json"
+        self.challenger = self.root / "challenger.json"
         self.operator_rollbacks = self.root / "rolled-back.json"
         self.flags_dir = self.root / "flags"
         self.flags_state = self.flags_dir / "state.json"

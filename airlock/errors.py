@@ -87,6 +87,11 @@ class UpstreamSignatureError(RejectedError):
     """An image or model is not signed as the spec's policy asks (cosign); nothing built."""
 
 
+class ExportForbiddenError(PolicyError):
+    """The signed release keeps a model's samples on the device (``samples: {export: false}``).
+    Exit code 3."""
+
+
 class FormatError(RejectedError):
     """The bundle is not a well-formed Airlock archive (tar, layout, metadata)."""
 

@@ -34,6 +34,7 @@ KNOWN_FEATURES: dict[str, str] = {
     "agent_kits": "agent kits: the release updates the agent after it installs",
     "upstream_signatures": "carried upstream cosign signatures the device checks at install",
     "encryption": "blobs encrypted to named recipients (ocicrypt's scheme), decrypted on install",
+    "shadow": "a shadow check: the model is compared with the running one on device samples",
 }
 
 

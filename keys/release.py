@@ -373,13 +373,17 @@ def _quality_dict(m: ModelEntry) -> dict[str, Any]:
         d["evaluate"] = m.evaluation.to_json()
     if m.contract:
         d["inputs_contract"] = {rule.name: rule.to_json() for rule in m.contract}
+    if m.shadow is not None:
+        d["shadow"] = m.shadow.to_json()
+    if not m.samples.export:
+        d["samples"] = m.samples.to_json()
     return d
 
 
 def _model_dict(m: ModelEntry) -> dict[str, Any]:
     d = _drop_none(asdict(m))
     d["health"] = _health_dict(m.health)
-    for key in ("data", "evaluation", "contract"):
+    for key in ("data", "evaluation", "contract", "shadow", "samples"):
         d.pop(key, None)
     if m.data:
         d["data"] = dict(m.data)

@@ -17,6 +17,7 @@ from airlock.quality.evaluation import Threshold
 from keys.evaluation_fields import (
     SessionOptions,
 )
+from keys.shadow_fields import SamplesPolicy, ShadowSpec
 from keys.signed_fields import (
     DRIFT_REFERENCE_FILE,
     EVAL_DATA_FILE,
@@ -80,6 +81,8 @@ class ModelEntry:
     data: tuple[tuple[str, str], ...] = ()
     evaluation: EvaluationSpec | None = None
     contract: tuple[InputRule, ...] = ()
+    shadow: ShadowSpec | None = None  # compare with the running model on device samples
+    samples: SamplesPolicy = field(default_factory=SamplesPolicy)
 
     def linked_files(self) -> list[tuple[str, str]]:
         """(file name, digest) of every file the agent links into ``models/NAME/``.

@@ -34,6 +34,7 @@ from keys.release_entries import (
     InventoryRef,
     ModelEntry,
 )
+from keys.shadow_fields import SamplesPolicy, valid_samples, valid_shadow
 from keys.signed_fields import (
     FieldError,
     valid_command,
@@ -164,6 +165,9 @@ def model_from(r: Reader) -> ModelEntry:
     contract: tuple[InputRule, ...] = ()
     if "inputs_contract" in r.raw:
         contract = r.check("inputs_contract", valid_contract, r.value("inputs_contract", None))
+    shadow = r.check("shadow", valid_shadow, r.raw["shadow"]) if "shadow" in r.raw else None
+    samples = (r.check("samples", valid_samples, r.raw["samples"]) if "samples" in r.raw
+               else SamplesPolicy())
     fallback = h.value("provider_fallback", False)
     if not isinstance(fallback, bool):
         raise FormatError(f"release field '{h.where}.provider_fallback' must be true or false")
@@ -193,6 +197,8 @@ def model_from(r: Reader) -> ModelEntry:
         ),
         evaluation=evaluation,
         contract=contract,
+        shadow=shadow,
+        samples=samples,
     )
 
 

@@ -278,7 +278,16 @@ def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
         agent_kits=list(kits),
         supply_chain=supply,
         encryption=encryption,
-        requires=("encryption",) if encryption is not None else (),
+        # An agent that cannot decrypt, or cannot run the shadow check, refuses the release
+        # rather than skip it.
+        requires=tuple(
+            name
+            for name, wanted in (
+                ("encryption", encryption is not None),
+                ("shadow", any(m.shadow for m in assembled.models)),
+            )
+            if wanted
+        ),
     )
     if supply is not None and spec.enforce_on_device:
         supply.enforce_on_device = True

@@ -235,6 +235,15 @@ def quality_lines(m: dict[str, Any]) -> list[str]:
                      f"{ev['batch']}{samples}): {rules}")
     for name, rule in (m.get("inputs_contract") or {}).items():
         lines.append(f"          contract {name}: {InputRule(name, **rule).describe()}")
+    shadow = m.get("shadow")
+    if shadow:
+        ratio = shadow.get("max_latency_ratio")
+        lines.append(f"          shadow check: newest {shadow['samples']} device samples, agreement "
+                     f">= {shadow['min_agreement']:.1%} ({shadow['compare']})"
+                     + (f", latency ratio <= {ratio:g}" if ratio is not None else "")
+                     + f"; too few: {shadow['when_too_few']}")
+    if m.get("samples_export") is False:
+        lines.append("          samples: export forbidden (they stay on the device)")
     if len(m.get("providers") or []) > 1 or m.get("session"):
         session = ", ".join(f"{k}={v}" for k, v in (m.get("session") or {}).items())
         lines.append("          runtime: "

@@ -172,7 +172,9 @@ def _models(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, A
                   for k in sorted(set(a["health"]) | set(b["health"]))
                   if a["health"].get(k) != b["health"].get(k)}
         quality = [what for key, what in (("evaluate", "evaluation"),
-                                          ("inputs_contract", "input contract"))
+                                          ("inputs_contract", "input contract"),
+                                          ("shadow", "shadow check"),
+                                          ("samples", "sample export"))
                    if a.get(key) != b.get(key)]
         if a["blob"] != b["blob"] or health or a["file"] != b["file"] or quality or (
                 a.get("golden") != b.get("golden")):

@@ -193,6 +193,8 @@ def _quality(r: Release, m: ModelEntry) -> dict[str, Any]:
         "inputs_contract": {rule.name: rule.to_json() for rule in m.contract},
         "provider_fallback": m.health.provider_fallback,
         "session": m.health.session.to_json(),
+        "shadow": None if m.shadow is None else m.shadow.to_json(),
+        "samples_export": m.samples.export,
     }
 
 

@@ -245,7 +245,8 @@ def _row(device: str, site: Any, facts: ReportFacts | None,
                            "ring": None, "release": None,
                            "version": None, "health": "no report", "health_ok": None,
                            "last_check": None, "rollbacks": None, "drift": None,
-                           "drift_warn": False, "report_time": None, "report_age_s": None}
+                           "drift_warn": False, "report_time": None, "report_age_s": None,
+                           "challenger": None, "shadow_agreement": None}
     if facts is None:
         return row
     active = facts.release is not None
@@ -262,6 +263,8 @@ def _row(device: str, site: Any, facts: ReportFacts | None,
         "drift": max(facts.drift.values(), default=None),
         "drift_warn": facts.drift_warn,
         "drift_models": dict(facts.drift),
+        "challenger": facts.challenger,
+        "shadow_agreement": facts.shadow_agreement,
         "report_time": _iso(facts.time),
         "report_age_s": max(0, int((now - facts.time).total_seconds())),
     })
