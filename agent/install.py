@@ -67,12 +67,14 @@ from airlock.errors import (
     PreconditionError,
     RejectedError,
     RollbackError,
+    UpstreamSignatureError,
 )
 from airlock.files import fsync_dir, remove_tree, write_atomic, write_json
 from airlock.format.bundle import BundleHead, BundleReader
 from airlock.format.oci import BLOB_PREFIX, blob_path
 from airlock.format.ocicrypt import BlobOpener
 from airlock.format.parts import explain
+from airlock.limits import MAX_EVIDENCE_BLOB_BYTES
 from keys.release import Release
 from keys.signatures import same_signed
 from keys.trust import TrustRoot
@@ -417,6 +419,15 @@ class _Job:
                             active=read_link(self.layout, "current"))
         return error
 
+    def _small_blob(self, digest: str) -> bytes | None:
+        """A stored blob's bytes when it is small enough to be evidence (a signature)."""
+        if not self.store.has(digest):
+            return None
+        path = self.store.path(digest)
+        if path.stat().st_size > MAX_EVIDENCE_BLOB_BYTES:
+            return None
+        return path.read_bytes()
+
     def receive(self, reader: BundleReader,
                 progress: Callable[[int], None] | None) -> tuple[dict[str, bytes], int, int]:
         """Read every member; stage new blobs; nothing enters the store until all matched."""
@@ -469,6 +480,15 @@ class _Job:
         stored_count = sum(1 for p in release.shipped if p.startswith(BLOB_PREFIX))
         meta, skipped, written = self.receive(reader, progress)
         stored = stored_count - skipped
+        sc = release.supply_chain
+        if sc is not None and sc.enforce_on_device:
+            # The upstream signatures the bundle carries, checked here against the keys
+            # and policy the release records (keys.upstream_signatures): exit 3, undone.
+            from keys.upstream_signatures import recheck
+
+            problems = recheck(release, self._small_blob)
+            if problems:
+                raise UpstreamSignatureError("; ".join(problems) + "; nothing installed")
 
         rdir = layout.release_dir(release.id)
         if rdir.exists():

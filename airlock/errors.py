@@ -83,6 +83,10 @@ class PolicyError(RejectedError):
     """The signer may not deploy this release here (ring), or a rule forbids it."""
 
 
+class UpstreamSignatureError(RejectedError):
+    """An image or model is not signed as the spec's policy asks (cosign); nothing built."""
+
+
 class ExportForbiddenError(PolicyError):
     """The signed release keeps a model's samples on the device (``samples: {export: false}``).
     Exit code 3."""

@@ -43,6 +43,7 @@ __all__ = [
     "MAX_EVAL_CLASSES",
     "MAX_EVAL_METRICS",
     "MAX_EVAL_SAMPLES",
+    "MAX_EVIDENCE_BLOB_BYTES",
     "MAX_EXTENDED_HEADERS_PER_MEMBER",
     "MAX_EXTENDED_HEADER_BYTES",
     "MAX_EXTENDED_HEADER_TOTAL_BYTES",
@@ -64,6 +65,7 @@ __all__ = [
     "MAX_OPERATOR_ROLLBACKS",
     "MAX_OUTPUT_SPOOL_BYTES",
     "MAX_OUTPUT_TAIL_BYTES",
+    "MAX_PACKAGE_DB_BYTES",
     "MAX_PARTS",
     "MAX_PARTS_MANIFEST_BYTES",
     "MAX_PROFILE_BYTES",
@@ -176,6 +178,14 @@ MAX_NAME_LENGTH: Final = 128
 #: A single-platform image's config is fetched to check its platform; larger
 #: configs are not real ones and are not read (registry-side endless data).
 MAX_CONFIG_PROBE_BYTES: Final = 1024 * 1024
+
+#: A cosign signature payload, attestation envelope or referrers index is read into
+#: memory whole; larger ones are not what cosign writes (registry-side endless data).
+MAX_EVIDENCE_BLOB_BYTES: Final = 4 * 1024 * 1024
+
+#: A package database in an image layer (dpkg status, apk installed, METADATA) is read
+#: whole for the SBOM; a bigger one is skipped (a hostile layer's "status" of gigabytes).
+MAX_PACKAGE_DB_BYTES: Final = 64 * 1024 * 1024
 
 #: What the health-check child prints is read whole; a model that floods its
 #: stdout cannot exhaust the agent's memory.

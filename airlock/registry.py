@@ -380,6 +380,21 @@ class RegistryClient:
         r = self.request(
             ref, "GET", f"manifests/{want}", what="manifest", headers={"Accept": _ACCEPT}
         )
+        return self._manifest(ref, want, r)
+
+    def find_manifest(self, ref: Ref, reference: str) -> Manifest | None:
+        """:meth:`get_manifest`, or None when the registry has no such tag (404).
+
+        For tags that may well not exist: a cosign signature's ``sha256-<hex>.sig``.
+        """
+        r = self.request(ref, "GET", f"manifests/{reference}", what="manifest",
+                         headers={"Accept": _ACCEPT}, ok=(200, 404))
+        if r.status_code == 404:
+            r.close()
+            return None
+        return self._manifest(ref, reference, r)
+
+    def _manifest(self, ref: Ref, want: str, r: requests.Response) -> Manifest:
         data = r.content
         digest = digest_of(data)
         if is_digest(want) and digest != want:

@@ -14,6 +14,8 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``release``     the signed release metadata (a TUF ``targets`` document)
 * ``release_entries``  its parts: models, images, hooks, a delta's base, agent kits
 * ``release_reader``   the strict reader of those parts from untrusted JSON
+* ``supply_chain``  the release's upstream policy and the evidence it carries (signed)
+* ``upstream_signatures``  cosign key-based signatures checked (build, ``airlock verify``, install)
 * ``features``    the features a release may ``require``, and the ones this agent knows
 * ``flags``       a signed feature-flags set and the stable percentage buckets
 * ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules

@@ -59,6 +59,7 @@ from keys.signed_fields import (
     valid_sequence,
     valid_unique,
 )
+from keys.supply_chain import SupplyChain, supply_chain_from
 
 __all__ = [
     "AgentKitEntry",
@@ -114,6 +115,7 @@ class Release:
     delta: Delta | None = None
     agent_kits: list[AgentKitEntry] = field(default_factory=list)
     requires: tuple[str, ...] = ()  # features the release depends on (keys.features)
+    supply_chain: SupplyChain | None = None  # upstream policy and evidence (keys.supply_chain)
     encryption: Encryption | None = None  # blobs carried encrypted to named recipients
 
     @property
@@ -144,6 +146,8 @@ class Release:
             }
         if self.agent_kits:  # absent otherwise, so releases without kits keep their bytes
             body["agent"] = {"kits": [asdict(k) for k in self.agent_kits]}
+        if self.supply_chain is not None:  # likewise
+            body["supply_chain"] = self.supply_chain.to_json()
         if self.encryption is not None:  # absent otherwise: clear releases keep their bytes
             body["encryption"] = self.encryption.to_json()
         signed = Targets(
@@ -220,6 +224,8 @@ class Release:
             delta=delta,
             agent_kits=[kit_from(k) for k in r.sub("agent").subs("kits")],
             requires=requires,
+            supply_chain=(supply_chain_from(r.sub("supply_chain"))
+                          if body.get("supply_chain") is not None else None),
             encryption=(encryption_from(r.sub("encryption"))
                         if body.get("encryption") is not None else None),
         )
@@ -259,6 +265,10 @@ class Release:
                         f"image '{i.ref}' names blob {digest[:23]}… that is not in the bundle "
                         "nor expected on the device"
                     )
+        for digest in self.supply_chain.digests() if self.supply_chain else ():
+            if digest not in have:
+                raise FormatError(f"supply-chain evidence names manifest {digest[:23]}… that is "
+                                  "not in the bundle nor expected on the device")
         for k in self.agent_kits:
             for digest in (k.manifest, k.blob):
                 if digest not in have:

@@ -152,6 +152,86 @@ def random_layer(size: int, seed: int, name: str | None = None) -> Layer:
     )
 
 
+#: A dpkg ``status`` file as Debian 12 writes it (three stanzas of a real one, one package
+#: removed but its config kept: not installed, so not listed in an SBOM).
+DPKG_STATUS = """\
+Package: base-files
+Essential: yes
+Status: install ok installed
+Priority: required
+Section: admin
+Installed-Size: 340
+Maintainer: Santiago Vila <sanvila@debian.org>
+Architecture: amd64
+Multi-Arch: foreign
+Version: 12.4+deb12u5
+Replaces: base, dpkg (<= 1.15.0), miscutils
+Provides: base
+Conffiles:
+ /etc/debian_version 1b0e5ad1fb0c9b9e1ec3b5e0b2bfc48a
+Description: Debian base system miscellaneous files
+ This package contains the basic filesystem hierarchy of a Debian system, and
+ several important miscellaneous files.
+
+Package: libc6
+Status: install ok installed
+Priority: optional
+Section: libs
+Installed-Size: 12986
+Maintainer: GNU Libc Maintainers <debian-glibc@lists.debian.org>
+Architecture: amd64
+Multi-Arch: same
+Source: glibc
+Version: 2.36-9+deb12u4
+Depends: libgcc-s1
+Description: GNU C Library: Shared libraries
+ Contains the standard libraries that are used by nearly all programs on
+ the system.
+
+Package: zlib1g
+Status: install ok installed
+Priority: optional
+Section: libs
+Installed-Size: 168
+Maintainer: Mark Brown <broonie@debian.org>
+Architecture: amd64
+Multi-Arch: same
+Source: zlib
+Version: 1:1.2.13.dfsg-1
+Depends: libc6 (>= 2.14)
+Description: compression library - runtime
+
+Package: nano
+Status: deinstall ok config-files
+Priority: important
+Section: editors
+Installed-Size: 2776
+Maintainer: Jordi Mallach <jordi@debian.org>
+Architecture: amd64
+Version: 7.2-1
+Description: small, friendly text editor inspired by Pico
+"""
+
+
+def files_layer(files: dict[str, bytes]) -> Layer:
+    """A gzip tar holding ``files`` (path -> bytes), e.g. ``{"var/lib/dpkg/status": …}``."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, payload in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mtime, info.mode = len(payload), 0, 0o644
+            tar.addfile(info, io.BytesIO(payload))
+    tar_bytes = raw.getvalue()
+    return Layer(gzip.compress(tar_bytes, compresslevel=0, mtime=0),
+                 "sha256:" + hashlib.sha256(tar_bytes).hexdigest())
+
+
+def debian_layer() -> Layer:
+    """A layer with a real dpkg ``status`` file and ``os-release``: a Debian 12 root in brief."""
+    return files_layer({"var/lib/dpkg/status": DPKG_STATUS.encode(),
+                        "etc/os-release": b'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n'})
+
+
 def _random_bytes(size: int, seed: int) -> bytes:
     # randbytes makes one integer of size*8 bits: past 256 MiB that overflows a C int,
     # so larger layers are drawn in pieces (sizes up to one piece are unchanged).

@@ -6,6 +6,13 @@
 * ``evaluation_check`` evaluation sets, labels and input contracts read before signing
 * ``artifacts``        ``LayoutBuilder``: the OCI layout being assembled
 * ``pull``, ``cache``  registry content, byte for byte, through the pull cache
+* ``cosign``           upstream cosign signatures (simple signing, tag schema, referrers) checked
+* ``upstream_policy``  ``policy: {require_signatures}`` and ``verify:`` applied at pull
+* ``evidence``         carried signatures and attestations as referrers in the layout
+* ``layer_packages``   the packages an image's layers hold (dpkg, apk, Python dist-info)
+* ``model_card``       a model's CycloneDX model card
+* ``sbom``             the bundle's CycloneDX 1.6 SBOM (``policy: {sbom: true}``)
+* ``provenance``       the bundle's in-toto SLSA provenance, DSSE-signed
 * ``host_check``       the devices' health check on the assembled models
 * ``encrypt``          ``--encrypt-to``: every image and model layer encrypted to named recipients
 * ``assemble``         hash, check, sign, write ``NAME-VERSION.airlock``

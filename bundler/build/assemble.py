@@ -69,9 +69,10 @@ from bundler.sneakernet.device_inventories import Inventory, plan_delta
 from keys.encryption_keys import Recipient
 from keys.features import UnknownFeatureError, check_requires
 from keys.metadata import ReleaseSerializer, check_metadata_bounds
-from keys.release import Encryption, ImageEntry, ModelEntry, Release
+from keys.release import AgentKitEntry, Encryption, ImageEntry, ModelEntry, Release
 from keys.signatures import Signable
 from keys.signers import sign_checked
+from keys.supply_chain import SupplyChain
 
 if TYPE_CHECKING:  # the health check (and what it imports) only when a build runs it
     from airlock.quality.health import HealthReport
@@ -177,6 +178,7 @@ class Assembled:
     contents: LayoutBuilder
     models: list[ModelEntry]
     images: list[ImageEntry]
+    supply_chain: SupplyChain | None = None  # upstream policy and the evidence carried
 
 
 def assemble(spec: Spec, *, registry_options: object | None = None,
@@ -186,6 +188,9 @@ def assemble(spec: Spec, *, registry_options: object | None = None,
     Every model is read as a device's check will use it (``bundler.build.model_check``):
     what it would refuse is a SpecError naming the field (exit 2).
     """
+    from bundler.build.upstream_policy import check_local_models
+
+    check_local_models(spec)
     contents = LayoutBuilder()
     local_bytes = sum(m.path.stat().st_size for m in spec.models if m.path is not None)
     models: list[ModelEntry] = []
@@ -206,6 +211,10 @@ def assemble(spec: Spec, *, registry_options: object | None = None,
         images.extend(pulled.images)
         order = {m.name: i for i, m in enumerate(spec.models)}
         models.sort(key=lambda e: order[e.name])
+        if spec.require_signatures or pulled.verified:
+            supply = SupplyChain(spec.require_signatures, pulled.keys, pulled.verified,
+                                 pulled.evidence)
+            return Assembled(contents, models, images, supply)
     return Assembled(contents, models, images)
 
 
@@ -222,15 +231,38 @@ def _require_space(output: Path, need: int) -> None:
                            "free; nothing was written: free space there or choose another -o")
 
 
+def _evidence(spec: Spec, assembled: Assembled, kits: Sequence[AgentKitEntry],
+              signers: Sequence[Signer], health: HealthReport | None) -> SupplyChain | None:
+    """The SBOM and the provenance the spec's policy asks for, added to the layout."""
+    contents, supply = assembled.contents, assembled.supply_chain
+    sbom_blob = None
+    if spec.sbom:
+        from bundler.build.sbom import bom_json, store_sbom, validate
+
+        text = bom_json(spec, contents, assembled.models, assembled.images, kits)
+        try:
+            validate(text)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        supply = supply or SupplyChain(spec.require_signatures)
+        supply.evidence.append(store_sbom(contents, spec, text))
+        sbom_blob = digest_of(text.encode())
+    if spec.provenance:
+        from bundler.build.provenance import provenance_envelope, statement, store_provenance
+
+        body = statement(spec, assembled.models, assembled.images, kits, supply, sbom_blob,
+                         health)
+        supply = supply or SupplyChain(spec.require_signatures)
+        supply.evidence.append(store_provenance(contents, spec,
+                                                provenance_envelope(body, signers)))
+    return supply
+
+
 def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
-             encryption: Encryption | None = None) -> tuple[Release, list[SourceFile]]:
+             encryption: Encryption | None = None, kits: Sequence[AgentKitEntry] = (),
+             supply: SupplyChain | None = None) -> tuple[Release, list[SourceFile]]:
     """The release to sign (every file listed) and the files the bundle carries."""
     contents = assembled.contents
-    kits = []
-    if spec.agent_kits:
-        from bundler.build.agentkit import add_kit_artifact
-
-        kits = [add_kit_artifact(contents, path) for path in spec.agent_kits]
     files = contents.source_files()
     release = Release(
         name=spec.name,
@@ -243,7 +275,8 @@ def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
         flags=dict(spec.flags),
         hooks=spec.hooks,
         rings=list(spec.rings),
-        agent_kits=kits,
+        agent_kits=list(kits),
+        supply_chain=supply,
         encryption=encryption,
         # An agent that cannot decrypt, or cannot run the shadow check, refuses the release
         # rather than skip it.
@@ -256,6 +289,10 @@ def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
             if wanted
         ),
     )
+    if supply is not None and spec.enforce_on_device:
+        supply.enforce_on_device = True
+        # An older agent refuses, not skips, the check.
+        release.requires = (*release.requires, "upstream_signatures")
     if delta_from:
         release.delta = plan_delta(release, delta_from)
         shipped = release.shipped
@@ -361,6 +398,14 @@ def build_bundle(
         refuse_unhealthy(health, "nothing was signed or written "
                                  "(--no-check signs it unchecked)")
 
+    # Kits, SBOM and provenance before any encryption: the SBOM reads the clear layers,
+    # and evidence stays clear (bundler.build.evidence.EVIDENCE_ANNOTATION).
+    kits = []
+    if spec.agent_kits:
+        from bundler.build.agentkit import add_kit_artifact
+
+        kits = [add_kit_artifact(contents, path) for path in spec.agent_kits]
+    supply = _evidence(spec, assembled, kits, signers, health)
     with contextlib.ExitStack() as stack:
         encryption = None
         if encrypt_to:
@@ -371,7 +416,7 @@ def build_bundle(
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix=".airlock-encrypt-", dir=output.absolute().parent)))
             encryption = encrypt_layout(contents, encrypt_to, work, progress)
-        release, files = _release(spec, assembled, delta_from, encryption)
+        release, files = _release(spec, assembled, delta_from, encryption, kits, supply)
         release_json, keyids = _sign(release, signers)
 
         guard(contents.local_paths)

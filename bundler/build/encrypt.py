@@ -2,7 +2,8 @@
 
 Run on the assembled layout after the host's model check and before the
 release is made: every layer of every image and model manifest (agent kits
-stay clear, a device needs them to update) is encrypted as ocicrypt does
+stay clear, a device needs them to update; so do upstream signatures, the SBOM
+and provenance: ``bundler.build.evidence``) is encrypted as ocicrypt does
 (``airlock.format.ocicrypt``) into ``work``, its descriptor becomes
 ``…+encrypted`` with the ``enc.keys.jwe`` and ``enc.pubopts`` annotations,
 and ``index.json`` names the encrypted manifest, which is what
@@ -31,6 +32,7 @@ from airlock.format.ocicrypt import encrypt_file, encrypted_type
 from airlock.format.writer import SourceFile
 from bundler.build.agentkit import KIT_ARTIFACT_TYPE
 from bundler.build.artifacts import LayoutBuilder
+from bundler.build.evidence import EVIDENCE_ANNOTATION
 from keys.encryption_keys import Recipient
 from keys.release import EncryptedBlob, Encryption
 
@@ -54,8 +56,10 @@ def encrypt_layout(contents: LayoutBuilder, recipients: Sequence[Recipient], wor
     pems = [r.public_pem for r in recipients]
     sealed: dict[str, EncryptedBlob] = {}  # plaintext digest -> its encrypted blob
     layer_types: dict[str, Descriptor] = {}
+    # Supply-chain evidence stays clear (bundler.build.evidence): its signatures must verify.
     todo = [d for d in contents.manifests
-            if d.media_type in MANIFEST_TYPES and d.artifact_type != KIT_ARTIFACT_TYPE]
+            if d.media_type in MANIFEST_TYPES and d.artifact_type != KIT_ARTIFACT_TYPE
+            and EVIDENCE_ANNOTATION not in d.annotations]
     total = sum(int(layer.get("size", 0)) for d in todo for layer in _manifest(contents, d)["layers"])
     done = 0
     for desc in todo:

@@ -54,8 +54,11 @@ from bundler.build.artifacts import (
     local_golden,
 )
 from bundler.build.cache import BlobCache
-from bundler.build.spec import ImageSpec, ModelSpec, Spec
+from bundler.build.evidence import add_referrers_indexes, carry_evidence
+from bundler.build.spec import ImageSpec, ModelSpec, Spec, VerifySpec
+from bundler.build.upstream_policy import check_unmoved, check_upstream, key_text
 from keys.release import ImageEntry, ModelEntry, is_plain_name
+from keys.supply_chain import Carried, Verified
 
 __all__ = ["Pulled", "RegistryOptions", "add_remote_content"]
 
@@ -88,6 +91,9 @@ class Pulled:
     downloaded_bytes: int = 0
     cache_hits: int = 0
     requests: int = 0
+    verified: list[Verified] = field(default_factory=list)  # ref -> digest -> upstream key
+    keys: dict[str, str] = field(default_factory=dict)  # upstream key id -> base64 DER
+    evidence: list[Carried] = field(default_factory=list)  # signatures etc. in the layout
 
 
 def add_remote_content(
@@ -99,11 +105,35 @@ def add_remote_content(
     cache = BlobCache(opts.cache)
     fetcher = _Fetcher(client, cache, progress)
     pulled = Pulled()
-    for m in spec.models:
-        if m.ref is not None:
-            pulled.models.append(_add_model(contents, spec, m, fetcher))
-    for image in spec.images:
-        pulled.images.extend(_add_image(contents, image, fetcher))
+    # Every reference is resolved to a digest, and its signature checked, before any
+    # blob is fetched; the content pulled is the digest that was verified.
+    wanted: list[tuple[ModelSpec | ImageSpec, VerifySpec | None]] = [
+        *((m, m.verify) for m in spec.models if m.ref is not None),
+        *((i, i.verify) for i in spec.images)]
+    tops = []
+    for item, verify in wanted:
+        ref = parse_ref(item.ref or "")
+        top = client.get_manifest(ref)
+        tops.append((ref, top))
+        found = check_upstream(client, ref, top.digest, verify, spec.require_signatures)
+        if found is not None:
+            pulled.verified.append(Verified(ref.text, top.digest, found.key_id))
+            pulled.keys[found.key_id] = key_text(verify.key_pem if verify else b"")
+            pulled.evidence.extend(carry_evidence(contents, ref.text, found))
+            # The signed subject itself (an index, a model's upstream manifest) travels too,
+            # so the signature can be checked again offline against bytes in the bundle.
+            contents.add_bytes(top.media_type, top.data)
+            progress(f"verified {ref.text}", 1, 1)
+    for (item, _), (ref, top) in zip(wanted, tops, strict=True):
+        if isinstance(item, ModelSpec):
+            pulled.models.append(_add_model(contents, spec, item, ref, top, fetcher))
+        else:
+            pulled.images.extend(_add_image(contents, item, ref, top, fetcher))
+    for (_, verify), (ref, top) in zip(wanted, tops, strict=True):
+        if verify is not None and ref.digest is None:
+            check_unmoved(client, ref, top.digest)
+    if pulled.evidence:
+        add_referrers_indexes(contents, pulled.evidence)
     pulled.downloaded_bytes, pulled.cache_hits = cache.downloaded_bytes, cache.hits
     pulled.requests = client.requests
     return pulled
@@ -154,9 +184,8 @@ def _manifest_body(ref: Ref, m: Manifest) -> dict[str, Any]:
 # -- images ------------------------------------------------------------------
 
 
-def _add_image(contents: LayoutBuilder, image: ImageSpec, f: _Fetcher) -> list[ImageEntry]:
-    ref = parse_ref(image.ref)
-    top = f.client.get_manifest(ref)
+def _add_image(contents: LayoutBuilder, image: ImageSpec, ref: Ref, top: Manifest,
+               f: _Fetcher) -> list[ImageEntry]:
     if not top.is_index:
         body = _manifest_body(ref, top)
         platform = image.platforms[0]
@@ -240,10 +269,8 @@ def _add_manifest(
 # -- models ------------------------------------------------------------------
 
 
-def _add_model(contents: LayoutBuilder, spec: Spec, m: ModelSpec, f: _Fetcher) -> ModelEntry:
-    assert m.ref is not None
-    ref = parse_ref(m.ref)
-    top = f.client.get_manifest(ref)
+def _add_model(contents: LayoutBuilder, spec: Spec, m: ModelSpec, ref: Ref, top: Manifest,
+               f: _Fetcher) -> ModelEntry:
     if top.is_index:
         raise RegistryError(
             f"{ref}: is an index, not a model artifact; push the model with 'oras push'"

@@ -53,7 +53,7 @@ from keys.signed_fields import (
 )
 
 __all__ = ["EvaluateFiles", "HealthFiles", "ImageSpec", "ModelSpec", "Origin", "Spec",
-           "load_spec"]
+           "VerifySpec", "load_spec"]
 
 _T = TypeVar("_T")
 
@@ -107,12 +107,22 @@ class ModelSpec:
     contract: tuple[InputRule, ...] = ()
     shadow: ShadowSpec | None = None
     samples: SamplesPolicy = field(default_factory=SamplesPolicy)
+    verify: VerifySpec | None = None
+
+
+@dataclass(frozen=True)
+class VerifySpec:
+    """``verify: {key: FILE}``: the upstream cosign key an image or model must be signed with."""
+
+    key: Path
+    key_pem: bytes  # read (and checked to be an ECDSA P-256 public key) when the spec loads
 
 
 @dataclass(frozen=True)
 class ImageSpec:
     ref: str
     platforms: tuple[str, ...] = ("linux/amd64",)
+    verify: VerifySpec | None = None
 
 
 @dataclass
@@ -128,6 +138,10 @@ class Spec:
     hooks: Hooks = field(default_factory=Hooks)
     rings: list[str] = field(default_factory=list)
     agent_kits: list[Path] = field(default_factory=list)  # agent: {kit: …}, docs/BOOTSTRAP.md
+    require_signatures: bool = False  # policy: {require_signatures: true}, docs/SUPPLY_CHAIN.md
+    sbom: bool = False  # policy: {sbom: true}: a CycloneDX SBOM inside the bundle
+    provenance: bool = False  # policy: {provenance: true}: in-toto SLSA provenance, DSSE-signed
+    enforce_on_device: bool = False  # policy: {enforce_on_device: true}: re-checked at install
 
 
 def build_time() -> datetime:
@@ -169,7 +183,7 @@ def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> 
         root,
         "",
         {"name", "version", "sequence", "expires", "models", "images", "flags", "hooks", "rings",
-         "agent"},
+         "agent", "policy"},
     )
     name = plain_name(top, "name")
     version = _version(top)
@@ -195,8 +209,19 @@ def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> 
         raise SpecError(
             str(path), "models", "a release needs at least one model or image", top.line
         )
-    return Spec(path, name, version, sequence, expires, models, images, flags, hooks, rings,
+    spec = Spec(path, name, version, sequence, expires, models, images, flags, hooks, rings,
                 _agent_kits(top))
+    p = top.sub("policy", {"require_signatures", "sbom", "provenance", "enforce_on_device"})
+    if p is not None:
+        spec.require_signatures = p.value("require_signatures", (bool,), "true or false", False)
+        spec.sbom = p.value("sbom", (bool,), "true or false", False)
+        spec.provenance = p.value("provenance", (bool,), "true or false", False)
+        spec.enforce_on_device = p.value("enforce_on_device", (bool,), "true or false", False)
+        if spec.enforce_on_device and not spec.require_signatures and not any(
+                e.verify for e in spec.images) and not any(m.verify for m in spec.models):
+            raise p.error("enforce_on_device", "there is nothing to enforce: give "
+                                               "'require_signatures: true' or 'verify:' blocks")
+    return spec
 
 
 def _at(index: int, rule: Callable[[Any], _T]) -> Callable[[Any], _T]:
@@ -296,7 +321,7 @@ def _agent_kits(top: Fields) -> list[Path]:
 def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
     f = Fields(spec, node, f"models[{i}]",
                 {"name", "path", "ref", "health", "evaluate", "inputs_contract", "shadow",
-                 "samples"})
+                 "samples", "verify"})
     name = plain_name(f, "name")
     if ("path" in f.nodes) == ("ref" in f.nodes):
         raise SpecError(str(spec), f"models[{i}]", "give exactly one of 'path' or 'ref'", f.line)
@@ -329,7 +354,12 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
         lines += [(f"evaluate.{k}", line_of(e.nodes.get(k)))
                   for k in ("data", "labels", "metrics", "batch")]
     origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
-    return ModelSpec(name, model_path, ref, health, origin, evaluate, contract, shadow, samples)
+    verify = _verify(f)
+    if verify is not None and ref is None:
+        raise f.error("verify", "only a registry model (ref: oci://…) carries an upstream "
+                                "signature to verify")
+    return ModelSpec(name, model_path, ref, health, origin, evaluate, contract, shadow, samples,
+                     verify)
 
 
 def _health(spec: Path, f: Fields, ref: str | None) -> tuple[HealthFiles, Fields | None]:
@@ -437,7 +467,7 @@ def _image(spec: Path, node: yaml.Node, i: int) -> ImageSpec:
             return ImageSpec(valid_line(ref))
         except FieldError as e:
             raise SpecError(str(spec), f"images[{i}]", str(e), line_of(node)) from None
-    f = Fields(spec, node, f"images[{i}]", {"ref", "platform", "platforms"})
+    f = Fields(spec, node, f"images[{i}]", {"ref", "platform", "platforms", "verify"})
     ref = f.text("ref")
     if "platform" in f.nodes and "platforms" in f.nodes:
         raise f.error("platforms", "give 'platform' or 'platforms', not both")
@@ -448,4 +478,21 @@ def _image(spec: Path, node: yaml.Node, i: int) -> ImageSpec:
             raise f.error("platforms", "must be a list like [linux/amd64, linux/arm64]")
         for n, platform in enumerate(platforms):
             f.check("platforms", _at(n, valid_line), platform)
-    return ImageSpec(ref, tuple(platforms))
+    return ImageSpec(ref, tuple(platforms), _verify(f))
+
+
+def _verify(f: Fields) -> VerifySpec | None:
+    """``verify: {key: FILE}``: a cosign public key (PEM, ECDSA P-256), read and checked now."""
+    v = f.sub("verify", {"key"})
+    if v is None:
+        return None
+    key = v.path("key")
+    assert key is not None
+    from bundler.build.cosign import load_public_key
+
+    pem = key.read_bytes()
+    try:
+        load_public_key(pem)
+    except ValueError as e:
+        raise v.error("key", f"{key.name}: {e}") from None
+    return VerifySpec(key, pem)

@@ -2,6 +2,8 @@
 
     airlock inspect vision-1.2.0.airlock --trust root.json
     airlock inspect vision-1.2.0.airlock --fast --json
+    airlock inspect vision-1.2.0.airlock --sbom -o vision-1.2.0.cdx.json
+    airlock inspect vision-1.2.0.airlock --provenance
 
 The reading is ``bundler.examine.inspection.inspect_bundle``; this module
 prints it.
@@ -10,24 +12,30 @@ prints it.
 from __future__ import annotations
 
 import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from airlock.command import Reported
 from airlock.console import human_size, json_option, read_input, say
-from airlock.errors import FormatError
+from airlock.errors import FormatError, UsageError
+from airlock.files import write_atomic
 from airlock.format.parts import open_media
 from keys.identify import misplaced
 from keys.trust import TrustRoot, role_label
 
-__all__ = ["DESCRIPTION", "EXAMPLES", "Inspection", "add_arguments", "inspect_text", "run"]
+__all__ = ["DESCRIPTION", "EXAMPLES", "Inspection", "Written", "add_arguments", "inspect_text",
+           "run"]
 
-EXAMPLES = ("airlock inspect vision-1.2.0.airlock --trust root.json",)
+EXAMPLES = ("airlock inspect vision-1.2.0.airlock --trust root.json",
+            "airlock inspect vision-1.2.0.airlock --sbom -o vision-1.2.0.cdx.json")
 DESCRIPTION = (
     "Show what a bundle holds and what it will run on a device: models and their\n"
     "budgets, images, flags, hooks and probe commands, rings, a carried trust root,\n"
-    "signers and expiry (warned when near or past), full and shipped sizes. The whole\n"
+    "signers and expiry (warned when near or past), full and shipped sizes, the upstream\n"
+    "signatures, attestations and SBOM it carries with their subjects (--sbom prints the\n"
+    "CycloneDX SBOM, --provenance the release's provenance statement). The whole\n"
     "archive is read: its structure and length always, every blob's hash unless\n"
     "--fast, so a truncated or damaged copy is exit 3.")
 
@@ -40,6 +48,21 @@ class Inspection(Reported):
         return inspect_text(self.data)
 
 
+@dataclass(frozen=True)
+class Written:
+    """Where ``--sbom -o FILE`` (or ``--provenance -o FILE``) wrote the document."""
+
+    what: str
+    path: str
+    bytes: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"what": self.what, "written": self.path, "bytes": self.bytes}
+
+    def text(self) -> str:
+        return f"wrote {self.what} to {self.path} ({self.bytes} bytes)"
+
+
 def add_arguments(n: argparse.ArgumentParser) -> None:
     n.add_argument("bundle", type=Path, metavar="BUNDLE",
                    help="the bundle, or its parts (BUNDLE.part001, BUNDLE.parts.json or their "
@@ -49,11 +72,23 @@ def add_arguments(n: argparse.ArgumentParser) -> None:
     n.add_argument("--fast", action="store_true",
                    help="skip hashing the blobs (the archive's structure and length are still "
                    "checked)")
+    show = n.add_mutually_exclusive_group()
+    show.add_argument("--sbom", action="store_true",
+                      help="print the CycloneDX 1.6 SBOM the bundle carries (built with "
+                      "'policy: {sbom: true}')")
+    show.add_argument("--provenance", action="store_true",
+                      help="print the bundle's provenance: the DSSE envelope of its in-toto "
+                      "SLSA statement")
+    n.add_argument("-o", "--output", type=Path, metavar="FILE",
+                   help="with --sbom or --provenance: write the document to FILE instead")
     json_option(n)
 
 
-def run(a: argparse.Namespace) -> Inspection:
+def run(a: argparse.Namespace) -> Inspection | Written | None:
     from bundler.examine.inspection import inspect_bundle
+
+    if a.output is not None and not (a.sbom or a.provenance):
+        raise UsageError("-o FILE goes with --sbom or --provenance")
 
     trust = None
     if a.trust is not None:
@@ -61,7 +96,8 @@ def run(a: argparse.Namespace) -> Inspection:
     try:
         f, size = open_media(str(a.bundle))
         with f:
-            info = inspect_bundle(f, trust=trust, fast=a.fast, size=size)
+            info = inspect_bundle(f, trust=trust, fast=a.fast, size=size, sbom=a.sbom,
+                                  provenance=a.provenance)
     except FormatError as e:
         # A key, trust root or spec handed over by mistake: say which, not a tar error.
         if str(e).startswith("not a bundle"):
@@ -70,7 +106,33 @@ def run(a: argparse.Namespace) -> Inspection:
     info["bundle"] = str(a.bundle)
     if info["expires_warning"]:
         say("airlock", "warning", f"{a.bundle}: {info['expires_warning']}")
+    if a.sbom or a.provenance:
+        return _document(a, info)
     return Inspection(info)
+
+
+def _document(a: argparse.Namespace, info: dict[str, Any]) -> Written | None:
+    """The SBOM or provenance document, printed or written to ``-o FILE``.
+
+    Printed here whole, as JSON with every non-ASCII character escaped (so no
+    control sequence reaches the terminal): a result's text would be cut to
+    a message's length.
+    """
+    what, key = ("SBOM", "sbom") if a.sbom else ("provenance", "provenance")
+    text = info.get(key)
+    if text is None:
+        how = ("build it with 'policy: {sbom: true}' in the spec" if a.sbom
+               else "build it with 'policy: {provenance: true}' in the spec")
+        raise UsageError(f"{a.bundle} carries no {what}; {how}")
+    if a.output is None:
+        print(json.dumps(json.loads(text), indent=2, sort_keys=True, ensure_ascii=True))
+        return None
+    data = text.encode()
+    try:
+        write_atomic(a.output, data)
+    except OSError as e:
+        raise UsageError(f"cannot write {a.output}: {e.strerror}") from None
+    return Written(what, str(a.output), len(data))
 
 
 def inspect_text(d: dict[str, Any]) -> str:
@@ -124,6 +186,7 @@ def inspect_text(d: dict[str, Any]) -> str:
     lines.append("runs      post-switch hook: " + (hooks["post_switch"] or "none"))
     lines.append("          probe: " + (f"{hooks['probe']} (within {hooks['probe_window_s']:g} s)"
                                         if hooks["probe"] else "none"))
+    lines.extend(supply_chain_lines(d.get("supply_chain")))
     if d["delta"]:
         delta = d["delta"]
         lines.append(f"delta     ships {human_size(d['shipped_size'])} of "
@@ -135,6 +198,26 @@ def inspect_text(d: dict[str, Any]) -> str:
                   f"{i['keyid'][:16]}…, sha256 {i['sha256'][:16]}…)"
                   for i in delta["inventories"]]
     return "\n".join(lines)
+
+
+def supply_chain_lines(sc: dict[str, Any] | None) -> list[str]:
+    """The upstream policy, and each carried signature, attestation or SBOM with its subject."""
+    if sc is None:
+        return []
+    lines = ["policy    upstream signatures " + ("required" if sc["require_signatures"]
+                                                 else "checked where the spec says verify:")
+             + (f"; keys {', '.join(k[7:23] + '…' for k in sc['keys'])}" if sc["keys"] else "")]
+    for v in sc["verified"]:
+        lines.append(f"verified  {v['ref']} = {v['digest'][:23]}… signed by key "
+                     f"{v['key'][7:23]}…")
+    for e in sc["evidence"]:
+        name = e.get("tag") or e["manifest"][:23] + "…"
+        how = (f", verified with key {e['verified_with'][7:23]}…" if e.get("verified_with")
+               else "")
+        lines.append(f"evidence  {e['kind']} {name} -> {e['subject_name']}{how}")
+    for p in sc["problems"] or []:
+        lines.append(f"PROBLEM   {p}")
+    return lines
 
 
 def quality_lines(m: dict[str, Any]) -> list[str]:

@@ -2,6 +2,8 @@
 
 * ``verify``      a whole bundle checked as a device would
 * ``inspection``  what a bundle holds and will run, the whole archive read
+* ``evidence``    carried upstream signatures, SBOM and provenance read back and re-checked
+* ``package_changes``  image packages added, removed, changed between two SBOMs
 * ``diff``        what changed between two releases, or an inventory and a release
 * ``flag_bundles`` flags bundles (``airlock flags set``) verified, inspected, compared
 

@@ -13,7 +13,9 @@ Only the signed metadata at the front of a bundle is read (like ``airlock
 inspect``), and signatures are not checked: this is for a person deciding
 what to carry, not a trust decision. The result is plain data; the command
 line prints it as text or ``--json``. Two flags bundles (``airlock flags set``)
-compare by their flags, share of devices, rings and expiry.
+compare by their flags, share of devices, rings and expiry. Two bundles that
+carry SBOMs (``policy: {sbom: true}``) also show the image packages added,
+removed and changed (``bundler.examine.package_changes``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from airlock.errors import FormatError, UsageError
 from airlock.format.bundle import BundleReader
 from airlock.format.oci import BLOB_PREFIX
 from airlock.format.parts import open_media, resolve_media
+from bundler.examine.package_changes import package_changes
 from bundler.sneakernet.device_inventories import Inventory, load_inventory
 from keys.release import Release
 
@@ -43,6 +46,7 @@ class Side:
     blobs: dict[str, int]  # digest -> size
     other_files: int = 0  # bytes of the layout files that are not blobs (index.json, oci-layout)
     inventory: Inventory | None = None
+    packages: dict[str, str] | None = None  # image packages from the bundle's SBOM, if any
 
 
 def load_side(path: Path) -> Side:
@@ -55,15 +59,22 @@ def load_side(path: Path) -> Side:
     stream, _ = open_media(str(path))
     with stream:
         head = BundleReader(stream).head()
-    if is_flags_head(head):
-        return Side("flags", str(path), flags_info(head, trust=None, ring=None), {})
-    release = Release.from_bytes(head.release_json)
+        if is_flags_head(head):
+            return Side("flags", str(path), flags_info(head, trust=None, ring=None), {})
+        release = Release.from_bytes(head.release_json)
+        packages = None
+        if release.supply_chain is not None and release.supply_chain.of_kind("sbom"):
+            from bundler.examine.package_changes import bundle_packages
+
+            again, _ = open_media(str(path))  # from the start: parts read forward only
+            with again:
+                packages = bundle_packages(again)
     # By the digest a device holds: an encrypted blob's plaintext (as long as its ciphertext).
     blobs = {release.stored_digest("sha256:" + p[len(BLOB_PREFIX):]): i.length
              for p, i in release.files.items()
              if p.startswith(BLOB_PREFIX)}
     other = sum(i.length for p, i in release.files.items() if not p.startswith(BLOB_PREFIX))
-    return Side("bundle", str(path), release.summary(), blobs, other)
+    return Side("bundle", str(path), release.summary(), blobs, other, packages=packages)
 
 
 def _looks_like_json(path: Path) -> bool:
@@ -89,6 +100,7 @@ def diff(old: Side, new: Side) -> dict[str, Any]:
         "models": _models(o["models"] if o else [], n["models"]),
         "images": _images(o["images"] if o else [], n["images"]),
         "flags": _mapping(o["flags"] if o else {}, n["flags"]),
+        "packages": package_changes(old.packages, new.packages),
         "hooks": {k: _pair(o.get("hooks", {}) if o else {}, n["hooks"], k)
                   for k in sorted(set(n["hooks"]) | set((o or {}).get("hooks", {})))
                   if (o or {}).get("hooks", {}).get(k) != n["hooks"].get(k)},
@@ -292,6 +304,13 @@ def diff_text(d: dict[str, Any]) -> str:
                      f"({human_size(removed)}), {x['layers_kept']} kept "
                      f"({human_size(x['kept_bytes'])})")
     lines += _mapping_lines(d["flags"])
+    p = d.get("packages")
+    if p and (p["added"] or p["removed"] or p["changed"]):
+        lines.append("packages (from the SBOMs):")
+        lines += [f"  + {x['package']} {x['version']}" for x in p["added"]]
+        lines += [f"  - {x['package']} {x['version']}" for x in p["removed"]]
+        lines += [f"  ~ {x['package']} {x['version'][0]} -> {x['version'][1]}"
+                  for x in p["changed"]]
     if d["hooks"]:
         lines.append("hooks:")
         lines += [f"  ~ {k}: {v[0]!r} -> {v[1]!r}" for k, v in d["hooks"].items()]

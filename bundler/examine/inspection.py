@@ -43,10 +43,13 @@ _TAR_END_BYTES = 1024
 
 
 def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, size: int,
-                   now: datetime | None = None) -> dict[str, Any]:
+                   now: datetime | None = None, sbom: bool = False,
+                   provenance: bool = False) -> dict[str, Any]:
     """Everything a person should know about a bundle; FormatError (exit 3) if it is damaged.
 
-    ``size`` is the archive's length (0 when unknown: a pipe).
+    ``size`` is the archive's length (0 when unknown: a pipe). ``sbom``: the carried
+    CycloneDX document under ``"sbom"`` (None when the bundle carries none); ``provenance``:
+    the provenance's DSSE envelope under ``"provenance"``.
     """
     now = now or datetime.now(timezone.utc)
     reader = BundleReader(stream)
@@ -67,8 +70,12 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
     md = parse_metadata(head.release_json, Targets, "release metadata")
     r = Release.from_metadata(md)
     expected = r.delta.expects if r.delta else ()
-    for _ in reader.files(r.files, expected, hash_unread=not fast):
-        pass
+    from bundler.examine.evidence import evidence_info, keep_evidence, sbom_text, wanted_paths
+
+    kept: dict[str, bytes] = {}
+    wanted = wanted_paths(r)
+    for member in reader.files(r.files, expected, hash_unread=not fast):
+        keep_evidence(member, kept, wanted)
     if size and size < reader.end_offset + _TAR_END_BYTES:
         raise FormatError(f"bundle is truncated: {size} bytes, but its members end at "
                           f"{reader.end_offset} and a tar archive ends with "
@@ -123,6 +130,9 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
             for k in r.agent_kits
         ],
         "delta": _delta(r, full - shipped),
+        "supply_chain": evidence_info(r, kept),
+        "sbom": sbom_text(r, kept) if sbom else None,
+        "provenance": sbom_text(r, kept, "provenance") if provenance else None,
         # Named without any key: who may open it (key ids are RFC 7638 thumbprints).
         "encryption": None if r.encryption is None else {
             "scheme": "ocicrypt (AES-256-CTR + HMAC-SHA256, keys wrapped as JWE)",

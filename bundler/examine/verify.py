@@ -14,7 +14,10 @@ The signed metadata at the front is checked first (``keys.trust`` decides:
 signatures, threshold, expiry, ring, a carried root's rotation), then every
 file streams once through the bundle reader's one loop, which hashes it
 against the signed list (several blobs at once when the bundle is a file)
-and checks what the OCI layout references. A split
+and checks what the OCI layout references. A release whose signed
+``supply_chain`` records upstream cosign signatures has them checked again,
+offline, against the keys and policy it records (``bundler.examine.evidence``):
+a failure is exit 3 naming the reference. A split
 bundle's parts (``airlock.format.parts.PartsReader``) stream the same way, and an
 error caused by a corrupt part names that part. Nothing is written; memory
 stays flat whatever the bundle size.
@@ -27,9 +30,10 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import IO, Any
 
-from airlock.errors import RejectedError
+from airlock.errors import RejectedError, UpstreamSignatureError
 from airlock.format.bundle import BundleReader
 from airlock.format.parts import explain
+from bundler.examine.evidence import keep_evidence, recheck, wanted_paths
 from keys.trust import TrustRoot, VerifiedRelease
 
 __all__ = ["verify_bundle"]
@@ -61,9 +65,17 @@ def verify_bundle(
         release = verified.release
         expects = release.delta.expects if release.delta else ()
         # Blobs of a bundle file are hashed on both cores; the loop ends once all matched.
+        wanted, kept = wanted_paths(release), dict[str, bytes]()
         with contextlib.closing(reader.files(release.files, expects)) as members:
             for member in members:
-                member.verify(progress)
+                if member.path in wanted:
+                    keep_evidence(member, kept, wanted)
+                else:
+                    member.verify(progress)
     except RejectedError as e:
         raise explain(stream, e) from None
+    # The carried upstream signatures, checked again offline against the signed policy.
+    problems = recheck(release, kept)
+    if problems:
+        raise UpstreamSignatureError("; ".join(problems))
     return verified
