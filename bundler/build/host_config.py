@@ -16,10 +16,11 @@ unset); only that one is read, so what is in force is what one file says::
     insecure = ["localhost:5000"]
     cache = "/var/cache/airlock"        # relative paths: to the file's directory
     fleet = "airlock-fleet"
+    db = "postgresql://hq@db.example/airlock"   # the ledger (default: FLEET/ledger.sqlite)
 
 The environment overrides the file (``AIRLOCK_KEY`` and ``AIRLOCK_INSECURE``
 comma-separated, ``AIRLOCK_PASSPHRASE_ENV``, ``AIRLOCK_CACHE``,
-``AIRLOCK_FLEET``) and a flag overrides both. The device never reads this: the
+``AIRLOCK_FLEET``, ``AIRLOCK_DB``) and a flag overrides both. The device never reads this: the
 agent keeps its own configuration and no TOML.
 """
 
@@ -45,7 +46,8 @@ __all__ = ["ENV", "FILE_NAME", "HostConfig", "Setting", "apply_to_args", "config
 FILE_NAME = "airlock.toml"
 #: Each setting and the environment variable that sets it.
 ENV = {"key": "AIRLOCK_KEY", "passphrase_env": "AIRLOCK_PASSPHRASE_ENV",
-       "insecure": "AIRLOCK_INSECURE", "cache": "AIRLOCK_CACHE", "fleet": "AIRLOCK_FLEET"}
+       "insecure": "AIRLOCK_INSECURE", "cache": "AIRLOCK_CACHE", "fleet": "AIRLOCK_FLEET",
+       "db": "AIRLOCK_DB"}
 _LISTS = ("key", "insecure")
 _PATHS = ("cache", "fleet")
 
@@ -81,7 +83,7 @@ def _defaults() -> dict[str, Any]:
     from bundler.build.cache import default_cache_dir
 
     return {"key": [], "passphrase_env": None, "insecure": [], "cache": default_cache_dir(),
-            "fleet": Path("airlock-fleet")}
+            "fleet": Path("airlock-fleet"), "db": None}
 
 
 def config_file(spec: Path | None = None, environ: Mapping[str, str] | None = None) -> Path | None:

@@ -6,8 +6,11 @@
 
 ``ingest`` prints the fleet table (every enrolled device, its newest report)
 on stdout; each refused report is one line on stderr saying why, and the
-command then exits 3. The work is ``bundler.hq.ingest``; this module only
-parses and prints.
+command then exits 3. Both write to headquarters' ledger (``--db URL``, else
+``FLEET/ledger.sqlite``), and the table, ``--textfile`` and ``--html`` are
+read back from it; ingest also leaves each device's newest signed inventory
+in ``FLEET/inventories/`` for ``airlock build --delta-from``. The work is
+``bundler.hq.ledger``; this module only parses and prints.
 """
 
 from __future__ import annotations
@@ -22,21 +25,20 @@ from airlock.command import Reported
 from airlock.console import Parser, columns, json_option
 from airlock.errors import RejectedError, UsageError
 from airlock.files import write_atomic
-from bundler.commands.options import common_parent, subcommands
+from bundler.commands.options import common_parent, ledger_args, ledger_from, subcommands
 
 if TYPE_CHECKING:
-    from bundler.hq.ingest import FleetRecords
+    from bundler.hq.ledger import Ledger
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "Enrolled", "Ingested", "add_arguments", "run"]
 
 EXAMPLES = ("airlock report ingest /media/usb/airlock-reports/",)
 DESCRIPTION = None
-_DEFAULT_FLEET = "airlock-fleet"
 
 
 @dataclass(frozen=True)
 class Enrolled(Reported):
-    """A device key recorded in the fleet directory (``FleetRecords.enroll``)."""
+    """A device key recorded in the ledger (``Ledger.enroll``)."""
 
     def text(self) -> str:
         d = self.data
@@ -86,9 +88,7 @@ class Ingested:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common = Parser(add_help=False, parents=[common_parent()])
-    common.add_argument("--fleet", type=Path,
-                        help=f"fleet directory (default $AIRLOCK_FLEET, 'fleet' in airlock.toml, "
-                        f"or ./{_DEFAULT_FLEET})")
+    ledger_args(common)
     json_option(common)
     add = subcommands(p, "report_cmd", parents=[common])
     e = add("enroll", "record a device's public key (printed at airlock-agent init)",
@@ -110,14 +110,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> Enrolled | Ingested:
     from bundler.build.host_config import apply_to_args
-    from bundler.hq.ingest import FleetRecords, fleet_textfile
+    from bundler.hq.ingest import fleet_textfile
 
     apply_to_args(a)
-    fleet = FleetRecords(a.fleet)
+    fleet = ledger_from(a)
     if a.report_cmd == "enroll":
         return Enrolled(fleet.enroll(a.device_pub, a.device_id, a.site, force=a.force))
     results = fleet.ingest(list(a.files))
     refused = [r for r in results if r.reason]
+    _export_inventories(fleet, a.fleet, sorted({r.device_id for r in results
+                                                 if r.device_id and not r.reason}))
     rows = fleet.table()
     if a.textfile is not None:
         fleet_textfile(rows, a.textfile)
@@ -127,11 +129,21 @@ def run(a: argparse.Namespace) -> Enrolled | Ingested:
         print(f"airlock: refused {r.file}: {r.reason}", file=sys.stderr)
     return Ingested(accepted=[r.__dict__ for r in results if not r.reason],
                     refused=[{"file": r.file, "reason": r.reason} for r in refused],
-                    devices=rows, fleet=str(a.fleet),
+                    devices=rows, fleet=fleet.root,
                     html=None if a.html is None else str(a.html.absolute()))
 
 
-def _write_html(fleet: FleetRecords, path: Path) -> None:
+def _export_inventories(ledger: Ledger, fleet: Path, devices: list[str]) -> None:
+    """Each device's newest inventory from the ledger, where ``build --delta-from`` takes it."""
+    from bundler.build.output import replace_file
+
+    for device in devices:
+        data = ledger.inventory(device)
+        if data is not None:
+            replace_file(fleet / "inventories" / f"{device}.inventory.json", data)
+
+
+def _write_html(fleet: Ledger, path: Path) -> None:
     """The fleet report, replaced atomically (a browser never shows half of it)."""
     from bundler.hq.fleet_page import fleet_html
 
