@@ -22,6 +22,8 @@ from airlock.format.parts import parse_size
 from bundler.commands.airlock_check import health_lines
 from bundler.commands.options import (
     add_key_args,
+    record_args,
+    record_in_ledger,
     registry_options,
     secrets_from,
     signer_for,
@@ -100,6 +102,7 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--agent-kit", type=Path, action="append", default=[], metavar="KIT",
                    help="an agent kit (airlock agent-kit) for devices to update themselves "
                         "with; repeat for more platforms")
+    record_args(b)
     json_option(b)
 
 
@@ -136,4 +139,8 @@ def run(a: argparse.Namespace) -> BuildSummary:
             spec, signers, output, root_json=root_json, registry_options=registry_options(a),
             progress=bars, inputs=reads, force=a.force, max_size=max_size,
             delta_from=inventories, check=not a.no_check, enforce_budgets=a.enforce_budgets)
+    if a.record:
+        from bundler.hq.ledger_records import record_build
+
+        record_in_ledger(a, "build", lambda ledger: record_build(ledger, result.path, a.spec))
     return BuildSummary(result.to_dict())

@@ -33,8 +33,8 @@ if TYPE_CHECKING:
     from bundler.hq.ledger import Ledger
 
 __all__ = ["Subcommand", "add_key_args", "is_trust_root", "ledger_args", "ledger_from",
-           "registry_args", "registry_options", "secrets_from", "signer_for", "spec_args",
-           "subcommands", "warn"]
+           "record_args", "record_in_ledger", "registry_args", "registry_options",
+           "secrets_from", "signer_for", "spec_args", "subcommands", "warn"]
 
 #: Adds one subcommand of a group: name, summary, example(s), longer description.
 Subcommand = Callable[..., argparse.ArgumentParser]
@@ -146,9 +146,28 @@ def ledger_args(p: argparse.ArgumentParser) -> None:
                    "(default $AIRLOCK_DB, 'db' in airlock.toml, or SQLite in the fleet directory)")
 
 
+def record_args(p: argparse.ArgumentParser) -> None:
+    """``--record`` (opt-in) and where: build and sign write into the ledger only when asked."""
+    p.add_argument("--record", action="store_true",
+                   help="also record this in headquarters' ledger (--db, else FLEET/ledger.sqlite)")
+    ledger_args(p)
+
+
 def ledger_from(a: argparse.Namespace) -> Ledger:
     """The ledger ``--db``/``--fleet`` (after the host config filled them) name, opened."""
     from bundler.hq.ledger import Ledger
     from bundler.hq.ledger_db import ledger_url
 
     return Ledger(ledger_url(a.db, a.fleet))
+
+
+def record_in_ledger(a: argparse.Namespace, what: str, write: Callable[[Ledger], object]) -> None:
+    """``write`` into the ledger; one that cannot be written is a warning, never the result's
+    failure (the bundle is built, the devices moved: that must not be reported as failed)."""
+    from bundler.build.host_config import apply_to_args
+
+    apply_to_args(a)
+    try:
+        write(ledger_from(a))
+    except AirlockError as e:
+        warn(f"{what} done but not recorded in the ledger: {e}")

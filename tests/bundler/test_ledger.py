@@ -29,7 +29,9 @@ from bundler.hq.ledger_schema import METADATA
 from keys.keyfile import write_public_key
 from scripts import ledger_bench
 from tests.support.cli import run_airlock, tool_env
+from tests.support.keyset import Keys
 from tests.support.postgres import postgres_cluster
+from tests.support.spec import write_spec
 
 REPO = Path(__file__).resolve().parents[2]
 Fleet = list[tuple[Any, dict[str, Any]]]
@@ -244,3 +246,33 @@ def test_the_grafana_dashboard_queries_run_on_the_real_schema(pg_admin: str,
     assert sum(r.devices for r in results[0]) == 4  # health panel counts every device
     assert sum(r.reports for r in results[2]) == 8   # reports taken in, in the time range
     assert len(results[6]) == 4 + 8                  # the audit panel lists every write
+
+
+def test_build_record_and_a_rollout_answer_who_signed_what_a_device_installed(
+        db: str, tmp_path: Path, keyset: Keys) -> None:
+    from bundler.hq.ledger_records import record_carried, record_rollout
+
+    fleet = ledger_bench.sample_fleet(2)
+    ledger = Ledger(db)
+    ledger_bench.enroll_all(ledger, fleet)
+    bundle = tmp_path / "vision.airlock"
+    built = _json("build", write_spec(tmp_path, sequence=4), "--key", keyset.release_key,
+                  "--no-check", "-o", bundle, "--record", "--db", db)
+    report = {"release": "vision-4", "dry_run": False, "waves": [["cam-00000"], ["cam-00001"]],
+              "halted": True, "exit_code": 4, "devices": [
+                  {"device": "cam-00000", "wave": 1, "before": "vision-3", "after": "vision-4",
+                   "result": "installed", "ok": True, "reason": None, "seconds": 2.5},
+                  {"device": "cam-00001", "wave": 2, "before": "vision-3", "after": "vision-3",
+                   "result": "failed", "ok": False, "reason": "health check failed",
+                   "seconds": 3.0}]}
+    record_rollout(ledger, report, bundle)
+    record_carried(ledger, bundle, "stick:USB-7", ["cam-00000"])
+    history = _json("hq", "history", "cam-00000", "--db", db)
+    [moved] = history["rollouts"]
+    assert (moved["release"], moved["after"], moved["wave"]) == ("vision-4", "vision-4", 1)
+    assert moved["signers"] == built["signers"] and moved["bundle"].startswith("sha256:")
+    assert history["carried"][0]["medium"] == "stick:USB-7"
+    p = run_airlock("hq", "history", "cam-00000", "--db", db)
+    assert "rollout  #1 vision-4 wave 1: vision-3 -> vision-4 installed" in p.stdout
+    actions = [e["action"] for e in _json("hq", "audit", "--db", db)["entries"]]
+    assert actions == ["enroll", "enroll", "build", "rollout", "carried"]
