@@ -146,7 +146,8 @@ def run_one(url: str, devices: int, reports: int) -> dict[str, Any]:
 
 
 @contextmanager
-def _database(kind: str, work: Path) -> Iterator[str]:
+def database(kind: str, work: Path) -> Iterator[str]:
+    """A fresh ledger URL: a SQLite file under ``work``, or a throwaway PostgreSQL cluster."""
     if kind == "sqlite":
         yield f"sqlite:///{work / 'ledger.sqlite'}"
         return
@@ -168,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     for kind in kinds:
         with tempfile.TemporaryDirectory(prefix="airlock-ledger-bench-") as work, \
-                _database(kind, Path(work)) as url:
+                database(kind, Path(work)) as url:
             results.append(run_one(url, a.devices, a.reports))
             print(json.dumps(results[-1]) if a.json else
                   "  ".join(f"{k}={v}" for k, v in results[-1].items()), flush=True)

@@ -276,3 +276,16 @@ def test_build_record_and_a_rollout_answer_who_signed_what_a_device_installed(
     assert "rollout  #1 vision-4 wave 1: vision-3 -> vision-4 installed" in p.stdout
     actions = [e["action"] for e in _json("hq", "audit", "--db", db)["entries"]]
     assert actions == ["enroll", "enroll", "build", "rollout", "carried"]
+
+
+def test_the_scale_benchmark_smoke_runs_the_same_code(tmp_path: Path, capsys: Any) -> None:
+    from scripts import bench
+
+    rows = bench.bench_ledger(bench.Ctx(tmp_path, 1, 1, True))
+    assert [r.what.split(":")[0] for r in rows] == ["ledger sqlite"] * 4
+    assert "reports/s" in rows[0].figure and rows[1].target.startswith("< 1 s: ")
+    assert ledger_bench.main(["--devices", "3", "--reports", "2", "--db", "postgresql",
+                              "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["database"], out["reports"], out["status_rows"]) == ("postgresql", 6, 3)
+    assert out["audit_intact"] is True
