@@ -54,6 +54,7 @@ class Verified:
     keyid: str
     facts: ReportFacts
     inventory: bytes
+    agent: dict[str, Any] | None = None  # the device's class facts: agent, platform, kit
 
 
 def _key(device_id: str, entry: dict[str, Any]) -> Key:
@@ -140,7 +141,9 @@ class Ledger(LedgerReads):
                 try:
                     doc, inv = verify_report(data, keys.get)
                     item.device_id = str(doc.body["device_id"])
-                    batch.append(Verified(item, data, doc.keyid, _facts(doc), inv))
+                    agent = doc.body.get("agent")
+                    batch.append(Verified(item, data, doc.keyid, _facts(doc), inv,
+                                          agent if isinstance(agent, dict) else None))
                 except AirlockError as e:
                     item.reason = str(e)
             self._write(batch)
@@ -218,15 +221,16 @@ def _write_reports(conn: Connection, chain: Chain, batch: list[Verified]) -> Non
         {"device_id": v.facts.device_id, "report_id": rid, "time": v.facts.time,
          "raw": v.inventory} for (v, _), rid in zip(new, ids, strict=True)])
     newest = _newest(conn, sorted({v.facts.device_id for v, _ in new}))
-    moved: dict[str, tuple[int, str | None]] = {}
+    moved: dict[str, tuple[int, str | None, dict[str, Any] | None]] = {}
     for (v, sha), rid in zip(new, ids, strict=True):
         f = v.facts
         if f.device_id not in newest or newest[f.device_id] <= f.time:
             newest[f.device_id] = f.time
-            moved[f.device_id] = (rid, f.ring)
+            moved[f.device_id] = (rid, f.ring, None if v.agent is None else {"agent": v.agent})
         chain.add("ingest", f.device_id, {"report": rid, "sha256": sha,
                                           "time": f.time.isoformat()})
         v.item.stored = f"report {rid}"
     conn.execute(update(devices).where(devices.c.device_id == bindparam("d"))
-                 .values(latest_report_id=bindparam("r"), ring=bindparam("g")),
-                 [{"d": d, "r": r, "g": g} for d, (r, g) in moved.items()])
+                 .values(latest_report_id=bindparam("r"), ring=bindparam("g"),
+                         facts=bindparam("f")),
+                 [{"d": d, "r": r, "g": g, "f": f} for d, (r, g, f) in moved.items()])

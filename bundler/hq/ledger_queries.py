@@ -125,7 +125,7 @@ class LedgerReads:
         """Everything the ledger knows of ``device``, each list oldest first."""
         with self.engine.connect() as conn:
             dev = conn.execute(select(devices.c.device_id, devices.c.site, devices.c.ring,
-                                      devices.c.keyid, devices.c.enrolled)
+                                      devices.c.keyid, devices.c.enrolled, devices.c.facts)
                                .where(devices.c.device_id == device)).first()
             if dev is None:
                 raise UsageError(f"{device} is not enrolled in the ledger")
@@ -151,7 +151,7 @@ class LedgerReads:
                                   .order_by(carried.c.time)).all()
         return {
             "device": device, "site": dev.site, "ring": dev.ring, "keyid": dev.keyid,
-            "enrolled": _iso(dev.enrolled),
+            "enrolled": _iso(dev.enrolled), "facts": dev.facts,
             "reports": [{"id": r.id, "time": _iso(r.time), "release": r.release,
                          "version": r.version, "health_ok": r.health_ok,
                          "rollbacks": r.rollbacks, "sha256": r.sha256} for r in reps],

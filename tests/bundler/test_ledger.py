@@ -124,6 +124,7 @@ def test_enroll_ingest_status_history_and_the_fleet_report_come_from_the_ledger(
     assert p.returncode == 0 and "6 device(s)" in p.stdout and "cam-00004" in p.stdout
 
     history = _json("hq", "history", "cam-00002", "--db", db)
+    assert history["facts"] == {"agent": {"version": "bench"}}  # the class facts it reported
     assert [r["time"][:13] for r in history["reports"]] == [
         (start + timedelta(hours=n)).isoformat()[:13] for n in range(3)]
     # Ingesting the same stick again counts nothing twice.
