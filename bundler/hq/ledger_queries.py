@@ -182,13 +182,16 @@ class LedgerReads:
 
 
 def _status_row(r: Any, now: datetime) -> dict[str, Any]:
-    reported = None if r.time is None else utc(r.time)
-    health = ("no report" if reported is None else "no release" if r.release is None
-              else "not checked" if r.health_ok is None else "ok" if r.health_ok else "FAILED")
-    return {"device": r.device_id, "site": r.site, "ring": r.ring, "release": r.release,
-            "version": r.version, "health": health, "health_ok": r.health_ok,
-            "health_reason": r.health_reason, "last_check": _iso(r.last_check),
-            "rollbacks": r.rollbacks, "drift": r.drift_max, "drift_warn": bool(r.drift_warn),
-            "report_time": _iso(reported),
+    # Unpacked once: 10,000 rows by attribute name cost a third of hq status (profiled).
+    (device, site, ring, release, version, ok, reason, checked, rollbacks, drift, warn,
+     reported) = r
+    reported = None if reported is None else utc(reported)
+    health = ("no report" if reported is None else "no release" if release is None
+              else "not checked" if ok is None else "ok" if ok else "FAILED")
+    return {"device": device, "site": site, "ring": ring, "release": release,
+            "version": version, "health": health, "health_ok": ok,
+            "health_reason": reason, "last_check": _iso(checked),
+            "rollbacks": rollbacks, "drift": drift, "drift_warn": bool(warn),
+            "report_time": None if reported is None else reported.isoformat(timespec="seconds"),
             "report_age_s": None if reported is None
             else max(0, int((now - reported).total_seconds()))}
