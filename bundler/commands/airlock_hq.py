@@ -133,6 +133,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             "airlock hq audit --since 2026-12-01 --verify")
     a.add_argument("--since", metavar="TIME", help="only entries at or after TIME (ISO date or "
                    "time, UTC unless it names a zone)")
+    a.add_argument("--limit", type=int, default=200, metavar="N",
+                   help="show at most the newest N entries (default 200; 0 for all)")
     a.add_argument("--verify", action="store_true",
                    help="recompute the whole hash chain; exit 3 naming each broken entry")
     i = add("import", "move a fleet directory (devices.json, reports/) into the ledger",
@@ -169,7 +171,9 @@ def run(a: argparse.Namespace) -> Status | History | Audit | Imported | Reported
     if a.hq_cmd == "history":
         return History(ledger.history(a.device))
     if a.hq_cmd == "audit":
-        entries = ledger.audit(since)
+        if a.limit < 0:
+            raise UsageError("--limit must be 0 (all) or more")
+        entries = ledger.audit(since, a.limit or None)
         problems = [p.to_dict() for p in ledger.verify_audit()] if a.verify else []
         data: dict[str, Any] = {"ledger": ledger.root, "entries": entries,
                                 "verified": (not problems) if a.verify else None,

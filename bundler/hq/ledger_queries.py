@@ -163,14 +163,20 @@ class LedgerReads:
                          "bundle": c.bundle_digest} for c in sticks],
         }
 
-    def audit(self, since: datetime | None = None) -> list[dict[str, Any]]:
-        q = select(audit).order_by(audit.c.seq)
+    def audit(self, since: datetime | None = None, limit: int | None = None
+              ) -> list[dict[str, Any]]:
+        """Audit entries oldest first: all, those at or after ``since``, at most the newest
+        ``limit``."""
+        q = select(audit).order_by(audit.c.seq.desc())
         if since is not None:
             q = q.where(audit.c.at >= since)
+        if limit is not None:
+            q = q.limit(limit)
         with self.engine.connect() as conn:
-            return [{"seq": r.seq, "at": _iso(r.at), "actor": r.actor, "action": r.action,
-                     "subject": r.subject, "detail": json.loads(r.detail), "hash": r.hash}
-                    for r in conn.execute(q)]
+            rows = list(conn.execute(q))
+        return [{"seq": r.seq, "at": _iso(r.at), "actor": r.actor, "action": r.action,
+                 "subject": r.subject, "detail": json.loads(r.detail), "hash": r.hash}
+                for r in reversed(rows)]
 
     def audit_length(self) -> int:
         with self.engine.connect() as conn:

@@ -134,6 +134,8 @@ def test_enroll_ingest_status_history_and_the_fleet_report_come_from_the_ledger(
     audit = _json("hq", "audit", "--db", db, "--verify")
     assert audit["verified"] is True and audit["chain_length"] == 6 + 18
     assert {e["action"] for e in audit["entries"]} == {"enroll", "ingest"}
+    newest = _json("hq", "audit", "--db", db, "--limit", "2")["entries"]
+    assert [e["seq"] for e in newest] == [23, 24]
     assert all(re.fullmatch(r".+@.+", e["actor"]) for e in audit["entries"])
 
 
