@@ -51,7 +51,9 @@ def sample_report(signer: Any, facts: dict[str, Any], when: datetime, n: int) ->
     stamp = when.isoformat(timespec="seconds")
     inventory = {"kind": "inventory", "device_id": device, "ring": ring, "time": stamp,
                  "agent": {"version": "bench"}, "active": release, "previous": None,
-                 "releases": [{"id": release}], "blobs": []}
+                 "releases": [{"id": release, "name": "vision", "version": f"1.{n // 7}.0",
+                               "sequence": 1 + n // 7, "models": [], "images": []}],
+                 "blobs": []}
     ok = (n + len(device)) % 13 != 0
     body = {
         "kind": "report", "device_id": device, "ring": ring, "agent": {"version": "bench"},

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from securesystemslib.signer import Key
 
 from airlock.command import Reported
 from airlock.console import human_size, json_option, phase_bars, read_input
@@ -22,6 +24,7 @@ from airlock.format.parts import parse_size
 from bundler.commands.airlock_check import health_lines
 from bundler.commands.options import (
     add_key_args,
+    ledger_from,
     record_args,
     record_in_ledger,
     registry_options,
@@ -32,6 +35,9 @@ from bundler.commands.options import (
 from keys.keyfile import load_public_key
 from keys.signers import key_files
 from keys.trust import TrustRoot
+
+if TYPE_CHECKING:
+    from bundler.sneakernet.device_inventories import Inventory
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "BuildSummary", "add_arguments", "parts_lines", "run"]
 
@@ -91,8 +97,10 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
                    help="a rotated trust root to carry to devices")
     b.add_argument("--no-check", action="store_true",
                    help="sign without running the models' health check (the summary says so)")
-    b.add_argument("--delta-from", type=Path, action="append", default=[], metavar="INVENTORY",
-                   help="a device's signed inventory (airlock-agent inventory -o); leave out "
+    b.add_argument("--delta-from", type=Path, action="append", default=[],
+                   metavar="INVENTORY|ledger:DEVICE",
+                   help="a device's signed inventory (airlock-agent inventory -o), or "
+                        "ledger:DEVICE for its newest one in headquarters' ledger; leave out "
                         "every blob present on all the devices given (repeatable)")
     b.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
                    help="inventories must be signed by one of these device keys (repeatable)")
@@ -106,11 +114,29 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     json_option(b)
 
 
+def _inventory(a: argparse.Namespace, given: Path, device_keys: list[Key]) -> Inventory:
+    """An inventory file, or ``ledger:DEVICE``: that device's newest signed inventory in
+    headquarters' ledger, checked against the key enrolled there."""
+    from bundler.sneakernet.device_inventories import load_inventory, read_inventory
+
+    if not str(given).startswith("ledger:"):
+        return load_inventory(given, device_keys)
+    device = str(given)[len("ledger:"):]
+    ledger = ledger_from(a)
+    entry = ledger.devices().get(device)
+    data = ledger.inventory(device)
+    if entry is None or data is None:
+        raise UsageError(f"--delta-from {given}: the ledger {ledger.root} holds no inventory "
+                         f"of {device!r} (enrolled, and a report ingested?)")
+    pub = dict(entry["key"])
+    key = Key.from_dict(str(pub.pop("keyid")), pub)
+    return read_inventory(data, [key], str(given))
+
+
 def run(a: argparse.Namespace) -> BuildSummary:
     from bundler.build.assemble import build_bundle
     from bundler.build.host_config import apply_to_args
     from bundler.build.spec import load_spec
-    from bundler.sneakernet.device_inventories import load_inventory
 
     apply_to_args(a, a.spec)
     spec = load_spec(a.spec, min_validity=parse_duration(a.min_validity))
@@ -133,7 +159,7 @@ def run(a: argparse.Namespace) -> BuildSummary:
              *a.delta_from, *a.device_key]
     max_size = None if a.max_size is None else parse_size(a.max_size)
     device_keys = [load_public_key(p) for p in a.device_key]
-    inventories = [load_inventory(p, device_keys) for p in a.delta_from]
+    inventories = [_inventory(a, p, device_keys) for p in a.delta_from]
     with phase_bars() as bars:
         result = build_bundle(
             spec, signers, output, root_json=root_json, registry_options=registry_options(a),

@@ -280,6 +280,18 @@ def test_build_record_and_a_rollout_answer_who_signed_what_a_device_installed(
     actions = [e["action"] for e in _json("hq", "audit", "--db", db)["entries"]]
     assert actions == ["enroll", "enroll", "build", "rollout", "carried"]
 
+    # build --delta-from ledger:DEVICE reads the device's newest inventory from the ledger.
+    stick = _stick(fleet, tmp_path / "stick", 1, datetime.now(timezone.utc))
+    _json("report", "ingest", stick, "--db", db, "--fleet", tmp_path / "fleet")
+    delta = _json("build", write_spec(tmp_path, sequence=5), "--key", keyset.release_key,
+                  "--no-check", "-o", tmp_path / "delta.airlock", "--delta-from",
+                  "ledger:cam-00001", "--db", db)
+    assert delta["delta"]["inventories"] == ["cam-00001"]
+    p = run_airlock("build", write_spec(tmp_path, sequence=5), "--key", keyset.release_key,
+                    "--no-check", "-o", tmp_path / "x.airlock", "--delta-from",
+                    "ledger:cam-00042", "--db", db)
+    assert p.returncode == 2 and "holds no inventory of 'cam-00042'" in p.stderr
+
 
 def test_the_scale_benchmark_smoke_runs_the_same_code(tmp_path: Path, capsys: Any) -> None:
     from scripts import bench
