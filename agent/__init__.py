@@ -13,11 +13,14 @@ wings are folders:
 * ``journal``         the append-only, fsynced, hash-chained record of every action
 * ``journal_counts``  what the journal adds up to (installs, rejections, rollbacks), carried across segments
 * ``store``           the content store: every blob once, by sha256
+* ``decrypt``         an encrypted release's keys unwrapped with the device's key, before any blob
 * ``install``         a bundle in one streaming pass: verify, store, build, check, switch, probe
 * ``repair``          the same stick twice: a release the device has, re-verified and relinked
 * ``activation``      what install, rollback and check share: health check, switch, probe
 * ``switch``          atomic switching of ``current`` and ``previous``, and its undo record
 * ``release_health``  the health check of a release, every model as installed
+* ``challenger``      the shadow check's inputs, and the challenger staged with ``install --no-switch``
+* ``promote``         the staged challenger switched to, as an install switches
 * ``runtime``         the ONNX Runtime setup the device's application uses
 * ``hooks``           the post-switch hook and the probe
 * ``hold``            an install held until ``commit``, reverted by itself after

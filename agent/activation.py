@@ -45,13 +45,18 @@ ROLLBACK_POINTS = ("rollback-before-switch", "mid-rollback", "rollback-after-swi
 
 
 def health_check(layout: Layout, journal: Journal, release: Release, *,
-                 replacing: str | None = None) -> HealthReport:
+                 replacing: str | None = None, shadow: bool = False,
+                 judge_shadow: bool = True) -> HealthReport:
     """Run the model health check on an installed release and record the result.
 
     ``replacing``: the release an install replaces (its recorded evaluation is
-    the baseline of relative thresholds); None re-uses the baselines this
-    release recorded when it was installed.
+    the baseline of relative thresholds, and the model a ``shadow:`` compares
+    with); None re-uses the baselines this release recorded when it was
+    installed. ``shadow`` (an install, a promotion): run the models' shadow
+    checks against ``replacing``; ``judge_shadow=False`` (a staged challenger)
+    records the comparison without refusing on it.
     """
+    from agent.challenger import shadow_asks
     from agent.release_health import check_release
 
     rdir = layout.release_dir(release.id)
@@ -63,12 +68,17 @@ def health_check(layout: Layout, journal: Journal, release: Release, *,
     else:
         baselines = recorded_evaluations(layout, release.id, own_baseline=True)
         why = "no release was running to compare with when it was installed"
+    # Only an install compares with what runs: a re-check has nothing new to shadow.
+    shadows, unshadowed = (shadow_asks(layout, release, running=replacing,
+                                       enforce=judge_shadow) if shadow else ({}, []))
     start = time.monotonic()
     report = check_release(rdir, release, runtime=layout.load_config().runtime,
-                           baselines=baselines, no_baseline=why)
+                           baselines=baselines, no_baseline=why, shadows=shadows)
     seconds = round(time.monotonic() - start, 3)
     result = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"), "ok": report.ok,
               "reason": report.reason, "seconds": seconds, "report": report.to_dict()}
+    if unshadowed:
+        result["shadow_notes"] = unshadowed
     write_json(rdir / "health.json", result)
     journal.append("health-result", release=release.id, ok=report.ok, reason=report.reason,
                    seconds=seconds, report=report.to_dict())

@@ -1,7 +1,7 @@
 """Garbage collection: remove old releases and the blobs nobody uses.
 
-Never removes ``current``, ``previous`` or the release a held install would
-go back to. Keeps the ``keep`` newest releases (by sequence) besides; then deletes every stored blob that no remaining
+Never removes ``current``, ``previous``, the release a held install would
+go back to, or the staged challenger (``install --no-switch``, ``agent.challenger``). Keeps the ``keep`` newest releases (by sequence) besides; then deletes every stored blob that no remaining
 release lists and that has no hard link left (a second check, so a blob a
 release directory still links to is never lost)::
 
@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from agent.challenger import staged
 from agent.faults import crash_point
 from agent.hold import held
 from agent.journal import Journal
@@ -38,7 +39,9 @@ def gc(layout: Layout, keep: int = 2, *, automatic: bool = False) -> dict[str, A
     store = ContentStore(layout)
     hold = held(layout) or {}
     fallback = hold.get("previous") if isinstance(hold.get("previous"), str) else None
-    pinned = {read_link(layout, "current"), read_link(layout, "previous"), fallback} - {None}
+    challenger = (staged(layout) or {}).get("release")
+    pinned = {read_link(layout, "current"), read_link(layout, "previous"), fallback,
+              challenger} - {None}
     ranked: list[tuple[int, str]] = []
     for rid in layout.release_ids():
         try:

@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from agent.activation import activate, health_check
+from agent.decrypt import open_release
 from agent.faults import crash_point
 from agent.feature_flags import apply_flags, effective, flags_bytes, plain
 from agent.hold import arm, disarm
@@ -70,6 +71,7 @@ from airlock.errors import (
 from airlock.files import fsync_dir, remove_tree, write_atomic, write_json
 from airlock.format.bundle import BundleHead, BundleReader
 from airlock.format.oci import BLOB_PREFIX, blob_path
+from airlock.format.ocicrypt import BlobOpener
 from airlock.format.parts import explain
 from keys.release import Release
 from keys.signatures import same_signed
@@ -108,7 +110,8 @@ def _check_references(release: Release, store: ContentStore, have: int | None) -
     """
     if release.delta:
         missing = [d for d in release.delta.expects
-                   if _stored_size(store, d) != release.files[blob_path(d)].length]
+                   if _stored_size(store, release.stored_digest(d))
+                   != release.files[blob_path(d)].length]
         if missing:
             named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more"
                                               if len(missing) > 3 else "")
@@ -199,6 +202,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     head, trust, new_trust, verified = front
     release: Release = verified.release
     crash_point("after-head-verified")
+    # An encrypted release: every blob key unwrapped now, before anything is read or changed.
+    openers = open_release(layout, release)
 
     active = read_link(layout, "current")
     if active != release.id:
@@ -206,7 +211,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     if hold is not None and active is None and switch:
         raise PreconditionError("--hold needs a release to go back to; none is active yet")
     if active == release.id:
-        return _again(layout, journal, store, release, head, reader, stream, label, progress)
+        return _again(layout, journal, store, release, head, reader, stream, label, progress,
+                      openers)
     need = _require_space(layout, journal, store, release, config.reserve_bytes)
 
     tx = Transaction.begin(layout, "install", release.id)
@@ -214,7 +220,7 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                    version=release.version, sequence=release.sequence, bundle=label,
                    role=verified.role, signers=list(verified.signers), bytes_needed=need)
     job = _Job(layout, journal, store, tx, release, head, label, verified.role,
-               list(verified.signers), active, hold)
+               list(verified.signers), active, hold, openers)
     result = _run_job(job, reader, stream, switch, progress, trust, new_trust)
     result.update({
         "installed": True, "release": release.id, "name": release.name,
@@ -269,7 +275,8 @@ def _read_front(layout: Layout, stream: IO[bytes], label: str, ring: str | None,
 
 def _again(layout: Layout, journal: Journal, store: ContentStore, release: Release,
            head: BundleHead, reader: BundleReader, stream: IO[bytes], label: str,
-           progress: Callable[[int], None] | None) -> dict[str, Any]:
+           progress: Callable[[int], None] | None,
+           openers: dict[str, BlobOpener] | None = None) -> dict[str, Any]:
     """The active release's bundle again: still read it all, say whether it is intact,
     restore damaged store blobs from it."""
     if not same_signed((layout.release_dir(release.id) / "release.json").read_bytes(),
@@ -279,7 +286,7 @@ def _again(layout: Layout, journal: Journal, store: ContentStore, release: Relea
         journal.append("rejected", bundle=label, reason=str(e2), error=type(e2).__name__)
         raise e2
     try:
-        again = reverify(layout, journal, store, release, reader, label, progress)
+        again = reverify(layout, journal, store, release, reader, label, progress, openers)
     except RejectedError as e:
         why = explain(stream, e)
         journal.append("rejected", release=release.id, bundle=label, reason=str(why))
@@ -386,8 +393,10 @@ class _Job:
 
     def __init__(self, layout: Layout, journal: Journal, store: ContentStore, tx: Transaction,
                  release: Release, head: BundleHead, label: str, role: str,
-                 signers: list[str], active: str | None, hold: float | None = None) -> None:
+                 signers: list[str], active: str | None, hold: float | None = None,
+                 openers: dict[str, BlobOpener] | None = None) -> None:
         self.layout, self.journal, self.store, self.tx = layout, journal, store, tx
+        self.openers = openers or {}
         self.hold = hold
         self.release, self.head, self.label = release, head, label
         self.role, self.signers, self.active = role, signers, active
@@ -423,7 +432,17 @@ class _Job:
         with contextlib.closing(reader.files(self.release.files,
                                              delta.expects if delta else ())) as members:
             for member in members:
-                if member.path.startswith(BLOB_PREFIX):
+                opener = self.openers.get(member.digest)
+                if opener is not None:  # held as its plaintext; decrypted while it streams
+                    plain = opener.plain_digest
+                    if self.store.has(plain) and not again:
+                        member.verify(progress)
+                        skipped += 1
+                    else:
+                        self.staged[plain] = self.store.stage(member, progress, opener.stream(),
+                                                              plain)
+                        written += member.info.length
+                elif member.path.startswith(BLOB_PREFIX):
                     if self.store.has(member.digest) and (not again or store_copy_intact(
                             self.store, member.digest, member.info.length)):
                         member.verify(progress)
@@ -472,7 +491,9 @@ class _Job:
 
         self.tx.step("health")
         health_start = time.monotonic()
-        report = health_check(layout, journal, release, replacing=active)
+        # A staged challenger (--no-switch) is compared, not judged, by its shadow check.
+        report = health_check(layout, journal, release, replacing=active, shadow=True,
+                              judge_shadow=switch)
         health_s = time.monotonic() - health_start
         if not report.ok:
             still = active or "no release"

@@ -4,6 +4,7 @@
 
     ROOT/agent.yaml          device config (device id, ring, image sink); written last by init
     ROOT/device.key|.pub     the device's Ed25519 key (signed reports)
+    ROOT/device-encryption.key|.pub  its EC P-256 key: what encrypted releases are opened with
     ROOT/trust/root.json     the trust root; trust/sequences.json: highest sequence per name;
                              trust/agent.json: newest agent version accepted (anti-rollback)
     ROOT/format.json         which ROOT format this is (agent.rootformat; absent: format 1)
@@ -22,6 +23,7 @@
     ROOT/rolled-back.json    releases an operator rolled back: the drop folder leaves them
     ROOT/last-report.json    where the last signed report ended in the journal
     ROOT/hold.json           an install held until ``commit`` (agent.hold), with its deadline
+    ROOT/challenger.json     a release staged with ``install --no-switch`` and its shadow runs
     ROOT/flags/              applied flags sets: state.json, history/NAME.SEQ.json (agent.feature_flags)
     ROOT/serve.lock          flock(2) held by the one running ``serve``
 
@@ -123,6 +125,9 @@ class Layout:
         self.config = self.root / "agent.yaml"
         self.device_key = self.root / "device.key"
         self.device_pub = self.root / "device.pub"
+        # EC P-256: what releases are encrypted to (keys.encryption_keys), apart from signing.
+        self.encryption_key = self.root / "device-encryption.key"
+        self.encryption_pub = self.root / "device-encryption.pub"
         self.trust_dir = self.root / "trust"
         self.trust_root = self.trust_dir / "root.json"
         self.sequences = self.trust_dir / "sequences.json"
@@ -141,6 +146,7 @@ class Layout:
         self.drops = self.root / "drops.json"
         self.last_report = self.root / "last-report.json"
         self.hold = self.root / "hold.json"
+        self.challenger = self.root / "challenger.json"
         self.operator_rollbacks = self.root / "rolled-back.json"
         self.flags_dir = self.root / "flags"
         self.flags_state = self.flags_dir / "state.json"

@@ -22,6 +22,7 @@ message)`` (``recovered``, ``reverted``, ``note``), which a command prints and
     result = mutate(layout, lambda: gc(layout, keep=2), notify=tell)
     result = install_run(layout, stream, label="vision-1.3.0.airlock", wait=5.0,
                          progress=tick, phases=bars, notify=tell)
+    result = promote_run(layout, hold=600, notify=tell)     # the staged challenger
 
 ``fsck --repair`` is the one change that cannot wait for a sound shape (it is
 what repairs the shape): :func:`fsck_run` is its door.
@@ -38,7 +39,7 @@ from agent.lock import AgentLock
 from airlock.console import Progress, no_progress
 from airlock.errors import LockedError, PreconditionError
 
-__all__ = ["Notify", "envelope", "fsck_run", "install_run", "mutate", "quiet"]
+__all__ = ["Notify", "envelope", "fsck_run", "install_run", "mutate", "promote_run", "quiet"]
 
 T = TypeVar("T")
 
@@ -70,6 +71,10 @@ def envelope(layout: Layout, *, wait: float = 0.0, notify: Notify = quiet,
         for line in recover(layout):
             notify("recovered", line)
         _migrate(layout, notify)
+        from agent.decrypt import ensure_key
+
+        if ensure_key(layout):  # a device initialised before encryption: its key, once
+            notify("key", f"made the device's encryption key {layout.encryption_pub}")
         reverted = enforce_hold(layout) if revert_hold else None
         if reverted is not None:
             notify("reverted", reverted["reason"])
@@ -123,11 +128,36 @@ def install_run(layout: Layout, stream: IO[bytes], *, label: str, switch: bool =
             # Nothing grows forever: the releases beyond the device's keep go now.
             keep = layout.load_config().keep_releases
             result["collected"] = gc(layout, keep, automatic=True)
+        if not switch and result.get("installed") and result.get("active") != result.get(
+                "release"):
+            from agent.challenger import stage
+
+            result["challenger"] = stage(layout, result)
         if (result.get("release") and result.get("active") == result["release"]
                 and not result.get("held_until")):
             from agent.self.from_release import update_from_release
 
             result["agent"] = update_from_release(layout, result["release"], progress=phases)
+        return result
+
+    return mutate(layout, work, wait=wait, notify=notify)
+
+
+def promote_run(layout: Layout, *, hold: float | None = None, wait: float = 0.0,
+                notify: Notify = quiet, reason: str = "operator") -> dict[str, Any]:
+    """Switch to the staged challenger in the envelope, then collect and update the agent
+    as :func:`install_run` does after a switch (``agent.promote``)."""
+    from agent.promote import promote
+
+    def work() -> dict[str, Any]:
+        result = promote(layout, hold=hold, reason=reason)
+        from agent.gc import gc
+
+        result["collected"] = gc(layout, layout.load_config().keep_releases, automatic=True)
+        if not result.get("held_until"):
+            from agent.self.from_release import update_from_release
+
+            result["agent"] = update_from_release(layout, result["release"])
         return result
 
     return mutate(layout, work, wait=wait, notify=notify)

@@ -37,6 +37,7 @@ from pathlib import Path
 
 from agent.runtime import DeviceRuntime
 from airlock.quality.health import Baseline, HealthReport, ModelFiles, check_model
+from airlock.quality.shadow_check import ShadowAsk
 from keys.release import ModelEntry, Release
 from keys.signed_fields import (
     EVAL_DATA_FILE,
@@ -65,12 +66,15 @@ def installed_files(release_dir: Path, model: ModelEntry) -> ModelFiles:
 def check_release(release_dir: Path, release: Release, *,
                   providers: Sequence[str] | None = None, runtime: DeviceRuntime | None = None,
                   baselines: Mapping[str, Baseline] | None = None,
-                  no_baseline: str = "no release is running to compare with") -> HealthReport:
+                  no_baseline: str = "no release is running to compare with",
+                  shadows: Mapping[str, ShadowAsk] | None = None) -> HealthReport:
     """Check every model of ``release`` as installed under ``release_dir``, one child each.
 
     ``runtime`` is the device's ONNX Runtime setup (``providers``, a
     caller's, wins over it); ``baselines`` the recorded evaluation per model
-    of the release being replaced (``no_baseline`` says why there is none).
+    of the release being replaced (``no_baseline`` says why there is none);
+    ``shadows`` per model, the comparison with the running model on the
+    device's samples (``agent.challenger``), run in the model's own child.
     """
     release_dir = Path(release_dir).absolute()  # the child runs in it: its paths must not be relative
     device = runtime or DeviceRuntime()
@@ -78,6 +82,6 @@ def check_release(release_dir: Path, release: Release, *,
         check_model(m.name, installed_files(release_dir, m), m.health, cwd=release_dir,
                     providers=providers, runtime=device.choose(m.health),
                     evaluation=m.evaluation, baseline=(baselines or {}).get(m.name),
-                    no_baseline=no_baseline)
+                    no_baseline=no_baseline, shadow=(shadows or {}).get(m.name))
         for m in release.models
     ])

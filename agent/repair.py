@@ -31,6 +31,7 @@ from airlock.errors import AirlockError
 from airlock.files import fsync_dir
 from airlock.format.bundle import BundleReader
 from airlock.format.oci import BLOB_PREFIX, hash_file
+from airlock.format.ocicrypt import BlobOpener
 from keys.release import Release
 
 __all__ = ["relink", "reverify", "store_copy_intact"]
@@ -49,8 +50,14 @@ def store_copy_intact(store: ContentStore, digest: str, size: int) -> bool:
 
 def reverify(layout: Layout, journal: Journal, store: ContentStore, release: Release,
              reader: BundleReader, label: str,
-             progress: Callable[[int], None] | None = None) -> dict[str, Any]:
-    """Read the whole bundle of the installed ``release``; restore damaged store blobs from it."""
+             progress: Callable[[int], None] | None = None,
+             openers: dict[str, BlobOpener] | None = None) -> dict[str, Any]:
+    """Read the whole bundle of the installed ``release``; restore damaged store blobs from it.
+
+    ``openers`` (an encrypted release, ``agent.decrypt``): a blob is held as its
+    plaintext, so that copy is checked, and restored by decrypting.
+    """
+    openers = openers or {}
     staged: dict[str, Path] = {}
     checked = 0
     expects = release.delta.expects if release.delta else ()
@@ -59,7 +66,14 @@ def reverify(layout: Layout, journal: Journal, store: ContentStore, release: Rel
         with contextlib.closing(reader.files(release.files, expects)) as members:
             for member in members:
                 checked += 1
-                if member.path.startswith(BLOB_PREFIX) and not store_copy_intact(
+                opener = openers.get(member.digest)
+                if opener is not None:
+                    plain = opener.plain_digest
+                    if store_copy_intact(store, plain, member.info.length):
+                        member.verify(progress)
+                    else:
+                        staged[plain] = store.stage(member, progress, opener.stream(), plain)
+                elif member.path.startswith(BLOB_PREFIX) and not store_copy_intact(
                         store, member.digest, member.info.length):
                     staged[member.digest] = store.stage(member, progress)
                 else:

@@ -27,6 +27,7 @@ from agent.faults import crash_point
 from agent.layout import Layout, is_real_dir
 from airlock.files import fsync_dir
 from airlock.format.bundle import BundleFile
+from airlock.format.ocicrypt import DecryptStream
 from airlock.limits import WRITEBACK_BYTES
 
 __all__ = ["ContentStore"]
@@ -42,7 +43,8 @@ class ContentStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    def stage(self, member: BundleFile, progress: Callable[[int], None] | None = None) -> Path:
+    def stage(self, member: BundleFile, progress: Callable[[int], None] | None = None,
+              decrypt: DecryptStream | None = None, as_digest: str | None = None) -> Path:
         """Stream ``member`` into ``staging/``; the file it names is verified and fsynced
         once the reader's loop has settled the member (``BundleReader.files``).
 
@@ -51,16 +53,23 @@ class ContentStore:
         this on a background thread, with the fsync, while it reads on. A file
         that failed is deleted on the way out; so does ``drop_staged`` for
         those the loop did not settle.
+
+        With ``decrypt`` (an encrypted blob, ``agent.decrypt``) the verified
+        ciphertext is decrypted as it streams and the plaintext staged as
+        ``as_digest``; its HMAC and plaintext digest are checked at the end,
+        before the blob counts.
         """
-        tmp = self.layout.staged_blob(member.digest)
+        tmp = self.layout.staged_blob(as_digest or member.digest)
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         first = True
         flusher = _Writeback(fd)
 
-        def write(chunk: memoryview) -> None:
+        def write(chunk: memoryview | bytes) -> None:
             nonlocal first
+            if decrypt is not None:
+                chunk = memoryview(decrypt.update(chunk))
             n = len(chunk)
             while chunk:
                 chunk = chunk[os.write(fd, chunk):]
@@ -75,9 +84,13 @@ class ContentStore:
                 flusher.join()
                 if error is None:
                     flusher.raise_error()
+                    if decrypt is not None:
+                        decrypt.finish()
                     os.fsync(fd)  # durable before commit() renames it into the store
                     kept = True
             finally:
+                if decrypt is not None:
+                    decrypt.close()
                 os.close(fd)
                 if not kept:
                     with contextlib.suppress(FileNotFoundError):

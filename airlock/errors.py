@@ -83,6 +83,11 @@ class PolicyError(RejectedError):
     """The signer may not deploy this release here (ring), or a rule forbids it."""
 
 
+class ExportForbiddenError(PolicyError):
+    """The signed release keeps a model's samples on the device (``samples: {export: false}``).
+    Exit code 3."""
+
+
 class FormatError(RejectedError):
     """The bundle is not a well-formed Airlock archive (tar, layout, metadata)."""
 

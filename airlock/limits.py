@@ -73,6 +73,8 @@ __all__ = [
     "MAX_SEQUENCE",
     "MAX_SERVE_LOG_BYTES",
     "MAX_SERVE_LOG_FILES",
+    "MAX_SHADOW_DISAGREEMENTS",
+    "MAX_SHADOW_SAMPLES",
     "MAX_SPEC_ALIAS_EXPANSION",
     "MAX_STATE_FILE_BYTES",
     "MAX_THREADS",
@@ -285,6 +287,13 @@ MAX_DRIFT_FILE_BYTES: Final = 64 * 1024 * 1024
 #: last.
 MAX_DRIFT_SAMPLE_FILES: Final = 64
 MAX_DRIFT_ROWS: Final = 100_000
+
+#: Device samples one shadow check runs through both models (``shadow.samples``),
+#: and the disagreements its result names. Each sample is two inferences inside
+#: the health child's time budget; a signed spec asking for millions must not
+#: keep an install (and the lock) busy for hours, nor fill ``health.json``.
+MAX_SHADOW_SAMPLES: Final = 10_000
+MAX_SHADOW_DISAGREEMENTS: Final = 20
 
 #: Journal entries one device report carries, and characters of any one text
 #: field in them (the tail is kept: hook output ends with the error). Reports

@@ -18,7 +18,9 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``flags``       a signed feature-flags set and the stable percentage buckets
 * ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules
 * ``evaluation_fields``  the same for evaluation thresholds, input contracts, providers, sessions
-* ``device``      documents a device signs with its own key: inventories and reports
+* ``shadow_fields``      the same for a model's shadow check and its samples policy
+* ``device``      documents a device signs with its own key: inventories, reports, sample packs
+* ``encryption_keys``  a device's EC P-256 encryption key, and the recipients a release names
 * ``kit``         an agent kit's signed ``kit.json``, made and checked with python-tuf
 * ``kitverify``   the same check with the standard library alone, shipped in every kit
 

@@ -1,4 +1,4 @@
-"""Documents a device signs with its own key: inventories and reports.
+"""Documents a device signs with its own key: inventories, reports and sample-pack manifests.
 
 A device key is made at ``airlock-agent init`` (``ROOT/device.key``, its
 public half ``device.pub``). What the device writes for the host is a DSSE
@@ -30,10 +30,13 @@ from airlock.errors import FormatError, SignatureError
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
 from keys.identify import describe
 
-__all__ = ["INVENTORY_TYPE", "REPORT_TYPE", "DeviceDocument", "sign_document", "verify_document"]
+__all__ = ["INVENTORY_TYPE", "REPORT_TYPE", "SAMPLES_TYPE", "DeviceDocument", "sign_document",
+           "verify_document"]
 
 INVENTORY_TYPE = "application/vnd.airlock.inventory.v1+json"
 REPORT_TYPE = "application/vnd.airlock.report.v1+json"
+SAMPLES_TYPE = "application/vnd.airlock.samples.v1+json"
+_WHAT = {REPORT_TYPE: "report", INVENTORY_TYPE: "inventory", SAMPLES_TYPE: "sample-pack manifest"}
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def verify_document(data: bytes, payload_type: str, key: Key | None = None) -> D
     SignatureError for a signature that does not verify (a forged or altered
     document, or one signed by another device than ``key``'s).
     """
-    what = "report" if payload_type == REPORT_TYPE else "inventory"
+    what = _WHAT.get(payload_type, "document")
     if len(data) > MAX_DEVICE_DOCUMENT_BYTES:
         raise FormatError(f"{what} is larger than {MAX_DEVICE_DOCUMENT_BYTES} bytes")
     try:

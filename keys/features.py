@@ -32,6 +32,8 @@ KNOWN_FEATURES: dict[str, str] = {
     "evaluate": "a labelled evaluation set with metric thresholds, checked on the device",
     "inputs_contract": "an input contract (dtypes, shapes, ranges) checked on the device",
     "agent_kits": "agent kits: the release updates the agent after it installs",
+    "encryption": "blobs encrypted to named recipients (ocicrypt's scheme), decrypted on install",
+    "shadow": "a shadow check: the model is compared with the running one on device samples",
 }
 
 

@@ -63,6 +63,8 @@ from keys.signed_fields import (
 __all__ = [
     "AgentKitEntry",
     "Delta",
+    "EncryptedBlob",
+    "Encryption",
     "EvaluationSpec",
     "HealthSpec",
     "Hooks",
@@ -78,6 +80,8 @@ __all__ = [
 from keys.release_entries import (
     AgentKitEntry,
     Delta,
+    EncryptedBlob,
+    Encryption,
     EvaluationSpec,
     HealthSpec,
     Hooks,
@@ -87,6 +91,7 @@ from keys.release_entries import (
 )
 from keys.release_reader import (
     Reader,
+    encryption_from,
     image_from,
     inventory_from,
     kit_from,
@@ -109,6 +114,7 @@ class Release:
     delta: Delta | None = None
     agent_kits: list[AgentKitEntry] = field(default_factory=list)
     requires: tuple[str, ...] = ()  # features the release depends on (keys.features)
+    encryption: Encryption | None = None  # blobs carried encrypted to named recipients
 
     @property
     def id(self) -> str:
@@ -138,6 +144,8 @@ class Release:
             }
         if self.agent_kits:  # absent otherwise, so releases without kits keep their bytes
             body["agent"] = {"kits": [asdict(k) for k in self.agent_kits]}
+        if self.encryption is not None:  # absent otherwise: clear releases keep their bytes
+            body["encryption"] = self.encryption.to_json()
         signed = Targets(
             version=self.sequence,
             expires=self.expires,
@@ -212,6 +220,8 @@ class Release:
             delta=delta,
             agent_kits=[kit_from(k) for k in r.sub("agent").subs("kits")],
             requires=requires,
+            encryption=(encryption_from(r.sub("encryption"))
+                        if body.get("encryption") is not None else None),
         )
         release._check_references()
         return release
@@ -259,14 +269,28 @@ class Release:
                 raise FormatError(f"agent kit '{k.file_name}' says {k.size} bytes but its "
                                   f"blob is {info.length} bytes")
 
+    def stored_digest(self, digest: str) -> str:
+        """The digest a device holds a listed blob under: an encrypted blob's plaintext one.
+
+        A delta's ``expects`` names listed (ciphertext) digests; the device
+        looks for the plaintext it decrypted from an earlier release.
+        """
+        if self.encryption is None:
+            return digest
+        blob = self.encryption.by_digest().get(digest)
+        return digest if blob is None else blob.plain
+
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, carried or expected on the device.
 
         ``files`` lists the whole release, a delta's expected blobs included
         (``_check_references`` refuses a delta expecting a blob it does not list).
         """
-        return sorted(f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files
-                      if p.startswith(BLOB_PREFIX))
+        plain = self.encryption.by_digest() if self.encryption else {}
+        digests = (f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files
+                   if p.startswith(BLOB_PREFIX))
+        # An encrypted blob is held decrypted, under its plaintext digest.
+        return sorted({plain[d].plain if d in plain else d for d in digests})
 
     @property
     def shipped(self) -> dict[str, FileInfo]:
@@ -283,8 +307,11 @@ class Release:
         rings and expiry; not the file list.
         """
 
+        carried = {b.plain: b.digest for b in self.encryption.blobs} if self.encryption else {}
+
         def size(digest: str) -> int | None:
-            info = self.files.get(blob_path(digest))
+            # An encrypted blob is listed by its ciphertext, as long as its plaintext (CTR).
+            info = self.files.get(blob_path(carried.get(digest, digest)))
             return None if info is None else info.length
 
         return {
@@ -336,13 +363,17 @@ def _quality_dict(m: ModelEntry) -> dict[str, Any]:
         d["evaluate"] = m.evaluation.to_json()
     if m.contract:
         d["inputs_contract"] = {rule.name: rule.to_json() for rule in m.contract}
+    if m.shadow is not None:
+        d["shadow"] = m.shadow.to_json()
+    if not m.samples.export:
+        d["samples"] = m.samples.to_json()
     return d
 
 
 def _model_dict(m: ModelEntry) -> dict[str, Any]:
     d = _drop_none(asdict(m))
     d["health"] = _health_dict(m.health)
-    for key in ("data", "evaluation", "contract"):
+    for key in ("data", "evaluation", "contract", "shadow", "samples"):
         d.pop(key, None)
     if m.data:
         d["data"] = dict(m.data)

@@ -17,6 +17,7 @@ from airlock.quality.evaluation import Threshold
 from keys.evaluation_fields import (
     SessionOptions,
 )
+from keys.shadow_fields import SamplesPolicy, ShadowSpec
 from keys.signed_fields import (
     DRIFT_REFERENCE_FILE,
     EVAL_DATA_FILE,
@@ -25,7 +26,7 @@ from keys.signed_fields import (
     GOLDEN_OUTPUTS_FILE,
 )
 
-__all__ = ["AgentKitEntry", "Delta", "EvaluationSpec", "HealthSpec", "Hooks", "ImageEntry", "InventoryRef", "ModelEntry"]
+__all__ = ["AgentKitEntry", "Delta", "EncryptedBlob", "Encryption", "EvaluationSpec", "HealthSpec", "Hooks", "ImageEntry", "InventoryRef", "ModelEntry"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +81,8 @@ class ModelEntry:
     data: tuple[tuple[str, str], ...] = ()
     evaluation: EvaluationSpec | None = None
     contract: tuple[InputRule, ...] = ()
+    shadow: ShadowSpec | None = None  # compare with the running model on device samples
+    samples: SamplesPolicy = field(default_factory=SamplesPolicy)
 
     def linked_files(self) -> list[tuple[str, str]]:
         """(file name, digest) of every file the agent links into ``models/NAME/``.
@@ -148,3 +151,30 @@ class AgentKitEntry:
     version: str  # the agent version inside, a final release like 0.2.0
     platform: str  # linux/amd64
     python: str  # 3.11
+
+
+@dataclass(frozen=True)
+class EncryptedBlob:
+    """A blob the bundle carries encrypted (``airlock.format.ocicrypt``), as the release signs it."""
+
+    digest: str  # of the ciphertext: what the bundle carries and the device verifies first
+    plain: str  # of the plaintext: what the device stores, models and images name
+    jwe: str  # the layer's keys.jwe annotation (the key wrapped per recipient)
+    hmac: str  # base64 HMAC-SHA256 of the ciphertext (ocicrypt's pubopts)
+
+
+@dataclass(frozen=True)
+class Encryption:
+    """Who may open an encrypted release, and its encrypted blobs."""
+
+    recipients: tuple[tuple[str, str], ...]  # (name, key id: RFC 7638 thumbprint)
+    blobs: tuple[EncryptedBlob, ...]
+
+    def by_digest(self) -> dict[str, EncryptedBlob]:
+        return {b.digest: b for b in self.blobs}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scheme": "ocicrypt-jwe",
+                "recipients": [{"name": n, "kid": k} for n, k in self.recipients],
+                "blobs": [{"digest": b.digest, "plain": b.plain, "jwe": b.jwe, "hmac": b.hmac}
+                          for b in self.blobs]}

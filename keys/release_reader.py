@@ -26,12 +26,15 @@ from keys.evaluation_fields import (
 )
 from keys.release_entries import (
     AgentKitEntry,
+    EncryptedBlob,
+    Encryption,
     EvaluationSpec,
     HealthSpec,
     ImageEntry,
     InventoryRef,
     ModelEntry,
 )
+from keys.shadow_fields import SamplesPolicy, valid_samples, valid_shadow
 from keys.signed_fields import (
     FieldError,
     valid_command,
@@ -162,6 +165,9 @@ def model_from(r: Reader) -> ModelEntry:
     contract: tuple[InputRule, ...] = ()
     if "inputs_contract" in r.raw:
         contract = r.check("inputs_contract", valid_contract, r.value("inputs_contract", None))
+    shadow = r.check("shadow", valid_shadow, r.raw["shadow"]) if "shadow" in r.raw else None
+    samples = (r.check("samples", valid_samples, r.raw["samples"]) if "samples" in r.raw
+               else SamplesPolicy())
     fallback = h.value("provider_fallback", False)
     if not isinstance(fallback, bool):
         raise FormatError(f"release field '{h.where}.provider_fallback' must be true or false")
@@ -191,6 +197,8 @@ def model_from(r: Reader) -> ModelEntry:
         ),
         evaluation=evaluation,
         contract=contract,
+        shadow=shadow,
+        samples=samples,
     )
 
 
@@ -230,3 +238,16 @@ def image_from(r: Reader) -> ImageEntry:
         index=r.digest("index", optional=True),
         blobs=tuple(r.digests("blobs")),
     )
+
+
+def encryption_from(r: Reader) -> Encryption:
+    """The signed ``encryption`` section: recipients by key id, each blob's two digests."""
+    if r.text("scheme") != "ocicrypt-jwe":
+        raise FormatError("release field 'encryption.scheme' names an unknown scheme")
+    recipients = tuple((e.text("name"), e.text("kid")) for e in r.subs("recipients"))
+    blobs = tuple(EncryptedBlob(digest=b.digest("digest"), plain=b.digest("plain"),
+                                jwe=b.text("jwe"), hmac=b.text("hmac"))
+                  for b in r.subs("blobs"))
+    if not recipients:
+        raise FormatError("release field 'encryption.recipients' is empty")
+    return Encryption(recipients, blobs)

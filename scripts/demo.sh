@@ -3,6 +3,8 @@
 # keys -> trust root -> a real ONNX model -> signed bundle -> verify -> inspect
 # -> (device) init -> install v1, v2 -> v3 with a bad model rolls back by itself
 # -> v5 adds a classifier scored on a labelled set; v6 lost accuracy and is refused
+# -> v7's classifier is fine at headquarters but disagrees with v5 on this site's own
+#    inputs: the shadow check refuses it before the switch
 # -> the device's status page and, from its signed report, the fleet report (HTML).
 # Everything lands in ./demo (removed and remade on every run), or in --dir DIR;
 # the demo's device lives in DIR/device, never in /var/lib/airlock or /etc.
@@ -137,6 +139,18 @@ YAML
 done
 airlock inspect vision-1.6.0.airlock | grep -E '^model|evaluation|contract'
 
+step "host: v7's classifier passes its goldens and its labelled set; it asks for a shadow check"
+# Perturbed a little less than v6: within a point of v5 on the evaluation set, so
+# nothing at headquarters can tell it apart. Its spec asks the device to compare it
+# with the running classifier on the newest 500 inputs the site dropped.
+"$PY" "$REPO/scripts/evalkit.py" models/c7 --kind classifier --samples 2000 --perturb 0.15 >/dev/null
+sed -e 's/"1.6.0"/"1.7.0"/' -e 's/^sequence: 6/sequence: 7/' -e 's#models/c6/#models/c7/#g' \
+  vision-6.yaml > vision-7.yaml
+cat >> vision-7.yaml <<YAML
+    shadow: {samples: 500, min_agreement: 0.97, max_latency_ratio: 3, when_too_few: fail}
+YAML
+airlock build vision-7.yaml --key keys/release.key -o vision-1.7.0.airlock
+
 if [ "$agent_from_kit" = 1 ]; then
   step "host: an agent kit for this machine's platform (every wheel pinned, kit.json signed)"
   airlock agent-kit --key keys/release.key -o agent-kit.tar
@@ -179,6 +193,12 @@ install_expect_4 vision-1.4.0.airlock
 step "device: install v5 (scored on its set), then v6: golden check passes, accuracy does not"
 airlock-agent install vision-1.5.0.airlock
 install_expect_4 vision-1.6.0.airlock
+
+step "device: v7 fine at headquarters, but the shadow check on this site's own inputs refuses it"
+# The application drops the inputs it sees into ROOT/samples/MODEL/; this site's sit
+# away from the evaluation set, where v7 and v5 disagree on about one in five.
+"$PY" "$REPO/scripts/evalkit.py" "$AIRLOCK_ROOT/samples/classifier" --site-samples 500 --shift 2
+install_expect_4 vision-1.7.0.airlock
 
 step "device: status"
 airlock-agent status

@@ -2,6 +2,7 @@
 
     python scripts/evalkit.py OUT_DIR --kind classifier [--samples 10000] [--perturb 0.6]
     python scripts/evalkit.py OUT_DIR --kind regressor
+    python scripts/evalkit.py SAMPLES_DIR --site-samples 500 [--shift 2.0]
 
 writes OUT_DIR/model.onnx (built with the ``onnx`` package, weights fitted
 with numpy on synthetic data), OUT_DIR/inputs.npz and OUT_DIR/outputs.npz
@@ -21,6 +22,13 @@ spread) to the fitted weights, deterministically: the model still loads,
 runs and passes its golden check, but scores worse, as a badly quantised or
 wrongly converted model does. The training and evaluation sets are drawn
 from different seeds.
+
+``--site-samples N`` writes no model: N classifier inputs a site sees, as an
+application drops them for the shadow check (``ROOT/samples/MODEL/``), in
+files of 50 rows (``site-000.npz`` oldest). ``--shift S`` adds S to every
+feature: a site whose inputs are not what headquarters evaluated on, where a
+perturbed model that still scores well on the evaluation set disagrees with
+the fitted one far more often.
 """
 
 from __future__ import annotations
@@ -37,7 +45,8 @@ CLASSES = 10
 # Distance of the class centres: sets how separable the classes are (accuracy ~0.95).
 SPREAD = 0.9
 FEATURES = {"classifier": 16, "regressor": 8}
-_TRAIN_SEED, _EVAL_SEED, _CENTRES_SEED, _PERTURB_SEED = 1, 2, 3, 4
+_TRAIN_SEED, _EVAL_SEED, _CENTRES_SEED, _PERTURB_SEED, _SITE_SEED = 1, 2, 3, 4, 5
+SITE_FILE_ROWS = 50
 
 
 def _blobs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -150,6 +159,21 @@ def _golden(model: Path, out_dir: Path, x: np.ndarray, output: str) -> None:
     np.savez(out_dir / "outputs.npz", **named)
 
 
+def write_site_samples(folder: Path, n: int, *, shift: float = 0.0) -> list[Path]:
+    """``n`` classifier inputs in files of SITE_FILE_ROWS rows, oldest first (older mtimes)."""
+    import os
+
+    folder.mkdir(parents=True, exist_ok=True)
+    x = _blobs(n, _SITE_SEED)[0] + np.float32(shift)
+    paths = []
+    for i, start in enumerate(range(0, n, SITE_FILE_ROWS)):
+        path = folder / f"site-{i:03d}.npz"
+        np.savez(path, x=x[start:start + SITE_FILE_ROWS])
+        os.utime(path, ns=(1_700_000_000_000_000_000 + i * 10**9,) * 2)  # newest last
+        paths.append(path)
+    return paths
+
+
 def weights(model: Path) -> dict[str, Any]:
     """The model's initializers as arrays (for tests that compute its metrics with numpy)."""
     return {t.name: numpy_helper.to_array(t) for t in onnx.load(str(model)).graph.initializer}
@@ -162,7 +186,12 @@ def main() -> None:
     p.add_argument("--kind", choices=sorted(FEATURES), default="classifier")
     p.add_argument("--samples", type=int, default=2000)
     p.add_argument("--perturb", type=float, default=0.0, metavar="SCALE")
+    p.add_argument("--site-samples", type=int, default=0, metavar="N")
+    p.add_argument("--shift", type=float, default=0.0)
     a = p.parse_args()
+    if a.site_samples:
+        print(len(write_site_samples(a.out_dir, a.site_samples, shift=a.shift)), "files")
+        return
     print(make(a.out_dir, a.kind, samples=a.samples, perturb_scale=a.perturb))
 
 

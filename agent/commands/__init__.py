@@ -12,6 +12,7 @@ Modules:
 - ``agent_config``: show or change ring, image sink, trust root, model runtime;
 - ``agent_install``: verify, store, health-check and switch to a bundle;
 - ``agent_commit``: make a held install final;
+- ``agent_promote``: switch to the challenger staged with ``install --no-switch``;
 - ``agent_flags``: show, apply or roll back signed feature flags;
 - ``agent_status``: releases, agent state, disk use and damage (``--html`` too);
 - ``agent_history``: the journal, and a check of its hash chain;
@@ -22,6 +23,7 @@ Modules:
 - ``agent_fsck``: check ROOT; ``--repair`` fixes what it can;
 - ``agent_serve``: metrics, drop-folder installs and scheduled checks until stopped;
 - ``agent_report``: a signed report to carry home;
+- ``agent_samples``: a signed pack of the device's samples that matter, within a budget;
 - ``agent_completion``: a shell completion script;
 - ``agent_self_install``: install.sh's last step (``self-install``);
 - ``agent_version``: ``--version`` (the tool's option, not a subcommand);
@@ -49,6 +51,8 @@ REGISTRY = (
     CommandInfo("install", "agent.commands.agent_install",
                 "verify, store, health-check and switch to a bundle ('-' reads stdin)"),
     CommandInfo("commit", "agent.commands.agent_commit", "make a held install (install --hold) final"),
+    CommandInfo("promote", "agent.commands.agent_promote",
+                "switch to the challenger staged with install --no-switch (--hold as install)"),
     CommandInfo("flags", "agent.commands.agent_flags",
                 "show effective feature flags; apply or roll back a signed flags set"),
     CommandInfo("status", "agent.commands.agent_status",
@@ -67,6 +71,8 @@ REGISTRY = (
                 "run until stopped: /metrics, drop-folder installs, scheduled checks"),
     CommandInfo("report", "agent.commands.agent_report",
                 "write a report signed with the device key, to carry home"),
+    CommandInfo("samples", "agent.commands.agent_samples",
+                "export the samples that matter (disagreements, drift) in a signed pack"),
     CommandInfo("completion", "agent.commands.agent_completion",
                 "print a shell completion script for airlock-agent"),
     CommandInfo("self-install", "agent.commands.agent_self_install",

@@ -121,6 +121,12 @@ def _lay_out(layout: Layout, trust_bytes: bytes, trust_version: int,
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
         generate_keypair("device", layout.root)
+        from agent.decrypt import ensure_key
+
+        for p in (layout.encryption_key, layout.encryption_pub):
+            with contextlib.suppress(FileNotFoundError):
+                p.unlink()
+        ensure_key(layout)  # EC P-256: what releases are encrypted to (--encrypt-to)
         fsync_dir(layout.root)
         write_format(layout)
         Journal(layout.journal).append("initialised", device_id=config.device_id,

@@ -10,12 +10,15 @@ import argparse
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.commands.base import layout_of
 from airlock.console import human_size, json_option
 from airlock.errors import UsageError
 from airlock.files import write_atomic
+
+if TYPE_CHECKING:
+    from keys.encryption_keys import Recipient
 
 EXAMPLES = ("airlock-agent report -o /media/usb/airlock-reports/cam-7.report.json",)
 DESCRIPTION = None
@@ -27,6 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--since", default="last", metavar="LAST",
                    help="journal entries since: 'last' report (default), 'all', an ISO time, "
                         "or an earlier report file")
+    p.add_argument("--encrypt-to", type=Path, action="append", default=[], metavar="PUB",
+                   help="encrypt the signed report to this public key (PEM, EC or RSA: "
+                        "headquarters'), as one JWE; repeatable")
     json_option(p)
 
 
@@ -39,6 +45,7 @@ class ReportWritten:
     since: str
     from_line: int
     to_line: int
+    encrypted_to: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -46,7 +53,9 @@ class ReportWritten:
     def text(self) -> str:
         return (f"wrote the signed report of {self.device_id} to {self.output}: "
                 f"{self.entries} journal entr{'y' if self.entries == 1 else 'ies'} "
-                f"(since {self.since}), {human_size(self.bytes)}")
+                f"(since {self.since}), {human_size(self.bytes)}"
+                + (f", encrypted to {', '.join(self.encrypted_to)}" if self.encrypted_to
+                   else ""))
 
 
 def run(args: argparse.Namespace) -> ReportWritten | None:
@@ -55,7 +64,12 @@ def run(args: argparse.Namespace) -> ReportWritten | None:
 
     layout = layout_of(args)
     layout.require_initialised()
-    data = signed_report(layout, args.since)
+    signed = data = signed_report(layout, args.since)
+    recipients = [_recipient(p) for p in args.encrypt_to]
+    if recipients:
+        from airlock.format.ocicrypt import seal
+
+        data = seal(signed, [r.public_pem for r in recipients])
     if args.output is None:
         sys.stdout.buffer.write(data)
         return None
@@ -65,8 +79,18 @@ def run(args: argparse.Namespace) -> ReportWritten | None:
     except OSError as e:
         raise UsageError(f"cannot write report {args.output}: {e.strerror}") from None
     # What the report just signed here says, checked against its own key as the host will.
-    body = verify_document(data, REPORT_TYPE).body
+    body = verify_document(signed, REPORT_TYPE).body
     journal = body["journal"]
     return ReportWritten(str(args.output), len(data), body["device_id"],
                          len(journal["entries"]), journal["since"], journal["from_line"],
-                         journal["to_line"])
+                         journal["to_line"], [r.name for r in recipients])
+
+
+def _recipient(path: Path) -> Recipient:
+    from keys.encryption_keys import Recipient
+
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise UsageError(f"cannot read --encrypt-to {path}: {e.strerror}") from None
+    return Recipient.from_bytes(data, path.name)

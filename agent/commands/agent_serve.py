@@ -30,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a dropped file must stay unchanged this long before it is read")
     p.add_argument("--poll", type=float, default=1.0, metavar="SECONDS",
                    help="how often drop folders and samples are looked at")
+    p.add_argument("--shadow-every", default="0", metavar="DURATION",
+                   help="compare the staged challenger (install --no-switch) with the running "
+                        "model on fresh samples this often (e.g. 1h; 0 = never, the default)")
+    p.add_argument("--auto-promote", type=int, default=0, metavar="K",
+                   help="promote the staged challenger once its last K shadow runs all met "
+                        "its spec's thresholds (needs --shadow-every)")
     p.add_argument("--log", type=Path, metavar="FILE",
                    help="append one JSON line per event here (default: stderr)")
 
@@ -41,4 +47,4 @@ def run(args: argparse.Namespace) -> None:
     layout.require_initialised()
     serve(layout, ServeOptions.from_args(args.listen, args.watch, args.check_every,
                                          args.revert_on_failed_check, args.settle, args.poll,
-                                         args.log))
+                                         args.log, args.shadow_every, args.auto_promote))

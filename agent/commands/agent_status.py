@@ -52,6 +52,7 @@ class Status(Reported):
                  f"store     {d['store']['blobs']} blobs, {human_size(d['store']['bytes'])}; "
                  f"{len(d['releases'])} release(s); disk {human_size(d['disk']['free'])} free"]
         lines += _hold_lines(d.get("hold"))
+        lines += challenger_lines(d.get("challenger"))
         lines += _drift_lines(d.get("drift"))
         if last:
             what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
@@ -114,6 +115,23 @@ def _release_line(label: str, r: dict[str, Any] | None) -> str:
                           if isinstance(values.get(k), int | float))
         line += f"\n{'':<9} {model}: {shown} on {values.get('samples')} evaluation samples"
     return line
+
+
+def challenger_lines(c: dict[str, Any] | None) -> list[str]:
+    """The staged challenger and its last shadow run, per model."""
+    if not c:
+        return []
+    lines = [f"challenger {c['release']} staged {c.get('staged_at') or '?'} against "
+             f"{c.get('against') or 'nothing'}; {c['runs']} shadow run(s); "
+             f"'{c['promote']}' switches to it"]
+    for model, r in sorted(((c.get("last") or {}).get("models") or {}).items()):
+        agreement, ratio = r.get("agreement"), r.get("latency_ratio")
+        lines.append(f"{'':<10} {model}: agreement "
+                     + (f"{agreement:.1%}" if isinstance(agreement, int | float) else "-")
+                     + f" on {r.get('samples')} sample(s), latency ratio "
+                     + (f"{ratio:.2f}" if isinstance(ratio, int | float) else "-")
+                     + f" ({r.get('verdict')})")
+    return lines
 
 
 def _drift_lines(drift: dict[str, Any] | None) -> list[str]:

@@ -11,6 +11,7 @@
 * ``tally``          counters read from the journal
 * ``sample_drift``   samples against the release's drift reference
 * ``input_contract`` contract violations in the samples an application drops
+* ``sample_pack``    the samples that matter, chosen within a budget, signed to carry home
 * ``report``         the signed report that travels home
 * ``inventory``      the signed inventory delta bundles are built against
 

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from agent.decrypt import public_key
 from agent.install import load_sequences
 from agent.layout import Layout
 from agent.self.identity import identity
@@ -61,6 +62,8 @@ def inventory(layout: Layout) -> dict[str, Any]:
         "releases": releases,
         "sequences": load_sequences(layout),
         "blobs": blobs,
+        # What `airlock build --encrypt-to INVENTORY` encrypts to (None before its first start).
+        "encryption_key": public_key(layout),
     }
 
 

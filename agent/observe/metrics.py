@@ -42,6 +42,11 @@ Prometheus conventions (base units: seconds, bytes; ``_total`` counters):
     airlock_model_drift_rows{release,model}               recent rows compared
     airlock_agent_busy                                    1 while a command holds the lock
     airlock_hold_deadline_seconds{release,previous}       a held install's deadline (unix time)
+    airlock_shadow_agreement{release,against,model}       shadow check: share of device samples on
+                                                          which the model agrees with ``against``
+                                                          (the staged challenger's last run, and
+                                                          the active release's at its install)
+    airlock_shadow_latency_ratio{release,against,model}   its p95 over ``against``'s, same samples
     process_*                                             serve's own CPU and memory
 """
 
@@ -113,6 +118,7 @@ class _AgentCollector(Collector):
         yield from self._storage()
         yield from self._drift()
         yield from self._inputs()
+        yield from self._shadow()
 
     def _hold(self) -> Iterator[Metric]:
         from agent.hold import pending_hold
@@ -266,6 +272,37 @@ class _AgentCollector(Collector):
             rows.add_metric([rid, model], float(d.get("rows") or 0))
         yield from (psi, warn, thr, rows)
 
+
+    def _shadow(self) -> Iterator[Metric]:
+        """The staged challenger's last shadow run, and the active release's at its install."""
+        from agent.challenger import summary
+
+        agree = GaugeMetricFamily("airlock_shadow_agreement",
+                                  "Share of the device's samples on which the model agrees with "
+                                  "the model it was compared with (shadow check).",
+                                  labels=["release", "against", "model"])
+        ratio = GaugeMetricFamily("airlock_shadow_latency_ratio",
+                                  "p95 latency of the model over that of the model it was "
+                                  "compared with, on the same samples.",
+                                  labels=["release", "against", "model"])
+        runs: list[tuple[str, dict[str, Any]]] = []
+        staged = summary(self.layout)
+        if staged is not None and isinstance(staged.get("last"), dict):
+            runs.append((staged["release"], staged["last"].get("models") or {}))
+        rid = read_link(self.layout, "current")
+        health = _read_health(self.layout.release_dir(rid) / "health.json") if rid else None
+        if rid and health is not None:
+            runs.append((rid, {m["name"]: m["shadow"]
+                               for m in (health.get("report") or {}).get("models") or []
+                               if isinstance(m, dict) and isinstance(m.get("shadow"), dict)
+                               and isinstance(m.get("name"), str)}))
+        for release, models in runs:
+            for model, r in sorted(models.items()):
+                labels = [release, str(r.get("running_release") or ""), model]
+                for family, key in ((agree, "agreement"), (ratio, "latency_ratio")):
+                    if isinstance(r.get(key), int | float):
+                        family.add_metric(labels, float(r[key]))
+        yield from (agree, ratio)
 
     def _inputs(self) -> Iterator[Metric]:
         inputs = self.observed.inputs

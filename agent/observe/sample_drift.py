@@ -47,7 +47,7 @@ MIN_ROWS = 50
 Fingerprint = tuple[tuple[str, int, int], ...]
 
 
-def sample_files(folder: Path) -> list[os.DirEntry[str]]:
+def sample_files(folder: Path, limit: int = MAX_DRIFT_SAMPLE_FILES) -> list[os.DirEntry[str]]:
     """The newest sample files, newest first; hidden (still being written) names and links
     skipped. The input-contract count (``agent.observe.input_contract``) reads the same files."""
     try:
@@ -57,7 +57,7 @@ def sample_files(folder: Path) -> list[os.DirEntry[str]]:
     except OSError:
         return []
     entries.sort(key=lambda e: (e.stat().st_mtime_ns, e.name), reverse=True)
-    return entries[:MAX_DRIFT_SAMPLE_FILES]
+    return entries[:limit]
 
 
 def fingerprint(layout: Layout, model: str) -> Fingerprint:

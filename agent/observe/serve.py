@@ -38,7 +38,14 @@ Shutdown: SIGTERM or SIGINT lets an install in progress finish, then exits
 process exits (the device is left as it was before that install). A kill -9
 is a crash like any other: the next agent command recovers. One JSON object
 per line goes to ``--log`` or stderr for every event (``serve-started``,
-``drop-result``, ``check-result``, ``drift-warning``, ``hold-expired``, ``serve-stopped``...).
+``drop-result``, ``check-result``, ``drift-warning``, ``hold-expired``, ``shadow-run``,
+``promoted``, ``serve-stopped``...).
+
+5. **shadow runs**: every ``--shadow-every`` the challenger staged with
+   ``install --no-switch`` is compared again with the running model on the
+   newest samples (``agent.challenger.rerun``; agreement and latency ratio
+   in ``/metrics``, ``status`` and the page); with ``--auto-promote K`` it
+   is promoted once its last K runs all met its spec's thresholds.
 
 4. **holds**: an ``install --hold`` not committed by its deadline is rolled
    back (``agent.hold``), checked every poll.
@@ -108,10 +115,13 @@ class ServeOptions:
     settle_s: float = 2.0
     poll_s: float = 1.0
     log: Path | None = None
+    shadow_every_s: float = 0.0  # 0: never (agent.challenger.rerun)
+    auto_promote: int = 0  # promote after this many passing shadow runs in a row; 0: never
 
     @classmethod
     def from_args(cls, listen: str, watch: list[Path], check_every: str, revert: bool,
-                  settle: float, poll: float, log: Path | None) -> ServeOptions:
+                  settle: float, poll: float, log: Path | None, shadow_every: str = "0",
+                  auto_promote: int = 0) -> ServeOptions:
         from airlock.durations import parse_duration
 
         host, sep, port = listen.rpartition(":")
@@ -123,8 +133,12 @@ class ServeOptions:
         for d in watch:
             if d.exists() and not d.is_dir():
                 raise UsageError(f"--watch {d} is not a directory")
+        shadow = (0.0 if shadow_every.strip() == "0"
+                  else parse_duration(shadow_every).total_seconds())
+        if auto_promote < 0 or (auto_promote and not shadow):
+            raise UsageError("--auto-promote K needs K >= 1 and --shadow-every")
         return cls(host.strip("[]") or "127.0.0.1", int(port), [d.absolute() for d in watch],
-                   every, revert, settle, poll, log)
+                   every, revert, settle, poll, log, shadow, auto_promote)
 
 
 class EventLog:
@@ -175,6 +189,7 @@ class _Server:
         # The first check comes right after start: after a reboot or an upgrade of the
         # runtime, whether the active model still works is the first thing to know.
         self.next_check = time.monotonic() if options.check_every_s else None
+        self.next_shadow = time.monotonic() if options.shadow_every_s else None
 
     # -- signals ---------------------------------------------------------------
     def on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -207,6 +222,8 @@ class _Server:
                          note="more drops than one poll takes; the rest are not looked at")
             if self.next_check is not None and time.monotonic() >= self.next_check:
                 self.guarded(self.scheduled_check)
+            if self.next_shadow is not None and time.monotonic() >= self.next_shadow:
+                self.guarded(self.shadow_run)
             self.guarded(self.hold_deadline)
             self.update_drift()
             self.stop.wait(self.options.poll_s)
@@ -360,6 +377,28 @@ class _Server:
             self.log("report-not-written", path=str(target), reason=str(e)[:200])
             return
         self.log("report-written", path=str(target), bytes=len(data))
+
+    # -- champion and challenger ---------------------------------------------
+    def shadow_run(self) -> None:
+        """The staged challenger compared again on fresh samples; promoted when it has earned it."""
+        from agent.challenger import ready_to_promote, rerun
+
+        self.next_shadow = time.monotonic() + self.options.shadow_every_s
+        with self.locked("shadowing") as held:
+            if not held or (run := rerun(self.layout)) is None:
+                return
+            self.log("shadow-run", **run)
+            why = ready_to_promote(self.layout, self.options.auto_promote)
+            if self.options.auto_promote and why:
+                from agent.promote import promote
+
+                try:
+                    result = promote(self.layout, reason=why)
+                except HealthCheckError as e:
+                    self.log("promote-failed", release=run["release"], reason=str(e))
+                    return
+                self.log("promoted", release=result["release"], previous=result["previous"],
+                         reason=why)
 
     # -- scheduled check -------------------------------------------------------
     def scheduled_check(self) -> None:

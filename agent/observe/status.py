@@ -9,6 +9,7 @@
     info["drift"]      # agent.observe.sample_drift.release_drift: PSI per model of the active release
     info["damage"]     # ["releases: a file where a directory belongs; ...", ...] or []
     info["inputs"]     # agent.observe.input_contract: contract violations in dropped samples, per model
+    info["challenger"] # the staged challenger (install --no-switch) and its last shadow run, or None
 
 Status only reads, so it answers on any ROOT that was initialised: damaged
 (each flaw of ``agent.shape`` is listed, and ``fsck --repair`` is the cure),
@@ -105,6 +106,7 @@ def _record(path: Path) -> dict[str, Any] | None:
 
 def status(layout: Layout, *, serving: bool | None = None) -> dict[str, Any]:
     """What the device is doing; ``serving``: asked by ``serve`` itself (it reverts holds)."""
+    from agent.challenger import summary as challenger_summary
     from agent.hold import pending_hold
 
     damage = [f"{layout.rel(f.path)}: {f.describe()}" for f in find_flaws(layout)]
@@ -153,4 +155,5 @@ def status(layout: Layout, *, serving: bool | None = None) -> dict[str, Any]:
             k: last_event.get(k) for k in ("time", "event", "release", "reason", "active")},
         "drift": release_drift(layout, current),
         "hold": pending_hold(layout, serving=serving),
+        "challenger": challenger_summary(layout),
     }

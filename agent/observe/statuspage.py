@@ -45,7 +45,7 @@ REFRESH_S = 30
 # Journal events a technician asks about: what was installed, refused or undone, and why.
 _EVENTS = {"installed", "install-failed", "rejected", "refused", "rolled-back",
            "rollback-failed", "already-active", "health-result", "drift-warning", "recovered",
-           "probe-failed", "fsck-repair", "reinstall-verified"}
+           "probe-failed", "fsck-repair", "reinstall-verified", "promoted", "promote-failed"}
 _SHOWN_EVENTS = 15
 # What serve also answers; links that only read, like the page.
 _MACHINE_PATHS = ("/status", "/metrics", "/healthz")
@@ -182,7 +182,8 @@ def _events(entries: list[dict[str, Any]]) -> str:
              "rolled-back": ("↶ ROLLED BACK", "warn"),
              "rollback-failed": ("✗ ROLLBACK FAILED", "bad"),
              "health-result": ("HEALTH CHECK", ""), "drift-warning": ("! DRIFT", "warn"),
-             "probe-failed": ("✗ PROBE FAILED", "bad"), "recovered": ("RECOVERED", "warn")}
+             "probe-failed": ("✗ PROBE FAILED", "bad"), "recovered": ("RECOVERED", "warn"),
+             "promoted": ("⇪ PROMOTED", "ok"), "promote-failed": ("✗ PROMOTE FAILED", "bad")}
     rows = []
     for e in entries:
         event = str(e.get("event"))
@@ -245,6 +246,29 @@ def _hold(hold: dict[str, Any]) -> str:
             f"<b class='mono'>{esc(hold.get('comes_back'))}</b> comes back. Keep it with "
             f"<code>{esc(hold.get('commit'))}</code> on the device; {esc(hold.get('reverts'))}."
             "</p>")
+
+
+def _challenger(c: dict[str, Any]) -> str:
+    """The staged challenger: its last shadow run per model, and how to promote it."""
+    last: dict[str, Any] = c["last"] if isinstance(c.get("last"), dict) else {}
+    rows = []
+    for model, r in sorted((last.get("models") or {}).items()):
+        if not isinstance(r, dict):
+            continue
+        agreement, ratio = finite(r.get("agreement")), finite(r.get("latency_ratio"))
+        ok = r.get("verdict") == "passed"
+        rows.append([esc(model),
+                     "-" if agreement is None else esc(f"{agreement:.1%}"),
+                     esc(f"≥ {r.get('min_agreement')}"),
+                     "-" if ratio is None else esc(f"{ratio:.2f}"),
+                     esc(r.get("samples")),
+                     f"<span class='{'ok' if ok else 'warn'}'>{esc(r.get('verdict'))}</span>"])
+    return (f"<p><b class='mono'>{esc(c.get('release'))}</b> is staged beside "
+            f"<b class='mono'>{esc(c.get('against') or 'nothing')}</b> since "
+            f"{esc(c.get('staged_at'))}; {esc(c.get('runs'))} shadow run(s) on this device's "
+            f"own samples. <code>{esc(c.get('promote'))}</code> on the device switches to it."
+            "</p>" + table(["model", "agreement", "needed", "latency ratio", "samples",
+                            "last run"], rows))
 
 
 def _disk(st: dict[str, Any]) -> str:
@@ -311,6 +335,10 @@ def render(st: dict[str, Any], events: list[dict[str, Any]], *, drops: list[dict
     hold = st.get("hold")
     if isinstance(hold, dict):
         body.append(section("Held install", _hold(hold), ident="hold"))
+    challenger = st.get("challenger")
+    if isinstance(challenger, dict):
+        body.append(section("Challenger (shadow check)", _challenger(challenger),
+                            ident="challenger"))
     if damage:
         body.append(section("Damage", "<p class='bad'>✗ The agent's state is damaged; run "
                             "<code>airlock-agent fsck --repair</code>.</p><ul>"

@@ -9,6 +9,7 @@
 * ``layout_check`` the OCI layout's references checked against what the bundle carries or expects
 * ``parts``        split media: ``BUNDLE.part001…`` read as one stream, each part hashed
 * ``kitarchive``   the agent kit's tar: ``kit.json`` first, every member checked
+* ``ocicrypt``     layers encrypted as containers/ocicrypt does: AES-256-CTR + HMAC, keys as JWE
 
 Example::
 

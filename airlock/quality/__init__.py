@@ -11,6 +11,8 @@ same code and the same words:
 * ``contract``     input contracts against a model's signature and against data
 * ``npz_batches``  an ``.npz`` read a batch of rows at a time
 * ``drift``        the population stability index of samples against a reference
+* ``shadow_check`` the shadow check's policy: the child's job, the verdict on agreement
+* ``shadow_run``   the shadow comparison in the child: both models on the device's samples
 
 Example::
 

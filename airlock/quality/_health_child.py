@@ -6,7 +6,7 @@ Run by absolute path in isolated mode (airlock.quality.health builds the command
 with airlock.spawn), so it imports nothing of ours by name: only the
 standard library, numpy and onnxruntime, from the interpreter's own
 site-packages, and the modules of the shared ground that sit beside it
-(``evaluation.py``, ``npz_batches.py``: pure numpy; ``model_skeleton.py``:
+(``evaluation.py``, ``npz_batches.py``, ``shadow_run.py``: pure numpy; ``model_skeleton.py``:
 the standard library only), loaded with importlib by
 the absolute path of this file, never from the release directory or the
 caller's. The agent runs it on a staged release, the bundler on the spec's
@@ -18,7 +18,7 @@ unless the job allows falling back), builds its feed (the golden inputs, or
 zeros of the declared shapes when there are none), then runs the
 :data:`STEPS` in order, each adding its measurements to one JSON object::
 
-    STEPS = (_golden_outputs, _node_providers, _latency, _evaluate)
+    STEPS = (_golden_outputs, _node_providers, _latency, _evaluate, _shadow)
     # a new kind of check is one more step
 
 ``_golden_outputs`` runs the feed once (the untimed warm-up) and compares
@@ -26,7 +26,9 @@ every golden output with numpy ``allclose`` semantics; ``_node_providers``
 reads which provider ran which nodes from ONNX Runtime's profile of that
 run (profiling is on only when more than one provider is in the session);
 ``_latency`` times ``runs`` inferences; ``_evaluate`` streams the
-evaluation set through the model a batch at a time into the metric tally.
+evaluation set through the model a batch at a time into the metric tally;
+``_shadow`` loads the running release's model beside it and runs both on the
+device's own samples (``shadow_run.py``).
 Policy (budgets, thresholds, wording of reasons, what is enforced where)
 lives in the parent; this side only measures, and refuses data it cannot
 measure against: golden outputs that hold no array or name what the model
@@ -211,7 +213,7 @@ def _session_options(ort: Any, options: dict[str, Any], profile_dir: str | None)
     return opts
 
 
-def _open_session(job: dict[str, Any], out: dict[str, Any], profile_dir: str) -> Any:
+def _open_session(job: dict[str, Any], out: dict[str, Any], profile_dir: str | None) -> Any:
     """The session on the job's providers; ``out["providers"]``: what was asked, available, used.
 
     A provider not available here fails the check unless ``provider_fallback``;
@@ -237,7 +239,7 @@ def _open_session(job: dict[str, Any], out: dict[str, Any], profile_dir: str) ->
     if not usable:
         raise _Fail(f"none of the providers {', '.join(wanted)} is available here "
                     f"(available: {', '.join(available)})")
-    profile = profile_dir if len(usable) > 1 else None
+    profile = profile_dir if len(usable) > 1 and profile_dir is not None else None
     model = os.path.abspath(job["model"])
     skeleton = _sibling("model_skeleton").model_skeleton(model)
     session = None
@@ -435,10 +437,31 @@ def _metric(v: Any) -> float | None:
     return f if f == f and abs(f) != float("inf") else None
 
 
+def _shadow(run: _Run) -> None:
+    """Run the device's samples through the running model and this one (``shadow_run``)."""
+    sh = run.job.get("shadow")
+    if not sh:
+        return
+    running = _open_session({**run.job, "model": sh["running_model"]}, {"notes": []}, None)
+    compare = _sibling("shadow_run")
+    dtypes = {}
+    for i in run.session.get_inputs():
+        with contextlib.suppress(_Fail):
+            dtypes[i.name] = _numpy_dtype(i.type)
+    try:
+        run.out["shadow"] = compare.compare(
+            run.session, running, list(sh["files"]), samples=int(sh["samples"]),
+            compare_mode=sh["compare"], atol=float(sh["atol"]), rtol=float(sh["rtol"]),
+            dtypes=dtypes, max_file_bytes=int(sh["max_file_bytes"]),
+            max_named=int(sh["max_named"]), outputs_to=sh.get("outputs_to"))
+    except compare.ShadowDataError as e:
+        raise _Fail(f"shadow check: {e}") from e
+
+
 #: The checks, in order, after the model is loaded and its feed built. A step
 #: that finds the model wrong raises _Fail; otherwise it adds measurements.
 STEPS: tuple[Callable[[_Run], None], ...] = (_golden_outputs, _node_providers, _latency,
-                                             _evaluate)
+                                             _evaluate, _shadow)
 
 
 def _check(job: dict[str, Any], out: dict[str, Any]) -> None:

@@ -101,6 +101,7 @@ from airlock.quality.health_process import (
     run_child,
     signal_name,
 )
+from airlock.quality.shadow_check import ShadowAsk, shadow_job, shadow_verdict
 
 __all__ = [
     "JUDGES",
@@ -217,6 +218,7 @@ class ModelResult:
     seconds: float | None = None  # the whole check, spawn to verdict
     providers: dict[str, Any] | None = None  # requested, available, used, nodes per provider
     evaluation: dict[str, Any] | None = None  # metrics, threshold checks, baseline used
+    shadow: dict[str, Any] | None = None  # agreement with the running model on device samples
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -271,6 +273,7 @@ class _Measured:
     baseline: Baseline | None = None
     no_baseline: str = ""
     evaluation: dict[str, Any] | None = None
+    shadow: ShadowAsk | None = None
 
 
 Judge = Callable[[_Measured, Budgets], list[Finding]]
@@ -285,26 +288,29 @@ class _Asked:
     evaluation: Evaluation | None
     baseline: Baseline | None
     no_baseline: str
+    shadow: ShadowAsk | None = None
 
 
 def check_model(name: str, files: ModelFiles, budgets: Budgets, *, cwd: Path,
                 providers: Sequence[str] | None = None, runtime: Runtime | None = None,
                 enforce_budgets: bool = True, evaluation: Evaluation | None = None,
                 baseline: Baseline | None = None,
-                no_baseline: str = "no release is running to compare with") -> ModelResult:
+                no_baseline: str = "no release is running to compare with",
+                shadow: ShadowAsk | None = None) -> ModelResult:
     """Check one model in its own child process, run in ``cwd``; never raises for the model's sake.
 
     ``runtime`` is the ONNX Runtime setup (the budgets' own by default),
     ``providers`` overrides its providers; ``evaluation`` the model's
     labelled set (its files in ``files``), ``baseline`` the running
     release's recorded result for relative thresholds (``no_baseline``
-    says why there is none).
+    says why there is none); ``shadow`` the comparison with the running
+    model on the device's samples (``airlock.quality.shadow_check``), in the same child.
     """
     start = time.monotonic()
     chosen = runtime or Runtime.of(budgets)
     if providers:
         chosen = replace(chosen, providers=tuple(providers), source="caller")
-    asked = _Asked(chosen, enforce_budgets, evaluation, baseline, no_baseline)
+    asked = _Asked(chosen, enforce_budgets, evaluation, baseline, no_baseline, shadow)
     try:
         result = _check_model(name, files, budgets, Path(cwd).absolute(), asked)
     except Exception as e:  # cannot fork, /tmp full...: a failed check, not a dead caller
@@ -380,6 +386,7 @@ def _job(files: ModelFiles, spec: Budgets, asked: _Asked) -> dict[str, Any]:
         "session": dict(rt.session),
         "max_profile_bytes": MAX_PROFILE_BYTES,
         "evaluate": evaluate,
+        "shadow": shadow_job(asked.shadow) if asked.shadow is not None else None,
         "watchdog_s": spec.timeout_s + WATCHDOG_GRACE_S,
     }
 
@@ -411,16 +418,18 @@ def _judged(name: str, r: dict[str, Any], peak_mb: float | None, spec: Budgets, 
     evaluation = r.get("evaluation")
     measured = _Measured(r, peak_mb, budget, budget_text, asked.runtime, asked.evaluation,
                          asked.baseline, asked.no_baseline,
-                         dict(evaluation) if isinstance(evaluation, dict) else None)
+                         dict(evaluation) if isinstance(evaluation, dict) else None, asked.shadow)
     findings = [f for j in JUDGES for f in j(measured, spec)]
     enforce = asked.enforce_budgets
     problems = [f.text for f in findings if not f.note and (enforce or not f.budget)]
     unenforced = [f.text for f in findings if f.budget and not enforce]
     notes += [f.text for f in findings if f.note]
     worst = dict(r.get("outputs") or {}) or None
+    shadow = dict(r["shadow"]) if isinstance(r.get("shadow"), dict) else None
     return ModelResult(name, not problems, "; ".join(problems) or None,
                        float(r["p95_ms"]), **common, worst=worst, note="; ".join(notes) or None,
-                       over_budget="; ".join(unenforced) or None, evaluation=measured.evaluation)
+                       over_budget="; ".join(unenforced) or None, evaluation=measured.evaluation,
+                       shadow=shadow)
 
 
 def _golden(m: _Measured, spec: Budgets) -> list[Finding]:
@@ -490,9 +499,18 @@ def _memory(m: _Measured, spec: Budgets) -> list[Finding]:
     return []
 
 
+def _shadow(m: _Measured, spec: Budgets) -> list[Finding]:
+    """Agreement and latency against the running model (``airlock.quality.shadow_check``)."""
+    if m.shadow is None:
+        return []
+    facts = m.result.get("shadow")
+    problems, notes = shadow_verdict(m.shadow, facts if isinstance(facts, dict) else None)
+    return [Finding(t) for t in problems] + [Finding(t, note=True) for t in notes]
+
+
 #: The judges, in the order their findings are worded; each reads the child's
 #: measurements (its ``STEPS``) and the budgets.
-JUDGES: tuple[Judge, ...] = (_golden, _providers, _latency, _metrics, _memory)
+JUDGES: tuple[Judge, ...] = (_golden, _providers, _latency, _metrics, _memory, _shadow)
 
 
 def _describe_mismatch(name: str, cmp: dict[str, Any], spec: Budgets) -> str:

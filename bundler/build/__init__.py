@@ -7,6 +7,7 @@
 * ``artifacts``        ``LayoutBuilder``: the OCI layout being assembled
 * ``pull``, ``cache``  registry content, byte for byte, through the pull cache
 * ``host_check``       the devices' health check on the assembled models
+* ``encrypt``          ``--encrypt-to``: every image and model layer encrypted to named recipients
 * ``assemble``         hash, check, sign, write ``NAME-VERSION.airlock``
 * ``output``           where the bundler may write
 * ``agentkit``         ``airlock agent-kit`` and a kit carried in a release

@@ -298,6 +298,8 @@ def add_model_artifact(
         ),
         evaluation=evaluation,
         contract=m.contract,
+        shadow=m.shadow,
+        samples=m.samples,
     )
 
 

@@ -37,8 +37,10 @@ total)`` callback; only the command line draws bars.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +66,10 @@ from bundler.build.artifacts import (
 from bundler.build.output import check_output, is_bundle_file
 from bundler.build.spec import ModelSpec, Spec
 from bundler.sneakernet.device_inventories import Inventory, plan_delta
+from keys.encryption_keys import Recipient
 from keys.features import UnknownFeatureError, check_requires
 from keys.metadata import ReleaseSerializer, check_metadata_bounds
-from keys.release import ImageEntry, ModelEntry, Release
+from keys.release import Encryption, ImageEntry, ModelEntry, Release
 from keys.signatures import Signable
 from keys.signers import sign_checked
 
@@ -219,8 +222,8 @@ def _require_space(output: Path, need: int) -> None:
                            "free; nothing was written: free space there or choose another -o")
 
 
-def _release(spec: Spec, assembled: Assembled,
-             delta_from: Sequence[Inventory]) -> tuple[Release, list[SourceFile]]:
+def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
+             encryption: Encryption | None = None) -> tuple[Release, list[SourceFile]]:
     """The release to sign (every file listed) and the files the bundle carries."""
     contents = assembled.contents
     kits = []
@@ -241,6 +244,17 @@ def _release(spec: Spec, assembled: Assembled,
         hooks=spec.hooks,
         rings=list(spec.rings),
         agent_kits=kits,
+        encryption=encryption,
+        # An agent that cannot decrypt, or cannot run the shadow check, refuses the release
+        # rather than skip it.
+        requires=tuple(
+            name
+            for name, wanted in (
+                ("encryption", encryption is not None),
+                ("shadow", any(m.shadow for m in assembled.models)),
+            )
+            if wanted
+        ),
     )
     if delta_from:
         release.delta = plan_delta(release, delta_from)
@@ -309,6 +323,7 @@ def build_bundle(
     delta_from: Sequence[Inventory] = (),
     check: bool = True,
     enforce_budgets: bool = False,
+    encrypt_to: Sequence[Recipient] = (),
 ) -> BuildResult:
     """Assemble, check, sign and write the bundle for ``spec`` at ``output`` (atomically).
 
@@ -325,6 +340,8 @@ def build_bundle(
     ``check`` runs the device's health check on every model first (a failure
     is a HealthCheckError, exit 4, and nothing is signed or written);
     ``enforce_budgets`` makes latency and memory budgets fail it too.
+    With ``encrypt_to`` every image and model layer is carried encrypted to
+    those recipients (``bundler.build.encrypt``), after the model check.
     """
     def guard(read: Sequence[Path]) -> None:
         check_output(output, [spec.path, *inputs, *read], force=force,
@@ -344,12 +361,22 @@ def build_bundle(
         refuse_unhealthy(health, "nothing was signed or written "
                                  "(--no-check signs it unchecked)")
 
-    release, files = _release(spec, assembled, delta_from)
-    release_json, keyids = _sign(release, signers)
+    with contextlib.ExitStack() as stack:
+        encryption = None
+        if encrypt_to:
+            from bundler.build.encrypt import encrypt_layout
 
-    guard(contents.local_paths)
-    size, parts = _write(output, release_json, files, root_json=root_json, max_size=max_size,
-                         progress=progress)
+            # Ciphertext beside the output (same file system; gone once the bundle is written).
+            output.absolute().parent.mkdir(parents=True, exist_ok=True)
+            work = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix=".airlock-encrypt-", dir=output.absolute().parent)))
+            encryption = encrypt_layout(contents, encrypt_to, work, progress)
+        release, files = _release(spec, assembled, delta_from, encryption)
+        release_json, keyids = _sign(release, signers)
+
+        guard(contents.local_paths)
+        size, parts = _write(output, release_json, files, root_json=root_json,
+                             max_size=max_size, progress=progress)
     return BuildResult(
         path=output,
         size=size,

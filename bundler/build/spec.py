@@ -40,6 +40,7 @@ from keys.evaluation_fields import (
     valid_session,
 )
 from keys.release import HealthSpec, Hooks
+from keys.shadow_fields import SamplesPolicy, ShadowSpec, valid_samples, valid_shadow
 from keys.signed_fields import (
     FieldError,
     valid_flags,
@@ -104,6 +105,8 @@ class ModelSpec:
     origin: Origin = Origin("airlock.yaml", "models")
     evaluate: EvaluateFiles | None = None
     contract: tuple[InputRule, ...] = ()
+    shadow: ShadowSpec | None = None
+    samples: SamplesPolicy = field(default_factory=SamplesPolicy)
 
 
 @dataclass(frozen=True)
@@ -292,7 +295,8 @@ def _agent_kits(top: Fields) -> list[Path]:
 
 def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
     f = Fields(spec, node, f"models[{i}]",
-                {"name", "path", "ref", "health", "evaluate", "inputs_contract"})
+                {"name", "path", "ref", "health", "evaluate", "inputs_contract", "shadow",
+                 "samples"})
     name = plain_name(f, "name")
     if ("path" in f.nodes) == ("ref" in f.nodes):
         raise SpecError(str(spec), f"models[{i}]", "give exactly one of 'path' or 'ref'", f.line)
@@ -309,6 +313,14 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
     if "inputs_contract" in f.nodes:
         contract = f.check("inputs_contract", valid_contract, f.value(
             "inputs_contract", (dict,), "a mapping of input name to its contract"))
+    shadow = None
+    if "shadow" in f.nodes:
+        shadow = f.check("shadow", valid_shadow, f.value(
+            "shadow", (dict,), "a mapping like {samples: 500, min_agreement: 0.97}"))
+    samples = SamplesPolicy()
+    if "samples" in f.nodes:
+        samples = f.check("samples", valid_samples, f.value(
+            "samples", (dict,), "a mapping like {export: false}"))
     lines = [(k, line_of(f.nodes.get(k))) for k in ("path", "ref", "inputs_contract")]
     if h is not None:
         lines += [(f"health.{k}", line_of(h.nodes.get(k))) for k in ("inputs", "outputs",
@@ -317,7 +329,7 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
         lines += [(f"evaluate.{k}", line_of(e.nodes.get(k)))
                   for k in ("data", "labels", "metrics", "batch")]
     origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
-    return ModelSpec(name, model_path, ref, health, origin, evaluate, contract)
+    return ModelSpec(name, model_path, ref, health, origin, evaluate, contract, shadow, samples)
 
 
 def _health(spec: Path, f: Fields, ref: str | None) -> tuple[HealthFiles, Fields | None]:

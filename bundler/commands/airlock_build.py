@@ -104,6 +104,10 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
                         "every blob present on all the devices given (repeatable)")
     b.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
                    help="inventories must be signed by one of these device keys (repeatable)")
+    b.add_argument("--encrypt-to", type=Path, action="append", default=[],
+                   metavar="RECIPIENT",
+                   help="encrypt every image and model layer (ocicrypt's scheme) to this "
+                        "public key (PEM, EC or RSA) or device's signed inventory; repeatable")
     b.add_argument("--max-size", metavar="SIZE",
                    help="write the bundle as parts of at most SIZE (e.g. 4000MiB) and a "
                         "parts.json, never whole")
@@ -156,15 +160,22 @@ def run(a: argparse.Namespace) -> BuildSummary:
         root_json = TrustRoot.given(read_input(a.root, "trust root"), f"--root {a.root}").to_bytes()
     output = a.output or Path(f"{spec.name}-{spec.version}.airlock")
     reads = [*key_files(a.key), *(p for p in (a.root, a.registry_auth) if p is not None),
-             *a.delta_from, *a.device_key]
+             *a.delta_from, *a.device_key, *a.encrypt_to]
     max_size = None if a.max_size is None else parse_size(a.max_size)
     device_keys = [load_public_key(p) for p in a.device_key]
     inventories = [_inventory(a, p, device_keys) for p in a.delta_from]
+    recipients = []
+    if a.encrypt_to:
+        from bundler.build.encrypt import recipient_of_file
+
+        recipients = [recipient_of_file(p, read_input(p, "recipient"), device_keys)
+                      for p in a.encrypt_to]
     with phase_bars() as bars:
         result = build_bundle(
             spec, signers, output, root_json=root_json, registry_options=registry_options(a),
             progress=bars, inputs=reads, force=a.force, max_size=max_size,
-            delta_from=inventories, check=not a.no_check, enforce_budgets=a.enforce_budgets)
+            delta_from=inventories, check=not a.no_check, enforce_budgets=a.enforce_budgets,
+            encrypt_to=recipients)
     if a.record:
         from bundler.hq.ledger_records import record_build
 

@@ -117,6 +117,10 @@ def inspect_text(d: dict[str, Any]) -> str:
     if d["flags"]:
         lines.append("flags     " + ", ".join(f"{k}={v}" for k, v in d["flags"].items()))
     hooks = d["hooks"]
+    if d.get("encryption"):
+        enc = d["encryption"]
+        lines.append(f"encrypted {enc['blobs']} layer(s) to "
+                     + ", ".join(f"{r['name']} ({r['kid'][:12]}…)" for r in enc["recipients"]))
     lines.append("runs      post-switch hook: " + (hooks["post_switch"] or "none"))
     lines.append("          probe: " + (f"{hooks['probe']} (within {hooks['probe_window_s']:g} s)"
                                         if hooks["probe"] else "none"))
@@ -148,6 +152,15 @@ def quality_lines(m: dict[str, Any]) -> list[str]:
                      f"{ev['batch']}{samples}): {rules}")
     for name, rule in (m.get("inputs_contract") or {}).items():
         lines.append(f"          contract {name}: {InputRule(name, **rule).describe()}")
+    shadow = m.get("shadow")
+    if shadow:
+        ratio = shadow.get("max_latency_ratio")
+        lines.append(f"          shadow check: newest {shadow['samples']} device samples, agreement "
+                     f">= {shadow['min_agreement']:.1%} ({shadow['compare']})"
+                     + (f", latency ratio <= {ratio:g}" if ratio is not None else "")
+                     + f"; too few: {shadow['when_too_few']}")
+    if m.get("samples_export") is False:
+        lines.append("          samples: export forbidden (they stay on the device)")
     if len(m.get("providers") or []) > 1 or m.get("session"):
         session = ", ".join(f"{k}={v}" for k, v in (m.get("session") or {}).items())
         lines.append("          runtime: "

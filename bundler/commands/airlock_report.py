@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,10 +55,11 @@ class Ingested:
     devices: list[dict[str, Any]]
     fleet: str
     html: str | None
+    samples: list[dict[str, Any]] = field(default_factory=list)  # sample packs taken in
 
     def to_dict(self) -> dict[str, Any]:
         return {"accepted": self.accepted, "refused": self.refused, "devices": self.devices,
-                "fleet": self.fleet, "html": self.html}
+                "fleet": self.fleet, "html": self.html, "samples": self.samples}
 
     def text(self) -> str:
         from bundler.hq.ingest import age_text
@@ -74,6 +75,9 @@ class Ingested:
                          else str(r["rollbacks"]), drift, age_text(r["report_age_s"])))
         text = [columns(rows), f"{len(self.accepted)} report(s) taken in, "
                 f"{len(self.refused)} refused; fleet {self.fleet}"]
+        for s in self.samples:
+            text.append(f"sample pack of {s['device_id']}: {s['files']} file(s) stored in "
+                        f"{s['stored']}")
         if self.html:
             text.append(f"fleet report: {self.html}")
         return "\n".join(text)
@@ -101,11 +105,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     i = add("ingest", "verify reports against enrolled keys; print the fleet table",
             "airlock report ingest /media/usb/airlock-reports/ --textfile fleet.prom")
     i.add_argument("files", type=Path, nargs="+", metavar="FILE",
-                   help="report files, or folders of *.report.json")
+                   help="report files, folders of *.report.json, or sample packs (folders "
+                   "written by airlock-agent samples export)")
     i.add_argument("--textfile", type=Path, metavar="FILE.prom",
                    help="also write the fleet figures for node_exporter's textfile collector")
     i.add_argument("--html", type=Path, metavar="FILE.html",
                    help="also write the fleet report: one self-contained HTML file with plots")
+    i.add_argument("--decryption-key", type=Path, action="append", default=[], metavar="KEY",
+                   help="private key (PEM) that opens reports a device encrypted to "
+                        "headquarters (airlock-agent report --encrypt-to); repeatable")
 
 
 def run(a: argparse.Namespace) -> Enrolled | Ingested:
@@ -116,8 +124,20 @@ def run(a: argparse.Namespace) -> Enrolled | Ingested:
     fleet = ledger_from(a)
     if a.report_cmd == "enroll":
         return Enrolled(fleet.enroll(a.device_pub, a.device_id, a.site, force=a.force))
-    results = fleet.ingest(list(a.files))
-    refused = [r for r in results if r.reason]
+    keys = []
+    for path in a.decryption_key:
+        try:
+            keys.append(path.read_bytes())
+        except OSError as e:
+            raise UsageError(f"cannot read --decryption-key {path}: {e.strerror}") from None
+    from bundler.hq.sample_packs import PackTarget, ingest_pack, is_pack
+
+    # Sample packs stay files in the fleet directory; whose they are, the ledger says.
+    target = PackTarget(a.fleet, fleet.devices)
+    packs = [ingest_pack(target, p) for p in a.files if is_pack(p)]
+    results = fleet.ingest([p for p in a.files if not is_pack(p)], keys)
+    refused = [(r.file, r.reason) for r in results if r.reason]
+    refused += [(r.file, r.reason) for r in packs if r.reason]
     _export_inventories(fleet, a.fleet, sorted({r.device_id for r in results
                                                  if r.device_id and not r.reason}))
     rows = fleet.table()
@@ -125,12 +145,13 @@ def run(a: argparse.Namespace) -> Enrolled | Ingested:
         fleet_textfile(rows, a.textfile)
     if a.html is not None:
         _write_html(fleet, a.html)
-    for r in refused:
-        print(f"airlock: refused {r.file}: {r.reason}", file=sys.stderr)
+    for file, reason in refused:
+        print(f"airlock: refused {file}: {reason}", file=sys.stderr)
     return Ingested(accepted=[r.__dict__ for r in results if not r.reason],
-                    refused=[{"file": r.file, "reason": r.reason} for r in refused],
+                    refused=[{"file": f, "reason": why} for f, why in refused],
                     devices=rows, fleet=fleet.root,
-                    html=None if a.html is None else str(a.html.absolute()))
+                    html=None if a.html is None else str(a.html.absolute()),
+                    samples=[p.__dict__ for p in packs if not p.reason])
 
 
 def _export_inventories(ledger: Ledger, fleet: Path, devices: list[str]) -> None:

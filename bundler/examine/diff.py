@@ -58,7 +58,9 @@ def load_side(path: Path) -> Side:
     if is_flags_head(head):
         return Side("flags", str(path), flags_info(head, trust=None, ring=None), {})
     release = Release.from_bytes(head.release_json)
-    blobs = {"sha256:" + p[len(BLOB_PREFIX):]: i.length for p, i in release.files.items()
+    # By the digest a device holds: an encrypted blob's plaintext (as long as its ciphertext).
+    blobs = {release.stored_digest("sha256:" + p[len(BLOB_PREFIX):]): i.length
+             for p, i in release.files.items()
              if p.startswith(BLOB_PREFIX)}
     other = sum(i.length for p, i in release.files.items() if not p.startswith(BLOB_PREFIX))
     return Side("bundle", str(path), release.summary(), blobs, other)
@@ -158,7 +160,9 @@ def _models(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, A
                   for k in sorted(set(a["health"]) | set(b["health"]))
                   if a["health"].get(k) != b["health"].get(k)}
         quality = [what for key, what in (("evaluate", "evaluation"),
-                                          ("inputs_contract", "input contract"))
+                                          ("inputs_contract", "input contract"),
+                                          ("shadow", "shadow check"),
+                                          ("samples", "sample export"))
                    if a.get(key) != b.get(key)]
         if a["blob"] != b["blob"] or health or a["file"] != b["file"] or quality or (
                 a.get("golden") != b.get("golden")):

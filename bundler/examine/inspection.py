@@ -75,6 +75,10 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
                           f"{_TAR_END_BYTES} zero bytes (an incomplete copy?)")
 
     full = sum(i.length for i in r.files.values())
+    # By the digest a device stores: an encrypted blob's plaintext is as long as its ciphertext.
+    plain = {b.digest: b.plain for b in r.encryption.blobs} if r.encryption else {}
+    sizes = {plain.get(d, d): i.length for p, i in r.files.items() if p.startswith(BLOB_PREFIX)
+             for d in (f"sha256:{p[len(BLOB_PREFIX):]}",)}
     shipped = sum(i.length for i in r.shipped.values())
     left = r.expires - now
     return {
@@ -100,8 +104,7 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
                 "ref": i.ref,
                 "platform": i.platform,
                 "manifest": i.manifest,
-                "size": sum(r.files[p].length for d in i.blobs
-                            if (p := f"{BLOB_PREFIX}{d[7:]}") in r.files),
+                "size": sum(sizes.get(d, 0) for d in i.blobs),
             }
             for i in r.images
         ],
@@ -120,6 +123,11 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
             for k in r.agent_kits
         ],
         "delta": _delta(r, full - shipped),
+        # Named without any key: who may open it (key ids are RFC 7638 thumbprints).
+        "encryption": None if r.encryption is None else {
+            "scheme": "ocicrypt (AES-256-CTR + HMAC-SHA256, keys wrapped as JWE)",
+            "recipients": [{"name": n, "kid": k} for n, k in r.encryption.recipients],
+            "blobs": len(r.encryption.blobs)},
     }
 
 
@@ -175,6 +183,8 @@ def _quality(r: Release, m: ModelEntry) -> dict[str, Any]:
         "inputs_contract": {rule.name: rule.to_json() for rule in m.contract},
         "provider_fallback": m.health.provider_fallback,
         "session": m.health.session.to_json(),
+        "shadow": None if m.shadow is None else m.shadow.to_json(),
+        "samples_export": m.samples.export,
     }
 
 

@@ -11,6 +11,7 @@
 * ``ledger_records`` builds, signatures, rollouts and carried bundles written in
 * ``ledger_import`` a fleet directory moved into the ledger
 * ``migrations/`` the Alembic migrations shipped with the package, run on open
+* ``sample_packs`` devices' signed sample packs checked whole and stored
 
 Example::
 

@@ -193,6 +193,12 @@ def _fleet_table(f: _Fleet) -> str:
             else f"{r['drift']:.2f}")
         release = (f'<span class="mono">{esc(r["release"])}</span> ({esc(r["version"])})'
                    if r["release"] else '<span class="muted">-</span>')
+        if r.get("challenger"):
+            agreement = r.get("shadow_agreement")
+            release += (f'<br><span class="sub">challenger <span class="mono">'
+                        f'{esc(r["challenger"])}</span>'
+                        + ("" if agreement is None else f": {agreement:.1%} agreement")
+                        + "</span>")
         rows.append([f'<span class="mono">{esc(r["device"])}</span>', esc(f.site(r["device"])),
                      esc(r["ring"]), release,
                      (health, {True: "1", False: "0"}.get(ok, "2")),

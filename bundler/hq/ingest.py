@@ -24,7 +24,7 @@ same device's. The fleet directory::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +34,7 @@ from securesystemslib.signer import Key
 
 from airlock.errors import AirlockError, FormatError, SignatureError, UsageError
 from airlock.files import MediumError, read_on_medium
+from airlock.format.ocicrypt import is_sealed, unseal
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
 from bundler.build.output import replace_file
 from bundler.hq.report_shape import ReportFacts, report_facts
@@ -124,7 +125,9 @@ class FleetRecords:
         devices = self.devices()
         return verify_report(data, lambda d: self.key_of(d, devices[d]) if d in devices else None)
 
-    def ingest(self, files: list[Path]) -> list[Ingested]:
+    def ingest(self, files: list[Path], decryption_keys: Sequence[bytes] = ()) -> list[Ingested]:
+        """Verify and record reports; one encrypted to headquarters is opened with
+        ``decryption_keys`` first (PEM private keys) and kept as the signed report inside."""
         out: list[Ingested] = []
         for path in report_files(files):
             item = Ingested(str(path))
@@ -132,6 +135,11 @@ class FleetRecords:
             try:
                 # A returned stick: a FIFO must not hang ingest, a link must not be followed.
                 data = read_on_medium(path.parent, path.name, MAX_DEVICE_DOCUMENT_BYTES)
+                if is_sealed(data):
+                    if not decryption_keys:
+                        raise UsageError("it is encrypted; give headquarters' key with "
+                                         "--decryption-key")
+                    data = unseal(data, decryption_keys)
                 doc, inv_bytes = self.verify(data)
             except MediumError as e:
                 item.reason = f"not read: {e}"
@@ -247,7 +255,8 @@ def fleet_row(device: str, site: Any, facts: ReportFacts | None,
                            "ring": None, "release": None,
                            "version": None, "health": "no report", "health_ok": None,
                            "last_check": None, "rollbacks": None, "drift": None,
-                           "drift_warn": False, "report_time": None, "report_age_s": None}
+                           "drift_warn": False, "report_time": None, "report_age_s": None,
+                           "challenger": None, "shadow_agreement": None}
     if facts is None:
         return row
     active = facts.release is not None
@@ -264,6 +273,8 @@ def fleet_row(device: str, site: Any, facts: ReportFacts | None,
         "drift": max(facts.drift.values(), default=None),
         "drift_warn": facts.drift_warn,
         "drift_models": dict(facts.drift),
+        "challenger": facts.challenger,
+        "shadow_agreement": facts.shadow_agreement,
         "report_time": _iso(facts.time),
         "report_age_s": max(0, int((now - facts.time).total_seconds())),
     })

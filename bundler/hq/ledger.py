@@ -18,7 +18,7 @@ refuses the report instead of counting it). A report already in the ledger
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +29,7 @@ from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from airlock.errors import AirlockError, UsageError
 from airlock.files import MediumError, read_on_medium
+from airlock.format.ocicrypt import is_sealed, unseal
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
 from bundler.hq.ingest import Ingested, report_files, verify_report
 from bundler.hq.ledger_audit import Chain, utc
@@ -111,9 +112,12 @@ class Ledger(LedgerReads):
                     for r in conn.execute(select(devices.c.device_id, devices.c.key))}
 
     # -- ingest --------------------------------------------------------------
-    def ingest(self, files: list[Path],
+    def ingest(self, files: list[Path], decryption_keys: Sequence[bytes] = (),
                progress: Callable[[int, int], None] | None = None) -> list[Ingested]:
-        """Report files (or folders of them) checked and written; one result per file."""
+        """Report files (or folders of them) checked and written; one result per file.
+
+        A report encrypted to headquarters is opened with ``decryption_keys`` (PEM private
+        keys) first, and the signed report inside is what is checked and kept."""
         read: list[tuple[Ingested, bytes]] = []
         out: list[Ingested] = []
         for path in report_files(files):
@@ -121,12 +125,19 @@ class Ledger(LedgerReads):
             out.append(item)
             try:
                 # A returned stick: a FIFO must not hang ingest, a link must not be followed.
-                read.append((item, read_on_medium(path.parent, path.name,
-                                                  MAX_DEVICE_DOCUMENT_BYTES)))
+                data = read_on_medium(path.parent, path.name, MAX_DEVICE_DOCUMENT_BYTES)
+                if is_sealed(data):
+                    if not decryption_keys:
+                        raise UsageError("it is encrypted; give headquarters' key with "
+                                         "--decryption-key")
+                    data = unseal(data, decryption_keys)
+                read.append((item, data))
             except MediumError as e:
                 item.reason = f"not read: {e}"
             except OSError as e:
                 item.reason = f"cannot read: {e.strerror}"
+            except AirlockError as e:
+                item.reason = str(e)
         self.ingest_bytes(read, progress)
         return out
 

@@ -43,7 +43,7 @@ def import_fleet_dir(ledger: Ledger, root: Path,
                           enrolled=when if isinstance(when, datetime) else None)
         enrolled += 1
     files = sorted((root / "reports").glob("*/*.report.json"))
-    results = ledger.ingest(files, progress)
+    results = ledger.ingest(files, progress=progress)
     refused = [{"file": r.file, "reason": r.reason} for r in results if r.reason]
     return {"fleet": str(root), "ledger": ledger.root, "devices": enrolled,
             "devices_kept": kept, "reports": len(results) - len(refused), "refused": refused}

@@ -48,6 +48,8 @@ class ReportFacts:
     rollbacks: int = 0
     drift: dict[str, float] = field(default_factory=dict)
     drift_warn: bool = False
+    challenger: str | None = None  # staged with install --no-switch
+    shadow_agreement: float | None = None  # its last shadow run, the lowest of its models
 
 
 def report_facts(body: dict[str, Any], now: datetime | None = None) -> ReportFacts:
@@ -81,7 +83,20 @@ def report_facts(body: dict[str, Any], now: datetime | None = None) -> ReportFac
         last_check=None if health is None else _time(health.get("time"),
                                                      "status.active.health.time", now),
         rollbacks=_rollbacks(_object(body, "counts").get("rollbacks")),
-        drift=drift, drift_warn=warn)
+        drift=drift, drift_warn=warn, **_challenger(_object(status, "challenger", "status.")))
+
+
+def _challenger(c: dict[str, Any]) -> dict[str, Any]:
+    """The staged challenger's release and its lowest agreement in the last shadow run."""
+    if not c:
+        return {}
+    last = _object(c, "last", "status.challenger.")
+    values = [m.get("agreement") for m in _object(last, "models", "status.challenger.last.")
+              .values() if isinstance(m, dict)]
+    numbers = [float(v) for v in values if isinstance(v, int | float)
+               and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1]
+    return {"challenger": _name(c.get("release"), "status.challenger.release"),
+            "shadow_agreement": min(numbers) if numbers else None}
 
 
 def _object(d: dict[str, Any], key: str, at: str = "") -> dict[str, Any]:

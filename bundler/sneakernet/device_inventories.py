@@ -170,7 +170,8 @@ def plan_delta(release: Release, inventories: Sequence[Inventory]) -> Delta:
         if not path.startswith(BLOB_PREFIX):
             continue
         digest = "sha256:" + path[len(BLOB_PREFIX):]
-        if all(inv.blobs.get(digest) == info.length for inv in inventories):
+        held = release.stored_digest(digest)  # an encrypted blob is held as its plaintext
+        if all(inv.blobs.get(held) == info.length for inv in inventories):
             expects.append(digest)
     base = min(inv.sequences.get(release.name, 0) for inv in inventories)
     return Delta(base, tuple(expects), tuple(inv.ref() for inv in inventories))

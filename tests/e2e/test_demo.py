@@ -91,6 +91,16 @@ def test_demo_runs_the_whole_job_beside_a_foreign_device(tmp_path: Path) -> None
     assert "accuracy min_delta not applied: the host knows no running release" in out
     assert out.count("install vision-1.6.0.airlock exited 4") == 1
     assert "with min_delta -0.01) (on 2000 evaluation samples); vision-5 stays active" in r.stderr
+    # v7's classifier passes the host's check (goldens, labelled set) and is signed; on the
+    # device the shadow check runs it beside v5 on the site's own 500 inputs and refuses it.
+    assert "built vision-1.7.0.airlock: vision 1.7.0 (sequence 7)" in out
+    assert out.count("install vision-1.7.0.airlock exited 4") == 1
+    shadow = re.search(r"vision-7 not installed: health check of model 'classifier' failed: "
+                       r"shadow check: agrees with vision-5 on (\d+\.\d)% of 500 device samples "
+                       r"< min_agreement 97\.0% \(latency ratio [\d.]+\); worst disagreements: "
+                       r"site-\d{3}\.npz\[\d+\] \(running \d, candidate \d\), .*; vision-5 stays "
+                       r"active$", r.stderr, re.M)
+    assert shadow and 70 < float(shadow[1]) < 90, r.stderr
     assert "active    vision 1.5.0 (sequence 5)" in out
     assert "classifier: accuracy 0.9" in out  # status shows the checked metrics
     assert "journal hash chain verified" in out
