@@ -4,6 +4,7 @@
     python scripts/bench.py --size 256M --repeats 5 --only build
     python scripts/bench.py --quick                  # smoke run: every row printed, tiny sizes
     python scripts/bench.py --size 240M --repeats 1 --only sneakernet   # needs root (sshd)
+    python scripts/bench.py --only ledger --ledger-devices 10000 --ledger-reports 20
 
 Every Airlock figure comes from driving this checkout's command lines
 (`python -m bundler`, `python -m agent`), so it measures whatever code the
@@ -75,6 +76,8 @@ class Ctx:
     repeats: int
     quick: bool
     notes: dict[str, str] = field(default_factory=dict)  # extra text for the docs (profile)
+    ledger_devices: int = 10_000
+    ledger_reports: int = 20
 
     @property
     def mib(self) -> int:
@@ -835,6 +838,31 @@ def bench_sneakernet(ctx: Ctx) -> list[Row]:
     ]
 
 
+def bench_ledger(ctx: Ctx) -> list[Row]:
+    """Issue 29: 10,000 devices x 20 signed reports into SQLite and PostgreSQL (scripts/ledger_bench.py).
+
+    Not in the default run (it takes long and needs the postgres binaries); ``--quick``
+    runs 20 devices x 2 reports on SQLite, the same code."""
+    from scripts import ledger_bench
+
+    devices, reports = (20, 2) if ctx.quick else (ctx.ledger_devices, ctx.ledger_reports)
+    kinds = ["sqlite"] if ctx.quick else ["sqlite", "postgresql"]
+    rows = []
+    for kind in kinds:
+        with ledger_bench.database(kind, ctx.work / kind) as url:
+            r = ledger_bench.run_one(url, devices, reports)
+        rows += [
+            Row(f"ledger {kind}: ingest {r['reports']:,} reports of {devices:,} devices",
+                r["ingest_s"], f"{r['reports_per_s']:,.0f} reports/s"),
+            Row(f"ledger {kind}: hq status over {r['status_rows']:,} devices (query)",
+                r["status_query_s"], "", "", _judge(r["status_query_s"] < 1.0, "< 1 s")),
+            Row(f"ledger {kind}: airlock hq status --json (whole command)",
+                r["hq_status_command_s"], ""),
+            Row(f"ledger {kind}: database size", None, f"{r['db_mib']:,.1f} MiB"),
+        ]
+    return rows
+
+
 SECTIONS: dict[str, Callable[[Ctx], list[Row]]] = {
     "build": bench_build,
     "install": bench_install,
@@ -842,7 +870,10 @@ SECTIONS: dict[str, Callable[[Ctx], list[Row]]] = {
     "registry": bench_registry,
     "profile": bench_profile,
     "sneakernet": bench_sneakernet,
+    "ledger": bench_ledger,
 }
+# Run only when asked (--only ledger): minutes, and a PostgreSQL cluster.
+DEFAULT = [name for name in SECTIONS if name != "ledger"]
 # The smoke run: issue 14's rows, not the SFTP scene (it needs sshd and minutes).
 QUICK = ["build", "install", "health", "registry", "profile"]
 
@@ -928,6 +959,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true",
                    help="smoke run for the test suite: 1 MiB, one repeat, every row of the "
                         "issue's table printed; its figures mean nothing")
+    p.add_argument("--ledger-devices", type=int, default=10_000,
+                   help="--only ledger: devices enrolled (default 10000)")
+    p.add_argument("--ledger-reports", type=int, default=20,
+                   help="--only ledger: signed reports per device (default 20)")
     p.add_argument("--write-docs", action="store_true",
                    help=f"refresh the generated part of {DOCS.relative_to(REPO)}")
     p.add_argument("--workdir", type=Path, help="where the scratch files go (default: $TMPDIR)")
@@ -936,7 +971,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.path[:0] = [str(REPO), str(REPO / "scripts")]
     size = a.mb * MiB if a.mb else a.size
     repeats = a.repeats
-    sections = a.only or list(SECTIONS)
+    sections = a.only or DEFAULT
     if a.quick:
         size, repeats = MiB, 1
         sections = a.only or QUICK
@@ -953,7 +988,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         mach = machine(base)
         for name in sections:
-            ctx = Ctx(base / name, size, repeats, a.quick)
+            ctx = Ctx(base / name, size, repeats, a.quick, ledger_devices=a.ledger_devices,
+                      ledger_reports=a.ledger_reports)
             ctx.work.mkdir()
             try:
                 for row in SECTIONS[name](ctx):

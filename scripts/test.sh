@@ -29,6 +29,8 @@ command -v mksquashfs >/dev/null || need_pkgs+=(squashfs-tools)
 command -v curl >/dev/null || need_pkgs+=(curl)
 # The shipped logrotate snippet is run by the real logrotate (tests/agent/test_bounded_logs.py).
 command -v logrotate >/dev/null || need_pkgs+=(logrotate)
+# The ledger's tests run on a real PostgreSQL: a throwaway initdb cluster (tests/support/postgres.py).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_pkgs+=(postgresql)
 # arm64 end to end (tests/kit/test_arm64.py): a debootstrap-made Debian 12 arm64 rootfs run
 # through qemu-user-static; the test mounts binfmt_misc and registers aarch64 itself.
 command -v qemu-aarch64-static >/dev/null || need_pkgs+=(qemu-user-static binfmt-support)
@@ -43,6 +45,8 @@ if [ ${#need_pkgs[@]} -gt 0 ] && { [ "${CI:-}" = "true" ] || [ "$(id -u)" = 0 ];
   systemctl disable --now docker-registry >/dev/null 2>&1 || service docker-registry stop >/dev/null 2>&1 || true
   # Only promtool is wanted from prometheus; its server must not hold :9090.
   systemctl disable --now prometheus >/dev/null 2>&1 || service prometheus stop >/dev/null 2>&1 || true
+  # The tests make their own PostgreSQL clusters; the package's default one is not used.
+  systemctl disable --now postgresql >/dev/null 2>&1 || service postgresql stop >/dev/null 2>&1 || true
 fi
 
 if [ ! -x .venv/bin/python ]; then

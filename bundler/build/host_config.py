@@ -16,10 +16,11 @@ unset); only that one is read, so what is in force is what one file says::
     insecure = ["localhost:5000"]
     cache = "/var/cache/airlock"        # relative paths: to the file's directory
     fleet = "airlock-fleet"
+    db = "postgresql://hq@db.example/airlock"   # the ledger (default: FLEET/ledger.sqlite)
 
 The environment overrides the file (``AIRLOCK_KEY`` and ``AIRLOCK_INSECURE``
 comma-separated, ``AIRLOCK_PASSPHRASE_ENV``, ``AIRLOCK_CACHE``,
-``AIRLOCK_FLEET``) and a flag overrides both. The device never reads this: the
+``AIRLOCK_FLEET``, ``AIRLOCK_DB``) and a flag overrides both. The device never reads this: the
 agent keeps its own configuration and no TOML.
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ __all__ = ["ENV", "FILE_NAME", "HostConfig", "Setting", "apply_to_args", "config
 FILE_NAME = "airlock.toml"
 #: Each setting and the environment variable that sets it.
 ENV = {"key": "AIRLOCK_KEY", "passphrase_env": "AIRLOCK_PASSPHRASE_ENV",
-       "insecure": "AIRLOCK_INSECURE", "cache": "AIRLOCK_CACHE", "fleet": "AIRLOCK_FLEET"}
+       "insecure": "AIRLOCK_INSECURE", "cache": "AIRLOCK_CACHE", "fleet": "AIRLOCK_FLEET",
+       "db": "AIRLOCK_DB"}
 _LISTS = ("key", "insecure")
 _PATHS = ("cache", "fleet")
 
@@ -77,11 +79,15 @@ class HostConfig:
                              for k, s in self.settings.items()}}
 
 
-def _defaults() -> dict[str, Any]:
-    from bundler.build.cache import default_cache_dir
+def _defaults(names: Sequence[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {"key": [], "passphrase_env": None, "insecure": [],
+                           "fleet": Path("airlock-fleet"), "db": None}
+    if "cache" in names:
+        # Only when asked: bundler.build.cache brings numpy (a third of hq status' start-up).
+        from bundler.build.cache import default_cache_dir
 
-    return {"key": [], "passphrase_env": None, "insecure": [], "cache": default_cache_dir(),
-            "fleet": Path("airlock-fleet")}
+        out["cache"] = default_cache_dir()
+    return {n: out[n] for n in names}
 
 
 def config_file(spec: Path | None = None, environ: Mapping[str, str] | None = None) -> Path | None:
@@ -130,13 +136,14 @@ def _from_env(name: str, raw: str) -> Any:
 
 
 def load_host_config(spec: Path | None = None, flags: Mapping[str, Any] | None = None,
-                     environ: Mapping[str, str] | None = None) -> HostConfig:
+                     environ: Mapping[str, str] | None = None,
+                     only: Sequence[str] | None = None) -> HostConfig:
     """Every setting in force: ``flags`` (None or empty = not given) > environment > file > default."""
     env = os.environ if environ is None else environ
     path = config_file(spec, env)
     from_file = _read_file(path) if path is not None else {}
     settings: dict[str, Setting] = {}
-    for name, default in _defaults().items():
+    for name, default in _defaults(list(ENV) if only is None else only).items():
         flag = (flags or {}).get(name)
         if flag not in (None, []):
             settings[name] = Setting(flag, "flag")
@@ -152,7 +159,7 @@ def load_host_config(spec: Path | None = None, flags: Mapping[str, Any] | None =
 def apply_to_args(a: argparse.Namespace, spec: Path | None = None) -> HostConfig:
     """Fill the options of ``a`` the command has (``--key``, ``--cache`` ...) from the config."""
     names = [n for n in ENV if hasattr(a, n)]
-    config = load_host_config(spec, {n: getattr(a, n) for n in names})
+    config = load_host_config(spec, {n: getattr(a, n) for n in names}, only=names)
     for n in names:
         # build --unsigned asks for no key: a configured one must not contradict it.
         if n == "key" and getattr(a, "unsigned", False) and config.source(n) != "flag":

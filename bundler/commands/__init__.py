@@ -20,6 +20,7 @@ no two modules of the tree share a name:
 - airlock_verify: ``verify``, as a device would
 - airlock_inspect: ``inspect``, what a bundle holds and will run
 - airlock_report: ``report enroll|ingest`` at headquarters
+- airlock_hq: ``hq status|history|audit|import|inventory``, questions to the ledger
 - airlock_diff: ``diff`` of two bundles, or of an inventory and a bundle
 - airlock_inventory: ``inventory show``
 - airlock_flags: ``flags set``
@@ -76,6 +77,7 @@ REGISTRY: tuple[CommandInfo, ...] = (
     _info("inspect", "show what a bundle holds and will run: models, images, hooks, signers, "
           "expiry, sizes"),
     _info("report", "enroll device keys and read the reports devices send home"),
+    _info("hq", "ask headquarters' ledger: fleet status, a device's history, the audit log"),
     _info("diff", "what changed between two bundles, or between a device inventory and a "
           "bundle"),
     _info("inventory", "read device inventories"),

@@ -12,7 +12,9 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from securesystemslib.signer import Key
 
 from airlock.command import Reported
 from airlock.console import human_size, json_option, phase_bars, read_input
@@ -22,6 +24,9 @@ from airlock.format.parts import parse_size
 from bundler.commands.airlock_check import health_lines
 from bundler.commands.options import (
     add_key_args,
+    ledger_from,
+    record_args,
+    record_in_ledger,
     registry_options,
     secrets_from,
     signer_for,
@@ -30,6 +35,9 @@ from bundler.commands.options import (
 from keys.keyfile import load_public_key
 from keys.signers import key_files
 from keys.trust import TrustRoot
+
+if TYPE_CHECKING:
+    from bundler.sneakernet.device_inventories import Inventory
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "BuildSummary", "add_arguments", "parts_lines", "run"]
 
@@ -89,8 +97,10 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
                    help="a rotated trust root to carry to devices")
     b.add_argument("--no-check", action="store_true",
                    help="sign without running the models' health check (the summary says so)")
-    b.add_argument("--delta-from", type=Path, action="append", default=[], metavar="INVENTORY",
-                   help="a device's signed inventory (airlock-agent inventory -o); leave out "
+    b.add_argument("--delta-from", type=Path, action="append", default=[],
+                   metavar="INVENTORY|ledger:DEVICE",
+                   help="a device's signed inventory (airlock-agent inventory -o), or "
+                        "ledger:DEVICE for its newest one in headquarters' ledger; leave out "
                         "every blob present on all the devices given (repeatable)")
     b.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
                    help="inventories must be signed by one of these device keys (repeatable)")
@@ -104,14 +114,33 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
     b.add_argument("--agent-kit", type=Path, action="append", default=[], metavar="KIT",
                    help="an agent kit (airlock agent-kit) for devices to update themselves "
                         "with; repeat for more platforms")
+    record_args(b)
     json_option(b)
+
+
+def _inventory(a: argparse.Namespace, given: Path, device_keys: list[Key]) -> Inventory:
+    """An inventory file, or ``ledger:DEVICE``: that device's newest signed inventory in
+    headquarters' ledger, checked against the key enrolled there."""
+    from bundler.sneakernet.device_inventories import load_inventory, read_inventory
+
+    if not str(given).startswith("ledger:"):
+        return load_inventory(given, device_keys)
+    device = str(given)[len("ledger:"):]
+    ledger = ledger_from(a)
+    entry = ledger.devices().get(device)
+    data = ledger.inventory(device)
+    if entry is None or data is None:
+        raise UsageError(f"--delta-from {given}: the ledger {ledger.root} holds no inventory "
+                         f"of {device!r} (enrolled, and a report ingested?)")
+    pub = dict(entry["key"])
+    key = Key.from_dict(str(pub.pop("keyid")), pub)
+    return read_inventory(data, [key], str(given))
 
 
 def run(a: argparse.Namespace) -> BuildSummary:
     from bundler.build.assemble import build_bundle
     from bundler.build.host_config import apply_to_args
     from bundler.build.spec import load_spec
-    from bundler.sneakernet.device_inventories import load_inventory
 
     apply_to_args(a, a.spec)
     spec = load_spec(a.spec, min_validity=parse_duration(a.min_validity))
@@ -134,7 +163,7 @@ def run(a: argparse.Namespace) -> BuildSummary:
              *a.delta_from, *a.device_key, *a.encrypt_to]
     max_size = None if a.max_size is None else parse_size(a.max_size)
     device_keys = [load_public_key(p) for p in a.device_key]
-    inventories = [load_inventory(p, device_keys) for p in a.delta_from]
+    inventories = [_inventory(a, p, device_keys) for p in a.delta_from]
     recipients = []
     if a.encrypt_to:
         from bundler.build.encrypt import recipient_of_file
@@ -147,4 +176,8 @@ def run(a: argparse.Namespace) -> BuildSummary:
             progress=bars, inputs=reads, force=a.force, max_size=max_size,
             delta_from=inventories, check=not a.no_check, enforce_budgets=a.enforce_budgets,
             encrypt_to=recipients)
+    if a.record:
+        from bundler.hq.ledger_records import record_build
+
+        record_in_ledger(a, "build", lambda ledger: record_build(ledger, result.path, a.spec))
     return BuildSummary(result.to_dict())

@@ -6,7 +6,10 @@
         --waves 1,25%,100% --max-failures 0 --parallel 4 --report rollout.json
 
 The work is in ``bundler.fleet.push``, ``bundler.fleet.ansible_inventory``
-(the inventory) and ``bundler.fleet.rollout`` (the waves); this module only
+(the inventory) and ``bundler.fleet.rollout`` (the waves). ``rollout`` and
+``push`` then write what they did into headquarters' ledger (``--db``, else
+``FLEET/ledger.sqlite``; ``bundler.hq.ledger_records``) unless ``--no-record``;
+a ledger that cannot be written is a warning, never a failed rollout. This module only
 turns arguments into a plan and results into text. On a terminal each
 device's row is printed as it finishes (the live table); the full table and
 summary follow at the end, or JSON with ``--json``. Paramiko (about 0.2 s)
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,11 +31,12 @@ from airlock.console import columns, inert, json_option, phase_bars, say
 from airlock.errors import UsageError
 from airlock.files import write_atomic
 from bundler.build.output import check_output
-from bundler.commands.options import subcommands
+from bundler.commands.options import ledger_args, record_in_ledger, subcommands
 
 if TYPE_CHECKING:
     from bundler.fleet.ansible_inventory import Device
     from bundler.fleet.rollout import DeviceResult
+    from bundler.hq.ledger import Ledger
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "Hosts", "Pushed", "RolledOut", "add_arguments", "run"]
 
@@ -127,6 +132,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _host_key_args(fp)
     fp.add_argument("--dest", default=".", help="directory on the devices (default: the "
                     "login's home)")
+    _record_args(fp)
     json_option(fp)
     h = add("hosts", "list the devices of a site inventory a rollout would touch",
             "airlock fleet hosts --inventory site.yml --ring canary --limit 'cams:!cam-9'")
@@ -180,7 +186,19 @@ def _rollout_args(r: argparse.ArgumentParser) -> None:
     r.add_argument("--dry-run", action="store_true",
                    help="connect and check every device; change nothing")
     r.add_argument("--report", type=Path, metavar="FILE", help="also write the JSON report here")
+    _record_args(r)
     json_option(r)
+
+
+def _record_args(p: argparse.ArgumentParser) -> None:
+    ledger_args(p)
+    p.add_argument("--no-record", action="store_true",
+                   help="do not write this into headquarters' ledger")
+
+
+def _record(a: argparse.Namespace, what: str, write: Callable[[Ledger], object]) -> None:
+    if not a.no_record:
+        record_in_ledger(a, what, write)
 
 
 def run(a: argparse.Namespace) -> Pushed | Hosts | RolledOut:
@@ -201,6 +219,12 @@ def run(a: argparse.Namespace) -> Pushed | Hosts | RolledOut:
     with phase_bars() as bars:
         results = push_all(a.bundle, targets, login, a.dest,
                            progress=lambda host, n: bars(f"push {host}", n, total))
+    copied = [t.host for t, r in zip(targets, results, strict=True) if r.ok]
+    if copied:
+        from bundler.hq.ledger_records import record_carried
+
+        _record(a, "push", lambda ledger: record_carried(ledger, a.bundle, f"sftp:{a.dest}",
+                                                         copied))
     return Pushed(str(a.bundle), a.dest, [r.to_dict() for r in results])
 
 
@@ -249,6 +273,9 @@ def _rollout(a: argparse.Namespace) -> RolledOut:
             print("  " + inert("  ".join(_row(r))), file=sys.stderr)
 
     report = roll_out(plan, on_device=row, on_wave=wave).to_dict()
+    from bundler.hq.ledger_records import record_rollout
+
+    _record(a, "rollout", lambda ledger: record_rollout(ledger, report, a.bundle))
     if a.report:
         a.report.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(a.report, (json.dumps(report, indent=2, sort_keys=True) + "\n").encode())

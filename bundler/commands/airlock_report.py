@@ -6,8 +6,11 @@
 
 ``ingest`` prints the fleet table (every enrolled device, its newest report)
 on stdout; each refused report is one line on stderr saying why, and the
-command then exits 3. The work is ``bundler.hq.ingest``; this module only
-parses and prints.
+command then exits 3. Both write to headquarters' ledger (``--db URL``, else
+``FLEET/ledger.sqlite``), and the table, ``--textfile`` and ``--html`` are
+read back from it; ingest also leaves each device's newest signed inventory
+in ``FLEET/inventories/`` for ``airlock build --delta-from``. The work is
+``bundler.hq.ledger``; this module only parses and prints.
 """
 
 from __future__ import annotations
@@ -22,21 +25,20 @@ from airlock.command import Reported
 from airlock.console import Parser, columns, json_option
 from airlock.errors import RejectedError, UsageError
 from airlock.files import write_atomic
-from bundler.commands.options import common_parent, subcommands
+from bundler.commands.options import common_parent, ledger_args, ledger_from, subcommands
 
 if TYPE_CHECKING:
-    from bundler.hq.ingest import FleetRecords
+    from bundler.hq.ledger import Ledger
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "Enrolled", "Ingested", "add_arguments", "run"]
 
 EXAMPLES = ("airlock report ingest /media/usb/airlock-reports/",)
 DESCRIPTION = None
-_DEFAULT_FLEET = "airlock-fleet"
 
 
 @dataclass(frozen=True)
 class Enrolled(Reported):
-    """A device key recorded in the fleet directory (``FleetRecords.enroll``)."""
+    """A device key recorded in the ledger (``Ledger.enroll``)."""
 
     def text(self) -> str:
         d = self.data
@@ -90,9 +92,7 @@ class Ingested:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     common = Parser(add_help=False, parents=[common_parent()])
-    common.add_argument("--fleet", type=Path,
-                        help=f"fleet directory (default $AIRLOCK_FLEET, 'fleet' in airlock.toml, "
-                        f"or ./{_DEFAULT_FLEET})")
+    ledger_args(common)
     json_option(common)
     add = subcommands(p, "report_cmd", parents=[common])
     e = add("enroll", "record a device's public key (printed at airlock-agent init)",
@@ -118,10 +118,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> Enrolled | Ingested:
     from bundler.build.host_config import apply_to_args
-    from bundler.hq.ingest import FleetRecords, fleet_textfile
+    from bundler.hq.ingest import fleet_textfile
 
     apply_to_args(a)
-    fleet = FleetRecords(a.fleet)
+    fleet = ledger_from(a)
     if a.report_cmd == "enroll":
         return Enrolled(fleet.enroll(a.device_pub, a.device_id, a.site, force=a.force))
     keys = []
@@ -130,12 +130,16 @@ def run(a: argparse.Namespace) -> Enrolled | Ingested:
             keys.append(path.read_bytes())
         except OSError as e:
             raise UsageError(f"cannot read --decryption-key {path}: {e.strerror}") from None
-    from bundler.hq.sample_packs import ingest_pack, is_pack
+    from bundler.hq.sample_packs import PackTarget, ingest_pack, is_pack
 
-    packs = [ingest_pack(fleet, p) for p in a.files if is_pack(p)]
+    # Sample packs stay files in the fleet directory; whose they are, the ledger says.
+    target = PackTarget(a.fleet, fleet.devices)
+    packs = [ingest_pack(target, p) for p in a.files if is_pack(p)]
     results = fleet.ingest([p for p in a.files if not is_pack(p)], keys)
     refused = [(r.file, r.reason) for r in results if r.reason]
     refused += [(r.file, r.reason) for r in packs if r.reason]
+    _export_inventories(fleet, a.fleet, sorted({r.device_id for r in results
+                                                 if r.device_id and not r.reason}))
     rows = fleet.table()
     if a.textfile is not None:
         fleet_textfile(rows, a.textfile)
@@ -145,12 +149,22 @@ def run(a: argparse.Namespace) -> Enrolled | Ingested:
         print(f"airlock: refused {file}: {reason}", file=sys.stderr)
     return Ingested(accepted=[r.__dict__ for r in results if not r.reason],
                     refused=[{"file": f, "reason": why} for f, why in refused],
-                    devices=rows, fleet=str(a.fleet),
+                    devices=rows, fleet=fleet.root,
                     html=None if a.html is None else str(a.html.absolute()),
                     samples=[p.__dict__ for p in packs if not p.reason])
 
 
-def _write_html(fleet: FleetRecords, path: Path) -> None:
+def _export_inventories(ledger: Ledger, fleet: Path, devices: list[str]) -> None:
+    """Each device's newest inventory from the ledger, where ``build --delta-from`` takes it."""
+    from bundler.build.output import replace_file
+
+    for device in devices:
+        data = ledger.inventory(device)
+        if data is not None:
+            replace_file(fleet / "inventories" / f"{device}.inventory.json", data)
+
+
+def _write_html(fleet: Ledger, path: Path) -> None:
     """The fleet report, replaced atomically (a browser never shows half of it)."""
     from bundler.hq.fleet_page import fleet_html
 

@@ -20,6 +20,7 @@ from securesystemslib.signer import Key
 from airlock.console import human_size, inert_data, phase_bars
 from airlock.errors import UsageError
 from bundler.build.output import check_output, is_bundle_file, replace_file
+from bundler.commands.options import record_args, record_in_ledger
 from bundler.commands.signing_steps import (
     DetachedWritten,
     is_detached,
@@ -73,6 +74,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     signing_flags(s, "bundle")
     s.add_argument("--trust", type=Path,
                    help="trust root: refuse keys it does not trust, report N of M signatures")
+    record_args(s)
 
 
 def _release_text(d: dict[str, Any]) -> str:
@@ -128,6 +130,11 @@ def run(a: argparse.Namespace) -> Signed | DetachedWritten:
             result = session.save([sig for sig, _ in made], a.output, force=a.force,
                                   inputs=reads, progress=bars)
         release_json = doc.with_signatures([sig for sig, _ in made])
+    if a.record:
+        from bundler.hq.ledger_records import record_signature
+
+        added = [sig.keyid for sig, _ in made]
+        record_in_ledger(a, "sign", lambda ledger: record_signature(ledger, result.path, added))
     return Signed(bundle=str(result.path), in_place=result.in_place, written=result.written,
                   added=[sig.keyid for sig, _ in made], signers=result.signers,
                   signed_sha256=doc.signed_sha256, subject=doc.subject,

@@ -19,6 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from securesystemslib.signer import Signer
 
@@ -28,8 +29,12 @@ from keys.keyfile import passphrase_from_env
 from keys.signers import Secrets, open_signer
 from keys.trust import TrustRoot
 
-__all__ = ["Subcommand", "add_key_args", "is_trust_root", "registry_args", "registry_options", "secrets_from",
-           "signer_for", "spec_args", "subcommands", "warn"]
+if TYPE_CHECKING:
+    from bundler.hq.ledger import Ledger
+
+__all__ = ["Subcommand", "add_key_args", "is_trust_root", "ledger_args", "ledger_from",
+           "record_args", "record_in_ledger", "registry_args", "registry_options",
+           "secrets_from", "signer_for", "spec_args", "subcommands", "warn"]
 
 #: Adds one subcommand of a group: name, summary, example(s), longer description.
 Subcommand = Callable[..., argparse.ArgumentParser]
@@ -129,3 +134,40 @@ def spec_args(p: argparse.ArgumentParser) -> None:
 def registry_options(a: argparse.Namespace) -> dict[str, object]:
     """The pull options ``registry_args`` collected, as the build takes them."""
     return {"auth": a.registry_auth, "insecure": a.insecure, "cache": a.cache}
+
+
+def ledger_args(p: argparse.ArgumentParser) -> None:
+    """``--fleet`` and ``--db``: where headquarters' ledger is (``bundler.hq.ledger_db``)."""
+    p.add_argument("--fleet", type=Path,
+                   help="fleet directory; the ledger is FLEET/ledger.sqlite unless --db is given "
+                   "(default $AIRLOCK_FLEET, 'fleet' in airlock.toml, or ./airlock-fleet)")
+    p.add_argument("--db", metavar="URL",
+                   help="the ledger's database: sqlite:///FILE or postgresql://USER@HOST/DB "
+                   "(default $AIRLOCK_DB, 'db' in airlock.toml, or SQLite in the fleet directory)")
+
+
+def record_args(p: argparse.ArgumentParser) -> None:
+    """``--record`` (opt-in) and where: build and sign write into the ledger only when asked."""
+    p.add_argument("--record", action="store_true",
+                   help="also record this in headquarters' ledger (--db, else FLEET/ledger.sqlite)")
+    ledger_args(p)
+
+
+def ledger_from(a: argparse.Namespace) -> Ledger:
+    """The ledger ``--db``/``--fleet`` (after the host config filled them) name, opened."""
+    from bundler.hq.ledger import Ledger
+    from bundler.hq.ledger_db import ledger_url
+
+    return Ledger(ledger_url(a.db, a.fleet))
+
+
+def record_in_ledger(a: argparse.Namespace, what: str, write: Callable[[Ledger], object]) -> None:
+    """``write`` into the ledger; one that cannot be written is a warning, never the result's
+    failure (the bundle is built, the devices moved: that must not be reported as failed)."""
+    from bundler.build.host_config import apply_to_args
+
+    apply_to_args(a)
+    try:
+        write(ledger_from(a))
+    except AirlockError as e:
+        warn(f"{what} done but not recorded in the ledger: {e}")

@@ -2,11 +2,12 @@
 
 ``airlock report ingest … --html fleet.html`` writes it after taking reports in::
 
-    html = fleet_html(FleetRecords(Path("airlock-fleet")))
+    html = fleet_html(Ledger("sqlite:///airlock-fleet/ledger.sqlite"))
     Path("fleet.html").write_text(html)
 
-It reads every verified report of every enrolled device in the fleet
-directory (``FleetRecords.reports``) and draws:
+It reads every verified report of every enrolled device from the ledger
+(``Ledger.reports``; a ``FleetRecords`` directory answers the same
+questions) and draws:
 
 * the fleet table (device, site, ring, release, health, last check, report
   age, rollbacks, drift), sortable by a click when JavaScript is on and in
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from airlock.page import charts
 from airlock.page.webpage import (
@@ -46,9 +47,21 @@ from airlock.page.webpage import (
     state_word,
     table,
 )
-from bundler.hq.ingest import FleetRecords, age_text, parse_time
+from bundler.hq.ingest import age_text, parse_time
 
-__all__ = ["fleet_html"]
+__all__ = ["FleetSource", "fleet_html"]
+
+
+
+class FleetSource(Protocol):
+    """What the page reads: the ledger (``bundler.hq.ledger.Ledger``) or a fleet directory."""
+
+    @property
+    def root(self) -> object: ...
+    def devices(self) -> dict[str, dict[str, Any]]: ...
+    def table(self, now: datetime | None = None) -> list[dict[str, Any]]: ...
+    def reports(self, device: str) -> list[dict[str, Any]]: ...
+
 
 _PROBLEM_EVENTS = {"rejected", "refused", "install-failed", "rolled-back", "rollback-failed",
                    "probe-failed", "drift-warning"}
@@ -63,7 +76,7 @@ Series = dict[str, list[tuple[datetime, float]]]
 class _Fleet:
     """What every report of every device says, gathered once for the plots."""
 
-    def __init__(self, records: FleetRecords, now: datetime) -> None:
+    def __init__(self, records: FleetSource, now: datetime) -> None:
         self.now = now
         self.devices = records.devices()
         self.rows = records.table(now)
@@ -281,7 +294,7 @@ def _problems(f: _Fleet) -> str:
             + "</div></div>" + listing)
 
 
-def fleet_html(records: FleetRecords, now: datetime | None = None) -> str:
+def fleet_html(records: FleetSource, now: datetime | None = None) -> str:
     """The fleet report of everything ``records`` holds, as one HTML document."""
     f = _Fleet(records, now or datetime.now(timezone.utc))
     ok = sum(1 for r in f.rows if r["health_ok"] is True)

@@ -24,7 +24,7 @@ same device's. The fleet directory::
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -42,7 +42,8 @@ from keys.device import INVENTORY_TYPE, REPORT_TYPE, DeviceDocument, verify_docu
 from keys.keyfile import load_public_key
 from keys.release import is_plain_name
 
-__all__ = ["FleetRecords", "Ingested", "age_text", "fleet_textfile", "parse_time"]
+__all__ = ["FleetRecords", "Ingested", "age_text", "fleet_row", "fleet_textfile", "parse_time",
+           "report_files", "verify_report"]
 
 
 @dataclass
@@ -88,7 +89,7 @@ class FleetRecords:
             raise UsageError(f"{self.devices_file} is not an Airlock fleet file")
         return dict(raw["devices"])
 
-    def _key(self, device_id: str, entry: dict[str, Any]) -> Key:
+    def key_of(self, device_id: str, entry: dict[str, Any]) -> Key:
         try:
             pub = dict(entry["key"])
             return Key.from_dict(str(pub.pop("keyid")), pub)
@@ -121,35 +122,14 @@ class FleetRecords:
     # -- ingest --------------------------------------------------------------
     def verify(self, data: bytes) -> tuple[DeviceDocument, bytes]:
         """A report checked against its device's enrolled key, and its inventory's bytes."""
-        doc = verify_document(data, REPORT_TYPE)  # altered or not a report: refused here
-        claimed = doc.body.get("device_id")
         devices = self.devices()
-        if not isinstance(claimed, str) or claimed not in devices:
-            raise SignatureError(f"report from device {str(claimed)[:64]!r}, which is not "
-                                 f"enrolled (key {doc.keyid[:16]}…); run 'airlock report "
-                                 "enroll DEVICE.pub --device-id ID' first")
-        enrolled = self._key(claimed, devices[claimed])
-        if enrolled.keyid != doc.keyid:
-            raise SignatureError(f"report claims to come from {claimed} but is signed by key "
-                                 f"{doc.keyid[:16]}…, not its enrolled key "
-                                 f"{enrolled.keyid[:16]}… (forged)")
-        doc = verify_document(data, REPORT_TYPE, key=enrolled)
-        report_facts(doc.body)  # odd shapes cost this report, never the fleet's ingest
-        inventory = doc.body.get("inventory")
-        if not isinstance(inventory, dict):
-            raise FormatError("report carries no signed inventory")
-        inv_bytes = (json.dumps(inventory, indent=2, sort_keys=True) + "\n").encode()
-        inv = verify_document(inv_bytes, INVENTORY_TYPE, key=enrolled)
-        if inv.body.get("device_id") != claimed:
-            raise SignatureError(f"the inventory inside the report of {claimed} is another "
-                                 "device's")
-        return doc, inv_bytes
+        return verify_report(data, lambda d: self.key_of(d, devices[d]) if d in devices else None)
 
     def ingest(self, files: list[Path], decryption_keys: Sequence[bytes] = ()) -> list[Ingested]:
         """Verify and record reports; one encrypted to headquarters is opened with
         ``decryption_keys`` first (PEM private keys) and kept as the signed report inside."""
         out: list[Ingested] = []
-        for path in _report_files(files):
+        for path in report_files(files):
             item = Ingested(str(path))
             out.append(item)
             try:
@@ -224,12 +204,42 @@ class FleetRecords:
         rows = []
         for device, entry in sorted(self.devices().items()):
             body = self.latest(device)
-            rows.append(_row(device, entry.get("site"),
+            rows.append(fleet_row(device, entry.get("site"),
                              None if body is None else report_facts(body, now), now))
         return rows
 
 
-def _report_files(paths: list[Path]) -> list[Path]:
+def verify_report(data: bytes, enrolled_key: Callable[[str], Key | None]
+                  ) -> tuple[DeviceDocument, bytes]:
+    """A report checked against the key ``enrolled_key(device)`` gives, and its inventory's bytes.
+
+    The one check both the fleet directory and the ledger (``bundler.hq.ledger``) run.
+    """
+    doc = verify_document(data, REPORT_TYPE)  # altered or not a report: refused here
+    claimed = doc.body.get("device_id")
+    enrolled = enrolled_key(claimed) if isinstance(claimed, str) else None
+    if enrolled is None:
+        raise SignatureError(f"report from device {str(claimed)[:64]!r}, which is not "
+                             f"enrolled (key {doc.keyid[:16]}…); run 'airlock report "
+                             "enroll DEVICE.pub --device-id ID' first")
+    if enrolled.keyid != doc.keyid:
+        raise SignatureError(f"report claims to come from {claimed} but is signed by key "
+                             f"{doc.keyid[:16]}…, not its enrolled key "
+                             f"{enrolled.keyid[:16]}… (forged)")
+    doc = verify_document(data, REPORT_TYPE, key=enrolled)
+    report_facts(doc.body)  # odd shapes cost this report, never the fleet's ingest
+    inventory = doc.body.get("inventory")
+    if not isinstance(inventory, dict):
+        raise FormatError("report carries no signed inventory")
+    inv_bytes = (json.dumps(inventory, indent=2, sort_keys=True) + "\n").encode()
+    inv = verify_document(inv_bytes, INVENTORY_TYPE, key=enrolled)
+    if inv.body.get("device_id") != claimed:
+        raise SignatureError(f"the inventory inside the report of {claimed} is another "
+                             "device's")
+    return doc, inv_bytes
+
+
+def report_files(paths: list[Path]) -> list[Path]:
     out: list[Path] = []
     for p in paths:
         if p.is_dir():
@@ -239,7 +249,7 @@ def _report_files(paths: list[Path]) -> list[Path]:
     return out
 
 
-def _row(device: str, site: Any, facts: ReportFacts | None,
+def fleet_row(device: str, site: Any, facts: ReportFacts | None,
          now: datetime) -> dict[str, Any]:
     row: dict[str, Any] = {"device": device, "site": site if isinstance(site, str) else None,
                            "ring": None, "release": None,

@@ -21,6 +21,7 @@ directory; a ledger database can take its place)::
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,7 +35,15 @@ from bundler.hq.ingest import FleetRecords, parse_time
 from keys.device import SAMPLES_TYPE, verify_document
 from keys.release import is_plain_name
 
-__all__ = ["MANIFEST", "PackIngested", "ingest_pack", "is_pack", "store_pack"]
+__all__ = ["MANIFEST", "PackIngested", "PackTarget", "ingest_pack", "is_pack", "store_pack"]
+
+
+@dataclass(frozen=True)
+class PackTarget:
+    """Where packs are kept (the fleet directory) and who is enrolled (the ledger's devices)."""
+
+    root: Path
+    devices: Callable[[], dict[str, dict[str, Any]]]
 
 MANIFEST = "samples.manifest.json"
 
@@ -66,7 +75,7 @@ def store_pack(fleet: Path, device: str, stamp: str, manifest: bytes,
     return folder
 
 
-def ingest_pack(fleet: FleetRecords, folder: Path) -> PackIngested:
+def ingest_pack(fleet: PackTarget | FleetRecords, folder: Path) -> PackIngested:
     """Verify one pack against its device's enrolled key and every file's digest; store it."""
     item = PackIngested(str(folder))
     try:
@@ -90,7 +99,7 @@ def ingest_pack(fleet: FleetRecords, folder: Path) -> PackIngested:
     return item
 
 
-def _verified(fleet: FleetRecords, data: bytes) -> tuple[dict[str, Any], str]:
+def _verified(fleet: PackTarget | FleetRecords, data: bytes) -> tuple[dict[str, Any], str]:
     doc = verify_document(data, SAMPLES_TYPE)
     claimed = doc.body.get("device_id")
     devices = fleet.devices()

@@ -7,6 +7,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from sqlalchemy import select
+
+from bundler.hq.ledger import Ledger
+from bundler.hq.ledger_db import ledger_url
+from bundler.hq.ledger_schema import reports
 from keys.device import REPORT_TYPE, verify_document
 from keys.encryption_keys import generate_pair
 from keys.keyfile import load_public_key
@@ -40,13 +45,14 @@ def test_an_encrypted_report_is_read_only_with_headquarters_key(
         r = run_airlock("report", "ingest", stick, "--fleet", fleet, *extra)
         assert r.returncode == 3
         assert "encrypted" in r.stderr
-        assert not (fleet / "reports").exists()
+        assert Ledger(ledger_url(None, fleet)).audit_length() == 1  # the enrolment only
     r = run_airlock("report", "ingest", stick, "--fleet", fleet, "--json",
                     "--decryption-key", tmp_path / "hq.key")
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert [a["device_id"] for a in out["accepted"]] == ["cam-7"]
-    stored = next((fleet / "reports" / "cam-7").iterdir()).read_bytes()
+    with Ledger(ledger_url(None, fleet)).engine.connect() as conn:  # as the ledger keeps it
+        stored = bytes(conn.execute(select(reports.c.raw)).scalar_one())
     # Kept as the signed report inside, which verifies against the device's key.
     doc = verify_document(stored, REPORT_TYPE, key=load_public_key(root / "device.pub"))
     assert doc.body["device_id"] == "cam-7"
