@@ -58,9 +58,11 @@ from agent.repair import relink, reverify, store_copy_intact
 from agent.self.from_release import check_release_kit
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
+from agent.timefloor import explain_expired, judge_now, raise_floor
 from airlock.console import human_size
 from airlock.errors import (
     AirlockError,
+    ExpiredError,
     HealthCheckError,
     NoSpaceError,
     PreconditionError,
@@ -134,7 +136,12 @@ def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
                  store: ContentStore) -> tuple[BundleHead, TrustRoot, TrustRoot, Any]:
     trust = layout.load_trust()
     head = reader.head()
-    new_trust, verified = trust.verify_head(head.release_json, head.root_json, ring=ring)
+    judged = judge_now(layout)  # expiry at max(clock, time floor): a reset clock lets nothing stale in
+    try:
+        new_trust, verified = trust.verify_head(head.release_json, head.root_json, ring=ring,
+                                                now=judged.now)
+    except ExpiredError as e:
+        raise explain_expired(e, judged) from None
     release = verified.release
     have = load_sequences(layout).get(release.name)
     new_trust.check_sequence(release, have)
@@ -216,6 +223,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     job = _Job(layout, journal, store, tx, release, head, label, verified.role,
                list(verified.signers), active, hold)
     result = _run_job(job, reader, stream, switch, progress, trust, new_trust)
+    if raise_floor(layout, release.issued, f"release {release.id}"):
+        journal.append("time-floor", release=release.id, floor=str(release.issued))
     result.update({
         "installed": True, "release": release.id, "name": release.name,
         "version": release.version, "sequence": release.sequence,

@@ -52,6 +52,7 @@ class Status(Reported):
                  f"store     {d['store']['blobs']} blobs, {human_size(d['store']['bytes'])}; "
                  f"{len(d['releases'])} release(s); disk {human_size(d['disk']['free'])} free"]
         lines += _hold_lines(d.get("hold"))
+        lines += _clock_lines(d.get("clock"))
         lines += _drift_lines(d.get("drift"))
         if last:
             what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
@@ -145,3 +146,15 @@ def _hold_lines(hold: dict[str, Any] | None) -> list[str]:
     return [f"HELD      {hold['release']} until {hold['deadline']} ({when}); then "
             f"{hold['comes_back']} comes back",
             f"          keep it: '{hold['commit']}'; {hold['reverts']}"]
+
+
+def _clock_lines(clock: dict[str, Any] | None) -> list[str]:
+    """A clock behind the time floor or far past it: said, with what expiry is judged at."""
+    if not clock or clock["state"] not in ("behind", "ahead", "corrected"):
+        return []
+    why = {"behind": f"is behind the newest signed time {clock['floor']}; expiry is judged "
+                     f"at that floor",
+           "ahead": f"is far past the newest signed time {clock['floor']}; releases may look "
+                    "expired: apply a time token ('airlock-agent time apply FILE')",
+           "corrected": f"is off; expiry is judged at {clock['judged']} (last time token)"}
+    return [f"clock     {clock['clock']} {why[clock['state']]}"]

@@ -153,4 +153,15 @@ def status(layout: Layout, *, serving: bool | None = None) -> dict[str, Any]:
             k: last_event.get(k) for k in ("time", "event", "release", "reason", "active")},
         "drift": release_drift(layout, current),
         "hold": pending_hold(layout, serving=serving),
+        "clock": _clock(layout),
     }
+
+
+def _clock(layout: Layout) -> dict[str, Any] | None:
+    """The clock against the time floor (agent.timefloor); None when the record is damaged."""
+    from agent.timefloor import judge_now
+
+    try:
+        return judge_now(layout).to_dict()
+    except AirlockError:
+        return None

@@ -62,7 +62,7 @@ from bundler.build.artifacts import (
     local_golden,
 )
 from bundler.build.output import check_output, is_bundle_file
-from bundler.build.spec import ModelSpec, Spec
+from bundler.build.spec import ModelSpec, Spec, build_time
 from bundler.sneakernet.device_inventories import Inventory, plan_delta
 from keys.features import UnknownFeatureError, check_requires
 from keys.metadata import ReleaseSerializer, check_metadata_bounds
@@ -241,6 +241,7 @@ def _release(spec: Spec, assembled: Assembled,
         hooks=spec.hooks,
         rings=list(spec.rings),
         agent_kits=kits,
+        issued=build_time(),  # the device's time floor (agent.timefloor); SOURCE_DATE_EPOCH sets it
     )
     if delta_from:
         release.delta = plan_delta(release, delta_from)
