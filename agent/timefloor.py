@@ -23,6 +23,12 @@ Example::
     judged = judge(load(layout), datetime.now(timezone.utc))
     trust.verify_head(release_json, ring=ring, now=judged.now)
     raise_floor(layout, release.issued, f"release {release.id}")
+    apply_token(layout, Path("time.json").read_bytes(), "time.json")   # under the lock
+
+A time token's own expiry is judged only when the clock is plausible: a
+device with a reset clock cannot tell a fresh token from a kept one, so it
+takes any token newer than its floor (docs/THREAT_MODEL.md), and a replayed
+token, not newer, changes nothing.
 """
 
 from __future__ import annotations
@@ -33,12 +39,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from agent.layout import Layout
-from airlock.errors import DamagedRootError, ExpiredError
+from airlock.errors import DamagedRootError, ExpiredError, RejectedError
 from airlock.files import read_json, write_atomic
 from airlock.limits import CLOCK_AHEAD_SUSPECT_S
 
-__all__ = ["ClockAheadError", "Judged", "TimeFloor", "explain_expired", "judge", "judge_now",
-           "load", "raise_floor"]
+__all__ = ["ClockAheadError", "Judged", "TimeFloor", "apply_token", "explain_expired", "judge",
+           "judge_now", "load", "raise_floor"]
 
 _FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 #: What a person types to cure a clock a time token can fix.
@@ -152,3 +158,29 @@ def raise_floor(layout: Layout, when: datetime | None, source: str, *,
         record["offset_s"] = offset
     write_atomic(layout.time_floor, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
     return True
+
+
+def apply_token(layout: Layout, data: bytes, label: str = "-") -> dict[str, Any]:
+    """A verified time token raises the floor and records the clock's offset; the caller holds
+    the lock. A token not newer than the floor changes nothing (replay)."""
+    from agent.journal import Journal
+    from keys.timetoken import verify_token
+
+    journal = Journal(layout.journal)
+    judged = judge_now(layout)
+    try:
+        token = verify_token(layout.load_trust(), data)
+        if judged.state in ("ok", "no-floor") and token.expires <= judged.clock:
+            raise ExpiredError(f"time token expired at {_fmt(token.expires)}; make a fresh one "
+                               "('airlock time-token')")
+    except RejectedError as e:
+        journal.append("rejected", token=label, reason=str(e), error=type(e).__name__)
+        raise
+    moved = raise_floor(layout, token.time, f"time token {_fmt(token.time)}", clock=judged.clock)
+    if moved:
+        journal.append("time-token-applied", token=label, time=_fmt(token.time),
+                       signer=token.signer, clock=_fmt(judged.clock))
+    after = judge_now(layout)
+    return {"applied": moved, "time": _fmt(token.time), "signer": token.signer,
+            "clock": after.to_dict(),
+            "note": None if moved else "not newer than the device's time floor: nothing changed"}

@@ -13,6 +13,7 @@ Modules:
 - ``agent_install``: verify, store, health-check and switch to a bundle;
 - ``agent_commit``: make a held install final;
 - ``agent_flags``: show, apply or roll back signed feature flags;
+- ``agent_time``: the clock against the time floor; apply a signed time token;
 - ``agent_status``: releases, agent state, disk use and damage (``--html`` too);
 - ``agent_history``: the journal, and a check of its hash chain;
 - ``agent_rollback``: switch back to the previous release;
@@ -51,6 +52,8 @@ REGISTRY = (
     CommandInfo("commit", "agent.commands.agent_commit", "make a held install (install --hold) final"),
     CommandInfo("flags", "agent.commands.agent_flags",
                 "show effective feature flags; apply or roll back a signed flags set"),
+    CommandInfo("time", "agent.commands.agent_time",
+                "show the clock against the time floor; apply a signed time token"),
     CommandInfo("status", "agent.commands.agent_status",
                 "show the active and previous release, agent state and disk use"),
     CommandInfo("history", "agent.commands.agent_history", "show the journal of every action"),

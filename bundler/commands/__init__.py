@@ -28,6 +28,7 @@ no two modules of the tree share a name:
 - airlock_agent_kit: ``agent-kit``, the agent's offline installer
 - airlock_completion: ``completion``, shell scripts from the whole parser
 - airlock_config: ``config show``, the host settings in force and where each came from
+- airlock_time_token: ``time-token``, a signed time for devices without a trusted clock
 - options: what several commands take (key unlocking, spec options, subcommands)
 - signing_steps: what ``sign`` and ``keys sign-root`` share (files, prompt, merge)
 """
@@ -89,6 +90,8 @@ REGISTRY: tuple[CommandInfo, ...] = (
     _info("completion", "print a shell completion script for airlock"),
     _info("config", "show the host settings in force (key, cache, registries, fleet) and "
           "where each came from"),
+    _info("time-token", "sign the current time for devices whose clock is wrong (airlock-agent "
+          "time apply)"),
 )
 
 

@@ -84,3 +84,55 @@ def test_a_clock_far_ahead_is_explained_not_called_expired(tmp_path: Path, keyse
     assert active_id(root) == "vision-1"
     status = json.loads(at(AHEAD, "agent", "--root", root, "status", "--json").stdout)["clock"]
     assert status["state"] == "ahead"
+
+
+def _time_keys(tmp: Path, keyset: Keys) -> tuple[Path, Path]:
+    """A time signer's key, and a trust root naming it (rotated from the keyset's)."""
+    from keys.keyfile import generate_keypair
+
+    key, pub = generate_keypair("time", tmp / "timekeys")
+    trust = tmp / "root-2.json"
+    r = at(None, "bundler", "keys", "rotate", "--trust", keyset.trust, "--root-key",
+           keyset.root_key, "--time-signer", f"clock:{pub}", "-o", trust)
+    assert r.returncode == 0, r.stderr
+    return key, trust
+
+
+def test_a_time_token_cures_a_clock_far_ahead_and_a_replay_changes_nothing(
+        tmp_path: Path, keyset: Keys) -> None:
+    key, trust = _time_keys(tmp_path, keyset)
+    root = init_device(tmp_path / "device", keyset)
+    assert at(None, "agent", "--root", root, "config", "--trust-root", trust).returncode == 0
+    old = tmp_path / "old.json"
+    assert at("-2d", "bundler", "time-token", "--key", key, "--valid-for", "30d",
+              "-o", old).returncode == 0
+    assert at(None, "agent", "--root", root, "install", release(tmp_path, keyset, 1)).returncode == 0
+    token = tmp_path / "time.json"
+    r = at(None, "bundler", "time-token", "--key", key, "-o", token)
+    assert r.returncode == 0, r.stderr
+
+    fresh = release(tmp_path, keyset, 2)
+    assert at(AHEAD, "agent", "--root", root, "install", fresh).returncode == 3
+    r = at(AHEAD, "agent", "--root", root, "time", "apply", token, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["applied"] is True
+    r = at(AHEAD, "agent", "--root", root, "install", fresh)
+    assert r.returncode == 0, r.stderr
+    assert active_id(root) == "vision-2"
+    floor = (root / "trust" / "time.json").read_bytes()
+
+    # Replayed older token: nothing changes, not even the recorded clock offset.
+    r = at(AHEAD, "agent", "--root", root, "time", "apply", old, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["applied"] is False
+    assert (root / "trust" / "time.json").read_bytes() == floor
+
+
+def test_a_token_from_a_release_key_is_refused(tmp_path: Path, keyset: Keys) -> None:
+    root = init_device(tmp_path / "device", keyset)
+    token = tmp_path / "time.json"
+    assert at(None, "bundler", "time-token", "--key", keyset.release_key, "-o",
+              token).returncode == 0
+    r = at(RESET, "agent", "--root", root, "time", "apply", token)
+    assert r.returncode == 3 and "not signed by a time signer" in r.stderr, r.stderr
+    assert not (root / "trust" / "time.json").exists()
