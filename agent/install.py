@@ -185,7 +185,8 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
 
 def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool = True,
             progress: Callable[[int], None] | None = None,
-            hold: float | None = None, unattended: bool = False) -> dict[str, Any]:
+            hold: float | None = None, unattended: bool = False,
+            gate: Callable[[Release], None] | None = None) -> dict[str, Any]:
     """Install the bundle read from ``stream``; the caller holds the lock and has recovered.
 
     ``hold`` (seconds) switches but keeps the previous release armed until
@@ -193,7 +194,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     docstring's, one function each. ``unattended`` (the drop folder) refuses a
     release an operator rolled back, once its signed metadata is verified; an
     attended install of it (the ``install`` command) clears that mark
-    (``agent.operator_rollbacks``).
+    (``agent.operator_rollbacks``). ``gate(release)`` (a directed device's visit,
+    ``agent.directed``) may refuse the verified release before anything changes.
     """
     started = time.monotonic()
     config = layout.load_config()
@@ -205,6 +207,13 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         return apply_flags(layout, front, label)
     head, trust, new_trust, verified = front
     release: Release = verified.release
+    if gate is not None:
+        try:
+            gate(release)
+        except RejectedError as e:
+            journal.append("rejected", release=release.id, bundle=label, reason=str(e),
+                           error=type(e).__name__)
+            raise
     crash_point("after-head-verified")
 
     active = read_link(layout, "current")

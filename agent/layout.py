@@ -128,6 +128,7 @@ class Layout:
         self.trust_root = self.trust_dir / "root.json"
         self.sequences = self.trust_dir / "sequences.json"
         self.time_floor = self.trust_dir / "time.json"  # agent.timefloor
+        self.visit_record = self.trust_dir / "visit.json"  # agent.directed
         self.agent_record = self.trust_dir / "agent.json"
         self.format_file = self.root / "format.json"
         self.blobs = self.root / "blobs" / "sha256"

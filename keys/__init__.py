@@ -16,8 +16,9 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``release_reader``   the strict reader of those parts from untrusted JSON
 * ``features``    the features a release may ``require``, and the ones this agent knows
 * ``flags``       a signed feature-flags set and the stable percentage buckets
-* ``purpose_signers``    signers the root names for a purpose other than releases (time)
+* ``purpose_signers``    signers the root names for a purpose other than releases (time, director)
 * ``timetoken``   signed time tokens for devices without a trusted clock
+* ``visit``       directed visits: which device takes which release, signed by a director
 * ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules
 * ``evaluation_fields``  the same for evaluation thresholds, input contracts, providers, sessions
 * ``device``      documents a device signs with its own key: inventories and reports

@@ -11,7 +11,8 @@ that no key named here can ever count toward a release::
     tally = purpose_tally(root_md.signed, "time", payload, signatures)
     tally.complete          # a threshold of one "time" signer's keys signed
 
-The purposes there are: ``time`` (``keys.timetoken``).
+The purposes there are: ``time`` (``keys.timetoken``) and ``director``
+(``keys.visit``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ __all__ = ["PURPOSES", "PurposeSigner", "PurposeTally", "purpose_signers", "purp
 
 FIELD = "x-airlock-signers"
 #: Purpose -> what its signers sign.
-PURPOSES = {"time": "time tokens: the current time, for devices without a trusted clock"}
+PURPOSES = {"time": "time tokens: the current time, for devices without a trusted clock",
+            "director": "directed visits: which device takes which release, stays or rolls back"}
 
 
 @dataclass(frozen=True)

@@ -253,6 +253,10 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
     p.add_argument("--time-signer", action="append", default=None, metavar="NAME:KEYS[:N]",
                    help="a signer of time tokens ('airlock time-token'), never of releases, "
                    "e.g. clock:keys/time.pub (repeatable)")
+    p.add_argument("--director-signer", action="append", default=None, metavar="NAME:KEYS[:N]",
+                   help="a signer of directed visits ('airlock direct'), never of releases, "
+                   "e.g. hq:keys/director.pub (repeatable); on rotate, --time-signer and "
+                   "--director-signer together replace every such signer")
     p.add_argument("--expires", default="365d", metavar="DURATION",
                    help="root lifetime, like 365d or 2y")
     add_key_args(p)
@@ -301,20 +305,22 @@ def _ring_signer(text: str) -> RingSigner:
     return RingSigner(parts[0], keys, tuple(parts[1].split(",")), threshold)
 
 
-def _time_signer(text: str) -> PurposeSigner:
+def _time_signer(text: str, purpose: str = "time") -> PurposeSigner:
     parts = text.split(":")
     if len(parts) not in (2, 3) or not all(parts[:2]) or (len(parts) == 3
                                                          and not parts[2].isdigit()):
-        raise UsageError(f"--time-signer {text!r} must be NAME:KEY.pub[,KEY.pub][:THRESHOLD]")
+        raise UsageError(f"--{purpose}-signer {text!r} must be "
+                         "NAME:KEY.pub[,KEY.pub][:THRESHOLD]")
     keys = tuple(load_public_key(Path(k)) for k in parts[1].split(","))
-    return PurposeSigner(parts[0], keys, "time", int(parts[2]) if len(parts) == 3 else 1)
+    return PurposeSigner(parts[0], keys, purpose, int(parts[2]) if len(parts) == 3 else 1)
 
 
 def _write_root(a: argparse.Namespace, data: bytes) -> None:
     # The key files this command read are what a mistyped -o would destroy.
     reads = key_files([*a.root_key, *getattr(a, "new_root_key", []), *(a.release_key or [])])
     reads += [Path(k) for t in a.ring_signer or [] for k in _ring_parts(t)[2].split(",")]
-    reads += [Path(k) for t in a.time_signer or [] for k in t.split(":")[1].split(",")]
+    reads += [Path(k) for t in [*(a.time_signer or []), *(a.director_signer or [])]
+              for k in t.split(":")[1].split(",") if ":" in t]
     if getattr(a, "trust", None) is not None:
         reads.append(a.trust)
     check_output(a.output, reads, force=a.force, kind="a trust root", is_ours=is_trust_root)
@@ -342,7 +348,10 @@ def _make_root(a: argparse.Namespace) -> RootWritten:
         root_keys, new_keys = [], []
     release_keys = [open_public_key(k, secrets) for k in a.release_key or []]
     rings = [_ring_signer(t) for t in a.ring_signer] if a.ring_signer is not None else None
-    clocks = [_time_signer(t) for t in a.time_signer] if a.time_signer is not None else None
+    clocks = None
+    if a.time_signer is not None or a.director_signer is not None:
+        clocks = ([_time_signer(t) for t in a.time_signer or []]
+                  + [_time_signer(t, "director") for t in a.director_signer or []])
     md: Metadata[Root]
     if a.keys_cmd == "init":
         md = create_root(root_signers, release_keys, root_threshold=a.root_threshold,
