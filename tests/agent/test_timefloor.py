@@ -136,3 +136,34 @@ def test_a_token_from_a_release_key_is_refused(tmp_path: Path, keyset: Keys) -> 
     r = at(RESET, "agent", "--root", root, "time", "apply", token)
     assert r.returncode == 3 and "not signed by a time signer" in r.stderr, r.stderr
     assert not (root / "trust" / "time.json").exists()
+
+
+_METRICS = ("import sys; from prometheus_client import generate_latest; "
+            "from pathlib import Path; from agent.layout import Layout; "
+            "from agent.observe.metrics import Observed, metrics_registry; "
+            "sys.stdout.write(generate_latest(metrics_registry(Layout(Path(sys.argv[1])), "
+            "Observed())).decode())")
+
+
+def test_a_clock_behind_the_floor_is_reported_by_page_metrics_and_report(
+        tmp_path: Path, keyset: Keys) -> None:
+    root = init_device(tmp_path / "device", keyset)
+    assert at(None, "agent", "--root", root, "install", release(tmp_path, keyset, 1)).returncode == 0
+    page = tmp_path / "status.html"
+    assert at(RESET, "agent", "--root", root, "status", "--html", page).returncode == 0
+    assert "The clock reads <b class='mono'>1970-01-02" in page.read_text()
+
+    r = subprocess.run(["faketime", "-f", RESET, sys.executable, "-c", _METRICS, str(root)],
+                       capture_output=True, text=True, timeout=120, env=tool_env())
+    assert r.returncode == 0, r.stderr
+    assert 'airlock_clock_state{state="behind"} 1.0' in r.stdout
+    behind = next(ln for ln in r.stdout.splitlines()
+                  if ln.startswith("airlock_clock_behind_floor_seconds "))
+    assert float(behind.split()[1]) > 50 * 365 * 86400
+
+    out = tmp_path / "report.json"
+    assert at(RESET, "agent", "--root", root, "report", "-o", out).returncode == 0
+    from keys.device import REPORT_TYPE, verify_document
+
+    clock = verify_document(out.read_bytes(), REPORT_TYPE).body["status"]["clock"]
+    assert clock["state"] == "behind" and clock["clock"].startswith("1970-01-02")
