@@ -38,7 +38,7 @@ class TimeShown(Reported):
 
     def text(self) -> str:
         d = self.data
-        c = d.get("clock", d)
+        c = d["clock"] if "applied" in d else d  # apply nests the clock; show is the clock
         lines = []
         if "applied" in d:
             lines.append(f"time token {d['time']} (signer {d['signer']}) applied" if d["applied"]
