@@ -36,7 +36,6 @@ from airlock.errors import (
     DamagedRootError,
     ExpiredError,
     RejectedError,
-    RollbackError,
     UsageError,
 )
 from airlock.files import read_bounded, read_json, write_json
@@ -44,7 +43,13 @@ from airlock.limits import MAX_METADATA_BYTES
 from keys.release import Release, format_time
 from keys.visit import Instruction, Visit, verify_visit
 
-__all__ = ["apply_visit", "choose", "enable", "follow", "gate", "load_record", "stick_visits"]
+__all__ = ["VisitRefusedError", "apply_visit", "choose", "enable", "follow", "gate", "load_record", "stick_visits"]
+
+
+class VisitRefusedError(RejectedError):
+    """No valid visit lets this install happen (exit 3). A property of the visit, not of the
+    bundle: the drop folder does not remember the bundle as refused, so it installs once a
+    valid visit comes (``agent.observe.dropfolder.outcome_of_error``)."""
 
 
 def enable(layout: Layout) -> None:
@@ -99,29 +104,31 @@ def choose(layout: Layout, visits: list[tuple[str, bytes]]) -> tuple[Visit, Inst
         try:
             v = verify_visit(trust, data)
             if me not in v.devices:
-                raise RejectedError(f"visit {label} (sequence {v.sequence}) is for "
+                raise VisitRefusedError(f"visit {label} (sequence {v.sequence}) is for "
                                     f"{', '.join(sorted(v.devices))}, not this device ({me})")
             if v.sequence < record["sequence"]:
-                raise RollbackError(f"visit {label} (sequence {v.sequence}) is older than "
+                raise VisitRefusedError(f"visit {label} (sequence {v.sequence}) is older than "
                                     f"visit {record['sequence']} this device already followed: "
                                     "a replayed visit changes nothing")
             if v.expires <= judged.now:
-                raise explain_expired(ExpiredError(
+                raise VisitRefusedError(str(explain_expired(ExpiredError(
                     f"visit {label} (sequence {v.sequence}) expired at "
                     f"{format_time(v.expires)} (judged at {format_time(judged.now)}); ask for "
-                    "a fresh one ('airlock direct')"), judged)
+                    "a fresh one ('airlock direct')"), judged)))
             found.append((v, v.devices[me], label))
-        except RejectedError as e:
+        except VisitRefusedError as e:
             refusals.append(e)
+        except RejectedError as e:  # not signed by a director, not a visit: said as such
+            refusals.append(VisitRefusedError(f"visit {label}: {e}"))
     if found:
         return max(found, key=lambda f: f[0].sequence)
     if len(refusals) == 1:
         error = refusals[0]
     elif refusals:
-        error = RejectedError(f"no valid visit for this device ({me}): "
+        error = VisitRefusedError(f"no valid visit for this device ({me}): "
                               + "; ".join(str(e) for e in refusals))
     else:
-        error = RejectedError(
+        error = VisitRefusedError(
             f"this device ({me}) is directed: it installs only what a signed visit names "
             "for it, and there is none beside the bundle; carry the visit.json from "
             "'airlock direct' or give --visit FILE")
@@ -137,9 +144,9 @@ def gate(visit: Visit, instruction: Instruction, label: str) -> Callable[[Releas
                 and instruction.sequence == release.sequence:
             return
         if instruction.action == "install":
-            raise RejectedError(f"visit {label} (sequence {visit.sequence}) directs this device "
+            raise VisitRefusedError(f"visit {label} (sequence {visit.sequence}) directs this device "
                                 f"to {instruction.release}, not {release.id}: not installed")
-        raise RejectedError(f"visit {label} (sequence {visit.sequence}) says "
+        raise VisitRefusedError(f"visit {label} (sequence {visit.sequence}) says "
                             f"{instruction.text()}: {release.id} is not installed"
                             + ("" if instruction.action == "stay" else
                                f"; 'airlock-agent visit apply {label}' follows it"))

@@ -53,6 +53,7 @@ class Status(Reported):
                  f"{len(d['releases'])} release(s); disk {human_size(d['disk']['free'])} free"]
         lines += _hold_lines(d.get("hold"))
         lines += _clock_lines(d.get("clock"))
+        lines += _directed_lines(d.get("directed"))
         lines += _drift_lines(d.get("drift"))
         if last:
             what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
@@ -158,3 +159,16 @@ def _clock_lines(clock: dict[str, Any] | None) -> list[str]:
                     "expired: apply a time token ('airlock-agent time apply FILE')",
            "corrected": f"is off; expiry is judged at {clock['judged']} (last time token)"}
     return [f"clock     {clock['clock']} {why[clock['state']]}"]
+
+
+def _directed_lines(directed: dict[str, Any] | None) -> list[str]:
+    """A directed device: it installs only what a visit names; the last one it followed."""
+    if not directed:
+        return []
+    if directed.get("error"):
+        return [f"directed  {directed['error']}"]
+    last = directed.get("followed")
+    what = (f"{last['action']}" + (f" {last['release']}" if last.get("release") else "")
+            if last else "none yet")
+    return [f"directed  installs only what a signed visit names; last visit "
+            f"{directed['sequence'] or '-'} ({what})"]

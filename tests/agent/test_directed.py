@@ -202,3 +202,40 @@ def test_a_replayed_older_visit_is_refused_and_rollback_moves_the_record_only_by
     r = at(None, "agent", "--root", cam1, "install", site.v2, "--visit", new)
     assert r.returncode == 3 and "older than visit 40" in r.stderr, r.stderr
     assert state(cam1) == before and active(cam1) == "vision-1"
+
+
+def test_the_drop_folder_of_a_directed_device_takes_its_own_release_and_the_token(
+        tmp_path: Path, site: Site) -> None:
+    from tests.support.serve import Serve
+
+    cam1, cam2 = device(tmp_path, site, "cam-1"), device(tmp_path, site, "cam-2")
+    stick = tmp_path / "stick"
+    stick.mkdir()
+    direct(site, stick / "cam-1.visit.json", [cam1], "--release", site.v1)
+    direct(site, stick / "cam-2.visit.json", [cam2], "--release", site.v2)
+    assert at(None, "bundler", "time-token", "--key", site.clock, "-o",
+              stick / "time.json").returncode == 0
+    shutil.copy(site.v1, stick / "v1.airlock")
+    shutil.copy(site.v2, stick / "v2.airlock")
+    with Serve.start(cam1, watch=[stick]) as s:
+        e1 = s.wait_event("drop-result", drop=str(stick / "v1.airlock"))
+        e2 = s.wait_event("drop-result", drop=str(stick / "v2.airlock"))
+    assert e1["outcome"] == "installed", e1
+    assert (e2["outcome"], e2["exit_code"]) == ("rejected", 3), e2
+    assert "directs this device to vision-1, not vision-2" in str(e2["message"])
+    assert active(cam1) == "vision-1"
+    floor = json.loads((cam1 / "trust" / "time.json").read_text())
+    assert floor["source"].startswith(("time token", "visit", "release"))
+    assert "offset_s" in floor  # the token on the stick was applied
+
+
+def test_status_says_a_device_is_directed_and_which_visit_it_followed(
+        tmp_path: Path, site: Site) -> None:
+    cam1 = device(tmp_path, site, "cam-1")
+    visit = direct(site, tmp_path / "v.visit.json", [cam1], "--release", site.v1, sequence=7)
+    assert at(None, "agent", "--root", cam1, "install", site.v1, "--visit", visit).returncode == 0
+    r = at(None, "agent", "--root", cam1, "status")
+    assert "directed  installs only what a signed visit names; last visit 7 (install " \
+           "vision-1)" in r.stdout, r.stdout
+    assert json.loads(at(None, "agent", "--root", cam1, "status", "--json").stdout)[
+        "directed"]["sequence"] == 7
