@@ -27,8 +27,8 @@ from tuf.api.metadata import DelegatedRole, Delegations, Root, Targets
 
 from airlock.errors import FormatError, UsageError
 
-__all__ = ["PURPOSES", "PurposeSigner", "PurposeTally", "purpose_signers", "purpose_tally",
-           "set_purpose_signers"]
+__all__ = ["PURPOSES", "PurposeSigner", "PurposeTally", "describe", "named", "purpose_signers",
+           "purpose_tally", "set_purpose_signers"]
 
 FIELD = "x-airlock-signers"
 #: Purpose -> what its signers sign.
@@ -115,6 +115,17 @@ def purpose_tally(root: Root, purpose: str, payload: bytes,
         if best.signer is None or found.valid > best.valid:
             best = found
     return best
+
+
+def named(root: Root) -> list[PurposeSigner]:
+    """The signers ``root`` names, as :func:`set_purpose_signers` takes them (a rotation keeps
+    the ones of a purpose it does not replace)."""
+    d = _delegator(root).delegations
+    if d is None:
+        return []
+    return [PurposeSigner(name, tuple(d.keys[k] for k in role.keyids),
+                          str(role.unrecognized_fields["purpose"]), role.threshold)
+            for name, role in (d.roles or {}).items()]
 
 
 def describe(root: Root) -> list[dict[str, Any]]:

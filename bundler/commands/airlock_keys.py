@@ -255,8 +255,8 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
                    "e.g. clock:keys/time.pub (repeatable)")
     p.add_argument("--director-signer", action="append", default=None, metavar="NAME:KEYS[:N]",
                    help="a signer of directed visits ('airlock direct'), never of releases, "
-                   "e.g. hq:keys/director.pub (repeatable); on rotate, --time-signer and "
-                   "--director-signer together replace every such signer")
+                   "e.g. hq:keys/director.pub (repeatable); on rotate, the signers of a "
+                   "purpose given replace that purpose's, the others are kept")
     p.add_argument("--expires", default="365d", metavar="DURATION",
                    help="root lifetime, like 365d or 2y")
     add_key_args(p)
@@ -363,6 +363,13 @@ def _make_root(a: argparse.Namespace) -> RootWritten:
         if not a.root_key and not a.unsigned:
             raise UsageError("give --root-key (a key of the current root), or --unsigned to "
                              "collect the signatures one by one with 'airlock keys sign-root'")
+        if clocks is not None:  # keep the signers of the purpose not given
+            from keys.purpose_signers import named
+
+            given = {s.purpose for s in clocks}
+            given |= {p for p, opt in (("time", a.time_signer), ("director", a.director_signer))
+                      if opt is not None}
+            clocks += [s for s in named(old.md.signed) if s.purpose not in given]
         md = rotate_root(old, root_signers, new_signers, root_threshold=a.root_threshold,
                          release_keys=release_keys or None,
                          release_threshold=a.release_threshold, ring_signers=rings,

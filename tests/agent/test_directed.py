@@ -239,3 +239,19 @@ def test_status_says_a_device_is_directed_and_which_visit_it_followed(
            "vision-1)" in r.stdout, r.stdout
     assert json.loads(at(None, "agent", "--root", cam1, "status", "--json").stdout)[
         "directed"]["sequence"] == 7
+
+
+def test_a_rotation_naming_director_signers_keeps_the_time_signers(
+        tmp_path: Path, site: Site, keyset: Keys) -> None:
+    from keys.keyfile import generate_keypair
+    from keys.purpose_signers import describe
+    from keys.trust import TrustRoot
+
+    _, other = generate_keypair("director2", tmp_path / "k")
+    out = tmp_path / "root-3.json"
+    r = at(None, "bundler", "keys", "rotate", "--trust", site.trust, "--root-key",
+           keyset.root_key, "--director-signer", f"hq2:{other}", "-o", out)
+    assert r.returncode == 0, r.stderr
+    signers = describe(TrustRoot.from_bytes(out.read_bytes()).md.signed)
+    assert sorted((s["name"], s["purpose"]) for s in signers) == [("clock", "time"),
+                                                                  ("hq2", "director")]

@@ -107,7 +107,8 @@ def test_a_time_token_cures_a_clock_far_ahead_and_a_replay_changes_nothing(
     assert at("-2d", "bundler", "time-token", "--key", key, "--valid-for", "30d",
               "-o", old).returncode == 0
     assert at(None, "agent", "--root", root, "install", release(tmp_path, keyset, 1)).returncode == 0
-    token = tmp_path / "time.json"
+    token = tmp_path / "carried" / "time.json"  # not beside the bundle: install would apply it
+    token.parent.mkdir()
     r = at(None, "bundler", "time-token", "--key", key, "-o", token)
     assert r.returncode == 0, r.stderr
 
