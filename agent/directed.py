@@ -76,9 +76,7 @@ def load_record(layout: Layout) -> dict[str, Any] | None:
 def stick_visits(folder: Path | None, explicit: Path | None = None) -> list[tuple[str, bytes]]:
     """The visits to consider: ``explicit`` alone when given, else ``visit.json`` and
     ``*.visit.json`` in ``folder``; (label, bytes) each."""
-    paths = [explicit] if explicit is not None else sorted(
-        p for p in (folder.iterdir() if folder and folder.is_dir() else ())
-        if p.name == "visit.json" or p.name.endswith(".visit.json"))
+    paths = [explicit] if explicit is not None else _beside(folder)
     out = []
     for p in paths:
         try:
@@ -87,6 +85,14 @@ def stick_visits(folder: Path | None, explicit: Path | None = None) -> list[tupl
             if explicit is not None:
                 raise UsageError(f"cannot read {p}: {getattr(e, 'strerror', None) or e}") from None
     return out
+
+
+def _beside(folder: Path | None) -> list[Path]:
+    try:
+        return sorted(p for p in (folder.iterdir() if folder else ())
+                      if p.name == "visit.json" or p.name.endswith(".visit.json"))
+    except OSError:  # not a folder we may list: no visits from it
+        return []
 
 
 def choose(layout: Layout, visits: list[tuple[str, bytes]]) -> tuple[Visit, Instruction, str]:

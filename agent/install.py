@@ -232,8 +232,6 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     job = _Job(layout, journal, store, tx, release, head, label, verified.role,
                list(verified.signers), active, hold)
     result = _run_job(job, reader, stream, switch, progress, trust, new_trust)
-    if raise_floor(layout, release.issued, f"release {release.id}"):
-        journal.append("time-floor", release=release.id, floor=str(release.issued))
     result.update({
         "installed": True, "release": release.id, "name": release.name,
         "version": release.version, "sequence": release.sequence,
@@ -376,6 +374,10 @@ def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
         write_atomic(layout.trust_root, new_trust.to_bytes())
         journal.append("trust-rotated", version=new_trust.version)
         result["trust_rotated"] = _rotation(trust, new_trust)
+    # The release's signed build time raises the time floor (agent.timefloor), journaled
+    # before "installed": the install's last line stays its verdict.
+    if raise_floor(layout, release.issued, f"release {release.id}"):
+        journal.append("time-floor", release=release.id, floor=str(release.issued))
     crash_point("before-commit")
     journal.append("installed", release=release.id, version=release.version,
                    sequence=release.sequence, active=read_link(layout, "current"),

@@ -156,8 +156,12 @@ def stick_tokens(layout: Layout, folder: Path, notify: Notify) -> list[dict[str,
     from airlock.limits import MAX_METADATA_BYTES
 
     done = []
-    for path in sorted(p for p in (folder.iterdir() if folder.is_dir() else ())
-                       if p.name == "time.json" or p.name.endswith(".time.json")):
+    try:
+        names = sorted(p for p in folder.iterdir()
+                       if p.name == "time.json" or p.name.endswith(".time.json"))
+    except OSError:  # not a folder we may list: no tokens from it
+        names = []
+    for path in names:
         try:
             result = apply_token(layout, read_bounded(path, MAX_METADATA_BYTES), str(path))
         except (AirlockError, OSError, ValueError) as e:
