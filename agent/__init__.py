@@ -26,6 +26,8 @@ wings are folders:
 * ``hold``            an install held until ``commit``, reverted by itself after
 * ``rollback``        manual rollback and re-checking the active release
 * ``operator_rollbacks`` releases an operator rolled back, which only ``install`` brings back
+* ``timefloor``       the newest signed time seen (the time floor), and the time expiry is judged at
+* ``directed``        a directed device: installs only what a signed visit names for its id
 * ``feature_flags``   signed flags sets applied, shown, rolled back
 * ``configure``       the device's settings: ring, image sink, trust
 * ``gc``              old releases and unused blobs removed

@@ -59,9 +59,11 @@ from agent.repair import relink, reverify, store_copy_intact
 from agent.self.from_release import check_release_kit
 from agent.store import ContentStore
 from agent.switch import Transaction, read_link
+from agent.timefloor import explain_expired, judge_now, raise_floor
 from airlock.console import human_size
 from airlock.errors import (
     AirlockError,
+    ExpiredError,
     HealthCheckError,
     NoSpaceError,
     PreconditionError,
@@ -139,7 +141,12 @@ def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
                  store: ContentStore) -> tuple[BundleHead, TrustRoot, TrustRoot, Any]:
     trust = layout.load_trust()
     head = reader.head()
-    new_trust, verified = trust.verify_head(head.release_json, head.root_json, ring=ring)
+    judged = judge_now(layout)  # expiry at max(clock, time floor): a reset clock lets nothing stale in
+    try:
+        new_trust, verified = trust.verify_head(head.release_json, head.root_json, ring=ring,
+                                                now=judged.now)
+    except ExpiredError as e:
+        raise explain_expired(e, judged) from None
     release = verified.release
     have = load_sequences(layout).get(release.name)
     new_trust.check_sequence(release, have)
@@ -183,7 +190,8 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
 
 def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool = True,
             progress: Callable[[int], None] | None = None,
-            hold: float | None = None, unattended: bool = False) -> dict[str, Any]:
+            hold: float | None = None, unattended: bool = False,
+            gate: Callable[[Release], None] | None = None) -> dict[str, Any]:
     """Install the bundle read from ``stream``; the caller holds the lock and has recovered.
 
     ``hold`` (seconds) switches but keeps the previous release armed until
@@ -191,7 +199,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     docstring's, one function each. ``unattended`` (the drop folder) refuses a
     release an operator rolled back, once its signed metadata is verified; an
     attended install of it (the ``install`` command) clears that mark
-    (``agent.operator_rollbacks``).
+    (``agent.operator_rollbacks``). ``gate(release)`` (a directed device's visit,
+    ``agent.directed``) may refuse the verified release before anything changes.
     """
     started = time.monotonic()
     config = layout.load_config()
@@ -203,6 +212,13 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         return apply_flags(layout, front, label)
     head, trust, new_trust, verified = front
     release: Release = verified.release
+    if gate is not None:
+        try:
+            gate(release)
+        except RejectedError as e:
+            journal.append("rejected", release=release.id, bundle=label, reason=str(e),
+                           error=type(e).__name__)
+            raise
     crash_point("after-head-verified")
     # An encrypted release: every blob key unwrapped now, before anything is read or changed.
     openers = open_release(layout, release)
@@ -367,6 +383,10 @@ def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
         write_atomic(layout.trust_root, new_trust.to_bytes())
         journal.append("trust-rotated", version=new_trust.version)
         result["trust_rotated"] = _rotation(trust, new_trust)
+    # The release's signed build time raises the time floor (agent.timefloor), journaled
+    # before "installed": the install's last line stays its verdict.
+    if raise_floor(layout, release.issued, f"release {release.id}"):
+        journal.append("time-floor", release=release.id, floor=str(release.issued))
     crash_point("before-commit")
     journal.append("installed", release=release.id, version=release.version,
                    sequence=release.sequence, active=read_link(layout, "current"),

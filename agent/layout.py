@@ -6,7 +6,8 @@
     ROOT/device.key|.pub     the device's Ed25519 key (signed reports)
     ROOT/device-encryption.key|.pub  its EC P-256 key: what encrypted releases are opened with
     ROOT/trust/root.json     the trust root; trust/sequences.json: highest sequence per name;
-                             trust/agent.json: newest agent version accepted (anti-rollback)
+                             trust/agent.json: newest agent version accepted (anti-rollback);
+                             trust/time.json: the time floor (agent.timefloor)
     ROOT/format.json         which ROOT format this is (agent.rootformat; absent: format 1)
     ROOT/blobs/sha256/<hex>  content store, shared by all releases (read-only files)
     ROOT/releases/ID/        models/<model>/<file> (hard links into the store: the model,
@@ -131,6 +132,8 @@ class Layout:
         self.trust_dir = self.root / "trust"
         self.trust_root = self.trust_dir / "root.json"
         self.sequences = self.trust_dir / "sequences.json"
+        self.time_floor = self.trust_dir / "time.json"  # agent.timefloor
+        self.visit_record = self.trust_dir / "visit.json"  # agent.directed
         self.agent_record = self.trust_dir / "agent.json"
         self.format_file = self.root / "format.json"
         self.blobs = self.root / "blobs" / "sha256"

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from agent.layout import Layout
@@ -39,7 +40,8 @@ from agent.lock import AgentLock
 from airlock.console import Progress, no_progress
 from airlock.errors import LockedError, PreconditionError
 
-__all__ = ["Notify", "envelope", "fsck_run", "install_run", "mutate", "promote_run", "quiet"]
+__all__ = ["Notify", "envelope", "fsck_run", "install_run", "mutate", "promote_run", "quiet",
+           "stick_tokens"]
 
 T = TypeVar("T")
 
@@ -105,7 +107,8 @@ def install_run(layout: Layout, stream: IO[bytes], *, label: str, switch: bool =
                 hold: float | None = None, wait: float = 0.0,
                 progress: Callable[[int], None] | None = None, phases: Progress = no_progress,
                 notify: Notify = quiet, begin: Callable[[], None] | None = None,
-                unattended: bool = False) -> dict[str, Any]:
+                unattended: bool = False, stick: Path | None = None,
+                visit: Path | None = None) -> dict[str, Any]:
     """Install the bundle on ``stream`` in the envelope, then the agent kit it carries.
 
     The agent updates itself only once the release is committed: active, and
@@ -114,14 +117,26 @@ def install_run(layout: Layout, stream: IO[bytes], *, label: str, switch: bool =
     agent raises (exit 4) after the release stands. ``begin()`` is called once the
     envelope is done (lock held, ROOT recovered), before the bundle is read.
     ``unattended`` (the drop folder): a release an operator rolled back is refused.
+    ``stick``: the folder the bundle came from; time tokens there are applied
+    first, and a directed device takes its visit from there (or from ``visit``).
     """
     from agent.install import install
 
     def work() -> dict[str, Any]:
         if begin is not None:
             begin()
+        tokens = stick_tokens(layout, stick, notify) if stick is not None else []
+        directed = _directed(layout, stick, visit)
         result = install(layout, stream, label=label, switch=switch, progress=progress,
-                         hold=hold, unattended=unattended)
+                         hold=hold, unattended=unattended,
+                         gate=directed[0] if directed else None)
+        if directed:
+            from agent.directed import follow
+
+            follow(layout, *directed[1])
+            result["visit"] = directed[1][0].sequence
+        if tokens:
+            result["time_tokens"] = tokens
         if result.get("installed") and result.get("active") == result.get("release"):
             from agent.gc import gc
 
@@ -161,6 +176,47 @@ def promote_run(layout: Layout, *, hold: float | None = None, wait: float = 0.0,
         return result
 
     return mutate(layout, work, wait=wait, notify=notify)
+
+
+def stick_tokens(layout: Layout, folder: Path, notify: Notify) -> list[dict[str, Any]]:
+    """Apply the time tokens on the stick (``time.json``, ``*.time.json`` in ``folder``); the
+    caller holds the lock. A bad or replayed token changes nothing and stops nothing."""
+    from agent.timefloor import apply_token
+    from airlock.errors import AirlockError
+    from airlock.files import read_bounded
+    from airlock.limits import MAX_METADATA_BYTES
+
+    done = []
+    try:
+        names = sorted(p for p in folder.iterdir()
+                       if p.name == "time.json" or p.name.endswith(".time.json"))
+    except OSError:  # not a folder we may list: no tokens from it
+        names = []
+    for path in names:
+        try:
+            result = apply_token(layout, read_bounded(path, MAX_METADATA_BYTES), str(path))
+        except (AirlockError, OSError, ValueError) as e:
+            notify("note", f"time token {path} not applied: {e}")
+            continue
+        done.append({"token": str(path), "applied": result["applied"], "time": result["time"]})
+        if result["applied"]:
+            notify("note", f"time token {path} applied: the time floor is {result['time']}")
+    return done
+
+
+def _directed(layout: Layout, stick: Path | None, visit: Path | None) -> Any:
+    """For a directed device: (gate, (visit, instruction, label)), from its chosen visit;
+    None for a device that is not directed (then ``visit`` is a usage error)."""
+    from agent.directed import choose, gate, load_record, stick_visits
+    from airlock.errors import UsageError
+
+    if load_record(layout) is None:
+        if visit is not None:
+            raise UsageError("--visit: this device is not directed ('airlock-agent init "
+                             "--directed'); install without it")
+        return None
+    chosen = choose(layout, stick_visits(stick, visit))
+    return gate(*chosen), chosen
 
 
 def fsck_run(layout: Layout, *, repair: bool, read_only: bool) -> dict[str, Any]:

@@ -105,19 +105,20 @@ def recorded_pass(layout: Layout, release: Release) -> tuple[dict[str, Any] | No
 
 
 def rollback(layout: Layout, *, reason: str = "manual", check: bool = False,
-             operator: bool = False) -> dict[str, Any]:
+             operator: bool = False, to: str | None = None) -> dict[str, Any]:
     """Switch back to ``previous`` (else the newest other release that qualifies).
 
     ``check``: health-check the target before switching even when its passing
     check still holds (see :func:`recorded_pass`). ``operator``: a person asked
     for it (``airlock-agent rollback``, not a failed check or an expired hold):
     the release left is journaled as ``operator-rollback`` and marked, so the
-    drop folder never installs it again (``agent.operator_rollbacks``).
+    drop folder never installs it again (``agent.operator_rollbacks``). ``to``: that
+    release only (a directed visit's roll back, ``agent.directed``).
     """
     journal = Journal(layout.journal)
     current = read_link(layout, "current")
     previous = read_link(layout, "previous")
-    candidates = _candidates(layout, current, previous)
+    candidates = [to] if to is not None else _candidates(layout, current, previous)
     if not candidates:
         raise PreconditionError(
             f"there is no other installed release to roll back to; {current or 'nothing'} "

@@ -440,3 +440,8 @@ HTTP_IDLE_TIMEOUT_S: Final = 30.0
 HTTP_REQUEST_TIMEOUT_S: Final = 10.0
 MAX_HTTP_CONNECTIONS: Final = 256
 MAX_HTTP_HANDLERS: Final = 8
+
+#: How far past the device's time floor (agent.timefloor) a clock may read before an
+#: expiry it causes is explained as a clock in the future (cured by a time token), not
+#: as a stale release. A year: a device offline longer than that meets expired releases.
+CLOCK_AHEAD_SUSPECT_S = 366 * 24 * 3600

@@ -18,6 +18,9 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``upstream_signatures``  cosign key-based signatures checked (build, ``airlock verify``, install)
 * ``features``    the features a release may ``require``, and the ones this agent knows
 * ``flags``       a signed feature-flags set and the stable percentage buckets
+* ``purpose_signers``    signers the root names for a purpose other than releases (time, director)
+* ``timetoken``   signed time tokens for devices without a trusted clock
+* ``visit``       directed visits: which device takes which release, signed by a director
 * ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules
 * ``evaluation_fields``  the same for evaluation thresholds, input contracts, providers, sessions
 * ``shadow_fields``      the same for a model's shadow check and its samples policy

@@ -17,7 +17,11 @@ A release is a TUF ``targets`` document (``tuf.api.metadata.Targets``):
   (``agent.kits``: the agent for each device platform, see docs/BOOTSTRAP.md)
   and, for a delta bundle, its base; and ``requires``, the features the
   release depends on (``keys.features``: an agent refuses a release requiring
-  one it does not know).
+  one it does not know); and ``issued``, the build's signed clock (UTC,
+  ``SOURCE_DATE_EPOCH`` when set): a lower bound of the real time that a
+  device keeps as its time floor (``agent.timefloor``). Absent in releases
+  built before it existed; an older agent ignores it, which costs it only the
+  floor it never had, so it needs no ``requires`` entry.
 
 Every field is read strictly, by the rules of ``keys.signed_fields`` that the
 bundler also applies to a spec before it signs.
@@ -37,7 +41,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from tuf.api.metadata import Metadata, TargetFile, Targets
@@ -74,7 +78,9 @@ __all__ = [
     "ModelEntry",
     "Release",
     "SessionOptions",
+    "format_time",
     "is_plain_name",
+    "parse_time",
 ]
 
 
@@ -117,6 +123,7 @@ class Release:
     requires: tuple[str, ...] = ()  # features the release depends on (keys.features)
     supply_chain: SupplyChain | None = None  # upstream policy and evidence (keys.supply_chain)
     encryption: Encryption | None = None  # blobs carried encrypted to named recipients
+    issued: datetime | None = None  # the build's signed clock: a device's time floor
 
     @property
     def id(self) -> str:
@@ -138,6 +145,8 @@ class Release:
             "rings": list(self.rings),
             "requires": list(self.requires),
         }
+        if self.issued is not None:  # absent otherwise, so older releases keep their bytes
+            body["issued"] = format_time(self.issued)
         if self.delta is not None:
             body["delta"] = {
                 "base_sequence": self.delta.base_sequence,
@@ -228,6 +237,7 @@ class Release:
                           if body.get("supply_chain") is not None else None),
             encryption=(encryption_from(r.sub("encryption"))
                         if body.get("encryption") is not None else None),
+            issued=_issued(r.opt_text("issued"), signed.expires),
         )
         release._check_references()
         return release
@@ -347,6 +357,30 @@ class Release:
             "hooks": _drop_none(asdict(self.hooks)),
             "rings": list(self.rings),
         }
+
+
+def format_time(when: datetime) -> str:
+    """``2026-12-08T00:38:27Z``: how signed times are written (whole seconds, UTC)."""
+    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(raw: str, what: str) -> datetime:
+    """A signed time as :func:`format_time` writes it; anything else is a FormatError."""
+    try:
+        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        raise FormatError(f"{what} {raw[:40]!r} is not a time like 2026-12-08T00:38:27Z") from None
+
+
+def _issued(raw: str | None, expires: datetime) -> datetime | None:
+    if raw is None:
+        return None
+    issued = parse_time(raw, "release field 'airlock.issued'")
+    # A release issued after it expires was never valid: refuse it rather than let it
+    # push a device's time floor past its own expiry.
+    if issued > expires:
+        raise FormatError(f"release field 'airlock.issued' {raw} is after its expiry")
+    return issued
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

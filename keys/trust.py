@@ -54,6 +54,8 @@ from airlock.errors import (
 )
 from keys.identify import describe
 from keys.metadata import ReleaseSerializer, parse_metadata
+from keys.purpose_signers import PurposeSigner, set_purpose_signers
+from keys.purpose_signers import purpose_signers as named_purposes
 from keys.release import Release
 
 __all__ = [
@@ -140,8 +142,12 @@ def create_root(
     version: int = 1,
     now: datetime | None = None,
     root_keys: Sequence[Key] = (),
+    purpose_signers: Sequence[PurposeSigner] = (),
 ) -> Metadata[Root]:
     """A new trust root signed by every given root signer.
+
+    ``purpose_signers`` sign something other than releases (time tokens:
+    ``keys.purpose_signers``).
 
     ``root_keys`` are root keys that do not sign here: their holders add
     their signatures later, one at a time (``keys.signatures``), as in a root
@@ -166,6 +172,7 @@ def create_root(
     for role in ("snapshot", "timestamp"):
         root.roles[role] = Role(list(root.roles[RELEASE_ROLE].keyids), release_threshold)
     _set_ring_signers(root, ring_signers)
+    set_purpose_signers(root, purpose_signers)
     md = Metadata(root)
     for signer in root_signers:
         md.sign(signer, append=True)
@@ -448,6 +455,7 @@ def _parse_root(data: bytes) -> Metadata[Root]:
             f"trust root cannot be written as canonical JSON (no floats allowed): {str(e)[:200]}"
         ) from None
     _delegator(md.signed)  # validate the delegations now, not at first use
+    named_purposes(md.signed)  # and the purpose signers
     return md
 
 
@@ -492,6 +500,7 @@ def rotate_root(
     now: datetime | None = None,
     new_root_keys: Sequence[Key] = (),
     complete: bool = True,
+    purpose_signers: Sequence[PurposeSigner] | None = None,
 ) -> Metadata[Root]:
     """The next root version; signed by ``old_signers`` and ``new_signers``.
 
@@ -526,6 +535,8 @@ def rotate_root(
     )
     if ring_signers is not None:
         _set_ring_signers(new, ring_signers)
+    if purpose_signers is not None:  # kept unless replaced, like ring signers
+        set_purpose_signers(new, purpose_signers)
     md = Metadata(new)
     seen: set[str] = set()
     for s in [*old_signers, *new_signers]:

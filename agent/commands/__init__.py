@@ -14,6 +14,8 @@ Modules:
 - ``agent_commit``: make a held install final;
 - ``agent_promote``: switch to the challenger staged with ``install --no-switch``;
 - ``agent_flags``: show, apply or roll back signed feature flags;
+- ``agent_time``: the clock against the time floor; apply a signed time token;
+- ``agent_visit``: a directed device's last visit; follow a stay or roll-back visit;
 - ``agent_status``: releases, agent state, disk use and damage (``--html`` too);
 - ``agent_history``: the journal, and a check of its hash chain;
 - ``agent_rollback``: switch back to the previous release;
@@ -55,6 +57,10 @@ REGISTRY = (
                 "switch to the challenger staged with install --no-switch (--hold as install)"),
     CommandInfo("flags", "agent.commands.agent_flags",
                 "show effective feature flags; apply or roll back a signed flags set"),
+    CommandInfo("time", "agent.commands.agent_time",
+                "show the clock against the time floor; apply a signed time token"),
+    CommandInfo("visit", "agent.commands.agent_visit",
+                "a directed device's last visit; follow a visit that says stay or roll back"),
     CommandInfo("status", "agent.commands.agent_status",
                 "show the active and previous release, agent state and disk use"),
     CommandInfo("history", "agent.commands.agent_history", "show the journal of every action"),

@@ -34,6 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ring", metavar="RING",
                    help="deployment ring this device belongs to (default: none; then only "
                    "releases for every ring install)")
+    p.add_argument("--directed", action="store_true",
+                   help="install only releases a signed visit ('airlock direct') names for "
+                   "this device id")
     sink_options(p, "oci-dir")
     json_option(p)
 
@@ -49,6 +52,7 @@ class Initialised:
     device_public_key: str
     sink: dict[str, Any]
     warnings: list[str] = field(default_factory=list)  # e.g. a registry not reachable now
+    directed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -57,6 +61,8 @@ class Initialised:
         return (f"initialised {self.root} for device {self.device_id}"
                 + (f" in ring {self.ring}" if self.ring else "")
                 + f" (trust root version {self.trust_version})\n"
+                + ("directed: it installs only releases a signed visit names for "
+                   f"{self.device_id}\n" if self.directed else "")
                 + f"device key {self.device_keyid} in {self.device_key}; it signs this "
                   "device's inventories and reports.\n"
                 + "enroll it at headquarters: copy that file there and run\n"
@@ -92,7 +98,7 @@ def run(args: argparse.Namespace) -> Initialised:
         except OSError as e:
             raise UsageError(f"cannot create {d}: {e.strerror}; choose another --root") from None
     config = AgentConfig(args.device_id or socket.gethostname(), args.ring, sink)
-    _lay_out(layout, trust.to_bytes(), trust.version, config)
+    _lay_out(layout, trust.to_bytes(), trust.version, config, directed=args.directed)
     import json
 
     from keys.keyfile import load_public_key
@@ -105,11 +111,12 @@ def run(args: argparse.Namespace) -> Initialised:
     for w in warnings:
         say("airlock-agent", "warning", w)
     return Initialised(str(layout.root), config.device_id, config.ring, trust.version,
-                       str(layout.device_pub), key.keyid, one_line, config.sink, warnings)
+                       str(layout.device_pub), key.keyid, one_line, config.sink, warnings,
+                       args.directed)
 
 
 def _lay_out(layout: Layout, trust_bytes: bytes, trust_version: int,
-             config: AgentConfig) -> None:
+             config: AgentConfig, *, directed: bool = False) -> None:
     """Under the lock: trust root, sequences, device key, format, journal, then agent.yaml."""
     from agent.rootformat import write_format
     from keys.keyfile import generate_keypair
@@ -117,6 +124,10 @@ def _lay_out(layout: Layout, trust_bytes: bytes, trust_version: int,
     with AgentLock(layout.lock):
         write_atomic(layout.trust_root, trust_bytes)
         write_json(layout.sequences, {})
+        if directed:
+            from agent.directed import enable
+
+            enable(layout)
         for p in (layout.device_key, layout.device_pub):
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()

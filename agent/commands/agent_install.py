@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from agent.commands.base import layout_of, tell
@@ -32,6 +33,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--hold", type=float, metavar="SECONDS",
                    help="switch, but go back to the previous release unless 'commit' comes "
                         "within SECONDS")
+    p.add_argument("--visit", type=Path, metavar="VISIT.json",
+                   help="a directed device's visit ('airlock direct'); default: visit.json or "
+                   "*.visit.json beside the bundle. Time tokens (time.json, *.time.json) "
+                   "beside the bundle are applied first")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for another agent command to finish")
     json_option(p)
@@ -78,10 +83,12 @@ def run(args: argparse.Namespace) -> Installed | FlagsInstalled:
     # writes to, /dev/zero, a directory that is not a bundle's parts) is refused without
     # holding up other commands.
     stream, size = open_media(args.bundle)
+    given = Path(args.bundle)
+    stick = None if args.bundle == "-" else (given if given.is_dir() else given.parent)
     with stream, progress(size, "installing") as tick, phase_bars() as bars:
         result = install_run(layout, stream, label=args.bundle, switch=not args.no_switch,
                              hold=args.hold, wait=args.wait, progress=tick, phases=bars,
-                             notify=tell)
+                             notify=tell, stick=stick, visit=args.visit)
     # agent.install applies a flags bundle as it is, and says so with "applied".
     return FlagsInstalled(result) if result.get("applied") is True else Installed(result)
 

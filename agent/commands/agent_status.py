@@ -53,6 +53,8 @@ class Status(Reported):
                  f"{len(d['releases'])} release(s); disk {human_size(d['disk']['free'])} free"]
         lines += _hold_lines(d.get("hold"))
         lines += challenger_lines(d.get("challenger"))
+        lines += _clock_lines(d.get("clock"))
+        lines += _directed_lines(d.get("directed"))
         lines += _drift_lines(d.get("drift"))
         if last:
             what = " ".join(str(x) for x in (last["event"], last.get("release")) if x)
@@ -163,3 +165,28 @@ def _hold_lines(hold: dict[str, Any] | None) -> list[str]:
     return [f"HELD      {hold['release']} until {hold['deadline']} ({when}); then "
             f"{hold['comes_back']} comes back",
             f"          keep it: '{hold['commit']}'; {hold['reverts']}"]
+
+
+def _clock_lines(clock: dict[str, Any] | None) -> list[str]:
+    """A clock behind the time floor or far past it: said, with what expiry is judged at."""
+    if not clock or clock["state"] not in ("behind", "ahead", "corrected"):
+        return []
+    why = {"behind": f"is behind the newest signed time {clock['floor']}; expiry is judged "
+                     f"at that floor",
+           "ahead": f"is far past the newest signed time {clock['floor']}; releases may look "
+                    "expired: apply a time token ('airlock-agent time apply FILE')",
+           "corrected": f"is off; expiry is judged at {clock['judged']} (last time token)"}
+    return [f"clock     {clock['clock']} {why[clock['state']]}"]
+
+
+def _directed_lines(directed: dict[str, Any] | None) -> list[str]:
+    """A directed device: it installs only what a visit names; the last one it followed."""
+    if not directed:
+        return []
+    if directed.get("error"):
+        return [f"directed  {directed['error']}"]
+    last = directed.get("followed")
+    what = (f"{last['action']}" + (f" {last['release']}" if last.get("release") else "")
+            if last else "none yet")
+    return [f"directed  installs only what a signed visit names; last visit "
+            f"{directed['sequence'] or '-'} ({what})"]

@@ -47,6 +47,9 @@ Prometheus conventions (base units: seconds, bytes; ``_total`` counters):
                                                           (the staged challenger's last run, and
                                                           the active release's at its install)
     airlock_shadow_latency_ratio{release,against,model}   its p95 over ``against``'s, same samples
+    airlock_time_floor_timestamp_seconds                  the newest signed time seen (unix time)
+    airlock_clock_behind_floor_seconds                    how far the clock is behind it (0: not)
+    airlock_clock_state{state}                            1 for ok|behind|ahead|corrected|no-floor
     process_*                                             serve's own CPU and memory
 """
 
@@ -113,6 +116,7 @@ class _AgentCollector(Collector):
         busy.add_metric([], 1.0 if lock_holder(layout.lock) else 0.0)
         yield busy
         yield from self._hold()
+        yield from self._clock()
         yield from self._releases()
         yield from self._counters()
         yield from self._storage()
@@ -132,6 +136,34 @@ class _AgentCollector(Collector):
         if hold is not None:
             deadline.add_metric([hold["release"], hold["previous"] or ""], hold["deadline_unix"])
         yield deadline
+
+    def _clock(self) -> Iterator[Metric]:
+        """The clock against the time floor (agent.timefloor): a reset clock is seen from afar."""
+        from datetime import datetime, timezone
+
+        from agent.timefloor import judge_now
+        from airlock.errors import AirlockError
+
+        try:
+            clock = judge_now(self.layout).to_dict()
+        except AirlockError:
+            return
+        state = GaugeMetricFamily("airlock_clock_state",
+                                  "1 for the state of the clock against the time floor: ok, "
+                                  "behind, ahead, corrected or no-floor.", labels=["state"])
+        state.add_metric([clock["state"]], 1.0)
+        yield state
+        behind = GaugeMetricFamily("airlock_clock_behind_floor_seconds",
+                                   "Seconds the clock reads behind the newest signed time seen "
+                                   "(a clock reset); expiry is judged at the floor then.")
+        behind.add_metric([], float(clock["behind_s"]))
+        yield behind
+        if clock["floor"]:
+            floor = GaugeMetricFamily("airlock_time_floor_timestamp_seconds",
+                                      "The newest signed time this device has seen (unix time).")
+            when = datetime.strptime(clock["floor"], "%Y-%m-%dT%H:%M:%SZ")
+            floor.add_metric([], when.replace(tzinfo=timezone.utc).timestamp())
+            yield floor
 
     def _releases(self) -> Iterator[Metric]:
         layout = self.layout

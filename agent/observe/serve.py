@@ -313,7 +313,7 @@ class _Server:
             with stream:
                 result = install_run(self.layout, stream, label=str(c.drop.path),
                                      wait=_LOCK_WAIT_S, notify=self.notify, begin=begin,
-                                     unattended=True)
+                                     unattended=True, stick=c.drop.folder)
         except _Abort:
             self.log("drop-aborted", drop=str(c.drop.path))
             raise

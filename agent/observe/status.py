@@ -156,4 +156,26 @@ def status(layout: Layout, *, serving: bool | None = None) -> dict[str, Any]:
         "drift": release_drift(layout, current),
         "hold": pending_hold(layout, serving=serving),
         "challenger": challenger_summary(layout),
+        "clock": _clock(layout),
+        "directed": _directed(layout),
     }
+
+
+def _directed(layout: Layout) -> dict[str, Any] | None:
+    """A directed device's last visit followed (agent.directed); None when not directed."""
+    from agent.directed import load_record
+
+    try:
+        return load_record(layout)
+    except AirlockError as e:
+        return {"directed": True, "error": str(e)}
+
+
+def _clock(layout: Layout) -> dict[str, Any] | None:
+    """The clock against the time floor (agent.timefloor); None when the record is damaged."""
+    from agent.timefloor import judge_now
+
+    try:
+        return judge_now(layout).to_dict()
+    except AirlockError:
+        return None

@@ -271,6 +271,20 @@ def _challenger(c: dict[str, Any]) -> str:
                             "last run"], rows))
 
 
+def _clock(clock: dict[str, Any]) -> str:
+    """A clock behind the time floor (a reset) or far past it, and the time expiry is judged at."""
+    why = {"behind": "is behind the newest signed time this device has seen: expiry is judged "
+                     "at that floor, so nothing expired gets in",
+           "ahead": "is far past the newest signed time this device has seen: valid releases "
+                    "may look expired; carry a time token ('airlock time-token') and run "
+                    "<code>airlock-agent time apply time.json</code>",
+           "corrected": "is off: expiry is judged by the last time token's offset"}
+    return (f"<p class='warn'>🕑 The clock reads <b class='mono'>{esc(clock.get('clock'))}</b> "
+            f"and {why.get(str(clock.get('state')), '')}; floor "
+            f"<b class='mono'>{esc(clock.get('floor'))}</b> (from {esc(clock.get('floor_source'))}"
+            f"), judged at <b class='mono'>{esc(clock.get('judged'))}</b>.</p>")
+
+
 def _disk(st: dict[str, Any]) -> str:
     disk = obj_field(st, "disk")
     store = obj_field(st, "store")
@@ -339,6 +353,9 @@ def render(st: dict[str, Any], events: list[dict[str, Any]], *, drops: list[dict
     if isinstance(challenger, dict):
         body.append(section("Challenger (shadow check)", _challenger(challenger),
                             ident="challenger"))
+    clock = st.get("clock")
+    if isinstance(clock, dict) and clock.get("state") in ("behind", "ahead", "corrected"):
+        body.append(section("Clock", _clock(clock), ident="clock"))
     if damage:
         body.append(section("Damage", "<p class='bad'>✗ The agent's state is damaged; run "
                             "<code>airlock-agent fsck --repair</code>.</p><ul>"

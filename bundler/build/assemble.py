@@ -64,7 +64,7 @@ from bundler.build.artifacts import (
     local_golden,
 )
 from bundler.build.output import check_output, is_bundle_file
-from bundler.build.spec import ModelSpec, Spec
+from bundler.build.spec import ModelSpec, Spec, build_time
 from bundler.sneakernet.device_inventories import Inventory, plan_delta
 from keys.encryption_keys import Recipient
 from keys.features import UnknownFeatureError, check_requires
@@ -288,6 +288,7 @@ def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
             )
             if wanted
         ),
+        issued=build_time(),  # the device's time floor (agent.timefloor); SOURCE_DATE_EPOCH sets it
     )
     if supply is not None and spec.enforce_on_device:
         supply.enforce_on_device = True

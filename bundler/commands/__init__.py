@@ -29,6 +29,8 @@ no two modules of the tree share a name:
 - airlock_agent_kit: ``agent-kit``, the agent's offline installer
 - airlock_completion: ``completion``, shell scripts from the whole parser
 - airlock_config: ``config show``, the host settings in force and where each came from
+- airlock_time_token: ``time-token``, a signed time for devices without a trusted clock
+- airlock_direct: ``direct``, a signed visit saying which device takes which release
 - options: what several commands take (key unlocking, spec options, subcommands)
 - signing_steps: what ``sign`` and ``keys sign-root`` share (files, prompt, merge)
 """
@@ -91,6 +93,10 @@ REGISTRY: tuple[CommandInfo, ...] = (
     _info("completion", "print a shell completion script for airlock"),
     _info("config", "show the host settings in force (key, cache, registries, fleet) and "
           "where each came from"),
+    _info("time-token", "sign the current time for devices whose clock is wrong (airlock-agent "
+          "time apply)"),
+    _info("direct", "sign a visit: which device installs which release, stays or rolls back "
+          "(devices initialised --directed)"),
 )
 
 

@@ -44,6 +44,7 @@ from bundler.commands.signing_steps import (
     signing_flags,
 )
 from keys.keyfile import generate_keypair, load_public_key, passphrase_from_env, write_public_key
+from keys.purpose_signers import PurposeSigner, purpose_signers
 from keys.signatures import Signable, check_root_signer, root_tallies
 from keys.signers import import_public, is_key_uri, key_files, open_public_key
 from keys.trust import (
@@ -249,6 +250,13 @@ def _root_args(p: argparse.ArgumentParser, first: bool) -> None:
     p.add_argument("--ring-signer", action="append", default=None, metavar="NAME:RINGS:KEYS[:N]",
                    help="a signer limited to rings, e.g. canary:canary:keys/canary.pub or "
                    "eu:eu-1,eu-2:a.pub,b.pub:2 (repeatable)")
+    p.add_argument("--time-signer", action="append", default=None, metavar="NAME:KEYS[:N]",
+                   help="a signer of time tokens ('airlock time-token'), never of releases, "
+                   "e.g. clock:keys/time.pub (repeatable)")
+    p.add_argument("--director-signer", action="append", default=None, metavar="NAME:KEYS[:N]",
+                   help="a signer of directed visits ('airlock direct'), never of releases, "
+                   "e.g. hq:keys/director.pub (repeatable); on rotate, the signers of a "
+                   "purpose given replace that purpose's, the others are kept")
     p.add_argument("--expires", default="365d", metavar="DURATION",
                    help="root lifetime, like 365d or 2y")
     add_key_args(p)
@@ -297,10 +305,22 @@ def _ring_signer(text: str) -> RingSigner:
     return RingSigner(parts[0], keys, tuple(parts[1].split(",")), threshold)
 
 
+def _time_signer(text: str, purpose: str = "time") -> PurposeSigner:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(parts[:2]) or (len(parts) == 3
+                                                         and not parts[2].isdigit()):
+        raise UsageError(f"--{purpose}-signer {text!r} must be "
+                         "NAME:KEY.pub[,KEY.pub][:THRESHOLD]")
+    keys = tuple(load_public_key(Path(k)) for k in parts[1].split(","))
+    return PurposeSigner(parts[0], keys, purpose, int(parts[2]) if len(parts) == 3 else 1)
+
+
 def _write_root(a: argparse.Namespace, data: bytes) -> None:
     # The key files this command read are what a mistyped -o would destroy.
     reads = key_files([*a.root_key, *getattr(a, "new_root_key", []), *(a.release_key or [])])
     reads += [Path(k) for t in a.ring_signer or [] for k in _ring_parts(t)[2].split(",")]
+    reads += [Path(k) for t in [*(a.time_signer or []), *(a.director_signer or [])]
+              for k in t.split(":")[1].split(",") if ":" in t]
     if getattr(a, "trust", None) is not None:
         reads.append(a.trust)
     check_output(a.output, reads, force=a.force, kind="a trust root", is_ours=is_trust_root)
@@ -328,22 +348,33 @@ def _make_root(a: argparse.Namespace) -> RootWritten:
         root_keys, new_keys = [], []
     release_keys = [open_public_key(k, secrets) for k in a.release_key or []]
     rings = [_ring_signer(t) for t in a.ring_signer] if a.ring_signer is not None else None
+    clocks = None
+    if a.time_signer is not None or a.director_signer is not None:
+        clocks = ([_time_signer(t) for t in a.time_signer or []]
+                  + [_time_signer(t, "director") for t in a.director_signer or []])
     md: Metadata[Root]
     if a.keys_cmd == "init":
         md = create_root(root_signers, release_keys, root_threshold=a.root_threshold,
                          release_threshold=a.release_threshold,
                          expires=parse_duration(a.expires), ring_signers=rings or (),
-                         root_keys=root_keys)
+                         root_keys=root_keys, purpose_signers=clocks or ())
     else:
         old = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
         if not a.root_key and not a.unsigned:
             raise UsageError("give --root-key (a key of the current root), or --unsigned to "
                              "collect the signatures one by one with 'airlock keys sign-root'")
+        if clocks is not None:  # keep the signers of the purpose not given
+            from keys.purpose_signers import named
+
+            given = {s.purpose for s in clocks}
+            given |= {p for p, opt in (("time", a.time_signer), ("director", a.director_signer))
+                      if opt is not None}
+            clocks += [s for s in named(old.md.signed) if s.purpose not in given]
         md = rotate_root(old, root_signers, new_signers, root_threshold=a.root_threshold,
                          release_keys=release_keys or None,
                          release_threshold=a.release_threshold, ring_signers=rings,
                          expires=parse_duration(a.expires), new_root_keys=new_keys,
-                         complete=not a.unsigned)
+                         complete=not a.unsigned, purpose_signers=clocks)
     _write_root(a, md.to_bytes())
     return RootWritten(
         root=str(a.output), version=md.signed.version, expires=md.signed.expires.isoformat(),
@@ -368,6 +399,8 @@ def _root_text(doc: Signable) -> str:
     ]
     for name, rings in trust.ring_signers().items():
         lines.append(f"  ring signer {inert(name)}: rings {inert(', '.join(rings))}")
+    for name, purpose in purpose_signers(root).items():
+        lines.append(f"  {purpose} signer {inert(name)}")
     lines.append(f"  signed sha256 {doc.signed_sha256}")
     lines.append(f"  signed already by: {signed_by(doc.signers)}")
     return "\n".join(lines)

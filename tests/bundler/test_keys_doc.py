@@ -96,7 +96,7 @@ def test_every_walkthrough_is_found() -> None:
 def test_walkthrough_runs_as_written(section: str, tmp_path: Path) -> None:
     lines = SECTIONS[section]
     words = {w for line in lines for w in re.findall(r"[\w.-]+", line)}
-    need_commands(*sorted(words & {"softhsm2-util", "pkcs11-tool", "openssl"}))
+    need_commands(*sorted(words & {"softhsm2-util", "pkcs11-tool", "openssl", "faketime"}))
     work = tmp_path / "team"
     work.mkdir()
     write_spec(work, version="1.2.0", sequence=1, file_name="airlock.yaml")
