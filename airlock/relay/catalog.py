@@ -34,7 +34,7 @@ from airlock.format.oci import (
 from airlock.relay.bundle_image import BundleImage
 from airlock.relay.verified import VerifiedBlobs
 
-__all__ = ["Catalog", "HeldRelease", "Manifest", "split_ref"]
+__all__ = ["Catalog", "HeldRelease", "Manifest", "registries_named", "split_ref"]
 
 #: A manifest or index larger than this is not read for its children or subject.
 _MAX_MANIFEST = 4 * 1024 * 1024
@@ -67,6 +67,24 @@ def split_ref(ref: str) -> tuple[str, str | None]:
     if len(parts) > 1 and ("." in parts[0] or ":" in parts[0] or parts[0] == "localhost"):
         parts = parts[1:]
     return "/".join(parts), tag
+
+
+def registries_named(releases: Sequence[HeldRelease]) -> list[str]:
+    """The registry hosts the releases' images were pulled from (``127.0.0.1:5000``)."""
+    hosts = set()
+    for held in releases:
+        try:
+            index = json.loads(held.index_json or b"{}")
+        except ValueError:
+            continue
+        for desc in index.get("manifests", []) if isinstance(index, dict) else []:
+            ref = (desc.get("annotations") or {}).get(ANNOTATION_REF_NAME) \
+                if isinstance(desc, dict) else None
+            if isinstance(ref, str) and "/" in ref:
+                first = ref.split("/", 1)[0]
+                if "." in first or ":" in first or first == "localhost":
+                    hosts.add(first)
+    return sorted(hosts)
 
 
 class Catalog:
