@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hmac
 import json
 import re
+import socket
 import ssl
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler
@@ -44,6 +46,7 @@ __all__ = ["relay_server"]
 _API = re.compile(r"^/v2/(?P<name>[a-z0-9][a-z0-9._/-]{0,254})/"
                   r"(?P<kind>manifests|blobs|tags|referrers)/(?P<ref>[A-Za-z0-9_.:+-]{1,128})$")
 _BUNDLE = re.compile(r"^/bundles/(?P<id>[A-Za-z0-9][A-Za-z0-9._-]{0,200})\.airlock$")
+_SEND_BUFFER = 4 * 1024 * 1024
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -214,6 +217,9 @@ class _RelayHandler(BaseHTTPRequestHandler):
 
     def _send_file(self, f: IO[bytes], start: int, count: int) -> None:
         self.wfile.flush()
+        # A larger send buffer: fewer wake-ups of this thread per blob (each holds the GIL).
+        with contextlib.suppress(OSError):
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SEND_BUFFER)
         self.connection.sendfile(f, start, count)  # in the kernel where it can
 
     def _send_image(self, image: BundleImage, start: int, count: int) -> None:
