@@ -111,3 +111,26 @@ def test_registries_yaml_and_daemon_json_are_merged_with_a_backup(
     assert merged["registry-mirrors"] == ["http://relay:9401", "https://m.site"]
     assert merged["insecure-registries"] == ["relay:9401"]
     assert json.loads((tmp_path / "daemon.json.airlock-backup").read_text())["log-driver"]
+
+
+def test_the_k3s_images_sink_writes_archives_containerd_imports(
+        site_bundle: Path, keyset: Keys, content: Content, tmp_path: Path) -> None:
+    images = tmp_path / "rancher" / "k3s" / "agent" / "images"
+    root = tmp_path / "k3s-node"
+    agent_json(root, "init", "--trust", keyset.trust, "--device-id", "node-1", "--sink",
+               "k3s-images", "--sink-option", f"path={images}")
+    agent_json(root, "install", site_bundle)
+    archives = sorted(p.name for p in images.iterdir())
+    assert archives == ["airlock-site-1-1.tar", "airlock-site-1-2.tar"]  # no partial left
+    # k3s imports this directory with containerd's importer: the same one ctr runs.
+    where = tmp_path / "ctrd"
+    where.mkdir()
+    with containerd(where) as sock:
+        for name in archives:
+            r = subprocess.run(["ctr", "--address", str(sock), "-n", "k8s.io", "images",
+                                "import", "--snapshotter", "native", str(images / name)],
+                               capture_output=True, text=True, timeout=300)
+            assert r.returncode == 0, r.stderr
+        listed = subprocess.run(["ctr", "--address", str(sock), "-n", "k8s.io", "images", "ls",
+                                 "-q"], capture_output=True, text=True, timeout=60).stdout
+        assert content.app in listed.split() and content.worker in listed.split()
