@@ -25,8 +25,7 @@ from airlock.command import Reported
 from airlock.console import json_option, phase_bars, progress
 from airlock.errors import UsageError
 
-EXAMPLES = ("airlock-agent install /media/usb/vision-1.3.0.airlock.part001 --json",
-            "airlock-agent install http://relay:9401/bundles/vision-7.airlock")
+EXAMPLES = ("airlock-agent install /media/usb/vision-1.3.0.airlock.part001 --json",)
 DESCRIPTION = None
 _HOOK_LINES = 5  # lines of a hook's output install shows (the journal keeps its tail)
 

@@ -20,8 +20,7 @@ from airlock.errors import UsageError
 if TYPE_CHECKING:
     from agent.observe.relay import RelayOptions
 
-EXAMPLES = ("airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m",
-            "airlock-agent serve --registry 0.0.0.0:9401 --read-token-file /etc/airlock/relay.token")
+EXAMPLES = ("airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m",)
 DESCRIPTION = None
 
 
