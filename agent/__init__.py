@@ -15,6 +15,7 @@ wings are folders:
 * ``store``           the content store: every blob once, by sha256
 * ``decrypt``         an encrypted release's keys unwrapped with the device's key, before any blob
 * ``install``         a bundle in one streaming pass: verify, store, build, check, switch, probe
+* ``http_source``     ``install http://…``: a relay's bundle streamed in, resumed with Range
 * ``repair``          the same stick twice: a release the device has, re-verified and relinked
 * ``activation``      what install, rollback and check share: health check, switch, probe
 * ``switch``          atomic switching of ``current`` and ``previous``, and its undo record
@@ -30,6 +31,7 @@ wings are folders:
 * ``directed``        a directed device: installs only what a signed visit names for its id
 * ``feature_flags``   signed flags sets applied, shown, rolled back
 * ``configure``       the device's settings: ring, image sink, trust
+* ``mirror_config``   containerd/k3s/RKE2/Docker mirror files pointing at a site relay, merged
 * ``gc``              old releases and unused blobs removed
 * ``fsck``            consistency check of ROOT, and its repair
 * ``faults``          named crash points for the tests

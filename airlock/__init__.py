@@ -13,6 +13,8 @@ about it (sign, install, roll back) in ``bundler`` and ``agent``.
   the kit's tar
 * ``quality/``  the model check both sides run: health, evaluation, input contracts, drift
 * ``page/``     self-contained HTML and SVG: the device's status page, the fleet report
+* ``relay/``    the site relay: verified releases as a read-only OCI registry and /bundles/,
+  and the bounded HTTP listener it and ``serve`` answer on
 * ``files``     durable writes: write-atomic, fsync of a directory, exclusive partial files
 * ``command``   the one shape of a command for both tools: registry, module, typed result
 * ``console``   what both command lines share: parser, one-line errors, output, progress

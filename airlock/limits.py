@@ -23,6 +23,9 @@ __all__ = [
     "HASH_JOBS_IN_FLIGHT",
     "HASH_THREADS",
     "HTTP_IDLE_TIMEOUT_S",
+    "HTTP_PULL_RESUMES",
+    "HTTP_PULL_RETRY_S",
+    "HTTP_PULL_TIMEOUT_S",
     "HTTP_REQUEST_TIMEOUT_S",
     "KEEP_RELEASES",
     "MAX_CHILD_OUTPUT_BYTES",
@@ -69,6 +72,7 @@ __all__ = [
     "MAX_PARTS",
     "MAX_PARTS_MANIFEST_BYTES",
     "MAX_PROFILE_BYTES",
+    "MAX_RELAY_HANDLERS",
     "MAX_REPORT_CLOCK_SKEW_S",
     "MAX_REPORT_FIELD_CHARS",
     "MAX_REPORT_JOURNAL_ENTRIES",
@@ -430,7 +434,7 @@ AGENT_VENV_TIMEOUT_S: Final = 1800.0
 #: later, genuine report looks older) and skew ages in the fleet table.
 MAX_REPORT_CLOCK_SKEW_S: Final = 86400
 
-#: ``serve``'s listener (``agent.observe.listener``): anyone on its network can open
+#: ``serve``'s listener (``airlock.relay.listener``): anyone on its network can open
 #: connections and send nothing, or half a request. A connection that has said
 #: nothing waits without a thread and is closed after HTTP_IDLE_TIMEOUT_S; at most
 #: MAX_HTTP_CONNECTIONS wait (the oldest is closed first); a request once started
@@ -445,3 +449,13 @@ MAX_HTTP_HANDLERS: Final = 8
 #: expiry it causes is explained as a clock in the future (cured by a time token), not
 #: as a stale release. A year: a device offline longer than that meets expired releases.
 CLOCK_AHEAD_SUSPECT_S = 366 * 24 * 3600
+#: The site relay (``airlock.relay``): pulls hold a handler while a blob streams, so it
+#: answers more at once than ``serve``'s page; each response closes its connection,
+#: so an idle client holds none. 8 devices pulling a release with 3 layers each fit.
+MAX_RELAY_HANDLERS: Final = 32
+#: ``airlock-agent install http://…``: a dropped connection is resumed with ``Range``
+#: at most this many times, each reconnect retried for up to HTTP_PULL_RETRY_S, each
+#: read waiting at most HTTP_PULL_TIMEOUT_S; a relay that stays away is exit 5.
+HTTP_PULL_RESUMES: Final = 5
+HTTP_PULL_RETRY_S: Final = 60.0
+HTTP_PULL_TIMEOUT_S: Final = 30.0

@@ -633,6 +633,79 @@ def bench_registry(ctx: Ctx) -> list[Row]:
     ]
 
 
+def bench_relay(ctx: Ctx) -> list[Row]:
+    """8 parallel pulls (curl) of a release's image blobs from a device's relay
+    (`airlock-agent serve --registry`) beside Debian's docker-registry serving the same blobs."""
+    import ocikit
+
+    work = ctx.work
+    if not (_have(ocikit.REGISTRY_BIN) and _have("skopeo") and _have("curl")):
+        return [Row(what, None, "n/a: needs docker-registry, skopeo and curl") for what in
+                ("docker-registry, 8 parallel pulls", "**relay**, 8 parallel pulls")]
+    key, trust = _trust(work)
+    third = max(MiB, min(ctx.size, 240 * MiB) // 3)
+    layers = [ocikit.random_layer(third, seed=201 + i, name=f"l{i}.bin") for i in range(3)]
+    total = sum(len(layer.data) for layer in layers)
+    digests = [layer.digest for layer in layers]
+    pullers = 8
+    with ocikit.Registry.start(work / "registry") as reg:
+        ref = f"{reg.host}/bench/relay:1"
+        ocikit.push(ocikit.write_image(work / "src", "1", layers), "1", ref)
+        del layers
+        shutil.rmtree(work / "src")
+        spec = work / "relay.yaml"
+        spec.write_text(f'name: relay\nversion: "1"\nsequence: 1\nimages:\n  - {ref}\n')
+        bundle = work / "relay.airlock"
+        _airlock("build", spec, "--key", key, "-o", bundle, "--insecure", reg.host, "--no-check",
+                 "-q")
+        root = work / "device"
+        _run(sys.executable, "-m", "agent", "--root", root, "init", "--trust", trust,
+             "--device-id", "relay")
+        _agent(root, "install", bundle)
+        port = ocikit.free_port()
+        relay = subprocess.Popen(
+            [sys.executable, "-m", "agent", "--root", root, "serve", "--listen", "127.0.0.1:0",
+             "--check-every", "0", "--log", work / "relay.jsonl", "--registry",
+             f"127.0.0.1:{port}"], env=_env(), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 60
+            while subprocess.run(["curl", "-sf", "-o", "/dev/null",
+                                  f"http://127.0.0.1:{port}/v2/"]).returncode != 0:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the relay did not start")
+                time.sleep(0.2)
+
+            def pulls(host: str) -> None:
+                args: list[object] = ["curl", "-sS", "--fail"]
+                for d in digests:
+                    args += [f"http://{host}/v2/bench/relay/blobs/{d}", "-o", "/dev/null"]
+                procs = [subprocess.Popen([str(a) for a in args]) for _ in range(pullers)]
+                if any(p.wait() != 0 for p in procs):
+                    raise RuntimeError(f"a pull from {host} failed")
+
+            relay_host = f"127.0.0.1:{port}"
+            pulls(relay_host)  # the relay checks each blob once; both caches warm
+            pulls(reg.host)
+            r = _interleaved({"registry": lambda: pulls(reg.host),
+                              "relay": lambda: pulls(relay_host)}, ctx.repeats)
+        finally:
+            relay.terminate()
+            relay.wait(60)
+    moved = total * pullers
+    t_reg, t_relay = r["registry"], r["relay"]
+    assert t_reg and t_relay
+    ctx.notes["relay"] = (f"relay {moved / t_relay / 1e6:,.0f} MB/s, docker-registry "
+                          f"{moved / t_reg / 1e6:,.0f} MB/s")
+    what = f"{pullers} parallel pulls (curl) of 3 layers, {total / 1e6:,.0f} MB each pull"
+    return [
+        Row(f"docker-registry, {what}", t_reg, _mbs(moved, t_reg), "peer"),
+        Row(f"**relay** (`airlock-agent serve --registry`), {what}", t_relay,
+            _mbs(moved, t_relay), _speed(t_relay, t_reg, "docker-registry"),
+            _judge(t_reg / t_relay >= 0.5, "≥ 0.5× docker-registry")),
+    ]
+
+
 def _ensure_pyinstrument() -> bool:
     try:
         import pyinstrument  # noqa: F401
@@ -871,6 +944,7 @@ SECTIONS: dict[str, Callable[[Ctx], list[Row]]] = {
     "profile": bench_profile,
     "sneakernet": bench_sneakernet,
     "ledger": bench_ledger,
+    "relay": bench_relay,
 }
 # Run only when asked (--only ledger): minutes, and a PostgreSQL cluster.
 DEFAULT = [name for name in SECTIONS if name != "ledger"]

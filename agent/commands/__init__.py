@@ -24,6 +24,7 @@ Modules:
 - ``agent_inventory``: what the device holds, signed with its key;
 - ``agent_fsck``: check ROOT; ``--repair`` fixes what it can;
 - ``agent_serve``: metrics, drop-folder installs and scheduled checks until stopped;
+- ``agent_registry_config``: point containerd, k3s, RKE2 or Docker at a site relay;
 - ``agent_report``: a signed report to carry home;
 - ``agent_samples``: a signed pack of the device's samples that matter, within a budget;
 - ``agent_completion``: a shell completion script;
@@ -75,6 +76,8 @@ REGISTRY = (
                 "check the store, releases, links and journal; --repair fixes what it can"),
     CommandInfo("serve", "agent.commands.agent_serve",
                 "run until stopped: /metrics, drop-folder installs, scheduled checks"),
+    CommandInfo("registry-config", "agent.commands.agent_registry_config",
+                "print or --write the mirror config pointing a runtime at a site relay"),
     CommandInfo("report", "agent.commands.agent_report",
                 "write a report signed with the device key, to carry home"),
     CommandInfo("samples", "agent.commands.agent_samples",

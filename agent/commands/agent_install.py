@@ -2,6 +2,11 @@
 
     airlock-agent install /media/usb/vision-1.3.0.airlock.part001 --json
     airlock-agent install - < vision-1.3.0.airlock
+    airlock-agent install http://relay:9401/bundles/vision-7.airlock
+
+From a URL (a site relay's ``/bundles/``) the bundle streams in through
+``agent.http_source``, resumed with Range when the connection drops, and is
+verified exactly as from a stick: the relay is not trusted.
 
 The work is ``agent.operations.install_run``, the drop folder's too: the
 envelope, the install, then the agent kit the release carries.
@@ -13,11 +18,12 @@ import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 
 from agent.commands.base import layout_of, tell
 from airlock.command import Reported
 from airlock.console import json_option, phase_bars, progress
+from airlock.errors import UsageError
 
 EXAMPLES = ("airlock-agent install /media/usb/vision-1.3.0.airlock.part001 --json",)
 DESCRIPTION = None
@@ -27,7 +33,8 @@ _HOOK_LINES = 5  # lines of a hook's output install shows (the journal keeps its
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("bundle", metavar="BUNDLE",
                    help="the bundle file; or its parts: BUNDLE.part001, BUNDLE.parts.json "
-                   "or their directory; or - to read it from standard input")
+                   "or their directory; - to read it from standard input; or an http(s) "
+                   "URL (a site relay's /bundles/RELEASE-ID.airlock)")
     p.add_argument("--no-switch", action="store_true",
                    help="install and health-check, but keep the active release")
     p.add_argument("--hold", type=float, metavar="SECONDS",
@@ -39,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "beside the bundle are applied first")
     p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                    help="wait up to SECONDS for another agent command to finish")
+    p.add_argument("--read-token-file", type=Path, metavar="FILE",
+                   help="with a URL: the relay's read token, in FILE")
     json_option(p)
 
 
@@ -74,6 +83,7 @@ class FlagsInstalled(Reported):
 
 
 def run(args: argparse.Namespace) -> Installed | FlagsInstalled:
+    from agent.http_source import HttpBundle, is_url
     from agent.operations import install_run
     from airlock.format.parts import open_media
 
@@ -82,15 +92,35 @@ def run(args: argparse.Namespace) -> Installed | FlagsInstalled:
     # Opened before the lock is taken: a path that is not a bundle file (a FIFO nobody
     # writes to, /dev/zero, a directory that is not a bundle's parts) is refused without
     # holding up other commands.
-    stream, size = open_media(args.bundle)
-    given = Path(args.bundle)
-    stick = None if args.bundle == "-" else (given if given.is_dir() else given.parent)
+    pulled = None
+    stream: IO[bytes]
+    stick = None
+    if is_url(args.bundle):
+        pulled = HttpBundle(args.bundle, token=_token(args.read_token_file))
+        stream, size = cast(IO[bytes], pulled), pulled.size  # a RawIOBase is a binary IO
+    else:
+        stream, size = open_media(args.bundle)
+        given = Path(args.bundle)
+        stick = None if args.bundle == "-" else (given if given.is_dir() else given.parent)
     with stream, progress(size, "installing") as tick, phase_bars() as bars:
         result = install_run(layout, stream, label=args.bundle, switch=not args.no_switch,
                              hold=args.hold, wait=args.wait, progress=tick, phases=bars,
                              notify=tell, stick=stick, visit=args.visit)
+    if pulled is not None:
+        result["download"] = pulled.stats()
     # agent.install applies a flags bundle as it is, and says so with "applied".
     return FlagsInstalled(result) if result.get("applied") is True else Installed(result)
+
+
+def _token(path: Path | None) -> str | None:
+    from airlock.files import read_bounded
+
+    if path is None:
+        return None
+    try:
+        return read_bounded(path, 4096).decode().strip() or None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"cannot read --read-token-file {path}: {e}") from None
 
 
 def _rotation_lines(rotated: dict[str, Any] | None) -> list[str]:

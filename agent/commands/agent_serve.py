@@ -3,15 +3,22 @@
     airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m
 
 The loop is ``agent.observe.serve``; a dropped bundle goes through the same
-door as ``install`` (``agent.operations.install_run``).
+door as ``install`` (``agent.operations.install_run``). ``--registry`` also
+serves the kept releases as a read-only site relay (``agent.observe.relay``):
+the OCI pull API for runtimes, ``/bundles/RELEASE-ID.airlock`` for devices.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.commands.base import layout_of
+from airlock.errors import UsageError
+
+if TYPE_CHECKING:
+    from agent.observe.relay import RelayOptions
 
 EXAMPLES = ("airlock-agent serve --listen 127.0.0.1:9400 --watch /media/usb --check-every 15m",)
 DESCRIPTION = None
@@ -38,6 +45,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its spec's thresholds (needs --shadow-every)")
     p.add_argument("--log", type=Path, metavar="FILE",
                    help="append one JSON line per event here (default: stderr)")
+    p.add_argument("--registry", nargs="?", const="127.0.0.1:9401", metavar="HOST:PORT",
+                   help="also serve the kept releases as a read-only OCI registry and "
+                        "/bundles/ (site relay) on its own listener (default 127.0.0.1:9401)")
+    p.add_argument("--tls-cert", type=Path, metavar="PEM",
+                   help="the relay answers HTTPS with this certificate (with --tls-key)")
+    p.add_argument("--tls-key", type=Path, metavar="PEM", help="the certificate's key")
+    p.add_argument("--read-token-file", type=Path, metavar="FILE",
+                   help="the relay asks every client for the token in FILE "
+                        "(Authorization: Bearer, or Basic with it as the password)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -45,6 +61,32 @@ def run(args: argparse.Namespace) -> None:
 
     layout = layout_of(args)
     layout.require_initialised()
-    serve(layout, ServeOptions.from_args(args.listen, args.watch, args.check_every,
-                                         args.revert_on_failed_check, args.settle, args.poll,
-                                         args.log, args.shadow_every, args.auto_promote))
+    options = ServeOptions.from_args(args.listen, args.watch, args.check_every,
+                                     args.revert_on_failed_check, args.settle, args.poll,
+                                     args.log, args.shadow_every, args.auto_promote)
+    if args.registry is not None:
+        options.relay = relay_options(args)
+    elif args.tls_cert or args.tls_key or args.read_token_file:
+        raise UsageError("--tls-cert, --tls-key and --read-token-file are the relay's: "
+                         "add --registry")
+    serve(layout, options)
+
+
+def relay_options(args: argparse.Namespace) -> RelayOptions:
+    """``--registry HOST:PORT`` and its TLS and token options, checked."""
+    from agent.observe.relay import RelayOptions
+    from airlock.files import read_bounded
+
+    host, sep, port = str(args.registry).rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise UsageError(f"--registry {args.registry!r} must be HOST:PORT, e.g. 127.0.0.1:9401")
+    token = None
+    if args.read_token_file is not None:
+        try:
+            token = read_bounded(args.read_token_file, 4096).decode().strip()
+        except (OSError, ValueError) as e:
+            raise UsageError(f"cannot read --read-token-file {args.read_token_file}: {e}") from None
+        if not token:
+            raise UsageError(f"--read-token-file {args.read_token_file} is empty")
+    return RelayOptions(host.strip("[]") or "127.0.0.1", int(port), token,
+                        args.tls_cert, args.tls_key)

@@ -1,7 +1,7 @@
 """Watching and telling: serve, the drop folder, metrics, pages, status, reports.
 
 * ``serve``          the long-running loop and its HTTP listener
-* ``listener``       the bounded HTTP server: idle connections hold no thread
+* ``relay``          ``serve --registry``: the kept releases as a read-only site relay
 * ``logfile``        ``serve --log FILE``: rotates itself, follows logrotate
 * ``dropfolder``     what on a stick is ready, exactly once, result files
 * ``drop_memory``    what the drop folder did, keyed by the verified release a drop carries

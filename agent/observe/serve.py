@@ -82,9 +82,9 @@ from agent.observe.dropfolder import (
     outcome_of_error,
 )
 from agent.observe.input_contract import ContractWatch
-from agent.observe.listener import BoundedHTTPServer
 from agent.observe.logfile import RotatingLog
 from agent.observe.metrics import Observed, metrics_registry
+from agent.observe.relay import RelayOptions, start_relay
 from agent.observe.sample_drift import DriftWatch
 from airlock.errors import (
     AirlockError,
@@ -94,6 +94,7 @@ from airlock.errors import (
     UsageError,
 )
 from airlock.limits import MAX_DROPS_PER_SCAN
+from airlock.relay.listener import BoundedHTTPServer
 
 __all__ = ["REPORTS_DIR", "ServeOptions", "serve"]
 
@@ -117,6 +118,7 @@ class ServeOptions:
     log: Path | None = None
     shadow_every_s: float = 0.0  # 0: never (agent.challenger.rerun)
     auto_promote: int = 0  # promote after this many passing shadow runs in a row; 0: never
+    relay: RelayOptions | None = None  # ``--registry``: the site relay's own listener
 
     @classmethod
     def from_args(cls, listen: str, watch: list[Path], check_every: str, revert: bool,
@@ -552,10 +554,19 @@ def serve(layout: Layout, options: ServeOptions) -> None:
                                 f"{e.strerror}") from None
     http_thread = threading.Thread(target=httpd.serve_forever, name="http", daemon=True)
     http_thread.start()
+    try:
+        relay = start_relay(layout, options.relay) if options.relay else None
+    except PreconditionError:
+        httpd.shutdown()
+        httpd.server_close()
+        log.close()
+        one.__exit__(None, None, None)
+        raise
     old = {s: signal.signal(s, state.on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     log("serve-started", pid=os.getpid(), listen=f"{options.host}:{httpd.server_port}",
         watch=[str(d) for d in options.watch], check_every_s=options.check_every_s,
-        revert_on_failed_check=options.revert, device_id=state.config.device_id)
+        revert_on_failed_check=options.revert, device_id=state.config.device_id,
+        relay=(f"{options.relay.host}:{relay.server_port}" if options.relay and relay else None))
     try:
         state.run()
     except _Abort:
@@ -563,6 +574,9 @@ def serve(layout: Layout, options: ServeOptions) -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+        if relay is not None:
+            relay.shutdown()
+            relay.server_close()
         for s, h in old.items():
             signal.signal(s, h)
         log("serve-stopped", pid=os.getpid())

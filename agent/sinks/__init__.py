@@ -19,9 +19,14 @@ Backends (config keys in docs/REGISTRIES.md):
 * ``command``: run a command per image with ``{archive}`` (an oci-archive
   tar of the image) and ``{ref}``, e.g. ``ctr -n k8s.io images import {archive}``.
 
-Modules: ``oci_dir``, ``registry`` and ``command`` (one per backend, as above;
-``oci-dir`` lives in ``oci_dir``), and ``settings`` (reading a sink's
-settings, shared by the backends).
+* ``k3s-images``: an oci-archive per image in k3s's or RKE2's agent images
+  directory (``path``, default ``/var/lib/rancher/k3s/agent/images``), which
+  they import when they start.
+
+Modules: ``oci_dir``, ``registry``, ``command`` and ``k3s_images`` (one per
+backend, as above; ``oci-dir`` lives in ``oci_dir``, ``k3s-images`` in
+``k3s_images``), and ``settings`` (reading a sink's settings, shared by the
+backends).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ _KEYS = {
     "oci-dir": {"type", "path"},
     "registry": {"type", "registry", "insecure", "auth", "prefix", "attempts"},
     "command": {"type", "command", "timeout_s"},
+    "k3s-images": {"type", "path"},
 }
 #: The image sink types, as ``--sink`` takes them.
 SINK_TYPES: tuple[str, ...] = tuple(_KEYS)
@@ -72,6 +78,10 @@ def make_sink(config: dict[str, Any], images_dir: Path) -> ImageSink:
         from agent.sinks.oci_dir import OciDirSink
 
         return OciDirSink(Path(config.get("path") or images_dir))
+    if kind == "k3s-images":
+        from agent.sinks.k3s_images import K3sImagesSink
+
+        return K3sImagesSink.from_config(config)
     if kind == "registry":
         from agent.sinks.registry import RegistrySink
 

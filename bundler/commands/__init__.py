@@ -18,6 +18,7 @@ no two modules of the tree share a name:
 - airlock_check: ``check`` (the devices' health check, here)
 - airlock_build: ``build`` (check, then sign one bundle)
 - airlock_verify: ``verify``, as a device would
+- airlock_serve: ``serve``, bundles verified at start served as a site relay
 - airlock_inspect: ``inspect``, what a bundle holds and will run
 - airlock_report: ``report enroll|ingest`` at headquarters
 - airlock_hq: ``hq status|history|audit|import|inventory``, questions to the ledger
@@ -76,6 +77,8 @@ REGISTRY: tuple[CommandInfo, ...] = (
           "nothing"),
     _info("build", "check a spec's models, then sign them and its images into one bundle"),
     _info("verify", "check a bundle's signatures, expiry and every blob, as a device would"),
+    _info("serve", "serve verified bundles as a read-only OCI registry and /bundles/ (a site "
+          "relay)"),
     _info("inspect", "show what a bundle holds and will run: models, images, hooks, signers, "
           "expiry, sizes"),
     _info("report", "enroll device keys and read the reports devices send home"),

@@ -183,6 +183,10 @@ def _rollout_args(r: argparse.ArgumentParser) -> None:
                    help="give up on a device that does not answer SSH within this (default 15)")
     r.add_argument("--command-timeout", type=float, default=900.0, metavar="SECONDS",
                    help="longest silence from the agent on a device (default 900)")
+    r.add_argument("--via", metavar="RELAY_URL",
+                   help="devices pull the bundle from this site relay (airlock serve, or "
+                        "airlock-agent serve --registry) instead of a push to each, e.g. "
+                        "http://relay:9401")
     r.add_argument("--dry-run", action="store_true",
                    help="connect and check every device; change nothing")
     r.add_argument("--report", type=Path, metavar="FILE", help="also write the JSON report here")
@@ -248,6 +252,12 @@ def _row(r: DeviceResult) -> tuple[str, ...]:
             f"{r.seconds:.1f}s", r.reason or "")
 
 
+def _relay_url(via: str | None) -> str | None:
+    if via is not None and not via.startswith(("http://", "https://")):
+        raise UsageError(f"--via {via!r} must be the relay's URL, e.g. http://relay:9401")
+    return via
+
+
 def _rollout(a: argparse.Namespace) -> RolledOut:
     from bundler.fleet.rollout import Plan, parse_budget, parse_waves, roll_out
 
@@ -261,7 +271,7 @@ def _rollout(a: argparse.Namespace) -> RolledOut:
                 max_failures=parse_budget(a.max_failures), parallel=a.parallel,
                 accept_new_hosts=a.accept_new_hosts, revert_on_halt=not a.no_revert_on_halt,
                 dry_run=a.dry_run, connect_timeout=a.connect_timeout,
-                command_timeout=a.command_timeout, hold=a.confirm_after)
+                command_timeout=a.command_timeout, hold=a.confirm_after, via=_relay_url(a.via))
     live = not a.json and sys.stderr.isatty()
 
     def wave(n: int, devices: list[Device]) -> None:

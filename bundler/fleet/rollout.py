@@ -151,6 +151,7 @@ class Plan:
     connect_timeout: float = 15.0
     command_timeout: float = 900.0
     hold: float | None = None  # --confirm-after: install held, committed once the wave is good
+    via: str | None = None  # --via RELAY: devices pull /bundles/ID.airlock from the site relay
 
 
 @dataclass
@@ -295,16 +296,7 @@ class _Rollout:
         if self.plan.dry_run:
             self._dry(remote.device, before, r)
             return
-        t = time.monotonic()
-        sent: list[FileSent] = []
-        try:
-            where = send_files(remote.client, self.files, remote.device.dest, sent, lambda n: None)
-        finally:
-            r.bytes_sent = sum(f.sent for f in sent)
-            r.push_seconds = round(time.monotonic() - t, 3)
-        target = posixpath.join(where, self.files[-1].name)
-        if len(self.files) > 1:
-            target = posixpath.join(where, self.files[0].name)  # part001: the agent finds the rest
+        target = self._deliver(remote, r)
         t = time.monotonic()
         args = ["install", target]
         if self.plan.hold is not None:
@@ -328,6 +320,24 @@ class _Rollout:
                 r.reason = str(doc.get("message") or "")
             if doc is not None and isinstance(doc.get("held_until"), str):
                 r.held_until = doc["held_until"]
+
+    def _deliver(self, remote: _Remote, r: DeviceResult) -> str:
+        """What the device installs: the file pushed over SFTP, or the relay's URL (``--via``)."""
+        if self.plan.via is not None and self.facts.flags:
+            raise _Failed(2, "--via serves releases, not flags bundles: push this one")
+        if self.plan.via is not None:
+            # The device pulls from the site relay and verifies it as from a stick.
+            return f"{self.plan.via.rstrip('/')}/bundles/{self.facts.release_id}.airlock"
+        t = time.monotonic()
+        sent: list[FileSent] = []
+        try:
+            where = send_files(remote.client, self.files, remote.device.dest, sent, lambda n: None)
+        finally:
+            r.bytes_sent = sum(f.sent for f in sent)
+            r.push_seconds = round(time.monotonic() - t, 3)
+        if len(self.files) > 1:
+            return posixpath.join(where, self.files[0].name)  # part001: the agent finds the rest
+        return posixpath.join(where, self.files[-1].name)
 
     def _dry(self, device: Device, status: DeviceStatus, r: DeviceResult) -> None:
         facts = self.facts

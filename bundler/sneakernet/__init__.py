@@ -2,6 +2,7 @@
 
 * ``device_inventories``  signed device inventories read strictly; ``plan_delta``
 * ``split``               ``airlock split`` and ``airlock join``
+* ``relay_source``        ``airlock serve``'s bundles, verified at start, blobs kept for the relay
 
 Example::
 

@@ -1,4 +1,4 @@
-"""The HTTP listener ``serve`` answers on: idle connections hold no thread, busy ones are few.
+"""The HTTP listener ``serve`` and the relay answer on: idle connections hold no thread, busy ones are few.
 
 A stock ``ThreadingHTTPServer`` starts a thread per accepted connection and
 that thread waits for the request line for ever: 150 idle connections are
@@ -53,14 +53,15 @@ def _peek(sock: socket.socket) -> bytes | None:
 class BoundedHTTPServer(HTTPServer):
     """An HTTPServer whose connections wait in a selector and whose handlers are bounded."""
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 handlers: int = MAX_HTTP_HANDLERS) -> None:
         handler.timeout = HTTP_REQUEST_TIMEOUT_S  # a started request must arrive whole, soon
         super().__init__(address, handler)
         self._waiting: dict[socket.socket, tuple[float, Any]] = {}  # sock -> (since, address)
         self._partial: set[socket.socket] = set()  # waiting ones that sent part of a head
         self._lock = threading.Lock()
         self._selector = selectors.DefaultSelector()
-        self._handlers = threading.BoundedSemaphore(MAX_HTTP_HANDLERS)
+        self._handlers = threading.BoundedSemaphore(handlers)
         self._closed = threading.Event()
         self._waiter = threading.Thread(target=self._wait_loop, name="http-wait", daemon=True)
         self._waiter.start()
