@@ -24,7 +24,8 @@ wings are folders:
 * ``rollback``        manual rollback and re-checking the active release
 * ``operator_rollbacks`` releases an operator rolled back, which only ``install`` brings back
 * ``feature_flags``   signed flags sets applied, shown, rolled back
-* ``configure``       the device's settings: ring, image sink, trust
+* ``configure``       the device's settings: ring, image sink, trust, labels, stated facts
+* ``facts``           the device's facts (ROOT/facts.json): probed at init and each start
 * ``gc``              old releases and unused blobs removed
 * ``fsck``            consistency check of ROOT, and its repair
 * ``faults``          named crash points for the tests

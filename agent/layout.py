@@ -24,6 +24,8 @@
     ROOT/hold.json           an install held until ``commit`` (agent.hold), with its deadline
     ROOT/flags/              applied flags sets: state.json, history/NAME.SEQ.json (agent.feature_flags)
     ROOT/serve.lock          flock(2) held by the one running ``serve``
+    ROOT/facts.json          the device's facts (agent.facts): probed at init and each start
+    ROOT/releases/ID/variants.json  the variant chosen for each model (keys.variants)
 
 Example::
 
@@ -85,6 +87,10 @@ class AgentConfig:
     runtime: DeviceRuntime = field(default_factory=DeviceRuntime)
     #: Releases kept besides current, previous and a hold's fallback after a good install.
     keep_releases: int = KEEP_RELEASES
+    #: Labels the operator gave (``init --label``, ``config --label``): variant selectors.
+    labels: dict[str, str] = field(default_factory=dict)
+    #: Facts the operator stated that the probe cannot see (``config --fact``).
+    facts: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"device_id": self.device_id, "ring": self.ring, "sink": self.sink,
@@ -93,6 +99,10 @@ class AgentConfig:
             out["runtime"] = self.runtime.to_dict()
         if self.keep_releases != KEEP_RELEASES:
             out["keep_releases"] = self.keep_releases
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        if self.facts:
+            out["facts"] = dict(self.facts)
         return out
 
     @classmethod
@@ -111,8 +121,15 @@ class AgentConfig:
         keep = raw.get("keep_releases", KEEP_RELEASES)
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
             raise UsageError(f"{where}: 'keep_releases' must be a non-negative integer")
+        pairs = []
+        for key in ("labels", "facts"):
+            value = raw.get(key) or {}
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise UsageError(f"{where}: '{key}' must map names to words")
+            pairs.append(dict(value))
         return cls(raw["device_id"], ring, dict(sink), reserve,
-                   DeviceRuntime.from_config(raw.get("runtime"), str(where)), keep)
+                   DeviceRuntime.from_config(raw.get("runtime"), str(where)), keep, *pairs)
 
 
 class Layout:
@@ -145,6 +162,7 @@ class Layout:
         self.flags_dir = self.root / "flags"
         self.flags_state = self.flags_dir / "state.json"
         self.serve_lock = self.root / "serve.lock"
+        self.facts = self.root / "facts.json"
 
     # -- paths -------------------------------------------------------------
     def blob(self, digest: str) -> Path:

@@ -15,6 +15,7 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``release_entries``  its parts: models, images, hooks, a delta's base, agent kits
 * ``release_reader``   the strict reader of those parts from untrusted JSON
 * ``features``    the features a release may ``require``, and the ones this agent knows
+* ``variants``    a model's variants: the signed ``when`` selectors and which one a device picks
 * ``flags``       a signed feature-flags set and the stable percentage buckets
 * ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules
 * ``evaluation_fields``  the same for evaluation thresholds, input contracts, providers, sessions

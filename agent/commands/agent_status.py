@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.commands.base import inputs_line, layout_of, tell
+from agent.facts import facts_line
 from agent.layout import Layout
 from airlock.command import Reported
 from airlock.console import human_size, json_option
@@ -45,6 +46,7 @@ class Status(Reported):
         lines = [f"device    {device}" + (f" (ring {d['ring']})" if d["ring"] else ""),
                  f"agent     {agent['version']} ({agent['platform']}, Python "
                  f"{agent['python']}, " + (f"kit {agent['kit']})" if agent["kit"] else "pip)"),
+                 "facts     " + facts_line(d.get("facts")),
                  _release_line("active", d["active"]),
                  _release_line("previous", d["previous"]),
                  f"state     {d['state']}"

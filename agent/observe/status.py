@@ -9,6 +9,8 @@
     info["drift"]      # agent.observe.sample_drift.release_drift: PSI per model of the active release
     info["damage"]     # ["releases: a file where a directory belongs; ...", ...] or []
     info["inputs"]     # agent.observe.input_contract: contract violations in dropped samples, per model
+    info["facts"]      # agent.facts: facts.json as last probed (labels, stated facts), or None
+    info["active"]["variants"]  # the variant of each model this device runs ({} without variants)
 
 Status only reads, so it answers on any ROOT that was initialised: damaged
 (each flaw of ``agent.shape`` is listed, and ``fsck --repair`` is the cure),
@@ -22,6 +24,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from agent.facts import load_facts
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import lock_holder
@@ -138,6 +141,7 @@ def status(layout: Layout, *, serving: bool | None = None) -> dict[str, Any]:
         "device_id": device_id,
         "ring": ring,
         "agent": identity(),  # which kit a site needs: version, platform, Python
+        "facts": load_facts(layout),  # what model variants select by
         "state": state,
         "read_only": is_read_only(layout),
         "damage": damage,
