@@ -8,11 +8,12 @@ gate it carries; the bundler refuses to sign a ``requires`` naming a
 feature no agent knows::
 
     check_requires(["delta"])          # ("delta",)
-    check_requires(["variants"])       # RejectedError: requires feature 'variants' ...
+    check_requires(["variants"])       # ("variants",)
+    check_requires(["chunks"])         # RejectedError: requires feature 'chunks' ...
 
 ``KNOWN_FEATURES`` names the optional parts of a release that exist today,
 each of which every agent that reads ``requires`` implements. A feature
-added later (variants, shadow checks, encryption, a chunk index ...) adds
+added later (shadow checks, encryption, a chunk index ...) adds
 its name here in the same change that teaches the agent to apply it, and
 the bundler then writes it into the releases that use it. Until then the
 bundler writes an empty list.
@@ -32,6 +33,7 @@ KNOWN_FEATURES: dict[str, str] = {
     "evaluate": "a labelled evaluation set with metric thresholds, checked on the device",
     "inputs_contract": "an input contract (dtypes, shapes, ranges) checked on the device",
     "agent_kits": "agent kits: the release updates the agent after it installs",
+    "variants": "model variants: the device picks one per model by its facts (keys.variants)",
 }
 
 

@@ -36,13 +36,14 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
-from airlock.errors import FormatError
+from airlock.errors import FormatError, RejectedError
 from airlock.format.bundle import FileInfo
 from airlock.format.oci import BLOB_PREFIX, blob_path, is_sha256_hex
 from keys.evaluation_fields import (
@@ -69,6 +70,7 @@ __all__ = [
     "ImageEntry",
     "InventoryRef",
     "ModelEntry",
+    "NoVariantError",
     "Release",
     "SessionOptions",
     "is_plain_name",
@@ -192,7 +194,7 @@ class Release:
             delta = Delta(d.integer("base_sequence"), tuple(d.digests("expects")),
                           tuple(inventory_from(i) for i in d.subs("inventories")))
         models = [model_from(m) for m in r.subs("models")]
-        r.check("models", valid_unique, [m.name for m in models], "model")
+        r.check("models", _valid_models, models, requires)
         release = cls(
             name=name,
             version=r.text("version"),
@@ -259,6 +261,36 @@ class Release:
                 raise FormatError(f"agent kit '{k.file_name}' says {k.size} bytes but its "
                                   f"blob is {info.length} bytes")
 
+    def has_variants(self) -> bool:
+        return any(m.variant is not None for m in self.models)
+
+    def pick_variants(self, facts: dict[str, Any]) -> Release:
+        """This release as a device with ``facts`` runs it: for each model with variants, the
+        first whose ``when`` matches, in signed order (``keys.variants``); the others gone.
+
+        No match for a model is a RejectedError (exit 3) naming the model, its variants and
+        the facts it was given, before anything changes.
+        """
+        from keys.variants import matches
+
+        chosen: list[ModelEntry] = []
+        for name, group in _by_name(self.models):
+            if group[0].variant is None:
+                chosen.append(group[0])
+                continue
+            pick = next((m for m in group if matches(m.when or {}, facts)), None)
+            if pick is None:
+                raise NoVariantError(name, group, facts)
+            chosen.append(pick)
+        return dataclasses.replace(self, models=chosen)
+
+    def variant_digests(self, release: Release) -> set[str]:
+        """Blobs only variants other than the ones ``release`` (this, picked) runs need: what a
+        device neither stores nor needs."""
+        kept = {d for m in release.models for d in m.blob_digests()}
+        return {d for m in self.models if m.variant is not None for d in m.blob_digests()
+                if d not in kept}
+
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, carried or expected on the device.
 
@@ -298,6 +330,7 @@ class Release:
                  "health": {k: v for k, v in _health_dict(m.health).items()
                             if k not in ("inputs", "outputs")},
                  "golden": [d for d in (m.health.inputs, m.health.outputs) if d],
+                 **({"variant": m.variant, "when": m.when} if m.variant is not None else {}),
                  **_quality_dict(m)}
                 for m in self.models
             ],
@@ -310,6 +343,53 @@ class Release:
             "hooks": _drop_none(asdict(self.hooks)),
             "rings": list(self.rings),
         }
+
+
+class NoVariantError(RejectedError):
+    """No variant of a model fits this device. Exit code 3."""
+
+    def __init__(self, name: str, group: list[ModelEntry], facts: dict[str, Any]) -> None:
+        from keys.variants import canonical
+
+        shown = {k: v for k, v in facts.items() if k in _SHOWN_FACTS and v not in (None, [], {})}
+        super().__init__(
+            f"no variant of model '{name}' fits this device: "
+            + "; ".join(f"{m.variant} wants {canonical(m.when or {})}" for m in group)
+            + f"; the device's facts are {canonical(shown)}; nothing was changed (give the "
+            "device a label or fact with 'airlock-agent config', or add a variant)")
+        self.model = name
+
+
+_SHOWN_FACTS = ("arch", "os", "cpu_features", "ram_mb", "python", "onnxruntime", "providers",
+                "labels")
+
+
+def _by_name(models: list[ModelEntry]) -> list[tuple[str, list[ModelEntry]]]:
+    groups: dict[str, list[ModelEntry]] = {}
+    for m in models:
+        groups.setdefault(m.name, []).append(m)
+    return list(groups.items())
+
+
+def _valid_models(models: list[ModelEntry], requires: tuple[str, ...]) -> None:
+    """Model names unique, except the variants of one model: together, all named, distinct
+    selectors, a catch-all only last (``keys.variants.valid_variants``), ``variants`` required."""
+    from keys.variants import valid_variants
+
+    groups = _by_name(models)
+    seen: list[str] = []
+    for m in models:  # a model's variants are signed one after the other
+        if not seen or seen[-1] != m.name:
+            seen.append(m.name)
+    valid_unique(seen, "model")
+    for name, group in groups:
+        if len(group) > 1 and any(m.variant is None for m in group):
+            raise FieldError(f"model '{name}' is listed twice without variants")
+        if group[0].variant is not None:
+            valid_variants([m.when or {} for m in group], [str(m.variant) for m in group], name)
+            if "variants" not in requires:
+                raise FieldError(f"model '{name}' has variants but the release does not "
+                                 "require the feature 'variants'")
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

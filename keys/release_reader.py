@@ -162,6 +162,12 @@ def model_from(r: Reader) -> ModelEntry:
     contract: tuple[InputRule, ...] = ()
     if "inputs_contract" in r.raw:
         contract = r.check("inputs_contract", valid_contract, r.value("inputs_contract", None))
+    variant = when = None
+    if "variant" in r.raw or "when" in r.raw:
+        from keys.variants import valid_when
+
+        variant = r.name("variant")
+        when = r.check("when", valid_when, r.value("when", None))
     fallback = h.value("provider_fallback", False)
     if not isinstance(fallback, bool):
         raise FormatError(f"release field '{h.where}.provider_fallback' must be true or false")
@@ -191,6 +197,8 @@ def model_from(r: Reader) -> ModelEntry:
         ),
         evaluation=evaluation,
         contract=contract,
+        variant=variant,
+        when=when,
     )
 
 

@@ -201,8 +201,8 @@ def assemble(spec: Spec, *, registry_options: object | None = None,
         pulled = add_remote_content(contents, spec, registry_options, progress)
         models.extend(pulled.models)
         images.extend(pulled.images)
-        order = {m.name: i for i, m in enumerate(spec.models)}
-        models.sort(key=lambda e: order[e.name])
+        order = {(m.name, m.variant): i for i, m in enumerate(spec.models)}
+        models.sort(key=lambda e: order[(e.name, e.variant)])
     return Assembled(contents, models, images)
 
 
@@ -241,6 +241,8 @@ def _release(spec: Spec, assembled: Assembled,
         hooks=spec.hooks,
         rings=list(spec.rings),
         agent_kits=kits,
+        # An agent that cannot pick a variant refuses the release instead of misreading it.
+        requires=("variants",) if any(m.variant for m in assembled.models) else (),
     )
     if delta_from:
         release.delta = plan_delta(release, delta_from)

@@ -61,7 +61,7 @@ def check_models(contents: LayoutBuilder, models: list[ModelEntry], *,
     with tempfile.TemporaryDirectory(prefix="airlock-check-") as cwd:
         for m in models:
             with _files(contents, m) as files:
-                results.append(check_model(m.name, files, m.health, cwd=Path(cwd),
+                results.append(check_model(m.label, files, m.health, cwd=Path(cwd),
                                            enforce_budgets=enforce_budgets,
                                            evaluation=m.evaluation, no_baseline=_NO_BASELINE))
             progress(_PHASE, m.size, total)
