@@ -61,6 +61,7 @@ from agent.switch import Transaction, read_link
 from airlock.console import human_size
 from airlock.errors import (
     AirlockError,
+    FormatError,
     HealthCheckError,
     NoSpaceError,
     PreconditionError,
@@ -168,6 +169,9 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
         fsync_dir(mdir)
     fsync_dir(models)
     _write_file(staged / "release.json", head.release_json)
+    if release.has_variants():  # which variant of each model this device runs
+        _write_file(staged / "variants.json",
+                    (json.dumps(release.variants(), indent=2, sort_keys=True) + "\n").encode())
     _write_file(staged / "flags.json",
                 (json.dumps(flags, indent=2, sort_keys=True) + "\n").encode())
     _write_file(staged / "installed.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
@@ -197,7 +201,8 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         # A flags bundle: applied on its own; models, images and links are not touched.
         return apply_flags(layout, front, label)
     head, trust, new_trust, verified = front
-    release: Release = verified.release
+    # One variant per model, picked by this device's facts before anything changes (exit 3).
+    release: Release = _pick_variants(layout, journal, verified.release, label)
     crash_point("after-head-verified")
 
     active = read_link(layout, "current")
@@ -226,6 +231,28 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         "agent_peak_rss_mb": _peak_rss_mb(),
     })
     return result
+
+
+def _pick_variants(layout: Layout, journal: Journal, release: Release, label: str) -> Release:
+    """The release as this device runs it: for each model with variants, the first whose
+    ``when`` its facts (probed again now, ``agent.facts``) match; none is exit 3, journaled."""
+    if not release.has_variants():
+        return release
+    from agent.facts import effective, refresh
+
+    recorded = layout.release_dir(release.id) / "variants.json"
+    if recorded.is_file():  # the same release again: it keeps the variants it was given
+        try:
+            return release.with_variants(json.loads(recorded.read_bytes()))
+        except (OSError, ValueError, FormatError):
+            pass  # damaged: picked afresh, as at its first install
+
+    try:
+        return release.pick_variants(effective(refresh(layout)))
+    except RejectedError as e:
+        journal.append("rejected", release=release.id, bundle=label, reason=str(e),
+                       error=type(e).__name__)
+        raise
 
 
 def _operator_decision(layout: Layout, journal: Journal, release: Release, label: str,
@@ -297,7 +324,7 @@ def _again(layout: Layout, journal: Journal, store: ContentStore, release: Relea
 def _require_space(layout: Layout, journal: Journal, store: ContentStore, release: Release,
                    reserve: int) -> int:
     """Step 2: the bytes the blobs not stored yet need, or NoSpaceError before anything."""
-    need = sum(info.length for path, info in release.files.items()
+    need = sum(info.length for path, info in release.shipped.items()
                if not (path.startswith(BLOB_PREFIX) and store.has(f"sha256:{info.sha256}")))
     free = shutil.disk_usage(layout.root).free
     if need + reserve > free:
@@ -424,7 +451,9 @@ class _Job:
                                              delta.expects if delta else ())) as members:
             for member in members:
                 if member.path.startswith(BLOB_PREFIX):
-                    if self.store.has(member.digest) and (not again or store_copy_intact(
+                    if member.digest in self.release.unused:
+                        member.verify(progress)  # another variant's: read past, not kept
+                    elif self.store.has(member.digest) and (not again or store_copy_intact(
                             self.store, member.digest, member.info.length)):
                         member.verify(progress)
                         skipped += 1

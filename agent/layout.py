@@ -285,7 +285,19 @@ class Layout:
             data = path.read_bytes()
         except OSError as e:
             raise FormatError(f"cannot read {path}: {e.strerror}") from None
-        return Release.from_bytes(data)
+        release = Release.from_bytes(data)
+        if release.has_variants():
+            # The variant of each model picked at install (agent.install); the others'
+            # blobs were never stored.
+            chosen = path.with_name("variants.json")
+            try:
+                raw = read_json(chosen)
+            except (OSError, ValueError) as e:
+                raise FormatError(f"cannot read {chosen}: {e}") from None
+            if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+                raise FormatError(f"{chosen} is not a mapping of model to variant")
+            release = release.with_variants(raw)
+        return release
 
     def _read_trust(self) -> TrustRoot | str:
         from keys.trust import TrustRoot

@@ -59,7 +59,8 @@ def reverify(layout: Layout, journal: Journal, store: ContentStore, release: Rel
         with contextlib.closing(reader.files(release.files, expects)) as members:
             for member in members:
                 checked += 1
-                if member.path.startswith(BLOB_PREFIX) and not store_copy_intact(
+                if member.path.startswith(BLOB_PREFIX) and member.digest not in release.unused \
+                        and not store_copy_intact(
                         store, member.digest, member.info.length):
                     staged[member.digest] = store.stage(member, progress)
                 else:

@@ -111,6 +111,9 @@ class Release:
     delta: Delta | None = None
     agent_kits: list[AgentKitEntry] = field(default_factory=list)
     requires: tuple[str, ...] = ()  # features the release depends on (keys.features)
+    # Once a device picked its variants (pick_variants): the blobs only the other variants
+    # need. Still listed in ``files`` (the bundle may carry them), never stored nor required.
+    unused: frozenset[str] = frozenset()
 
     @property
     def id(self) -> str:
@@ -282,14 +285,25 @@ class Release:
             if pick is None:
                 raise NoVariantError(name, group, facts)
             chosen.append(pick)
-        return dataclasses.replace(self, models=chosen)
+        kept = {d for m in chosen for d in m.blob_digests()}
+        unused = {d for m in self.models if m.variant is not None for d in m.blob_digests()
+                  if d not in kept}
+        return dataclasses.replace(self, models=chosen, unused=frozenset(unused))
 
-    def variant_digests(self, release: Release) -> set[str]:
-        """Blobs only variants other than the ones ``release`` (this, picked) runs need: what a
-        device neither stores nor needs."""
-        kept = {d for m in release.models for d in m.blob_digests()}
-        return {d for m in self.models if m.variant is not None for d in m.blob_digests()
-                if d not in kept}
+    def with_variants(self, chosen: dict[str, str]) -> Release:
+        """The release as installed: ``chosen`` maps each model to the variant picked at
+        install (``releases/ID/variants.json``)."""
+        picked = [m for m in self.models if m.variant is None or chosen.get(m.name) == m.variant]
+        if sorted(m.name for m in picked) != sorted({m.name for m in self.models}):
+            raise FormatError(f"the variants recorded for {self.id} ({chosen}) are not one per "
+                              "model of its release")
+        kept = {d for m in picked for d in m.blob_digests()}
+        unused = {d for m in self.models for d in m.blob_digests() if d not in kept}
+        return dataclasses.replace(self, models=picked, unused=frozenset(unused))
+
+    def variants(self) -> dict[str, str]:
+        """Model -> the variant it runs (models without variants absent)."""
+        return {m.name: m.variant for m in self.models if m.variant is not None}
 
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, carried or expected on the device.
@@ -297,15 +311,16 @@ class Release:
         ``files`` lists the whole release, a delta's expected blobs included
         (``_check_references`` refuses a delta expecting a blob it does not list).
         """
-        return sorted(f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files
-                      if p.startswith(BLOB_PREFIX))
+        return sorted(d for d in (f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files
+                                  if p.startswith(BLOB_PREFIX)) if d not in self.unused)
 
     @property
     def shipped(self) -> dict[str, FileInfo]:
-        """The files the bundle carries: all of them, less what a delta expects on the device."""
-        if self.delta is None:
-            return dict(self.files)
-        left_out = {blob_path(d) for d in self.delta.expects}
+        """The files the bundle carries that the device keeps: all of them, less what a delta
+        expects on the device and what only variants it did not pick need."""
+        left_out = {blob_path(d) for d in self.unused}
+        if self.delta is not None:
+            left_out.update(blob_path(d) for d in self.delta.expects)
         return {p: i for p, i in self.files.items() if p not in left_out}
 
     def summary(self) -> dict[str, Any]:

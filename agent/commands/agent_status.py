@@ -111,6 +111,9 @@ def _release_line(label: str, r: dict[str, Any] | None) -> str:
     health = "not checked" if h is None else "ok" if h.get("ok") else f"FAILED ({h.get('reason')})"
     line = (f"{label:<9} {r['name']} {r['version']} (sequence {r['sequence']})  "
             f"installed {r.get('installed_at') or '?'}  health: {health}")
+    if r.get("variants"):
+        line += f"\n{'':<9} variants: " + ", ".join(f"{m} runs {v}"
+                                                   for m, v in r["variants"].items())
     for model, values in (r.get("metrics") or {}).items():
         shown = ", ".join(f"{k} {values[k]:.4g}" for k in values.get("checked") or []
                           if isinstance(values.get(k), int | float))

@@ -56,6 +56,7 @@ def release_info(layout: Layout, release_id: str | None) -> dict[str, Any] | Non
         "name": release.name, "version": release.version, "sequence": release.sequence,
         "installed_at": installed.get("installed_at"), "expires": release.expires.isoformat(),
         "models": [m.name for m in release.models], "images": [i.ref for i in release.images],
+        "variants": release.variants(),
         "budgets": {m.name: {"max_p95_ms": m.health.max_p95_ms,
                              "max_memory_mb": m.health.max_memory_mb} for m in release.models},
         "flags": release.flags,
