@@ -399,7 +399,8 @@ def _valid_models(models: list[ModelEntry], requires: tuple[str, ...]) -> None:
     valid_unique(seen, "model")
     for name, group in groups:
         if len(group) > 1 and any(m.variant is None for m in group):
-            raise FieldError(f"model '{name}' is listed twice without variants")
+            second = [i for i, m in enumerate(models) if m.name == name][1]
+            raise FieldError(f"lists model {name!r} twice", (second,))
         if group[0].variant is not None:
             valid_variants([m.when or {} for m in group], [str(m.variant) for m in group], name)
             if "variants" not in requires:
