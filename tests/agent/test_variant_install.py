@@ -55,6 +55,12 @@ def test_each_device_installs_the_variant_its_facts_pick(
     status = agent_json(root, "status")
     assert status["active"]["variants"] == {"detector": variant}
     assert f"detector runs {variant}" in run_agent("--root", root, "status").stdout
+    from agent.layout import Layout
+    from agent.observe.metrics import Observed, metrics_registry
+
+    registry = metrics_registry(Layout(root), Observed())  # what serve's /metrics exposes
+    assert registry.get_sample_value("airlock_model_variant", {
+        "release": "vision-1", "model": "detector", "variant": variant}) == 1
     mdir = root / "releases" / "vision-1" / "models" / "detector"
     assert (mdir / f"{kind}.onnx").read_bytes() == (models / f"{kind}.onnx").read_bytes()
     # Its own goldens, checked on the device.
