@@ -18,11 +18,11 @@ from tests.support.variants import make_variants, variant_spec
 
 @pytest.fixture(scope="module")
 def bundle(keyset: Keys, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """int8 for an NPU (a label), int8 for arm64 devices, fp32 for everything else."""
+    """int8 for an NPU (a label), arm64's own build for arm64 devices, fp32 for the rest."""
     tmp = tmp_path_factory.mktemp("variant-bundle")
     models = make_variants(tmp / "models")
     spec = variant_spec(tmp, models, [{"when": {"labels": {"npu": "hailo"}}, "file": "int8"},
-                                      {"when": {"arch": "arm64"}, "file": "int8", "name": "arm"},
+                                      {"when": {"arch": "arm64"}, "file": "arm64", "name": "arm"},
                                       {"when": {}, "file": "fp32"}])
     return build(spec, tmp / "vision-1.airlock", [keyset.release_key]), models
 
@@ -42,7 +42,7 @@ def _stored(root: Path) -> set[str]:
 @pytest.mark.parametrize(("init", "config", "variant", "kind"), [
     ((), (), "fp32", "fp32"),                                      # this amd64 host
     (("--label", "npu=hailo"), (), "int8", "int8"),                # chosen by a label
-    ((), ("--fact", "arch=aarch64"), "arm", "int8"),               # chosen by architecture
+    ((), ("--fact", "arch=aarch64"), "arm", "arm64"),              # chosen by architecture
 ])
 def test_each_device_installs_the_variant_its_facts_pick(
         init: tuple[str, ...], config: tuple[str, ...], variant: str, kind: str,
@@ -66,11 +66,11 @@ def test_each_device_installs_the_variant_its_facts_pick(
     # Its own goldens, checked on the device.
     assert (mdir / "outputs.npz").read_bytes() == (models / f"out-{kind}.npz").read_bytes()
     # Only this variant's blobs are stored: the other model file never lands.
-    other = "int8" if kind == "fp32" else "fp32"
     import hashlib
 
-    other_hex = hashlib.sha256((models / f"{other}.onnx").read_bytes()).hexdigest()
-    assert other_hex not in _stored(root)
+    for other in {"fp32", "int8", "arm64"} - {kind}:
+        other_hex = hashlib.sha256((models / f"{other}.onnx").read_bytes()).hexdigest()
+        assert other_hex not in _stored(root)
     assert assert_consistent(root)  # fsck's view: every blob the picked release needs is there
     fsck = run_agent("--root", root, "fsck")
     assert fsck.returncode == 0, fsck.stdout + fsck.stderr

@@ -1,7 +1,7 @@
-"""A model in two variants for the device-class tests: fp32, and int8 made from it with
-``onnxruntime.quantization``, each with golden outputs of its own.
+"""A model in three variants for the device-class tests: fp32, and int8 and arm64 (unsigned,
+per channel) made from it with ``onnxruntime.quantization``, each with golden outputs of its own.
 
-    d = make_variants(tmp_path / "models")   # fp32.onnx, int8.onnx, inputs.npz, out-*.npz
+    d = make_variants(tmp_path / "models")   # fp32/int8/arm64.onnx, inputs.npz, out-*.npz
     spec = variant_spec(tmp_path, d, [{"when": {"labels": {"npu": "hailo"}}, "file": "int8"},
                                       {"when": {}, "file": "fp32"}])
 """
@@ -39,9 +39,12 @@ def make_variants(out: Path) -> Path:
     model.ir_version = 8
     onnx.save(model, out / "fp32.onnx")
     quantize_dynamic(str(out / "fp32.onnx"), str(out / "int8.onnx"), weight_type=QuantType.QInt8)
+    # arm64's own build: unsigned weights quantised per output channel, other bytes and goldens.
+    quantize_dynamic(str(out / "fp32.onnx"), str(out / "arm64.onnx"), weight_type=QuantType.QUInt8,
+                     per_channel=True)
     x = rng.normal(0, 1, (1, WIDTH)).astype(np.float32)
     np.savez(out / "inputs.npz", x=x)
-    for kind in ("fp32", "int8"):
+    for kind in ("fp32", "int8", "arm64"):
         session = ort.InferenceSession(str(out / f"{kind}.onnx"),
                                        providers=["CPUExecutionProvider"])
         np.savez(out / f"out-{kind}.npz", y=session.run(None, {"x": x})[0])
@@ -50,7 +53,7 @@ def make_variants(out: Path) -> Path:
 
 def variant_spec(directory: Path, models: Path, variants: Sequence[dict[str, Any]], *,
                  sequence: int = 1, name: str = "vision") -> Path:
-    """A spec whose one model ``detector`` has ``variants`` (``file``: fp32 or int8)."""
+    """A spec whose one model ``detector`` has ``variants`` (``file``: fp32, int8 or arm64)."""
     entries = []
     for v in variants:
         kind = v["file"]
