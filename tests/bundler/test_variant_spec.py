@@ -75,3 +75,28 @@ def test_an_ambiguous_spec_is_refused_at_build_naming_both(
     assert r.returncode == 2, r.stderr
     assert words in r.stderr and r.stderr.count("\n") == 1, r.stderr
     assert not out.exists()
+
+
+def test_the_host_checks_the_variants_it_can_run_and_says_why_it_skips_the_others(
+        keyset: Keys, models: Path, tmp_path: Path) -> None:
+    import json
+
+    spec = variant_spec(tmp_path, models, [
+        {"when": {"providers": ["TensorrtExecutionProvider"]}, "file": "int8", "name": "trt",
+         "providers": ["TensorrtExecutionProvider"]},
+        {"when": {"arch": "arm64"}, "file": "arm64"},
+        {"when": {}, "file": "fp32"}])
+    key = keyset.release_key
+    r = run_airlock("build", spec, "--key", key, "-o", tmp_path / "v.airlock", "--json")
+    assert r.returncode == 0, r.stderr
+    checked = {m["name"]: m for m in json.loads(r.stdout)["health"]["models"]}
+    assert set(checked) == {"detector (variant trt)", "detector (variant arm64)",
+                            "detector (variant fp32)"}
+    trt = checked["detector (variant trt)"]
+    assert trt["ok"] and trt["p95_ms"] is None  # not run here
+    assert "skipped: needs TensorrtExecutionProvider, which this host lacks" in trt["note"]
+    # The ones this host can run were really run, each against its own goldens.
+    assert checked["detector (variant arm64)"]["p95_ms"] is not None
+    assert checked["detector (variant fp32)"]["p95_ms"] is not None
+    text = run_airlock("build", spec, "--key", key, "-o", tmp_path / "w.airlock")
+    assert "which this host lacks" in text.stdout + text.stderr

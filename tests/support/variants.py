@@ -62,6 +62,8 @@ def variant_spec(directory: Path, models: Path, variants: Sequence[dict[str, Any
                                  "health": {"inputs": str(models / "inputs.npz"),
                                             "outputs": str(models / f"out-{kind}.npz"),
                                             "runs": 3, "atol": 0.05}}
+        if "providers" in v:  # a build for other hardware: its execution providers
+            entry["health"]["providers"] = v["providers"]
         entries.append(entry)
     doc = {"name": name, "version": "1.0", "sequence": sequence, "expires": "30d",
            "models": [{"name": "detector", "variants": entries}]}
