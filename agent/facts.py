@@ -103,13 +103,11 @@ def probe(root: Path) -> dict[str, Any]:
 
 
 def effective(record: dict[str, Any]) -> dict[str, Any]:
-    """The facts a variant selector sees: probed, overlaid by stated facts, with the labels."""
-    facts = dict(record.get("probed") or {})
-    facts.update(record.get("stated") or {})
-    if "arch" in facts and facts["arch"] is not None:
-        facts["arch"] = normalize_arch(str(facts["arch"]))
-    facts["labels"] = dict(record.get("labels") or {})
-    return facts
+    """The facts a variant selector sees: probed, overlaid by stated facts, with the labels
+    (``keys.variants.effective``, which the host applies to an inventory's facts too)."""
+    from keys.variants import effective as of_record
+
+    return of_record(record)
 
 
 def refresh(layout: Layout, labels: dict[str, str] | None = None,

@@ -96,7 +96,8 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def _check_references(release: Release, store: ContentStore, have: int | None) -> None:
+def _check_references(release: Release, store: ContentStore, have: int | None,
+                      picked: bool = False) -> None:
     """Every blob a delta expects must be on the device, with its signed length.
 
     That every blob a model or image names is listed (carried or expected) is
@@ -108,8 +109,11 @@ def _check_references(release: Release, store: ContentStore, have: int | None) -
     which full bundle to carry.
     """
     if release.delta:
-        missing = [d for d in release.delta.expects
-                   if _stored_size(store, d) != release.files[blob_path(d)].length]
+        # Before the variants are picked, a blob only variants need is not asked for yet:
+        # a device needs it only if its variant does (checked again once picked).
+        skip = release.unused if picked else release.variant_only()
+        missing = [d for d in release.delta.expects if d not in skip
+                   and _stored_size(store, d) != release.files[blob_path(d)].length]
         if missing:
             named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more"
                                               if len(missing) > 3 else "")
@@ -203,6 +207,15 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
     head, trust, new_trust, verified = front
     # One variant per model, picked by this device's facts before anything changes (exit 3).
     release: Release = _pick_variants(layout, journal, verified.release, label)
+    if release.has_variants():
+        try:
+            _check_references(release, store, load_sequences(layout).get(release.name),
+                              picked=True)
+        except RejectedError as e:
+            journal.append("rejected", release=release.id, bundle=label, reason=str(e),
+                           error=type(e).__name__)
+            raise
+        _check_variant_blobs(journal, store, release, label)
     crash_point("after-head-verified")
 
     active = read_link(layout, "current")
@@ -253,6 +266,27 @@ def _pick_variants(layout: Layout, journal: Journal, release: Release, label: st
         journal.append("rejected", release=release.id, bundle=label, reason=str(e),
                        error=type(e).__name__)
         raise
+
+
+def _check_variant_blobs(journal: Journal, store: ContentStore, release: Release,
+                         label: str) -> None:
+    """A bundle built for other devices (``build --for-class``, a delta for a site) may leave
+    out variants: refused (exit 3) before anything changes when it left out one this device
+    picked and the device does not hold it already."""
+    missing = release.missing_variant_blobs(
+        lambda d: _stored_size(store, d) == release.files[blob_path(d)].length)
+    if not missing:
+        return
+    picked = sorted(f"{m.name} runs {m.variant}" for m in release.models
+                    if set(m.blob_digests()) & set(missing))
+    e = RejectedError(
+        f"this bundle of {release.id} leaves out the variant this device picks "
+        f"({', '.join(picked)}): {len(missing)} blob(s) it needs are neither in the bundle nor "
+        "on the device; carry the full bundle, or one built for this device's class "
+        "('airlock build --for-class' or '--delta-from' its inventory); nothing was changed")
+    journal.append("rejected", release=release.id, bundle=label, reason=str(e),
+                   error=type(e).__name__)
+    raise e
 
 
 def _operator_decision(layout: Layout, journal: Journal, release: Release, label: str,
@@ -440,7 +474,6 @@ class _Job:
         """Read every member; stage new blobs; nothing enters the store until all matched."""
         skipped = written = 0
         meta: dict[str, bytes] = {}
-        delta = self.release.delta
         # Installing a release the device already has (re-activating it): store copies are
         # hashed too, and a damaged one is replaced from the bundle like a missing one.
         again = self.layout.release_dir(self.release.id).exists()
@@ -448,7 +481,7 @@ class _Job:
         # the loop ends once every one has matched. closing(): a failure stops those
         # threads before the staged files are dropped.
         with contextlib.closing(reader.files(self.release.files,
-                                             delta.expects if delta else ())) as members:
+                                             self.release.not_carried())) as members:
             for member in members:
                 if member.path.startswith(BLOB_PREFIX):
                     if member.digest in self.release.unused:

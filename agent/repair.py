@@ -53,7 +53,7 @@ def reverify(layout: Layout, journal: Journal, store: ContentStore, release: Rel
     """Read the whole bundle of the installed ``release``; restore damaged store blobs from it."""
     staged: dict[str, Path] = {}
     checked = 0
-    expects = release.delta.expects if release.delta else ()
+    expects = release.not_carried()
     try:
         # closing(): a failure stops the reader's threads before staged files are dropped.
         with contextlib.closing(reader.files(release.files, expects)) as members:

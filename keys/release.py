@@ -37,6 +37,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -114,6 +115,9 @@ class Release:
     # Once a device picked its variants (pick_variants): the blobs only the other variants
     # need. Still listed in ``files`` (the bundle may carry them), never stored nor required.
     unused: frozenset[str] = frozenset()
+    # Blobs of variants this bundle leaves out (``build --for-class``, or a delta for devices
+    # that pick none of them): listed, not carried; a device needs them only if it picks one.
+    omits: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -141,6 +145,8 @@ class Release:
                 "expects": list(self.delta.expects),
                 "inventories": [asdict(i) for i in self.delta.inventories],
             }
+        if self.omits:  # absent otherwise, so releases without variants keep their bytes
+            body["omits"] = list(self.omits)
         if self.agent_kits:  # absent otherwise, so releases without kits keep their bytes
             body["agent"] = {"kits": [asdict(k) for k in self.agent_kits]}
         signed = Targets(
@@ -217,6 +223,7 @@ class Release:
             delta=delta,
             agent_kits=[kit_from(k) for k in r.sub("agent").subs("kits")],
             requires=requires,
+            omits=tuple(r.digests("omits")) if "omits" in body else (),
         )
         release._check_references()
         return release
@@ -234,6 +241,11 @@ class Release:
                     raise FormatError(
                         f"delta expects blob {expected[:23]}… that the release does not list"
                     )
+        only_variants = self.variant_only()
+        for omitted in self.omits:
+            if blob_path(omitted) not in self.files or omitted not in only_variants:
+                raise FormatError(f"release omits blob {omitted[:23]}…, which is not a blob "
+                                  "only model variants need")
         have = set(self.all_digests())
         for m in self.models:
             for digest in (m.manifest, *(d for _, d in m.linked_files())):
@@ -318,10 +330,26 @@ class Release:
     def shipped(self) -> dict[str, FileInfo]:
         """The files the bundle carries that the device keeps: all of them, less what a delta
         expects on the device and what only variants it did not pick need."""
-        left_out = {blob_path(d) for d in self.unused}
-        if self.delta is not None:
-            left_out.update(blob_path(d) for d in self.delta.expects)
+        left_out = {blob_path(d) for d in (*self.unused, *self.not_carried())}
         return {p: i for p, i in self.files.items() if p not in left_out}
+
+    def variant_only(self) -> set[str]:
+        """Blobs only model variants need (not a plain model, an image or a kit): what a device
+        needs or not by the variant it picks."""
+        only = {d for m in self.models if m.variant is not None for d in m.blob_digests()}
+        only -= {d for m in self.models if m.variant is None for d in m.blob_digests()}
+        only -= {d for i in self.images for d in (i.manifest, *i.blobs)}
+        return only
+
+    def not_carried(self) -> tuple[str, ...]:
+        """Blobs listed but not in the bundle: what a delta expects on the device, and the
+        variants it omits (the bundle reader refuses them if carried)."""
+        return (*(self.delta.expects if self.delta else ()), *self.omits)
+
+    def missing_variant_blobs(self, have: Callable[[str], bool]) -> list[str]:
+        """Of the blobs this bundle omits, those the variants this device picked need and
+        ``have`` says it does not hold (this release after ``pick_variants``)."""
+        return [d for d in self.omits if d not in self.unused and not have(d)]
 
     def summary(self) -> dict[str, Any]:
         """What people compare between releases (``airlock diff``, device inventories).

@@ -31,8 +31,8 @@ from typing import Any
 
 from keys.signed_fields import FieldError
 
-__all__ = ["ARCH_ALIASES", "canonical", "matches", "normalize_arch", "valid_variants",
-           "valid_when"]
+__all__ = ["ARCH_ALIASES", "canonical", "effective", "matches", "normalize_arch",
+           "valid_variants", "valid_when"]
 
 #: Architecture words as the probe or an operator may write them -> the OCI platform word.
 ARCH_ALIASES = {"x86_64": "amd64", "x64": "amd64", "aarch64": "arm64", "armv8": "arm64",
@@ -48,6 +48,19 @@ def normalize_arch(word: str) -> str:
     """``x86_64`` -> ``amd64``, ``aarch64`` -> ``arm64``; OCI words stay as they are."""
     w = word.strip().lower()
     return ARCH_ALIASES.get(w, w)
+
+
+def effective(record: dict[str, Any]) -> dict[str, Any]:
+    """The facts a selector sees from a ``facts.json`` record (the device's own, or the one its
+    signed inventory carries): probed, overlaid by stated facts, with the labels."""
+    probed, stated = record.get("probed"), record.get("stated")
+    facts = dict(probed) if isinstance(probed, dict) else {}
+    facts.update(stated if isinstance(stated, dict) else {})
+    if facts.get("arch") is not None:
+        facts["arch"] = normalize_arch(str(facts["arch"]))
+    labels = record.get("labels")
+    facts["labels"] = dict(labels) if isinstance(labels, dict) else {}
+    return facts
 
 
 def _word(value: Any, where: tuple[str | int, ...]) -> str:

@@ -37,12 +37,13 @@ total)`` callback; only the command line draws bars.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from securesystemslib.signer import Signer
 from tuf.api.serialization import SerializationError
@@ -102,6 +103,7 @@ class BuildResult:
             "parts": None if self.parts is None else self.parts.to_dict(),
             "full_size": sum(i.length for i in r.files.values()),
             "shipped_size": sum(i.length for i in r.shipped.values()),
+            "omits": len(r.omits),
             "delta": None if r.delta is None else {
                 "base_sequence": r.delta.base_sequence,
                 "expects": len(r.delta.expects),
@@ -219,9 +221,10 @@ def _require_space(output: Path, need: int) -> None:
                            "free; nothing was written: free space there or choose another -o")
 
 
-def _release(spec: Spec, assembled: Assembled,
-             delta_from: Sequence[Inventory]) -> tuple[Release, list[SourceFile]]:
-    """The release to sign (every file listed) and the files the bundle carries."""
+def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
+             for_class: Sequence[dict[str, Any]] = ()) -> tuple[Release, list[SourceFile]]:
+    """The release to sign (every file listed) and the files the bundle carries: with
+    inventories or classes, only the variants those devices pick (the others listed, omitted)."""
     contents = assembled.contents
     kits = []
     if spec.agent_kits:
@@ -244,8 +247,15 @@ def _release(spec: Spec, assembled: Assembled,
         # An agent that cannot pick a variant refuses the release instead of misreading it.
         requires=("variants",) if any(m.variant for m in assembled.models) else (),
     )
+    if release.requires and (delta_from or for_class):
+        from bundler.examine.variant_matrix import needed_variants, omitted_blobs
+
+        release.omits = omitted_blobs(release, needed_variants(release, delta_from, for_class))
     if delta_from:
-        release.delta = plan_delta(release, delta_from)
+        delta = plan_delta(release, delta_from)
+        release.delta = dataclasses.replace(
+            delta, expects=tuple(d for d in delta.expects if d not in release.omits))
+    if delta_from or release.omits:
         shipped = release.shipped
         files = [f for f in files if f.path in shipped]
     return release, files
@@ -309,6 +319,7 @@ def build_bundle(
     force: bool = False,
     max_size: int | None = None,
     delta_from: Sequence[Inventory] = (),
+    for_class: Sequence[dict[str, Any]] = (),
     check: bool = True,
     enforce_budgets: bool = False,
 ) -> BuildResult:
@@ -323,7 +334,9 @@ def build_bundle(
     With ``max_size`` the bundle is written as parts of at most that many
     bytes. With ``delta_from`` (checked device inventories) it leaves out the
     blobs every one of those devices holds; the signed metadata still lists
-    the whole release and marks those blobs as expected on the device.
+    the whole release and marks those blobs as expected on the device. With
+    ``delta_from`` or ``for_class`` (effective device facts) a model's
+    variants no such device picks are left out too, listed as ``omits``.
     ``check`` runs the device's health check on every model first (a failure
     is a HealthCheckError, exit 4, and nothing is signed or written);
     ``enforce_budgets`` makes latency and memory budgets fail it too.
@@ -346,7 +359,7 @@ def build_bundle(
         refuse_unhealthy(health, "nothing was signed or written "
                                  "(--no-check signs it unchecked)")
 
-    release, files = _release(spec, assembled, delta_from)
+    release, files = _release(spec, assembled, delta_from, for_class)
     release_json, keyids = _sign(release, signers)
 
     guard(contents.local_paths)

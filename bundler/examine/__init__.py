@@ -4,6 +4,8 @@
 * ``inspection``  what a bundle holds and will run, the whole archive read
 * ``diff``        what changed between two releases, or an inventory and a release
 * ``flag_bundles`` flags bundles (``airlock flags set``) verified, inspected, compared
+* ``variant_matrix`` which variant of each model which device takes; what a bundle for some
+  devices leaves out (``build --delta-from`` / ``--for-class``)
 
 Example::
 
