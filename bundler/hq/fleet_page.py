@@ -180,6 +180,9 @@ def _fleet_table(f: _Fleet) -> str:
             else f"{r['drift']:.2f}")
         release = (f'<span class="mono">{esc(r["release"])}</span> ({esc(r["version"])})'
                    if r["release"] else '<span class="muted">-</span>')
+        if r.get("variants"):  # which variant of each model it runs
+            release += "<br>" + " ".join(f'<span class="muted mono">{esc(m)}: {esc(v)}</span>'
+                                         for m, v in r["variants"].items())
         rows.append([f'<span class="mono">{esc(r["device"])}</span>', esc(f.site(r["device"])),
                      esc(r["ring"]), release,
                      (health, {True: "1", False: "0"}.get(ok, "2")),

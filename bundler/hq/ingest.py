@@ -236,7 +236,8 @@ def _row(device: str, site: Any, facts: ReportFacts | None,
                            "ring": None, "release": None,
                            "version": None, "health": "no report", "health_ok": None,
                            "last_check": None, "rollbacks": None, "drift": None,
-                           "drift_warn": False, "report_time": None, "report_age_s": None}
+                           "drift_warn": False, "report_time": None, "report_age_s": None,
+                           "variants": {}}
     if facts is None:
         return row
     active = facts.release is not None
@@ -253,6 +254,7 @@ def _row(device: str, site: Any, facts: ReportFacts | None,
         "drift": max(facts.drift.values(), default=None),
         "drift_warn": facts.drift_warn,
         "drift_models": dict(facts.drift),
+        "variants": dict(facts.variants),  # which variant of each model the device runs
         "report_time": _iso(facts.time),
         "report_age_s": max(0, int((now - facts.time).total_seconds())),
     })

@@ -48,6 +48,7 @@ class ReportFacts:
     rollbacks: int = 0
     drift: dict[str, float] = field(default_factory=dict)
     drift_warn: bool = False
+    variants: dict[str, str] = field(default_factory=dict)  # model -> the variant it runs
 
 
 def report_facts(body: dict[str, Any], now: datetime | None = None) -> ReportFacts:
@@ -81,7 +82,18 @@ def report_facts(body: dict[str, Any], now: datetime | None = None) -> ReportFac
         last_check=None if health is None else _time(health.get("time"),
                                                      "status.active.health.time", now),
         rollbacks=_rollbacks(_object(body, "counts").get("rollbacks")),
-        drift=drift, drift_warn=warn)
+        drift=drift, drift_warn=warn,
+        variants=_variants(None if active is None else active.get("variants")))
+
+
+def _variants(value: object) -> dict[str, str]:
+    """``status.active.variants``: model -> variant, both plain names (absent: none)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 1000:
+        raise FormatError("report field 'status.active.variants' is not an object of models")
+    return {str(_name(k, "status.active.variants")): str(_name(v, f"status.active.variants.{k}"))
+            for k, v in value.items()}
 
 
 def _object(d: dict[str, Any], key: str, at: str = "") -> dict[str, Any]:

@@ -163,3 +163,28 @@ def test_a_delta_for_a_device_no_variant_fits_is_refused_at_build(
                     "--no-check", "--delta-from", site.inventories["x86-1"])
     assert r.returncode == 2
     assert "no variant of model 'detector' fits device x86-1" in r.stderr
+
+
+def test_the_page_and_the_fleet_reports_say_which_variant_each_device_runs(
+        site: Site, tmp_path: Path) -> None:
+    from agent.layout import Layout
+    from agent.observe.statuspage import status_page
+
+    html = status_page(Layout(site.devices["pi-2"]))  # what serve's page shows
+    assert 'detector <span class="muted">variant <b class="mono">arm64</b>' in html
+    fleet, stick = tmp_path / "fleet", tmp_path / "stick"
+    for name in ("npu-1", "pi-2", "x86-1"):
+        root = site.devices[name]
+        agent_json(root, "report", "-o", stick / f"{name}.report.json")
+        r = run_airlock("report", "enroll", root / "device.pub", "--device-id", name,
+                        "--fleet", fleet)
+        assert r.returncode == 0, r.stderr
+    r = run_airlock("report", "ingest", stick, "--fleet", fleet, "--json")
+    assert r.returncode == 0, r.stderr
+    rows = {row["device"]: row["variants"] for row in json.loads(r.stdout)["devices"]}
+    assert rows == {"npu-1": {"detector": "int8"}, "pi-2": {"detector": "arm64"},
+                    "x86-1": {"detector": "fp32"}}
+    page = tmp_path / "fleet.html"
+    table = run_airlock("report", "ingest", stick, "--fleet", fleet, "--html", page).stdout
+    assert "detector:arm64" in table and "detector:int8" in table
+    assert "detector: arm64" in page.read_text() and "detector: fp32" in page.read_text()
