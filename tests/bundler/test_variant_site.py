@@ -188,3 +188,26 @@ def test_the_page_and_the_fleet_reports_say_which_variant_each_device_runs(
     table = run_airlock("report", "ingest", stick, "--fleet", fleet, "--html", page).stdout
     assert "detector:arm64" in table and "detector:int8" in table
     assert "detector: arm64" in page.read_text() and "detector: fp32" in page.read_text()
+
+
+def test_diff_names_the_variants_added_removed_and_reselected(
+        site: Site, keyset: Keys, tmp_path: Path) -> None:
+    spec = variant_spec(tmp_path, site.models, [
+        VARIANTS[0],
+        {"when": {"arch": "arm64", "cpu_features": ["asimddp"]}, "file": "arm64"},
+        {"when": {}, "file": "fp32", "name": "generic"}], sequence=2)
+    new = tmp_path / "vision-2.airlock"
+    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", new, "--no-check")
+    assert r.returncode == 0, r.stderr
+    r = run_airlock("diff", site.full, new, "--json")
+    assert r.returncode == 0, r.stderr
+    models = json.loads(r.stdout)["models"]
+    assert [x["name"] for x in models["added"]] == ["detector (variant generic)"]
+    assert [x["name"] for x in models["removed"]] == ["detector (variant fp32)"]
+    (changed,) = models["changed"]
+    assert changed["name"] == "detector (variant arm64)"
+    assert changed["quality_changed"] == ["variant selector ('when')"]
+    assert models["unchanged"] == ["detector (variant int8)"]
+    text = run_airlock("diff", site.full, new).stdout
+    assert "  + detector (variant generic): fp32.onnx" in text
+    assert "  ~ detector (variant arm64): " in text and "variant selector ('when') changed" in text
