@@ -153,7 +153,7 @@ def _pair(old: dict[str, Any] | None, new: dict[str, Any], key: str) -> list[Any
 
 def _key(m: dict[str, Any]) -> str:
     """A model, or one variant of it, as the diff names it: ``detector (variant int8)``."""
-    return m["name"] + (f" (variant {m['variant']})" if m.get("variant") else "")
+    return str(m["name"]) + (f" (variant {m['variant']})" if m.get("variant") else "")
 
 
 def _models(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
