@@ -100,3 +100,26 @@ def test_the_host_checks_the_variants_it_can_run_and_says_why_it_skips_the_other
     assert checked["detector (variant fp32)"]["p95_ms"] is not None
     text = run_airlock("build", spec, "--key", key, "-o", tmp_path / "w.airlock")
     assert "which this host lacks" in text.stdout + text.stderr
+
+
+def test_signed_metadata_may_omit_only_blobs_that_variants_alone_need(
+        keyset: Keys, models: Path, tmp_path: Path) -> None:
+    """A bundle leaving out a blob every device needs (a manifest's config, shared by all
+    variants here) is refused at parse, on the device as on the host."""
+    import dataclasses
+
+    from airlock.errors import FormatError
+    from keys.release import Release
+
+    spec = variant_spec(tmp_path, models, [{"when": {"arch": "arm64"}, "file": "arm64"},
+                                           {"when": {}, "file": "fp32"}])
+    release = _release(build(spec, tmp_path / "v.airlock", [keyset.release_key]))
+    arm64 = release.models[0]
+    ok = dataclasses.replace(release, omits=tuple(arm64.blob_digests()))
+    assert Release.from_metadata(ok.to_metadata()).omits == ok.omits  # signed and read back
+    shared = sorted(release.all_digests())
+    everyone = [d for d in shared if d not in release.variant_only()]
+    assert everyone  # the OCI config blob every variant's manifest names
+    bad = dataclasses.replace(release, omits=(everyone[0],))
+    with pytest.raises(FormatError, match="not a blob only model variants need"):
+        Release.from_metadata(bad.to_metadata())
