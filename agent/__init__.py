@@ -30,8 +30,9 @@ wings are folders:
 * ``timefloor``       the newest signed time seen (the time floor), and the time expiry is judged at
 * ``directed``        a directed device: installs only what a signed visit names for its id
 * ``feature_flags``   signed flags sets applied, shown, rolled back
-* ``configure``       the device's settings: ring, image sink, trust
 * ``mirror_config``   containerd/k3s/RKE2/Docker mirror files pointing at a site relay, merged
+* ``configure``       the device's settings: ring, image sink, trust, labels, stated facts
+* ``facts``           the device's facts (ROOT/facts.json): probed at init and each start
 * ``gc``              old releases and unused blobs removed
 * ``fsck``            consistency check of ROOT, and its repair
 * ``faults``          named crash points for the tests

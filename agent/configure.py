@@ -123,7 +123,8 @@ def runtime_settings(base: DeviceRuntime, *, providers: list[str] | None, fallba
 
 def configure(layout: Layout, journal: Journal, *, ring: Any = KEEP, sink: dict[str, Any] | None,
               trust_root: bytes | None, runtime: DeviceRuntime | None = None,
-              keep_releases: int | None = None) -> dict[str, Any]:
+              keep_releases: int | None = None, labels: dict[str, str] | None = None,
+              stated: dict[str, str] | None = None) -> dict[str, Any]:
     """Apply what is given (``ring=None`` leaves no ring, ``runtime=None`` the runtime as it is);
     report the settings and what changed."""
     config = layout.load_config()
@@ -151,18 +152,38 @@ def configure(layout: Layout, journal: Journal, *, ring: Any = KEEP, sink: dict[
     new_keep = config.keep_releases if keep_releases is None else keep_releases
     if new_keep != config.keep_releases:
         changed.append(f"keep releases: {config.keep_releases} -> {new_keep}")
+    new_labels = _pairs(config.labels, labels or {}, "label", changed)
+    new_facts = _pairs(config.facts, stated or {}, "fact", changed)
     updated = AgentConfig(config.device_id, new_ring, new_sink, config.reserve_bytes, new_runtime,
-                          new_keep)
+                          new_keep, new_labels, new_facts)
     if updated != config:
         write_atomic(layout.config, yaml.safe_dump(updated.to_dict(), sort_keys=True).encode())
         journal.append("configured", ring=updated.ring, sink=updated.sink.get("type"),
                        runtime=updated.runtime.to_dict() or None, changed=changed)
+    from agent.facts import load_facts, refresh
+
+    facts = load_facts(layout)
+    if updated.labels != config.labels or updated.facts != config.facts:
+        facts = refresh(layout, updated.labels, updated.facts)
     out = {"root": str(layout.root), "device_id": updated.device_id, "ring": updated.ring,
            "sink": updated.sink, "trust_version": new_trust.version,
-           "keep_releases": updated.keep_releases, "changed": changed}
+           "keep_releases": updated.keep_releases, "changed": changed, "facts": facts}
     if not updated.runtime.is_empty():
         out["runtime"] = updated.runtime.to_dict()
     return out
+
+
+def _pairs(old: dict[str, str], given: dict[str, str], what: str,
+           changed: list[str]) -> dict[str, str]:
+    """``old`` with ``given`` applied (an empty value removes the name); each change said."""
+    new = dict(old)
+    for key, value in given.items():
+        if value and new.get(key) != value:
+            changed.append(f"{what} {key}: {new.get(key, '(none)')} -> {value}")
+            new[key] = value
+        elif not value and key in new:
+            changed.append(f"{what} {key}: {new.pop(key)} -> (none)")
+    return dict(sorted(new.items()))
 
 
 def _runtime_text(runtime: DeviceRuntime) -> str:

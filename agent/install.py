@@ -64,6 +64,7 @@ from airlock.console import human_size
 from airlock.errors import (
     AirlockError,
     ExpiredError,
+    FormatError,
     HealthCheckError,
     NoSpaceError,
     PreconditionError,
@@ -101,7 +102,8 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def _check_references(release: Release, store: ContentStore, have: int | None) -> None:
+def _check_references(release: Release, store: ContentStore, have: int | None,
+                      picked: bool = False) -> None:
     """Every blob a delta expects must be on the device, with its signed length.
 
     That every blob a model or image names is listed (carried or expected) is
@@ -113,8 +115,11 @@ def _check_references(release: Release, store: ContentStore, have: int | None) -
     which full bundle to carry.
     """
     if release.delta:
-        missing = [d for d in release.delta.expects
-                   if _stored_size(store, release.stored_digest(d))
+        # Before the variants are picked, a blob only variants need is not asked for yet:
+        # a device needs it only if its variant does (checked again once picked).
+        skip = release.unused if picked else release.variant_only()
+        missing = [d for d in release.delta.expects if d not in skip
+                   and _stored_size(store, release.stored_digest(d))
                    != release.files[blob_path(d)].length]
         if missing:
             named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more"
@@ -180,6 +185,9 @@ def _build_release_dir(staged: Path, release: Release, head: BundleHead,
         fsync_dir(mdir)
     fsync_dir(models)
     _write_file(staged / "release.json", head.release_json)
+    if release.has_variants():  # which variant of each model this device runs
+        _write_file(staged / "variants.json",
+                    (json.dumps(release.variants(), indent=2, sort_keys=True) + "\n").encode())
     _write_file(staged / "flags.json",
                 (json.dumps(flags, indent=2, sort_keys=True) + "\n").encode())
     _write_file(staged / "installed.json", (json.dumps(info, indent=2, sort_keys=True) + "\n").encode())
@@ -211,14 +219,24 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         # A flags bundle: applied on its own; models, images and links are not touched.
         return apply_flags(layout, front, label)
     head, trust, new_trust, verified = front
-    release: Release = verified.release
-    if gate is not None:
+    if gate is not None:  # a directed device: only what its signed visit names
         try:
-            gate(release)
+            gate(verified.release)
+        except RejectedError as e:
+            journal.append("rejected", release=verified.release.id, bundle=label, reason=str(e),
+                           error=type(e).__name__)
+            raise
+    # One variant per model, picked by this device's facts before anything changes (exit 3).
+    release: Release = _pick_variants(layout, journal, verified.release, label)
+    if release.has_variants():
+        try:
+            _check_references(release, store, load_sequences(layout).get(release.name),
+                              picked=True)
         except RejectedError as e:
             journal.append("rejected", release=release.id, bundle=label, reason=str(e),
                            error=type(e).__name__)
             raise
+        _check_variant_blobs(journal, store, release, label)
     crash_point("after-head-verified")
     # An encrypted release: every blob key unwrapped now, before anything is read or changed.
     openers = open_release(layout, release)
@@ -250,6 +268,50 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         "agent_peak_rss_mb": _peak_rss_mb(),
     })
     return result
+
+
+def _pick_variants(layout: Layout, journal: Journal, release: Release, label: str) -> Release:
+    """The release as this device runs it: for each model with variants, the first whose
+    ``when`` its facts (probed again now, ``agent.facts``) match; none is exit 3, journaled."""
+    if not release.has_variants():
+        return release
+    from agent.facts import effective, refresh
+
+    recorded = layout.release_dir(release.id) / "variants.json"
+    if recorded.is_file():  # the same release again: it keeps the variants it was given
+        try:
+            return release.with_variants(json.loads(recorded.read_bytes()))
+        except (OSError, ValueError, FormatError):
+            pass  # damaged: picked afresh, as at its first install
+
+    try:
+        return release.pick_variants(effective(refresh(layout)))
+    except RejectedError as e:
+        journal.append("rejected", release=release.id, bundle=label, reason=str(e),
+                       error=type(e).__name__)
+        raise
+
+
+def _check_variant_blobs(journal: Journal, store: ContentStore, release: Release,
+                         label: str) -> None:
+    """A bundle built for other devices (``build --for-class``, a delta for a site) may leave
+    out variants: refused (exit 3) before anything changes when it left out one this device
+    picked and the device does not hold it already."""
+    missing = release.missing_variant_blobs(
+        lambda d: _stored_size(store, release.stored_digest(d))
+        == release.files[blob_path(d)].length)
+    if not missing:
+        return
+    picked = sorted(f"{m.name} runs {m.variant}" for m in release.models
+                    if set(m.blob_digests()) & set(missing))
+    e = RejectedError(
+        f"this bundle of {release.id} leaves out the variant this device picks "
+        f"({', '.join(picked)}): {len(missing)} blob(s) it needs are neither in the bundle nor "
+        "on the device; carry the full bundle, or one built for this device's class "
+        "('airlock build --for-class' or '--delta-from' its inventory); nothing was changed")
+    journal.append("rejected", release=release.id, bundle=label, reason=str(e),
+                   error=type(e).__name__)
+    raise e
 
 
 def _operator_decision(layout: Layout, journal: Journal, release: Release, label: str,
@@ -322,7 +384,7 @@ def _again(layout: Layout, journal: Journal, store: ContentStore, release: Relea
 def _require_space(layout: Layout, journal: Journal, store: ContentStore, release: Release,
                    reserve: int) -> int:
     """Step 2: the bytes the blobs not stored yet need, or NoSpaceError before anything."""
-    need = sum(info.length for path, info in release.files.items()
+    need = sum(info.length for path, info in release.shipped.items()
                if not (path.startswith(BLOB_PREFIX) and store.has(f"sha256:{info.sha256}")))
     free = shutil.disk_usage(layout.root).free
     if need + reserve > free:
@@ -399,6 +461,7 @@ def _commit(layout: Layout, journal: Journal, tx: Transaction, release: Release,
 def _rotation(old: TrustRoot, new: TrustRoot) -> dict[str, Any]:
     """What a rotated trust root changed, for the install's result: the person at the
     device learns it here, not from the journal."""
+
     def keys(root: TrustRoot, role: str) -> set[str]:
         return set(root.md.signed.roles[role].keyids)
 
@@ -453,7 +516,6 @@ class _Job:
         """Read every member; stage new blobs; nothing enters the store until all matched."""
         skipped = written = 0
         meta: dict[str, bytes] = {}
-        delta = self.release.delta
         # Installing a release the device already has (re-activating it): store copies are
         # hashed too, and a damaged one is replaced from the bundle like a missing one.
         again = self.layout.release_dir(self.release.id).exists()
@@ -461,10 +523,12 @@ class _Job:
         # the loop ends once every one has matched. closing(): a failure stops those
         # threads before the staged files are dropped.
         with contextlib.closing(reader.files(self.release.files,
-                                             delta.expects if delta else ())) as members:
+                                             self.release.not_carried())) as members:
             for member in members:
                 opener = self.openers.get(member.digest)
-                if opener is not None:  # held as its plaintext; decrypted while it streams
+                if member.digest in self.release.unused:
+                    member.verify(progress)  # another variant's: read past, not kept
+                elif opener is not None:  # held as its plaintext; decrypted while it streams
                     plain = opener.plain_digest
                     if self.store.has(plain) and not again:
                         member.verify(progress)

@@ -27,6 +27,8 @@
     ROOT/challenger.json     a release staged with ``install --no-switch`` and its shadow runs
     ROOT/flags/              applied flags sets: state.json, history/NAME.SEQ.json (agent.feature_flags)
     ROOT/serve.lock          flock(2) held by the one running ``serve``
+    ROOT/facts.json          the device's facts (agent.facts): probed at init and each start
+    ROOT/releases/ID/variants.json  the variant chosen for each model (keys.variants)
 
 Example::
 
@@ -88,6 +90,10 @@ class AgentConfig:
     runtime: DeviceRuntime = field(default_factory=DeviceRuntime)
     #: Releases kept besides current, previous and a hold's fallback after a good install.
     keep_releases: int = KEEP_RELEASES
+    #: Labels the operator gave (``init --label``, ``config --label``): variant selectors.
+    labels: dict[str, str] = field(default_factory=dict)
+    #: Facts the operator stated that the probe cannot see (``config --fact``).
+    facts: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out = {"device_id": self.device_id, "ring": self.ring, "sink": self.sink,
@@ -96,6 +102,10 @@ class AgentConfig:
             out["runtime"] = self.runtime.to_dict()
         if self.keep_releases != KEEP_RELEASES:
             out["keep_releases"] = self.keep_releases
+        if self.labels:
+            out["labels"] = dict(self.labels)
+        if self.facts:
+            out["facts"] = dict(self.facts)
         return out
 
     @classmethod
@@ -114,8 +124,15 @@ class AgentConfig:
         keep = raw.get("keep_releases", KEEP_RELEASES)
         if not isinstance(keep, int) or isinstance(keep, bool) or keep < 0:
             raise UsageError(f"{where}: 'keep_releases' must be a non-negative integer")
+        pairs = []
+        for key in ("labels", "facts"):
+            value = raw.get(key) or {}
+            if not isinstance(value, dict) or not all(
+                    isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+                raise UsageError(f"{where}: '{key}' must map names to words")
+            pairs.append(dict(value))
         return cls(raw["device_id"], ring, dict(sink), reserve,
-                   DeviceRuntime.from_config(raw.get("runtime"), str(where)), keep)
+                   DeviceRuntime.from_config(raw.get("runtime"), str(where)), keep, *pairs)
 
 
 class Layout:
@@ -154,6 +171,7 @@ class Layout:
         self.flags_dir = self.root / "flags"
         self.flags_state = self.flags_dir / "state.json"
         self.serve_lock = self.root / "serve.lock"
+        self.facts = self.root / "facts.json"
 
     # -- paths -------------------------------------------------------------
     def blob(self, digest: str) -> Path:
@@ -276,7 +294,19 @@ class Layout:
             data = path.read_bytes()
         except OSError as e:
             raise FormatError(f"cannot read {path}: {e.strerror}") from None
-        return Release.from_bytes(data)
+        release = Release.from_bytes(data)
+        if release.has_variants():
+            # The variant of each model picked at install (agent.install); the others'
+            # blobs were never stored.
+            chosen = path.with_name("variants.json")
+            try:
+                raw = read_json(chosen)
+            except (OSError, ValueError) as e:
+                raise FormatError(f"cannot read {chosen}: {e}") from None
+            if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+                raise FormatError(f"{chosen} is not a mapping of model to variant")
+            release = release.with_variants(raw)
+        return release
 
     def _read_trust(self) -> TrustRoot | str:
         from keys.trust import TrustRoot

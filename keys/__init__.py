@@ -17,6 +17,7 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``supply_chain``  the release's upstream policy and the evidence it carries (signed)
 * ``upstream_signatures``  cosign key-based signatures checked (build, ``airlock verify``, install)
 * ``features``    the features a release may ``require``, and the ones this agent knows
+* ``variants``    a model's variants: the signed ``when`` selectors and which one a device picks
 * ``flags``       a signed feature-flags set and the stable percentage buckets
 * ``purpose_signers``    signers the root names for a purpose other than releases (time, director)
 * ``timetoken``   signed time tokens for devices without a trusted clock

@@ -8,11 +8,12 @@ gate it carries; the bundler refuses to sign a ``requires`` naming a
 feature no agent knows::
 
     check_requires(["delta"])          # ("delta",)
-    check_requires(["variants"])       # RejectedError: requires feature 'variants' ...
+    check_requires(["variants"])       # ("variants",)
+    check_requires(["chunks"])         # RejectedError: requires feature 'chunks' ...
 
 ``KNOWN_FEATURES`` names the optional parts of a release that exist today,
 each of which every agent that reads ``requires`` implements. A feature
-added later (variants, shadow checks, encryption, a chunk index ...) adds
+added later (shadow checks, encryption, a chunk index ...) adds
 its name here in the same change that teaches the agent to apply it, and
 the bundler then writes it into the releases that use it. Until then the
 bundler writes an empty list.
@@ -35,6 +36,7 @@ KNOWN_FEATURES: dict[str, str] = {
     "upstream_signatures": "carried upstream cosign signatures the device checks at install",
     "encryption": "blobs encrypted to named recipients (ocicrypt's scheme), decrypted on install",
     "shadow": "a shadow check: the model is compared with the running one on device samples",
+    "variants": "model variants: the device picks one per model by its facts (keys.variants)",
 }
 
 

@@ -40,13 +40,15 @@ Example::
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import Any, TypeVar
 
 from tuf.api.metadata import Metadata, TargetFile, Targets
 
-from airlock.errors import FormatError
+from airlock.errors import FormatError, RejectedError
 from airlock.format.bundle import FileInfo
 from airlock.format.oci import BLOB_PREFIX, blob_path, is_sha256_hex
 from keys.evaluation_fields import (
@@ -76,6 +78,7 @@ __all__ = [
     "ImageEntry",
     "InventoryRef",
     "ModelEntry",
+    "NoVariantError",
     "Release",
     "SessionOptions",
     "format_time",
@@ -124,6 +127,12 @@ class Release:
     supply_chain: SupplyChain | None = None  # upstream policy and evidence (keys.supply_chain)
     encryption: Encryption | None = None  # blobs carried encrypted to named recipients
     issued: datetime | None = None  # the build's signed clock: a device's time floor
+    # Once a device picked its variants (pick_variants): the blobs only the other variants
+    # need. Still listed in ``files`` (the bundle may carry them), never stored nor required.
+    unused: frozenset[str] = frozenset()
+    # Blobs of variants this bundle leaves out (``build --for-class``, or a delta for devices
+    # that pick none of them): listed, not carried; a device needs them only if it picks one.
+    omits: tuple[str, ...] = ()
 
     @property
     def id(self) -> str:
@@ -153,6 +162,8 @@ class Release:
                 "expects": list(self.delta.expects),
                 "inventories": [asdict(i) for i in self.delta.inventories],
             }
+        if self.omits:  # absent otherwise, so releases without variants keep their bytes
+            body["omits"] = list(self.omits)
         if self.agent_kits:  # absent otherwise, so releases without kits keep their bytes
             body["agent"] = {"kits": [asdict(k) for k in self.agent_kits]}
         if self.supply_chain is not None:  # likewise
@@ -213,7 +224,7 @@ class Release:
             delta = Delta(d.integer("base_sequence"), tuple(d.digests("expects")),
                           tuple(inventory_from(i) for i in d.subs("inventories")))
         models = [model_from(m) for m in r.subs("models")]
-        r.check("models", valid_unique, [m.name for m in models], "model")
+        r.check("models", _valid_models, models, requires)
         release = cls(
             name=name,
             version=r.text("version"),
@@ -238,6 +249,7 @@ class Release:
             encryption=(encryption_from(r.sub("encryption"))
                         if body.get("encryption") is not None else None),
             issued=_issued(r.opt_text("issued"), signed.expires),
+            omits=tuple(r.digests("omits")) if "omits" in body else (),
         )
         release._check_references()
         return release
@@ -255,6 +267,11 @@ class Release:
                     raise FormatError(
                         f"delta expects blob {expected[:23]}… that the release does not list"
                     )
+        only_variants = self.variant_only()
+        for omitted in self.omits:
+            if blob_path(omitted) not in self.files or omitted not in only_variants:
+                raise FormatError(f"release omits blob {omitted[:23]}…, which is not a blob "
+                                  "only model variants need")
         have = set(self.all_digests())
         for m in self.models:
             for digest in (m.manifest, *(d for _, d in m.linked_files())):
@@ -300,6 +317,47 @@ class Release:
         blob = self.encryption.by_digest().get(digest)
         return digest if blob is None else blob.plain
 
+    def has_variants(self) -> bool:
+        return any(m.variant is not None for m in self.models)
+
+    def pick_variants(self, facts: dict[str, Any]) -> Release:
+        """This release as a device with ``facts`` runs it: for each model with variants, the
+        first whose ``when`` matches, in signed order (``keys.variants``); the others gone.
+
+        No match for a model is a RejectedError (exit 3) naming the model, its variants and
+        the facts it was given, before anything changes.
+        """
+        from keys.variants import matches
+
+        chosen: list[ModelEntry] = []
+        for name, group in _by_name(self.models):
+            if group[0].variant is None:
+                chosen.append(group[0])
+                continue
+            pick = next((m for m in group if matches(m.when or {}, facts)), None)
+            if pick is None:
+                raise NoVariantError(name, group, facts)
+            chosen.append(pick)
+        kept = {d for m in chosen for d in m.blob_digests()}
+        unused = {d for m in self.models if m.variant is not None for d in m.blob_digests()
+                  if d not in kept}
+        return dataclasses.replace(self, models=chosen, unused=frozenset(unused))
+
+    def with_variants(self, chosen: dict[str, str]) -> Release:
+        """The release as installed: ``chosen`` maps each model to the variant picked at
+        install (``releases/ID/variants.json``)."""
+        picked = [m for m in self.models if m.variant is None or chosen.get(m.name) == m.variant]
+        if sorted(m.name for m in picked) != sorted({m.name for m in self.models}):
+            raise FormatError(f"the variants recorded for {self.id} ({chosen}) are not one per "
+                              "model of its release")
+        kept = {d for m in picked for d in m.blob_digests()}
+        unused = {d for m in self.models for d in m.blob_digests() if d not in kept}
+        return dataclasses.replace(self, models=picked, unused=frozenset(unused))
+
+    def variants(self) -> dict[str, str]:
+        """Model -> the variant it runs (models without variants absent)."""
+        return {m.name: m.variant for m in self.models if m.variant is not None}
+
     def all_digests(self) -> list[str]:
         """Digests of every blob this release needs, carried or expected on the device.
 
@@ -309,16 +367,35 @@ class Release:
         plain = self.encryption.by_digest() if self.encryption else {}
         digests = (f"sha256:{p[len(BLOB_PREFIX) :]}" for p in self.files
                    if p.startswith(BLOB_PREFIX))
-        # An encrypted blob is held decrypted, under its plaintext digest.
-        return sorted({plain[d].plain if d in plain else d for d in digests})
+        # Another variant's blobs are not needed; an encrypted blob is held decrypted, under
+        # its plaintext digest.
+        return sorted({plain[d].plain if d in plain else d for d in digests
+                       if d not in self.unused})
 
     @property
     def shipped(self) -> dict[str, FileInfo]:
-        """The files the bundle carries: all of them, less what a delta expects on the device."""
-        if self.delta is None:
-            return dict(self.files)
-        left_out = {blob_path(d) for d in self.delta.expects}
+        """The files the bundle carries that the device keeps: all of them, less what a delta
+        expects on the device and what only variants it did not pick need."""
+        left_out = {blob_path(d) for d in (*self.unused, *self.not_carried())}
         return {p: i for p, i in self.files.items() if p not in left_out}
+
+    def variant_only(self) -> set[str]:
+        """Blobs only model variants need (not a plain model, an image or a kit): what a device
+        needs or not by the variant it picks."""
+        only = {d for m in self.models if m.variant is not None for d in m.blob_digests()}
+        only -= {d for m in self.models if m.variant is None for d in m.blob_digests()}
+        only -= {d for i in self.images for d in (i.manifest, *i.blobs)}
+        return only
+
+    def not_carried(self) -> tuple[str, ...]:
+        """Blobs listed but not in the bundle: what a delta expects on the device, and the
+        variants it omits (the bundle reader refuses them if carried)."""
+        return (*(self.delta.expects if self.delta else ()), *self.omits)
+
+    def missing_variant_blobs(self, have: Callable[[str], bool]) -> list[str]:
+        """Of the blobs this bundle omits, those the variants this device picked need and
+        ``have`` says it does not hold (this release after ``pick_variants``)."""
+        return [d for d in self.omits if d not in self.unused and not have(d)]
 
     def summary(self) -> dict[str, Any]:
         """What people compare between releases (``airlock diff``, device inventories).
@@ -345,6 +422,7 @@ class Release:
                  "health": {k: v for k, v in _health_dict(m.health).items()
                             if k not in ("inputs", "outputs")},
                  "golden": [d for d in (m.health.inputs, m.health.outputs) if d],
+                 **({"variant": m.variant, "when": m.when} if m.variant is not None else {}),
                  **_quality_dict(m)}
                 for m in self.models
             ],
@@ -381,6 +459,54 @@ def _issued(raw: str | None, expires: datetime) -> datetime | None:
     if issued > expires:
         raise FormatError(f"release field 'airlock.issued' {raw} is after its expiry")
     return issued
+
+
+class NoVariantError(RejectedError):
+    """No variant of a model fits this device. Exit code 3."""
+
+    def __init__(self, name: str, group: list[ModelEntry], facts: dict[str, Any]) -> None:
+        from keys.variants import canonical
+
+        shown = {k: v for k, v in facts.items() if k in _SHOWN_FACTS and v not in (None, [], {})}
+        super().__init__(
+            f"no variant of model '{name}' fits this device: "
+            + "; ".join(f"{m.variant} wants {canonical(m.when or {})}" for m in group)
+            + f"; the device's facts are {canonical(shown)}; nothing was changed (give the "
+            "device a label or fact with 'airlock-agent config', or add a variant)")
+        self.model = name
+
+
+_SHOWN_FACTS = ("arch", "os", "cpu_features", "ram_mb", "python", "onnxruntime", "providers",
+                "labels")
+
+
+def _by_name(models: list[ModelEntry]) -> list[tuple[str, list[ModelEntry]]]:
+    groups: dict[str, list[ModelEntry]] = {}
+    for m in models:
+        groups.setdefault(m.name, []).append(m)
+    return list(groups.items())
+
+
+def _valid_models(models: list[ModelEntry], requires: tuple[str, ...]) -> None:
+    """Model names unique, except the variants of one model: together, all named, distinct
+    selectors, a catch-all only last (``keys.variants.valid_variants``), ``variants`` required."""
+    from keys.variants import valid_variants
+
+    groups = _by_name(models)
+    seen: list[str] = []
+    for m in models:  # a model's variants are signed one after the other
+        if not seen or seen[-1] != m.name:
+            seen.append(m.name)
+    valid_unique(seen, "model")
+    for name, group in groups:
+        if len(group) > 1 and any(m.variant is None for m in group):
+            second = [i for i, m in enumerate(models) if m.name == name][1]
+            raise FieldError(f"lists model {name!r} twice", (second,))
+        if group[0].variant is not None:
+            valid_variants([m.when or {} for m in group], [str(m.variant) for m in group], name)
+            if "variants" not in requires:
+                raise FieldError(f"model '{name}' has variants but the release does not "
+                                 "require the feature 'variants'")
 
 
 def _drop_none(d: dict[str, Any]) -> dict[str, Any]:

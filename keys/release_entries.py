@@ -83,6 +83,19 @@ class ModelEntry:
     contract: tuple[InputRule, ...] = ()
     shadow: ShadowSpec | None = None  # compare with the running model on device samples
     samples: SamplesPolicy = field(default_factory=SamplesPolicy)
+    # One variant of a model that comes in several (keys.variants): its name, and the device
+    # facts that select it (canonical form; {} selects every device). None: no variants.
+    variant: str | None = None
+    when: dict[str, Any] | None = None
+
+    @property
+    def label(self) -> str:
+        """``detector`` or ``detector (variant int8)``, as messages name it."""
+        return self.name if self.variant is None else f"{self.name} (variant {self.variant})"
+
+    def blob_digests(self) -> list[str]:
+        """Every blob of this model (or variant): its manifest and the files it links."""
+        return [self.manifest, *(d for _, d in self.linked_files())]
 
     def linked_files(self) -> list[tuple[str, str]]:
         """(file name, digest) of every file the agent links into ``models/NAME/``.

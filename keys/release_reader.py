@@ -168,6 +168,12 @@ def model_from(r: Reader) -> ModelEntry:
     shadow = r.check("shadow", valid_shadow, r.raw["shadow"]) if "shadow" in r.raw else None
     samples = (r.check("samples", valid_samples, r.raw["samples"]) if "samples" in r.raw
                else SamplesPolicy())
+    variant = when = None
+    if "variant" in r.raw or "when" in r.raw:
+        from keys.variants import valid_when
+
+        variant = r.name("variant")
+        when = r.check("when", valid_when, r.value("when", None))
     fallback = h.value("provider_fallback", False)
     if not isinstance(fallback, bool):
         raise FormatError(f"release field '{h.where}.provider_fallback' must be true or false")
@@ -199,6 +205,8 @@ def model_from(r: Reader) -> ModelEntry:
         contract=contract,
         shadow=shadow,
         samples=samples,
+        variant=variant,
+        when=when,
     )
 
 

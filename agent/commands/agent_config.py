@@ -2,6 +2,7 @@
 
     airlock-agent config --ring prod
     airlock-agent config --providers OpenVINOExecutionProvider,CPUExecutionProvider
+    airlock-agent config --label npu=hailo --fact cuda_capability=8.7
 
 Showing takes no lock (it answers while an install runs); a change goes
 through the envelope (``agent.operations``) and is journaled.
@@ -24,15 +25,17 @@ EXAMPLES = ("airlock-agent config --ring prod",
             "airlock-agent config --sink registry --sink-option registry=10.0.0.5:5000",
             "airlock-agent config --trust-root root-v2.json",
             "airlock-agent config --providers OpenVINOExecutionProvider,CPUExecutionProvider "
-            "--no-provider-fallback --intra-op-threads 2")
+            "--no-provider-fallback --intra-op-threads 2",
+            "airlock-agent config --label npu=hailo --fact cuda_capability=8.7")
 DESCRIPTION = (
     "Show the device's settings, or change them: its ring, its image sink (checked\n"
     "as at init), its trust root, and the ONNX Runtime setup its application uses\n"
     "(execution providers, fallback policy, session options), which every health\n"
     "check and evaluation then uses instead of each release's. A trust root only\n"
     "moves forward: the new one must be the next version, signed by the current\n"
-    "root keys and the new ones (as 'airlock keys rotate' makes it). Changes are\n"
-    "journaled.")
+    "root keys and the new ones (as 'airlock keys rotate' makes it). Labels and\n"
+    "stated facts (what the probe cannot see) are what a release's model variants\n"
+    "select by; NAME= forgets one. Changes are journaled.")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,6 +66,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-releases", type=int, metavar="N",
                    help="releases kept besides current, previous and a hold's fallback after "
                         "each good install (default 3; older ones are collected as by gc --keep N)")
+    p.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a label model variants may select by (NAME= removes it); "
+                   "repeatable")
+    p.add_argument("--fact", action="append", default=[], metavar="NAME=VALUE",
+                   help="state a fact the probe cannot see, e.g. cuda_capability=8.7 (it "
+                   "wins over a probed one; NAME= removes it); repeatable")
     p.add_argument("--reset-runtime", action="store_true",
                    help="forget the providers, fallback and session options set here: each "
                    "release decides again")
@@ -92,11 +101,15 @@ class Settings(Reported):
                                   else "refused"),
                   "session   " + (session or "as each release says"),
                   f"keep      {d['keep_releases']} releases besides current and previous"]
+        from agent.facts import facts_line
+
+        lines.append(f"facts     {facts_line(d.get('facts'))}")
         return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> Settings:
     from agent.configure import KEEP, check_ring, configure, runtime_settings, sink_settings
+    from agent.facts import parse_pairs
     from agent.journal import Journal
     from agent.operations import mutate
     from keys.trust import TrustRoot
@@ -122,8 +135,11 @@ def run(args: argparse.Namespace) -> Settings:
                       or bool(session))
     if args.keep_releases is not None and args.keep_releases < 0:
         raise UsageError("--keep-releases must be 0 or more")
+    labels = parse_pairs(args.label, "--label")
+    stated = parse_pairs(args.fact, "--fact")
     changing = (ring is not KEEP or args.sink or args.sink_option or trust_root is not None
-                or runtime_change or args.keep_releases is not None)
+                or runtime_change or args.keep_releases is not None or bool(labels)
+                or bool(stated))
 
     def work() -> dict[str, Any]:
         current = layout.load_config()
@@ -137,7 +153,8 @@ def run(args: argparse.Namespace) -> Settings:
                                        fallback=args.fallback, session=session,
                                        reset=args.reset_runtime)
         return configure(layout, Journal(layout.journal), ring=ring, sink=sink,
-                         trust_root=trust_root, runtime=runtime, keep_releases=args.keep_releases)
+                         trust_root=trust_root, runtime=runtime, keep_releases=args.keep_releases,
+                         labels=labels, stated=stated)
 
     if not changing:  # show only: no lock, so it answers while an install runs
         return Settings(configure(layout, Journal(layout.journal), sink=None, trust_root=None))

@@ -1,6 +1,7 @@
 """``airlock-agent init``: lay out ROOT, store the trust root, create the device key.
 
     airlock-agent --root /var/lib/airlock init --trust root.json --device-id cam-7 --ring canary
+    airlock-agent --root /var/lib/airlock init --trust root.json --label npu=hailo --label site=north
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--directed", action="store_true",
                    help="install only releases a signed visit ('airlock direct') names for "
                    "this device id")
+    p.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
+                   help="a label of this device that model variants may select by "
+                   "(e.g. npu=hailo, site=north); repeatable")
     sink_options(p, "oci-dir")
     json_option(p)
 
@@ -51,6 +55,7 @@ class Initialised:
     device_keyid: str
     device_public_key: str
     sink: dict[str, Any]
+    facts: dict[str, Any]
     warnings: list[str] = field(default_factory=list)  # e.g. a registry not reachable now
     directed: bool = False
 
@@ -58,6 +63,8 @@ class Initialised:
         return asdict(self)
 
     def text(self) -> str:
+        from agent.facts import facts_line
+
         return (f"initialised {self.root} for device {self.device_id}"
                 + (f" in ring {self.ring}" if self.ring else "")
                 + f" (trust root version {self.trust_version})\n"
@@ -67,7 +74,8 @@ class Initialised:
                   "device's inventories and reports.\n"
                 + "enroll it at headquarters: copy that file there and run\n"
                 + f"  {self.enroll_command}\n"
-                + f"the public key, on one line: {self.device_public_key}")
+                + f"the public key, on one line: {self.device_public_key}\n"
+                + f"facts     {facts_line(self.facts)}")
 
     @property
     def enroll_command(self) -> str:
@@ -80,6 +88,7 @@ class Initialised:
 
 def run(args: argparse.Namespace) -> Initialised:
     from agent.configure import check_ring, check_sink, sink_settings, sink_unreachable
+    from agent.facts import parse_pairs
     from keys.trust import TrustRoot
 
     layout = layout_of(args)
@@ -90,6 +99,7 @@ def run(args: argparse.Namespace) -> Initialised:
     if args.ring is not None:
         check_ring(args.ring)
     # Before anything is written: a sink the first install could not use is refused now.
+    labels = {k: v for k, v in parse_pairs(args.label, "--label").items() if v}
     sink = sink_settings(args.sink, args.sink_option)
     check_sink(sink, layout.images)
     for d in layout.directories():
@@ -97,8 +107,8 @@ def run(args: argparse.Namespace) -> Initialised:
             d.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise UsageError(f"cannot create {d}: {e.strerror}; choose another --root") from None
-    config = AgentConfig(args.device_id or socket.gethostname(), args.ring, sink)
-    _lay_out(layout, trust.to_bytes(), trust.version, config, directed=args.directed)
+    config = AgentConfig(args.device_id or socket.gethostname(), args.ring, sink, labels=labels)
+    facts = _lay_out(layout, trust.to_bytes(), trust.version, config, directed=args.directed)
     import json
 
     from keys.keyfile import load_public_key
@@ -111,13 +121,15 @@ def run(args: argparse.Namespace) -> Initialised:
     for w in warnings:
         say("airlock-agent", "warning", w)
     return Initialised(str(layout.root), config.device_id, config.ring, trust.version,
-                       str(layout.device_pub), key.keyid, one_line, config.sink, warnings,
+                       str(layout.device_pub), key.keyid, one_line, config.sink, facts, warnings,
                        args.directed)
 
 
 def _lay_out(layout: Layout, trust_bytes: bytes, trust_version: int,
-             config: AgentConfig, *, directed: bool = False) -> None:
-    """Under the lock: trust root, sequences, device key, format, journal, then agent.yaml."""
+             config: AgentConfig, *, directed: bool = False) -> dict[str, Any]:
+    """Under the lock: trust root, sequences, device key, format, facts, journal, then
+    agent.yaml; the facts written."""
+    from agent.facts import refresh
     from agent.rootformat import write_format
     from keys.keyfile import generate_keypair
 
@@ -140,9 +152,12 @@ def _lay_out(layout: Layout, trust_bytes: bytes, trust_version: int,
         ensure_key(layout)  # EC P-256: what releases are encrypted to (--encrypt-to)
         fsync_dir(layout.root)
         write_format(layout)
+        facts = refresh(layout, config.labels, config.facts)
         Journal(layout.journal).append("initialised", device_id=config.device_id,
-                                       ring=config.ring, trust_version=trust_version)
+                                       ring=config.ring, trust_version=trust_version,
+                                       labels=config.labels or None)
         import yaml
 
         # Written last: its presence is what "initialised" means.
         write_atomic(layout.config, yaml.safe_dump(config.to_dict(), sort_keys=True).encode())
+    return facts

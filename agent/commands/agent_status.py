@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.commands.base import inputs_line, layout_of, tell
+from agent.facts import facts_line
 from agent.layout import Layout
 from airlock.command import Reported
 from airlock.console import human_size, json_option
@@ -45,6 +46,7 @@ class Status(Reported):
         lines = [f"device    {device}" + (f" (ring {d['ring']})" if d["ring"] else ""),
                  f"agent     {agent['version']} ({agent['platform']}, Python "
                  f"{agent['python']}, " + (f"kit {agent['kit']})" if agent["kit"] else "pip)"),
+                 "facts     " + facts_line(d.get("facts")),
                  _release_line("active", d["active"]),
                  _release_line("previous", d["previous"]),
                  f"state     {d['state']}"
@@ -112,6 +114,9 @@ def _release_line(label: str, r: dict[str, Any] | None) -> str:
     health = "not checked" if h is None else "ok" if h.get("ok") else f"FAILED ({h.get('reason')})"
     line = (f"{label:<9} {r['name']} {r['version']} (sequence {r['sequence']})  "
             f"installed {r.get('installed_at') or '?'}  health: {health}")
+    if r.get("variants"):
+        line += f"\n{'':<9} variants: " + ", ".join(f"{m} runs {v}"
+                                                   for m, v in r["variants"].items())
     for model, values in (r.get("metrics") or {}).items():
         shown = ", ".join(f"{k} {values[k]:.4g}" for k in values.get("checked") or []
                           if isinstance(values.get(k), int | float))

@@ -4,7 +4,7 @@ The host builds a delta bundle that leaves out every blob the device proves
 it holds; the proof is this inventory, signed with the device key made at
 ``init`` (a DSSE envelope, see ``keys.device``)::
 
-    body = inventory(layout)        # device id, ring, releases, sequences, blobs
+    body = inventory(layout)        # device id, ring, facts, releases, sequences, blobs
     data = signed_inventory(layout) # bytes to carry home on the stick
     write_inventory(layout, Path("/media/usb/cam-7.inventory.json"))  # the same, as a file
     # on the host: keys.device.verify_document(data, INVENTORY_TYPE, key=enrolled)
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.decrypt import public_key
+from agent.facts import load_facts
 from agent.install import load_sequences
 from agent.layout import Layout
 from agent.self.identity import identity
@@ -56,6 +57,7 @@ def inventory(layout: Layout) -> dict[str, Any]:
         "device_id": config.device_id,
         "ring": config.ring,
         "agent": identity(),  # version, platform, Python, kit: which kit this site needs
+        "facts": load_facts(layout),  # its class: what the host picks variants by
         "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "active": read_link(layout, "current"),
         "previous": read_link(layout, "previous"),

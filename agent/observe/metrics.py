@@ -23,6 +23,7 @@ Prometheus conventions (base units: seconds, bytes; ``_total`` counters):
     airlock_model_latency_p95_seconds{release,model}      from the last check
     airlock_model_peak_memory_bytes{release,model}        of the check's child process
     airlock_model_metric{release,model,metric}            evaluation metrics of the last check
+    airlock_model_variant{release,model,variant}          1: the variant of the model this device runs
     airlock_model_input_violations{release,model,input,rule}  input-contract violations in the
                                                           newest dropped samples
     airlock_model_input_rows{release,model}               sample rows they were counted in
@@ -189,6 +190,10 @@ class _AgentCollector(Collector):
         m_mem = GaugeMetricFamily("airlock_model_peak_memory_bytes",
                                   "Peak memory of the last health check's child process.",
                                   labels=["release", "model"])
+        variant = GaugeMetricFamily("airlock_model_variant",
+                                    "1 for the variant of each model the active release runs "
+                                    "on this device (models with variants only).",
+                                    labels=["release", "model", "variant"])
         m_metric = GaugeMetricFamily("airlock_model_metric",
                                      "Evaluation metric of the model on its labelled set in the "
                                      "last health check.", labels=["release", "model", "metric"])
@@ -204,6 +209,8 @@ class _AgentCollector(Collector):
             seq.add_metric([slot], release.sequence)
             if slot != "active":
                 continue
+            for model, chosen in release.variants().items():
+                variant.add_metric([rid, model, chosen], 1)
             health = _read_health(layout.release_dir(rid) / "health.json")
             if health is None:
                 continue
@@ -227,7 +234,7 @@ class _AgentCollector(Collector):
                 for name, value in sorted((values if isinstance(values, dict) else {}).items()):
                     if isinstance(value, int | float) and not isinstance(value, bool):
                         m_metric.add_metric([*labels, str(name)], float(value))
-        yield from (rinfo, seq, ok, dur, m_ok, m_time, m_p95, m_mem, m_metric)
+        yield from (rinfo, seq, ok, dur, m_ok, m_time, m_p95, m_mem, m_metric, variant)
 
     def _counters(self) -> Iterator[Metric]:
         with self._lock:

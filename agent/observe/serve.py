@@ -534,6 +534,17 @@ class _Server:
         return 404, b"not found\n", "text/plain; charset=utf-8"
 
 
+def _refresh_facts(layout: Layout, log: EventLog) -> None:
+    """Each start probes the device again (a device from before facts existed gets them now);
+    a read-only or full ROOT keeps the facts it has, said in the log."""
+    from agent.facts import refresh
+
+    try:
+        refresh(layout)
+    except (OSError, AirlockError) as e:
+        log("facts-not-refreshed", reason=str(e)[:200])
+
+
 def serve(layout: Layout, options: ServeOptions) -> None:
     """Run until SIGTERM or SIGINT; see the module docstring."""
     one = AgentLock(layout.serve_lock)  # two loops on one ROOT would race for every drop
@@ -544,6 +555,7 @@ def serve(layout: Layout, options: ServeOptions) -> None:
                           .replace("wait for it to finish and retry",
                                    "serve already runs on this ROOT")) from None
     log = EventLog(options.log)
+    _refresh_facts(layout, log)
     state = _Server(layout, options, log)
     try:
         httpd = BoundedHTTPServer((options.host, options.port), state.handler())

@@ -10,6 +10,8 @@
     info["damage"]     # ["releases: a file where a directory belongs; ...", ...] or []
     info["inputs"]     # agent.observe.input_contract: contract violations in dropped samples, per model
     info["challenger"] # the staged challenger (install --no-switch) and its last shadow run, or None
+    info["facts"]      # agent.facts: facts.json as last probed (labels, stated facts), or None
+    info["active"]["variants"]  # the variant of each model this device runs ({} without variants)
 
 Status only reads, so it answers on any ROOT that was initialised: damaged
 (each flaw of ``agent.shape`` is listed, and ``fsck --repair`` is the cure),
@@ -23,6 +25,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from agent.facts import load_facts
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.lock import lock_holder
@@ -54,6 +57,7 @@ def release_info(layout: Layout, release_id: str | None) -> dict[str, Any] | Non
         "name": release.name, "version": release.version, "sequence": release.sequence,
         "installed_at": installed.get("installed_at"), "expires": release.expires.isoformat(),
         "models": [m.name for m in release.models], "images": [i.ref for i in release.images],
+        "variants": release.variants(),
         "budgets": {m.name: {"max_p95_ms": m.health.max_p95_ms,
                              "max_memory_mb": m.health.max_memory_mb} for m in release.models},
         "flags": release.flags,
@@ -140,6 +144,7 @@ def status(layout: Layout, *, serving: bool | None = None) -> dict[str, Any]:
         "device_id": device_id,
         "ring": ring,
         "agent": identity(),  # which kit a site needs: version, platform, Python
+        "facts": load_facts(layout),  # what model variants select by
         "state": state,
         "read_only": is_read_only(layout),
         "damage": damage,

@@ -125,13 +125,16 @@ def _models(active: dict[str, Any] | None) -> str:
     budgets = obj_field(active, "budgets")
     if not isinstance(results, list) or not results:
         return '<p class="none">The active release has no health check on record.</p>'
+    variants = obj_field(active, "variants")  # the variant of each model this device runs
     cards = []
     for m in results:
         if not isinstance(m, dict):
             continue
         name = str(m.get("name"))
         budget = obj_field(budgets, name)
-        body = [f"<h3>{esc(name)} {state_word(m.get('ok') is True)}</h3>",
+        runs = (f' <span class="muted">variant <b class="mono">{esc(variants[name])}</b></span>'
+                if isinstance(variants.get(name), str) else "")
+        body = [f"<h3>{esc(name)}{runs} {state_word(m.get('ok') is True)}</h3>",
                 charts.meter(finite(m.get("p95_ms")), finite(budget.get("max_p95_ms")),
                              "p95 latency", unit=" ms"),
                 "<br>",

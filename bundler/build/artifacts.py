@@ -277,7 +277,8 @@ def add_model_artifact(
     manifest = contents.add_bytes(
         OCI_MANIFEST,
         oci_manifest(config, layers, artifact_type=MODEL_ARTIFACT_TYPE),
-        annotations={ANNOTATION_REF_NAME: f"models/{m.name}:{_tag(spec.version)}"},
+        annotations={ANNOTATION_REF_NAME: f"models/{m.name}:{_tag(spec.version)}"
+                     + (f"-{m.variant}" if m.variant else "")},
         artifact_type=MODEL_ARTIFACT_TYPE,
     )
     contents.manifests.append(manifest)
@@ -300,6 +301,8 @@ def add_model_artifact(
         contract=m.contract,
         shadow=m.shadow,
         samples=m.samples,
+        variant=m.variant,
+        when=m.when,
     )
 
 

@@ -38,13 +38,14 @@ total)`` callback; only the command line draws bars.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 from securesystemslib.signer import Signer
 from tuf.api.serialization import SerializationError
@@ -106,6 +107,7 @@ class BuildResult:
             "parts": None if self.parts is None else self.parts.to_dict(),
             "full_size": sum(i.length for i in r.files.values()),
             "shipped_size": sum(i.length for i in r.shipped.values()),
+            "omits": len(r.omits),
             "delta": None if r.delta is None else {
                 "base_sequence": r.delta.base_sequence,
                 "expects": len(r.delta.expects),
@@ -209,8 +211,8 @@ def assemble(spec: Spec, *, registry_options: object | None = None,
         pulled = add_remote_content(contents, spec, registry_options, progress)
         models.extend(pulled.models)
         images.extend(pulled.images)
-        order = {m.name: i for i, m in enumerate(spec.models)}
-        models.sort(key=lambda e: order[e.name])
+        order = {(m.name, m.variant): i for i, m in enumerate(spec.models)}
+        models.sort(key=lambda e: order[(e.name, e.variant)])
         if spec.require_signatures or pulled.verified:
             supply = SupplyChain(spec.require_signatures, pulled.keys, pulled.verified,
                                  pulled.evidence)
@@ -260,8 +262,10 @@ def _evidence(spec: Spec, assembled: Assembled, kits: Sequence[AgentKitEntry],
 
 def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
              encryption: Encryption | None = None, kits: Sequence[AgentKitEntry] = (),
-             supply: SupplyChain | None = None) -> tuple[Release, list[SourceFile]]:
-    """The release to sign (every file listed) and the files the bundle carries."""
+             supply: SupplyChain | None = None,
+             for_class: Sequence[dict[str, Any]] = ()) -> tuple[Release, list[SourceFile]]:
+    """The release to sign (every file listed) and the files the bundle carries: with
+    inventories or classes, only the variants those devices pick (the others listed, omitted)."""
     contents = assembled.contents
     files = contents.source_files()
     release = Release(
@@ -278,13 +282,15 @@ def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
         agent_kits=list(kits),
         supply_chain=supply,
         encryption=encryption,
-        # An agent that cannot decrypt, or cannot run the shadow check, refuses the release
+        # An agent that cannot decrypt or cannot run the shadow check refuses the release
         # rather than skip it.
         requires=tuple(
             name
             for name, wanted in (
                 ("encryption", encryption is not None),
                 ("shadow", any(m.shadow for m in assembled.models)),
+                # An agent that cannot pick a variant refuses the release, not misreads it.
+                ("variants", any(m.variant for m in assembled.models)),
             )
             if wanted
         ),
@@ -294,8 +300,15 @@ def _release(spec: Spec, assembled: Assembled, delta_from: Sequence[Inventory],
         supply.enforce_on_device = True
         # An older agent refuses, not skips, the check.
         release.requires = (*release.requires, "upstream_signatures")
+    if "variants" in release.requires and (delta_from or for_class):
+        from bundler.examine.variant_matrix import needed_variants, omitted_blobs
+
+        release.omits = omitted_blobs(release, needed_variants(release, delta_from, for_class))
     if delta_from:
-        release.delta = plan_delta(release, delta_from)
+        delta = plan_delta(release, delta_from)
+        release.delta = dataclasses.replace(
+            delta, expects=tuple(d for d in delta.expects if d not in release.omits))
+    if delta_from or release.omits:
         shipped = release.shipped
         files = [f for f in files if f.path in shipped]
     return release, files
@@ -359,6 +372,7 @@ def build_bundle(
     force: bool = False,
     max_size: int | None = None,
     delta_from: Sequence[Inventory] = (),
+    for_class: Sequence[dict[str, Any]] = (),
     check: bool = True,
     enforce_budgets: bool = False,
     encrypt_to: Sequence[Recipient] = (),
@@ -374,13 +388,16 @@ def build_bundle(
     With ``max_size`` the bundle is written as parts of at most that many
     bytes. With ``delta_from`` (checked device inventories) it leaves out the
     blobs every one of those devices holds; the signed metadata still lists
-    the whole release and marks those blobs as expected on the device.
+    the whole release and marks those blobs as expected on the device. With
+    ``delta_from`` or ``for_class`` (effective device facts) a model's
+    variants no such device picks are left out too, listed as ``omits``.
     ``check`` runs the device's health check on every model first (a failure
     is a HealthCheckError, exit 4, and nothing is signed or written);
     ``enforce_budgets`` makes latency and memory budgets fail it too.
     With ``encrypt_to`` every image and model layer is carried encrypted to
     those recipients (``bundler.build.encrypt``), after the model check.
     """
+
     def guard(read: Sequence[Path]) -> None:
         check_output(output, [spec.path, *inputs, *read], force=force,
                      kind="an Airlock bundle", is_ours=is_bundle_file)
@@ -417,7 +434,8 @@ def build_bundle(
             work = Path(stack.enter_context(tempfile.TemporaryDirectory(
                 prefix=".airlock-encrypt-", dir=output.absolute().parent)))
             encryption = encrypt_layout(contents, encrypt_to, work, progress)
-        release, files = _release(spec, assembled, delta_from, encryption, kits, supply)
+        release, files = _release(spec, assembled, delta_from, encryption, kits, supply,
+                                  for_class)
         release_json, keyids = _sign(release, signers)
 
         guard(contents.local_paths)

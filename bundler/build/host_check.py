@@ -21,7 +21,10 @@ here, and the result's note says so. Latency and memory budgets, and the
 execution providers the application needs, belong to the device's hardware,
 not the host's: they are measured and reported (``over_budget``; a provider
 the host lacks is left out and the check runs on the others) but fail the
-check only with ``enforce_budgets`` (``--enforce-budgets``).
+check only with ``enforce_budgets`` (``--enforce-budgets``). A model's
+*variant* (``keys.variants``) built for a provider the host lacks (a CUDA
+or TensorRT build on a desk without a GPU) is skipped, ``ok`` with a note
+that says which provider is missing: the device that picks it checks it.
 
 Files are checked where they are: a local model beside its external data
 files (the build found them there), golden data and evaluation sets by path. A model pulled from
@@ -47,7 +50,7 @@ from airlock.quality.health import HealthReport, ModelFiles, ModelResult, check_
 from bundler.build.artifacts import LayoutBuilder
 from keys.release import ModelEntry
 
-__all__ = ["check_models"]
+__all__ = ["check_models", "host_providers"]
 
 _PHASE = "health check"
 _NO_BASELINE = "the host knows no running release to compare with (a device applies it)"
@@ -58,14 +61,43 @@ def check_models(contents: LayoutBuilder, models: list[ModelEntry], *,
     """Check each model of ``models`` from the files ``contents`` was assembled from."""
     total = sum(m.size for m in models)
     results: list[ModelResult] = []
+    host = host_providers() if any(m.variant is not None for m in models) else ()
     with tempfile.TemporaryDirectory(prefix="airlock-check-") as cwd:
         for m in models:
+            lacking = [p for p in m.health.providers if p not in host] if m.variant else []
+            if lacking:  # a variant for other hardware: its device checks it, not this desk
+                results.append(ModelResult(
+                    m.label, True, None, None, None, None,
+                    note=f"skipped: needs {', '.join(lacking)}, which this host lacks "
+                         f"(host has {', '.join(host) or 'no ONNX Runtime'}); the device "
+                         "that picks this variant health-checks it before switching",
+                    providers={"requested": list(m.health.providers),
+                               "available": list(host), "skipped": True}))
+                progress(_PHASE, m.size, total)
+                continue
             with _files(contents, m) as files:
-                results.append(check_model(m.name, files, m.health, cwd=Path(cwd),
+                results.append(check_model(m.label, files, m.health, cwd=Path(cwd),
                                            enforce_budgets=enforce_budgets,
                                            evaluation=m.evaluation, no_baseline=_NO_BASELINE))
             progress(_PHASE, m.size, total)
     return HealthReport.of(results)
+
+
+def host_providers() -> tuple[str, ...]:
+    """The execution providers ONNX Runtime really has on this host, asked in a child (a
+    provider library that fails to load must not take the bundler down); () without it."""
+    import json
+    import subprocess
+    import sys
+
+    code = "import json, onnxruntime as o; print(json.dumps(o.get_available_providers()))"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=120, check=False)
+        found = json.loads(done.stdout) if done.returncode == 0 else []
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return ()
+    return tuple(str(p) for p in found) if isinstance(found, list) else ()
 
 
 @contextlib.contextmanager

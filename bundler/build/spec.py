@@ -17,6 +17,7 @@ document, one pass over its YAML events bounds its nesting (twice
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,6 +52,7 @@ from keys.signed_fields import (
     valid_sequence,
     valid_unique,
 )
+from keys.variants import valid_variants, valid_when
 
 __all__ = ["EvaluateFiles", "HealthFiles", "ImageSpec", "ModelSpec", "Origin", "Spec",
            "VerifySpec", "load_spec"]
@@ -108,6 +110,12 @@ class ModelSpec:
     shadow: ShadowSpec | None = None
     samples: SamplesPolicy = field(default_factory=SamplesPolicy)
     verify: VerifySpec | None = None
+    variant: str | None = None  # one variant of a model (keys.variants), its name
+    when: dict[str, Any] | None = None  # and the device facts that select it
+
+    @property
+    def label(self) -> str:
+        return self.name if self.variant is None else f"{self.name} (variant {self.variant})"
 
 
 @dataclass(frozen=True)
@@ -190,8 +198,9 @@ def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> 
     sequence = top.check("sequence", valid_sequence, top.value("sequence", (int,), "an integer"))
     expires = _expires(top, min_validity)
 
-    models = [_model(path, node, i) for i, node in enumerate(top.items("models"))]
-    top.check("models", valid_unique, [m.name for m in models], "model")
+    groups = [_models(path, node, i) for i, node in enumerate(top.items("models"))]
+    top.check("models", valid_unique, [g[0].name for g in groups], "model")
+    models = [m for g in groups for m in g]
     images = [_image(path, node, i) for i, node in enumerate(top.items("images"))]
     flags = top.check("flags", valid_flags,
                       top.value("flags", (dict,), "a mapping of name to value", {}))
@@ -226,6 +235,7 @@ def load_spec(path: Path, *, min_validity: timedelta = DEFAULT_MIN_VALIDITY) -> 
 
 def _at(index: int, rule: Callable[[Any], _T]) -> Callable[[Any], _T]:
     """``rule`` whose FieldError points at item ``index`` of a list."""
+
     def check(value: Any) -> _T:
         try:
             return rule(value)
@@ -318,13 +328,43 @@ def _agent_kits(top: Fields) -> list[Path]:
     return kits
 
 
-def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
-    f = Fields(spec, node, f"models[{i}]",
-                {"name", "path", "ref", "health", "evaluate", "inputs_contract", "shadow",
-                 "samples", "verify"})
+_MODEL_FIELDS = {"path", "ref", "health", "evaluate", "inputs_contract", "shadow", "samples",
+                 "verify"}
+
+
+def _models(spec: Path, node: yaml.Node, i: int) -> list[ModelSpec]:
+    """``models[i]``: one model, or its variants (``variants:`` with ``when`` selectors)."""
+    f = Fields(spec, node, f"models[{i}]", {"name", "variants", *_MODEL_FIELDS})
     name = plain_name(f, "name")
+    if "variants" not in f.nodes:
+        return [_model(spec, f, name, f"models[{i}]")]
+    mixed = sorted(_MODEL_FIELDS & set(f.nodes))
+    if mixed:
+        raise f.error(mixed[0], "belongs to each variant when a model has 'variants'")
+    nodes = f.items("variants")
+    if not nodes:
+        raise f.error("variants", "must list at least one variant")
+    out = []
+    for j, v_node in enumerate(nodes):
+        where = f"models[{i}].variants[{j}]"
+        v = Fields(spec, v_node, where, {"name", "when", *_MODEL_FIELDS})
+        if "when" not in v.nodes:
+            raise SpecError(str(spec), f"{where}.when", "is required: the device facts that "
+                            "select this variant ({} for every device)", v.line)
+        when = v.check("when", valid_when, v.value("when", (dict,), "a mapping of device facts"))
+        model = _model(spec, v, name, where)
+        default = model.path.stem if model.path is not None else f"v{j + 1}"
+        variant = plain_name(v, "name") if "name" in v.nodes else default
+        out.append(dataclasses.replace(model, variant=variant, when=when))
+    f.check("variants", valid_variants, [m.when or {} for m in out],
+            [str(m.variant) for m in out], name)
+    return out
+
+
+def _model(spec: Path, f: Fields, name: str, where: str) -> ModelSpec:
+    """One model, or one variant of it: its file or reference, health, evaluation, contract."""
     if ("path" in f.nodes) == ("ref" in f.nodes):
-        raise SpecError(str(spec), f"models[{i}]", "give exactly one of 'path' or 'ref'", f.line)
+        raise SpecError(str(spec), where, "give exactly one of 'path' or 'ref'", f.line)
     model_path = f.path("path", None)
     if model_path is not None:
         # Its file name is signed and becomes models/NAME/FILE on devices.
@@ -353,7 +393,7 @@ def _model(spec: Path, node: yaml.Node, i: int) -> ModelSpec:
     if e is not None:
         lines += [(f"evaluate.{k}", line_of(e.nodes.get(k)))
                   for k in ("data", "labels", "metrics", "batch")]
-    origin = Origin(str(spec), f"models[{i}]", f.line, tuple((k, n) for k, n in lines if n))
+    origin = Origin(str(spec), where, f.line, tuple((k, n) for k, n in lines if n))
     verify = _verify(f)
     if verify is not None and ref is None:
         raise f.error("verify", "only a registry model (ref: oci://…) carries an upstream "

@@ -67,6 +67,9 @@ class BuildSummary(Reported):
             lines.append(f"delta against {', '.join(d['delta']['inventories'])}: ships "
                          f"{human_size(d['shipped_size'])} of {human_size(d['full_size'])}; "
                          f"{d['delta']['expects']} blob(s) left out, expected on the device")
+        if d.get("omits"):
+            lines.append(f"{d['omits']} blob(s) of model variants no device it is for picks "
+                         "left out (listed, not carried)")
         if d["parts"]:
             lines.append(f"written as {len(d['parts']['parts'])} part(s) and "
                          f"{d['parts']['manifest']}:")
@@ -102,6 +105,10 @@ def add_arguments(b: argparse.ArgumentParser) -> None:
                    help="a device's signed inventory (airlock-agent inventory -o), or "
                         "ledger:DEVICE for its newest one in headquarters' ledger; leave out "
                         "every blob present on all the devices given (repeatable)")
+    b.add_argument("--for-class", action="append", default=[], metavar="FACTS",
+                   help="build for one class of device: a device's facts.json, or pairs like "
+                        "arch=arm64,label.npu=hailo; the model variants it does not pick are "
+                        "left out (repeatable: several classes)")
     b.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
                    help="inventories must be signed by one of these device keys (repeatable)")
     b.add_argument("--encrypt-to", type=Path, action="append", default=[],
@@ -170,12 +177,15 @@ def run(a: argparse.Namespace) -> BuildSummary:
 
         recipients = [recipient_of_file(p, read_input(p, "recipient"), device_keys)
                       for p in a.encrypt_to]
+    from bundler.examine.variant_matrix import parse_class
+
+    classes = [parse_class(c) for c in a.for_class]
     with phase_bars() as bars:
         result = build_bundle(
             spec, signers, output, root_json=root_json, registry_options=registry_options(a),
             progress=bars, inputs=reads, force=a.force, max_size=max_size,
-            delta_from=inventories, check=not a.no_check, enforce_budgets=a.enforce_budgets,
-            encrypt_to=recipients)
+            delta_from=inventories, for_class=classes, check=not a.no_check,
+            enforce_budgets=a.enforce_budgets, encrypt_to=recipients)
     if a.record:
         from bundler.hq.ledger_records import record_build
 

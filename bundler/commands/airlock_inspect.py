@@ -29,11 +29,13 @@ __all__ = ["DESCRIPTION", "EXAMPLES", "Inspection", "Written", "add_arguments", 
            "run"]
 
 EXAMPLES = ("airlock inspect vision-1.2.0.airlock --trust root.json",
-            "airlock inspect vision-1.2.0.airlock --sbom -o vision-1.2.0.cdx.json")
+            "airlock inspect vision-1.2.0.airlock --sbom -o vision-1.2.0.cdx.json",
+            "airlock inspect vision-1.2.0.airlock --inventories cam-*.inventory.json --json")
 DESCRIPTION = (
     "Show what a bundle holds and what it will run on a device: models and their\n"
     "budgets, images, flags, hooks and probe commands, rings, a carried trust root,\n"
-    "signers and expiry (warned when near or past), full and shipped sizes, the upstream\n"
+    "signers and expiry (warned when near or past), full and shipped sizes, the\n"
+    "model x variant matrix (with --inventories: which device takes which), the upstream\n"
     "signatures, attestations and SBOM it carries with their subjects (--sbom prints the\n"
     "CycloneDX SBOM, --provenance the release's provenance statement). The whole\n"
     "archive is read: its structure and length always, every blob's hash unless\n"
@@ -81,15 +83,24 @@ def add_arguments(n: argparse.ArgumentParser) -> None:
                       "SLSA statement")
     n.add_argument("-o", "--output", type=Path, metavar="FILE",
                    help="with --sbom or --provenance: write the document to FILE instead")
+    n.add_argument("--inventories", type=Path, nargs="+", default=[], metavar="INVENTORY",
+                   help="devices' signed inventories (airlock-agent inventory -o): say which "
+                        "variant of each model each of them takes")
+    n.add_argument("--device-key", type=Path, action="append", default=[], metavar="PUB",
+                   help="inventories must be signed by one of these device keys (repeatable)")
     json_option(n)
 
 
 def run(a: argparse.Namespace) -> Inspection | Written | None:
     from bundler.examine.inspection import inspect_bundle
+    from bundler.sneakernet.device_inventories import load_inventory
+    from keys.keyfile import load_public_key
 
     if a.output is not None and not (a.sbom or a.provenance):
         raise UsageError("-o FILE goes with --sbom or --provenance")
 
+    device_keys = [load_public_key(p) for p in a.device_key]
+    inventories = [load_inventory(p, device_keys) for p in a.inventories]
     trust = None
     if a.trust is not None:
         trust = TrustRoot.given(read_input(a.trust, "trust root"), f"--trust {a.trust}")
@@ -97,7 +108,7 @@ def run(a: argparse.Namespace) -> Inspection | Written | None:
         f, size = open_media(str(a.bundle))
         with f:
             info = inspect_bundle(f, trust=trust, fast=a.fast, size=size, sbom=a.sbom,
-                                  provenance=a.provenance)
+                                  provenance=a.provenance, inventories=inventories)
     except FormatError as e:
         # A key, trust root or spec handed over by mistake: say which, not a tar error.
         if str(e).startswith("not a bundle"):
@@ -166,11 +177,14 @@ def inspect_text(d: dict[str, Any]) -> str:
             f"rtol {m['rtol']:g} atol {m['atol']:g}" if m["golden"] else "no golden data",
             "providers " + ", ".join(m["providers"])) if x)
         lines.append(
-            f"model     {m['name']}: {m['file']} {human_size(m['size'])}"
+            f"model     {m['name']}"
+            + (f" (variant {m['variant']})" if m.get("variant") else "")
+            + f": {m['file']} {human_size(m['size'])}"
             + (f" + {len(m['data'])} external data file(s)" if m["data"] else "")
             + (" + golden data" if m["golden"] else ""))
         lines.append(f"          check: {budgets}")
         lines.extend(quality_lines(m))
+    lines += variant_lines(d.get("variants") or [])
     for i in d["images"]:
         lines.append(f"image     {i['ref']} ({i['platform']}) {human_size(i['size'])}")
     for k in d["agent_kits"]:
@@ -217,6 +231,31 @@ def supply_chain_lines(sc: dict[str, Any] | None) -> list[str]:
         lines.append(f"evidence  {e['kind']} {name} -> {e['subject_name']}{how}")
     for p in sc["problems"] or []:
         lines.append(f"PROBLEM   {p}")
+    return lines
+
+
+def variant_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The model × variant matrix: per variant its selector, size, whether carried, takers."""
+    import json
+
+    lines = []
+    for row in rows:
+        lines.append(f"variants  {row['model']} (the first whose 'when' matches wins):")
+        for v in row["variants"]:
+            takers = v.get("devices")
+            lines.append(
+                f"          {v['name']:<10} when {json.dumps(v['when'], separators=(',', ':'))}"
+                f"  {human_size(v['size'])}"
+                + ("  (left out)" if v["left_out"] else "" if v["carried"]
+                   else "  (expected on the device)")
+                + ("" if takers is None else
+                   "  devices: " + (", ".join(takers) if takers else "none")))
+        if row.get("unmatched"):
+            lines.append(f"          no variant fits {', '.join(row['unmatched'])}: they would "
+                         "refuse it")
+        if row.get("unknown"):
+            lines.append(f"          no facts from {', '.join(row['unknown'])} (agents older "
+                         "than variants): cannot say")
     return lines
 
 

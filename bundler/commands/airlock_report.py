@@ -70,6 +70,8 @@ class Ingested:
             drift = "-" if r["drift"] is None else f"{r['drift']:.2f}" + (
                 " !" if r["drift_warn"] else "")
             release = f"{r['release']} ({r['version']})" if r["release"] else "-"
+            if r.get("variants"):
+                release += " " + ",".join(f"{m}:{v}" for m, v in r["variants"].items())
             rows.append((r["device"], r["site"] or "-", r["ring"] or "-", release, r["health"],
                          (r["last_check"] or "-")[:19], "-" if r["rollbacks"] is None
                          else str(r["rollbacks"]), drift, age_text(r["report_age_s"])))

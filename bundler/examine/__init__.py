@@ -6,6 +6,8 @@
 * ``package_changes``  image packages added, removed, changed between two SBOMs
 * ``diff``        what changed between two releases, or an inventory and a release
 * ``flag_bundles`` flags bundles (``airlock flags set``) verified, inspected, compared
+* ``variant_matrix`` which variant of each model which device takes; what a bundle for some
+  devices leaves out (``build --delta-from`` / ``--for-class``)
 
 Example::
 

@@ -7,6 +7,8 @@ leave out::
 
     change = diff(load_side(Path("vision-1.airlock")), load_side(Path("vision-2.airlock")))
     change["models"]["changed"]       # [{"name": "detector", "size": [248, 1048824], ...}]
+    change["models"]["added"]         # [{"name": "detector (variant arm64)", ...}]: variants
+                                      # are named one by one
     change["delta"]["ship_bytes"]     # what a delta against OLD would carry
 
 Only the signed metadata at the front of a bundle is read (like ``airlock
@@ -163,8 +165,13 @@ def _pair(old: dict[str, Any] | None, new: dict[str, Any], key: str) -> list[Any
     return [None if old is None else old.get(key), new.get(key)]
 
 
+def _key(m: dict[str, Any]) -> str:
+    """A model, or one variant of it, as the diff names it: ``detector (variant int8)``."""
+    return str(m["name"]) + (f" (variant {m['variant']})" if m.get("variant") else "")
+
+
 def _models(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, Any]:
-    before, after = {m["name"]: m for m in old}, {m["name"]: m for m in new}
+    before, after = {_key(m): m for m in old}, {_key(m): m for m in new}
     changed = []
     for name in sorted(set(before) & set(after)):
         a, b = before[name], after[name]
@@ -176,6 +183,8 @@ def _models(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> dict[str, A
                                           ("shadow", "shadow check"),
                                           ("samples", "sample export"))
                    if a.get(key) != b.get(key)]
+        if a.get("when") != b.get("when"):  # the devices that take this variant change
+            quality.append("variant selector ('when')")
         if a["blob"] != b["blob"] or health or a["file"] != b["file"] or quality or (
                 a.get("golden") != b.get("golden")):
             changed.append({"name": name, "size": [a["size"], b["size"]],

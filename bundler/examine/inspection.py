@@ -9,6 +9,7 @@ is::
     with open("vision-1.2.0.airlock", "rb") as f:
         info = inspect_bundle(f, trust=None, fast=False, size=os.fstat(f.fileno()).st_size)
     info["expires_warning"]    # "expires in 2 days: the release may expire before it is installed"
+    info["variants"][0]        # the model × variant matrix (bundler.examine.variant_matrix)
     info["hooks"]["probe"]     # "curl -fsS http://localhost:8080/health"
 
 The whole archive is read, through the bundle reader's one loop: every
@@ -21,6 +22,7 @@ length, so a truncated copy is exit 3 and never reported as fine. With
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import IO, Any
 
@@ -29,6 +31,8 @@ from tuf.api.metadata import Root, Targets
 from airlock.errors import FormatError
 from airlock.format.bundle import BundleReader
 from airlock.format.oci import BLOB_PREFIX
+from bundler.examine.variant_matrix import variant_matrix
+from bundler.sneakernet.device_inventories import Inventory
 from keys.metadata import parse_metadata
 from keys.release import ModelEntry, Release
 from keys.signatures import Signable
@@ -44,12 +48,14 @@ _TAR_END_BYTES = 1024
 
 def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, size: int,
                    now: datetime | None = None, sbom: bool = False,
-                   provenance: bool = False) -> dict[str, Any]:
+                   provenance: bool = False,
+                   inventories: Sequence[Inventory] = ()) -> dict[str, Any]:
     """Everything a person should know about a bundle; FormatError (exit 3) if it is damaged.
 
     ``size`` is the archive's length (0 when unknown: a pipe). ``sbom``: the carried
     CycloneDX document under ``"sbom"`` (None when the bundle carries none); ``provenance``:
-    the provenance's DSSE envelope under ``"provenance"``.
+    the provenance's DSSE envelope under ``"provenance"``. With ``inventories`` the
+    model × variant matrix (``variants``) says which of those devices take which variant.
     """
     now = now or datetime.now(timezone.utc)
     reader = BundleReader(stream)
@@ -69,7 +75,7 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
         _, verified = trust.verify_head(head.release_json, head.root_json, any_ring=True)
     md = parse_metadata(head.release_json, Targets, "release metadata")
     r = Release.from_metadata(md)
-    expected = r.delta.expects if r.delta else ()
+    expected = r.not_carried()
     from bundler.examine.evidence import evidence_info, keep_evidence, sbom_text, wanted_paths
 
     kept: dict[str, bytes] = {}
@@ -106,6 +112,9 @@ def inspect_bundle(stream: IO[bytes], *, trust: TrustRoot | None, fast: bool, si
         "root_rotation": _rotation(head.root_json),
         "checked": "structure and lengths (--fast)" if fast else "every blob hashed",
         "models": [_model(r, m) for m in r.models],
+        "variants": [row for row in variant_matrix(r, inventories)
+                     if row["variants"][0]["name"] is not None],
+        "omits": len(r.omits),
         "images": [
             {
                 "ref": i.ref,
@@ -145,6 +154,8 @@ def _model(r: Release, m: ModelEntry) -> dict[str, Any]:
     """One model as inspect shows it: its file, its golden data and budgets, its quality gates."""
     return {
         "name": m.name,
+        "variant": m.variant,
+        "when": m.when,
         "file": m.file_name,
         "size": m.size,
         "blob": m.blob,

@@ -63,7 +63,7 @@ def verify_bundle(
         _, verified = trust.verify_head(head.release_json, head.root_json, ring=ring,
                                         any_ring=ring is None, now=now)
         release = verified.release
-        expects = release.delta.expects if release.delta else ()
+        expects = release.not_carried()
         # Blobs of a bundle file are hashed on both cores; the loop ends once all matched.
         wanted, kept = wanted_paths(release), dict[str, bytes]()
         with contextlib.closing(reader.files(release.files, expects)) as members:

@@ -58,8 +58,11 @@ class FleetSource(Protocol):
 
     @property
     def root(self) -> object: ...
+
     def devices(self) -> dict[str, dict[str, Any]]: ...
+
     def table(self, now: datetime | None = None) -> list[dict[str, Any]]: ...
+
     def reports(self, device: str) -> list[dict[str, Any]]: ...
 
 
@@ -199,6 +202,9 @@ def _fleet_table(f: _Fleet) -> str:
                         f'{esc(r["challenger"])}</span>'
                         + ("" if agreement is None else f": {agreement:.1%} agreement")
                         + "</span>")
+        if r.get("variants"):  # which variant of each model it runs
+            release += "<br>" + " ".join(f'<span class="muted mono">{esc(m)}: {esc(v)}</span>'
+                                         for m, v in r["variants"].items())
         rows.append([f'<span class="mono">{esc(r["device"])}</span>', esc(f.site(r["device"])),
                      esc(r["ring"]), release,
                      (health, {True: "1", False: "0"}.get(ok, "2")),

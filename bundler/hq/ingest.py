@@ -256,7 +256,8 @@ def fleet_row(device: str, site: Any, facts: ReportFacts | None,
                            "version": None, "health": "no report", "health_ok": None,
                            "last_check": None, "rollbacks": None, "drift": None,
                            "drift_warn": False, "report_time": None, "report_age_s": None,
-                           "challenger": None, "shadow_agreement": None}
+                           "challenger": None, "shadow_agreement": None,
+                           "variants": {}}
     if facts is None:
         return row
     active = facts.release is not None
@@ -275,6 +276,7 @@ def fleet_row(device: str, site: Any, facts: ReportFacts | None,
         "drift_models": dict(facts.drift),
         "challenger": facts.challenger,
         "shadow_agreement": facts.shadow_agreement,
+        "variants": dict(facts.variants),  # which variant of each model the device runs
         "report_time": _iso(facts.time),
         "report_age_s": max(0, int((now - facts.time).total_seconds())),
     })

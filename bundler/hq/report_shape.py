@@ -50,6 +50,7 @@ class ReportFacts:
     drift_warn: bool = False
     challenger: str | None = None  # staged with install --no-switch
     shadow_agreement: float | None = None  # its last shadow run, the lowest of its models
+    variants: dict[str, str] = field(default_factory=dict)  # model -> the variant it runs
 
 
 def report_facts(body: dict[str, Any], now: datetime | None = None) -> ReportFacts:
@@ -83,7 +84,9 @@ def report_facts(body: dict[str, Any], now: datetime | None = None) -> ReportFac
         last_check=None if health is None else _time(health.get("time"),
                                                      "status.active.health.time", now),
         rollbacks=_rollbacks(_object(body, "counts").get("rollbacks")),
-        drift=drift, drift_warn=warn, **_challenger(_object(status, "challenger", "status.")))
+        drift=drift, drift_warn=warn,
+        variants=_variants(None if active is None else active.get("variants")),
+        **_challenger(_object(status, "challenger", "status.")))
 
 
 def _challenger(c: dict[str, Any]) -> dict[str, Any]:
@@ -97,6 +100,16 @@ def _challenger(c: dict[str, Any]) -> dict[str, Any]:
                and not isinstance(v, bool) and math.isfinite(v) and 0 <= v <= 1]
     return {"challenger": _name(c.get("release"), "status.challenger.release"),
             "shadow_agreement": min(numbers) if numbers else None}
+
+
+def _variants(value: object) -> dict[str, str]:
+    """``status.active.variants``: model -> variant, both plain names (absent: none)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or len(value) > 1000:
+        raise FormatError("report field 'status.active.variants' is not an object of models")
+    return {str(_name(k, "status.active.variants")): str(_name(v, f"status.active.variants.{k}"))
+            for k, v in value.items()}
 
 
 def _object(d: dict[str, Any], key: str, at: str = "") -> dict[str, Any]:

@@ -258,8 +258,9 @@ def test_a_drop_onto_a_damaged_root_is_refused_as_the_cli_refuses_it(
     (root / "blobs").write_text("junk\n")  # as tests/hostile/test_device_state.py damages it
     cli = run_agent("--root", root, "install", bundles["v2"])
     assert cli.returncode == 5, cli.stderr
-    # What serve itself keeps aside (its lock, what it did with drops), nothing is changed.
-    skip = (*AGENT_BOOKKEEPING, "serve.lock", "drops.json")
+    # What serve itself keeps aside (its lock, what it did with drops, the device's facts it
+    # probes again at every start), nothing is changed.
+    skip = (*AGENT_BOOKKEEPING, "serve.lock", "drops.json", "facts.json")
     before = tree_hash(root, skip)
     stick = tmp_path / "stick"
     stick.mkdir()

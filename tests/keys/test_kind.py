@@ -127,11 +127,11 @@ def test_unparseable_metadata_reads_as_a_release_whose_check_names_the_problem(
 def test_an_agent_refuses_a_release_requiring_a_feature_it_does_not_know(
         keys: tuple[TrustRoot, Any]) -> None:
     trust, signer = keys
-    data = _sign(_release(requires=("variants",)).to_metadata(), signer)
-    with pytest.raises(UnknownFeatureError, match="requires feature 'variants'") as e:
+    data = _sign(_release(requires=("chunks",)).to_metadata(), signer)
+    with pytest.raises(UnknownFeatureError, match="requires feature 'chunks'") as e:
         trust.verify_release(data)
     assert isinstance(e.value, RejectedError) and e.value.exit_code == 3
-    assert e.value.feature == "variants"
+    assert e.value.feature == "chunks"
 
 
 def test_a_release_requiring_known_features_is_taken_in_signed_order(
@@ -155,7 +155,7 @@ def test_the_bundler_refuses_to_sign_a_requires_no_agent_knows(tmp_path: Path) -
     from bundler.build.assemble import _sign as sign_release
 
     key, _ = generate_keypair("release", tmp_path)
-    with pytest.raises(UsageError, match="'variants' is required but is no feature"):
-        sign_release(_release(requires=("variants",)), [load_signer(key)])
+    with pytest.raises(UsageError, match="'chunks' is required but is no feature"):
+        sign_release(_release(requires=("chunks",)), [load_signer(key)])
     release_json, keyids = sign_release(_release(requires=("delta",)), [load_signer(key)])
     assert Release.from_bytes(release_json).requires == ("delta",) and keyids

@@ -12,7 +12,10 @@ through qemu-user-static (tests/support/arm64.py; the rootfs is cached at
    ONNX Runtime (under qemu it may print CPU-detection warnings on stderr);
 3. a release whose golden outputs are wrong fails its check: exit 4, the
    previous release stays active;
-4. a release carrying the arm64 kit B (1.1.0) updates the agent itself.
+4. a release carrying the arm64 kit B (1.1.0) updates the agent itself;
+5. one bundle with fp32, int8 (a label picks it) and arm64 variants (issue 27):
+   the device picks the arm64 one by its real, probed architecture and
+   health-checks it with its own goldens.
 
 Under ``CI=true`` it never skips. Wall times are printed (``-s`` shows them).
 """
@@ -141,3 +144,28 @@ def test_the_arm64_kit_installs_checks_rolls_back_and_updates_itself_on_debian_1
     status = _json(dev, "status")
     assert status["agent"]["version"] == B and status["active"]["id"] == "vision-3"
     timer.lap("self-update")
+
+    # 5. One bundle, three variants: the device's probed arch (aarch64 = arm64) picks its own.
+    from tests.support.variants import make_variants, variant_spec
+
+    models = make_variants(work / "variant-models")
+    spec = variant_spec(work, models, [{"when": {"labels": {"npu": "hailo"}}, "file": "int8"},
+                                       {"when": {"arch": "arm64"}, "file": "arm64"},
+                                       {"when": {}, "file": "fp32"}], sequence=4)
+    import yaml
+
+    doc = yaml.safe_load(spec.read_text())
+    for v in doc["models"][0]["variants"]:
+        v["health"].update(runs=2, timeout_s=300)  # every instruction is emulated
+    spec.write_text(yaml.safe_dump(doc, sort_keys=False))
+    variants = dev.put(build(spec, work / "vision-4.airlock", [keyset.release_key]),
+                       "media/vision-4.airlock")
+    result = _json(dev, "install", variants)
+    assert result["active"] == "vision-4" and result["health"]["ok"], result
+    status = _json(dev, "status")
+    assert status["facts"]["probed"]["arch"] == "arm64", status["facts"]
+    assert status["active"]["variants"] == {"detector": "arm64"}, status["active"]
+    installed = dev.path(f"{ROOT.lstrip('/')}/releases/vision-4/models/detector")
+    assert (installed / "outputs.npz").read_bytes() == (models / "out-arm64.npz").read_bytes()
+    assert not (installed / "fp32.onnx").exists()
+    timer.lap("variants")

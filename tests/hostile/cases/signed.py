@@ -75,11 +75,11 @@ def _(kit: Kit) -> bytes:
 
 
 @case("signed-value-requires-unknown-feature", "SIGNED-values",
-      "requires feature 'variants', which this version of Airlock does not know")
+      "requires feature 'chunks', which this version of Airlock does not know")
 def _(kit: Kit) -> bytes:
     # Unknown fields are ignored: without `requires` an older agent would install a release
     # and silently skip the gate it carries.
-    return _resigned(kit, lambda s: s["airlock"].update(requires=["variants"]))
+    return _resigned(kit, lambda s: s["airlock"].update(requires=["chunks"]))
 
 
 @case("signed-value-unknown-kind", "SIGNED-values", "of kind 'chunked', which this version of "
