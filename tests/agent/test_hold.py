@@ -92,7 +92,9 @@ def test_a_hold_not_committed_reverts_at_the_next_command(device: tuple[Path, Pa
 
 def test_a_committed_hold_stays(device: tuple[Path, Path]) -> None:
     root, v2 = device
-    agent_json(root, "install", v2, "--hold", HOLD)
+    # A longer hold than the others: the commit must land inside it even when a loaded
+    # machine takes seconds to start the agent (3 s ran out on Python 3.13 at load 10).
+    agent_json(root, "install", v2, "--hold", "10")
     deadline = _deadline(root)
     assert agent_json(root, "commit")["committed"] == "vision-2"
     _wait_past(deadline)
