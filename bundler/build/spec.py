@@ -347,18 +347,33 @@ def _models(spec: Path, node: yaml.Node, i: int) -> list[ModelSpec]:
     out = []
     for j, v_node in enumerate(nodes):
         where = f"models[{i}].variants[{j}]"
-        v = Fields(spec, v_node, where, {"name", "when", *_MODEL_FIELDS})
+        v = Fields(spec, v_node, where, {"name", "when", "providers", *_MODEL_FIELDS})
         if "when" not in v.nodes:
             raise SpecError(str(spec), f"{where}.when", "is required: the device facts that "
                             "select this variant ({} for every device)", v.line)
         when = v.check("when", valid_when, v.value("when", (dict,), "a mapping of device facts"))
-        model = _model(spec, v, name, where)
+        model = _with_providers(v, _model(spec, v, name, where))
         default = model.path.stem if model.path is not None else f"v{j + 1}"
         variant = plain_name(v, "name") if "name" in v.nodes else default
         out.append(dataclasses.replace(model, variant=variant, when=when))
     f.check("variants", valid_variants, [m.when or {} for m in out],
             [str(m.variant) for m in out], name)
     return out
+
+
+def _with_providers(v: Fields, model: ModelSpec) -> ModelSpec:
+    """A variant's ``providers:`` (as the variant's own word; ``health.providers`` is the
+    same thing): the execution providers its build is for, checked and run with."""
+    if "providers" not in v.nodes:
+        return model
+    health = v.nodes.get("health")
+    if isinstance(health, yaml.MappingNode) and any(
+            isinstance(k, yaml.ScalarNode) and k.value == "providers" for k, _ in health.value):
+        raise v.error("providers", "is given twice: here and in 'health.providers'; keep one")
+    providers = v.check("providers", valid_providers, v.value(
+        "providers", (list,), "a list of provider names", ["CPUExecutionProvider"]))
+    limits = dataclasses.replace(model.health.limits, providers=providers)
+    return dataclasses.replace(model, health=dataclasses.replace(model.health, limits=limits))
 
 
 def _model(spec: Path, f: Fields, name: str, where: str) -> ModelSpec:

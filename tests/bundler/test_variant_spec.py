@@ -83,7 +83,7 @@ def test_the_host_checks_the_variants_it_can_run_and_says_why_it_skips_the_other
 
     spec = variant_spec(tmp_path, models, [
         {"when": {"providers": ["TensorrtExecutionProvider"]}, "file": "int8", "name": "trt",
-         "providers": ["TensorrtExecutionProvider"]},
+         "variant_providers": ["TensorrtExecutionProvider"]},
         {"when": {"arch": "arm64"}, "file": "arm64"},
         {"when": {}, "file": "fp32"}])
     key = keyset.release_key
@@ -123,3 +123,14 @@ def test_signed_metadata_may_omit_only_blobs_that_variants_alone_need(
     bad = dataclasses.replace(release, omits=(everyone[0],))
     with pytest.raises(FormatError, match="not a blob only model variants need"):
         Release.from_metadata(bad.to_metadata())
+
+
+def test_providers_given_twice_for_a_variant_is_a_spec_error(
+        keyset: Keys, models: Path, tmp_path: Path) -> None:
+    spec = variant_spec(tmp_path, models, [
+        {"when": {}, "file": "fp32", "providers": ["CPUExecutionProvider"],
+         "variant_providers": ["CPUExecutionProvider"]}])
+    out = tmp_path / "v.airlock"
+    r = run_airlock("build", spec, "--key", keyset.release_key, "-o", out)
+    assert r.returncode == 2 and "given twice" in r.stderr, r.stderr
+    assert not out.exists()

@@ -64,6 +64,8 @@ def variant_spec(directory: Path, models: Path, variants: Sequence[dict[str, Any
                                             "runs": 3, "atol": 0.05}}
         if "providers" in v:  # a build for other hardware: its execution providers
             entry["health"]["providers"] = v["providers"]
+        if "variant_providers" in v:  # the same, as the variant's own word (issue 27's YAML)
+            entry["providers"] = v["variant_providers"]
         entries.append(entry)
     doc = {"name": name, "version": "1.0", "sequence": sequence, "expires": "30d",
            "models": [{"name": "detector", "variants": entries}]}
