@@ -14,6 +14,7 @@ wings are folders:
 * ``journal_counts``  what the journal adds up to (installs, rejections, rollbacks), carried across segments
 * ``store``           the content store: every blob once, by sha256
 * ``decrypt``         an encrypted release's keys unwrapped with the device's key, before any blob
+* ``release_needs``   what of a release this device needs: a delta's expected blobs, its variants
 * ``install``         a bundle in one streaming pass: verify, store, build, check, switch, probe
 * ``http_source``     ``install http://…``: a relay's bundle streamed in, resumed with Range
 * ``repair``          the same stick twice: a release the device has, re-verified and relinked

@@ -55,6 +55,11 @@ from agent.hold import arm, disarm
 from agent.journal import Journal
 from agent.layout import Layout
 from agent.recovery import undo
+from agent.release_needs import (
+    check_references,
+    check_variant_blobs,
+    pick_variants,
+)
 from agent.repair import relink, reverify, store_copy_intact
 from agent.self.from_release import check_release_kit
 from agent.store import ContentStore
@@ -64,7 +69,6 @@ from airlock.console import human_size
 from airlock.errors import (
     AirlockError,
     ExpiredError,
-    FormatError,
     HealthCheckError,
     NoSpaceError,
     PreconditionError,
@@ -74,7 +78,7 @@ from airlock.errors import (
 )
 from airlock.files import fsync_dir, remove_tree, write_atomic, write_json
 from airlock.format.bundle import BundleHead, BundleReader
-from airlock.format.oci import BLOB_PREFIX, blob_path
+from airlock.format.oci import BLOB_PREFIX
 from airlock.format.ocicrypt import BlobOpener
 from airlock.format.parts import explain
 from airlock.limits import MAX_EVIDENCE_BLOB_BYTES
@@ -102,46 +106,6 @@ def _peak_rss_mb() -> float | None:
     return None
 
 
-def _check_references(release: Release, store: ContentStore, have: int | None,
-                      picked: bool = False) -> None:
-    """Every blob a delta expects must be on the device, with its signed length.
-
-    That every blob a model or image names is listed (carried or expected) is
-    the release's own rule (``Release._check_references``, at parse); here a
-    delta bundle is refused before anything is read when one blob it expects
-    is missing from the store or has another length than the signed one. The
-    refusal names the base the delta was built against and what this device
-    has (``have``, its sequence of the release's name), so the operator knows
-    which full bundle to carry.
-    """
-    if release.delta:
-        # Before the variants are picked, a blob only variants need is not asked for yet:
-        # a device needs it only if its variant does (checked again once picked).
-        skip = release.unused if picked else release.variant_only()
-        missing = [d for d in release.delta.expects if d not in skip
-                   and _stored_size(store, release.stored_digest(d))
-                   != release.files[blob_path(d)].length]
-        if missing:
-            named = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more"
-                                              if len(missing) > 3 else "")
-            base = release.delta.base_sequence
-            here = (f"this device has no release of {release.name}" if have is None
-                    else f"this device has accepted up to sequence {have}")
-            raise RejectedError(
-                f"this is a delta of {release.name} sequence {release.sequence} built against "
-                f"base sequence {base}; {here} and lacks {len(missing)} of the blob(s) the "
-                f"delta expects: {named}; carry the full bundle of sequence "
-                f"{release.sequence}, or a delta built against this device's inventory"
-            )
-
-
-def _stored_size(store: ContentStore, digest: str) -> int | None:
-    try:
-        return store.path(digest).stat().st_size
-    except OSError:
-        return None
-
-
 def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
                  store: ContentStore) -> tuple[BundleHead, TrustRoot, TrustRoot, Any]:
     trust = layout.load_trust()
@@ -156,7 +120,7 @@ def _verify_head(layout: Layout, reader: BundleReader, ring: str | None,
     have = load_sequences(layout).get(release.name)
     new_trust.check_sequence(release, have)
     check_release_kit(layout, release)  # an older agent kit is refused like an older sequence
-    _check_references(release, store, have)
+    check_references(release, store, have)
     return head, trust, new_trust, verified
 
 
@@ -227,16 +191,16 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
                            error=type(e).__name__)
             raise
     # One variant per model, picked by this device's facts before anything changes (exit 3).
-    release: Release = _pick_variants(layout, journal, verified.release, label)
+    release: Release = pick_variants(layout, journal, verified.release, label)
     if release.has_variants():
         try:
-            _check_references(release, store, load_sequences(layout).get(release.name),
+            check_references(release, store, load_sequences(layout).get(release.name),
                               picked=True)
         except RejectedError as e:
             journal.append("rejected", release=release.id, bundle=label, reason=str(e),
                            error=type(e).__name__)
             raise
-        _check_variant_blobs(journal, store, release, label)
+        check_variant_blobs(journal, store, release, label)
     crash_point("after-head-verified")
     # An encrypted release: every blob key unwrapped now, before anything is read or changed.
     openers = open_release(layout, release)
@@ -268,50 +232,6 @@ def install(layout: Layout, stream: IO[bytes], *, label: str = "-", switch: bool
         "agent_peak_rss_mb": _peak_rss_mb(),
     })
     return result
-
-
-def _pick_variants(layout: Layout, journal: Journal, release: Release, label: str) -> Release:
-    """The release as this device runs it: for each model with variants, the first whose
-    ``when`` its facts (probed again now, ``agent.facts``) match; none is exit 3, journaled."""
-    if not release.has_variants():
-        return release
-    from agent.facts import effective, refresh
-
-    recorded = layout.release_dir(release.id) / "variants.json"
-    if recorded.is_file():  # the same release again: it keeps the variants it was given
-        try:
-            return release.with_variants(json.loads(recorded.read_bytes()))
-        except (OSError, ValueError, FormatError):
-            pass  # damaged: picked afresh, as at its first install
-
-    try:
-        return release.pick_variants(effective(refresh(layout)))
-    except RejectedError as e:
-        journal.append("rejected", release=release.id, bundle=label, reason=str(e),
-                       error=type(e).__name__)
-        raise
-
-
-def _check_variant_blobs(journal: Journal, store: ContentStore, release: Release,
-                         label: str) -> None:
-    """A bundle built for other devices (``build --for-class``, a delta for a site) may leave
-    out variants: refused (exit 3) before anything changes when it left out one this device
-    picked and the device does not hold it already."""
-    missing = release.missing_variant_blobs(
-        lambda d: _stored_size(store, release.stored_digest(d))
-        == release.files[blob_path(d)].length)
-    if not missing:
-        return
-    picked = sorted(f"{m.name} runs {m.variant}" for m in release.models
-                    if set(m.blob_digests()) & set(missing))
-    e = RejectedError(
-        f"this bundle of {release.id} leaves out the variant this device picks "
-        f"({', '.join(picked)}): {len(missing)} blob(s) it needs are neither in the bundle nor "
-        "on the device; carry the full bundle, or one built for this device's class "
-        "('airlock build --for-class' or '--delta-from' its inventory); nothing was changed")
-    journal.append("rejected", release=release.id, bundle=label, reason=str(e),
-                   error=type(e).__name__)
-    raise e
 
 
 def _operator_decision(layout: Layout, journal: Journal, release: Release, label: str,
