@@ -43,7 +43,7 @@ from keys.keyfile import load_public_key
 from keys.release import is_plain_name
 
 __all__ = ["FleetRecords", "Ingested", "age_text", "fleet_row", "fleet_textfile", "parse_time",
-           "report_files", "verify_report"]
+           "read_returned", "report_files", "verify_report"]
 
 
 @dataclass
@@ -68,6 +68,20 @@ def parse_time(text: object) -> datetime | None:
     except ValueError:
         return None
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def read_returned(path: Path, decryption_keys: Sequence[bytes]) -> bytes:
+    """One report file off a returned stick, opened when it was sealed to headquarters.
+
+    Read as removable media is (a FIFO must not hang ingest, a link is not followed);
+    MediumError, OSError or an AirlockError (a sealed report and no key that opens it)
+    say why it was not read."""
+    data = read_on_medium(path.parent, path.name, MAX_DEVICE_DOCUMENT_BYTES)
+    if is_sealed(data):
+        if not decryption_keys:
+            raise UsageError("it is encrypted; give headquarters' key with --decryption-key")
+        data = unseal(data, decryption_keys)
+    return data
 
 
 class FleetRecords:
@@ -133,13 +147,7 @@ class FleetRecords:
             item = Ingested(str(path))
             out.append(item)
             try:
-                # A returned stick: a FIFO must not hang ingest, a link must not be followed.
-                data = read_on_medium(path.parent, path.name, MAX_DEVICE_DOCUMENT_BYTES)
-                if is_sealed(data):
-                    if not decryption_keys:
-                        raise UsageError("it is encrypted; give headquarters' key with "
-                                         "--decryption-key")
-                    data = unseal(data, decryption_keys)
+                data = read_returned(path, decryption_keys)
                 doc, inv_bytes = self.verify(data)
             except MediumError as e:
                 item.reason = f"not read: {e}"

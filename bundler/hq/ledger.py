@@ -28,10 +28,8 @@ from securesystemslib.signer import Key
 from sqlalchemy import Connection, Engine, bindparam, select, update
 
 from airlock.errors import AirlockError, UsageError
-from airlock.files import MediumError, read_on_medium
-from airlock.format.ocicrypt import is_sealed, unseal
-from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES
-from bundler.hq.ingest import Ingested, report_files, verify_report
+from airlock.files import MediumError
+from bundler.hq.ingest import Ingested, read_returned, report_files, verify_report
 from bundler.hq.ledger_audit import Chain, utc
 from bundler.hq.ledger_db import open_ledger, shown_url
 from bundler.hq.ledger_queries import LedgerReads
@@ -124,14 +122,7 @@ class Ledger(LedgerReads):
             item = Ingested(str(path))
             out.append(item)
             try:
-                # A returned stick: a FIFO must not hang ingest, a link must not be followed.
-                data = read_on_medium(path.parent, path.name, MAX_DEVICE_DOCUMENT_BYTES)
-                if is_sealed(data):
-                    if not decryption_keys:
-                        raise UsageError("it is encrypted; give headquarters' key with "
-                                         "--decryption-key")
-                    data = unseal(data, decryption_keys)
-                read.append((item, data))
+                read.append((item, read_returned(path, decryption_keys)))
             except MediumError as e:
                 item.reason = f"not read: {e}"
             except OSError as e:
