@@ -18,14 +18,8 @@ description:
   - In check mode it reports whether it would commit and changes nothing.
   - A hold whose deadline has passed cannot be committed (the agent reverts it); the task
     fails with the agent's line and exit code 5.
-options:
-  agent:
-    description: The agent's command line on the device, split as a shell would.
-    type: str
-    default: airlock-agent
-  root:
-    description: The agent's ROOT (C(--root)); the agent's default when omitted.
-    type: path
+extends_documentation_fragment:
+  - airlock.edge.agent
 author: Airlock maintainers
 """
 

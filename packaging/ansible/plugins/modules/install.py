@@ -39,13 +39,8 @@ options:
     description: Seconds to wait for another agent command to finish (else exit 5).
     type: float
     default: 0
-  agent:
-    description: The agent's command line on the device, split as a shell would.
-    type: str
-    default: airlock-agent
-  root:
-    description: The agent's ROOT (C(--root)); the agent's default when omitted.
-    type: path
+extends_documentation_fragment:
+  - airlock.edge.agent
 author: Airlock maintainers
 """
 

@@ -21,13 +21,8 @@ options:
   dest:
     description: A file on the device to write the signed inventory to.
     type: path
-  agent:
-    description: The agent's command line on the device, split as a shell would.
-    type: str
-    default: airlock-agent
-  root:
-    description: The agent's ROOT (C(--root)); the agent's default when omitted.
-    type: path
+extends_documentation_fragment:
+  - airlock.edge.agent
 author: Airlock maintainers
 """
 

@@ -25,13 +25,8 @@ options:
     description: The report file on the device.
     type: path
     required: true
-  agent:
-    description: The agent's command line on the device, split as a shell would.
-    type: str
-    default: airlock-agent
-  root:
-    description: The agent's ROOT (C(--root)); the agent's default when omitted.
-    type: path
+extends_documentation_fragment:
+  - airlock.edge.agent
 author: Airlock maintainers
 """
 

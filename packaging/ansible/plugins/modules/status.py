@@ -15,14 +15,8 @@ description:
     C(airlock_status) (and as C(status)).
   - Reads only; it never reports a change. As the agent itself does, a status call completes
     the recovery of an install a crash interrupted, when nothing else holds the lock.
-options:
-  agent:
-    description: The agent's command line on the device, split as a shell would.
-    type: str
-    default: airlock-agent
-  root:
-    description: The agent's ROOT (C(--root)); the agent's default when omitted.
-    type: path
+extends_documentation_fragment:
+  - airlock.edge.agent
 author: Airlock maintainers
 """
 
