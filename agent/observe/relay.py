@@ -55,6 +55,10 @@ def held_releases(layout: Layout) -> list[HeldRelease]:
             index_json = index.read_bytes() if index.is_file() else None
         except (OSError, AirlockError):
             continue  # a damaged release is not served; fsck names it
+        if release.encryption is not None:
+            # Held decrypted: its signed (ciphertext) blobs are not here to pass on as they
+            # came, and its plaintext must never be served. Such releases travel by stick.
+            continue
         files = {p: (i.length, i.sha256) for p, i in release.shipped.items()}
         held.append(HeldRelease(rid, release_json, index_json, files))
     return held

@@ -73,6 +73,11 @@ def test_both_recipients_install_and_a_third_device_is_refused(
         # The image sink holds the image decrypted: its clear layers, as pulled.
         app = json.loads(ocikit.skopeo("inspect", f"oci:{root / 'images'}:{content.app}").stdout)
         assert app["Layers"] == clear
+        # A relay on this device does not offer it: it holds the release decrypted.
+        from agent.layout import Layout
+        from agent.observe.relay import held_releases
+
+        assert [h.id for h in held_releases(Layout(root))] == []
     outsider = _fresh(site, keyset, tmp_path, "cam-3")
     r = run_agent("--root", outsider, "install", site.bundle)
     assert r.returncode == 3
