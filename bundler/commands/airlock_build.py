@@ -189,5 +189,10 @@ def run(a: argparse.Namespace) -> BuildSummary:
     if a.record:
         from bundler.hq.ledger_records import record_build
 
-        record_in_ledger(a, "build", lambda ledger: record_build(ledger, result.path, a.spec))
+        supply = result.release.supply_chain
+        sboms = supply.of_kind("sbom") if supply is not None else []
+        # The ledger names the SBOM by the manifest digest 'airlock inspect --sbom' reads.
+        sbom = sboms[0].manifest if sboms else None
+        record_in_ledger(a, "build",
+                         lambda ledger: record_build(ledger, result.path, a.spec, sbom))
     return BuildSummary(result.to_dict())

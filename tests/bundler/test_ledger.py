@@ -304,3 +304,18 @@ def test_the_scale_benchmark_smoke_runs_the_same_code(tmp_path: Path, capsys: An
     out = json.loads(capsys.readouterr().out)
     assert (out["database"], out["reports"], out["status_rows"]) == ("postgresql", 6, 3)
     assert out["audit_intact"] is True
+
+
+def test_a_recorded_build_names_the_sbom_it_carries(tmp_path: Path, keyset: Keys) -> None:
+    """`build --record` of a spec with `policy: {sbom: true}` keeps, in the builds table, the
+    digest of the SBOM the bundle carries: the one `airlock inspect --sbom` prints."""
+    db = f"sqlite:///{tmp_path / 'hq' / 'ledger.sqlite'}"
+    bundle = tmp_path / "vision.airlock"
+    _json("build", write_spec(tmp_path, extra={"policy": {"sbom": True}}), "--key",
+          keyset.release_key, "--no-check", "-o", bundle, "--record", "--db", db)
+    engine = create_engine(db)
+    with engine.connect() as conn:
+        sbom = conn.execute(text("SELECT sbom FROM builds")).scalar_one()
+    engine.dispose()
+    evidence = _json("inspect", bundle)["supply_chain"]["evidence"]
+    assert sbom == next(e["manifest"] for e in evidence if e["kind"] == "sbom")
