@@ -32,10 +32,12 @@ from agent.journal import Journal
 from agent.layout import Layout
 from agent.switch import Transaction, point_links
 from airlock.files import read_json, write_json
-from keys.release import Release
 
 if TYPE_CHECKING:
+    # Annotations only: keys.release loads python-tuf, which ``status`` and
+    # ``rollback --help`` must not pay for (tests/test_startup.py).
     from airlock.quality.health import Baseline, HealthReport
+    from keys.release import Release
 
 __all__ = ["INSTALL_POINTS", "ROLLBACK_POINTS", "Activation", "activate", "health_check",
            "recorded_evaluations", "rerun_hook"]

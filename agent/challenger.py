@@ -28,7 +28,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.layout import Layout
 from agent.observe.sample_drift import sample_files
@@ -36,7 +36,11 @@ from airlock.errors import AirlockError
 from airlock.files import read_json, write_json
 from airlock.limits import MAX_SHADOW_SAMPLES
 from airlock.quality.shadow_check import ShadowAsk
-from keys.release import Release
+
+if TYPE_CHECKING:
+    # Annotation only: ``status`` asks the challenger without reading a release
+    # through keys.release's reader (tests/test_startup.py).
+    from keys.release import Release
 
 __all__ = ["MAX_RUNS", "add_run", "drop", "ready_to_promote", "rerun", "runs_of", "shadow_asks",
            "stage", "staged", "summary"]

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.journal import Journal
 from agent.layout import Layout
@@ -40,8 +40,12 @@ from airlock.errors import (
 )
 from airlock.files import read_bounded, read_json, write_json
 from airlock.limits import MAX_METADATA_BYTES
-from keys.release import Release, format_time
+from keys.signed_time import format_time
 from keys.visit import Instruction, Visit, verify_visit
+
+if TYPE_CHECKING:
+    # Annotation only: the release reader is not for ``status`` to load.
+    from keys.release import Release
 
 __all__ = ["VisitRefusedError", "apply_visit", "choose", "enable", "follow", "gate", "load_record", "stick_visits"]
 

@@ -22,6 +22,7 @@ from one (``airlock.format.bundle``) and answers with a verdict or a
 * ``purpose_signers``    signers the root names for a purpose other than releases (time, director)
 * ``timetoken``   signed time tokens for devices without a trusted clock
 * ``visit``       directed visits: which device takes which release, signed by a director
+* ``signed_time``  how signed documents write a time (``format_time``, ``parse_time``)
 * ``signed_fields``      what each release field may hold; the bundler checks specs by the same rules
 * ``evaluation_fields``  the same for evaluation thresholds, input contracts, providers, sessions
 * ``shadow_fields``      the same for a model's shadow check and its samples policy

@@ -43,7 +43,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any, TypeVar
 
 from tuf.api.metadata import Metadata, TargetFile, Targets
@@ -65,6 +65,7 @@ from keys.signed_fields import (
     valid_sequence,
     valid_unique,
 )
+from keys.signed_time import format_time, parse_time
 from keys.supply_chain import SupplyChain, supply_chain_from
 
 __all__ = [
@@ -435,19 +436,6 @@ class Release:
             "hooks": _drop_none(asdict(self.hooks)),
             "rings": list(self.rings),
         }
-
-
-def format_time(when: datetime) -> str:
-    """``2026-12-08T00:38:27Z``: how signed times are written (whole seconds, UTC)."""
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def parse_time(raw: str, what: str) -> datetime:
-    """A signed time as :func:`format_time` writes it; anything else is a FormatError."""
-    try:
-        return datetime.strptime(raw, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
-    except ValueError:
-        raise FormatError(f"{what} {raw[:40]!r} is not a time like 2026-12-08T00:38:27Z") from None
 
 
 def _issued(raw: str | None, expires: datetime) -> datetime | None:

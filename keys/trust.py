@@ -37,7 +37,7 @@ import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from securesystemslib.signer import Key, Signer
 from tuf.api.exceptions import UnsignedMetadataError
@@ -56,7 +56,11 @@ from keys.identify import describe
 from keys.metadata import ReleaseSerializer, parse_metadata
 from keys.purpose_signers import PurposeSigner, set_purpose_signers
 from keys.purpose_signers import purpose_signers as named_purposes
-from keys.release import Release
+
+if TYPE_CHECKING:
+    # keys.release (the release reader, ~30 ms) loads where a release is read:
+    # ``airlock-agent status`` verifies only the trust root (tests/test_startup.py).
+    from keys.release import Release
 
 __all__ = [
     "RELEASE_ROLE",
@@ -305,6 +309,8 @@ class TrustRoot:
         if any_ring and ring is not None:
             raise UsageError("check for one device ring or for any ring, not both")
         md, tally = self.verify_signed(data, "release metadata", now)
+        from keys.release import Release
+
         release = Release.from_metadata(md)
         _check_rings(tally.role, tally.rings, release.rings, ring, device=not any_ring)
         return VerifiedRelease(release, tally.role, tally.valid, tally.rings, tally.threshold)

@@ -34,8 +34,8 @@ from tuf.api.metadata import Metadata, Targets
 from airlock.errors import FormatError, SignatureError, UsageError
 from keys.metadata import KIND_FIELD, ReleaseSerializer, parse_metadata
 from keys.purpose_signers import purpose_tally
-from keys.release import format_time, parse_time
 from keys.signed_fields import is_plain_name
+from keys.signed_time import format_time, parse_time
 from keys.signers import sign_checked
 from keys.trust import TrustRoot
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.layout import Layout
 from agent.observe.sample_drift import Fingerprint, fingerprint, sample_files
@@ -39,7 +39,11 @@ from agent.switch import read_link
 from airlock.errors import AirlockError
 from airlock.limits import MAX_DRIFT_FILE_BYTES, MAX_EVAL_BATCH_BYTES
 from airlock.quality.contract import ContractCheck
-from keys.release import ModelEntry, Release
+
+if TYPE_CHECKING:
+    # Annotations only: keys.release (~30 ms) is not for ``status`` to pay
+    # (tests/test_startup.py).
+    from keys.release import ModelEntry, Release
 
 __all__ = ["ContractWatch", "model_violations", "sample_violations"]
 

@@ -28,13 +28,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.layout import Layout
 from agent.switch import read_link
 from airlock.errors import AirlockError
 from airlock.limits import MAX_DRIFT_ROWS, MAX_DRIFT_SAMPLE_FILES
-from keys.release import ModelEntry, Release
+
+if TYPE_CHECKING:
+    # Annotations only: keys.release loads python-tuf (~0.1 s), which
+    # ``airlock-agent status`` does not need (tests/test_startup.py).
+    from keys.release import ModelEntry, Release
 
 __all__ = ["DEFAULT_WARN", "MIN_ROWS", "DriftWatch", "Fingerprint", "fingerprint", "model_drift",
            "release_drift", "sample_files"]

@@ -39,7 +39,7 @@ import shutil
 from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.journal import Journal
 from agent.layout import Layout
@@ -50,7 +50,11 @@ from airlock.files import write_atomic
 from airlock.limits import MAX_DEVICE_DOCUMENT_BYTES, MAX_SHADOW_SAMPLES
 from keys.device import SAMPLES_TYPE, sign_document
 from keys.keyfile import load_signer
-from keys.release import ModelEntry, Release
+
+if TYPE_CHECKING:
+    # Annotations only: keys.release (~30 ms) is not for ``status`` to pay
+    # (tests/test_startup.py).
+    from keys.release import ModelEntry, Release
 
 __all__ = ["MANIFEST", "OUTPUTS_FILE", "export_pack"]
 
