@@ -149,11 +149,13 @@ def _playbook(work: Path, env: dict[str, str], line: str,
 
 
 def _hosts_of(task: str, out: str) -> list[list[str]]:
-    """Per occurrence of TASK [task] (one per wave), the hosts it ran on, in order."""
+    """Per occurrence of TASK [task] (one per wave), the hosts it ran on, sorted: the hosts
+    of one wave run at once and finish in any order."""
     runs = []
     for part in out.split(f"TASK [{task}]")[1:]:
         body = part.split("\nTASK [", 1)[0].split("\nPLAY", 1)[0]
-        runs.append(re.findall(r"^(?:ok|changed|failed|fatal): \[([^\]]+)\]", body, re.M))
+        runs.append(sorted(re.findall(r"^(?:ok|changed|failed|fatal): \[([^\]]+)\]", body,
+                                      re.M)))
     return runs
 
 
